@@ -1,0 +1,337 @@
+//! The one configuration struct.
+//!
+//! The TOML file and the command-line flags both fill [`Config`]; flags override the file
+//! (see [`crate::cli`]). Parsing lives in [`parse`], which reports every problem at once as
+//! `FILE:LINE:COL: message`. Every limit and timeout has a default here, next to a comment
+//! that says why that value.
+
+pub mod parse;
+pub mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default plain HTTP listener, as in the contract.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listener, as in the contract.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+
+/// Upper bound on worker threads. Each worker owns a shard of every counter, so the bound
+/// keeps the metrics arrays small and catches typos such as `workers = 10000`.
+pub const MAX_WORKERS: usize = 256;
+
+/// Upper bound on backend weights, as issue #4 fixes it (0 means "no new traffic").
+pub const MAX_WEIGHT: u32 = 10_000;
+
+/// The whole configuration of a running balancer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    /// The file this came from, if any; SIGHUP re-reads it.
+    pub source: Option<PathBuf>,
+    /// Listener and client-side limits.
+    pub server: ServerConfig,
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// Upstream pools, in file order. The first one is the default route.
+    pub pools: Vec<PoolConfig>,
+    /// Routes, in file order; the first match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: listeners, workers and client-side limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// Plain HTTP listener addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; 0 means one per CPU.
+    pub workers: usize,
+    /// Most client connections open at once, across all workers. Past it weir stops
+    /// accepting until one closes, as nginx's `worker_connections` does.
+    pub max_connections: usize,
+    /// Time allowed for a client to send a whole request head (slowloris guard); then 408.
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept open between requests.
+    pub keepalive_timeout: Duration,
+    /// Longest pause allowed while a client sends a request body; then the request fails.
+    pub body_timeout: Duration,
+    /// Largest request head (request line plus headers) in bytes; past it, 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request head; past it, 431.
+    pub max_headers: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting anyway.
+    pub drain_timeout: Duration,
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminConfig {
+    /// Address, or `None` when disabled with `"off"`.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for mutating calls.
+    pub token: Option<String>,
+    /// Where API changes persist (issue #8).
+    pub state_file: Option<String>,
+    /// Whether `/metrics` is served and counted.
+    pub metrics: bool,
+}
+
+/// Backend selection strategies named in the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrategyKind {
+    /// Plain rotation over usable backends.
+    RoundRobin,
+    /// nginx's smooth weighted round robin (issue #4).
+    WeightedRoundRobin,
+    /// Weighted random (issue #4).
+    Random,
+    /// Power of two choices on in-flight requests (issue #4).
+    LeastRequests,
+    /// Maglev consistent hashing (issue #4).
+    ConsistentHash,
+    /// Cookie affinity over a base strategy (issue #4).
+    Sticky,
+}
+
+impl StrategyKind {
+    /// Every strategy name, as written in config files and on the command line.
+    pub const NAMES: [&'static str; 6] = [
+        "round_robin",
+        "weighted_round_robin",
+        "random",
+        "least_requests",
+        "consistent_hash",
+        "sticky",
+    ];
+
+    /// Parses a strategy name.
+    pub fn from_name(name: &str) -> Option<StrategyKind> {
+        Some(match name {
+            "round_robin" => StrategyKind::RoundRobin,
+            "weighted_round_robin" => StrategyKind::WeightedRoundRobin,
+            "random" => StrategyKind::Random,
+            "least_requests" => StrategyKind::LeastRequests,
+            "consistent_hash" => StrategyKind::ConsistentHash,
+            "sticky" => StrategyKind::Sticky,
+            _ => return None,
+        })
+    }
+
+    /// Whether this build implements the strategy. Unimplemented ones are refused at
+    /// validation rather than silently replaced by round robin.
+    pub fn is_available(self) -> bool {
+        matches!(self, StrategyKind::RoundRobin)
+    }
+}
+
+/// `[[pool]]`: a named set of backends and how to reach them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolConfig {
+    /// Unique pool name, used by routes and metric labels.
+    pub name: String,
+    /// How a backend is picked.
+    pub strategy: StrategyKind,
+    /// The backends, in file order.
+    pub backends: Vec<BackendConfig>,
+    /// Time allowed to open a TCP connection to a backend; then 502.
+    pub connect_timeout: Duration,
+    /// Time allowed between sending a request and the response head; then 504.
+    pub response_timeout: Duration,
+    /// Longest pause allowed while a backend sends a response body.
+    pub read_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub idle_timeout: Duration,
+    /// Most idle pooled connections per backend, per worker.
+    pub max_idle: usize,
+}
+
+/// One backend of a pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendConfig {
+    /// Where the backend lives; its `HOST:PORT` is its identity.
+    pub address: BackendAddress,
+    /// Relative weight, 0 to [`MAX_WEIGHT`].
+    pub weight: u32,
+}
+
+/// URL scheme of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS (issue #6).
+    Https,
+}
+
+/// A backend address as written: `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BackendAddress {
+    /// Plain or TLS.
+    pub scheme: Scheme,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl BackendAddress {
+    /// Parses `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` (IPv6 as `[::1]:80`).
+    pub fn parse(text: &str) -> Result<BackendAddress, String> {
+        let (scheme, rest) = if let Some(rest) = text.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else if let Some(rest) = text.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else if text.contains("://") {
+            return Err(format!("backend `{text}`: only http:// and https:// are supported"));
+        } else {
+            (Scheme::Http, text)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') {
+            return Err(format!("backend `{text}`: a backend address has no path"));
+        }
+        let (host, port) = split_host_port(rest)
+            .ok_or_else(|| format!("backend `{text}`: expected HOST:PORT"))?;
+        if host.is_empty() {
+            return Err(format!("backend `{text}`: empty host"));
+        }
+        Ok(BackendAddress { scheme, host: host.to_string(), port })
+    }
+
+    /// The identity used for metrics labels, pools and cookies: `HOST:PORT`.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for BackendAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scheme {
+            Scheme::Http => f.write_str(&self.authority()),
+            Scheme::Https => write!(f, "https://{}", self.authority()),
+        }
+    }
+}
+
+/// Splits `host:port` or `[v6]:port`.
+fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        let port = tail.strip_prefix(':')?.parse().ok()?;
+        return Some((host, port));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    if host.contains(':') {
+        return None;
+    }
+    Some((host, port.parse().ok()?))
+}
+
+/// How a route matches the request's host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Exact, case-insensitive host (lowercased here).
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`, matches any name ending in it.
+    Suffix(String),
+}
+
+/// `[[route]]`: requests matching host and path prefix go to `pool`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteConfig {
+    /// Optional host match.
+    pub host: Option<HostMatch>,
+    /// Optional path prefix.
+    pub path_prefix: Option<String>,
+    /// Target pool name.
+    pub pool: String,
+}
+
+/// A configuration problem, located in its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `<command line>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![DEFAULT_LISTEN.parse().expect("constant address parses")],
+            workers: 0,
+            // Enough for the 10k idle-connection benchmark with headroom, and below a
+            // typical `ulimit -n` of 65536 once upstream sockets are counted too.
+            max_connections: 20_000,
+            // nginx's client_header_timeout is 60s; HAProxy's recommended `timeout
+            // http-request` is 10s. A legitimate client sends its head in milliseconds.
+            header_timeout: Duration::from_secs(10),
+            // nginx keepalive_timeout is 75s; 60s is a common load-balancer idle default
+            // (AWS ALB) and below most clients' own pool timeouts.
+            keepalive_timeout: Duration::from_secs(60),
+            // Same as nginx's client_body_timeout.
+            body_timeout: Duration::from_secs(60),
+            // nginx allows 4 x 8 KiB large header buffers; HAProxy's buffer is 16 KiB. 64 KiB
+            // fits big cookies and JWTs while keeping a slow client's cost bounded.
+            max_header_bytes: 64 * 1024,
+            // Apache's LimitRequestFields default; more is a sign of abuse.
+            max_headers: 100,
+            // Long enough for ordinary requests to finish, short enough for deploys.
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(DEFAULT_ADMIN_LISTEN.parse().expect("constant address parses")),
+            token: None,
+            state_file: None,
+            metrics: true,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// A pool with default timeouts and limits.
+    pub fn new(name: &str, strategy: StrategyKind, backends: Vec<BackendConfig>) -> PoolConfig {
+        PoolConfig {
+            name: name.to_string(),
+            strategy,
+            backends,
+            // HAProxy's commonly recommended `timeout connect 5s`; a healthy backend on a
+            // LAN connects in well under a millisecond.
+            connect_timeout: Duration::from_secs(5),
+            // nginx proxy_read_timeout default.
+            response_timeout: Duration::from_secs(60),
+            // nginx proxy_read_timeout default, applied between body reads.
+            read_timeout: Duration::from_secs(60),
+            // Below the 60s keep-alive timeout of most servers, so weir closes first and
+            // rarely meets a connection the backend has already closed.
+            idle_timeout: Duration::from_secs(30),
+            // Per worker and backend. nginx's default `keepalive 32`; more fits the
+            // 1,000-connection benchmark without reconnect churn.
+            max_idle: 256,
+        }
+    }
+}
+

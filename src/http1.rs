@@ -1,0 +1,50 @@
+//! HTTP/1.1 message heads and body framing, as a proxy needs them.
+//!
+//! weir parses heads with `httparse` and forwards header fields byte for byte (case, order
+//! and duplicates kept) instead of going through a header map: a map loses the relative
+//! order of different names and costs allocations per request. Bodies are never parsed
+//! into memory: [`chunked`] walks chunk framing so that weir knows where a message ends
+//! while the raw bytes stream through.
+//!
+//! - [`fields`]: header-name classes and value parsers shared by both directions.
+//! - [`request`]: request head parsing, framing checks and the upstream rewrite.
+//! - [`response`]: response head parsing, framing checks and the downstream rewrite.
+//! - [`chunked`]: the chunked transfer-coding state machine.
+
+pub mod chunked;
+pub mod fields;
+pub mod request;
+pub mod response;
+
+/// Most header fields httparse will look at in one head. The configured `max_headers`
+/// (at most this) is enforced on top; this bound only sizes the stack array.
+pub const HEADER_SLOTS: usize = 1000;
+
+/// How a message body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding, possibly with trailers.
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// Result of parsing a head that may not have fully arrived yet.
+#[derive(Debug)]
+pub enum Parsed<T> {
+    /// The head is complete.
+    Complete(T),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Offset of `part` inside `whole`; both come from the same buffer (httparse slices).
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    let offset = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    debug_assert!(offset + part.len() <= whole.len());
+    offset.min(whole.len())
+}

@@ -1,0 +1,90 @@
+use super::*;
+
+const FORWARDING: Forwarding<'static> = Forwarding {
+    client_ip: b"10.1.2.3",
+    proto: b"http",
+    max_headers: 100,
+};
+
+fn rewrite(head: &[u8]) -> Result<(RequestInfo, String), RequestError> {
+    let mut out = Vec::new();
+    match parse(head, &FORWARDING, &mut out)? {
+        Parsed::Complete(info) => Ok((info, String::from_utf8(out).unwrap())),
+        Parsed::Partial => panic!("partial"),
+    }
+}
+
+#[test]
+fn keeps_end_to_end_fields_in_order_and_adds_forwarding() {
+    let head = b"GET /a?b HTTP/1.1\r\nHost: Ex.com\r\nX-A: 1\r\nConnection: keep-alive, X-Hop\r\n\
+X-Hop: gone\r\nKeep-Alive: 5\r\nx-a: 2\r\nTE: trailers\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert_eq!(info.body, BodyKind::Empty);
+    assert!(info.keep_alive);
+    assert_eq!(&head[info.host.unwrap()], b"Ex.com");
+    assert_eq!(&head[info.target], b"/a?b");
+    assert_eq!(
+        out,
+        "GET /a?b HTTP/1.1\r\nHost: Ex.com\r\nX-A: 1\r\nx-a: 2\r\n\
+X-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Ex.com\r\n\r\n"
+    );
+}
+
+#[test]
+fn refuses_ambiguous_framing() {
+    let cases: [&[u8]; 5] = [
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for case in cases {
+        let error = rewrite(case).unwrap_err();
+        assert_eq!(error.status().0, 400, "{}", String::from_utf8_lossy(case));
+    }
+}
+
+#[test]
+fn collapses_identical_content_lengths_and_keeps_chunked() {
+    let head = b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert_eq!(info.body, BodyKind::Length(3));
+    assert_eq!(out.matches("ength: 3").count(), 1);
+    let head = b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert_eq!(info.body, BodyKind::Chunked);
+    assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+}
+
+#[test]
+fn requires_one_host_and_limits_fields() {
+    assert_eq!(rewrite(b"GET / HTTP/1.1\r\n\r\n").unwrap_err().status().0, 400);
+    let two_hosts = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+    assert_eq!(rewrite(two_hosts).unwrap_err().status().0, 400);
+    let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..FORWARDING.max_headers {
+        many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(rewrite(&many).unwrap_err().status().0, 431);
+}
+
+#[test]
+fn upgrade_keeps_upgrade_fields_only_when_asked() {
+    let head = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert!(info.upgrade);
+    assert!(out.contains("Upgrade: websocket\r\n") && out.contains("Connection: upgrade\r\n"));
+    let head = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert!(!info.upgrade);
+    assert!(!out.contains("Upgrade"));
+}
+
+#[test]
+fn partial_heads_wait_for_more() {
+    let mut out = Vec::new();
+    let result = parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &FORWARDING, &mut out).unwrap();
+    assert!(matches!(result, Parsed::Partial));
+}

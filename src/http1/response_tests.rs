@@ -1,0 +1,74 @@
+use super::*;
+
+fn exchange() -> Exchange {
+    Exchange {
+        head_request: false,
+        upgrade_requested: false,
+        client_http10: false,
+        close_client: false,
+        max_headers: 100,
+    }
+}
+
+fn rewrite(head: &[u8], exchange: &Exchange) -> Result<(ResponseInfo, String), ResponseError> {
+    let mut out = Vec::new();
+    match parse(head, exchange, &mut out)? {
+        Parsed::Complete(info) => Ok((info, String::from_utf8(out).unwrap())),
+        Parsed::Partial => panic!("partial"),
+    }
+}
+
+#[test]
+fn framing_of_ordinary_responses() {
+    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n", &exchange()).unwrap();
+    assert_eq!(info.body, BodyKind::Length(5));
+    assert!(info.upstream_reusable && !info.close_client);
+    assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n");
+    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nX-A: b\r\n\r\n", &exchange()).unwrap();
+    assert_eq!(info.body, BodyKind::UntilClose);
+    assert!(!info.upstream_reusable && info.close_client);
+    assert!(out.ends_with("Connection: close\r\n\r\n"));
+}
+
+#[test]
+fn bodiless_statuses_and_head() {
+    for head in [&b"HTTP/1.1 204 No Content\r\n\r\n"[..], b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"] {
+        let (info, _) = rewrite(head, &exchange()).unwrap();
+        assert_eq!(info.body, BodyKind::Empty);
+        assert!(info.upstream_reusable);
+    }
+    let head_request = Exchange { head_request: true, ..exchange() };
+    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", &head_request).unwrap();
+    assert_eq!(info.body, BodyKind::Empty);
+    assert!(out.contains("Content-Length: 9"));
+}
+
+#[test]
+fn bad_framing_is_refused() {
+    let cases: [&[u8]; 3] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ];
+    for case in cases {
+        assert!(rewrite(case, &exchange()).is_err());
+    }
+    assert!(rewrite(b"HTTP/1.1 101 Switching\r\n\r\n", &exchange()).is_err());
+}
+
+#[test]
+fn hop_by_hop_fields_are_removed() {
+    let head = b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 3\r\nContent-Length: 0\r\n\r\n";
+    let (_, out) = rewrite(head, &exchange()).unwrap();
+    assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
+#[test]
+fn http10_clients_get_no_interim_and_no_chunked() {
+    let old = Exchange { client_http10: true, ..exchange() };
+    let (info, out) = rewrite(b"HTTP/1.1 100 Continue\r\n\r\n", &old).unwrap();
+    assert!(info.is_interim() && out.is_empty());
+    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &old).unwrap();
+    assert!(info.dechunk && info.close_client);
+    assert!(!out.contains("Transfer-Encoding"));
+}

@@ -1,0 +1,43 @@
+//! weir: a streaming HTTP/1.1 load balancer.
+//!
+//! # Layout
+//!
+//! The crate is a library so that integration tests can start a balancer in-process on
+//! port 0; `src/main.rs` only calls [`cli::main`].
+//!
+//! - [`cli`]: command-line flags, `weir check`, and how flags override the file.
+//! - [`config`]: the one configuration struct with defaults; [`config::parse`] reads TOML
+//!   and reports every problem as `FILE:LINE:COL: message`.
+//! - [`run`]: the process around a balancer: signals, reload on SIGHUP, drain on SIGTERM.
+//! - [`server`]: start, reload and stop a balancer in-process ([`server::Handle`]).
+//! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
+//!   `SO_REUSEPORT` listeners.
+//! - [`proxy`]: the data path, one task per client connection: head, route, pick,
+//!   exchange, keep-alive.
+//! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
+//! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
+//! - [`balance`]: backend selection strategies behind one small trait.
+//! - [`route`]: host and path-prefix routing to pools.
+//! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
+//!   that survives swaps.
+//! - [`metrics`]: per-worker sharded counters and the Prometheus text exposition.
+//! - [`admin`]: the admin listener (`/healthz`, `/metrics`).
+//! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod balance;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http1;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+pub mod route;
+pub mod run;
+pub mod server;
+pub mod snapshot;
+pub mod worker;

@@ -1,0 +1,124 @@
+//! Upstream connections: connect, and keep idle keep-alive connections for reuse.
+//!
+//! Each worker keeps its own idle lists in a thread-local, so checkout and checkin take no
+//! lock and no atomic. Lists are keyed by [`BackendLive::id`], the backend's identity, so a
+//! snapshot swap keeps a backend's idle connections. A connection enters the pool only after
+//! a response was read to its end and neither side asked to close.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::snapshot::{Backend, BackendLive};
+
+/// Most backends a worker keeps idle lists for at once. Lists of removed backends are
+/// dropped by [`sweep`]; this bounds the map if backends churn faster than that.
+pub const MAX_POOLED_BACKENDS: usize = 4096;
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct IdleLists {
+    lists: HashMap<u64, VecDeque<Idle>>,
+}
+
+thread_local! {
+    static IDLE: RefCell<IdleLists> = RefCell::new(IdleLists::default());
+}
+
+/// Takes the most recently used live idle connection to `live`, if any. Connections
+/// that timed out or that the backend closed (readable while idle) are dropped on the way.
+pub fn checkout(live: &BackendLive) -> Option<TcpStream> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.lists.get_mut(&live.id)?;
+        let now = Instant::now();
+        // Bounded by the list length, itself bounded by `max_idle`.
+        while let Some(entry) = list.pop_back() {
+            if now.duration_since(entry.since) < entry.timeout && is_quiet(&entry.stream) {
+                return Some(entry.stream);
+            }
+        }
+        None
+    })
+}
+
+/// An idle connection must have nothing to read: data means a protocol error, and a
+/// readable EOF means the backend closed it.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Returns a connection whose exchange completed cleanly.
+pub fn checkin(live: &BackendLive, stream: TcpStream, max_idle: usize, timeout: Duration) {
+    if max_idle == 0 {
+        return;
+    }
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        if idle.lists.len() >= MAX_POOLED_BACKENDS && !idle.lists.contains_key(&live.id) {
+            return;
+        }
+        let list = idle.lists.entry(live.id).or_default();
+        if list.len() >= max_idle {
+            // Drop the oldest: it is the likeliest to be closed by the backend soon.
+            list.pop_front();
+        }
+        list.push_back(Idle { stream, since: Instant::now(), timeout });
+        debug_assert!(list.len() <= max_idle);
+    });
+}
+
+/// Closes connections idle past their timeout, and lists of backends no longer in
+/// `is_current`. Workers call it periodically.
+pub fn sweep(is_current: impl Fn(u64) -> bool) {
+    let now = Instant::now();
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        idle.lists.retain(|id, list| {
+            list.retain(|entry| now.duration_since(entry.since) < entry.timeout);
+            is_current(*id) && !list.is_empty()
+        });
+    });
+}
+
+/// Why a new upstream connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// Every resolved address refused or failed.
+    Failed(io::Error),
+    /// The connect timeout passed.
+    Timeout,
+}
+
+/// Opens a new connection to `backend`, trying each resolved address in turn within one
+/// overall `timeout`.
+pub async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let attempt = async {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in &backend.resolved {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    // Heads and small bodies must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(ConnectError::Failed(last))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}

@@ -1,0 +1,66 @@
+//! Per-worker free list of connection buffers.
+//!
+//! A connection holds buffers only while a request is in progress: an idle keep-alive
+//! connection gives them back, so 10,000 idle clients cost sockets, not buffers. Taking and
+//! returning is a thread-local push and pop, with no allocation once warm.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Initial capacity of the client input buffer: a typical request head fits many times.
+const INPUT_BYTES: usize = 16 * 1024;
+/// Initial capacity of the upstream input buffer; see `pump::READ_CHUNK_BYTES`.
+const UPSTREAM_BYTES: usize = 32 * 1024;
+/// Initial capacity of each head scratch vector.
+const HEAD_BYTES: usize = 2 * 1024;
+/// Buffers kept per worker for reuse. Enough for the busy connections of a loaded worker;
+/// past it, returned buffers are freed so a burst does not pin memory forever.
+const FREE_LIST_MAX: usize = 256;
+/// A buffer that grew past this (a huge head) is freed rather than kept.
+const KEEP_CAPACITY_MAX: usize = 256 * 1024;
+
+/// The buffers one in-progress request uses.
+#[derive(Debug)]
+pub struct Buffers {
+    /// Client input: the head, body bytes, pipelined requests.
+    pub input: BytesMut,
+    /// The upstream request head.
+    pub head: Vec<u8>,
+    /// The client-bound response head.
+    pub reply: Vec<u8>,
+    /// Upstream input.
+    pub upstream: BytesMut,
+}
+
+thread_local! {
+    static FREE: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes a set of empty buffers.
+pub fn take() -> Buffers {
+    FREE.with(|free| free.borrow_mut().pop()).unwrap_or_else(|| Buffers {
+        input: BytesMut::with_capacity(INPUT_BYTES),
+        head: Vec::with_capacity(HEAD_BYTES),
+        reply: Vec::with_capacity(HEAD_BYTES),
+        upstream: BytesMut::with_capacity(UPSTREAM_BYTES),
+    })
+}
+
+/// Gives buffers back. The input must hold no unread client bytes.
+pub fn give(mut buffers: Buffers) {
+    debug_assert!(buffers.input.is_empty());
+    if buffers.input.capacity() > KEEP_CAPACITY_MAX || buffers.upstream.capacity() > KEEP_CAPACITY_MAX {
+        return;
+    }
+    buffers.input.clear();
+    buffers.head.clear();
+    buffers.reply.clear();
+    buffers.upstream.clear();
+    FREE.with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < FREE_LIST_MAX {
+            free.push(buffers);
+        }
+    });
+}

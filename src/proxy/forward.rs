@@ -1,0 +1,208 @@
+//! Routes a parsed request, picks a backend, and runs the exchange with a pooled or new
+//! upstream connection, retrying once on a fresh connection when a pooled one turns out
+//! to be stale.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Buf;
+use tokio::net::TcpStream;
+
+use super::buffers::Buffers;
+use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
+use super::pump::Capture;
+use super::{reply, Client, SnapshotRef};
+use crate::config::{PoolConfig, ServerConfig};
+use crate::http1::request::{Method, RequestInfo};
+use crate::http1::response::Exchange;
+use crate::http1::BodyKind;
+use crate::pool::{self, ConnectError};
+use crate::route;
+use crate::snapshot::{Backend, BackendLive};
+
+/// Most request-body bytes kept to replay a request after a stale pooled connection
+/// failed. Pingora's replay buffer is 64 KiB too; larger bodies are not retried.
+pub const REPLAY_BODY_BYTES: usize = 64 * 1024;
+
+/// Counts a request in flight to a backend for as long as it lives.
+struct InFlight<'a>(&'a BackendLive);
+
+impl<'a> InFlight<'a> {
+    fn new(live: &'a BackendLive) -> InFlight<'a> {
+        live.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(live)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Handles one request whose head is at the front of `buffers.input`. Returns whether the
+/// client connection may serve another request.
+pub async fn handle(
+    stream: &mut TcpStream,
+    client: &Client,
+    snapshot: &SnapshotRef,
+    buffers: &mut Buffers,
+    info: RequestInfo,
+) -> bool {
+    let host = info.host.clone().map(|range| &buffers.input[range]);
+    let pool = route::select(snapshot, host, &buffers.input[info.target.clone()]);
+    buffers.input.advance(info.head_len);
+    // A refused request's body is still unread, so the connection cannot go on.
+    let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
+    let Some(pool) = pool else {
+        reply::send(stream, client, &mut buffers.reply, 503, "no pool configured", None, !keep_after_error).await;
+        return keep_after_error;
+    };
+    let Some(index) = pool.strategy.pick(&pool.backends) else {
+        let cause = format!("no healthy backend in pool {}", pool.name);
+        reply::send(stream, client, &mut buffers.reply, 503, &cause, None, !keep_after_error).await;
+        return keep_after_error;
+    };
+    let backend = &pool.backends[index];
+    let server = &snapshot.config.server;
+    let _in_flight = InFlight::new(&backend.live);
+    let draining = *client.shutdown.borrow();
+    match attempt(stream, backend, &pool.settings, server, buffers, &info, draining).await {
+        Ok((outcome, upstream)) => finish(stream, client, backend, &pool.settings, buffers, outcome, upstream).await,
+        Err(failure) => {
+            fail(stream, client, backend, buffers, failure, keep_after_error).await
+        }
+    }
+}
+
+/// Runs the exchange on a pooled connection, or a new one; retries once on a new
+/// connection if a pooled one closed before answering.
+async fn attempt(
+    stream: &mut TcpStream,
+    backend: &Backend,
+    settings: &PoolConfig,
+    server: &ServerConfig,
+    buffers: &mut Buffers,
+    info: &RequestInfo,
+    draining: bool,
+) -> Result<(Outcome, TcpStream), AttemptError> {
+    let exchange = Exchange {
+        head_request: info.method == Method::Head,
+        upgrade_requested: info.upgrade,
+        client_http10: info.http10,
+        close_client: !info.keep_alive || draining,
+        max_headers: server.max_headers,
+    };
+    let limits = Limits {
+        body_timeout: server.body_timeout,
+        response_timeout: settings.response_timeout,
+        read_timeout: settings.read_timeout,
+        max_headers: server.max_headers,
+        max_header_bytes: server.max_header_bytes,
+    };
+    let stats = backend.live.stats.local();
+    let (mut upstream, reused) = match pool::checkout(&backend.live) {
+        Some(upstream) => (upstream, true),
+        None => (connect(backend, settings).await?, false),
+    };
+    let mut capture = (reused && info.body != BodyKind::Empty).then(|| Capture {
+        bytes: buffers.head.clone(),
+        overflow: false,
+        limit: buffers.head.len() + REPLAY_BODY_BYTES,
+    });
+    let io = Io { input: &mut buffers.input, head: &mut buffers.head, reply: &mut buffers.reply, upstream: &mut buffers.upstream };
+    let first = exchange::run(stream, &mut upstream, io, info, Upload::FromClient(capture.as_mut()), exchange, limits).await;
+    let replayable = match &first {
+        Err(Failure::UpstreamClosed { silent: true, request_sent }) if reused => {
+            info.body == BodyKind::Empty || (*request_sent && capture.as_ref().is_some_and(|c| !c.overflow))
+        }
+        _ => false,
+    };
+    if !replayable {
+        return first.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange);
+    }
+    stats.stale_retries.inc();
+    drop(upstream);
+    let mut upstream = connect(backend, settings).await?;
+    let upload = match &capture {
+        Some(capture) => Upload::Replay(&capture.bytes),
+        None => Upload::FromClient(None),
+    };
+    let io = Io { input: &mut buffers.input, head: &mut buffers.head, reply: &mut buffers.reply, upstream: &mut buffers.upstream };
+    let second = exchange::run(stream, &mut upstream, io, info, upload, exchange, limits).await;
+    second.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange)
+}
+
+/// A failed attempt: no connection, or a failed exchange.
+enum AttemptError {
+    Connect(ConnectError),
+    Exchange(Failure),
+}
+
+impl From<ConnectError> for AttemptError {
+    fn from(error: ConnectError) -> Self {
+        AttemptError::Connect(error)
+    }
+}
+
+async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<TcpStream, ConnectError> {
+    let stats = backend.live.stats.local();
+    let result = pool::connect(backend, settings.connect_timeout).await;
+    match &result {
+        Ok(_) => stats.connections_opened.inc(),
+        Err(_) => stats.connect_failures.inc(),
+    }
+    result
+}
+
+async fn finish(
+    stream: &mut TcpStream,
+    client: &Client,
+    backend: &Backend,
+    settings: &PoolConfig,
+    buffers: &mut Buffers,
+    outcome: Outcome,
+    mut upstream: TcpStream,
+) -> bool {
+    backend.live.stats.local().requests.record(outcome.status);
+    client.shared.frontend.local().requests.record(outcome.status);
+    if outcome.upgraded {
+        super::tunnel::run(stream, &mut upstream, buffers).await;
+        return false;
+    }
+    if outcome.upstream_reusable {
+        pool::checkin(&backend.live, upstream, settings.max_idle, settings.idle_timeout);
+    }
+    outcome.keep_client
+}
+
+async fn fail(
+    stream: &mut TcpStream,
+    client: &Client,
+    backend: &Backend,
+    buffers: &mut Buffers,
+    failure: AttemptError,
+    keep_after_error: bool,
+) -> bool {
+    let stats = backend.live.stats.local();
+    let (status, cause): (u16, String) = match failure {
+        AttemptError::Connect(ConnectError::Timeout) => (502, "upstream connect timeout".into()),
+        AttemptError::Connect(ConnectError::Failed(e)) => (502, format!("upstream connect failed: {e}")),
+        AttemptError::Exchange(Failure::UpstreamClosed { .. }) => {
+            stats.resets.inc();
+            (502, "upstream closed the connection before responding".into())
+        }
+        AttemptError::Exchange(Failure::Timeout) => {
+            stats.timeouts.inc();
+            (504, "upstream response timeout".into())
+        }
+        AttemptError::Exchange(Failure::BadResponse(cause)) => (502, cause.into()),
+        AttemptError::Exchange(Failure::ClientTimeout) => (408, "request body timeout".into()),
+        AttemptError::Exchange(Failure::ClientBadBody) => (400, "malformed chunked request body".into()),
+        AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return false,
+    };
+    if status >= 500 {
+        stats.requests.record(status);
+    }
+    reply::send(stream, client, &mut buffers.reply, status, &cause, Some(&backend.label), !keep_after_error).await;
+    keep_after_error
+}

@@ -1,0 +1,179 @@
+//! Streams one message body from a buffered reader to a writer, by its framing.
+//!
+//! Bytes already read (after a head) are taken from the buffer first, then the source is
+//! read in bounded pieces, each written out before the next read: memory stays at one
+//! buffer whatever the body size, and a slow reader slows the writer (backpressure).
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::http1::chunked::{ChunkError, Decoder};
+use crate::http1::BodyKind;
+
+/// Bytes asked of the source per read. 32 KiB keeps syscalls per MiB low (32) while a
+/// thousand busy connections hold at most 32 MiB of buffers.
+pub const READ_CHUNK_BYTES: usize = 32 * 1024;
+
+/// Why a body stopped before its end.
+#[derive(Debug)]
+pub enum PumpError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// The source sent nothing for the idle timeout.
+    ReadTimeout,
+    /// The source closed before the framing said the body ended.
+    Eof,
+    /// Writing to the destination failed.
+    Write(io::Error),
+    /// The chunked framing was invalid.
+    Framing(ChunkError),
+}
+
+/// A bounded copy of the bytes sent, so a request can be replayed on a fresh connection.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// The bytes, while under the limit.
+    pub bytes: Vec<u8>,
+    /// More than the limit passed; the copy is useless.
+    pub overflow: bool,
+    /// The limit in bytes.
+    pub limit: usize,
+}
+
+impl Capture {
+    fn record(&mut self, bytes: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.bytes.len() + bytes.len() > self.limit {
+            self.overflow = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Where a body is.
+enum Progress {
+    Remaining(u64),
+    Chunked(Decoder),
+    UntilClose,
+}
+
+impl Progress {
+    fn is_done(&self) -> bool {
+        match self {
+            Progress::Remaining(n) => *n == 0,
+            Progress::Chunked(decoder) => decoder.is_done(),
+            Progress::UntilClose => false,
+        }
+    }
+}
+
+/// One body transfer. `staged` holds bytes to send before the body (a head); they go out
+/// with the first body bytes in one write.
+pub struct Pump<'a> {
+    /// Body framing.
+    pub kind: BodyKind,
+    /// Strip chunk framing (for an HTTP/1.0 client).
+    pub dechunk: bool,
+    /// Longest pause allowed between reads.
+    pub idle_timeout: Duration,
+    /// Bytes to send first (cleared once sent).
+    pub staged: &'a mut Vec<u8>,
+    /// Optional replay copy of what was written.
+    pub capture: Option<&'a mut Capture>,
+}
+
+impl Pump<'_> {
+    /// Runs the transfer. Bytes after the body stay in `buf`.
+    pub async fn run<R, W>(mut self, buf: &mut BytesMut, src: &mut R, dst: &mut W) -> Result<u64, PumpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut progress = match self.kind {
+            BodyKind::Empty => Progress::Remaining(0),
+            BodyKind::Length(n) => Progress::Remaining(n),
+            BodyKind::Chunked => Progress::Chunked(Decoder::new()),
+            BodyKind::UntilClose => Progress::UntilClose,
+        };
+        let mut total = 0u64;
+        loop {
+            if !buf.is_empty() {
+                let consumed = self.take(&mut progress, buf)?;
+                total += consumed as u64;
+                self.send(&buf[..consumed], dst).await?;
+                buf.advance(consumed);
+            }
+            if progress.is_done() {
+                self.flush(dst).await?;
+                return Ok(total);
+            }
+            if !buf.is_empty() {
+                continue;
+            }
+            buf.reserve(READ_CHUNK_BYTES);
+            let read = tokio::time::timeout(self.idle_timeout, src.read_buf(buf));
+            let n = read.await.map_err(|_| PumpError::ReadTimeout)?.map_err(PumpError::Read)?;
+            if n == 0 {
+                if matches!(progress, Progress::UntilClose) {
+                    self.flush(dst).await?;
+                    return Ok(total);
+                }
+                return Err(PumpError::Eof);
+            }
+        }
+    }
+
+    /// How many buffered bytes belong to the body; stages de-chunked data if asked.
+    fn take(&mut self, progress: &mut Progress, buf: &[u8]) -> Result<usize, PumpError> {
+        Ok(match progress {
+            Progress::Remaining(remaining) => {
+                let take = (*remaining).min(buf.len() as u64);
+                *remaining -= take;
+                take as usize
+            }
+            Progress::UntilClose => buf.len(),
+            Progress::Chunked(decoder) => {
+                let mut pos = 0;
+                // Bounded: every step consumes at least one byte until done or the end.
+                while pos < buf.len() && !decoder.is_done() {
+                    let step = decoder.feed(&buf[pos..]).map_err(PumpError::Framing)?;
+                    if let (true, Some(data)) = (self.dechunk, step.data) {
+                        self.staged.extend_from_slice(&buf[pos + data.start..pos + data.end]);
+                    }
+                    pos += step.consumed;
+                }
+                pos
+            }
+        })
+    }
+
+    async fn send<W: AsyncWrite + Unpin>(&mut self, bytes: &[u8], dst: &mut W) -> Result<(), PumpError> {
+        if let Some(capture) = self.capture.as_deref_mut() {
+            capture.record(bytes);
+        }
+        if self.dechunk {
+            // Data was staged by `take`; framing bytes are dropped.
+            return self.flush(dst).await;
+        }
+        if self.staged.is_empty() {
+            return dst.write_all(bytes).await.map_err(PumpError::Write);
+        }
+        self.staged.extend_from_slice(bytes);
+        self.flush(dst).await
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, dst: &mut W) -> Result<(), PumpError> {
+        if !self.staged.is_empty() {
+            dst.write_all(self.staged).await.map_err(PumpError::Write)?;
+            self.staged.clear();
+        }
+        Ok(())
+    }
+}

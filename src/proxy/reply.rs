@@ -1,0 +1,56 @@
+//! Responses weir makes itself: a status, a short `text/plain` body naming the cause, and
+//! a warn log naming the backend involved.
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Client;
+
+/// Reason phrase for the statuses weir generates.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// Writes an error response to `out` (cleared first).
+pub fn render(out: &mut Vec<u8>, status: u16, cause: &str, close: bool) {
+    use std::io::Write as _;
+    out.clear();
+    let body_len = cause.len() + 1;
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n{connection}\r\n{cause}\n",
+        reason_phrase(status)
+    );
+}
+
+/// Sends an error response, logs it, and counts it. Write errors are ignored: the client
+/// may already be gone, and the connection closes anyway when `close` is set.
+pub async fn send(
+    stream: &mut TcpStream,
+    client: &Client,
+    out: &mut Vec<u8>,
+    status: u16,
+    cause: &str,
+    backend: Option<&str>,
+    close: bool,
+) {
+    match backend {
+        Some(backend) => tracing::warn!(client = %client.peer, backend, status, "{cause}"),
+        None => tracing::warn!(client = %client.peer, status, "{cause}"),
+    }
+    client.shared.frontend.local().requests.record(status);
+    render(out, status, cause, close);
+    let _ = stream.write_all(out).await;
+}

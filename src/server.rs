@@ -1,0 +1,155 @@
+//! Starting, reloading and stopping a balancer in-process.
+//!
+//! [`start`] binds every socket first (so a bad address fails before anything runs), then
+//! starts the workers and the admin listener, and returns a [`Handle`]. The binary and the
+//! integration tests drive the same handle: `reload` swaps in a new snapshot atomically,
+//! `shutdown` stops accepting and drains.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Semaphore};
+
+use crate::admin;
+use crate::config::{Config, MAX_WORKERS};
+use crate::metrics::{FrontendStats, Sharded};
+use crate::snapshot::{Registry, Snapshot};
+use crate::worker;
+
+/// State shared by every worker and the admin listener.
+pub struct Shared {
+    /// The current snapshot; the request path only loads it.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Frontend counters.
+    pub frontend: Sharded<FrontendStats>,
+    /// Permits for client connections (`max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// Set to true once to start draining.
+    pub shutdown: watch::Sender<bool>,
+    /// Live backend state by identity; locked only while building a snapshot.
+    registry: Mutex<Registry>,
+}
+
+/// A running balancer.
+pub struct Handle {
+    shared: Arc<Shared>,
+    listen_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Number of workers a config asks for: `workers`, or one per CPU when 0.
+pub fn worker_count(config: &Config) -> usize {
+    let wanted = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    wanted.clamp(1, MAX_WORKERS)
+}
+
+/// Starts a balancer. Fails if a socket cannot be bound or a backend cannot be resolved.
+pub fn start(config: Config) -> io::Result<Handle> {
+    let workers = worker_count(&config);
+    let config = Arc::new(config);
+    let mut registry = Registry::new(workers);
+    let snapshot = registry.build(&config, 1).map_err(io::Error::other)?;
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        frontend: Sharded::new(workers),
+        connections: Arc::new(Semaphore::new(config.server.max_connections)),
+        shutdown,
+        registry: Mutex::new(registry),
+    });
+    let (per_worker, listen_addrs) = bind_listeners(&config.server.listen, workers)?;
+    let admin_listener = match config.admin.listen {
+        Some(addr) => Some(admin::bind(addr)?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let mut threads = Vec::with_capacity(workers + 1);
+    for (index, listeners) in per_worker.into_iter().enumerate() {
+        threads.push(worker::spawn(index, Arc::clone(&shared), listeners)?);
+    }
+    if let Some(listener) = admin_listener {
+        threads.push(admin::spawn(Arc::clone(&shared), listener)?);
+    }
+    tracing::info!(workers, listen = ?listen_addrs, admin = ?admin_addr, "weir started");
+    Ok(Handle { shared, listen_addrs, admin_addr, threads })
+}
+
+/// Binds every listen address once per worker. A port of 0 is resolved by the first bind
+/// and reused for the others, so all workers share one port.
+fn bind_listeners(
+    addrs: &[SocketAddr],
+    workers: usize,
+) -> io::Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>)> {
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let first = worker::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
+        let actual = first.local_addr()?;
+        per_worker[0].push(first);
+        for listeners in per_worker.iter_mut().skip(1) {
+            listeners.push(worker::bind(actual)?);
+        }
+        bound.push(actual);
+    }
+    Ok((per_worker, bound))
+}
+
+impl Handle {
+    /// The bound client listener addresses (ports resolved).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen_addrs
+    }
+
+    /// The bound admin address, if the admin listener is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// State shared with the workers (for tests and the admin API).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Swaps in a snapshot built from `config`. On error the running snapshot stays.
+    pub fn reload(&self, config: Config) -> Result<u64, String> {
+        self.shared.reload(config)
+    }
+
+    /// Starts draining: stop accepting, finish in-flight requests, close idle ones.
+    pub fn begin_shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Drains and waits for every thread to finish (at most the drain timeout).
+    pub fn shutdown(self) {
+        self.begin_shutdown();
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Shared {
+    /// Builds a snapshot from `config` and swaps it in. Listener and worker changes need a
+    /// restart; they are reported and otherwise ignored.
+    pub fn reload(&self, config: Config) -> Result<u64, String> {
+        let current = self.snapshot.load_full();
+        if config.server.listen != current.config.server.listen || config.server.workers != current.config.server.workers {
+            tracing::warn!("listener and worker changes take effect on restart");
+        }
+        let config = Arc::new(config);
+        let mut registry = self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+        let snapshot = registry.build(&config, current.generation + 1)?;
+        let generation = snapshot.generation;
+        self.snapshot.store(Arc::new(snapshot));
+        tracing::info!(generation, "configuration reloaded");
+        Ok(generation)
+    }
+}
