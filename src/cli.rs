@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
 
 /// Command-line arguments.
-#[derive(Debug, Parser)]
+#[derive(Debug, Default, Parser)]
 #[command(name = "weir", version, about = "A streaming HTTP/1.1 load balancer")]
 pub struct Args {
     /// Subcommand; none runs the balancer.
@@ -57,7 +57,8 @@ pub enum Command {
         #[arg(short = 'c', long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Start 3 demo backends and a balancer on 127.0.0.1:8080 (admin on 127.0.0.1:9901).
+    /// Start 3 demo backends and a balancer on 127.0.0.1:8080 (admin on 127.0.0.1:9901);
+    /// --listen, --admin and --workers given before `demo` apply.
     Demo,
 }
 
@@ -132,7 +133,7 @@ pub fn main() -> ExitCode {
     init_logging(args.log_level.as_deref());
     match &args.command {
         Some(Command::Check { config }) => check(config),
-        Some(Command::Demo) => crate::demo::run(),
+        Some(Command::Demo) => crate::demo::run(&args),
         None => crate::run::run(&args),
     }
 }
@@ -158,5 +159,10 @@ fn init_logging(level: Option<&str>) {
         Some(level) => EnvFilter::new(level),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

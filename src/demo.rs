@@ -23,7 +23,7 @@ const DEMO_HEAD_BYTES: usize = 16 * 1024;
 const DEMO_IDLE: Duration = Duration::from_secs(60);
 
 /// Runs the demo until SIGINT or SIGTERM.
-pub fn run() -> ExitCode {
+pub fn run(args: &crate::cli::Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -44,6 +44,18 @@ pub fn run() -> ExitCode {
         .map(|addr| BackendConfig { address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"), weight: 1 })
         .collect();
     config.pools.push(PoolConfig::new("demo", StrategyKind::RoundRobin, backend_configs));
+    // Only the listener, admin and worker flags apply to the demo.
+    let flags = crate::cli::Args {
+        listen: args.listen.clone(),
+        port: args.port,
+        workers: args.workers,
+        admin: args.admin.clone(),
+        ..crate::cli::Args::default()
+    };
+    if let Err(error) = crate::cli::apply_flags(&flags, &mut config) {
+        eprintln!("weir demo: {error}");
+        return ExitCode::from(2);
+    }
     let handle = match server::start(config) {
         Ok(handle) => handle,
         Err(error) => {

@@ -77,7 +77,12 @@ pub fn start(config: Config) -> io::Result<Handle> {
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&shared), listener)?);
     }
-    tracing::info!(workers, listen = ?listen_addrs, admin = ?admin_addr, "weir started");
+    for addr in &listen_addrs {
+        tracing::info!(workers, "listening on http://{addr}");
+    }
+    if let Some(addr) = admin_addr {
+        tracing::info!("admin listening on http://{addr}");
+    }
     Ok(Handle { shared, listen_addrs, admin_addr, threads })
 }
 

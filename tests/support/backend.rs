@@ -104,18 +104,10 @@ impl Shared {
 /// `shutdown(2)` on a listening socket takes it out of the LISTEN state at
 /// once on Linux, so new connects are refused before the accept task (which
 /// owns another descriptor of the same socket) has even been polled.
-#[cfg(unix)]
-#[allow(unsafe_code)]
 fn shutdown_listener(listener: std::net::TcpListener) {
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: the descriptor is a valid socket owned by `listener`; ownership
-    // moves into the TcpStream, which only calls shutdown(2) and close(2).
-    let sock = unsafe { std::net::TcpStream::from_raw_fd(listener.into_raw_fd()) };
-    let _ = sock.shutdown(Shutdown::Both);
+    // shutdown(2) through a borrowed socket: no unsafe code needed.
+    let _ = socket2::SockRef::from(&listener).shutdown(Shutdown::Both);
 }
-
-#[cfg(not(unix))]
-fn shutdown_listener(_listener: std::net::TcpListener) {}
 
 /// A running test backend. Routes (query parameters after `?`):
 ///
