@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
@@ -36,8 +35,8 @@ pub struct Client {
     pub peer: SocketAddr,
     /// The peer's IP as text, for `X-Forwarded-For`.
     pub peer_ip: String,
-    /// Turns true when the process starts draining.
-    pub shutdown: watch::Receiver<bool>,
+    /// This worker's drain signal.
+    pub drain: Rc<crate::worker::Drain>,
 }
 
 /// How reading the next request head ended.
@@ -51,13 +50,13 @@ enum Next {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(mut stream: TcpStream, mut client: Client) {
+pub async fn serve(mut stream: TcpStream, client: Client) {
     let mut spare: Option<Buffers> = None;
     let mut first = true;
     loop {
         let snapshot = crate::worker::snapshot(&client.shared);
         let server = &snapshot.config.server;
-        let next = next_request(&mut stream, &mut client, &mut spare, server, first).await;
+        let next = next_request(&mut stream, &client, &mut spare, server, first).await;
         first = false;
         let keep = match next {
             Next::Close => false,
@@ -68,7 +67,7 @@ pub async fn serve(mut stream: TcpStream, mut client: Client) {
             Next::Request(info, mut buffers) => {
                 let keep = forward::handle(&mut stream, &client, &snapshot, &mut buffers, info).await;
                 spare = Some(buffers);
-                keep && !*client.shutdown.borrow()
+                keep && !client.drain.is_draining()
             }
         };
         if !keep {
@@ -80,12 +79,17 @@ pub async fn serve(mut stream: TcpStream, mut client: Client) {
             buffers::give(buffers);
         }
     }
+    // Whatever the client left unread is discarded with the connection.
+    if let Some(mut buffers) = spare {
+        buffers.input.clear();
+        buffers::give(buffers);
+    }
 }
 
 /// Waits for and parses the next request head.
 async fn next_request(
     stream: &mut TcpStream,
-    client: &mut Client,
+    client: &Client,
     spare: &mut Option<Buffers>,
     server: &ServerConfig,
     first: bool,
@@ -101,7 +105,7 @@ async fn next_request(
                         return Next::Close;
                     }
                 }
-                _ = client.shutdown.wait_for(|draining| *draining) => return Next::Close,
+                () = client.drain.wait() => return Next::Close,
             }
             buffers::take()
         }

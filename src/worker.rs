@@ -33,6 +33,36 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a draining worker checks whether its connections are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
+/// A worker's own drain signal. Connections wait on it between requests; keeping it
+/// per worker means that wait touches no lock shared with other workers (the process-wide
+/// `watch` channel has one).
+#[derive(Debug, Default)]
+pub struct Drain {
+    draining: Cell<bool>,
+    notify: tokio::sync::Notify,
+}
+
+impl Drain {
+    /// Whether this worker is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Resolves once the worker starts draining.
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        if self.draining.get() {
+            return;
+        }
+        notified.await;
+    }
+
+    fn start(&self) {
+        self.draining.set(true);
+        self.notify.notify_waiters();
+    }
+}
+
 thread_local! {
     static SNAPSHOT: RefCell<Option<SnapshotRef>> = const { RefCell::new(None) };
 }
@@ -83,10 +113,12 @@ pub fn spawn(index: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpList
 
 async fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     let active = Rc::new(Cell::new(0usize));
+    let drain = Rc::new(Drain::default());
     for listener in listeners {
         match TcpListener::from_std(listener) {
             Ok(listener) => {
-                tokio::task::spawn_local(accept_loop(listener, Arc::clone(&shared), Rc::clone(&active)));
+                let accept = accept_loop(listener, Arc::clone(&shared), Rc::clone(&active), Rc::clone(&drain));
+                tokio::task::spawn_local(accept);
             }
             Err(error) => tracing::error!("cannot register listener: {error}"),
         }
@@ -94,6 +126,7 @@ async fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     let sweeper = tokio::task::spawn_local(sweep_loop(Arc::clone(&shared)));
     let mut shutdown = shared.shutdown.subscribe();
     let _ = shutdown.wait_for(|draining| *draining).await;
+    drain.start();
     sweeper.abort();
     let deadline = Instant::now() + shared.snapshot.load().config.server.drain_timeout;
     // Bounded by the drain deadline.
@@ -128,15 +161,14 @@ impl Drop for ConnectionGuard {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, active: Rc<Cell<usize>>) {
-    let mut shutdown = shared.shutdown.subscribe();
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, active: Rc<Cell<usize>>, drain: Rc<Drain>) {
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&shared.connections).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            _ = shutdown.wait_for(|draining| *draining) => return,
+            () = drain.wait() => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -147,7 +179,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, active: Rc<Cell
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|draining| *draining) => return,
+            () = drain.wait() => return,
         };
         let _ = stream.set_nodelay(true);
         let stats = shared.frontend.local();
@@ -155,7 +187,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, active: Rc<Cell
         stats.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         active.set(active.get() + 1);
         let guard = ConnectionGuard { active: Rc::clone(&active), shared: Arc::clone(&shared), _permit: permit };
-        let client = Client { shared: Arc::clone(&shared), peer, peer_ip: peer.ip().to_string(), shutdown: shared.shutdown.subscribe() };
+        let client = Client { shared: Arc::clone(&shared), peer, peer_ip: peer.ip().to_string(), drain: Rc::clone(&drain) };
         tokio::task::spawn_local(async move {
             let _guard = guard;
             proxy::serve(stream, client).await;

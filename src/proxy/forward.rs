@@ -65,7 +65,7 @@ pub async fn handle(
     let backend = &pool.backends[index];
     let server = &snapshot.config.server;
     let _in_flight = InFlight::new(&backend.live);
-    let draining = *client.shutdown.borrow();
+    let draining = client.drain.is_draining();
     match attempt(stream, backend, &pool.settings, server, buffers, &info, draining).await {
         Ok((outcome, upstream)) => finish(stream, client, backend, &pool.settings, buffers, outcome, upstream).await,
         Err(failure) => {
