@@ -26,7 +26,8 @@ const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 /// Binds the admin socket.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("admin listen {addr}: {e}")))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("admin listen {addr}: {e}")))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -101,11 +102,15 @@ fn parse(buf: &[u8], shared: &Shared) -> Option<io::Result<AdminResponse>> {
     let head_len = match request.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return None,
-        Err(_) => return Some(Err(io::Error::new(io::ErrorKind::InvalidData, "bad admin request"))),
+        Err(_) => {
+            return Some(Err(io::Error::new(io::ErrorKind::InvalidData, "bad admin request")))
+        }
     };
     let path = request.path.unwrap_or("/").split('?').next().unwrap_or("/");
     let response = match (request.method.unwrap_or(""), path) {
-        ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string(), head_len),
+        ("GET", "/healthz") => {
+            ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string(), head_len)
+        }
         ("GET", "/metrics") => {
             let snapshot = shared.snapshot.load();
             let body = metrics::render(&shared.frontend, &snapshot);

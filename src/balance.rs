@@ -38,8 +38,6 @@ impl Strategy for RoundRobin {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
         // Bounded: each backend is looked at once at most.
-        (0..count)
-            .map(|step| (start + step) % count)
-            .find(|&index| backends[index].is_usable())
+        (0..count).map(|step| (start + step) % count).find(|&index| backends[index].is_usable())
     }
 }

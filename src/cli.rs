@@ -72,7 +72,9 @@ pub fn load(args: &Args) -> Result<Config, Vec<String>> {
     };
     apply_flags(args, &mut config).map_err(|e| vec![e])?;
     if config.pools.is_empty() {
-        return Err(vec!["no backends: pass --backend HOST:PORT or a config file with a [[pool]]".into()]);
+        return Err(vec![
+            "no backends: pass --backend HOST:PORT or a config file with a [[pool]]".into()
+        ]);
     }
     Ok(config)
 }
@@ -88,7 +90,9 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
         for text in &args.backends {
             let address = BackendAddress::parse(text).map_err(|e| format!("--backend: {e}"))?;
             if address.scheme == config::Scheme::Https {
-                return Err(format!("--backend {text}: https backends are not supported yet in this build"));
+                return Err(format!(
+                    "--backend {text}: https backends are not supported yet in this build"
+                ));
             }
             backends.push(BackendConfig { address, weight: 1 });
         }
@@ -112,15 +116,18 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
     if let Some(admin) = &args.admin {
         config.admin.listen = match admin.as_str() {
             "off" => None,
-            text => Some(text.parse().map_err(|_| format!("--admin {text}: expected ADDR:PORT or off"))?),
+            text => Some(
+                text.parse().map_err(|_| format!("--admin {text}: expected ADDR:PORT or off"))?,
+            ),
         };
     }
     Ok(())
 }
 
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
-    let kind = StrategyKind::from_name(name)
-        .ok_or_else(|| format!("--strategy {name}: expected one of {}", StrategyKind::NAMES.join(", ")))?;
+    let kind = StrategyKind::from_name(name).ok_or_else(|| {
+        format!("--strategy {name}: expected one of {}", StrategyKind::NAMES.join(", "))
+    })?;
     if !kind.is_available() {
         return Err(format!("--strategy {name}: not implemented yet in this build"));
     }

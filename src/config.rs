@@ -191,8 +191,8 @@ impl BackendAddress {
         if rest.contains('/') {
             return Err(format!("backend `{text}`: a backend address has no path"));
         }
-        let (host, port) = split_host_port(rest)
-            .ok_or_else(|| format!("backend `{text}`: expected HOST:PORT"))?;
+        let (host, port) =
+            split_host_port(rest).ok_or_else(|| format!("backend `{text}`: expected HOST:PORT"))?;
         if host.is_empty() {
             return Err(format!("backend `{text}`: empty host"));
         }
@@ -334,4 +334,3 @@ impl PoolConfig {
         }
     }
 }
-

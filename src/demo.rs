@@ -41,7 +41,10 @@ pub fn run(args: &crate::cli::Args) -> ExitCode {
     let mut config = Config::default();
     let backend_configs = backends
         .iter()
-        .map(|addr| BackendConfig { address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"), weight: 1 })
+        .map(|addr| BackendConfig {
+            address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"),
+            weight: 1,
+        })
         .collect();
     config.pools.push(PoolConfig::new("demo", StrategyKind::RoundRobin, backend_configs));
     // Only the listener, admin and worker flags apply to the demo.
@@ -131,7 +134,11 @@ async fn demo_connection(mut stream: TcpStream, name: &'static str) -> io::Resul
                 return Ok(());
             }
         }
-        let body = if echo { buf.split_to(body_len).to_vec() } else { format!("hello from {name}\n").into_bytes() };
+        let body = if echo {
+            buf.split_to(body_len).to_vec()
+        } else {
+            format!("hello from {name}\n").into_bytes()
+        };
         if !echo {
             buf.advance(body_len);
         }
@@ -153,7 +160,10 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<(usize, usize, bool)>> {
     let mut body_len = 0usize;
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
-            body_len = std::str::from_utf8(header.value).ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| bad("bad length"))?;
+            body_len = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad("bad length"))?;
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(bad("the demo backend reads Content-Length bodies only"));
         }

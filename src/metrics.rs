@@ -38,9 +38,7 @@ pub struct Sharded<T> {
 impl<T: Default> Sharded<T> {
     /// Shards for `workers` workers.
     pub fn new(workers: usize) -> Sharded<T> {
-        Sharded {
-            shards: (0..=workers).map(|_| Padded::default()).collect(),
-        }
+        Sharded { shards: (0..=workers).map(|_| Padded::default()).collect() }
     }
 }
 
@@ -150,7 +148,10 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
 type BackendCounter = fn(&BackendStats) -> u64;
 
 fn render_backends(out: &mut String, snapshot: &Snapshot) {
-    let _ = writeln!(out, "# HELP weir_backend_requests_total Responses from each backend, by status class.");
+    let _ = writeln!(
+        out,
+        "# HELP weir_backend_requests_total Responses from each backend, by status class."
+    );
     let _ = writeln!(out, "# TYPE weir_backend_requests_total counter");
     for (pool, backend) in snapshot.backends() {
         for (class, label) in CLASSES.iter().enumerate() {
@@ -164,15 +165,28 @@ fn render_backends(out: &mut String, snapshot: &Snapshot) {
         }
     }
     let simple: [(&str, &str, BackendCounter); 2] = [
-        ("weir_backend_connections_opened_total", "Upstream connections opened (pool misses).", |s| s.connections_opened.get()),
-        ("weir_backend_connections_reused_total", "Requests sent on a pooled connection (pool hits).", |s| s.connections_reused.get()),
+        (
+            "weir_backend_connections_opened_total",
+            "Upstream connections opened (pool misses).",
+            |s| s.connections_opened.get(),
+        ),
+        (
+            "weir_backend_connections_reused_total",
+            "Requests sent on a pooled connection (pool hits).",
+            |s| s.connections_reused.get(),
+        ),
     ];
     for (name, help, read) in simple {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} counter");
         for (pool, backend) in snapshot.backends() {
             let value = sum(&backend.live.stats, read);
-            let _ = writeln!(out, "{name}{{pool=\"{}\",backend=\"{}\"}} {value}", escape(&pool.name), escape(&backend.label));
+            let _ = writeln!(
+                out,
+                "{name}{{pool=\"{}\",backend=\"{}\"}} {value}",
+                escape(&pool.name),
+                escape(&backend.label)
+            );
         }
     }
     render_failures(out, snapshot);
@@ -184,7 +198,10 @@ fn render_failures(out: &mut String, snapshot: &Snapshot) {
         ("timeout", |s| s.timeouts.get()),
         ("reset", |s| s.resets.get()),
     ];
-    let _ = writeln!(out, "# HELP weir_backend_failures_total Failed exchanges with each backend, by kind.");
+    let _ = writeln!(
+        out,
+        "# HELP weir_backend_failures_total Failed exchanges with each backend, by kind."
+    );
     let _ = writeln!(out, "# TYPE weir_backend_failures_total counter");
     for (pool, backend) in snapshot.backends() {
         for (kind, read) in kinds {

@@ -61,11 +61,13 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
         let keep = match next {
             Next::Close => false,
             Next::Refuse(status, reason, mut buffers) => {
-                reply::send(&mut stream, &client, &mut buffers.reply, status, reason, None, true).await;
+                reply::send(&mut stream, &client, &mut buffers.reply, status, reason, None, true)
+                    .await;
                 false
             }
             Next::Request(info, mut buffers) => {
-                let keep = forward::handle(&mut stream, &client, &snapshot, &mut buffers, info).await;
+                let keep =
+                    forward::handle(&mut stream, &client, &snapshot, &mut buffers, info).await;
                 spare = Some(buffers);
                 keep && !client.drain.is_draining()
             }
@@ -111,7 +113,11 @@ async fn next_request(
         }
     };
     let deadline = Instant::now() + server.header_timeout;
-    let forwarding = Forwarding { client_ip: client.peer_ip.as_bytes(), proto: b"http", max_headers: server.max_headers };
+    let forwarding = Forwarding {
+        client_ip: client.peer_ip.as_bytes(),
+        proto: b"http",
+        max_headers: server.max_headers,
+    };
     // Bounded: each pass reads at least one byte, and the head is bounded in bytes.
     loop {
         if !buffers.input.is_empty() {

@@ -92,10 +92,12 @@ fn bind_listeners(
     addrs: &[SocketAddr],
     workers: usize,
 ) -> io::Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>)> {
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for &addr in addrs {
-        let first = worker::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
+        let first = worker::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
         let actual = first.local_addr()?;
         per_worker[0].push(first);
         for listeners in per_worker.iter_mut().skip(1) {
@@ -146,11 +148,14 @@ impl Shared {
     /// restart; they are reported and otherwise ignored.
     pub fn reload(&self, config: Config) -> Result<u64, String> {
         let current = self.snapshot.load_full();
-        if config.server.listen != current.config.server.listen || config.server.workers != current.config.server.workers {
+        if config.server.listen != current.config.server.listen
+            || config.server.workers != current.config.server.workers
+        {
             tracing::warn!("listener and worker changes take effect on restart");
         }
         let config = Arc::new(config);
-        let mut registry = self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+        let mut registry =
+            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
         let snapshot = registry.build(&config, current.generation + 1)?;
         let generation = snapshot.generation;
         self.snapshot.store(Arc::new(snapshot));

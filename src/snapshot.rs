@@ -96,9 +96,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Every (pool, backend) pair, for metrics and status.
     pub fn backends(&self) -> impl Iterator<Item = (&Pool, &Backend)> {
-        self.pools
-            .iter()
-            .flat_map(|pool| pool.backends.iter().map(move |backend| (pool, backend)))
+        self.pools.iter().flat_map(|pool| pool.backends.iter().map(move |backend| (pool, backend)))
     }
 }
 
@@ -143,7 +141,12 @@ impl Registry {
                 });
             }
             let strategy = balance::build(pool.strategy, &backends);
-            pools.push(Pool { name: pool.name.clone(), backends, strategy, settings: pool.clone() });
+            pools.push(Pool {
+                name: pool.name.clone(),
+                backends,
+                strategy,
+                settings: pool.clone(),
+            });
         }
         self.live = kept;
         let routes = compile_routes(config);

@@ -96,7 +96,11 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Starts worker `index` with its listening sockets.
-pub fn spawn(index: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) -> io::Result<JoinHandle<()>> {
+pub fn spawn(
+    index: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{index}")).spawn(move || {
         metrics::set_worker_shard(index);
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -117,7 +121,12 @@ async fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     for listener in listeners {
         match TcpListener::from_std(listener) {
             Ok(listener) => {
-                let accept = accept_loop(listener, Arc::clone(&shared), Rc::clone(&active), Rc::clone(&drain));
+                let accept = accept_loop(
+                    listener,
+                    Arc::clone(&shared),
+                    Rc::clone(&active),
+                    Rc::clone(&drain),
+                );
                 tokio::task::spawn_local(accept);
             }
             Err(error) => tracing::error!("cannot register listener: {error}"),
@@ -134,7 +143,10 @@ async fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     if active.get() > 0 {
-        tracing::warn!(connections = active.get(), "drain timeout passed; closing remaining connections");
+        tracing::warn!(
+            connections = active.get(),
+            "drain timeout passed; closing remaining connections"
+        );
     }
 }
 
@@ -161,7 +173,12 @@ impl Drop for ConnectionGuard {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, active: Rc<Cell<usize>>, drain: Rc<Drain>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    active: Rc<Cell<usize>>,
+    drain: Rc<Drain>,
+) {
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&shared.connections).acquire_owned() => match permit {
@@ -186,8 +203,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, active: Rc<Cell
         stats.connections_total.inc();
         stats.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         active.set(active.get() + 1);
-        let guard = ConnectionGuard { active: Rc::clone(&active), shared: Arc::clone(&shared), _permit: permit };
-        let client = Client { shared: Arc::clone(&shared), peer, peer_ip: peer.ip().to_string(), drain: Rc::clone(&drain) };
+        let guard = ConnectionGuard {
+            active: Rc::clone(&active),
+            shared: Arc::clone(&shared),
+            _permit: permit,
+        };
+        let client = Client {
+            shared: Arc::clone(&shared),
+            peer,
+            peer_ip: peer.ip().to_string(),
+            drain: Rc::clone(&drain),
+        };
         tokio::task::spawn_local(async move {
             let _guard = guard;
             proxy::serve(stream, client).await;

@@ -1,6 +1,487 @@
-//! TEMPORARY stub until the parser lands.
-use super::{Config, ConfigError};
-/// Stub.
-pub fn load_file(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
-    Err(vec![ConfigError { file: path.display().to_string(), line: 1, col: 1, message: "parser not yet written".into() }])
+//! Reads a TOML config file into [`Config`].
+//!
+//! Every problem is collected, never just the first: TOML syntax errors (the parser recovers
+//! and goes on), unknown keys, wrong types, values out of range and references to missing
+//! pools. Each becomes a [`ConfigError`] at the offending key or value, sorted by position.
+
+use std::net::SocketAddr;
+use std::ops::{Range, RangeInclusive};
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::{DeInteger, DeString, DeTable, DeValue};
+use toml::Spanned;
+
+use super::units::{format_size, parse_duration, parse_size};
+use super::{
+    AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, PoolConfig,
+    RouteConfig, Scheme, ServerConfig, StrategyKind, MAX_WEIGHT, MAX_WORKERS,
+};
+
+type Key<'i> = Spanned<DeString<'i>>;
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Upper bound on `max_connections`: above any fd limit, but catches a few extra zeros.
+const MAX_CONNECTIONS: u64 = 10_000_000;
+/// Upper bound on `max_idle` (0 disables pooling).
+const MAX_IDLE: u64 = 100_000;
+/// Allowed `max_header_bytes`: room for a long request line, but no unbounded buffers.
+const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
+const MAX_HEADERS: u64 = 1000;
+/// `[[pool]]` sub-tables that later issues add. They are refused, never silently ignored.
+const FUTURE_POOL_TABLES: [&str; 6] = ["health", "sticky", "hash", "tls", "passive", "retry"];
+/// What the top level may hold.
+const TOP_LEVEL: &str = "the file (expected [server], [admin], [[pool]] or [[route]])";
+const DURATION_HINT: &str = r#"a duration string such as "5s""#;
+const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
+const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
+const ADMIN_HINT: &str = r#"an address such as "127.0.0.1:9901", or "off""#;
+const HTTPS_UNSUPPORTED: &str = "https backends are not supported yet in this build";
+const BACKEND_HINT: &str = r#"an address or a table such as { address = "127.0.0.1:9001" }"#;
+
+/// Parses config `text`; `file` names it in errors.
+///
+/// Returns the config, or every problem found (syntax and meaning) sorted by position.
+/// `config.source` is left `None`; [`load_file`] sets it.
+pub fn parse_str(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let mut errors: Vec<(Range<usize>, String)> = syntax_errors
+        .iter()
+        .map(|error| (error.span().unwrap_or(0..0), error.message().into()))
+        .collect();
+    let mut walker = Walker::default();
+    let config = walker.document(root.get_ref());
+    walker.errors.retain(|(span, _)| !guessed(span, &errors));
+    errors.append(&mut walker.errors);
+    errors.sort_by_key(|(span, _)| span.start);
+    let locate = |(span, message): (Range<usize>, _)| locate(file, text, span.start, message);
+    let errors: Vec<_> = errors.into_iter().map(locate).collect();
+    errors.is_empty().then_some(config).ok_or(errors)
 }
+
+/// Reads and parses the config file at `path`, and records it as `config.source`.
+///
+/// A file that cannot be read gives a single error at 1:1 carrying the I/O error text.
+pub fn load_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let file = path.display().to_string();
+    let mut config = match std::fs::read_to_string(path) {
+        Ok(text) => parse_str(&file, &text)?,
+        Err(error) => return Err(vec![locate(&file, "", 0, error.to_string())]),
+    };
+    config.source = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// `message` about byte `offset` of `text`, at a 1-based line and column (in characters).
+fn locate(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let col = before[line_start..].chars().count() + 1;
+    ConfigError { file: file.to_string(), line, col, message }
+}
+
+/// Whether an error at `at` is about a value the parser guessed at after a `syntax` error
+/// (one overlapping it, or a made-up value with an empty span); it would only repeat it.
+fn guessed(at: &Range<usize>, syntax: &[(Range<usize>, String)]) -> bool {
+    let overlaps = |(bad, _): &(Range<usize>, String)| at.start <= bad.end && bad.start <= at.end;
+    !syntax.is_empty() && (at.is_empty() || syntax.iter().any(overlaps))
+}
+
+/// Where a value goes, and how it is checked on the way there.
+enum Slot<'c> {
+    /// A duration string; the flag says whether zero is allowed.
+    Duration(&'c mut Duration, bool),
+    Count(&'c mut usize, u64, u64),
+    Size(&'c mut usize, RangeInclusive<usize>),
+    Text(&'c mut Option<String>),
+    Flag(&'c mut bool),
+    Listen(&'c mut Vec<SocketAddr>),
+    AdminListen(&'c mut Option<SocketAddr>),
+    PoolName(&'c mut String),
+    Strategy(&'c mut StrategyKind),
+    Backends(&'c mut Vec<BackendConfig>),
+    Address(&'c mut Option<BackendAddress>),
+    Host(&'c mut Option<HostMatch>),
+    PathPrefix(&'c mut Option<String>),
+    PoolRef(&'c mut Option<String>, &'c [PoolConfig]),
+    /// A `[[pool]]` sub-table from a later issue.
+    Future,
+    Unknown(&'static str),
+}
+
+/// Walks the parsed document, filling a [`Config`] and collecting errors with their spans.
+#[derive(Default)]
+struct Walker {
+    errors: Vec<(Range<usize>, String)>,
+}
+
+impl Walker {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors.push((span, message));
+    }
+
+    /// The value of `result`, or `None` after recording its error at `value`.
+    fn check<T>(&mut self, value: &Value<'_>, result: Result<T, String>) -> Option<T> {
+        result.map_err(|m| self.error(value.span(), m)).ok()
+    }
+
+    fn table<'v, 'i>(&mut self, name: &str, value: &'v Value<'i>) -> Option<&'v DeTable<'i>> {
+        let v = value.get_ref();
+        let table = v.as_table().ok_or_else(|| wrong(name, v, "a table"));
+        self.check(value, table)
+    }
+
+    /// The elements of an array of tables such as `[[pool]]`.
+    fn tables<'v, 'i>(&mut self, name: &str, value: &'v Value<'i>) -> &'v [Value<'i>] {
+        let array = value.get_ref().as_array().map(|array| &array[..]);
+        let message = format!("`{name}` must be an array of tables: write each as [[{name}]]");
+        self.check(value, array.ok_or(message)).unwrap_or_default()
+    }
+
+    /// Checks `value` and stores it in `slot`; `key` names it in errors.
+    fn fill(&mut self, key: &Key<'_>, value: &Value<'_>, slot: Slot<'_>) {
+        let (name, v): (&str, _) = (key.get_ref(), value.get_ref());
+        let at_key = matches!(slot, Slot::Future | Slot::Unknown(_));
+        let result = match slot {
+            Slot::Duration(out, zero_ok) => duration(name, v, zero_ok).map(|d| *out = d),
+            Slot::Count(out, min, max) => integer(name, v, min, max).map(|n| *out = n as usize),
+            Slot::Size(out, range) => size(name, v, range).map(|n| *out = n),
+            Slot::Text(out) => text(name, v).map(|text| *out = Some(text)),
+            Slot::Flag(out) => boolean(name, v).map(|flag| *out = flag),
+            Slot::Listen(out) => self.listen(value).map(|list| *out = list),
+            Slot::AdminListen(out) => admin_listen(v).map(|addr| *out = addr),
+            Slot::PoolName(out) => text(name, v).and_then(|text| pool_name(out, text)),
+            Slot::Strategy(out) => strategy(v).map(|kind| *out = kind),
+            Slot::Backends(out) => self.backends(value).map(|list| *out = list),
+            Slot::Address(out) => backend_address(v).map(|addr| *out = Some(addr)),
+            Slot::Host(out) => host_match(v).map(|host| *out = Some(host)),
+            Slot::PathPrefix(out) => path_prefix(v).map(|prefix| *out = Some(prefix)),
+            Slot::PoolRef(out, pools) => route_pool(v, pools).map(|pool| *out = Some(pool)),
+            Slot::Future => Err(format!("[pool.{name}] is not supported yet in this build")),
+            Slot::Unknown(section) => Err(format!("unknown key `{name}` in {section}")),
+        };
+        if let Err(message) = result {
+            self.error(if at_key { key.span() } else { value.span() }, message);
+        }
+    }
+
+    fn document(&mut self, root: &DeTable<'_>) -> Config {
+        let mut config = Config::default();
+        let mut routes = None;
+        for (key, value) in root.iter() {
+            match key.get_ref().as_ref() {
+                "server" => config.server = self.server(value),
+                "admin" => config.admin = self.admin(value),
+                "pool" => config.pools = self.pools(value),
+                // Routes name pools, so they are read once every pool is known.
+                "route" => routes = Some(value),
+                _ => self.fill(key, value, Slot::Unknown(TOP_LEVEL)),
+            }
+        }
+        for item in routes.map_or(&[][..], |value| self.tables("route", value)) {
+            config.routes.extend(self.route(item, &config.pools));
+        }
+        config
+    }
+
+    fn server(&mut self, value: &Value<'_>) -> ServerConfig {
+        let mut out = ServerConfig::default();
+        for (key, value) in self.table("server", value).into_iter().flatten() {
+            let slot = match key.get_ref().as_ref() {
+                "listen" => Slot::Listen(&mut out.listen),
+                "workers" => Slot::Count(&mut out.workers, 0, MAX_WORKERS as u64),
+                "max_connections" => Slot::Count(&mut out.max_connections, 1, MAX_CONNECTIONS),
+                "header_timeout" => Slot::Duration(&mut out.header_timeout, false),
+                "keepalive_timeout" => Slot::Duration(&mut out.keepalive_timeout, false),
+                "body_timeout" => Slot::Duration(&mut out.body_timeout, false),
+                "max_header_bytes" => Slot::Size(&mut out.max_header_bytes, HEADER_BYTES),
+                "max_headers" => Slot::Count(&mut out.max_headers, 1, MAX_HEADERS),
+                // Zero is meaningful here: exit at once without waiting.
+                "drain_timeout" => Slot::Duration(&mut out.drain_timeout, true),
+                _ => Slot::Unknown("[server]"),
+            };
+            self.fill(key, value, slot);
+        }
+        out
+    }
+
+    fn admin(&mut self, value: &Value<'_>) -> AdminConfig {
+        let mut out = AdminConfig::default();
+        for (key, value) in self.table("admin", value).into_iter().flatten() {
+            let slot = match key.get_ref().as_ref() {
+                "listen" => Slot::AdminListen(&mut out.listen),
+                "token" => Slot::Text(&mut out.token),
+                "state_file" => Slot::Text(&mut out.state_file),
+                "metrics" => Slot::Flag(&mut out.metrics),
+                _ => Slot::Unknown("[admin]"),
+            };
+            self.fill(key, value, slot);
+        }
+        out
+    }
+
+    /// `[server] listen`: one address or an array of them.
+    fn listen(&mut self, value: &Value<'_>) -> Result<Vec<SocketAddr>, String> {
+        let items = match value.get_ref() {
+            DeValue::String(_) => std::slice::from_ref(value),
+            DeValue::Array(array) if !array.is_empty() => &array[..],
+            DeValue::Array(_) => return Err("`listen` needs at least one address".to_string()),
+            other => return Err(wrong("listen", other, "one or more addresses")),
+        };
+        let mut addrs = Vec::new();
+        for item in items {
+            let addr = self.check(item, socket_addr("listen", item.get_ref(), LISTEN_HINT));
+            if let Some(addr) = addr.filter(|addr| addrs.contains(addr)) {
+                self.error(item.span(), format!("duplicate listen address {addr}"));
+            }
+            addrs.extend(addr);
+        }
+        Ok(addrs)
+    }
+
+    /// `[[pool]]`, in file order, without the ones whose name is missing or repeated.
+    fn pools(&mut self, value: &Value<'_>) -> Vec<PoolConfig> {
+        let mut pools: Vec<PoolConfig> = Vec::new();
+        for item in self.tables("pool", value) {
+            let Some((pool, name_span)) = self.pool(item) else {
+                continue;
+            };
+            if pools.iter().any(|p| p.name == pool.name) {
+                self.error(name_span, format!("duplicate pool name `{}`", pool.name));
+                continue;
+            }
+            pools.push(pool);
+        }
+        pools
+    }
+
+    /// One `[[pool]]` table, with the span of its name.
+    fn pool(&mut self, item: &Value<'_>) -> Option<(PoolConfig, Range<usize>)> {
+        let table = self.table("pool", item)?;
+        let mut pool = PoolConfig::new("", StrategyKind::RoundRobin, Vec::new());
+        for (key, value) in table {
+            let slot = match key.get_ref().as_ref() {
+                "name" => Slot::PoolName(&mut pool.name),
+                "strategy" => Slot::Strategy(&mut pool.strategy),
+                "backends" => Slot::Backends(&mut pool.backends),
+                "connect_timeout" => Slot::Duration(&mut pool.connect_timeout, false),
+                "response_timeout" => Slot::Duration(&mut pool.response_timeout, false),
+                "read_timeout" => Slot::Duration(&mut pool.read_timeout, false),
+                "idle_timeout" => Slot::Duration(&mut pool.idle_timeout, false),
+                "max_idle" => Slot::Count(&mut pool.max_idle, 0, MAX_IDLE),
+                other if FUTURE_POOL_TABLES.contains(&other) => Slot::Future,
+                _ => Slot::Unknown("[[pool]]"),
+            };
+            self.fill(key, value, slot);
+        }
+        let Some(name) = table.get("name") else {
+            self.error(item.span(), "[[pool]] needs a `name`".to_string());
+            return None;
+        };
+        (!pool.name.is_empty()).then(|| (pool, name.span()))
+    }
+
+    /// A pool's `backends`; a repeated address is reported and left out.
+    fn backends(&mut self, value: &Value<'_>) -> Result<Vec<BackendConfig>, String> {
+        let array = value.get_ref().as_array();
+        let array = array.ok_or_else(|| wrong("backends", value.get_ref(), "an array"))?;
+        let mut backends: Vec<BackendConfig> = Vec::new();
+        for item in array {
+            let Some((backend, span)) = self.backend(item) else {
+                continue;
+            };
+            let identity = |b: &BackendConfig| b.address.authority().to_ascii_lowercase();
+            if backends.iter().any(|b| identity(b) == identity(&backend)) {
+                let message = format!("duplicate backend `{}` in this pool", backend.address);
+                self.error(span, message);
+                continue;
+            }
+            backends.push(backend);
+        }
+        Ok(backends)
+    }
+
+    /// One backend, `"HOST:PORT"` or `{ address = "HOST:PORT", weight = N }`, and its span.
+    fn backend(&mut self, item: &Value<'_>) -> Option<(BackendConfig, Range<usize>)> {
+        let table = match item.get_ref() {
+            DeValue::String(_) => {
+                let address = self.check(item, backend_address(item.get_ref()))?;
+                return Some((BackendConfig { address, weight: 1 }, item.span()));
+            }
+            DeValue::Table(table) => table,
+            other => return self.check(item, Err(wrong("backends", other, BACKEND_HINT))),
+        };
+        let (mut address, mut weight) = (None, 1);
+        for (key, value) in table {
+            let slot = match key.get_ref().as_ref() {
+                "address" => Slot::Address(&mut address),
+                "weight" => Slot::Count(&mut weight, 0, MAX_WEIGHT.into()),
+                _ => Slot::Unknown("a backend"),
+            };
+            self.fill(key, value, slot);
+        }
+        let Some(at) = table.get("address") else {
+            self.error(item.span(), "a backend needs an `address`".to_string());
+            return None;
+        };
+        let (address, weight) = (address?, u32::try_from(weight).ok()?);
+        Some((BackendConfig { address, weight }, at.span()))
+    }
+
+    /// One `[[route]]`; `pools` are the pools it may name.
+    fn route(&mut self, item: &Value<'_>, pools: &[PoolConfig]) -> Option<RouteConfig> {
+        let table = self.table("route", item)?;
+        let (mut host, mut path_prefix, mut pool) = (None, None, None);
+        for (key, value) in table {
+            let slot = match key.get_ref().as_ref() {
+                "host" => Slot::Host(&mut host),
+                "path_prefix" => Slot::PathPrefix(&mut path_prefix),
+                "pool" => Slot::PoolRef(&mut pool, pools),
+                _ => Slot::Unknown("[[route]]"),
+            };
+            self.fill(key, value, slot);
+        }
+        if !table.contains_key("pool") {
+            self.error(item.span(), "[[route]] needs a `pool`".to_string());
+        }
+        Some(RouteConfig { host, path_prefix, pool: pool? })
+    }
+}
+
+/// `` `name`: expected WHAT, found TYPE ``.
+fn wrong(name: &str, v: &DeValue<'_>, what: &str) -> String {
+    format!("`{name}`: expected {what}, found {}", v.type_str())
+}
+
+fn boolean(name: &str, v: &DeValue<'_>) -> Result<bool, String> {
+    v.as_bool().ok_or_else(|| wrong(name, v, "true or false"))
+}
+
+fn string<'v>(name: &str, v: &'v DeValue<'_>) -> Result<&'v str, String> {
+    v.as_str().ok_or_else(|| wrong(name, v, "a string"))
+}
+
+/// A non-empty string.
+fn text(name: &str, v: &DeValue<'_>) -> Result<String, String> {
+    match string(name, v)? {
+        "" => Err(format!("`{name}` must not be empty")),
+        text => Ok(text.to_string()),
+    }
+}
+
+/// The value of a TOML integer, if it fits in `T`.
+fn int_value<T: TryFrom<i128>>(integer: &DeInteger<'_>) -> Option<T> {
+    let n = i128::from_str_radix(integer.as_str(), integer.radix()).ok()?;
+    T::try_from(n).ok()
+}
+
+/// An integer in `min..=max`.
+fn integer(name: &str, v: &DeValue<'_>, min: u64, max: u64) -> Result<u64, String> {
+    let integer = v.as_integer().ok_or_else(|| wrong(name, v, "an integer"))?;
+    let n = int_value(integer).filter(|n| (min..=max).contains(n));
+    n.ok_or_else(|| format!("`{name}` must be between {min} and {max}, found {integer}"))
+}
+
+/// A duration string; zero is refused unless `zero_ok`.
+fn duration(name: &str, v: &DeValue<'_>, zero_ok: bool) -> Result<Duration, String> {
+    let text = v.as_str().ok_or_else(|| wrong(name, v, DURATION_HINT))?;
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() && !zero_ok => Err(format!("`{name}` must be greater than zero")),
+        result => result.map_err(|message| format!("`{name}`: {message}")),
+    }
+}
+
+/// A size: an integer number of bytes or a string such as `"64KiB"`, within `range`.
+fn size(name: &str, v: &DeValue<'_>, range: RangeInclusive<usize>) -> Result<usize, String> {
+    let size = match v {
+        DeValue::Integer(integer) => int_value(integer),
+        DeValue::String(text) => Some(parse_size(text).map_err(|m| format!("`{name}`: {m}"))?),
+        _ => return Err(wrong(name, v, SIZE_HINT)),
+    };
+    let (low, high) = (format_size(*range.start()), format_size(*range.end()));
+    match size {
+        Some(size) if range.contains(&size) => Ok(size),
+        _ => Err(format!("`{name}` must be between {low} and {high}")),
+    }
+}
+
+/// A socket address; `hint` says what is expected when it does not parse.
+fn socket_addr(name: &str, v: &DeValue<'_>, hint: &str) -> Result<SocketAddr, String> {
+    let text = string(name, v)?;
+    let message = format!("`{name}`: expected {hint}, found \"{text}\"");
+    text.parse().map_err(|_| message)
+}
+
+/// `[admin] listen`: an address, or `"off"` for none.
+fn admin_listen(v: &DeValue<'_>) -> Result<Option<SocketAddr>, String> {
+    match v.as_str() {
+        Some("off") => Ok(None),
+        _ => socket_addr("listen", v, ADMIN_HINT).map(Some),
+    }
+}
+
+/// Stores a pool's `name`, then checks it. A bad name is kept so routes to it still resolve.
+fn pool_name(out: &mut String, name: String) -> Result<(), String> {
+    let bad = name.contains(|c: char| !c.is_ascii_alphanumeric() && !"_.-".contains(c));
+    let message = format!("pool name `{name}` may use only letters, digits, `_`, `.` and `-`");
+    *out = name;
+    (!bad).then_some(()).ok_or(message)
+}
+
+fn strategy(v: &DeValue<'_>) -> Result<StrategyKind, String> {
+    let name = string("strategy", v)?;
+    let kind = StrategyKind::from_name(name).ok_or_else(|| {
+        let names = StrategyKind::NAMES.join(", ");
+        format!("unknown strategy `{name}`; expected one of {names}")
+    })?;
+    let message = format!("strategy `{name}` is not implemented yet in this build");
+    kind.is_available().then_some(kind).ok_or(message)
+}
+
+fn backend_address(v: &DeValue<'_>) -> Result<BackendAddress, String> {
+    let text = string("address", v)?;
+    match BackendAddress::parse(text)? {
+        address if address.scheme == Scheme::Https => Err(HTTPS_UNSUPPORTED.to_string()),
+        address if address.port == 0 => Err(format!("backend `{text}`: port 0 is not usable")),
+        address => Ok(address),
+    }
+}
+
+/// A route's `host`: `"*.example.com"` or `"api.example.com"`.
+fn host_match(v: &DeValue<'_>) -> Result<HostMatch, String> {
+    let text = string("host", v)?;
+    let wildcard = r#"a wildcard is allowed only as a leading "*.", as in "*.example.com""#;
+    match text.strip_prefix("*.") {
+        _ if text.is_empty() || text == "*" => Err("leave `host` out to match every host".into()),
+        _ if text.contains(|c: char| c.is_whitespace() || c == '/') => {
+            Err(format!("`host` must be a bare host name, not \"{text}\""))
+        }
+        Some(rest) if !rest.is_empty() && !rest.contains('*') => {
+            Ok(HostMatch::Suffix(format!(".{}", rest.to_ascii_lowercase())))
+        }
+        None if !text.contains('*') => Ok(HostMatch::Exact(text.to_ascii_lowercase())),
+        _ => Err(wildcard.to_string()),
+    }
+}
+
+fn path_prefix(v: &DeValue<'_>) -> Result<String, String> {
+    match string("path_prefix", v)? {
+        text if text.starts_with('/') => Ok(text.to_string()),
+        text => Err(format!("`path_prefix` must start with '/': \"{text}\"")),
+    }
+}
+
+/// A route's `pool`, which must name one of `pools`.
+fn route_pool(v: &DeValue<'_>, pools: &[PoolConfig]) -> Result<String, String> {
+    let name = string("pool", v)?;
+    if pools.iter().any(|pool| pool.name == name) {
+        return Ok(name.to_string());
+    }
+    let names: Vec<&str> = pools.iter().map(|pool| pool.name.as_str()).collect();
+    Err(format!("no pool named `{name}`; defined pools: [{}]", names.join(", ")))
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

@@ -83,13 +83,7 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder at the start of a body.
     pub fn new() -> Decoder {
-        Decoder {
-            state: State::Size,
-            size: 0,
-            digits: 0,
-            line_bytes: 0,
-            trailer_bytes: 0,
-        }
+        Decoder { state: State::Size, size: 0, digits: 0, line_bytes: 0, trailer_bytes: 0 }
     }
 
     /// The whole body, trailers included, has been seen.
@@ -188,11 +182,7 @@ impl Decoder {
         self.size = 0;
         self.digits = 0;
         self.line_bytes = 0;
-        Ok(if size == 0 {
-            State::TrailerStart
-        } else {
-            State::Data(size)
-        })
+        Ok(if size == 0 { State::TrailerStart } else { State::Data(size) })
     }
 
     fn trailer_byte(&mut self, next: State) -> Result<State, ChunkError> {

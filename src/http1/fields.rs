@@ -65,9 +65,7 @@ impl<'a> ConnectionOptions<'a> {
 
     /// Whether `name` is listed as a connection option, so it must not be forwarded.
     pub fn names(&self, name: &[u8]) -> bool {
-        self.names[..self.count]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
+        self.names[..self.count].iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -80,9 +78,7 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
         if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let n = part
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        let n = part.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
         match result {
             Some(previous) if previous != n => return None,
             _ => result = Some(n),

@@ -184,7 +184,8 @@ fn scan_headers<'a>(
         let name = header.name.as_bytes();
         let value = header.value;
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = fields::content_length(value).ok_or(RequestError::Bad("invalid Content-Length"))?;
+            let n =
+                fields::content_length(value).ok_or(RequestError::Bad("invalid Content-Length"))?;
             if length.is_some_and(|previous| previous != n) {
                 return Err(RequestError::Bad("conflicting Content-Length"));
             }

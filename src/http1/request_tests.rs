@@ -1,10 +1,7 @@
 use super::*;
 
-const FORWARDING: Forwarding<'static> = Forwarding {
-    client_ip: b"10.1.2.3",
-    proto: b"http",
-    max_headers: 100,
-};
+const FORWARDING: Forwarding<'static> =
+    Forwarding { client_ip: b"10.1.2.3", proto: b"http", max_headers: 100 };
 
 fn rewrite(head: &[u8]) -> Result<(RequestInfo, String), RequestError> {
     let mut out = Vec::new();

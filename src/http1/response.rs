@@ -62,7 +62,11 @@ pub fn parse(
 ) -> Result<Parsed<ResponseInfo>, ResponseError> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); HEADER_SLOTS];
     let mut response = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut slots) {
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => {
@@ -79,7 +83,8 @@ pub fn parse(
     }
     let http10 = response.version == Some(0);
     let mut connection = ConnectionOptions::default();
-    let no_body = exchange.head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body =
+        exchange.head_request || (100..200).contains(&status) || status == 204 || status == 304;
     let body = scan(response.headers, no_body, &mut connection)?;
     let upstream_reusable = body != BodyKind::UntilClose
         && status != 101

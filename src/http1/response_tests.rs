@@ -20,7 +20,8 @@ fn rewrite(head: &[u8], exchange: &Exchange) -> Result<(ResponseInfo, String), R
 
 #[test]
 fn framing_of_ordinary_responses() {
-    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n", &exchange()).unwrap();
+    let (info, out) =
+        rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n", &exchange()).unwrap();
     assert_eq!(info.body, BodyKind::Length(5));
     assert!(info.upstream_reusable && !info.close_client);
     assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n");
@@ -32,13 +33,17 @@ fn framing_of_ordinary_responses() {
 
 #[test]
 fn bodiless_statuses_and_head() {
-    for head in [&b"HTTP/1.1 204 No Content\r\n\r\n"[..], b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"] {
+    for head in [
+        &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+    ] {
         let (info, _) = rewrite(head, &exchange()).unwrap();
         assert_eq!(info.body, BodyKind::Empty);
         assert!(info.upstream_reusable);
     }
     let head_request = Exchange { head_request: true, ..exchange() };
-    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", &head_request).unwrap();
+    let (info, out) =
+        rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", &head_request).unwrap();
     assert_eq!(info.body, BodyKind::Empty);
     assert!(out.contains("Content-Length: 9"));
 }
@@ -68,7 +73,8 @@ fn http10_clients_get_no_interim_and_no_chunked() {
     let old = Exchange { client_http10: true, ..exchange() };
     let (info, out) = rewrite(b"HTTP/1.1 100 Continue\r\n\r\n", &old).unwrap();
     assert!(info.is_interim() && out.is_empty());
-    let (info, out) = rewrite(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &old).unwrap();
+    let (info, out) =
+        rewrite(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &old).unwrap();
     assert!(info.dechunk && info.close_client);
     assert!(!out.contains("Transfer-Encoding"));
 }

@@ -50,7 +50,9 @@ pub fn take() -> Buffers {
 /// Gives buffers back. The input must hold no unread client bytes.
 pub fn give(mut buffers: Buffers) {
     debug_assert!(buffers.input.is_empty());
-    if buffers.input.capacity() > KEEP_CAPACITY_MAX || buffers.upstream.capacity() > KEEP_CAPACITY_MAX {
+    if buffers.input.capacity() > KEEP_CAPACITY_MAX
+        || buffers.upstream.capacity() > KEEP_CAPACITY_MAX
+    {
         return;
     }
     buffers.input.clear();

@@ -111,13 +111,21 @@ pub async fn run(
     // Body bytes that already arrived ride with the head in one write.
     let upload = async {
         match upload {
-            Upload::Replay(bytes) => upstream_write.write_all(bytes).await.map_err(PumpError::Write),
+            Upload::Replay(bytes) => {
+                upstream_write.write_all(bytes).await.map_err(PumpError::Write)
+            }
             // The head is left intact, so a stale connection can be retried with it.
             Upload::FromClient(_) if body == BodyKind::Empty => {
                 upstream_write.write_all(staged).await.map_err(PumpError::Write)
             }
             Upload::FromClient(capture) => {
-                let pump = Pump { kind: body, dechunk: false, idle_timeout: limits.body_timeout, staged, capture };
+                let pump = Pump {
+                    kind: body,
+                    dechunk: false,
+                    idle_timeout: limits.body_timeout,
+                    staged,
+                    capture,
+                };
                 pump.run(input, &mut client_read, &mut upstream_write).await.map(|_| ())
             }
         }
@@ -165,10 +173,21 @@ pub async fn run(
     upstream_buf.advance(info.head_len);
     if info.status == 101 {
         client_write.write_all(out).await.map_err(|_| Failure::ClientGone)?;
-        return Ok(Outcome { status: 101, upstream_reusable: false, keep_client: false, upgraded: true });
+        return Ok(Outcome {
+            status: 101,
+            upstream_reusable: false,
+            keep_client: false,
+            upgraded: true,
+        });
     }
     let downloaded = {
-        let download = Pump { kind: info.body, dechunk: info.dechunk, idle_timeout: limits.read_timeout, staged: out, capture: None };
+        let download = Pump {
+            kind: info.body,
+            dechunk: info.dechunk,
+            idle_timeout: limits.read_timeout,
+            staged: out,
+            capture: None,
+        };
         let download = download.run(upstream_buf, &mut upstream_read, &mut client_write);
         let mut download = pin!(download);
         loop {

@@ -54,7 +54,16 @@ pub async fn handle(
     // A refused request's body is still unread, so the connection cannot go on.
     let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
     let Some(pool) = pool else {
-        reply::send(stream, client, &mut buffers.reply, 503, "no pool configured", None, !keep_after_error).await;
+        reply::send(
+            stream,
+            client,
+            &mut buffers.reply,
+            503,
+            "no pool configured",
+            None,
+            !keep_after_error,
+        )
+        .await;
         return keep_after_error;
     };
     let Some(index) = pool.strategy.pick(&pool.backends) else {
@@ -67,10 +76,10 @@ pub async fn handle(
     let _in_flight = InFlight::new(&backend.live);
     let draining = client.drain.is_draining();
     match attempt(stream, backend, &pool.settings, server, buffers, &info, draining).await {
-        Ok((outcome, upstream)) => finish(stream, client, backend, &pool.settings, buffers, outcome, upstream).await,
-        Err(failure) => {
-            fail(stream, client, backend, buffers, failure, keep_after_error).await
+        Ok((outcome, upstream)) => {
+            finish(stream, client, backend, &pool.settings, buffers, outcome, upstream).await
         }
+        Err(failure) => fail(stream, client, backend, buffers, failure, keep_after_error).await,
     }
 }
 
@@ -109,11 +118,26 @@ async fn attempt(
         overflow: false,
         limit: buffers.head.len() + REPLAY_BODY_BYTES,
     });
-    let io = Io { input: &mut buffers.input, head: &mut buffers.head, reply: &mut buffers.reply, upstream: &mut buffers.upstream };
-    let first = exchange::run(stream, &mut upstream, io, info, Upload::FromClient(capture.as_mut()), exchange, limits).await;
+    let io = Io {
+        input: &mut buffers.input,
+        head: &mut buffers.head,
+        reply: &mut buffers.reply,
+        upstream: &mut buffers.upstream,
+    };
+    let first = exchange::run(
+        stream,
+        &mut upstream,
+        io,
+        info,
+        Upload::FromClient(capture.as_mut()),
+        exchange,
+        limits,
+    )
+    .await;
     let replayable = match &first {
         Err(Failure::UpstreamClosed { silent: true, request_sent }) if reused => {
-            info.body == BodyKind::Empty || (*request_sent && capture.as_ref().is_some_and(|c| !c.overflow))
+            info.body == BodyKind::Empty
+                || (*request_sent && capture.as_ref().is_some_and(|c| !c.overflow))
         }
         _ => false,
     };
@@ -127,7 +151,12 @@ async fn attempt(
         Some(capture) => Upload::Replay(&capture.bytes),
         None => Upload::FromClient(None),
     };
-    let io = Io { input: &mut buffers.input, head: &mut buffers.head, reply: &mut buffers.reply, upstream: &mut buffers.upstream };
+    let io = Io {
+        input: &mut buffers.input,
+        head: &mut buffers.head,
+        reply: &mut buffers.reply,
+        upstream: &mut buffers.upstream,
+    };
     let second = exchange::run(stream, &mut upstream, io, info, upload, exchange, limits).await;
     second.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange)
 }
@@ -186,7 +215,9 @@ async fn fail(
     let stats = backend.live.stats.local();
     let (status, cause): (u16, String) = match failure {
         AttemptError::Connect(ConnectError::Timeout) => (502, "upstream connect timeout".into()),
-        AttemptError::Connect(ConnectError::Failed(e)) => (502, format!("upstream connect failed: {e}")),
+        AttemptError::Connect(ConnectError::Failed(e)) => {
+            (502, format!("upstream connect failed: {e}"))
+        }
         AttemptError::Exchange(Failure::UpstreamClosed { .. }) => {
             stats.resets.inc();
             (502, "upstream closed the connection before responding".into())
@@ -197,12 +228,23 @@ async fn fail(
         }
         AttemptError::Exchange(Failure::BadResponse(cause)) => (502, cause.into()),
         AttemptError::Exchange(Failure::ClientTimeout) => (408, "request body timeout".into()),
-        AttemptError::Exchange(Failure::ClientBadBody) => (400, "malformed chunked request body".into()),
+        AttemptError::Exchange(Failure::ClientBadBody) => {
+            (400, "malformed chunked request body".into())
+        }
         AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return false,
     };
     if status >= 500 {
         stats.requests.record(status);
     }
-    reply::send(stream, client, &mut buffers.reply, status, &cause, Some(&backend.label), !keep_after_error).await;
+    reply::send(
+        stream,
+        client,
+        &mut buffers.reply,
+        status,
+        &cause,
+        Some(&backend.label),
+        !keep_after_error,
+    )
+    .await;
     keep_after_error
 }

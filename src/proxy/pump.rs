@@ -91,7 +91,12 @@ pub struct Pump<'a> {
 
 impl Pump<'_> {
     /// Runs the transfer. Bytes after the body stay in `buf`.
-    pub async fn run<R, W>(mut self, buf: &mut BytesMut, src: &mut R, dst: &mut W) -> Result<u64, PumpError>
+    pub async fn run<R, W>(
+        mut self,
+        buf: &mut BytesMut,
+        src: &mut R,
+        dst: &mut W,
+    ) -> Result<u64, PumpError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -154,7 +159,11 @@ impl Pump<'_> {
         })
     }
 
-    async fn send<W: AsyncWrite + Unpin>(&mut self, bytes: &[u8], dst: &mut W) -> Result<(), PumpError> {
+    async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        bytes: &[u8],
+        dst: &mut W,
+    ) -> Result<(), PumpError> {
         if let Some(capture) = self.capture.as_deref_mut() {
             capture.record(bytes);
         }

@@ -37,9 +37,7 @@ pub fn config_for(backends: &[SocketAddr]) -> Config {
             weight: 1,
         })
         .collect();
-    config
-        .pools
-        .push(PoolConfig::new("web", StrategyKind::RoundRobin, list));
+    config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, list));
     config
 }
 
@@ -62,10 +60,7 @@ impl Weir {
         tweak(&mut config);
         let handle = weir::server::start(config).expect("weir starts");
         let addr = handle.listen_addrs()[0];
-        Weir {
-            handle: Some(handle),
-            addr,
-        }
+        Weir { handle: Some(handle), addr }
     }
 
     /// The client listener address.
@@ -86,9 +81,7 @@ impl Drop for Weir {
 /// Sends `req` on a new connection and reads one final response.
 pub async fn send(addr: SocketAddr, req: &[u8]) -> Response {
     let mut stream = connect(addr).await.expect("connect to weir");
-    crate::support::roundtrip(&mut stream, req)
-        .await
-        .expect("response from weir")
+    crate::support::roundtrip(&mut stream, req).await.expect("response from weir")
 }
 
 /// `GET path` with `Connection: close` on a new connection.
@@ -143,11 +136,7 @@ impl WeirProcess {
             .expect("spawn weir");
         let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
         let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
-        WeirProcess {
-            child,
-            stdout,
-            stderr,
-        }
+        WeirProcess { child, stdout, stderr }
     }
 
     /// Spawns `weir ARGS` and waits for its client listener address.
@@ -237,6 +226,5 @@ pub fn address_after(line: &str, marker: &str) -> SocketAddr {
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
         .collect();
-    text.parse()
-        .unwrap_or_else(|_| panic!("no address in `{line}`"))
+    text.parse().unwrap_or_else(|_| panic!("no address in `{line}`"))
 }

@@ -79,10 +79,7 @@ impl Shared {
         reg.next_id += 1;
         reg.conns.insert(id, clone);
         drop(reg);
-        let guard = ConnGuard {
-            shared: Arc::clone(self),
-            id,
-        };
+        let guard = ConnGuard { shared: Arc::clone(self), id };
         let stream = TcpStream::from_std(std_stream).ok()?;
         stream.set_nodelay(true).ok()?;
         Some((stream, guard))
@@ -138,9 +135,7 @@ impl TestBackend {
 
     pub async fn start_with(name: &str, opts: BackendOptions) -> TestBackend {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start_at(name, any, opts)
-            .await
-            .expect("bind test backend")
+        Self::start_at(name, any, opts).await.expect("bind test backend")
     }
 
     /// Starts on a given address (e.g. a stopped backend's, to restart it);
@@ -162,10 +157,8 @@ impl TestBackend {
             }
         };
         std_listener.set_nonblocking(true)?;
-        let registry = Registry {
-            listener: Some(std_listener.try_clone()?),
-            ..Registry::default()
-        };
+        let registry =
+            Registry { listener: Some(std_listener.try_clone()?), ..Registry::default() };
         let listener = TcpListener::from_std(std_listener)?;
         let shared = Arc::new(Shared {
             name: name.to_string(),
@@ -268,10 +261,7 @@ async fn conn_task(stream: TcpStream, guard: ConnGuard) {
 
 async fn serve_conn(conn: &mut Conn, shared: &Shared) {
     for served in 1..=MAX_REQUESTS_PER_CONN {
-        let idle = shared
-            .opts
-            .idle_close_after
-            .unwrap_or(Duration::from_secs(24 * 3600));
+        let idle = shared.opts.idle_close_after.unwrap_or(Duration::from_secs(24 * 3600));
         let head = match timeout(idle, read_head(conn, MAX_HEAD)).await {
             Ok(Ok(Some(head))) => head,
             Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
@@ -281,10 +271,7 @@ async fn serve_conn(conn: &mut Conn, shared: &Shared) {
             }
             _ => return,
         };
-        let last = shared
-            .opts
-            .max_requests_per_conn
-            .is_some_and(|m| served >= m);
+        let last = shared.opts.max_requests_per_conn.is_some_and(|m| served >= m);
         match handle_request(conn, shared, head, last).await {
             Ok(true) => continue,
             _ => break,

@@ -70,10 +70,7 @@ impl Response {
 
 /// Whether any of the comma-separated `values` contains `token`.
 pub fn has_token(values: &[&str], token: &str) -> bool {
-    values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    values.iter().flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 fn parse_response_head(raw: Vec<u8>) -> io::Result<Response> {
@@ -88,11 +85,7 @@ fn parse_response_head(raw: Vec<u8>) -> io::Result<Response> {
         status: resp.code.unwrap_or(0),
         version: resp.version.unwrap_or(1),
         reason: resp.reason.unwrap_or("").to_string(),
-        headers: resp
-            .headers
-            .iter()
-            .map(|h| (h.name.to_string(), h.value.to_vec()))
-            .collect(),
+        headers: resp.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
         raw_head: raw.clone(),
         ..Response::default()
     })
@@ -113,20 +106,13 @@ fn response_framing(resp: &Response, head_only: bool) -> io::Result<Framing> {
     if !te.is_empty() {
         let last = te.last().and_then(|v| v.rsplit(',').next()).unwrap_or("");
         let chunked = last.trim().eq_ignore_ascii_case("chunked");
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        });
+        return Ok(if chunked { Framing::Chunked } else { Framing::UntilClose });
     }
     let cls = resp.header_all("content-length");
     match cls.first() {
         None => Ok(Framing::UntilClose),
         Some(first) if cls.iter().all(|v| v == first) => {
-            let n = first
-                .trim()
-                .parse()
-                .map_err(|_| invalid("bad content-length"))?;
+            let n = first.trim().parse().map_err(|_| invalid("bad content-length"))?;
             Ok(Framing::Length(n))
         }
         Some(_) => Err(invalid("conflicting content-length headers")),
@@ -204,9 +190,8 @@ pub async fn read_response_hashed<S: AsyncRead + Unpin>(s: &mut S) -> io::Result
 
 /// Connects to `addr` with a 5 s timeout.
 pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = timeout(RAW_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| timed_out())??;
+    let stream =
+        timeout(RAW_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| timed_out())??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

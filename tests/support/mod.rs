@@ -60,10 +60,7 @@ impl Default for BodyHasher {
 
 impl BodyHasher {
     pub fn new() -> Self {
-        BodyHasher {
-            state: 0xcbf2_9ce4_8422_2325,
-            len: 0,
-        }
+        BodyHasher { state: 0xcbf2_9ce4_8422_2325, len: 0 }
     }
 
     pub fn update(&mut self, data: &[u8]) {
@@ -117,9 +114,7 @@ impl Default for PatternSource {
 impl PatternSource {
     pub fn new() -> Self {
         let n = IO_CHUNK + PATTERN_PERIOD as usize;
-        PatternSource {
-            big: (0..n as u64).map(pattern_byte).collect(),
-        }
+        PatternSource { big: (0..n as u64).map(pattern_byte).collect() }
     }
 
     /// Pattern bytes `offset .. offset + len` (`len` is capped at `IO_CHUNK`).
@@ -289,10 +284,7 @@ async fn read_trailers<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Vec<(St
         if line.is_empty() {
             return Ok(trailers);
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| invalid("bad trailer"))?;
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| invalid("bad trailer"))?;
         let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
         let value = line[colon + 1..].trim_ascii().to_vec();
         trailers.push((name, value));

@@ -45,11 +45,7 @@ impl Req {
             path: path.to_string(),
             query: query.to_string(),
             minor: r.version.unwrap_or(1),
-            headers: r
-                .headers
-                .iter()
-                .map(|h| (h.name.to_string(), h.value.to_vec()))
-                .collect(),
+            headers: r.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
             raw: raw.clone(),
         })
     }
@@ -59,13 +55,11 @@ impl Req {
     }
 
     fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .split('&')
-            .find_map(|kv| match kv.split_once('=') {
-                Some((k, v)) if k == key => Some(v),
-                None if kv == key => Some(""),
-                _ => None,
-            })
+        self.query.split('&').find_map(|kv| match kv.split_once('=') {
+            Some((k, v)) if k == key => Some(v),
+            None if kv == key => Some(""),
+            _ => None,
+        })
     }
 
     fn param_u64(&self, key: &str) -> u64 {
@@ -99,10 +93,7 @@ impl Req {
         match cl.first() {
             None => Ok(None),
             Some(first) if cl.iter().all(|v| v == first) => {
-                let n = first
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("bad content-length"))?;
+                let n = first.trim().parse().map_err(|_| invalid("bad content-length"))?;
                 Ok(Some(Some(n)))
             }
             Some(_) => Err(invalid("conflicting content-length")),
@@ -136,12 +127,7 @@ async fn read_body(conn: &mut Conn, framing: Option<Option<u64>>, keep: bool) ->
         }
         Some(None) => read_chunked_into(conn, &mut sink).await?,
     };
-    Ok(Body {
-        len: h.len(),
-        hash: h.finish(),
-        trailers,
-        data,
-    })
+    Ok(Body { len: h.len(), hash: h.finish(), trailers, data })
 }
 
 /// Everything a route needs besides the connection.
@@ -156,11 +142,8 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Status line, `X-Backend`, and `Connection: close` when closing.
     fn head_start(&self, status: u16) -> String {
-        let mut s = format!(
-            "HTTP/1.1 {status} {}\r\nX-Backend: {}\r\n",
-            reason(status),
-            self.shared.name
-        );
+        let mut s =
+            format!("HTTP/1.1 {status} {}\r\nX-Backend: {}\r\n", reason(status), self.shared.name);
         if self.close {
             s.push_str("Connection: close\r\n");
         }
@@ -184,12 +167,7 @@ pub(super) async fn handle_request(
         return send(conn, &bare_ctx(shared), 400, b"bad framing").await;
     };
     let close = last || req.wants_close();
-    let mut cx = Ctx {
-        shared,
-        req: &req,
-        body: Body::default(),
-        close,
-    };
+    let mut cx = Ctx { shared, req: &req, body: Body::default(), close };
     if req.expects_continue() {
         if req.path == "/expect-reject" {
             cx.close = true;
@@ -203,12 +181,7 @@ pub(super) async fn handle_request(
 
 /// Context for answering a request that could not be parsed.
 fn bare_ctx(shared: &Shared) -> Ctx<'_> {
-    Ctx {
-        shared,
-        req: &EMPTY_REQ,
-        body: Body::default(),
-        close: true,
-    }
+    Ctx { shared, req: &EMPTY_REQ, body: Body::default(), close: true }
 }
 
 static EMPTY_REQ: Req = Req {
@@ -298,24 +271,12 @@ async fn route(conn: &mut Conn, cx: &Ctx<'_>) -> io::Result<bool> {
         "/bad/double-cl" => bad_route(conn, "Content-Length: 5\r\nContent-Length: 6\r\n").await,
         "/bad/te" => bad_route(conn, "Transfer-Encoding: gzip\r\n").await,
         "/close" => {
-            let cx = Ctx {
-                close: true,
-                ..clone_cx(cx)
-            };
+            let cx = Ctx { close: true, ..clone_cx(cx) };
             send(conn, &cx, 200, b"closing").await
         }
         "/count" => {
-            send(
-                conn,
-                cx,
-                200,
-                cx.shared
-                    .accepted
-                    .load(Ordering::SeqCst)
-                    .to_string()
-                    .as_bytes(),
-            )
-            .await
+            send(conn, cx, 200, cx.shared.accepted.load(Ordering::SeqCst).to_string().as_bytes())
+                .await
         }
         "/health" if !cx.shared.healthy.load(Ordering::SeqCst) => {
             send(conn, cx, 503, b"unhealthy").await
@@ -326,12 +287,7 @@ async fn route(conn: &mut Conn, cx: &Ctx<'_>) -> io::Result<bool> {
 }
 
 fn clone_cx<'a>(cx: &Ctx<'a>) -> Ctx<'a> {
-    Ctx {
-        shared: cx.shared,
-        req: cx.req,
-        body: Body::default(),
-        close: cx.close,
-    }
+    Ctx { shared: cx.shared, req: cx.req, body: Body::default(), close: cx.close }
 }
 
 async fn status_route(conn: &mut Conn, cx: &Ctx<'_>, code: &str) -> io::Result<bool> {
@@ -423,10 +379,7 @@ async fn slow_body_route(conn: &mut Conn, cx: &Ctx<'_>) -> io::Result<bool> {
     head.push_str("Content-Length: 4\r\n\r\nsl");
     conn.write_all(head.as_bytes()).await?;
     conn.flush().await?;
-    sleep(Duration::from_millis(
-        cx.req.param_u64("ms").min(MAX_DELAY_MS),
-    ))
-    .await;
+    sleep(Duration::from_millis(cx.req.param_u64("ms").min(MAX_DELAY_MS))).await;
     conn.write_all(b"ow").await?;
     conn.flush().await?;
     Ok(!cx.close)
@@ -443,15 +396,9 @@ async fn ws_route(conn: &mut Conn, cx: &Ctx<'_>) -> io::Result<bool> {
     let req = cx.req;
     let upgrade = has_token(&req.header_all("upgrade"), "websocket");
     let connection = has_token(&req.header_all("connection"), "upgrade");
-    let key = req
-        .header_all("sec-websocket-key")
-        .first()
-        .map(|k| k.to_string());
+    let key = req.header_all("sec-websocket-key").first().map(|k| k.to_string());
     let (true, true, Some(key)) = (upgrade, connection, key) else {
-        let cx = Ctx {
-            close: true,
-            ..clone_cx(cx)
-        };
+        let cx = Ctx { close: true, ..clone_cx(cx) };
         return send(conn, &cx, 400, b"websocket upgrade required").await;
     };
     let head = format!(

@@ -21,13 +21,7 @@ pub const OP_PONG: u8 = 0xA;
 
 /// SHA-1 digest of `data` (FIPS 180-4).
 pub fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
+    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -60,12 +54,7 @@ fn sha1_block(h: &mut [u32; 5], block: &[u8]) {
             40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
             _ => (b ^ c ^ d, 0xCA62_C1D6),
         };
-        let t = a
-            .rotate_left(5)
-            .wrapping_add(f)
-            .wrapping_add(e)
-            .wrapping_add(k)
-            .wrapping_add(*wi);
+        let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
         e = d;
         d = c;
         c = b.rotate_left(30);
@@ -82,11 +71,7 @@ pub fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -169,10 +154,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Frame> {
         n => u64::from(n),
     };
     if len > WS_MAX_PAYLOAD {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
     }
     let mut mask = [0u8; 4];
     if masked {
@@ -181,17 +163,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Frame> {
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload).await?;
     if masked {
-        payload
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, b)| *b ^= mask[i % 4]);
+        payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= mask[i % 4]);
     }
-    Ok(Frame {
-        fin: hdr[0] & 0x80 != 0,
-        opcode: hdr[0] & 0x0F,
-        masked,
-        payload,
-    })
+    Ok(Frame { fin: hdr[0] & 0x80 != 0, opcode: hdr[0] & 0x0F, masked, payload })
 }
 
 /// Client helper: reads one frame (with a timeout) as `(opcode, payload)`.
@@ -210,8 +184,7 @@ pub async fn serve_echo<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Res
         let frame = read_frame(s).await?;
         let reply = match frame.opcode {
             OP_CLOSE => {
-                s.write_all(&encode_frame(true, OP_CLOSE, &frame.payload, None))
-                    .await?;
+                s.write_all(&encode_frame(true, OP_CLOSE, &frame.payload, None)).await?;
                 s.flush().await?;
                 return s.shutdown().await;
             }
@@ -231,10 +204,7 @@ mod tests {
 
     #[test]
     fn ws_accept_matches_rfc6455_example() {
-        assert_eq!(
-            ws_expected_accept("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(ws_expected_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
         assert_eq!(base64_encode(b"f"), "Zg==");
         let abc: String = sha1(b"abc").iter().map(|b| format!("{b:02x}")).collect();
