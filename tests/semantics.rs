@@ -30,6 +30,15 @@ async fn read_once(s: &mut TcpStream, limit: Duration) -> Option<usize> {
     }
 }
 
+/// Reads one response within [`WAIT`], so a response that never comes fails fast.
+async fn read_within(s: &mut TcpStream, what: &str) -> Response {
+    match timeout(WAIT, read_response(s)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => panic!("{what}: {e}"),
+        Err(_) => panic!("{what}: nothing within {WAIT:?}"),
+    }
+}
+
 /// Sends `GET /` on `s` and asserts the backend answers with its name.
 async fn assert_reusable(s: &mut TcpStream, after: &str) {
     let resp = roundtrip(s, b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
@@ -79,10 +88,10 @@ async fn expect_continue_relays_100_then_final() {
     let head = b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\
         Expect: 100-continue\r\n\r\n";
     s.write_all(head).await.unwrap();
-    let interim = read_response(&mut s).await.expect("interim response");
+    let interim = read_within(&mut s, "100 Continue before the body").await;
     assert_eq!(interim.status, 100, "expected 100 Continue before the body");
     s.write_all(b"hello world").await.unwrap();
-    let resp = read_response(&mut s).await.expect("final response");
+    let resp = read_within(&mut s, "final response").await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), upload_summary(11, hash_bytes(b"hello world")));
     assert_reusable(&mut s, "100-continue").await;
@@ -98,7 +107,7 @@ async fn expect_rejected_gives_417_without_body() {
     let head = b"POST /expect-reject HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\
         Expect: 100-continue\r\n\r\n";
     s.write_all(head).await.unwrap();
-    let resp = read_response(&mut s).await.expect("response without sending the body");
+    let resp = read_within(&mut s, "417 without sending the body").await;
     assert_eq!(resp.status, 417, "{}", resp.text());
     assert_eq!(backend.requests(), 1);
 }
