@@ -26,7 +26,7 @@ pub enum PumpError {
     ReadTimeout,
     /// The source closed before the framing said the body ended.
     Eof,
-    /// Writing to the destination failed.
+    /// Writing to the destination failed, or stalled past the idle timeout.
     Write(io::Error),
     /// The chunked framing was invalid.
     Framing(ChunkError),
@@ -81,7 +81,8 @@ pub struct Pump<'a> {
     pub kind: BodyKind,
     /// Strip chunk framing (for an HTTP/1.0 client).
     pub dechunk: bool,
-    /// Longest pause allowed between reads.
+    /// Longest pause allowed in one read or one write: a peer that stops sending, or stops
+    /// reading, cannot hold the transfer open forever.
     pub idle_timeout: Duration,
     /// Bytes to send first (cleared once sent).
     pub staged: &'a mut Vec<u8>,
@@ -172,7 +173,7 @@ impl Pump<'_> {
             return self.flush(dst).await;
         }
         if self.staged.is_empty() {
-            return dst.write_all(bytes).await.map_err(PumpError::Write);
+            return write_all(dst, bytes, self.idle_timeout).await;
         }
         self.staged.extend_from_slice(bytes);
         self.flush(dst).await
@@ -180,9 +181,20 @@ impl Pump<'_> {
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, dst: &mut W) -> Result<(), PumpError> {
         if !self.staged.is_empty() {
-            dst.write_all(self.staged).await.map_err(PumpError::Write)?;
+            write_all(dst, self.staged, self.idle_timeout).await?;
             self.staged.clear();
         }
         Ok(())
+    }
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), PumpError> {
+    match tokio::time::timeout(timeout, dst.write_all(bytes)).await {
+        Ok(result) => result.map_err(PumpError::Write),
+        Err(_) => Err(PumpError::Write(io::Error::new(io::ErrorKind::TimedOut, "write stalled"))),
     }
 }
