@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::cli::{self, Args};
 use crate::server::{self, Handle};
@@ -23,13 +23,6 @@ pub fn run(args: &Args) -> ExitCode {
     if args.insecure {
         tracing::warn!("--insecure: backend TLS certificates will NOT be verified");
     }
-    let handle = match server::start(config) {
-        Ok(handle) => handle,
-        Err(error) => {
-            eprintln!("weir: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -37,24 +30,53 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(error) = runtime.block_on(wait_for_signals(args, &handle)) {
-        eprintln!("weir: cannot install signal handlers: {error}");
-    }
+    // Handlers go in before the listeners open: a supervisor may send SIGHUP as soon as
+    // weir says it listens, and the default action of SIGHUP is to terminate.
+    let signals = match runtime.block_on(async { Signals::install() }) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("weir: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = match server::start(config) {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("weir: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(signals.wait(args, &handle));
     tracing::info!("draining");
     handle.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signals(args: &Args, handle: &Handle) -> std::io::Result<()> {
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => reload(args, handle),
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
+/// The signals weir reacts to.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Reloads on SIGHUP; returns on SIGTERM or SIGINT.
+    async fn wait(mut self, args: &Args, handle: &Handle) {
+        loop {
+            tokio::select! {
+                _ = self.hangup.recv() => reload(args, handle),
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+            }
         }
     }
 }

@@ -153,3 +153,21 @@ async fn duplicate_headers_keep_order_and_case() {
         want.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
     assert_eq!(ab, want);
 }
+
+#[tokio::test]
+async fn http10_request_without_host_gets_a_host_upstream() {
+    // Goal: an HTTP/1.1 request weir sends upstream always has a Host (RFC 9112 3.2),
+    // even when an HTTP/1.0 client sent none. Method: `GET /echo-head HTTP/1.0` with no
+    // Host; if the backend sees an HTTP/1.1 request line, it must see exactly one Host.
+    let backend = TestBackend::start("b").await;
+    let weir = Weir::start(&backend);
+    let resp = send(weir.addr(), b"GET /echo-head HTTP/1.0\r\n\r\n").await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let head = resp.text();
+    let request_line = head.lines().next().unwrap_or("");
+    if request_line.ends_with("HTTP/1.1") {
+        let hosts = values(&fields(&resp.body), "Host");
+        assert_eq!(hosts.len(), 1, "HTTP/1.1 request without exactly one Host: {head:?}");
+        assert!(!hosts[0].is_empty(), "empty Host upstream: {head:?}");
+    }
+}

@@ -8,15 +8,17 @@ use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// Initial capacity of the client input buffer: a typical request head fits many times.
-const INPUT_BYTES: usize = 16 * 1024;
-/// Initial capacity of the upstream input buffer; see `pump::READ_CHUNK_BYTES`.
-const UPSTREAM_BYTES: usize = 32 * 1024;
+/// Initial capacity of the client input buffer: a typical request head fits; bigger heads
+/// and bodies grow it on demand.
+const INPUT_BYTES: usize = 4 * 1024;
+/// Initial capacity of the upstream input buffer: a small response fits whole; bodies grow
+/// it to `pump::READ_CHUNK_BYTES`.
+const UPSTREAM_BYTES: usize = 8 * 1024;
 /// Initial capacity of each head scratch vector.
 const HEAD_BYTES: usize = 2 * 1024;
-/// Buffers kept per worker for reuse. Enough for the busy connections of a loaded worker;
-/// past it, returned buffers are freed so a burst does not pin memory forever.
-const FREE_LIST_MAX: usize = 256;
+/// Buffers kept per worker for reuse: enough that a busy worker rarely allocates, few
+/// enough (at most a few MiB) that a burst does not pin memory for good.
+const FREE_LIST_MAX: usize = 64;
 /// A buffer that grew past this (a huge head) is freed rather than kept.
 const KEEP_CAPACITY_MAX: usize = 256 * 1024;
 

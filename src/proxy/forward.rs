@@ -12,7 +12,7 @@ use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
 use super::pump::Capture;
 use super::{reply, Client, SnapshotRef};
 use crate::config::{PoolConfig, ServerConfig};
-use crate::http1::request::{Method, RequestInfo};
+use crate::http1::request::{push_field, Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::pool::{self, ConnectError};
@@ -72,6 +72,14 @@ pub async fn handle(
         return keep_after_error;
     };
     let backend = &pool.backends[index];
+    if info.host.is_none() {
+        // HTTP/1.0 without Host goes upstream as HTTP/1.1, which requires one (RFC 9112
+        // §3.2): name the backend, as nginx does.
+        debug_assert!(buffers.head.ends_with(b"\r\n\r\n"));
+        buffers.head.truncate(buffers.head.len() - 2);
+        push_field(&mut buffers.head, b"Host", backend.label.as_bytes());
+        buffers.head.extend_from_slice(b"\r\n");
+    }
     let server = &snapshot.config.server;
     let _in_flight = InFlight::new(&backend.live);
     let draining = client.drain.is_draining();

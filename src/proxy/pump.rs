@@ -123,6 +123,9 @@ impl Pump<'_> {
             if !buf.is_empty() {
                 continue;
             }
+            // Staged bytes go out before weir waits for more: a client that sent
+            // `Expect: 100-continue` sends no body until the backend has seen the head.
+            self.flush(dst).await?;
             buf.reserve(READ_CHUNK_BYTES);
             let read = tokio::time::timeout(self.idle_timeout, src.read_buf(buf));
             let n = read.await.map_err(|_| PumpError::ReadTimeout)?.map_err(PumpError::Read)?;

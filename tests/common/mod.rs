@@ -140,13 +140,23 @@ impl WeirProcess {
     }
 
     /// Spawns `weir ARGS` and waits for its client listener address.
+    /// Fails at once, with its stderr, if the process exits first.
     pub async fn start(args: &[&str]) -> (WeirProcess, SocketAddr) {
-        let process = WeirProcess::spawn(args);
-        let line = process
-            .wait_stderr(|l| l.contains("listening on http://") && !l.contains("admin"))
-            .await;
-        let line = line.unwrap_or_else(|| panic!("no listening line:\n{}", process.stderr()));
-        (process, address_after(&line, "http://"))
+        let mut process = WeirProcess::spawn(args);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let is_listening = |l: &String| l.contains("listening on http://") && !l.contains("admin");
+        loop {
+            let line = process.stderr.lock().unwrap().iter().find(|l| is_listening(l)).cloned();
+            if let Some(line) = line {
+                return (process, address_after(&line, "http://"));
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                sleep(POLL).await;
+                panic!("weir {args:?} exited ({status}) before listening:\n{}", process.stderr());
+            }
+            assert!(Instant::now() < deadline, "weir never listened:\n{}", process.stderr());
+            sleep(POLL).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -180,13 +190,15 @@ impl WeirProcess {
     /// Waits up to `limit` for the process to exit.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
+        loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return Some(status);
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
             sleep(POLL).await;
         }
-        None
     }
 
     /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
@@ -227,4 +239,22 @@ pub fn address_after(line: &str, marker: &str) -> SocketAddr {
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
         .collect();
     text.parse().unwrap_or_else(|_| panic!("no address in `{line}`"))
+}
+
+/// A config file for the binary: listener and admin on port 0, two workers, and one
+/// round-robin pool `web` over `backend`.
+pub fn config_toml(backend: SocketAddr) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[pool]]\nname = \"web\"\nstrategy = \"round_robin\"\n\
+         backends = [{{ address = \"{backend}\" }}]\n"
+    )
+}
+
+/// Replaces the file at `path` with `text` atomically (write aside, then rename), so a
+/// reload never reads half a file.
+pub fn write_config(path: &std::path::Path, text: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text).expect("write config");
+    std::fs::rename(&aside, path).expect("rename config");
 }
