@@ -5,11 +5,13 @@
 //! echoes as it reads, never deadlocks against weir. Interim 1xx responses (such as
 //! `100 Continue`) are relayed to the client as they come.
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 
@@ -49,8 +51,6 @@ pub struct Limits {
     pub response_timeout: Duration,
     /// Upstream body idle timeout.
     pub read_timeout: Duration,
-    /// Most header fields in a response.
-    pub max_headers: usize,
     /// Most bytes in a response head.
     pub max_header_bytes: usize,
 }
@@ -105,74 +105,26 @@ pub async fn run(
 ) -> Result<Outcome, Failure> {
     let (mut client_read, mut client_write) = client.split();
     let (mut upstream_read, mut upstream_write) = upstream.split();
-    let body = request.body;
-    let Io { input, head: staged, reply: out, upstream: upstream_buf } = io;
+    let Io { input, head, reply, upstream: upstream_buf } = io;
     upstream_buf.clear();
-    // Body bytes that already arrived ride with the head in one write.
-    let upload = async {
-        match upload {
-            Upload::Replay(bytes) => {
-                upstream_write.write_all(bytes).await.map_err(PumpError::Write)
-            }
-            // The head is left intact, so a stale connection can be retried with it.
-            Upload::FromClient(_) if body == BodyKind::Empty => {
-                upstream_write.write_all(staged).await.map_err(PumpError::Write)
-            }
-            Upload::FromClient(capture) => {
-                let pump = Pump {
-                    kind: body,
-                    dechunk: false,
-                    idle_timeout: limits.body_timeout,
-                    staged,
-                    capture,
-                };
-                pump.run(input, &mut client_read, &mut upstream_write).await.map(|_| ())
-            }
-        }
-    };
+    let body = request.body;
+    let upload =
+        send_request(upload, body, head, input, &mut client_read, &mut upstream_write, limits);
     let mut upload = pin!(upload);
     let mut uploaded: Option<Result<(), PumpError>> = None;
-    let deadline = sleep(Duration::from_secs(u64::from(u32::MAX)));
-    let mut deadline = pin!(deadline);
-    let response = loop {
-        tokio::select! {
-            biased;
-            result = &mut upload, if uploaded.is_none() => {
-                if let Err(error) = &result {
-                    if let Some(failure) = client_side(error) {
-                        return Err(failure);
-                    }
-                }
-                uploaded = Some(result);
-                deadline.as_mut().reset(Instant::now() + limits.response_timeout);
-            }
-            read = upstream_read.read_buf(upstream_buf), if upstream_buf.len() < limits.max_header_bytes => {
-                match read {
-                    Ok(0) | Err(_) => {
-                        let request_sent = matches!(uploaded, Some(Ok(())));
-                        return Err(Failure::UpstreamClosed { silent: upstream_buf.is_empty(), request_sent });
-                    }
-                    Ok(_) => {}
-                }
-                match response::parse(upstream_buf, &exchange, out).map_err(|e| Failure::BadResponse(e.0))? {
-                    Parsed::Partial => continue,
-                    Parsed::Complete(info) if info.is_interim() => {
-                        upstream_buf.advance(info.head_len);
-                        client_write.write_all(out).await.map_err(|_| Failure::ClientGone)?;
-                    }
-                    Parsed::Complete(info) => break info,
-                }
-            }
-            () = &mut deadline => return Err(Failure::Timeout),
-        }
-        if upstream_buf.len() >= limits.max_header_bytes {
-            return Err(Failure::BadResponse("upstream response head too large"));
-        }
-    };
-    let info = response;
+    let info = HeadReader {
+        upstream: &mut upstream_read,
+        buf: &mut *upstream_buf,
+        reply: &mut *reply,
+        client: &mut client_write,
+        exchange: &exchange,
+        limits: &limits,
+    }
+    .read(upload.as_mut(), &mut uploaded)
+    .await?;
     upstream_buf.advance(info.head_len);
     if info.status == 101 {
-        client_write.write_all(out).await.map_err(|_| Failure::ClientGone)?;
+        client_write.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
         return Ok(Outcome {
             status: 101,
             upstream_reusable: false,
@@ -185,11 +137,12 @@ pub async fn run(
             kind: info.body,
             dechunk: info.dechunk,
             idle_timeout: limits.read_timeout,
-            staged: out,
+            staged: reply,
             capture: None,
         };
         let download = download.run(upstream_buf, &mut upstream_read, &mut client_write);
         let mut download = pin!(download);
+        // The rest of the request body goes up while the response comes down.
         loop {
             tokio::select! {
                 result = &mut upload, if uploaded.is_none() => uploaded = Some(result),
@@ -198,6 +151,109 @@ pub async fn run(
         }
     };
     finish(info, uploaded, downloaded, upstream_buf.is_empty())
+}
+
+/// Sends the request: the head, then the body from the client or a replay copy. Body
+/// bytes that already arrived ride with the head in one write.
+async fn send_request<R, W>(
+    upload: Upload<'_>,
+    body: BodyKind,
+    head: &mut Vec<u8>,
+    input: &mut BytesMut,
+    client: &mut R,
+    upstream: &mut W,
+    limits: Limits,
+) -> Result<(), PumpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match upload {
+        Upload::Replay(bytes) => upstream.write_all(bytes).await.map_err(PumpError::Write),
+        // The head is left intact, so a stale connection can be retried with it.
+        Upload::FromClient(_) if body == BodyKind::Empty => {
+            upstream.write_all(head).await.map_err(PumpError::Write)
+        }
+        Upload::FromClient(capture) => {
+            let idle_timeout = limits.body_timeout;
+            let pump = Pump { kind: body, dechunk: false, idle_timeout, staged: head, capture };
+            pump.run(input, client, upstream).await.map(|_| ())
+        }
+    }
+}
+
+/// Reads the response head while the request is still being sent, relaying interim
+/// responses to the client.
+struct HeadReader<'a, 'u, 'c> {
+    upstream: &'a mut ReadHalf<'u>,
+    buf: &'a mut BytesMut,
+    reply: &'a mut Vec<u8>,
+    client: &'a mut WriteHalf<'c>,
+    exchange: &'a Exchange,
+    limits: &'a Limits,
+}
+
+impl HeadReader<'_, '_, '_> {
+    /// Returns the final response head; `reply` then holds its client-bound form. The
+    /// response timeout runs from the moment the whole request was sent.
+    async fn read<U>(
+        &mut self,
+        mut upload: Pin<&mut U>,
+        uploaded: &mut Option<Result<(), PumpError>>,
+    ) -> Result<ResponseInfo, Failure>
+    where
+        U: Future<Output = Result<(), PumpError>>,
+    {
+        let deadline = sleep(Duration::from_secs(u64::from(u32::MAX)));
+        let mut deadline = pin!(deadline);
+        // Bounded: each pass reads bytes into a head bounded by `max_header_bytes`, or
+        // finishes the upload (once), or ends at the deadline.
+        loop {
+            tokio::select! {
+                biased;
+                result = upload.as_mut(), if uploaded.is_none() => {
+                    if let Some(failure) = result.as_ref().err().and_then(client_side) {
+                        return Err(failure);
+                    }
+                    *uploaded = Some(result);
+                    deadline.as_mut().reset(Instant::now() + self.limits.response_timeout);
+                }
+                read = self.upstream.read_buf(self.buf) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        let request_sent = matches!(uploaded, Some(Ok(())));
+                        let silent = self.buf.is_empty();
+                        return Err(Failure::UpstreamClosed { silent, request_sent });
+                    }
+                    if let Some(info) = self.parse().await? {
+                        return Ok(info);
+                    }
+                }
+                () = &mut deadline => return Err(Failure::Timeout),
+            }
+        }
+    }
+
+    /// Parses what arrived: `Some` for a final head, `None` to read on.
+    async fn parse(&mut self) -> Result<Option<ResponseInfo>, Failure> {
+        // Bounded: each pass consumes one interim head.
+        loop {
+            match response::parse(self.buf, self.exchange, self.reply) {
+                Err(error) => return Err(Failure::BadResponse(error.0)),
+                Ok(Parsed::Partial) if self.buf.len() >= self.limits.max_header_bytes => {
+                    return Err(Failure::BadResponse("upstream response head too large"));
+                }
+                Ok(Parsed::Partial) => return Ok(None),
+                Ok(Parsed::Complete(info)) if info.is_interim() => {
+                    self.buf.advance(info.head_len);
+                    self.client.write_all(self.reply).await.map_err(|_| Failure::ClientGone)?;
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                Ok(Parsed::Complete(info)) => return Ok(Some(info)),
+            }
+        }
+    }
 }
 
 /// Maps an upload error to a failure if the client caused it; upstream write errors are

@@ -109,13 +109,7 @@ async fn attempt(
         close_client: !info.keep_alive || draining,
         max_headers: server.max_headers,
     };
-    let limits = Limits {
-        body_timeout: server.body_timeout,
-        response_timeout: settings.response_timeout,
-        read_timeout: settings.read_timeout,
-        max_headers: server.max_headers,
-        max_header_bytes: server.max_header_bytes,
-    };
+    let limits = limits(server, settings);
     let stats = backend.live.stats.local();
     let (mut upstream, reused) = match pool::checkout(&backend.live) {
         Some(upstream) => (upstream, true),
@@ -167,6 +161,15 @@ async fn attempt(
     };
     let second = exchange::run(stream, &mut upstream, io, info, upload, exchange, limits).await;
     second.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange)
+}
+
+fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
+    Limits {
+        body_timeout: server.body_timeout,
+        response_timeout: settings.response_timeout,
+        read_timeout: settings.read_timeout,
+        max_header_bytes: server.max_header_bytes,
+    }
 }
 
 /// A failed attempt: no connection, or a failed exchange.
