@@ -3,12 +3,14 @@
 //! Every hot-path counter lives in a shard owned by one worker thread and padded to its own
 //! cache lines, so workers never write the same line. A scrape adds the shards up. Shard
 //! 0 belongs to threads that are not workers (admin, control), workers use 1..=N.
+//! [`render`] writes the Prometheus text format.
+
+pub mod render;
+
+pub use render::render;
 
 use std::cell::Cell;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-
-use crate::snapshot::Snapshot;
 
 thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(0) };
@@ -66,6 +68,11 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -83,8 +90,48 @@ impl StatusClasses {
         self.0[class].inc();
     }
 
-    fn get(&self, class: usize) -> u64 {
+    /// Responses of class `class + 1` (0 is 1xx).
+    pub fn get(&self, class: usize) -> u64 {
         self.0[class].get()
+    }
+}
+
+/// Upper bounds of the request-duration buckets in microseconds: 0.5 ms to 10 s, the
+/// range between a cached loopback answer and a request that should have timed out.
+pub const DURATION_BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A duration histogram. Buckets are stored non-cumulatively (one increment per sample);
+/// the exposition accumulates them.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Counter; DURATION_BUCKETS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    /// Records one sample.
+    pub fn record(&self, duration: std::time::Duration) {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        // Bounded: 14 comparisons at most.
+        let index = DURATION_BUCKETS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(DURATION_BUCKETS_US.len());
+        self.buckets[index].inc();
+        self.sum_us.add(micros);
+    }
+
+    /// Samples in bucket `index` alone (the last one is above every bound).
+    pub fn bucket(&self, index: usize) -> u64 {
+        self.buckets[index].get()
+    }
+
+    /// Sum of all samples in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.get()
     }
 }
 
@@ -105,6 +152,12 @@ pub struct BackendStats {
     pub resets: Counter,
     /// Requests retried once after a stale pooled connection failed.
     pub stale_retries: Counter,
+    /// Time from the pick to the end of the response, for relayed responses.
+    pub duration: Histogram,
+    /// Bytes sent to the backend (heads and bodies).
+    pub bytes_sent: Counter,
+    /// Bytes received from the backend (heads and bodies).
+    pub bytes_received: Counter,
 }
 
 /// Frontend counters, one set per shard.
@@ -116,107 +169,4 @@ pub struct FrontendStats {
     pub connections_total: Counter,
     /// Client connections open now (this shard's opens minus closes).
     pub connections_active: AtomicI64,
-}
-
-fn sum<T>(shards: &Sharded<T>, read: impl Fn(&T) -> u64) -> u64 {
-    shards.iter().map(read).sum()
-}
-
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/// Renders the Prometheus text format for the frontend and every backend in `snapshot`.
-pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String {
-    let mut out = String::with_capacity(4096);
-    let _ = writeln!(out, "# HELP weir_requests_total Responses sent to clients, by status class.");
-    let _ = writeln!(out, "# TYPE weir_requests_total counter");
-    for (class, label) in CLASSES.iter().enumerate() {
-        let value = sum(frontend, |s| s.requests.get(class));
-        let _ = writeln!(out, "weir_requests_total{{code_class=\"{label}\"}} {value}");
-    }
-    let total = sum(frontend, |s| s.connections_total.get());
-    let active: i64 = frontend.iter().map(|s| s.connections_active.load(Ordering::Relaxed)).sum();
-    let _ = writeln!(out, "# HELP weir_connections_total Client connections accepted.");
-    let _ = writeln!(out, "# TYPE weir_connections_total counter");
-    let _ = writeln!(out, "weir_connections_total {total}");
-    let _ = writeln!(out, "# HELP weir_connections_active Client connections open now.");
-    let _ = writeln!(out, "# TYPE weir_connections_active gauge");
-    let _ = writeln!(out, "weir_connections_active {}", active.max(0));
-    render_backends(&mut out, snapshot);
-    out
-}
-
-type BackendCounter = fn(&BackendStats) -> u64;
-
-fn render_backends(out: &mut String, snapshot: &Snapshot) {
-    let _ = writeln!(
-        out,
-        "# HELP weir_backend_requests_total Responses from each backend, by status class."
-    );
-    let _ = writeln!(out, "# TYPE weir_backend_requests_total counter");
-    for (pool, backend) in snapshot.backends() {
-        for (class, label) in CLASSES.iter().enumerate() {
-            let value = sum(&backend.live.stats, |s| s.requests.get(class));
-            let _ = writeln!(
-                out,
-                "weir_backend_requests_total{{pool=\"{}\",backend=\"{}\",code_class=\"{label}\"}} {value}",
-                escape(&pool.name),
-                escape(&backend.label)
-            );
-        }
-    }
-    let simple: [(&str, &str, BackendCounter); 2] = [
-        (
-            "weir_backend_connections_opened_total",
-            "Upstream connections opened (pool misses).",
-            |s| s.connections_opened.get(),
-        ),
-        (
-            "weir_backend_connections_reused_total",
-            "Requests sent on a pooled connection (pool hits).",
-            |s| s.connections_reused.get(),
-        ),
-    ];
-    for (name, help, read) in simple {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for (pool, backend) in snapshot.backends() {
-            let value = sum(&backend.live.stats, read);
-            let _ = writeln!(
-                out,
-                "{name}{{pool=\"{}\",backend=\"{}\"}} {value}",
-                escape(&pool.name),
-                escape(&backend.label)
-            );
-        }
-    }
-    render_failures(out, snapshot);
-}
-
-fn render_failures(out: &mut String, snapshot: &Snapshot) {
-    let kinds: [(&str, BackendCounter); 3] = [
-        ("connect", |s| s.connect_failures.get()),
-        ("timeout", |s| s.timeouts.get()),
-        ("reset", |s| s.resets.get()),
-    ];
-    let _ = writeln!(
-        out,
-        "# HELP weir_backend_failures_total Failed exchanges with each backend, by kind."
-    );
-    let _ = writeln!(out, "# TYPE weir_backend_failures_total counter");
-    for (pool, backend) in snapshot.backends() {
-        for (kind, read) in kinds {
-            let value = sum(&backend.live.stats, read);
-            let _ = writeln!(
-                out,
-                "weir_backend_failures_total{{pool=\"{}\",backend=\"{}\",kind=\"{kind}\"}} {value}",
-                escape(&pool.name),
-                escape(&backend.label)
-            );
-        }
-    }
-}
-
-/// Escapes a label value for the text format.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -66,6 +66,12 @@ pub struct Outcome {
     pub keep_client: bool,
     /// A 101 was relayed: the caller tunnels bytes both ways now.
     pub upgraded: bool,
+    /// Time from the start of the exchange to the final response head.
+    pub header_latency: Duration,
+    /// Bytes sent upstream, head and body.
+    pub bytes_sent: u64,
+    /// Bytes received from upstream, head and body.
+    pub bytes_received: u64,
 }
 
 /// Why an exchange produced no (complete) response.
@@ -107,11 +113,13 @@ pub async fn run(
     let (mut upstream_read, mut upstream_write) = upstream.split();
     let Io { input, head, reply, upstream: upstream_buf } = io;
     upstream_buf.clear();
+    let started = Instant::now();
+    let head_len = head.len() as u64;
     let body = request.body;
     let upload =
         send_request(upload, body, head, input, &mut client_read, &mut upstream_write, limits);
     let mut upload = pin!(upload);
-    let mut uploaded: Option<Result<(), PumpError>> = None;
+    let mut uploaded: Option<Result<u64, PumpError>> = None;
     let info = HeadReader {
         upstream: &mut upstream_read,
         buf: &mut *upstream_buf,
@@ -122,6 +130,7 @@ pub async fn run(
     }
     .read(upload.as_mut(), &mut uploaded)
     .await?;
+    let header_latency = started.elapsed();
     upstream_buf.advance(info.head_len);
     if info.status == 101 {
         client_write.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
@@ -130,6 +139,9 @@ pub async fn run(
             upstream_reusable: false,
             keep_client: false,
             upgraded: true,
+            header_latency,
+            bytes_sent: head_len,
+            bytes_received: info.head_len as u64,
         });
     }
     let downloaded = {
@@ -150,7 +162,11 @@ pub async fn run(
             }
         }
     };
-    finish(info, uploaded, downloaded, upstream_buf.is_empty())
+    let mut outcome = finish(info, uploaded, downloaded, upstream_buf.is_empty())?;
+    outcome.header_latency = header_latency;
+    outcome.bytes_sent += head_len;
+    outcome.bytes_received += info.head_len as u64;
+    Ok(outcome)
 }
 
 /// Sends the request: the head, then the body from the client or a replay copy. Body
@@ -163,21 +179,25 @@ async fn send_request<R, W>(
     client: &mut R,
     upstream: &mut W,
     limits: Limits,
-) -> Result<(), PumpError>
+) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     match upload {
-        Upload::Replay(bytes) => upstream.write_all(bytes).await.map_err(PumpError::Write),
+        Upload::Replay(bytes) => {
+            upstream.write_all(bytes).await.map_err(PumpError::Write)?;
+            Ok(bytes.len() as u64)
+        }
         // The head is left intact, so a stale connection can be retried with it.
         Upload::FromClient(_) if body == BodyKind::Empty => {
-            upstream.write_all(head).await.map_err(PumpError::Write)
+            upstream.write_all(head).await.map_err(PumpError::Write)?;
+            Ok(0)
         }
         Upload::FromClient(capture) => {
             let idle_timeout = limits.body_timeout;
             let pump = Pump { kind: body, dechunk: false, idle_timeout, staged: head, capture };
-            pump.run(input, client, upstream).await.map(|_| ())
+            pump.run(input, client, upstream).await
         }
     }
 }
@@ -199,10 +219,10 @@ impl HeadReader<'_, '_, '_> {
     async fn read<U>(
         &mut self,
         mut upload: Pin<&mut U>,
-        uploaded: &mut Option<Result<(), PumpError>>,
+        uploaded: &mut Option<Result<u64, PumpError>>,
     ) -> Result<ResponseInfo, Failure>
     where
-        U: Future<Output = Result<(), PumpError>>,
+        U: Future<Output = Result<u64, PumpError>>,
     {
         let deadline = sleep(Duration::from_secs(u64::from(u32::MAX)));
         let mut deadline = pin!(deadline);
@@ -220,7 +240,7 @@ impl HeadReader<'_, '_, '_> {
                 }
                 read = self.upstream.read_buf(self.buf) => {
                     if !matches!(read, Ok(n) if n > 0) {
-                        let request_sent = matches!(uploaded, Some(Ok(())));
+                        let request_sent = matches!(uploaded, Some(Ok(_)));
                         let silent = self.buf.is_empty();
                         return Err(Failure::UpstreamClosed { silent, request_sent });
                     }
@@ -269,14 +289,14 @@ fn client_side(error: &PumpError) -> Option<Failure> {
 
 fn finish(
     info: ResponseInfo,
-    uploaded: Option<Result<(), PumpError>>,
+    uploaded: Option<Result<u64, PumpError>>,
     downloaded: Result<u64, PumpError>,
     upstream_drained: bool,
 ) -> Result<Outcome, Failure> {
-    if downloaded.is_err() {
+    let Ok(body_bytes_received) = downloaded else {
         return Err(Failure::Aborted);
-    }
-    let upload_complete = matches!(uploaded, Some(Ok(())));
+    };
+    let upload_complete = matches!(uploaded, Some(Ok(_)));
     Ok(Outcome {
         status: info.status,
         upstream_reusable: info.upstream_reusable
@@ -285,5 +305,11 @@ fn finish(
             && info.body != BodyKind::UntilClose,
         keep_client: !info.close_client && upload_complete,
         upgraded: false,
+        header_latency: Duration::ZERO,
+        bytes_sent: match uploaded {
+            Some(Ok(bytes)) => bytes,
+            _ => 0,
+        },
+        bytes_received: body_bytes_received,
     })
 }

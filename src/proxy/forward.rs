@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Buf;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
@@ -82,10 +83,12 @@ pub async fn handle(
     }
     let server = &snapshot.config.server;
     let _in_flight = InFlight::new(&backend.live);
+    let started = Instant::now();
     let draining = client.drain.is_draining();
     match attempt(stream, backend, &pool.settings, server, buffers, &info, draining).await {
         Ok((outcome, upstream)) => {
-            finish(stream, client, backend, &pool.settings, buffers, outcome, upstream).await
+            record(client, backend, &outcome, started);
+            finish(stream, backend, &pool.settings, buffers, outcome, upstream).await
         }
         Err(failure) => fail(stream, client, backend, buffers, failure, keep_after_error).await,
     }
@@ -194,17 +197,25 @@ async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<TcpStream, 
     result
 }
 
+/// Counts a relayed response: status class, bytes and duration.
+fn record(client: &Client, backend: &Backend, outcome: &Outcome, started: Instant) {
+    let stats = backend.live.stats.local();
+    stats.requests.record(outcome.status);
+    stats.bytes_sent.add(outcome.bytes_sent);
+    stats.bytes_received.add(outcome.bytes_received);
+    stats.duration.record(started.elapsed());
+    client.shared.frontend.local().requests.record(outcome.status);
+}
+
+/// Tunnels an upgraded connection, or pools the upstream connection if it is clean.
 async fn finish(
     stream: &mut TcpStream,
-    client: &Client,
     backend: &Backend,
     settings: &PoolConfig,
     buffers: &mut Buffers,
     outcome: Outcome,
     mut upstream: TcpStream,
 ) -> bool {
-    backend.live.stats.local().requests.record(outcome.status);
-    client.shared.frontend.local().requests.record(outcome.status);
     if outcome.upgraded {
         super::tunnel::run(stream, &mut upstream, buffers).await;
         return false;

@@ -1,0 +1,153 @@
+//! The Prometheus text exposition: adds up the shards of every counter at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::{BackendStats, FrontendStats, Sharded, DURATION_BUCKETS_US};
+use crate::snapshot::{Backend, Pool, Snapshot};
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+type BackendCounter = fn(&BackendStats) -> u64;
+
+/// Per-backend counters exposed as `NAME{pool,backend}`.
+const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 5] = [
+    ("weir_backend_connections_opened_total", "Upstream connections opened (pool misses).", |s| {
+        s.connections_opened.get()
+    }),
+    (
+        "weir_backend_connections_reused_total",
+        "Requests sent on a pooled upstream connection (pool hits).",
+        |s| s.connections_reused.get(),
+    ),
+    (
+        "weir_backend_retries_total",
+        "Requests retried on a fresh connection after a pooled one proved stale.",
+        |s| s.stale_retries.get(),
+    ),
+    ("weir_backend_sent_bytes_total", "Bytes sent to the backend.", |s| s.bytes_sent.get()),
+    ("weir_backend_received_bytes_total", "Bytes received from the backend.", |s| {
+        s.bytes_received.get()
+    }),
+];
+
+/// Failure kinds exposed as `weir_backend_failures_total{kind}`.
+const FAILURE_KINDS: [(&str, BackendCounter); 3] = [
+    ("connect", |s| s.connect_failures.get()),
+    ("timeout", |s| s.timeouts.get()),
+    ("reset", |s| s.resets.get()),
+];
+
+fn sum<T>(shards: &Sharded<T>, read: impl Fn(&T) -> u64) -> u64 {
+    shards.iter().map(read).sum()
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// `pool="…",backend="…"`, escaped.
+fn labels(pool: &Pool, backend: &Backend) -> String {
+    format!("pool=\"{}\",backend=\"{}\"", escape(&pool.name), escape(&backend.label))
+}
+
+/// Renders the Prometheus text format for the frontend and every backend in `snapshot`.
+pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String {
+    let mut out = String::with_capacity(8192);
+    header(
+        &mut out,
+        "weir_requests_total",
+        "counter",
+        "Responses sent to clients, by status class.",
+    );
+    for (class, label) in CLASSES.iter().enumerate() {
+        let value = sum(frontend, |s| s.requests.get(class));
+        let _ = writeln!(out, "weir_requests_total{{code_class=\"{label}\"}} {value}");
+    }
+    let total = sum(frontend, |s| s.connections_total.get());
+    header(&mut out, "weir_connections_total", "counter", "Client connections accepted.");
+    let _ = writeln!(out, "weir_connections_total {total}");
+    let active: i64 = frontend.iter().map(|s| s.connections_active.load(Ordering::Relaxed)).sum();
+    header(&mut out, "weir_connections_active", "gauge", "Client connections open now.");
+    let _ = writeln!(out, "weir_connections_active {}", active.max(0));
+    let _ = writeln!(out, "# HELP weir_build_info Build information.");
+    let _ = writeln!(out, "# TYPE weir_build_info gauge");
+    let _ = writeln!(out, "weir_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    render_backend_requests(&mut out, snapshot);
+    render_backend_gauges(&mut out, snapshot);
+    render_durations(&mut out, snapshot);
+    for (name, help, read) in BACKEND_COUNTERS {
+        header(&mut out, name, "counter", help);
+        for (pool, backend) in snapshot.backends() {
+            let value = sum(&backend.live.stats, read);
+            let _ = writeln!(out, "{name}{{{}}} {value}", labels(pool, backend));
+        }
+    }
+    render_failures(&mut out, snapshot);
+    out
+}
+
+fn render_backend_requests(out: &mut String, snapshot: &Snapshot) {
+    let name = "weir_backend_requests_total";
+    header(out, name, "counter", "Responses from each backend, by status class.");
+    for (pool, backend) in snapshot.backends() {
+        let labels = labels(pool, backend);
+        for (class, label) in CLASSES.iter().enumerate() {
+            let value = sum(&backend.live.stats, |s| s.requests.get(class));
+            let _ = writeln!(out, "{name}{{{labels},code_class=\"{label}\"}} {value}");
+        }
+    }
+}
+
+fn render_backend_gauges(out: &mut String, snapshot: &Snapshot) {
+    let name = "weir_backend_in_flight";
+    header(out, name, "gauge", "Requests in flight to each backend.");
+    for (pool, backend) in snapshot.backends() {
+        let value = backend.live.in_flight.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{{}}} {value}", labels(pool, backend));
+    }
+    let name = "weir_backend_healthy";
+    header(out, name, "gauge", "1 when the backend may take new requests.");
+    for (pool, backend) in snapshot.backends() {
+        let value = u8::from(backend.live.is_healthy());
+        let _ = writeln!(out, "{name}{{{}}} {value}", labels(pool, backend));
+    }
+}
+
+fn render_durations(out: &mut String, snapshot: &Snapshot) {
+    let name = "weir_backend_request_duration_seconds";
+    header(out, name, "histogram", "Time from backend pick to the end of the response.");
+    for (pool, backend) in snapshot.backends() {
+        let labels = labels(pool, backend);
+        let stats = &backend.live.stats;
+        let mut cumulative = 0;
+        for (index, bound) in DURATION_BUCKETS_US.iter().enumerate() {
+            cumulative += sum(stats, |s| s.duration.bucket(index));
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += sum(stats, |s| s.duration.bucket(DURATION_BUCKETS_US.len()));
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let seconds = sum(stats, |s| s.duration.sum_us()) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {seconds}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+fn render_failures(out: &mut String, snapshot: &Snapshot) {
+    let name = "weir_backend_failures_total";
+    header(out, name, "counter", "Failed exchanges with each backend, by kind.");
+    for (pool, backend) in snapshot.backends() {
+        let labels = labels(pool, backend);
+        for (kind, read) in FAILURE_KINDS {
+            let value = sum(&backend.live.stats, read);
+            let _ = writeln!(out, "{name}{{{labels},kind=\"{kind}\"}} {value}");
+        }
+    }
+}
+
+/// Escapes a label value for the text format.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
