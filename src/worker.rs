@@ -103,15 +103,16 @@ pub fn spawn(
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{index}")).spawn(move || {
         metrics::set_worker_shard(index);
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let options = tokio::runtime::LocalOptions::default();
+        let built = tokio::runtime::Builder::new_current_thread().enable_all().build_local(options);
+        let runtime = match built {
             Ok(runtime) => runtime,
             Err(error) => {
                 tracing::error!(worker = index, "cannot start runtime: {error}");
                 return;
             }
         };
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, run(shared, listeners));
+        runtime.block_on(run(shared, listeners));
     })
 }
 
