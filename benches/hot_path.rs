@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use weir::balance::key::{hash_bytes, HashKey};
+use weir::balance::PickRequest;
 use weir::config::{
-    BackendAddress, BackendConfig, Config, HostMatch, PoolConfig, RouteConfig, StrategyKind,
+    BackendAddress, BackendConfig, Config, HashConfig, HostMatch, PoolConfig, RouteConfig,
+    StrategyKind,
 };
 use weir::http1::request::{self, Forwarding};
 use weir::snapshot::{Registry, Snapshot};
@@ -49,7 +52,11 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
             weight: 1 + (i as u32 % 5),
         })
         .collect();
-    config.pools.push(PoolConfig::new("web", strategy, list));
+    let mut web = PoolConfig::new("web", strategy, list);
+    if strategy == StrategyKind::ConsistentHash {
+        web.hash = Some(HashConfig { key: HashKey::Path, table_size: 65_537 });
+    }
+    config.pools.push(web);
     config.pools.push(PoolConfig::new("api", strategy, Vec::new()));
     config.routes = vec![
         RouteConfig {
@@ -78,20 +85,48 @@ fn bench_route(c: &mut Criterion) {
     });
 }
 
+/// Every strategy, and a name for its benchmark. Sticky runs twice: with a cookie naming a
+/// backend, and without one (a pick by its base strategy, least requests). Weighted round
+/// robin also runs with its first backend down, which keeps it on the O(n) nginx loop.
+const STRATEGIES: [(&str, StrategyKind); 9] = [
+    ("round_robin", StrategyKind::RoundRobin),
+    ("weighted_round_robin", StrategyKind::WeightedRoundRobin),
+    ("weighted_round_robin_one_down", StrategyKind::WeightedRoundRobin),
+    ("random", StrategyKind::Random),
+    ("least_requests", StrategyKind::LeastRequests),
+    ("consistent_hash", StrategyKind::ConsistentHash),
+    ("sticky_cookie", StrategyKind::Sticky),
+    ("sticky_no_cookie", StrategyKind::Sticky),
+    ("peak_ewma", StrategyKind::PeakEwma),
+];
+
 fn bench_pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
-    for size in [2usize, 16, 256] {
-        let snapshot = snapshot(size, StrategyKind::RoundRobin);
-        let pool = &snapshot.pools[0];
-        let allocated = allocations_during(|| {
-            for _ in 0..10_000 {
-                black_box(pool.strategy.pick(&pool.backends));
+    // Keys cycle through 1024 precomputed hashes, so consistent_hash reads all over its table.
+    let keys: Vec<u64> = (0..1024).map(|i| hash_bytes(format!("/user/{i}").as_bytes())).collect();
+    for (name, strategy) in STRATEGIES {
+        for size in [2usize, 16, 256] {
+            let snapshot = snapshot(size, strategy);
+            let pool = &snapshot.pools[0];
+            if name.ends_with("_one_down") {
+                pool.backends[0].live.healthy.store(false, Ordering::Relaxed);
             }
-        });
-        assert_eq!(allocated, 0, "round_robin pick allocated with {size} backends");
-        group.bench_with_input(BenchmarkId::new("round_robin", size), &size, |b, _| {
-            b.iter(|| pool.strategy.pick(black_box(&pool.backends)))
-        });
+            let cookie = pool.strategy.sticky_id(size / 2).unwrap_or_default().to_string();
+            let sticky_id = (name == "sticky_cookie").then_some(cookie.as_bytes());
+            let mut turn = 0usize;
+            let mut pick = || {
+                turn = turn.wrapping_add(1);
+                let hash_key = Some(keys[turn % keys.len()]);
+                pool.strategy.pick(black_box(&pool.backends), &PickRequest { hash_key, sticky_id })
+            };
+            let allocated = allocations_during(|| {
+                for _ in 0..10_000 {
+                    assert!(black_box(pick()).is_some());
+                }
+            });
+            assert_eq!(allocated, 0, "{name} pick allocated with {size} backends");
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| b.iter(&mut pick));
+        }
     }
     group.finish();
 }

@@ -96,7 +96,11 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
             }
             backends.push(BackendConfig { address, weight: 1 });
         }
-        config.pools = vec![PoolConfig::new("default", strategy, backends)];
+        let mut pool = PoolConfig::new("default", strategy, backends);
+        if strategy == StrategyKind::Sticky {
+            pool.sticky = Some(config::StickyConfig::default());
+        }
+        config.pools = vec![pool];
         config.routes.clear();
     } else if args.strategy.is_some() {
         return Err("--strategy applies to the pool made from --backend; give --backend too".into());
@@ -128,8 +132,10 @@ fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
     let kind = StrategyKind::from_name(name).ok_or_else(|| {
         format!("--strategy {name}: expected one of {}", StrategyKind::NAMES.join(", "))
     })?;
-    if !kind.is_available() {
-        return Err(format!("--strategy {name}: not implemented yet in this build"));
+    if kind == StrategyKind::ConsistentHash {
+        return Err(format!(
+            "--strategy {name}: needs a hash key; use a config file with [pool.hash] key"
+        ));
     }
     Ok(kind)
 }

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::balance::key::HashKey;
+
 /// Default plain HTTP listener, as in the contract.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default admin listener, as in the contract.
@@ -92,17 +94,20 @@ pub enum StrategyKind {
     ConsistentHash,
     /// Cookie affinity over a base strategy (issue #4).
     Sticky,
+    /// Power of two choices on peak-EWMA latency times in-flight requests (issue #4).
+    PeakEwma,
 }
 
 impl StrategyKind {
     /// Every strategy name, as written in config files and on the command line.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "round_robin",
         "weighted_round_robin",
         "random",
         "least_requests",
         "consistent_hash",
         "sticky",
+        "peak_ewma",
     ];
 
     /// Parses a strategy name.
@@ -114,14 +119,28 @@ impl StrategyKind {
             "least_requests" => StrategyKind::LeastRequests,
             "consistent_hash" => StrategyKind::ConsistentHash,
             "sticky" => StrategyKind::Sticky,
+            "peak_ewma" => StrategyKind::PeakEwma,
             _ => return None,
         })
     }
 
+    /// The name, as written in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::RoundRobin => "round_robin",
+            StrategyKind::WeightedRoundRobin => "weighted_round_robin",
+            StrategyKind::Random => "random",
+            StrategyKind::LeastRequests => "least_requests",
+            StrategyKind::ConsistentHash => "consistent_hash",
+            StrategyKind::Sticky => "sticky",
+            StrategyKind::PeakEwma => "peak_ewma",
+        }
+    }
+
     /// Whether this build implements the strategy. Unimplemented ones are refused at
-    /// validation rather than silently replaced by round robin.
+    /// validation rather than silently replaced by round robin; every one is implemented.
     pub fn is_available(self) -> bool {
-        matches!(self, StrategyKind::RoundRobin)
+        true
     }
 }
 
@@ -144,6 +163,76 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// Most idle pooled connections per backend, per worker.
     pub max_idle: usize,
+    /// `[pool.hash]`: the key and table of `consistent_hash` (required by it).
+    pub hash: Option<HashConfig>,
+    /// `[pool.sticky]`: the cookie and base strategy of `sticky` (defaults if absent).
+    pub sticky: Option<StickyConfig>,
+    /// `peak_ewma`'s decay window: how long a latency peak takes to fade (by `1/e`).
+    pub ewma_decay: Duration,
+}
+
+/// `[pool.hash]`: what `consistent_hash` hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashConfig {
+    /// Where the key comes from.
+    pub key: HashKey,
+    /// Maglev table entries: a prime from 1,021 to 5,000,011. Bigger tables spread
+    /// weights more finely and move fewer keys when backends change, at 4 bytes an entry.
+    pub table_size: usize,
+}
+
+/// `SameSite` attribute of the sticky cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=None` (browsers require `Secure` with it).
+    None,
+}
+
+/// `[pool.sticky]`: the affinity cookie and the strategy that places new clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyConfig {
+    /// Cookie name.
+    pub cookie: String,
+    /// Strategy for requests without a valid cookie; never `sticky`.
+    pub base: StrategyKind,
+    /// `Path` attribute.
+    pub path: String,
+    /// `Max-Age` attribute; `None` makes a session cookie.
+    pub max_age: Option<Duration>,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// `HttpOnly` attribute.
+    pub http_only: bool,
+    /// `SameSite` attribute, if any.
+    pub same_site: Option<SameSite>,
+    /// Key of the hash that makes backend ids; `None` uses a fixed default key. Instances
+    /// that share clients must share it.
+    pub secret: Option<String>,
+    /// Whether the cookie is passed on to the backend (it is stripped by default).
+    pub forward_cookie: bool,
+}
+
+impl Default for StickyConfig {
+    fn default() -> Self {
+        StickyConfig {
+            // Namespaced so it does not collide with the application's own cookies.
+            cookie: "weir_affinity".to_string(),
+            // Envoy's and HAProxy's choice for spreading load without state.
+            base: StrategyKind::LeastRequests,
+            path: "/".to_string(),
+            max_age: None,
+            secure: false,
+            // The application never needs to read it from scripts.
+            http_only: true,
+            same_site: None,
+            secret: None,
+            forward_cookie: false,
+        }
+    }
 }
 
 /// One backend of a pool.
@@ -312,6 +401,12 @@ impl Default for AdminConfig {
 }
 
 impl PoolConfig {
+    /// Whether the pool's strategy (or a sticky pool's base) learns from response latency.
+    pub fn uses_latency(&self) -> bool {
+        self.strategy == StrategyKind::PeakEwma
+            || self.sticky.as_ref().is_some_and(|sticky| sticky.base == StrategyKind::PeakEwma)
+    }
+
     /// A pool with default timeouts and limits.
     pub fn new(name: &str, strategy: StrategyKind, backends: Vec<BackendConfig>) -> PoolConfig {
         PoolConfig {
@@ -331,6 +426,10 @@ impl PoolConfig {
             // Per worker and backend. nginx's default `keepalive 32`; more fits the
             // 1,000-connection benchmark without reconnect churn.
             max_idle: 256,
+            hash: None,
+            sticky: None,
+            // linkerd's default decay window for its peak-EWMA balancer.
+            ewma_decay: Duration::from_secs(10),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! ([`exchange`]), and put the upstream connection back if it is clean. Errors weir makes
 //! itself are short `text/plain` answers naming the cause ([`reply`]).
 
+pub mod affinity;
 pub mod buffers;
 pub mod exchange;
 pub mod forward;

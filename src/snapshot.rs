@@ -12,6 +12,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::balance::peak_ewma::EwmaCell;
+use crate::balance::weighted::WrrCell;
 use crate::balance::{self, Strategy};
 use crate::config::{BackendAddress, Config, HostMatch, PoolConfig};
 use crate::metrics::{BackendStats, Sharded};
@@ -27,9 +29,27 @@ pub struct BackendLive {
     pub healthy: AtomicBool,
     /// Counters, sharded per worker.
     pub stats: Sharded<BackendStats>,
+    /// Smooth weighted round robin state (`current_weight`), one per worker: workers pick
+    /// independently, as nginx workers do, so they never contend.
+    pub wrr: Sharded<WrrCell>,
+    /// Peak-EWMA latency estimate, shared by all workers.
+    pub ewma: EwmaCell,
 }
 
 impl BackendLive {
+    /// Fresh state for a backend seen for the first time, in a process with `workers`
+    /// workers.
+    pub fn new(id: u64, workers: usize) -> BackendLive {
+        BackendLive {
+            id,
+            in_flight: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            stats: Sharded::new(workers),
+            wrr: Sharded::new(workers),
+            ewma: EwmaCell::default(),
+        }
+    }
+
     /// Whether the balancer may send new requests here.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
@@ -140,7 +160,7 @@ impl Registry {
                     live,
                 });
             }
-            let strategy = balance::build(pool.strategy, &backends);
+            let strategy = balance::build(pool, &backends);
             pools.push(Pool {
                 name: pool.name.clone(),
                 backends,
@@ -159,12 +179,7 @@ impl Registry {
         }
         let id = self.next_id;
         self.next_id += 1;
-        Arc::new(BackendLive {
-            id,
-            in_flight: AtomicU64::new(0),
-            healthy: AtomicBool::new(true),
-            stats: Sharded::new(self.workers),
-        })
+        Arc::new(BackendLive::new(id, self.workers))
     }
 }
 

@@ -15,29 +15,26 @@ use toml::Spanned;
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
     AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, PoolConfig,
-    RouteConfig, Scheme, ServerConfig, StrategyKind, MAX_WEIGHT, MAX_WORKERS,
+    RouteConfig, ServerConfig, StrategyKind, MAX_WORKERS,
 };
+use pool::{backend_address, pool_name, strategy};
+
+mod pool;
 
 type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Upper bound on `max_connections`: above any fd limit, but catches a few extra zeros.
 const MAX_CONNECTIONS: u64 = 10_000_000;
-/// Upper bound on `max_idle` (0 disables pooling).
-const MAX_IDLE: u64 = 100_000;
 /// Allowed `max_header_bytes`: room for a long request line, but no unbounded buffers.
 const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
 const MAX_HEADERS: u64 = 1000;
-/// `[[pool]]` sub-tables that later issues add. They are refused, never silently ignored.
-const FUTURE_POOL_TABLES: [&str; 6] = ["health", "sticky", "hash", "tls", "passive", "retry"];
 /// What the top level may hold.
 const TOP_LEVEL: &str = "the file (expected [server], [admin], [[pool]] or [[route]])";
 const DURATION_HINT: &str = r#"a duration string such as "5s""#;
 const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
 const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
 const ADMIN_HINT: &str = r#"an address such as "127.0.0.1:9901", or "off""#;
-const HTTPS_UNSUPPORTED: &str = "https backends are not supported yet in this build";
-const BACKEND_HINT: &str = r#"an address or a table such as { address = "127.0.0.1:9001" }"#;
 
 /// Parses config `text`; `file` names it in errors.
 ///
@@ -88,6 +85,9 @@ fn guessed(at: &Range<usize>, syntax: &[(Range<usize>, String)]) -> bool {
     !syntax.is_empty() && (at.is_empty() || syntax.iter().any(overlaps))
 }
 
+/// A check that also stores the value, for [`Slot::Check`].
+type Check<'c> = Box<dyn FnOnce(&DeValue<'_>) -> Result<(), String> + 'c>;
+
 /// Where a value goes, and how it is checked on the way there.
 enum Slot<'c> {
     /// A duration string; the flag says whether zero is allowed.
@@ -105,6 +105,8 @@ enum Slot<'c> {
     Host(&'c mut Option<HostMatch>),
     PathPrefix(&'c mut Option<String>),
     PoolRef(&'c mut Option<String>, &'c [PoolConfig]),
+    /// Any other check, written where the key is known.
+    Check(Check<'c>),
     /// A `[[pool]]` sub-table from a later issue.
     Future,
     Unknown(&'static str),
@@ -158,6 +160,7 @@ impl Walker {
             Slot::Host(out) => host_match(v).map(|host| *out = Some(host)),
             Slot::PathPrefix(out) => path_prefix(v).map(|prefix| *out = Some(prefix)),
             Slot::PoolRef(out, pools) => route_pool(v, pools).map(|pool| *out = Some(pool)),
+            Slot::Check(check) => check(v),
             Slot::Future => Err(format!("[pool.{name}] is not supported yet in this build")),
             Slot::Unknown(section) => Err(format!("unknown key `{name}` in {section}")),
         };
@@ -238,95 +241,6 @@ impl Walker {
             addrs.extend(addr);
         }
         Ok(addrs)
-    }
-
-    /// `[[pool]]`, in file order, without the ones whose name is missing or repeated.
-    fn pools(&mut self, value: &Value<'_>) -> Vec<PoolConfig> {
-        let mut pools: Vec<PoolConfig> = Vec::new();
-        for item in self.tables("pool", value) {
-            let Some((pool, name_span)) = self.pool(item) else {
-                continue;
-            };
-            if pools.iter().any(|p| p.name == pool.name) {
-                self.error(name_span, format!("duplicate pool name `{}`", pool.name));
-                continue;
-            }
-            pools.push(pool);
-        }
-        pools
-    }
-
-    /// One `[[pool]]` table, with the span of its name.
-    fn pool(&mut self, item: &Value<'_>) -> Option<(PoolConfig, Range<usize>)> {
-        let table = self.table("pool", item)?;
-        let mut pool = PoolConfig::new("", StrategyKind::RoundRobin, Vec::new());
-        for (key, value) in table {
-            let slot = match key.get_ref().as_ref() {
-                "name" => Slot::PoolName(&mut pool.name),
-                "strategy" => Slot::Strategy(&mut pool.strategy),
-                "backends" => Slot::Backends(&mut pool.backends),
-                "connect_timeout" => Slot::Duration(&mut pool.connect_timeout, false),
-                "response_timeout" => Slot::Duration(&mut pool.response_timeout, false),
-                "read_timeout" => Slot::Duration(&mut pool.read_timeout, false),
-                "idle_timeout" => Slot::Duration(&mut pool.idle_timeout, false),
-                "max_idle" => Slot::Count(&mut pool.max_idle, 0, MAX_IDLE),
-                other if FUTURE_POOL_TABLES.contains(&other) => Slot::Future,
-                _ => Slot::Unknown("[[pool]]"),
-            };
-            self.fill(key, value, slot);
-        }
-        let Some(name) = table.get("name") else {
-            self.error(item.span(), "[[pool]] needs a `name`".to_string());
-            return None;
-        };
-        (!pool.name.is_empty()).then(|| (pool, name.span()))
-    }
-
-    /// A pool's `backends`; a repeated address is reported and left out.
-    fn backends(&mut self, value: &Value<'_>) -> Result<Vec<BackendConfig>, String> {
-        let array = value.get_ref().as_array();
-        let array = array.ok_or_else(|| wrong("backends", value.get_ref(), "an array"))?;
-        let mut backends: Vec<BackendConfig> = Vec::new();
-        for item in array {
-            let Some((backend, span)) = self.backend(item) else {
-                continue;
-            };
-            let identity = |b: &BackendConfig| b.address.authority().to_ascii_lowercase();
-            if backends.iter().any(|b| identity(b) == identity(&backend)) {
-                let message = format!("duplicate backend `{}` in this pool", backend.address);
-                self.error(span, message);
-                continue;
-            }
-            backends.push(backend);
-        }
-        Ok(backends)
-    }
-
-    /// One backend, `"HOST:PORT"` or `{ address = "HOST:PORT", weight = N }`, and its span.
-    fn backend(&mut self, item: &Value<'_>) -> Option<(BackendConfig, Range<usize>)> {
-        let table = match item.get_ref() {
-            DeValue::String(_) => {
-                let address = self.check(item, backend_address(item.get_ref()))?;
-                return Some((BackendConfig { address, weight: 1 }, item.span()));
-            }
-            DeValue::Table(table) => table,
-            other => return self.check(item, Err(wrong("backends", other, BACKEND_HINT))),
-        };
-        let (mut address, mut weight) = (None, 1);
-        for (key, value) in table {
-            let slot = match key.get_ref().as_ref() {
-                "address" => Slot::Address(&mut address),
-                "weight" => Slot::Count(&mut weight, 0, MAX_WEIGHT.into()),
-                _ => Slot::Unknown("a backend"),
-            };
-            self.fill(key, value, slot);
-        }
-        let Some(at) = table.get("address") else {
-            self.error(item.span(), "a backend needs an `address`".to_string());
-            return None;
-        };
-        let (address, weight) = (address?, u32::try_from(weight).ok()?);
-        Some((BackendConfig { address, weight }, at.span()))
     }
 
     /// One `[[route]]`; `pools` are the pools it may name.
@@ -418,33 +332,6 @@ fn admin_listen(v: &DeValue<'_>) -> Result<Option<SocketAddr>, String> {
     match v.as_str() {
         Some("off") => Ok(None),
         _ => socket_addr("listen", v, ADMIN_HINT).map(Some),
-    }
-}
-
-/// Stores a pool's `name`, then checks it. A bad name is kept so routes to it still resolve.
-fn pool_name(out: &mut String, name: String) -> Result<(), String> {
-    let bad = name.contains(|c: char| !c.is_ascii_alphanumeric() && !"_.-".contains(c));
-    let message = format!("pool name `{name}` may use only letters, digits, `_`, `.` and `-`");
-    *out = name;
-    (!bad).then_some(()).ok_or(message)
-}
-
-fn strategy(v: &DeValue<'_>) -> Result<StrategyKind, String> {
-    let name = string("strategy", v)?;
-    let kind = StrategyKind::from_name(name).ok_or_else(|| {
-        let names = StrategyKind::NAMES.join(", ");
-        format!("unknown strategy `{name}`; expected one of {names}")
-    })?;
-    let message = format!("strategy `{name}` is not implemented yet in this build");
-    kind.is_available().then_some(kind).ok_or(message)
-}
-
-fn backend_address(v: &DeValue<'_>) -> Result<BackendAddress, String> {
-    let text = string("address", v)?;
-    match BackendAddress::parse(text)? {
-        address if address.scheme == Scheme::Https => Err(HTTPS_UNSUPPORTED.to_string()),
-        address if address.port == 0 => Err(format!("backend `{text}`: port 0 is not usable")),
-        address => Ok(address),
     }
 }
 

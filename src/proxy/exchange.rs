@@ -40,6 +40,9 @@ pub struct Io<'a> {
     pub reply: &'a mut Vec<u8>,
     /// Upstream input.
     pub upstream: &'a mut BytesMut,
+    /// Whole header lines (`Name: value\r\n`) to add to the final response head, or
+    /// empty: the sticky `Set-Cookie`.
+    pub extra_header: &'a [u8],
 }
 
 /// Timeouts that apply to one exchange.
@@ -111,7 +114,7 @@ pub async fn run(
 ) -> Result<Outcome, Failure> {
     let (mut client_read, mut client_write) = client.split();
     let (mut upstream_read, mut upstream_write) = upstream.split();
-    let Io { input, head, reply, upstream: upstream_buf } = io;
+    let Io { input, head, reply, upstream: upstream_buf, extra_header } = io;
     upstream_buf.clear();
     let started = Instant::now();
     let head_len = head.len() as u64;
@@ -132,6 +135,12 @@ pub async fn run(
     .await?;
     let header_latency = started.elapsed();
     upstream_buf.advance(info.head_len);
+    if !extra_header.is_empty() {
+        debug_assert!(reply.ends_with(b"\r\n\r\n"));
+        reply.truncate(reply.len() - 2);
+        reply.extend_from_slice(extra_header);
+        reply.extend_from_slice(b"\r\n");
+    }
     if info.status == 101 {
         client_write.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
         return Ok(Outcome {

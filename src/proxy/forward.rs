@@ -11,14 +11,15 @@ use tokio::time::Instant;
 use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
 use super::pump::Capture;
-use super::{reply, Client, SnapshotRef};
+use super::{affinity, reply, Client, SnapshotRef};
 use crate::config::{PoolConfig, ServerConfig};
 use crate::http1::request::{push_field, Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::pool::{self, ConnectError};
+use crate::balance::{self, PickRequest};
 use crate::route;
-use crate::snapshot::{Backend, BackendLive};
+use crate::snapshot::{Backend, BackendLive, Pool};
 
 /// Most request-body bytes kept to replay a request after a stale pooled connection
 /// failed. Pingora's replay buffer is 64 KiB too; larger bodies are not retried.
@@ -49,49 +50,92 @@ pub async fn handle(
     buffers: &mut Buffers,
     info: RequestInfo,
 ) -> bool {
-    let host = info.host.clone().map(|range| &buffers.input[range]);
-    let pool = route::select(snapshot, host, &buffers.input[info.target.clone()]);
+    let choice = choose(snapshot, client, buffers, &info);
     buffers.input.advance(info.head_len);
     // A refused request's body is still unread, so the connection cannot go on.
     let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
-    let Some(pool) = pool else {
-        reply::send(
-            stream,
-            client,
-            &mut buffers.reply,
-            503,
-            "no pool configured",
-            None,
-            !keep_after_error,
-        )
-        .await;
-        return keep_after_error;
-    };
-    let Some(index) = pool.strategy.pick(&pool.backends) else {
-        let cause = format!("no healthy backend in pool {}", pool.name);
-        reply::send(stream, client, &mut buffers.reply, 503, &cause, None, !keep_after_error).await;
-        return keep_after_error;
+    let (pool, index, set_cookie) = match choice {
+        Choice::Backend { pool, index, set_cookie } => (pool, index, set_cookie),
+        Choice::Refuse(cause) => {
+            let close = !keep_after_error;
+            reply::send(stream, client, &mut buffers.reply, 503, &cause, None, close).await;
+            return keep_after_error;
+        }
     };
     let backend = &pool.backends[index];
-    if info.host.is_none() {
-        // HTTP/1.0 without Host goes upstream as HTTP/1.1, which requires one (RFC 9112
-        // §3.2): name the backend, as nginx does.
-        debug_assert!(buffers.head.ends_with(b"\r\n\r\n"));
-        buffers.head.truncate(buffers.head.len() - 2);
-        push_field(&mut buffers.head, b"Host", backend.label.as_bytes());
-        buffers.head.extend_from_slice(b"\r\n");
-    }
+    prepare_head(&mut buffers.head, pool, backend, &info);
     let server = &snapshot.config.server;
     let _in_flight = InFlight::new(&backend.live);
     let started = Instant::now();
     let draining = client.drain.is_draining();
-    match attempt(stream, backend, &pool.settings, server, buffers, &info, draining).await {
+    let request = Request { info: &info, draining, set_cookie: &set_cookie };
+    match attempt(stream, backend, &pool.settings, server, buffers, request).await {
         Ok((outcome, upstream)) => {
-            record(client, backend, &outcome, started);
+            record(client, pool, backend, &outcome, started);
             finish(stream, backend, &pool.settings, buffers, outcome, upstream).await
         }
         Err(failure) => fail(stream, client, backend, buffers, failure, keep_after_error).await,
     }
+}
+
+/// The routing and balancing decision for one request.
+enum Choice<'s> {
+    /// Send it to `pool.backends[index]`, adding `set_cookie` (maybe empty) to the response.
+    Backend { pool: &'s Pool, index: usize, set_cookie: Vec<u8> },
+    /// Answer 503 with this cause.
+    Refuse(String),
+}
+
+/// Routes the request and picks a backend. Reads the head still in `buffers.input`.
+fn choose<'s>(
+    snapshot: &'s SnapshotRef,
+    client: &Client,
+    buffers: &Buffers,
+    info: &RequestInfo,
+) -> Choice<'s> {
+    let input = &buffers.input;
+    let target = &input[info.target.clone()];
+    let host = info.host.clone().map(|range| &input[range]);
+    let Some(pool) = route::select(snapshot, host, target) else {
+        return Choice::Refuse("no pool configured".into());
+    };
+    let request = if affinity::needs_request(pool) {
+        affinity::pick_request(pool, &input[..info.head_len], target, client.peer.ip())
+    } else {
+        PickRequest::default()
+    };
+    let Some(index) = pool.strategy.pick(&pool.backends, &request) else {
+        return Choice::Refuse(format!("no healthy backend in pool {}", pool.name));
+    };
+    let mut set_cookie = Vec::new();
+    if pool.settings.sticky.is_some() {
+        affinity::set_cookie_line(pool, index, request.sticky_id, &mut set_cookie);
+    }
+    Choice::Backend { pool, index, set_cookie }
+}
+
+/// Final touches to the upstream head that depend on the pool and backend.
+fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &RequestInfo) {
+    if info.host.is_none() {
+        // HTTP/1.0 without Host goes upstream as HTTP/1.1, which requires one (RFC 9112
+        // §3.2): name the backend, as nginx does.
+        debug_assert!(head.ends_with(b"\r\n\r\n"));
+        head.truncate(head.len() - 2);
+        push_field(head, b"Host", backend.label.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(sticky) = &pool.settings.sticky {
+        affinity::strip_cookie(sticky, head);
+    }
+}
+
+/// Per-request facts an attempt needs besides the buffers.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    info: &'a RequestInfo,
+    draining: bool,
+    /// A `Set-Cookie` line to add to the response, or empty.
+    set_cookie: &'a [u8],
 }
 
 /// Runs the exchange on a pooled connection, or a new one; retries once on a new
@@ -102,9 +146,9 @@ async fn attempt(
     settings: &PoolConfig,
     server: &ServerConfig,
     buffers: &mut Buffers,
-    info: &RequestInfo,
-    draining: bool,
+    request: Request<'_>,
 ) -> Result<(Outcome, TcpStream), AttemptError> {
+    let Request { info, draining, set_cookie } = request;
     let exchange = Exchange {
         head_request: info.method == Method::Head,
         upgrade_requested: info.upgrade,
@@ -128,6 +172,7 @@ async fn attempt(
         head: &mut buffers.head,
         reply: &mut buffers.reply,
         upstream: &mut buffers.upstream,
+        extra_header: set_cookie,
     };
     let first = exchange::run(
         stream,
@@ -161,6 +206,7 @@ async fn attempt(
         head: &mut buffers.head,
         reply: &mut buffers.reply,
         upstream: &mut buffers.upstream,
+        extra_header: set_cookie,
     };
     let second = exchange::run(stream, &mut upstream, io, info, upload, exchange, limits).await;
     second.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange)
@@ -197,8 +243,12 @@ async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<TcpStream, 
     result
 }
 
-/// Counts a relayed response: status class, bytes and duration.
-fn record(client: &Client, backend: &Backend, outcome: &Outcome, started: Instant) {
+/// Counts a relayed response (status class, bytes, duration) and feeds the latency to
+/// latency-aware strategies.
+fn record(client: &Client, pool: &Pool, backend: &Backend, outcome: &Outcome, started: Instant) {
+    if pool.settings.uses_latency() {
+        balance::observe_latency(&backend.live, outcome.header_latency, Instant::now().into());
+    }
     let stats = backend.live.stats.local();
     stats.requests.record(outcome.status);
     stats.bytes_sent.add(outcome.bytes_sent);
