@@ -191,3 +191,27 @@ async fn sighup_weight_change_applies_to_the_next_picks() {
     assert!((29..=31).contains(&after["a"]), "3:1 after the reload: {after:?}");
     assert_eq!(after["a"] + after["b"], 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_sticky_backend_re_pins_the_client_without_errors() {
+    // Goal: when the pinned backend dies, the client's next request succeeds elsewhere and
+    // carries a new cookie, which then pins it to the new backend.
+    let servers = backends(&["a", "b", "c"]).await;
+    let weir = sticky_weir(&addrs(&servers));
+    let first = get_with(weir.addr(), "/", "").await;
+    let id = set_cookie_id(&first).expect("sticky cookie");
+    let pinned = backend_of(&first);
+    servers.iter().find(|s| s.name() == pinned).expect("pinned backend").stop();
+    let cookie = format!("Cookie: {COOKIE}={id}\r\n");
+    let moved = get_with(weir.addr(), "/", &cookie).await;
+    assert_eq!(moved.status, 200, "no error after the pinned backend stopped");
+    let new_backend = backend_of(&moved);
+    assert_ne!(new_backend, pinned);
+    let new_id = set_cookie_id(&moved).expect("re-pinned with a new cookie");
+    assert_ne!(new_id, id);
+    for _ in 0..10 {
+        let response = get_with(weir.addr(), "/", &format!("Cookie: {COOKIE}={new_id}\r\n")).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(backend_of(&response), new_backend);
+    }
+}

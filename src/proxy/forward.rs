@@ -12,12 +12,12 @@ use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
 use super::pump::Capture;
 use super::{affinity, reply, Client, SnapshotRef};
+use crate::balance::{self, PickRequest};
 use crate::config::{PoolConfig, ServerConfig};
 use crate::http1::request::{push_field, Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::pool::{self, ConnectError};
-use crate::balance::{self, PickRequest};
 use crate::route;
 use crate::snapshot::{Backend, BackendLive, Pool};
 
@@ -62,19 +62,75 @@ pub async fn handle(
             return keep_after_error;
         }
     };
-    let backend = &pool.backends[index];
-    prepare_head(&mut buffers.head, pool, backend, &info);
+    prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
     let server = &snapshot.config.server;
-    let _in_flight = InFlight::new(&backend.live);
-    let started = Instant::now();
     let draining = client.drain.is_draining();
-    let request = Request { info: &info, draining, set_cookie: &set_cookie };
-    match attempt(stream, backend, &pool.settings, server, buffers, request).await {
-        Ok((outcome, upstream)) => {
-            record(client, pool, backend, &outcome, started);
-            finish(stream, backend, &pool.settings, buffers, outcome, upstream).await
+    let (mut index, mut set_cookie, mut tried) = (index, set_cookie, Tried::new(index));
+    // Bounded: at most CONNECT_ATTEMPTS passes, each on a backend not tried before.
+    loop {
+        let backend = &pool.backends[index];
+        let _in_flight = InFlight::new(&backend.live);
+        let started = Instant::now();
+        let request = Request { info: &info, draining, set_cookie: &set_cookie };
+        match attempt(stream, backend, &pool.settings, server, buffers, request).await {
+            Ok((outcome, upstream)) => {
+                record(client, pool, backend, &outcome, started);
+                return finish(stream, backend, &pool.settings, buffers, outcome, upstream).await;
+            }
+            Err(AttemptError::Connect(error)) => {
+                // Nothing reached the backend, so any request may go to another one.
+                let Some(next) = tried.next_backend(pool) else {
+                    let failure = AttemptError::Connect(error);
+                    return fail(stream, client, backend, buffers, failure, keep_after_error).await;
+                };
+                tracing::warn!(backend = %backend.label, next = %pool.backends[next].label, "connect failed ({error:?}); trying another backend");
+                index = next;
+                affinity::set_cookie_line(pool, index, None, &mut set_cookie);
+            }
+            Err(failure) => {
+                return fail(stream, client, backend, buffers, failure, keep_after_error).await;
+            }
         }
-        Err(failure) => fail(stream, client, backend, buffers, failure, keep_after_error).await,
+    }
+}
+
+/// Most backends one request tries when connections fail. A refused connection costs
+/// little, and trying two more covers a backend that just died while others remain;
+/// trying every backend would turn an outage into a connect storm.
+pub const CONNECT_ATTEMPTS: usize = 3;
+
+/// Backends a request has tried, in order.
+struct Tried {
+    indices: [usize; CONNECT_ATTEMPTS],
+    count: usize,
+}
+
+impl Tried {
+    fn new(first: usize) -> Tried {
+        Tried { indices: [first; CONNECT_ATTEMPTS], count: 1 }
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.indices[..self.count].contains(&index)
+    }
+
+    /// Another usable backend, chosen by the pool's strategy (without affinity, which
+    /// would name the same backend again), else the first usable one not yet tried.
+    fn next_backend(&mut self, pool: &Pool) -> Option<usize> {
+        if self.count == CONNECT_ATTEMPTS {
+            return None;
+        }
+        let backends = &pool.backends;
+        let unaffined = PickRequest::default();
+        let picked = (0..backends.len())
+            .filter_map(|_| pool.strategy.pick(backends, &unaffined))
+            .find(|&index| !self.contains(index))
+            .or_else(|| {
+                (0..backends.len()).find(|&i| backends[i].is_usable() && !self.contains(i))
+            })?;
+        self.indices[self.count] = picked;
+        self.count += 1;
+        Some(picked)
     }
 }
 
