@@ -215,7 +215,10 @@ async fn attempt(
     let limits = limits(server, settings);
     let stats = backend.live.stats.local();
     let (mut upstream, reused) = match pool::checkout(&backend.live) {
-        Some(upstream) => (upstream, true),
+        Some(upstream) => {
+            stats.connections_reused.inc();
+            (upstream, true)
+        }
         None => (connect(backend, settings).await?, false),
     };
     let mut capture = (reused && info.body != BodyKind::Empty).then(|| Capture {
