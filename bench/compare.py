@@ -34,7 +34,11 @@ LARGE_SIZE = 1 << 20
 POST_SIZE = 1024
 
 PEERS = ("nginx", "haproxy")
-ALL_PROXIES = ("weir",) + PEERS
+# "hyper" is opt-in: a minimal reverse proxy on hyper 1.x (bench/hyper-baseline), run only
+# to measure what weir's own HTTP/1 codec buys. It is single-threaded: 1-worker runs only.
+EXTRAS = ("hyper",)
+ALL_PROXIES = ("weir",) + PEERS + EXTRAS
+DEFAULT_PROXIES = ("weir",) + PEERS
 DIRECT = "direct"
 
 # backend: which origin port the scenario uses ("small" / "large" / "post")
@@ -350,6 +354,12 @@ class Bench:
                               % path)
                 else:
                     self.bins["weir"] = path
+            elif name == "hyper":
+                path = self.build_hyper()
+                if path:
+                    self.bins["hyper"] = path
+                else:
+                    self.skip(name, "bench/hyper-baseline did not build")
             elif name == "nginx":
                 self.bins["nginx-proxy"] = self.bins["nginx"]
             elif name == "haproxy":
@@ -358,6 +368,15 @@ class Bench:
                     self.bins["haproxy"] = path
                 else:
                     self.skip(name, "haproxy binary not found")
+
+    def build_hyper(self):
+        """Builds the hyper baseline in its own target dir; returns the binary or None."""
+        target = os.path.join(ROOT, "target", "hyper-baseline")
+        manifest = os.path.join(BENCH, "hyper-baseline", "Cargo.toml")
+        rc = subprocess.call(["cargo", "build", "--release", "--manifest-path", manifest,
+                              "--target-dir", target])
+        path = os.path.join(target, "release", "hyper-baseline")
+        return path if rc == 0 and os.path.isfile(path) else None
 
     def skip(self, name, why):
         self.skipped[name] = why
@@ -430,6 +449,10 @@ class Bench:
                 USER_LINE=self.user_line, WORKERS=workers, NOFILE=self.nofile,
                 PREFIX=prefix, BACKEND_PORT=backend_port, LISTEN_PORT=port))
             argv = [self.bins["nginx-proxy"], "-e", "stderr", "-p", prefix + "/", "-c", conf]
+        elif name == "hyper":
+            if workers != 1:
+                raise Fatal("hyper baseline is single-threaded")
+            argv = [self.bins["hyper"], "%s:%d" % (HOST, port), "%s:%d" % (HOST, backend_port)]
         elif name == "haproxy":
             conf = render("haproxy.cfg.in", os.path.join(prefix, "haproxy.cfg"), dict(
                 WORKERS=workers, BACKEND_PORT=backend_port, LISTEN_PORT=port))
@@ -551,6 +574,8 @@ class Bench:
         targets = [self.backend]
         try:
             for name in self.active_proxies():
+                if name in EXTRAS and workers != 1:
+                    continue                # the extras are single-threaded baselines
                 targets.append(self.start_proxy(name, workers, backend_port, scen))
             for t in targets:
                 res[t.name] = []
@@ -794,8 +819,9 @@ def parse_args(argv):
                     help="connections held open in the idle scenario (default 10000)")
     ap.add_argument("--idle-settle", type=float, default=1.0,
                     help="seconds to wait after opening idle conns before sampling RSS")
-    ap.add_argument("--proxies", default=",".join(ALL_PROXIES),
-                    help="comma-separated subset of weir,nginx,haproxy")
+    ap.add_argument("--proxies", default=",".join(DEFAULT_PROXIES),
+                    help="comma-separated subset of weir,nginx,haproxy,hyper (hyper: opt-in "
+                         "hyper 1.x baseline, built from bench/hyper-baseline)")
     ap.add_argument("--scenarios", default=",".join(s["key"] for s in SCENARIOS),
                     help="comma-separated subset of " + ",".join(SCEN_BY_KEY))
     ap.add_argument("--weir-bin", default=None,

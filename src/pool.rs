@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::time::Duration;
 
@@ -25,9 +26,32 @@ struct Idle {
     timeout: Duration,
 }
 
+/// Backend ids are small unique integers handed out by the registry, never chosen by a
+/// client, so they need no DoS-resistant hashing: the id itself is the hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread sequential ids over the table's high bits (Fibonacci hashing).
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for u64 keys; fold anything else in for correctness.
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
 #[derive(Default)]
 struct IdleLists {
-    lists: HashMap<u64, VecDeque<Idle>>,
+    lists: HashMap<u64, VecDeque<Idle>, BuildHasherDefault<IdHasher>>,
 }
 
 thread_local! {
