@@ -120,9 +120,9 @@ impl Pump<'_> {
                 self.flush(dst).await?;
                 return Ok(total);
             }
-            if !buf.is_empty() {
-                continue;
-            }
+            // `take` consumes everything buffered until the body ends, so a body that is
+            // not done has nothing left in the buffer: the loop always reads next.
+            debug_assert!(buf.is_empty());
             // Staged bytes go out before weir waits for more: a client that sent
             // `Expect: 100-continue` sends no body until the backend has seen the head.
             self.flush(dst).await?;
