@@ -1,28 +1,35 @@
-//! The admin listener: `/healthz` and `/metrics` (more endpoints arrive with issues #7
-//! and #8). It runs on its own thread so a slow scrape never delays client traffic.
+//! The admin listener: `/healthz`, `/metrics`, `/status` and the JSON API under
+//! `/api/v1/`. It runs on its own thread so a slow scrape never delays client traffic.
+//!
+//! - [`http`]: the small bounded HTTP/1.1 server (heads, Content-Length bodies).
+//! - [`routes`]: endpoints, 404 and 405.
+//! - [`api`]: the `/api/v1/pools` document.
+//! - [`json`]: the JSON writer shared with the access log.
+//! - `status.html`: the status page, one self-contained file served as is.
+
+pub mod api;
+pub mod http;
+pub mod json;
+pub mod routes;
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::metrics;
 use crate::server::Shared;
 
-/// Largest admin request head. Admin requests are short; this bounds a bad client.
-const MAX_ADMIN_HEAD_BYTES: usize = 16 * 1024;
-/// Header fields parsed in an admin request.
-const MAX_ADMIN_HEADERS: usize = 64;
-/// An admin connection idle this long is closed.
-const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Admin connections served at once; scrapers and operators need few.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
+/// Requests served on one admin connection before it is closed (the client reconnects);
+/// a scrape every 15 s reaches it after about 40 hours.
+const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
+
+/// The status page: HTML with inline CSS and JavaScript, no external assets.
+pub const STATUS_PAGE: &str = include_str!("admin/status.html");
 
 /// Binds the admin socket.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -68,55 +75,25 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
     }
 }
 
+/// Serves requests on one connection until the client closes, goes idle, asks to close
+/// or sends something refused.
 async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
-    loop {
-        let (status, content_type, body, head_len) = loop {
-            if let Some(parsed) = parse(&buf, shared) {
-                break parsed?;
-            }
-            if buf.len() >= MAX_ADMIN_HEAD_BYTES {
-                return Ok(());
-            }
-            let read = tokio::time::timeout(ADMIN_IDLE_TIMEOUT, stream.read_buf(&mut buf)).await;
-            if !matches!(read, Ok(Ok(n)) if n > 0) {
-                return Ok(());
+    for served in 1..=MAX_REQUESTS_PER_CONNECTION {
+        let request = match http::read_request(&mut stream, &mut buf).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(reject) => {
+                return http::write_response(&mut stream, &reject.response(), false, true).await;
             }
         };
-        buf.advance(head_len);
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
+        let response = routes::handle(&request, shared);
+        let close = request.close || served == MAX_REQUESTS_PER_CONNECTION;
+        http::write_response(&mut stream, &response, request.is_head(), close).await?;
+        if close {
+            return Ok(());
+        }
     }
-}
-
-type AdminResponse = (&'static str, &'static str, String, usize);
-
-/// Parses one request and produces its response; `None` while the head is incomplete.
-fn parse(buf: &[u8], shared: &Shared) -> Option<io::Result<AdminResponse>> {
-    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_ADMIN_HEADERS];
-    let mut request = httparse::Request::new(&mut []);
-    let head_len = match request.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return None,
-        Err(_) => {
-            return Some(Err(io::Error::new(io::ErrorKind::InvalidData, "bad admin request")))
-        }
-    };
-    let path = request.path.unwrap_or("/").split('?').next().unwrap_or("/");
-    let response = match (request.method.unwrap_or(""), path) {
-        ("GET", "/healthz") => {
-            ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string(), head_len)
-        }
-        ("GET", "/metrics") => {
-            let snapshot = shared.snapshot.load();
-            let body = metrics::render(&shared.frontend, &snapshot);
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body, head_len)
-        }
-        _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n".to_string(), head_len),
-    };
-    Some(Ok(response))
+    Ok(())
 }

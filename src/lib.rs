@@ -21,12 +21,14 @@
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
 //! - [`metrics`]: per-worker sharded counters and the Prometheus text exposition.
-//! - [`admin`]: the admin listener (`/healthz`, `/metrics`).
+//! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/pools`).
+//! - [`access_log`]: one line per request through a bounded channel to a writer thread.
 //! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod cli;

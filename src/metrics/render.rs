@@ -74,6 +74,8 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
     let _ = writeln!(out, "# HELP weir_build_info Build information.");
     let _ = writeln!(out, "# TYPE weir_build_info gauge");
     let _ = writeln!(out, "weir_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    header(&mut out, "weir_config_generation", "gauge", "Configuration generation, +1 per reload.");
+    let _ = writeln!(out, "weir_config_generation {}", snapshot.generation);
     render_backend_requests(&mut out, snapshot);
     render_backend_gauges(&mut out, snapshot);
     render_durations(&mut out, snapshot);
@@ -106,6 +108,11 @@ fn render_backend_gauges(out: &mut String, snapshot: &Snapshot) {
     for (pool, backend) in snapshot.backends() {
         let value = backend.live.in_flight.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}{{{}}} {value}", labels(pool, backend));
+    }
+    let name = "weir_backend_weight";
+    header(out, name, "gauge", "Configured weight of each backend.");
+    for (pool, backend) in snapshot.backends() {
+        let _ = writeln!(out, "{name}{{{}}} {}", labels(pool, backend), backend.weight);
     }
     let name = "weir_backend_healthy";
     header(out, name, "gauge", "1 when the backend may take new requests.");
@@ -145,6 +152,14 @@ fn render_failures(out: &mut String, snapshot: &Snapshot) {
             let _ = writeln!(out, "{name}{{{labels},kind=\"{kind}\"}} {value}");
         }
     }
+}
+
+/// Appends `weir_access_log_dropped_total`: access-log lines dropped because the writer
+/// fell behind. The admin listener adds it when an access log runs.
+pub fn render_access_log(out: &mut String, dropped: u64) {
+    let name = "weir_access_log_dropped_total";
+    header(out, name, "counter", "Access-log lines dropped because the writer fell behind.");
+    let _ = writeln!(out, "{name} {dropped}");
 }
 
 /// Escapes a label value for the text format.

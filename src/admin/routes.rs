@@ -1,0 +1,90 @@
+//! Admin endpoints: which path answers which methods, and what each returns.
+//!
+//! A known path with a wrong method gets 405 with `Allow`; anything else 404. Errors
+//! under `/api/` are JSON (`{"error": "..."}`) so API clients can parse every answer.
+
+use super::http::{Request, Response};
+use super::json::JsonWriter;
+use super::{api, STATUS_PAGE};
+use crate::metrics;
+use crate::server::Shared;
+
+/// Methods allowed on read-only endpoints.
+const READ_ONLY: &[&str] = &["GET", "HEAD"];
+
+/// Endpoints and the methods they answer.
+const ENDPOINTS: &[(&str, &[&str])] = &[
+    ("/", READ_ONLY),
+    ("/healthz", READ_ONLY),
+    ("/metrics", READ_ONLY),
+    ("/status", READ_ONLY),
+    ("/api/v1/pools", READ_ONLY),
+];
+
+/// Answers one admin request.
+pub fn handle(request: &Request, shared: &Shared) -> Response {
+    let path = request.path.as_str();
+    let Some(&(_, methods)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
+        return not_found(path);
+    };
+    if !metrics_enabled(shared) && path == "/metrics" {
+        return not_found(path);
+    }
+    if !methods.contains(&request.method.as_str()) {
+        return method_not_allowed(path, methods);
+    }
+    match path {
+        "/" => Response::text(302, "see /status\n").with_header("Location", "/status"),
+        "/healthz" => Response::text(200, "ok\n"),
+        "/metrics" => {
+            let snapshot = shared.snapshot.load();
+            let body = metrics::render(&shared.frontend, &snapshot);
+            Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+        }
+        "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())
+            .with_header("Cache-Control", "no-store")
+            .with_header("Content-Security-Policy", CSP),
+        "/api/v1/pools" => {
+            let snapshot = shared.snapshot.load();
+            Response::json(200, api::pools(&snapshot, &shared.frontend))
+                .with_header("Cache-Control", "no-store")
+        }
+        _ => not_found(path),
+    }
+}
+
+/// The status page loads nothing from elsewhere and talks only to this listener.
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                   connect-src 'self'; img-src data:";
+
+fn metrics_enabled(shared: &Shared) -> bool {
+    shared.snapshot.load().config.admin.metrics
+}
+
+/// A JSON error body: `{"error": message}`.
+pub fn json_error(status: u16, message: &str) -> Response {
+    let mut json = JsonWriter::with_capacity(32 + message.len());
+    json.begin_object();
+    json.key("error");
+    json.string(message);
+    json.end_object();
+    Response::json(status, json.finish())
+}
+
+fn not_found(path: &str) -> Response {
+    if path.starts_with("/api/") {
+        json_error(404, "not found")
+    } else {
+        Response::text(404, "not found\n")
+    }
+}
+
+fn method_not_allowed(path: &str, methods: &[&str]) -> Response {
+    let allow = methods.join(", ");
+    let response = if path.starts_with("/api/") {
+        json_error(405, "method not allowed")
+    } else {
+        Response::text(405, "method not allowed\n")
+    };
+    response.with_header("Allow", allow)
+}
