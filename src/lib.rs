@@ -23,6 +23,8 @@
 //! - [`metrics`]: per-worker sharded counters and the Prometheus text exposition.
 //! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/pools`).
 //! - [`access_log`]: one line per request through a bounded channel to a writer thread.
+//! - [`tls`]: rustls client connectors (pooled, resumed sessions) and SNI-aware
+//!   acceptors with certificate reload; the data path adopts them with issue #6.
 //! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
 
 #![forbid(unsafe_code)]
@@ -42,4 +44,5 @@ pub mod route;
 pub mod run;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod worker;
