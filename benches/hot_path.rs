@@ -152,5 +152,29 @@ fn bench_rewrite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_route, bench_pick, bench_rewrite);
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\
+Date: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+Connection: keep-alive\r\n\r\nok\n";
+
+fn bench_response(c: &mut Criterion) {
+    let exchange = weir::http1::response::Exchange {
+        head_request: false,
+        upgrade_requested: false,
+        client_http10: false,
+        close_client: false,
+        max_headers: 100,
+    };
+    let mut out = Vec::with_capacity(2048);
+    let allocated = allocations_during(|| {
+        for _ in 0..10_000 {
+            black_box(weir::http1::response::parse(RESPONSE, &exchange, &mut out).unwrap());
+        }
+    });
+    assert_eq!(allocated, 0, "response head parse and rewrite allocated");
+    c.bench_function("response_head/parse_and_rewrite", |b| {
+        b.iter(|| weir::http1::response::parse(black_box(RESPONSE), &exchange, &mut out).unwrap())
+    });
+}
+
+criterion_group!(benches, bench_response, bench_route, bench_pick, bench_rewrite);
 criterion_main!(benches);
