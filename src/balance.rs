@@ -12,6 +12,13 @@
 //! - returns `None` when no backend is usable (the caller answers 503);
 //! - never sends new traffic to a weight-0 backend, except a sticky request that names it.
 //!
+//! Slow start (`[pool] slow_start`) ramps a joining or recovering backend from 10% to
+//! 100% of its weight: `weighted_round_robin` (thinned turns, in its O(n) loop while the
+//! ramp lasts), `random` (rejection sampling), `least_requests` and `peak_ewma` (the
+//! weight in their comparison) and `consistent_hash` (a growing, stable share of its
+//! keys). `round_robin` ignores weights and does not ramp; `sticky` ramps through its
+//! base strategy, and a client pinned by cookie still goes to its backend.
+//!
 //! State that must survive a snapshot swap (smooth WRR weights, latency estimates,
 //! in-flight counts) lives in [`BackendLive`](crate::snapshot::BackendLive), keyed by
 //! backend identity; a strategy object itself is rebuilt with every snapshot.
@@ -36,6 +43,8 @@ pub mod round_robin;
 pub mod sticky;
 pub mod weighted;
 
+#[cfg(test)]
+mod slow_start_tests;
 #[cfg(test)]
 mod testing;
 

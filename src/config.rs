@@ -5,6 +5,7 @@
 //! `FILE:LINE:COL: message`. Every limit and timeout has a default here, next to a comment
 //! that says why that value.
 
+pub mod health;
 pub mod parse;
 pub mod units;
 
@@ -14,6 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::balance::key::HashKey;
+pub use health::{
+    HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
+};
 
 /// Default plain HTTP listener, as in the contract.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -169,6 +173,17 @@ pub struct PoolConfig {
     pub sticky: Option<StickyConfig>,
     /// `peak_ewma`'s decay window: how long a latency peak takes to fade (by `1/e`).
     pub ewma_decay: Duration,
+    /// `[pool.health]`: active probes, if configured.
+    pub health: Option<HealthConfig>,
+    /// `[pool.passive]`: ejection on failed traffic.
+    pub passive: PassiveConfig,
+    /// `[pool.retry]`: retries and their budget.
+    pub retry: RetryConfig,
+    /// What to do when no backend is healthy.
+    pub when_all_unhealthy: WhenAllUnhealthy,
+    /// Window over which a joining or recovering backend's weight ramps from 10% to
+    /// 100%; `None` turns slow start off.
+    pub slow_start: Option<Duration>,
 }
 
 /// `[pool.hash]`: what `consistent_hash` hashes.
@@ -430,6 +445,13 @@ impl PoolConfig {
             sticky: None,
             // linkerd's default decay window for its peak-EWMA balancer.
             ewma_decay: Duration::from_secs(10),
+            health: None,
+            passive: PassiveConfig::default(),
+            retry: RetryConfig::default(),
+            // Fail open, as Envoy's panic mode and sozu do: a guess at a backend beats a
+            // certain 503 when the health signal itself may be what broke.
+            when_all_unhealthy: WhenAllUnhealthy::TryAll,
+            slow_start: None,
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
 //! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
 //! - [`balance`]: backend selection strategies behind one small trait.
+//! - [`health`]: one health state machine per backend, fed by active probes (on the
+//!   `weir-health` thread) and by the outcomes of real requests.
 //! - [`route`]: host and path-prefix routing to pools.
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
@@ -36,6 +38,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod http1;
 pub mod metrics;
 pub mod pool;

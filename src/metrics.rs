@@ -3,7 +3,7 @@
 //! Every hot-path counter lives in a shard owned by one worker thread and padded to its own
 //! cache lines, so workers never write the same line. A scrape adds the shards up. Shard
 //! 0 belongs to threads that are not workers (admin, control), workers use 1..=N.
-//! [`render`] writes the Prometheus text format.
+//! [`render()`] writes the Prometheus text format.
 
 pub mod render;
 
@@ -150,14 +150,38 @@ pub struct BackendStats {
     pub timeouts: Counter,
     /// Connections reset or closed mid-exchange.
     pub resets: Counter,
-    /// Requests retried once after a stale pooled connection failed.
+    /// Requests retried once after a stale pooled connection failed (also counted in
+    /// `retries`).
     pub stale_retries: Counter,
+    /// Requests retried because an attempt on this backend failed: on another backend,
+    /// or on a fresh connection after a stale pooled one.
+    pub retries: Counter,
+    /// Times passive detection ejected this backend.
+    pub ejections: Counter,
+    /// Active probes that failed.
+    pub probe_failures: Counter,
     /// Time from the pick to the end of the response, for relayed responses.
     pub duration: Histogram,
     /// Bytes sent to the backend (heads and bodies).
     pub bytes_sent: Counter,
     /// Bytes received from the backend (heads and bodies).
     pub bytes_received: Counter,
+}
+
+/// Per-pool counters, one set per shard. They live in
+/// [`PoolLive`](crate::snapshot::PoolLive), so they survive reloads.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Retries sent to another backend (stale-connection replays are not counted here).
+    pub retries: Counter,
+    /// Retries refused because the pool's retry budget was spent.
+    pub budget_exhausted: Counter,
+    /// Requests balanced over every backend because none was healthy
+    /// (`when_all_unhealthy = "try_all"`).
+    pub panic: Counter,
+    /// Requests answered 503 because no backend was healthy
+    /// (`when_all_unhealthy = "fail"`, or no backend at all).
+    pub no_healthy: Counter,
 }
 
 /// Frontend counters, one set per shard.

@@ -11,6 +11,7 @@ pub mod exchange;
 pub mod forward;
 pub mod pump;
 pub mod reply;
+pub mod retry;
 pub mod tunnel;
 
 use std::net::SocketAddr;

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::admin;
 use crate::config::{Config, MAX_WORKERS};
+use crate::health;
 use crate::metrics::{FrontendStats, Sharded};
 use crate::snapshot::{Registry, Snapshot};
 use crate::worker;
@@ -29,6 +30,8 @@ pub struct Shared {
     pub connections: Arc<Semaphore>,
     /// Set to true once to start draining.
     pub shutdown: watch::Sender<bool>,
+    /// Wakes the health thread after a reload, so probers follow the new snapshot.
+    pub health_wake: Notify,
     /// Live backend state by identity; locked only while building a snapshot.
     registry: Mutex<Registry>,
 }
@@ -62,6 +65,7 @@ pub fn start(config: Config) -> io::Result<Handle> {
         frontend: Sharded::new(workers),
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
         shutdown,
+        health_wake: Notify::new(),
         registry: Mutex::new(registry),
     });
     let (per_worker, listen_addrs) = bind_listeners(&config.server.listen, workers)?;
@@ -70,10 +74,12 @@ pub fn start(config: Config) -> io::Result<Handle> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let mut threads = Vec::with_capacity(workers + 1);
+    let mut threads = Vec::with_capacity(workers + 2);
     for (index, listeners) in per_worker.into_iter().enumerate() {
         threads.push(worker::spawn(index, Arc::clone(&shared), listeners)?);
     }
+    // One prober per backend for the whole process, whatever the number of workers.
+    threads.push(health::service::spawn(Arc::clone(&shared))?);
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&shared), listener)?);
     }
@@ -159,6 +165,7 @@ impl Shared {
         let snapshot = registry.build(&config, current.generation + 1)?;
         let generation = snapshot.generation;
         self.snapshot.store(Arc::new(snapshot));
+        self.health_wake.notify_one();
         tracing::info!(generation, "configuration reloaded");
         Ok(generation)
     }

@@ -5,18 +5,79 @@
 //! builds a new one and swaps it in atomically ([`arc_swap`]), so the request path reads
 //! it without a lock. What must survive a swap (counters, in-flight counts, health, the
 //! connection pool) hangs off [`BackendLive`], which the [`Registry`] keys by backend
-//! identity (pool name plus `HOST:PORT`), never by index.
+//! identity (pool name plus `HOST:PORT`), never by index; what a pool keeps (panic mode,
+//! the ejection count, the retry budget, pool counters) hangs off [`PoolLive`], keyed by
+//! pool name.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use crate::balance::peak_ewma::EwmaCell;
 use crate::balance::weighted::WrrCell;
-use crate::balance::{self, Strategy};
+use crate::balance::{self, rng, Strategy};
 use crate::config::{BackendAddress, Config, HostMatch, PoolConfig};
-use crate::metrics::{BackendStats, Sharded};
+use crate::health::{Health, Passive};
+use crate::metrics::{BackendStats, PoolStats, Sharded};
+use crate::proxy::retry::Budget;
+
+/// State of one pool that outlives snapshots, keyed by pool name.
+#[derive(Debug)]
+pub struct PoolLive {
+    /// Every backend counts as usable: none was healthy and the pool fails open
+    /// (`when_all_unhealthy = "try_all"`). Cleared when a backend recovers.
+    pub panic: AtomicBool,
+    /// Backends passively ejected now (ejected or half-open).
+    pub ejected: AtomicU32,
+    /// Backends in the pool, for the max-ejection guard.
+    pub size: AtomicU32,
+    /// The retry budget.
+    pub budget: Budget,
+    /// Counters, sharded per worker.
+    pub stats: Sharded<PoolStats>,
+}
+
+impl PoolLive {
+    /// Fresh state for a pool in a process with `workers` workers.
+    pub fn new(workers: usize) -> PoolLive {
+        PoolLive {
+            panic: AtomicBool::new(false),
+            ejected: AtomicU32::new(0),
+            size: AtomicU32::new(0),
+            budget: Budget::new(workers),
+            stats: Sharded::new(workers),
+        }
+    }
+
+    /// Takes one ejection slot if fewer than `percent` of the pool (but always at least
+    /// one backend, as in Envoy) are ejected.
+    pub fn reserve_ejection(&self, percent: u32) -> bool {
+        let size = u64::from(self.size.load(Ordering::Relaxed));
+        let allowed = (size * u64::from(percent) / 100).max(1);
+        let allowed = u32::try_from(allowed).unwrap_or(u32::MAX);
+        let bump = |ejected: u32| (ejected < allowed).then_some(ejected + 1);
+        self.ejected.fetch_update(Ordering::Relaxed, Ordering::Relaxed, bump).is_ok()
+    }
+
+    /// Gives an ejection slot back.
+    pub fn release_ejection(&self) {
+        let drop_one = |ejected: u32| ejected.checked_sub(1);
+        let _ = self.ejected.fetch_update(Ordering::Relaxed, Ordering::Relaxed, drop_one);
+    }
+
+    /// A backend recovered: leave panic mode, if the pool was in it.
+    pub fn leave_panic(&self, pool: &str, label: &str) {
+        if self.panic.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                pool,
+                "backend {label} is healthy; balancing over healthy backends again"
+            );
+        }
+    }
+}
 
 /// State of one backend that outlives snapshots.
 #[derive(Debug)]
@@ -25,8 +86,12 @@ pub struct BackendLive {
     pub id: u64,
     /// Requests in flight to this backend across all workers.
     pub in_flight: AtomicU64,
-    /// Whether the backend may take new requests (issue #5 feeds this).
+    /// Whether the backend may take new requests: the published bit of [`Self::health`].
     pub healthy: AtomicBool,
+    /// The health state machine that decides `healthy`.
+    pub health: Health,
+    /// The pool this backend belongs to (an identity names its pool).
+    pub pool: Arc<PoolLive>,
     /// Counters, sharded per worker.
     pub stats: Sharded<BackendStats>,
     /// Smooth weighted round robin state (`current_weight`), one per worker: workers pick
@@ -38,12 +103,19 @@ pub struct BackendLive {
 
 impl BackendLive {
     /// Fresh state for a backend seen for the first time, in a process with `workers`
-    /// workers.
+    /// workers, in a pool of its own.
     pub fn new(id: u64, workers: usize) -> BackendLive {
+        BackendLive::in_pool(id, workers, Arc::new(PoolLive::new(workers)))
+    }
+
+    /// Fresh state for a backend of `pool`.
+    pub fn in_pool(id: u64, workers: usize, pool: Arc<PoolLive>) -> BackendLive {
         BackendLive {
             id,
             in_flight: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            health: Health::default(),
+            pool,
             stats: Sharded::new(workers),
             wrr: Sharded::new(workers),
             ewma: EwmaCell::default(),
@@ -53,6 +125,12 @@ impl BackendLive {
     /// Whether the balancer may send new requests here.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether a strategy may pick this backend: healthy, awaiting its half-open trial,
+    /// or in a pool that fails open. Only the first load is made for a healthy backend.
+    pub fn is_selectable(&self) -> bool {
+        self.is_healthy() || self.health.awaits_trial() || self.pool.panic.load(Ordering::Relaxed)
     }
 }
 
@@ -74,7 +152,34 @@ pub struct Backend {
 impl Backend {
     /// Whether a strategy may pick this backend for a new request.
     pub fn is_usable(&self) -> bool {
-        self.weight > 0 && self.live.is_healthy()
+        self.weight > 0 && self.live.is_selectable()
+    }
+
+    /// The weight share while slow start lasts, in permille (100 to 1000), else `None`.
+    pub fn ramp_permille(&self) -> Option<u64> {
+        self.live.health.ramp_permille()
+    }
+
+    /// The weight in thousandths, slow start applied: what weight-comparing strategies
+    /// (least requests, peak EWMA) use.
+    pub fn effective_weight_milli(&self) -> u64 {
+        u64::from(self.weight) * self.ramp_permille().unwrap_or(1000)
+    }
+
+    /// Whether a pick that landed here keeps it: always, except during slow start, when
+    /// it is kept with the ramp's probability. Strategies that cannot scale a weight
+    /// cheaply (round-robin schedules, cumulative tables) thin picks this way instead.
+    pub fn admits(&self) -> bool {
+        self.ramp_permille().is_none_or(|permille| rng::below(1000) < permille)
+    }
+
+    /// [`Self::admits`] for a hash key, deterministic: as the ramp grows, a growing,
+    /// stable share of the keys that map here stay here.
+    pub fn admits_key(&self, key: u64) -> bool {
+        self.ramp_permille().is_none_or(|permille| {
+            let mixed = (key ^ (key >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+            mixed % 1000 < permille
+        })
     }
 }
 
@@ -88,6 +193,8 @@ pub struct Pool {
     pub strategy: Box<dyn Strategy>,
     /// Timeouts and limits for this pool's upstream connections.
     pub settings: PoolConfig,
+    /// State shared with other snapshots: panic mode, ejections, retry budget.
+    pub live: Arc<PoolLive>,
 }
 
 /// A compiled route.
@@ -120,9 +227,11 @@ impl Snapshot {
     }
 }
 
-/// Keeps [`BackendLive`] by identity across snapshots. Used only on the reload path.
+/// Keeps [`BackendLive`] by identity across snapshots, and [`PoolLive`] by pool name.
+/// Used only on the reload path.
 pub struct Registry {
     live: HashMap<(String, String), Arc<BackendLive>>,
+    pools: HashMap<String, Arc<PoolLive>>,
     next_id: u64,
     workers: usize,
 }
@@ -130,11 +239,12 @@ pub struct Registry {
 impl Registry {
     /// An empty registry for a process with `workers` workers.
     pub fn new(workers: usize) -> Registry {
-        Registry { live: HashMap::new(), next_id: 1, workers }
+        Registry { live: HashMap::new(), pools: HashMap::new(), next_id: 1, workers }
     }
 
     /// Builds a snapshot from `config`, reusing live state for backends that remain and
     /// forgetting the rest. Fails without side effects if a backend does not resolve.
+    /// Backends that join after the first snapshot start their slow start.
     pub fn build(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
         let mut resolved = Vec::new();
         for pool in &config.pools {
@@ -143,44 +253,82 @@ impl Registry {
             }
         }
         let mut resolved = resolved.into_iter();
-        let mut kept = HashMap::new();
+        let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
         let mut pools = Vec::with_capacity(config.pools.len());
         for pool in &config.pools {
-            let mut backends = Vec::with_capacity(pool.backends.len());
-            for backend in &pool.backends {
-                let label = backend.address.authority();
-                let key = (pool.name.clone(), label.clone());
-                let live = self.live_for(&key);
-                kept.insert(key, Arc::clone(&live));
-                backends.push(Backend {
-                    address: backend.address.clone(),
-                    label,
-                    resolved: resolved.next().unwrap_or_default(),
-                    weight: backend.weight,
-                    live,
-                });
-            }
-            let strategy = balance::build(pool, &backends);
-            pools.push(Pool {
-                name: pool.name.clone(),
-                backends,
-                strategy,
-                settings: pool.clone(),
-            });
+            let live = self.pools.get(&pool.name).cloned();
+            let live = live.unwrap_or_else(|| Arc::new(PoolLive::new(self.workers)));
+            kept_pools.insert(pool.name.clone(), Arc::clone(&live));
+            let backends = pool
+                .backends
+                .iter()
+                .map(|backend| {
+                    let addrs = resolved.next().unwrap_or_default();
+                    let built = self.backend(pool, backend, addrs, &live, generation > 1);
+                    kept.insert((pool.name.clone(), built.label.clone()), Arc::clone(&built.live));
+                    built
+                })
+                .collect();
+            pools.push(compile_pool(pool, backends, live));
         }
-        self.live = kept;
+        for (key, live) in &self.live {
+            if !kept.contains_key(key) && live.health.machine().passive != Passive::Clear {
+                live.pool.release_ejection();
+            }
+        }
+        (self.live, self.pools) = (kept, kept_pools);
         let routes = compile_routes(config);
         Ok(Snapshot { generation, pools, routes, config: Arc::clone(config) })
     }
 
-    fn live_for(&mut self, key: &(String, String)) -> Arc<BackendLive> {
-        if let Some(live) = self.live.get(key) {
-            return Arc::clone(live);
+    /// One backend of `pool`, with its live state: kept, or new (and ramping if it
+    /// `joins` a running balancer).
+    fn backend(
+        &mut self,
+        pool: &PoolConfig,
+        backend: &crate::config::BackendConfig,
+        resolved: Vec<SocketAddr>,
+        pool_live: &Arc<PoolLive>,
+        joins: bool,
+    ) -> Backend {
+        let label = backend.address.authority();
+        let key = (pool.name.clone(), label.clone());
+        let live = match self.live.get(&key) {
+            Some(live) => Arc::clone(live),
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let live = BackendLive::in_pool(id, self.workers, Arc::clone(pool_live));
+                if joins {
+                    live.health.start_ramp(pool.slow_start, Instant::now());
+                }
+                Arc::new(live)
+            }
+        };
+        let built = Backend {
+            address: backend.address.clone(),
+            label,
+            resolved,
+            weight: backend.weight,
+            live,
+        };
+        if pool.health.is_none() {
+            // The active flag has no owner any more.
+            let subject = crate::health::Subject::of(&pool.name, &built);
+            let rules = crate::health::Rules::of(pool);
+            crate::health::step(subject, rules, crate::health::Event::ProbesRemoved);
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        Arc::new(BackendLive::new(id, self.workers))
+        built
     }
+}
+
+/// A pool of this snapshot: the strategy over `backends`, and fresh pool-level flags.
+fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLive>) -> Pool {
+    live.size.store(u32::try_from(backends.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
+    // Panic mode is decided again by the first request that finds no healthy backend.
+    live.panic.store(false, Ordering::Relaxed);
+    let strategy = balance::build(settings, &backends);
+    Pool { name: settings.name.clone(), backends, strategy, settings: settings.clone(), live }
 }
 
 fn compile_routes(config: &Config) -> Vec<Route> {

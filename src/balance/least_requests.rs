@@ -22,9 +22,11 @@ pub struct LeastRequests;
 
 impl Strategy for LeastRequests {
     fn pick(&self, backends: &[Backend], _request: &PickRequest<'_>) -> Option<usize> {
+        // Weights in thousandths, so a backend in slow start counts at its ramped share.
         p2c(backends, |a, b| {
             let load = |x: &Backend| u128::from(x.live.in_flight.load(Ordering::Relaxed)) + 1;
-            (load(a) * u128::from(b.weight)).cmp(&(load(b) * u128::from(a.weight)))
+            let weight = |x: &Backend| u128::from(x.effective_weight_milli());
+            (load(a) * weight(b)).cmp(&(load(b) * weight(a)))
         })
     }
 }

@@ -12,7 +12,9 @@
 //! A pick is one table lookup at `key mod size`. When that backend is unusable the pick
 //! walks to the following entries (at most [`WALK`]), which belong to backends spread in
 //! proportion to weight, so only the failed backend's keys move. A request without a key
-//! is placed by weighted random.
+//! is placed by weighted random. During a backend's slow start, a key that maps to it
+//! stays there only if a hash of the key falls under its ramp, so a stable share of its
+//! keys (growing with the ramp) comes back, and the rest walk on as if it were down.
 
 use super::random::WeightedRandom;
 use super::{key::xxh64, PickRequest, Strategy};
@@ -72,7 +74,8 @@ impl Maglev {
         let slot = (key % len as u64) as usize;
         for step in 0..WALK.min(len) {
             let index = self.table[(slot + step) % len] as usize;
-            if backends.get(index).is_some_and(Backend::is_usable) {
+            // A backend in slow start keeps a stable, growing share of its keys.
+            if backends.get(index).is_some_and(|b| b.is_usable() && b.admits_key(key)) {
                 return Some(index);
             }
         }

@@ -113,9 +113,10 @@ impl PeakEwma {
             b.live.ewma.rtt_at(now) * (in_flight + 1.0)
         };
         // cost_a / weight_a against cost_b / weight_b, without dividing.
+        // Weights in thousandths, so a backend in slow start counts at its ramped share.
         p2c(backends, |a, b| {
-            let left = cost(a) * f64::from(b.weight);
-            left.total_cmp(&(cost(b) * f64::from(a.weight)))
+            let left = cost(a) * b.effective_weight_milli() as f64;
+            left.total_cmp(&(cost(b) * a.effective_weight_milli() as f64))
         })
     }
 }

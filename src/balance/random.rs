@@ -4,7 +4,9 @@
 //! number below the total from the thread's generator ([`super::rng`], seeded once per
 //! thread) and binary-searches it. An unusable backend costs a redraw, a few at most;
 //! after that a single pass draws among the usable backends only, so a pick stays bounded
-//! however many backends are down.
+//! however many backends are down. A backend in slow start keeps a draw with the
+//! probability of its ramp (rejection sampling), so its share follows its ramped weight
+//! without rebuilding the cumulative table.
 
 use super::{rng, PickRequest, Strategy};
 use crate::snapshot::Backend;
@@ -46,12 +48,15 @@ impl WeightedRandom {
         let total = self.cumulative.last().copied().filter(|&total| total > 0)?;
         for _ in 0..DRAWS {
             let index = self.select(below(total));
-            if backends.get(index)?.is_usable() {
+            let backend = backends.get(index)?;
+            // A backend in slow start keeps a draw with its ramp's probability.
+            if backend.is_usable() && backend.ramp_permille().is_none_or(|p| below(1000) < p) {
                 return Some(index);
             }
         }
-        // Many are down: one pass to total the usable weight, one to find the draw.
-        let usable = |b: &Backend| if b.is_usable() { u64::from(b.weight) } else { 0 };
+        // Many are down (or ramping): one pass to total the usable weight (in thousandths,
+        // ramps applied), one to find the draw.
+        let usable = |b: &Backend| if b.is_usable() { b.effective_weight_milli() } else { 0 };
         let total: u64 = backends.iter().map(usable).sum();
         if total == 0 {
             return None;

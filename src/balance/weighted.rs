@@ -31,6 +31,8 @@
 //!   changed); it returns to the schedule as soon as the state is all-zero again;
 //! - when the scheduled backend is unusable (unhealthy or weight 0); the loop skips
 //!   unusable backends as nginx does. An unusable backend is noticed when its turn comes;
+//! - while a backend is in slow start: the loop thins its turns (it takes part in a pick
+//!   with the probability of its ramp), and its share grows with the ramp;
 //! - always, when no schedule fits.
 //!
 //! The loop may never come back to all-zero by itself once weights changed or a backend
@@ -40,7 +42,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
-use super::{PickRequest, Strategy};
+use super::{rng, PickRequest, Strategy};
 use crate::metrics::Sharded;
 use crate::snapshot::Backend;
 
@@ -153,7 +155,9 @@ impl WeightedRoundRobin {
         let schedule = self.schedule.as_deref()?;
         let position = cursor.position.load(Relaxed);
         let index = *schedule.get(position)? as usize;
-        let backend = backends.get(index).filter(|b| b.is_usable())?;
+        // A backend in slow start sends the worker to the loop, which thins its turns.
+        let backend =
+            backends.get(index).filter(|b| b.is_usable() && b.ramp_permille().is_none())?;
         let tick = cursor.tick.load(Relaxed) + 1;
         let cell = backend.live.wrr.local();
         cell.set(cell.current(tick) - self.total, tick);
@@ -181,7 +185,10 @@ impl WeightedRoundRobin {
         for (index, backend) in backends.iter().enumerate() {
             let cell = backend.live.wrr.local();
             let mut current = cell.current_weight.load(Relaxed);
-            if backend.is_usable() {
+            // A backend in slow start takes part in a pick with its ramp's probability
+            // (as if down otherwise), and keeps the worker in the loop until it is done.
+            let ramp = backend.ramp_permille();
+            if backend.is_usable() && ramp.is_none_or(|p| rng::below(1000) < p) {
                 let weight = i64::from(backend.weight);
                 current += weight;
                 total += weight;
@@ -191,6 +198,7 @@ impl WeightedRoundRobin {
             } else if backend.weight > 0 {
                 all_usable = false;
             }
+            all_usable &= ramp.is_none();
             nonzero += usize::from(current != 0);
             cell.set(current, tick);
         }

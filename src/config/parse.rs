@@ -19,6 +19,7 @@ use super::{
 };
 use pool::{backend_address, pool_name, strategy};
 
+mod health;
 mod pool;
 
 type Key<'i> = Spanned<DeString<'i>>;

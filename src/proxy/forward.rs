@@ -1,6 +1,6 @@
-//! Routes a parsed request, picks a backend, and runs the exchange with a pooled or new
-//! upstream connection, retrying once on a fresh connection when a pooled one turns out
-//! to be stale.
+//! Routes a parsed request, picks a backend, and runs attempts until one answers or the
+//! retry policy ([`super::retry`]) gives up. Every attempt's outcome feeds the backend's
+//! health ([`crate::health`]).
 
 use std::sync::atomic::Ordering;
 
@@ -10,20 +10,19 @@ use tokio::time::Instant;
 
 use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
-use super::pump::Capture;
+use super::retry::held::{self, Held};
+use super::retry::{AttemptError, Next, Plan};
 use super::{affinity, reply, Client, SnapshotRef};
 use crate::balance::{self, PickRequest};
 use crate::config::{PoolConfig, ServerConfig};
+use crate::health::select::{self, Picked};
+use crate::health::{self, Cause, Observed, Rules, Subject, Trial};
 use crate::http1::request::{push_field, Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::pool::{self, ConnectError};
 use crate::route;
 use crate::snapshot::{Backend, BackendLive, Pool};
-
-/// Most request-body bytes kept to replay a request after a stale pooled connection
-/// failed. Pingora's replay buffer is 64 KiB too; larger bodies are not retried.
-pub const REPLAY_BODY_BYTES: usize = 64 * 1024;
 
 /// Counts a request in flight to a backend for as long as it lives.
 struct InFlight<'a>(&'a BackendLive);
@@ -54,8 +53,8 @@ pub async fn handle(
     buffers.input.advance(info.head_len);
     // A refused request's body is still unread, so the connection cannot go on.
     let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
-    let (pool, index, set_cookie) = match choice {
-        Choice::Backend { pool, index, set_cookie } => (pool, index, set_cookie),
+    let (pool, (index, mut trial), mut set_cookie) = match choice {
+        Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
         Choice::Refuse(cause) => {
             let close = !keep_after_error;
             reply::send(stream, client, &mut buffers.reply, 503, &cause, None, close).await;
@@ -63,81 +62,107 @@ pub async fn handle(
         }
     };
     prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
+    let mut started = Instant::now();
+    pool.live.budget.on_request(started);
     let server = &snapshot.config.server;
     let draining = client.drain.is_draining();
-    let (mut index, mut set_cookie, mut tried) = (index, set_cookie, Tried::new(index));
-    // Bounded: at most CONNECT_ATTEMPTS passes, each on a backend not tried before.
+    let mut plan = Plan::new(index);
+    // Bounded: each pass is the first attempt, the one stale replay, or one of at most
+    // `attempts` retries.
     loop {
-        let backend = &pool.backends[index];
+        let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let started = Instant::now();
         let request = Request { info: &info, draining, set_cookie: &set_cookie };
-        match attempt(stream, backend, &pool.settings, server, buffers, request).await {
+        let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
+        if let Some(observed) = observed(&pool.settings, &result, plan.reused) {
+            report(pool, backend, observed, trial.take());
+        }
+        let error = match result {
             Ok((outcome, upstream)) => {
                 record(client, pool, backend, &outcome, started);
                 return finish(stream, backend, &pool.settings, buffers, outcome, upstream).await;
             }
-            Err(AttemptError::Connect(error)) => {
-                // Nothing reached the backend, so any request may go to another one.
-                let Some(next) = tried.next_backend(pool) else {
-                    let failure = AttemptError::Connect(error);
-                    return fail(stream, client, backend, buffers, failure, keep_after_error).await;
-                };
-                tracing::warn!(backend = %backend.label, next = %pool.backends[next].label, "connect failed ({error:?}); trying another backend");
-                index = next;
-                affinity::set_cookie_line(pool, index, None, &mut set_cookie);
+            Err(error) => error,
+        };
+        started = Instant::now();
+        let next = plan.next(pool, &info, &error, started);
+        count_failure(backend, &error, &next);
+        match next {
+            Next::Fresh => {}
+            Next::Backend(next, next_trial) => {
+                let next_label = &pool.backends[next].label;
+                tracing::debug!(backend = %backend.label, next = %next_label, "retrying after {error:?}");
+                trial = next_trial;
+                affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
-            Err(failure) => {
-                return fail(stream, client, backend, buffers, failure, keep_after_error).await;
+            Next::Stop => {
+                return fail(stream, client, backend, buffers, error, keep_after_error).await;
             }
         }
     }
 }
 
-/// Most backends one request tries when connections fail. A refused connection costs
-/// little, and trying two more covers a backend that just died while others remain;
-/// trying every backend would turn an outage into a connect storm.
-pub const CONNECT_ATTEMPTS: usize = 3;
-
-/// Backends a request has tried, in order.
-struct Tried {
-    indices: [usize; CONNECT_ATTEMPTS],
-    count: usize,
+/// What an attempt tells passive health checking, if anything: client-side failures,
+/// aborted responses and stale pooled connections say nothing about the backend.
+fn observed(
+    settings: &PoolConfig,
+    result: &Result<(Outcome, TcpStream), AttemptError>,
+    reused: bool,
+) -> Option<Observed> {
+    let status = |status: u16| match settings.passive.failure_statuses.contains(status) {
+        true => Observed::Failure(Cause::Status(status)),
+        false => Observed::Success,
+    };
+    Some(match result {
+        Ok((outcome, _)) => status(outcome.status),
+        Err(AttemptError::Status(code)) => status(*code),
+        Err(AttemptError::Connect(ConnectError::Timeout)) => {
+            Observed::Failure(Cause::ConnectTimeout)
+        }
+        Err(AttemptError::Connect(ConnectError::Failed(_))) => Observed::Failure(Cause::Connect),
+        Err(AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. })) if reused => {
+            return None
+        }
+        Err(AttemptError::Exchange(Failure::UpstreamClosed { .. })) => {
+            Observed::Failure(Cause::Reset)
+        }
+        Err(AttemptError::Exchange(Failure::Timeout)) => Observed::Failure(Cause::Timeout),
+        Err(AttemptError::Exchange(Failure::BadResponse(_))) => {
+            Observed::Failure(Cause::BadResponse)
+        }
+        Err(AttemptError::Exchange(_)) => return None,
+    })
 }
 
-impl Tried {
-    fn new(first: usize) -> Tried {
-        Tried { indices: [first; CONNECT_ATTEMPTS], count: 1 }
-    }
-
-    fn contains(&self, index: usize) -> bool {
-        self.indices[..self.count].contains(&index)
-    }
-
-    /// Another usable backend, chosen by the pool's strategy (without affinity, which
-    /// would name the same backend again), else the first usable one not yet tried.
-    fn next_backend(&mut self, pool: &Pool) -> Option<usize> {
-        if self.count == CONNECT_ATTEMPTS {
-            return None;
+/// Counts a failed exchange with `backend`, retried or not; a stale pooled connection
+/// replayed on a fresh one is not a failure, and connect failures are counted where the
+/// connection is made.
+fn count_failure(backend: &Backend, error: &AttemptError, next: &Next<'_>) {
+    let stats = backend.live.stats.local();
+    match error {
+        AttemptError::Exchange(Failure::UpstreamClosed { .. }) if !matches!(next, Next::Fresh) => {
+            stats.resets.inc();
         }
-        let backends = &pool.backends;
-        let unaffined = PickRequest::default();
-        let picked = (0..backends.len())
-            .filter_map(|_| pool.strategy.pick(backends, &unaffined))
-            .find(|&index| !self.contains(index))
-            .or_else(|| {
-                (0..backends.len()).find(|&i| backends[i].is_usable() && !self.contains(i))
-            })?;
-        self.indices[self.count] = picked;
-        self.count += 1;
-        Some(picked)
+        AttemptError::Exchange(Failure::Timeout) => stats.timeouts.inc(),
+        _ => {}
+    }
+}
+
+/// Feeds an outcome to the backend's health: the verdict of its half-open trial when this
+/// request holds it, else one more passive observation.
+fn report(pool: &Pool, backend: &Backend, observed: Observed, trial: Option<Trial<'_>>) {
+    let subject = Subject::of(&pool.name, backend);
+    let rules = Rules::of(&pool.settings);
+    match trial {
+        Some(trial) => trial.resolve(subject, rules, observed),
+        None => health::observe(subject, rules, observed),
     }
 }
 
 /// The routing and balancing decision for one request.
 enum Choice<'s> {
-    /// Send it to `pool.backends[index]`, adding `set_cookie` (maybe empty) to the response.
-    Backend { pool: &'s Pool, index: usize, set_cookie: Vec<u8> },
+    /// Send it to the picked backend, adding `set_cookie` (maybe empty) to the response.
+    Backend { pool: &'s Pool, picked: Picked<'s>, set_cookie: Vec<u8> },
     /// Answer 503 with this cause.
     Refuse(String),
 }
@@ -160,14 +185,15 @@ fn choose<'s>(
     } else {
         PickRequest::default()
     };
-    let Some(index) = pool.strategy.pick(&pool.backends, &request) else {
-        return Choice::Refuse(format!("no healthy backend in pool {}", pool.name));
+    let picked = match select::choose(pool, &request) {
+        Ok(picked) => picked,
+        Err(cause) => return Choice::Refuse(cause),
     };
     let mut set_cookie = Vec::new();
     if pool.settings.sticky.is_some() {
-        affinity::set_cookie_line(pool, index, request.sticky_id, &mut set_cookie);
+        affinity::set_cookie_line(pool, picked.0, request.sticky_id, &mut set_cookie);
     }
-    Choice::Backend { pool, index, set_cookie }
+    Choice::Backend { pool, picked, set_cookie }
 }
 
 /// Final touches to the upstream head that depend on the pool and backend.
@@ -194,15 +220,16 @@ struct Request<'a> {
     set_cookie: &'a [u8],
 }
 
-/// Runs the exchange on a pooled connection, or a new one; retries once on a new
-/// connection if a pooled one closed before answering.
-async fn attempt(
+/// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
+/// one, then a held exchange (when a status may be retried) or a streaming one.
+async fn attempt<'p>(
     stream: &mut TcpStream,
     backend: &Backend,
-    settings: &PoolConfig,
+    pool: &'p Pool,
     server: &ServerConfig,
     buffers: &mut Buffers,
     request: Request<'_>,
+    plan: &mut Plan<'p>,
 ) -> Result<(Outcome, TcpStream), AttemptError> {
     let Request { info, draining, set_cookie } = request;
     let exchange = Exchange {
@@ -212,20 +239,19 @@ async fn attempt(
         close_client: !info.keep_alive || draining,
         max_headers: server.max_headers,
     };
-    let limits = limits(server, settings);
-    let stats = backend.live.stats.local();
-    let (mut upstream, reused) = match pool::checkout(&backend.live) {
+    let limits = limits(server, &pool.settings);
+    let pooled = if plan.fresh { None } else { pool::checkout(&backend.live) };
+    let (mut upstream, reused) = match pooled {
         Some(upstream) => {
-            stats.connections_reused.inc();
+            backend.live.stats.local().connections_reused.inc();
             (upstream, true)
         }
-        None => (connect(backend, settings).await?, false),
+        None => (connect(backend, &pool.settings).await?, false),
     };
-    let mut capture = (reused && info.body != BodyKind::Empty).then(|| Capture {
-        bytes: buffers.head.clone(),
-        overflow: false,
-        limit: buffers.head.len() + REPLAY_BODY_BYTES,
-    });
+    plan.reused = reused;
+    plan.start_capture(&buffers.head, info, pool);
+    let first = !plan.sent;
+    plan.sent = true;
     let io = Io {
         input: &mut buffers.input,
         head: &mut buffers.head,
@@ -233,42 +259,29 @@ async fn attempt(
         upstream: &mut buffers.upstream,
         extra_header: set_cookie,
     };
-    let first = exchange::run(
-        stream,
-        &mut upstream,
-        io,
-        info,
-        Upload::FromClient(capture.as_mut()),
-        exchange,
-        limits,
-    )
-    .await;
-    let replayable = match &first {
-        Err(Failure::UpstreamClosed { silent: true, request_sent }) if reused => {
-            info.body == BodyKind::Empty
-                || (*request_sent && capture.as_ref().is_some_and(|c| !c.overflow))
-        }
-        _ => false,
-    };
-    if !replayable {
-        return first.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange);
+    if plan.holds_status(pool, info) {
+        let statuses = &pool.settings.retry.on.statuses;
+        let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
+        return match held::run(stream, &mut upstream, io, exchange, limits, statuses, may_retry)
+            .await
+        {
+            Ok(Held::Relayed(outcome)) => Ok((outcome, upstream)),
+            Ok(Held::Retry(status)) => Err(AttemptError::Status(status)),
+            Err(failure) => Err(AttemptError::Exchange(failure)),
+        };
     }
-    stats.stale_retries.inc();
-    drop(upstream);
-    let mut upstream = connect(backend, settings).await?;
-    let upload = match &capture {
-        Some(capture) => Upload::Replay(&capture.bytes),
-        None => Upload::FromClient(None),
+    let upload = match (&mut plan.capture, first) {
+        (capture, true) => Upload::FromClient(capture.as_mut()),
+        // The head is intact when there is no body; otherwise the copy holds the request
+        // (the retry policy replays only a complete copy).
+        (_, false) if info.body == BodyKind::Empty => Upload::FromClient(None),
+        (Some(capture), false) => Upload::Replay(&capture.bytes),
+        (None, false) => return Err(AttemptError::Exchange(Failure::Aborted)),
     };
-    let io = Io {
-        input: &mut buffers.input,
-        head: &mut buffers.head,
-        reply: &mut buffers.reply,
-        upstream: &mut buffers.upstream,
-        extra_header: set_cookie,
-    };
-    let second = exchange::run(stream, &mut upstream, io, info, upload, exchange, limits).await;
-    second.map(|outcome| (outcome, upstream)).map_err(AttemptError::Exchange)
+    exchange::run(stream, &mut upstream, io, info, upload, exchange, limits)
+        .await
+        .map(|outcome| (outcome, upstream))
+        .map_err(AttemptError::Exchange)
 }
 
 fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
@@ -277,18 +290,6 @@ fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
         response_timeout: settings.response_timeout,
         read_timeout: settings.read_timeout,
         max_header_bytes: server.max_header_bytes,
-    }
-}
-
-/// A failed attempt: no connection, or a failed exchange.
-enum AttemptError {
-    Connect(ConnectError),
-    Exchange(Failure),
-}
-
-impl From<ConnectError> for AttemptError {
-    fn from(error: ConnectError) -> Self {
-        AttemptError::Connect(error)
     }
 }
 
@@ -350,19 +351,16 @@ async fn fail(
             (502, format!("upstream connect failed: {e}"))
         }
         AttemptError::Exchange(Failure::UpstreamClosed { .. }) => {
-            stats.resets.inc();
             (502, "upstream closed the connection before responding".into())
         }
-        AttemptError::Exchange(Failure::Timeout) => {
-            stats.timeouts.inc();
-            (504, "upstream response timeout".into())
-        }
+        AttemptError::Exchange(Failure::Timeout) => (504, "upstream response timeout".into()),
         AttemptError::Exchange(Failure::BadResponse(cause)) => (502, cause.into()),
         AttemptError::Exchange(Failure::ClientTimeout) => (408, "request body timeout".into()),
         AttemptError::Exchange(Failure::ClientBadBody) => {
             (400, "malformed chunked request body".into())
         }
         AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return false,
+        AttemptError::Status(status) => (502, format!("upstream answered {status}")),
     };
     if status >= 500 {
         stats.requests.record(status);

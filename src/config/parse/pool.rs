@@ -1,10 +1,12 @@
 //! `[[pool]]` tables: backends, strategy, and the strategy tables `[pool.hash]` and
-//! `[pool.sticky]`, checked against the strategy they belong to.
+//! `[pool.sticky]`, checked against the strategy they belong to. The health and retry
+//! tables are read in [`super::health`].
 
 use std::ops::Range;
 
 use toml::de::DeValue;
 
+use super::health::{slow_start, when_all_unhealthy};
 use super::{duration, integer, string, text, wrong, Slot, Value, Walker};
 use crate::balance::key::HashKey;
 use crate::balance::maglev::{is_prime, DEFAULT_TABLE_SIZE};
@@ -16,7 +18,7 @@ use crate::config::{
 /// Upper bound on `max_idle` (0 disables pooling).
 const MAX_IDLE: u64 = 100_000;
 /// `[[pool]]` sub-tables that later issues add. They are refused, never silently ignored.
-const FUTURE_POOL_TABLES: [&str; 4] = ["health", "tls", "passive", "retry"];
+const FUTURE_POOL_TABLES: [&str; 1] = ["tls"];
 const HTTPS_UNSUPPORTED: &str = "https backends are not supported yet in this build";
 const BACKEND_HINT: &str = r#"an address or a table such as { address = "127.0.0.1:9001" }"#;
 /// Maglev table sizes, as Envoy allows at the top (and a floor that keeps weights usable).
@@ -88,6 +90,24 @@ impl Walker {
                     spans.sticky = Some(key.span());
                     pool.sticky = self.sticky(value);
                     continue;
+                }
+                "health" => {
+                    pool.health = self.health(value);
+                    continue;
+                }
+                "passive" => {
+                    pool.passive = self.passive(value).unwrap_or_default();
+                    continue;
+                }
+                "retry" => {
+                    pool.retry = self.retry(value).unwrap_or_default();
+                    continue;
+                }
+                "when_all_unhealthy" => Slot::Check(Box::new(|v| {
+                    when_all_unhealthy(v).map(|w| pool.when_all_unhealthy = w)
+                })),
+                "slow_start" => {
+                    Slot::Check(Box::new(|v| slow_start(v).map(|w| pool.slow_start = w)))
                 }
                 other if FUTURE_POOL_TABLES.contains(&other) => Slot::Future,
                 _ => Slot::Unknown("[[pool]]"),

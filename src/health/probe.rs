@@ -1,0 +1,160 @@
+//! Active probes: an HTTP `GET` whose status must be in `expect_status`, or a plain TCP
+//! connect. A whole probe (connect, request, response head) is bounded by `timeout`, so a
+//! backend that accepts and then hangs fails its probe instead of stalling the prober.
+//!
+//! Probes go to the addresses the backend resolved to (IPv4 and IPv6 alike), in order, as
+//! traffic does. HTTPS probes arrive with upstream TLS; the configuration refuses them
+//! until then.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::{HealthConfig, ProbeKind, StatusSet};
+
+/// Most bytes of a probe's response head: a status line and a few headers fit in far
+/// less, and a backend that sends more is not answering a health check.
+pub const MAX_PROBE_HEAD: usize = 16 * 1024;
+/// Most header fields parsed in a probe's response head.
+const PROBE_HEADERS: usize = 64;
+/// Bytes read per call while waiting for the head.
+const READ_CHUNK: usize = 4096;
+
+/// One backend's probe, with its request prepared once.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    kind: ProbeKind,
+    /// The HTTP request, head only.
+    request: Vec<u8>,
+    expect: StatusSet,
+    timeout: Duration,
+}
+
+impl Probe {
+    /// The probe `config` describes, for a backend whose `HOST:PORT` is `authority`
+    /// (the `Host` when the config names none).
+    pub fn new(config: &HealthConfig, authority: &str) -> Probe {
+        let host = config.host.as_deref().unwrap_or(authority);
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-health-check\r\n\
+             Accept: */*\r\nConnection: close\r\n\r\n",
+            config.path
+        );
+        Probe {
+            kind: config.kind,
+            request: request.into_bytes(),
+            expect: config.expect_status,
+            timeout: config.timeout,
+        }
+    }
+
+    /// Runs the probe against `addrs`: `Ok` when the backend passed, else why not.
+    pub async fn run(&self, addrs: &[SocketAddr]) -> Result<(), String> {
+        let probe = async {
+            let stream = connect(addrs).await?;
+            match self.kind {
+                ProbeKind::Tcp => Ok(()),
+                ProbeKind::Http => self.http(stream).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, probe).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    async fn http(&self, mut stream: TcpStream) -> Result<(), String> {
+        stream.write_all(&self.request).await.map_err(|e| format!("send failed: {e}"))?;
+        let mut head = Vec::with_capacity(READ_CHUNK);
+        // Bounded: each pass reads at least one byte into a head of at most
+        // MAX_PROBE_HEAD bytes.
+        loop {
+            if let Some(status) = status(&head)? {
+                return match self.expect.contains(status) {
+                    true => Ok(()),
+                    false => Err(format!("status {status}")),
+                };
+            }
+            if head.len() >= MAX_PROBE_HEAD {
+                return Err("response head too large".to_string());
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            let room = (MAX_PROBE_HEAD - head.len()).min(READ_CHUNK);
+            match stream.read(&mut chunk[..room]).await {
+                Ok(0) => return Err("closed before a response head".to_string()),
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+}
+
+/// The status of a complete response head, `None` while partial.
+fn status(head: &[u8]) -> Result<Option<u16>, String> {
+    if head.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; PROBE_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Ok(response.code),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(format!("malformed response head ({e})")),
+    }
+}
+
+/// Connects to the first address that accepts.
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
+    let mut last = "no address".to_string();
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                last = "connection refused".to_string();
+            }
+            Err(e) => last = format!("connect failed: {e}"),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_a_complete_head() {
+        assert_eq!(status(b""), Ok(None));
+        assert_eq!(status(b"HTTP/1.1 200 OK\r\nContent-"), Ok(None));
+        assert_eq!(status(b"HTTP/1.1 503 Busy\r\n\r\n"), Ok(Some(503)));
+        // A body that merely contains "200" does not make a 500 healthy.
+        assert_eq!(status(b"HTTP/1.1 500 x\r\nContent-Length: 3\r\n\r\n200"), Ok(Some(500)));
+        assert!(status(b"200 OK\r\n\r\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn probes_ipv6_and_times_out_on_a_silent_backend() {
+        let config = HealthConfig { timeout: Duration::from_millis(200), ..Default::default() };
+        let probe = Probe::new(&config, "[::1]:1");
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            return; // No IPv6 loopback here.
+        };
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"GET / HTTP/1.1\r\nHost: [::1]:1\r\n"));
+            socket.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            let (_silent, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        assert_eq!(probe.run(&[addr]).await, Ok(()));
+        let timed_out = probe.run(&[addr]).await.unwrap_err();
+        assert!(timed_out.contains("no answer within"), "{timed_out}");
+        server.abort();
+    }
+}

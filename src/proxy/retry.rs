@@ -1,0 +1,370 @@
+//! Retries: one policy for every reason a request goes upstream again.
+//!
+//! [`Plan`] follows one request across its attempts and decides, after each failed one,
+//! what comes next ([`Next`]):
+//! - **stale pooled connection**: a pooled connection that closed before a single
+//!   response byte is the idle-close race, not a backend failure. The request is replayed
+//!   once on a fresh connection to the same backend, for any method (nothing was
+//!   processed, as Pingora assumes too). It does not count as an attempt, spends no
+//!   budget and is not a passive failure.
+//! - **connect failure** (`on` has `"connect-failure"`): nothing was sent, so any method
+//!   goes to another backend.
+//! - **reset or timeout** (`"reset"`, `"timeout"`): bytes were sent, so only idempotent
+//!   methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), and only when the request was
+//!   fully kept in the replay buffer ([`Capture`], `replay_buffer` bytes at most).
+//! - **status** (codes in `on`): idempotent requests without a body run a held exchange
+//!   ([`held`]) that reads the response head before relaying anything; a listed status
+//!   goes to another backend if a retry is allowed then, and is relayed otherwise.
+//! - a response already begun is never retried.
+//!
+//! A retry always goes to a backend not tried yet; when none is usable the request fails
+//! with the last error. At most `attempts` retries, and each spends the pool's [`Budget`].
+
+pub mod held;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::exchange::Failure;
+use super::pump::Capture;
+use crate::balance::PickRequest;
+use crate::config::health::MAX_RETRY_ATTEMPTS;
+use crate::config::RetryConfig;
+use crate::health::select;
+use crate::health::Trial;
+use crate::http1::chunked::Decoder;
+use crate::http1::request::RequestInfo;
+use crate::http1::BodyKind;
+use crate::metrics::Sharded;
+use crate::pool::ConnectError;
+use crate::snapshot::Pool;
+
+/// Most backends one request tries: the first plus the most retries a config allows.
+pub const MAX_TRIES: usize = MAX_RETRY_ATTEMPTS as usize + 1;
+/// The budget window is one second of this many buckets, so it slides by a tenth of a
+/// second: fine enough to follow a burst, coarse enough to stay ten counters.
+const BUCKETS: u64 = 10;
+/// Replay buffers kept per worker: one per request in progress is enough to never
+/// allocate in steady state, and a few cover bursts.
+const SPARE_BUFFERS: usize = 4;
+/// Largest replay buffer kept for reuse: the default 64 KiB replay buffer plus a large
+/// head. Bigger ones (from a raised `replay_buffer`) are freed, so a burst of large
+/// uploads does not pin memory per worker.
+const SPARE_CAPACITY_MAX: usize = 128 * 1024;
+
+/// One bucket of a sliding window.
+#[derive(Debug, Default)]
+struct Slot {
+    tick: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Counts in a sliding window of [`BUCKETS`] buckets.
+#[derive(Debug, Default)]
+struct Window([Slot; BUCKETS as usize]);
+
+impl Window {
+    fn add(&self, tick: u64) {
+        let slot = &self.0[(tick % BUCKETS) as usize];
+        if slot.tick.load(Relaxed) != tick && slot.tick.swap(tick, Relaxed) != tick {
+            // Racing writers may lose a count here; the budget is an estimate.
+            slot.count.store(0, Relaxed);
+        }
+        slot.count.fetch_add(1, Relaxed);
+    }
+
+    fn sum(&self, tick: u64) -> u64 {
+        let live = |slot: &&Slot| tick.wrapping_sub(slot.tick.load(Relaxed)) < BUCKETS;
+        self.0.iter().filter(live).map(|slot| slot.count.load(Relaxed)).sum()
+    }
+}
+
+/// The retry budget of a pool: over the last second, retries may add at most
+/// `budget_percent` of the requests, or `min_per_second`, whichever is more. Requests are
+/// counted per worker (no shared write on the request path); retries, which are rare,
+/// in one shared window.
+#[derive(Debug)]
+pub struct Budget {
+    requests: Sharded<Window>,
+    retries: Window,
+}
+
+impl Budget {
+    /// An empty budget for `workers` workers.
+    pub fn new(workers: usize) -> Budget {
+        Budget { requests: Sharded::new(workers), retries: Window::default() }
+    }
+
+    /// Counts one client request at `now`.
+    pub fn on_request(&self, now: Instant) {
+        self.requests.local().add(tick(now));
+    }
+
+    /// Spends one retry at `now` if the budget allows it.
+    pub fn try_retry(&self, config: &RetryConfig, now: Instant) -> bool {
+        let tick = tick(now);
+        let requests: u64 = self.requests.iter().map(|window| window.sum(tick)).sum();
+        let by_share = requests * u64::from(config.budget_percent) / 100;
+        let allowed = by_share.max(u64::from(config.min_per_second));
+        if self.retries.sum(tick) >= allowed {
+            return false;
+        }
+        self.retries.add(tick);
+        true
+    }
+}
+
+/// The bucket of `now`, counted from a process-wide origin a day before first use (so
+/// instants taken just before it still count).
+fn tick(now: Instant) -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
+    });
+    // Integer seconds and milliseconds: no 128-bit division on the request path.
+    let elapsed = now.saturating_duration_since(origin);
+    let bucket_ms = (1000 / BUCKETS) as u32;
+    elapsed.as_secs() * BUCKETS + u64::from(elapsed.subsec_millis() / bucket_ms) + BUCKETS
+}
+
+thread_local! {
+    static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// No connection.
+    Connect(ConnectError),
+    /// A failed exchange.
+    Exchange(Failure),
+    /// A held exchange got a retriable status and a retry was already arranged.
+    Status(u16),
+}
+
+impl From<ConnectError> for AttemptError {
+    fn from(error: ConnectError) -> Self {
+        AttemptError::Connect(error)
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug)]
+pub enum Next<'p> {
+    /// Again on the same backend, on a new connection (stale pooled connection).
+    Fresh,
+    /// On this other backend, holding its half-open trial if it is one.
+    Backend(usize, Option<Trial<'p>>),
+    /// Give up: answer with the last error.
+    Stop,
+}
+
+/// One request's attempts; see the module documentation.
+#[derive(Debug)]
+pub struct Plan<'p> {
+    tried: [usize; MAX_TRIES],
+    count: usize,
+    retries: u32,
+    stale_used: bool,
+    /// The next attempt must open a new connection.
+    pub fresh: bool,
+    /// The last attempt ran on a pooled connection.
+    pub reused: bool,
+    /// An exchange ran: a request body was consumed from the client.
+    pub sent: bool,
+    /// The replay copy of the request, head and body, if one is kept.
+    pub capture: Option<Capture>,
+    /// Length of the head at the front of `capture`.
+    capture_head: usize,
+    /// A retry arranged by a held exchange.
+    pending: Option<(usize, Option<Trial<'p>>)>,
+}
+
+impl<'p> Plan<'p> {
+    /// A plan whose first attempt goes to backend `first`.
+    pub fn new(first: usize) -> Plan<'p> {
+        Plan {
+            tried: [first; MAX_TRIES],
+            count: 1,
+            retries: 0,
+            stale_used: false,
+            fresh: false,
+            reused: false,
+            sent: false,
+            capture: None,
+            capture_head: 0,
+            pending: None,
+        }
+    }
+
+    /// The backend of the current attempt.
+    pub fn current(&self) -> usize {
+        self.tried[self.count - 1]
+    }
+
+    /// Retries made so far (stale replays excluded).
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Starts a replay copy before the first exchange, when a replay could follow: the
+    /// body may fit, and the request is idempotent with retries on, or rides a pooled
+    /// connection that may prove stale.
+    pub fn start_capture(&mut self, head: &[u8], info: &RequestInfo, pool: &Pool) {
+        if self.sent || self.capture.is_some() || info.body == BodyKind::Empty {
+            return;
+        }
+        let settings = &pool.settings.retry;
+        let limit = head.len() + settings.replay_buffer;
+        let fits = match info.body {
+            BodyKind::Length(n) => (head.len() as u64).saturating_add(n) <= limit as u64,
+            _ => settings.replay_buffer > 0,
+        };
+        let useful = self.reused || (info.method.is_idempotent() && settings.attempts > 0);
+        if !(fits && useful) {
+            return;
+        }
+        let mut bytes = SPARES.with(|spares| spares.borrow_mut().pop()).unwrap_or_default();
+        bytes.extend_from_slice(head);
+        self.capture_head = head.len();
+        self.capture = Some(Capture { bytes, overflow: false, limit });
+    }
+
+    /// Whether the whole request can be sent again: it has no body, or the replay copy
+    /// holds all of it.
+    pub fn replayable(&self, info: &RequestInfo) -> bool {
+        if info.body == BodyKind::Empty || !self.sent {
+            return true;
+        }
+        let Some(capture) = self.capture.as_ref().filter(|c| !c.overflow) else {
+            return false;
+        };
+        let body = capture.bytes.get(self.capture_head..).unwrap_or_default();
+        match info.body {
+            BodyKind::Length(n) => body.len() as u64 == n,
+            BodyKind::Chunked => chunked_complete(body),
+            BodyKind::Empty | BodyKind::UntilClose => false,
+        }
+    }
+
+    /// Decides what follows the failed attempt on backend [`Self::current`].
+    pub fn next(
+        &mut self,
+        pool: &'p Pool,
+        info: &RequestInfo,
+        error: &AttemptError,
+        now: Instant,
+    ) -> Next<'p> {
+        let on = &pool.settings.retry.on;
+        let idempotent = info.method.is_idempotent();
+        let stats = pool.backends[self.current()].live.stats.local();
+        let silent =
+            matches!(error, AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }));
+        if silent && self.reused && !self.stale_used && self.replayable(info) {
+            (self.stale_used, self.fresh) = (true, true);
+            stats.stale_retries.inc();
+            stats.retries.inc();
+            return Next::Fresh;
+        }
+        let retriable = match error {
+            AttemptError::Connect(_) => on.connect_failure,
+            AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }) => on.reset,
+            AttemptError::Exchange(Failure::Timeout) => on.timeout,
+            AttemptError::Status(_) => {
+                return self.pending.take().map_or(Next::Stop, |(i, t)| Next::Backend(i, t));
+            }
+            AttemptError::Exchange(_) => false,
+        };
+        // A connect failure sent nothing on this attempt, but an earlier one may have
+        // consumed the body: every retry needs the whole request.
+        let sent_bytes = !matches!(error, AttemptError::Connect(_));
+        if !retriable || !self.replayable(info) || (sent_bytes && !idempotent) {
+            return Next::Stop;
+        }
+        match self.another(pool, now) {
+            Some((index, trial)) => Next::Backend(index, trial),
+            None => Next::Stop,
+        }
+    }
+
+    /// Whether a held exchange that got a retriable status may retry; if so, the retry is
+    /// arranged (backend picked, budget spent) and [`Self::next`] returns it.
+    pub fn arrange_status_retry(&mut self, pool: &'p Pool, now: Instant) -> bool {
+        self.pending = self.another(pool, now);
+        self.pending.is_some()
+    }
+
+    /// Whether a held exchange is worth it: statuses are retried, the request qualifies,
+    /// and a retry is still possible.
+    pub fn holds_status(&self, pool: &Pool, info: &RequestInfo) -> bool {
+        let retry = &pool.settings.retry;
+        !retry.on.statuses.is_empty()
+            && info.body == BodyKind::Empty
+            && info.method.is_idempotent()
+            && !info.upgrade
+            && self.retries < retry.attempts
+            && self.count < MAX_TRIES
+    }
+
+    /// Another backend for a retry: within `attempts`, not tried yet, within the budget.
+    fn another(&mut self, pool: &'p Pool, now: Instant) -> Option<(usize, Option<Trial<'p>>)> {
+        let settings = &pool.settings.retry;
+        if self.retries >= settings.attempts || self.count == MAX_TRIES {
+            return None;
+        }
+        let picked = select::pick(pool, &PickRequest::default(), &self.tried[..self.count])?;
+        if !pool.live.budget.try_retry(settings, now) {
+            pool.live.stats.local().budget_exhausted.inc();
+            tracing::debug!(pool = %pool.name, "retry budget spent; not retrying");
+            return None;
+        }
+        pool.backends[self.current()].live.stats.local().retries.inc();
+        pool.live.stats.local().retries.inc();
+        self.tried[self.count] = picked.0;
+        self.count += 1;
+        self.retries += 1;
+        self.fresh = false;
+        Some(picked)
+    }
+}
+
+/// Whether `body` is one whole chunked body, trailers included. Runs only on the retry
+/// path, over at most `replay_buffer` bytes.
+fn chunked_complete(body: &[u8]) -> bool {
+    let mut decoder = Decoder::new();
+    let mut at = 0;
+    // Bounded: every step consumes at least one byte until done or the end.
+    while at < body.len() && !decoder.is_done() {
+        match decoder.feed(&body[at..]) {
+            Ok(step) if step.consumed > 0 => at += step.consumed,
+            _ => return false,
+        }
+    }
+    decoder.is_done() && at == body.len()
+}
+
+impl Drop for Plan<'_> {
+    fn drop(&mut self) {
+        let Some(mut capture) = self.capture.take() else {
+            return;
+        };
+        // A buffer that grew past the limit was already dropped by the capture.
+        capture.bytes.clear();
+        if (1..=SPARE_CAPACITY_MAX).contains(&capture.bytes.capacity()) {
+            SPARES.with(|spares| {
+                let mut spares = spares.borrow_mut();
+                if spares.len() < SPARE_BUFFERS {
+                    spares.push(capture.bytes);
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "retry_tests.rs"]
+mod tests;

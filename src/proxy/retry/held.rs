@@ -1,0 +1,125 @@
+//! A held exchange, for retries on status: the response head is read in full before any
+//! of it goes to the client, so a retriable status can still be retried.
+//!
+//! Only requests without a body use it (see [`super::Plan::holds_status`]), so the
+//! request is one write of the head, and it stays in `Io::head` for the next attempt.
+//! Interim 1xx responses are relayed as they come, as [`exchange::run`] does; they are
+//! not the response itself.
+//!
+//! [`exchange::run`]: crate::proxy::exchange::run
+
+use bytes::Buf;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::config::StatusSet;
+use crate::http1::response::{self, Exchange, ResponseInfo};
+use crate::http1::{BodyKind, Parsed};
+use crate::proxy::exchange::{Failure, Io, Limits, Outcome};
+use crate::proxy::pump::Pump;
+
+/// How a held exchange ended without failing.
+#[derive(Debug)]
+pub enum Held {
+    /// The response was relayed.
+    Relayed(Outcome),
+    /// The status is retriable and a retry was arranged; nothing was relayed but interim
+    /// responses. The upstream connection must be closed.
+    Retry(u16),
+}
+
+/// Runs one held exchange. On entry `io.head` holds the upstream request head, and the
+/// request has no body. `may_retry` is asked once, for a status in `retry_on`.
+pub async fn run(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    io: Io<'_>,
+    exchange: Exchange,
+    limits: Limits,
+    retry_on: &StatusSet,
+    may_retry: impl FnOnce(u16) -> bool,
+) -> Result<Held, Failure> {
+    let Io { head, reply, upstream: buf, extra_header, .. } = io;
+    buf.clear();
+    let started = Instant::now();
+    let head_len = head.len() as u64;
+    let not_sent = Failure::UpstreamClosed { silent: true, request_sent: false };
+    match timeout(limits.response_timeout, upstream.write_all(head)).await {
+        Ok(Ok(())) => {}
+        _ => return Err(not_sent),
+    }
+    let deadline = Instant::now() + limits.response_timeout;
+    // Bounded: each pass reads bytes into a head bounded by `max_header_bytes`, or ends at
+    // the deadline.
+    let info = loop {
+        match timeout_at(deadline, tokio::io::AsyncReadExt::read_buf(upstream, buf)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Err(Failure::UpstreamClosed { silent: buf.is_empty(), request_sent: true })
+            }
+            Ok(Ok(_)) => {}
+        }
+        if let Some(info) = parse(buf, &exchange, reply, client, &limits).await? {
+            break info;
+        }
+    };
+    let header_latency = started.elapsed();
+    if retry_on.contains(info.status) && may_retry(info.status) {
+        return Ok(Held::Retry(info.status));
+    }
+    buf.advance(info.head_len);
+    if !extra_header.is_empty() {
+        debug_assert!(reply.ends_with(b"\r\n\r\n"));
+        reply.truncate(reply.len() - 2);
+        reply.extend_from_slice(extra_header);
+        reply.extend_from_slice(b"\r\n");
+    }
+    let pump = Pump {
+        kind: info.body,
+        dechunk: info.dechunk,
+        idle_timeout: limits.read_timeout,
+        staged: reply,
+        capture: None,
+    };
+    let body = pump.run(buf, upstream, client).await.map_err(|_| Failure::Aborted)?;
+    Ok(Held::Relayed(Outcome {
+        status: info.status,
+        upstream_reusable: info.upstream_reusable
+            && buf.is_empty()
+            && info.body != BodyKind::UntilClose,
+        keep_client: !info.close_client,
+        upgraded: false,
+        header_latency,
+        bytes_sent: head_len,
+        bytes_received: info.head_len as u64 + body,
+    }))
+}
+
+/// Parses what arrived, relaying interim heads: `Some` for a final head, `None` to read on.
+async fn parse(
+    buf: &mut bytes::BytesMut,
+    exchange: &Exchange,
+    reply: &mut Vec<u8>,
+    client: &mut TcpStream,
+    limits: &Limits,
+) -> Result<Option<ResponseInfo>, Failure> {
+    // Bounded: each pass consumes one interim head.
+    loop {
+        match response::parse(buf, exchange, reply) {
+            Err(error) => return Err(Failure::BadResponse(error.0)),
+            Ok(Parsed::Partial) if buf.len() >= limits.max_header_bytes => {
+                return Err(Failure::BadResponse("upstream response head too large"));
+            }
+            Ok(Parsed::Partial) => return Ok(None),
+            Ok(Parsed::Complete(info)) if info.is_interim() => {
+                buf.advance(info.head_len);
+                client.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+            }
+            Ok(Parsed::Complete(info)) => return Ok(Some(info)),
+        }
+    }
+}
