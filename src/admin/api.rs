@@ -102,12 +102,20 @@ fn write_backend(json: &mut JsonWriter, backend: &Backend) {
     json.u64(u64::from(backend.weight));
     json.key("healthy");
     json.bool(healthy);
-    // The health object grows with active and passive checks (issue #5): a reason and
-    // the time of the last change join `state` there.
+    let status = backend.live.health.status();
     json.key("health");
     json.begin_object();
     json.key("state");
-    json.string(if healthy { "healthy" } else { "unhealthy" });
+    json.string(status.state);
+    json.key("reason");
+    json.string(&status.reason);
+    json.key("since_ms");
+    let since_ms = status.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    json.u64(u64::try_from(since_ms).unwrap_or(u64::MAX));
+    json.key("ejections");
+    json.u64(u64::from(status.ejections));
+    json.key("consecutive_failures");
+    json.u64(u64::from(status.consecutive_failures));
     json.end_object();
     json.key("in_flight");
     json.u64(backend.live.in_flight.load(Ordering::Relaxed));
@@ -136,7 +144,7 @@ type Read = fn(&BackendStats) -> u64;
 const COUNTERS: [(&str, Read); 5] = [
     ("connections_opened", |s| s.connections_opened.get()),
     ("connections_reused", |s| s.connections_reused.get()),
-    ("retries", |s| s.stale_retries.get()),
+    ("retries", |s| s.retries.get()),
     ("bytes_sent", |s| s.bytes_sent.get()),
     ("bytes_received", |s| s.bytes_received.get()),
 ];

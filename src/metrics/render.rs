@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::{BackendStats, FrontendStats, Sharded, DURATION_BUCKETS_US};
+use super::{BackendStats, FrontendStats, PoolStats, Sharded, DURATION_BUCKETS_US};
 use crate::snapshot::{Backend, Pool, Snapshot};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -11,7 +11,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 type BackendCounter = fn(&BackendStats) -> u64;
 
 /// Per-backend counters exposed as `NAME{pool,backend}`.
-const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 5] = [
+const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 7] = [
     ("weir_backend_connections_opened_total", "Upstream connections opened (pool misses).", |s| {
         s.connections_opened.get()
     }),
@@ -22,9 +22,13 @@ const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 5] = [
     ),
     (
         "weir_backend_retries_total",
-        "Requests retried on a fresh connection after a pooled one proved stale.",
-        |s| s.stale_retries.get(),
+        "Requests retried after this backend failed (stale pooled connections included).",
+        |s| s.retries.get(),
     ),
+    ("weir_backend_ejections_total", "Passive ejections of the backend.", |s| s.ejections.get()),
+    ("weir_backend_probe_failures_total", "Active health probes that failed.", |s| {
+        s.probe_failures.get()
+    }),
     ("weir_backend_sent_bytes_total", "Bytes sent to the backend.", |s| s.bytes_sent.get()),
     ("weir_backend_received_bytes_total", "Bytes received from the backend.", |s| {
         s.bytes_received.get()
@@ -87,6 +91,7 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
         }
     }
     render_failures(&mut out, snapshot);
+    render_pools(&mut out, snapshot);
     out
 }
 
@@ -160,6 +165,40 @@ pub fn render_access_log(out: &mut String, dropped: u64) {
     let name = "weir_access_log_dropped_total";
     header(out, name, "counter", "Access-log lines dropped because the writer fell behind.");
     let _ = writeln!(out, "{name} {dropped}");
+}
+
+type PoolCounter = fn(&PoolStats) -> u64;
+
+/// Per-pool counters exposed as `NAME{pool}`.
+const POOL_COUNTERS: [(&str, &str, PoolCounter); 4] = [
+    ("weir_pool_retries_total", "Retries sent to another backend.", |s| s.retries.get()),
+    ("weir_pool_retry_budget_exhausted_total", "Retries refused by the retry budget.", |s| {
+        s.budget_exhausted.get()
+    }),
+    (
+        "weir_pool_panic_total",
+        "Requests balanced over every backend because none was healthy (try_all).",
+        |s| s.panic.get(),
+    ),
+    ("weir_pool_no_healthy_total", "Requests answered 503: no healthy backend.", |s| {
+        s.no_healthy.get()
+    }),
+];
+
+fn render_pools(out: &mut String, snapshot: &Snapshot) {
+    for (name, help, read) in POOL_COUNTERS {
+        header(out, name, "counter", help);
+        for pool in &snapshot.pools {
+            let value = sum(&pool.live.stats, read);
+            let _ = writeln!(out, "{name}{{pool=\"{}\"}} {value}", escape(&pool.name));
+        }
+    }
+    let name = "weir_pool_panic";
+    header(out, name, "gauge", "1 while the pool fails open over every backend.");
+    for pool in &snapshot.pools {
+        let value = u8::from(pool.live.panic.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}{{pool=\"{}\"}} {value}", escape(&pool.name));
+    }
 }
 
 /// Escapes a label value for the text format.
