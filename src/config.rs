@@ -44,6 +44,26 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// Routes, in file order; the first match wins.
     pub routes: Vec<RouteConfig>,
+    /// `[log]`: the access log.
+    pub log: LogConfig,
+}
+
+/// `[log]`: where access-log lines go and how they look. Fixed at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// `"off"`, `"stdout"` or a file path.
+    pub access: crate::access_log::Target,
+    /// `"combined"` (nginx's, plus weir's fields) or `"json"`.
+    pub format: crate::access_log::Format,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: crate::access_log::Target::Off,
+            format: crate::access_log::Format::Combined,
+        }
+    }
 }
 
 /// `[server]`: listeners, workers and client-side limits.

@@ -9,6 +9,7 @@ pub mod affinity;
 pub mod buffers;
 pub mod exchange;
 pub mod forward;
+pub mod logging;
 pub mod pump;
 pub mod reply;
 pub mod retry;
@@ -39,6 +40,8 @@ pub struct Client {
     pub peer_ip: String,
     /// This worker's drain signal.
     pub drain: Rc<crate::worker::Drain>,
+    /// Whether per-request metrics are counted (`[admin] metrics`, fixed at start).
+    pub metrics: bool,
 }
 
 /// How reading the next request head ended.
@@ -107,6 +110,8 @@ async fn one_request(
         Head::Close => false,
         Head::Refuse(status, reason) => {
             reply::send(stream, client, &mut buffers.reply, status, reason, None, true).await;
+            let done = logging::Done { status, error: Some(reason), ..logging::Done::default() };
+            logging::Pending::unparsed(client).finish(client, done);
             false
         }
         Head::Request(info) => {

@@ -1,6 +1,6 @@
 //! Running the balancer as a process: start, then react to signals. SIGHUP re-reads the
 //! config file (a bad file is refused and logged as `FILE:LINE:COL: message`, the running
-//! config stays); SIGTERM and SIGINT drain and exit 0.
+//! config stays); SIGUSR1 reopens the access log; SIGTERM and SIGINT drain and exit 0.
 
 use std::process::ExitCode;
 
@@ -56,6 +56,7 @@ pub fn run(args: &Args) -> ExitCode {
 /// The signals weir reacts to.
 struct Signals {
     hangup: Signal,
+    reopen: Signal,
     terminate: Signal,
     interrupt: Signal,
 }
@@ -64,6 +65,7 @@ impl Signals {
     fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             hangup: signal(SignalKind::hangup())?,
+            reopen: signal(SignalKind::user_defined1())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
         })
@@ -74,6 +76,8 @@ impl Signals {
         loop {
             tokio::select! {
                 _ = self.hangup.recv() => reload(args, handle),
+                // SIGUSR1 reopens the access log file, for logrotate (as nginx does).
+                _ = self.reopen.recv() => handle.shared().access_log.reopen(),
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
             }

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify, Semaphore};
 
+use crate::access_log::AccessLog;
 use crate::admin;
 use crate::config::{Config, MAX_WORKERS};
 use crate::health;
@@ -32,9 +33,15 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Wakes the health thread after a reload, so probers follow the new snapshot.
     pub health_wake: Notify,
+    /// The access log (`[log]`); fixed at start, a change needs a restart.
+    pub access_log: AccessLog,
     /// Live backend state by identity; locked only while building a snapshot.
     registry: Mutex<Registry>,
 }
+
+/// How long shutdown waits for the access-log writer to flush queued lines: long enough
+/// for a full channel on a slow disk, short enough not to hold a deploy.
+const ACCESS_LOG_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A running balancer.
 pub struct Handle {
@@ -66,6 +73,7 @@ pub fn start(config: Config) -> io::Result<Handle> {
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
         shutdown,
         health_wake: Notify::new(),
+        access_log: AccessLog::start(config.log.access.clone(), config.log.format)?,
         registry: Mutex::new(registry),
     });
     let (per_worker, listen_addrs) = bind_listeners(&config.server.listen, workers)?;
@@ -145,6 +153,9 @@ impl Handle {
         self.begin_shutdown();
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if !self.shared.access_log.close(ACCESS_LOG_CLOSE) {
+            tracing::warn!("access log writer did not finish in time; lines may be lost");
         }
     }
 }

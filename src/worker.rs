@@ -180,6 +180,7 @@ async fn accept_loop(
     active: Rc<Cell<usize>>,
     drain: Rc<Drain>,
 ) {
+    let metrics = shared.snapshot.load().config.admin.metrics;
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&shared.connections).acquire_owned() => match permit {
@@ -214,6 +215,7 @@ async fn accept_loop(
             peer,
             peer_ip: peer.ip().to_string(),
             drain: Rc::clone(&drain),
+            metrics,
         };
         tokio::task::spawn_local(async move {
             let _guard = guard;

@@ -38,7 +38,8 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
         "/healthz" => Response::text(200, "ok\n"),
         "/metrics" => {
             let snapshot = shared.snapshot.load();
-            let body = metrics::render(&shared.frontend, &snapshot);
+            let mut body = metrics::render(&shared.frontend, &snapshot);
+            metrics::render::render_access_log(&mut body, shared.access_log.dropped());
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
         }
         "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())

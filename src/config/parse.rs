@@ -14,9 +14,10 @@ use toml::Spanned;
 
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
-    AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, PoolConfig,
-    RouteConfig, ServerConfig, StrategyKind, MAX_WORKERS,
+    AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, LogConfig,
+    PoolConfig, RouteConfig, ServerConfig, StrategyKind, MAX_WORKERS,
 };
+use crate::access_log::{Format, Target};
 use pool::{backend_address, pool_name, strategy};
 
 mod health;
@@ -31,7 +32,7 @@ const MAX_CONNECTIONS: u64 = 10_000_000;
 const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
 const MAX_HEADERS: u64 = 1000;
 /// What the top level may hold.
-const TOP_LEVEL: &str = "the file (expected [server], [admin], [[pool]] or [[route]])";
+const TOP_LEVEL: &str = "the file (expected [server], [admin], [log], [[pool]] or [[route]])";
 const DURATION_HINT: &str = r#"a duration string such as "5s""#;
 const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
 const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
@@ -177,6 +178,7 @@ impl Walker {
             match key.get_ref().as_ref() {
                 "server" => config.server = self.server(value),
                 "admin" => config.admin = self.admin(value),
+                "log" => config.log = self.log(value),
                 "pool" => config.pools = self.pools(value),
                 // Routes name pools, so they are read once every pool is known.
                 "route" => routes = Some(value),
@@ -219,6 +221,19 @@ impl Walker {
                 "state_file" => Slot::Text(&mut out.state_file),
                 "metrics" => Slot::Flag(&mut out.metrics),
                 _ => Slot::Unknown("[admin]"),
+            };
+            self.fill(key, value, slot);
+        }
+        out
+    }
+
+    fn log(&mut self, value: &Value<'_>) -> LogConfig {
+        let mut out = LogConfig::default();
+        for (key, value) in self.table("log", value).into_iter().flatten() {
+            let slot = match key.get_ref().as_ref() {
+                "access" => Slot::Check(Box::new(|v| access_target(v).map(|t| out.access = t))),
+                "format" => Slot::Check(Box::new(|v| access_format(v).map(|f| out.format = f))),
+                _ => Slot::Unknown("[log]"),
             };
             self.fill(key, value, slot);
         }
@@ -329,6 +344,26 @@ fn socket_addr(name: &str, v: &DeValue<'_>, hint: &str) -> Result<SocketAddr, St
 }
 
 /// `[admin] listen`: an address, or `"off"` for none.
+/// `[log] access`: `"off"`, `"stdout"` or a file path.
+fn access_target(v: &DeValue<'_>) -> Result<Target, String> {
+    match v.as_str() {
+        Some("off") => Ok(Target::Off),
+        Some("stdout") => Ok(Target::Stdout),
+        Some("") => Err("`access` needs \"off\", \"stdout\" or a file path".to_string()),
+        Some(path) => Ok(Target::Path(path.into())),
+        None => Err(wrong("access", v, "\"off\", \"stdout\" or a file path")),
+    }
+}
+
+/// `[log] format`: `"combined"` or `"json"`.
+fn access_format(v: &DeValue<'_>) -> Result<Format, String> {
+    match v.as_str() {
+        Some("combined") => Ok(Format::Combined),
+        Some("json") => Ok(Format::Json),
+        _ => Err("`format` must be \"combined\" or \"json\"".to_string()),
+    }
+}
+
 fn admin_listen(v: &DeValue<'_>) -> Result<Option<SocketAddr>, String> {
     match v.as_str() {
         Some("off") => Ok(None),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{load_file, parse_str};
 use crate::config::{
-    AdminConfig, BackendAddress, BackendConfig, Config, HostMatch, PoolConfig, RouteConfig, Scheme,
-    ServerConfig, StrategyKind,
+    AdminConfig, BackendAddress, BackendConfig, Config, HostMatch, LogConfig, PoolConfig,
+    RouteConfig, Scheme, ServerConfig, StrategyKind,
 };
 
 /// The errors for `text`, rendered as `FILE:LINE:COL: message`.
@@ -53,6 +53,10 @@ body_timeout = "250ms"
 max_header_bytes = "32KiB"
 max_headers = 50
 drain_timeout = "1m"
+
+[log]
+access = "/var/log/weir/access.log"
+format = "json"
 
 [admin]
 listen = "127.0.0.1:9999"
@@ -136,6 +140,10 @@ fn full_file_parses_to_the_expected_config() {
             },
             RouteConfig { host: None, path_prefix: None, pool: "web".to_string() },
         ],
+        log: LogConfig {
+            access: crate::access_log::Target::Path("/var/log/weir/access.log".into()),
+            format: crate::access_log::Format::Json,
+        },
     };
     assert_eq!(parse(FULL), expected);
 }
@@ -485,4 +493,19 @@ fn mangled_files_never_panic_and_errors_stay_in_the_text() {
             assert!(positions.windows(2).all(|w| w[0] <= w[1]), "unsorted: {errors:?}");
         }
     }
+}
+
+#[test]
+fn log_table_errors_are_located() {
+    let text = "[log]\naccess = 3\nformat = \"xml\"\nlevel = 1\n";
+    let errors = parse_str("weir.toml", text).unwrap_err();
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "weir.toml:2:10: `access`: expected \"off\", \"stdout\" or a file path, found integer",
+            "weir.toml:3:10: `format` must be \"combined\" or \"json\"",
+            "weir.toml:4:1: unknown key `level` in [log]",
+        ]
+    );
 }

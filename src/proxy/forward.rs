@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
+use super::logging::{Done, Pending};
 use super::retry::held::{self, Held};
 use super::retry::{AttemptError, Next, Plan};
 use super::{affinity, reply, Client, SnapshotRef};
@@ -50,6 +51,7 @@ pub async fn handle(
     info: RequestInfo,
 ) -> bool {
     let choice = choose(snapshot, client, buffers, &info);
+    let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
     // A refused request's body is still unread, so the connection cannot go on.
     let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
@@ -58,6 +60,8 @@ pub async fn handle(
         Choice::Refuse(cause) => {
             let close = !keep_after_error;
             reply::send(stream, client, &mut buffers.reply, 503, &cause, None, close).await;
+            let error = Some("no healthy backend");
+            logged.finish(client, Done { status: 503, error, ..Done::default() });
             return keep_after_error;
         }
     };
@@ -80,6 +84,7 @@ pub async fn handle(
         let error = match result {
             Ok((outcome, upstream)) => {
                 record(client, pool, backend, &outcome, started);
+                logged.finish(client, done(pool, backend, Some(&outcome), plan.retries(), None));
                 return finish(stream, backend, &pool.settings, buffers, outcome, upstream).await;
             }
             Err(error) => error,
@@ -96,7 +101,12 @@ pub async fn handle(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
-                return fail(stream, client, backend, buffers, error, keep_after_error).await;
+                let (keep, status, cause) =
+                    fail(stream, client, backend, buffers, error, keep_after_error).await;
+                let mut done = done(pool, backend, None, plan.retries(), Some(cause));
+                done.status = status;
+                logged.finish(client, done);
+                return keep;
             }
         }
     }
@@ -309,6 +319,11 @@ fn record(client: &Client, pool: &Pool, backend: &Backend, outcome: &Outcome, st
     if pool.settings.uses_latency() {
         balance::observe_latency(&backend.live, outcome.header_latency, Instant::now().into());
     }
+    // `[admin] metrics = false` skips the counters that exist only for metrics, so their
+    // cost can be measured (bench/RESULTS.md); health and balancing state still updates.
+    if !client.metrics {
+        return;
+    }
     let stats = backend.live.stats.local();
     stats.requests.record(outcome.status);
     stats.bytes_sent.add(outcome.bytes_sent);
@@ -336,6 +351,8 @@ async fn finish(
     outcome.keep_client
 }
 
+/// Answers a request whose attempts all failed. Returns whether the connection may go on,
+/// the status sent (0 for none), and a short cause for the access log.
 async fn fail(
     stream: &mut TcpStream,
     client: &Client,
@@ -343,7 +360,8 @@ async fn fail(
     buffers: &mut Buffers,
     failure: AttemptError,
     keep_after_error: bool,
-) -> bool {
+) -> (bool, u16, &'static str) {
+    let label = failure_label(&failure);
     let stats = backend.live.stats.local();
     let (status, cause): (u16, String) = match failure {
         AttemptError::Connect(ConnectError::Timeout) => (502, "upstream connect timeout".into()),
@@ -359,7 +377,7 @@ async fn fail(
         AttemptError::Exchange(Failure::ClientBadBody) => {
             (400, "malformed chunked request body".into())
         }
-        AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return false,
+        AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return (false, 0, label),
         AttemptError::Status(status) => (502, format!("upstream answered {status}")),
     };
     if status >= 500 {
@@ -375,5 +393,41 @@ async fn fail(
         !keep_after_error,
     )
     .await;
-    keep_after_error
+    (keep_after_error, status, label)
+}
+
+/// A fixed label for each way an exchange fails, for the access log.
+fn failure_label(failure: &AttemptError) -> &'static str {
+    match failure {
+        AttemptError::Connect(ConnectError::Timeout) => "upstream connect timeout",
+        AttemptError::Connect(ConnectError::Failed(_)) => "upstream connect failed",
+        AttemptError::Exchange(Failure::UpstreamClosed { .. }) => "upstream closed",
+        AttemptError::Exchange(Failure::Timeout) => "upstream timeout",
+        AttemptError::Exchange(Failure::BadResponse(_)) => "bad upstream response",
+        AttemptError::Exchange(Failure::ClientTimeout) => "request body timeout",
+        AttemptError::Exchange(Failure::ClientBadBody) => "bad request body",
+        AttemptError::Exchange(Failure::ClientGone) => "client gone",
+        AttemptError::Exchange(Failure::Aborted) => "response aborted",
+        AttemptError::Status(_) => "upstream status",
+    }
+}
+
+/// The log fields of a request that reached `backend`.
+fn done<'a>(
+    pool: &'a Pool,
+    backend: &'a Backend,
+    outcome: Option<&Outcome>,
+    retries: u32,
+    error: Option<&'static str>,
+) -> Done<'a> {
+    Done {
+        status: outcome.map_or(0, |o| o.status),
+        bytes_in: outcome.map_or(0, |o| o.bytes_sent),
+        bytes_out: outcome.map_or(0, |o| o.bytes_received),
+        upstream: outcome.map(|o| o.header_latency),
+        backend: Some(&backend.label),
+        pool: Some(&pool.name),
+        retries,
+        error,
+    }
 }

@@ -1,0 +1,90 @@
+//! Access-log entries for the data path: started while the request head is still in the
+//! buffer, finished at whatever exit the request takes. When the access log is off,
+//! nothing is copied or allocated.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Client;
+use crate::access_log::Entry;
+use crate::http1::request::RequestInfo;
+
+/// An access-log entry under way, or nothing when logging is off.
+pub struct Pending(Option<(Entry, Instant)>);
+
+/// How a request ended, for its log line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Done<'a> {
+    /// Status sent to the client (0 when nothing could be sent).
+    pub status: u16,
+    /// Bytes sent to the backend (0 when none was reached).
+    pub bytes_in: u64,
+    /// Bytes received from the backend.
+    pub bytes_out: u64,
+    /// Time to the backend's response head.
+    pub upstream: Option<Duration>,
+    /// The backend that answered or failed last.
+    pub backend: Option<&'a str>,
+    /// The pool the request was routed to.
+    pub pool: Option<&'a str>,
+    /// Retries spent on the request.
+    pub retries: u32,
+    /// Why weir answered itself, if it did.
+    pub error: Option<&'static str>,
+}
+
+impl Pending {
+    /// Starts an entry from a parsed head (`head` is its raw bytes).
+    pub fn start(client: &Client, head: &[u8], info: &RequestInfo) -> Pending {
+        if !client.shared.access_log.is_enabled() {
+            return Pending(None);
+        }
+        let method = head.split(|&b| b == b' ').next().unwrap_or_default();
+        let target = head.get(info.target.clone()).unwrap_or_default();
+        let mut entry = Entry::new(client.peer, &lossy(method), &lossy(target));
+        entry.version = if info.http10 { 0 } else { 1 };
+        entry.referer = field(head, b"referer");
+        entry.user_agent = field(head, b"user-agent");
+        Pending(Some((entry, Instant::now())))
+    }
+
+    /// An entry for a request whose head could not be parsed.
+    pub fn unparsed(client: &Client) -> Pending {
+        if !client.shared.access_log.is_enabled() {
+            return Pending(None);
+        }
+        Pending(Some((Entry::new(client.peer, "-", "-"), Instant::now())))
+    }
+
+    /// Completes the entry and hands it to the writer (which never blocks the caller).
+    pub fn finish(self, client: &Client, done: Done<'_>) {
+        let Some((mut entry, started)) = self.0 else { return };
+        entry.status = done.status;
+        entry.bytes_in = done.bytes_in;
+        entry.bytes_out = done.bytes_out;
+        entry.total = started.elapsed();
+        entry.upstream = done.upstream;
+        entry.backend = done.backend.map(str::to_string);
+        entry.pool = done.pool.map(str::to_string);
+        entry.retries = done.retries;
+        entry.error = done.error;
+        client.shared.access_log.log(entry);
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The first value of header `name` (lowercase) in a validated raw head.
+fn field(head: &[u8], name: &[u8]) -> Option<String> {
+    // Bounded by the lines of a head that already passed the size limit.
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon].eq_ignore_ascii_case(name).then(|| {
+            let value = crate::http1::fields::trim(&line[colon + 1..]);
+            lossy(value.strip_suffix(b"\r").unwrap_or(value))
+        })
+    })
+}
