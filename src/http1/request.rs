@@ -312,6 +312,19 @@ pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Adds whole field lines (`Name: value\r\n`, possibly several) to a finished head, before
+/// the empty line that ends it.
+pub fn append_lines(head: &mut Vec<u8>, lines: &[u8]) {
+    debug_assert!(head.ends_with(b"\r\n\r\n"));
+    debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+    if lines.is_empty() || !head.ends_with(b"\r\n\r\n") {
+        return;
+    }
+    head.truncate(head.len() - 2);
+    head.extend_from_slice(lines);
+    head.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;

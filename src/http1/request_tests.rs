@@ -85,3 +85,12 @@ fn partial_heads_wait_for_more() {
     let result = parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &FORWARDING, &mut out).unwrap();
     assert!(matches!(result, Parsed::Partial));
 }
+
+#[test]
+fn append_lines_goes_before_the_end_of_the_head() {
+    let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+    append_lines(&mut head, b"X-A: 1\r\nX-B: 2\r\n");
+    assert_eq!(head, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n");
+    append_lines(&mut head, b"");
+    assert!(head.ends_with(b"X-B: 2\r\n\r\n"));
+}

@@ -135,12 +135,7 @@ pub async fn run(
     .await?;
     let header_latency = started.elapsed();
     upstream_buf.advance(info.head_len);
-    if !extra_header.is_empty() {
-        debug_assert!(reply.ends_with(b"\r\n\r\n"));
-        reply.truncate(reply.len() - 2);
-        reply.extend_from_slice(extra_header);
-        reply.extend_from_slice(b"\r\n");
-    }
+    crate::http1::request::append_lines(reply, extra_header);
     if info.status == 101 {
         client_write.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
         return Ok(Outcome {

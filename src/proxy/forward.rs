@@ -211,10 +211,9 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
     if info.host.is_none() {
         // HTTP/1.0 without Host goes upstream as HTTP/1.1, which requires one (RFC 9112
         // §3.2): name the backend, as nginx does.
-        debug_assert!(head.ends_with(b"\r\n\r\n"));
-        head.truncate(head.len() - 2);
-        push_field(head, b"Host", backend.label.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        let mut host = Vec::with_capacity(backend.label.len() + 8);
+        push_field(&mut host, b"Host", backend.label.as_bytes());
+        crate::http1::request::append_lines(head, &host);
     }
     if let Some(sticky) = &pool.settings.sticky {
         affinity::strip_cookie(sticky, head);

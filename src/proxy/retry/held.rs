@@ -69,12 +69,7 @@ pub async fn run(
         return Ok(Held::Retry(info.status));
     }
     buf.advance(info.head_len);
-    if !extra_header.is_empty() {
-        debug_assert!(reply.ends_with(b"\r\n\r\n"));
-        reply.truncate(reply.len() - 2);
-        reply.extend_from_slice(extra_header);
-        reply.extend_from_slice(b"\r\n");
-    }
+    crate::http1::request::append_lines(reply, extra_header);
     let pump = Pump {
         kind: info.body,
         dechunk: info.dechunk,
