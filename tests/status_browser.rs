@@ -1,7 +1,8 @@
 //! The status page in a real browser: `bench/status_screenshot.py` drives headless
 //! Chromium (through chromedriver) against weir while traffic runs, checks that every
 //! backend rendered and that a refresh changed a value, and saves `target/status.png`.
-//! Skipped when chromium, chromedriver or python3 is missing.
+//! Skipped when chromium, chromedriver or python3 is missing, except under CI=true,
+//! where .ci/run installs them and their absence fails the test.
 
 mod common;
 mod observe;
@@ -98,6 +99,11 @@ async fn status_page_renders_in_headless_chromium() {
     // to one request in eight, plus a backend marked down as a health check would), load
     // on all of them, then the browser script; its exit status is the verdict.
     if !["chromium", "chromedriver", "python3"].iter().all(|tool| have(tool)) {
+        // CI installs them (.ci/run); there a missing tool is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI=true but chromium, chromedriver or python3 is missing"
+        );
         eprintln!("skipping: needs chromium, chromedriver (chromium-driver) and python3");
         return;
     }
