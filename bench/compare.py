@@ -678,6 +678,9 @@ def table(res, cols, order, skipped):
         if t in skipped:
             lines.append("| %s | skipped: %s |%s" % (t, skipped[t], " |" * (len(cols) - 1)))
             continue
+        if t in EXTRAS and t not in res:
+            lines.append("| %s | not run: single-threaded baseline |%s" % (t, " |" * (len(cols) - 1)))
+            continue
         if not rounds or all("error" in r for r in rounds):
             why = "no data" if not rounds else rounds[-1]["error"][:80]
             lines.append("| %s | failed: %s |%s" % (t, why.replace("|", "/"),
