@@ -166,6 +166,11 @@ pub struct BackendStats {
     pub bytes_sent: Counter,
     /// Bytes received from the backend (heads and bodies).
     pub bytes_received: Counter,
+    /// Idle pooled connections this worker holds to the backend (a gauge, set by the
+    /// worker's pool on every change).
+    pub idle_connections: AtomicU64,
+    /// Responses whose status is one of the pool's `failure_statuses`.
+    pub status_failures: Counter,
 }
 
 /// Per-pool counters, one set per shard. They live in

@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -49,9 +51,23 @@ impl Hasher for IdHasher {
     }
 }
 
+/// One backend's idle connections on this worker.
+struct IdleList {
+    entries: VecDeque<Idle>,
+    live: Arc<BackendLive>,
+}
+
+impl IdleList {
+    /// Publishes this worker's idle count (`weir_backend_idle_connections`).
+    fn publish(&self) {
+        let count = self.entries.len() as u64;
+        self.live.stats.local().idle_connections.store(count, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 struct IdleLists {
-    lists: HashMap<u64, VecDeque<Idle>, BuildHasherDefault<IdHasher>>,
+    lists: HashMap<u64, IdleList, BuildHasherDefault<IdHasher>>,
 }
 
 thread_local! {
@@ -65,13 +81,16 @@ pub fn checkout(live: &BackendLive) -> Option<TcpStream> {
         let mut idle = idle.borrow_mut();
         let list = idle.lists.get_mut(&live.id)?;
         let now = Instant::now();
+        let mut found = None;
         // Bounded by the list length, itself bounded by `max_idle`.
-        while let Some(entry) = list.pop_back() {
+        while let Some(entry) = list.entries.pop_back() {
             if now.duration_since(entry.since) < entry.timeout && is_quiet(&entry.stream) {
-                return Some(entry.stream);
+                found = Some(entry.stream);
+                break;
             }
         }
-        None
+        list.publish();
+        found
     })
 }
 
@@ -83,7 +102,7 @@ fn is_quiet(stream: &TcpStream) -> bool {
 }
 
 /// Returns a connection whose exchange completed cleanly.
-pub fn checkin(live: &BackendLive, stream: TcpStream, max_idle: usize, timeout: Duration) {
+pub fn checkin(live: &Arc<BackendLive>, stream: TcpStream, max_idle: usize, timeout: Duration) {
     if max_idle == 0 {
         return;
     }
@@ -92,13 +111,17 @@ pub fn checkin(live: &BackendLive, stream: TcpStream, max_idle: usize, timeout: 
         if idle.lists.len() >= MAX_POOLED_BACKENDS && !idle.lists.contains_key(&live.id) {
             return;
         }
-        let list = idle.lists.entry(live.id).or_default();
-        if list.len() >= max_idle {
+        let list = idle
+            .lists
+            .entry(live.id)
+            .or_insert_with(|| IdleList { entries: VecDeque::new(), live: Arc::clone(live) });
+        if list.entries.len() >= max_idle {
             // Drop the oldest: it is the likeliest to be closed by the backend soon.
-            list.pop_front();
+            list.entries.pop_front();
         }
-        list.push_back(Idle { stream, since: Instant::now(), timeout });
-        debug_assert!(list.len() <= max_idle);
+        list.entries.push_back(Idle { stream, since: Instant::now(), timeout });
+        debug_assert!(list.entries.len() <= max_idle);
+        list.publish();
     });
 }
 
@@ -109,8 +132,12 @@ pub fn sweep(is_current: impl Fn(u64) -> bool) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         idle.lists.retain(|id, list| {
-            list.retain(|entry| now.duration_since(entry.since) < entry.timeout);
-            is_current(*id) && !list.is_empty()
+            list.entries.retain(|entry| now.duration_since(entry.since) < entry.timeout);
+            if !is_current(*id) {
+                list.entries.clear();
+            }
+            list.publish();
+            !list.entries.is_empty()
         });
     });
 }

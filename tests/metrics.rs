@@ -197,3 +197,30 @@ async fn promtool_accepts_a_scrape() {
         + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "promtool check metrics failed:\n{report}\n{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_pool_size_and_status_failures_are_exported() {
+    // Goal: the idle pool gauge shows pooled upstream connections, and responses with a
+    // configured failure status count as failures of kind "status". Method: 2 workers,
+    // one keep-alive client doing 5 GETs and 3 requests answered 503 with
+    // failure_statuses = [503] (passive ejection off, so the backend stays in).
+    let backend = TestBackend::start("a").await;
+    let weir = Balancer::start(&[backend.addr()], |config| {
+        config.pools[0].passive.failure_statuses = weir::config::StatusSet::range(503, 503);
+        config.pools[0].passive.consecutive_failures = 0;
+    });
+    let statuses = keep_alive_gets(weir.addr, "/", 5).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let statuses = keep_alive_gets(weir.addr, "/status/503", 3).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    let labels = [("pool", "web"), ("backend", &*backend.addr().to_string())];
+    let mut status = labels.to_vec();
+    status.push(("kind", "status"));
+    let text = scrape_until(weir.admin, "weir_backend_failures_total", &status, 3.0).await;
+    assert_eq!(metric(&text, "weir_backend_failures_total", &status), Some(3.0));
+    // The two client connections may land on one worker or on both, and each worker
+    // pools its own upstream connection.
+    let pooled = metric(&text, "weir_backend_idle_connections", &labels).expect("gauge");
+    let opened = metric(&text, "weir_backend_connections_opened_total", &labels).expect("opened");
+    assert!((1.0..=2.0).contains(&pooled) && pooled <= opened, "idle {pooled}, opened {opened}");
+}

@@ -100,6 +100,11 @@ fn write_backend(json: &mut JsonWriter, backend: &Backend) {
     json.string(&backend.label);
     json.key("weight");
     json.u64(u64::from(backend.weight));
+    // Slow start ramps this from 10% to 100% of `weight`.
+    json.key("effective_weight");
+    json.f64(backend.effective_weight_milli() as f64 / 1000.0);
+    json.key("idle_connections");
+    json.u64(sum(stats, |s| s.idle_connections.load(Ordering::Relaxed)));
     json.key("healthy");
     json.bool(healthy);
     let status = backend.live.health.status();

@@ -36,10 +36,11 @@ const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 7] = [
 ];
 
 /// Failure kinds exposed as `weir_backend_failures_total{kind}`.
-const FAILURE_KINDS: [(&str, BackendCounter); 3] = [
+const FAILURE_KINDS: [(&str, BackendCounter); 4] = [
     ("connect", |s| s.connect_failures.get()),
     ("timeout", |s| s.timeouts.get()),
     ("reset", |s| s.resets.get()),
+    ("status", |s| s.status_failures.get()),
 ];
 
 fn sum<T>(shards: &Sharded<T>, read: impl Fn(&T) -> u64) -> u64 {
@@ -118,6 +119,12 @@ fn render_backend_gauges(out: &mut String, snapshot: &Snapshot) {
     header(out, name, "gauge", "Configured weight of each backend.");
     for (pool, backend) in snapshot.backends() {
         let _ = writeln!(out, "{name}{{{}}} {}", labels(pool, backend), backend.weight);
+    }
+    let name = "weir_backend_idle_connections";
+    header(out, name, "gauge", "Idle pooled upstream connections, all workers together.");
+    for (pool, backend) in snapshot.backends() {
+        let value = sum(&backend.live.stats, |s| s.idle_connections.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}{{{}}} {value}", labels(pool, backend));
     }
     let name = "weir_backend_healthy";
     header(out, name, "gauge", "1 when the backend may take new requests.");

@@ -79,6 +79,9 @@ pub async fn handle(
         let request = Request { info: &info, draining, set_cookie: &set_cookie };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         if let Some(observed) = observed(&pool.settings, &result, plan.reused) {
+            if matches!(observed, Observed::Failure(Cause::Status(_))) {
+                backend.live.stats.local().status_failures.inc();
+            }
             report(pool, backend, observed, trial.take());
         }
         let error = match result {
