@@ -31,29 +31,7 @@ async fn write_pattern<W: AsyncWrite + Unpin>(
     n: u64,
     chunked: bool,
 ) -> std::io::Result<()> {
-    let src = PatternSource::new();
-    let mut buf = Vec::with_capacity(IO_CHUNK + 32);
-    let mut off = 0u64;
-    let mut turn = 0usize;
-    while off < n {
-        let size = if chunked { CHUNK_SIZES[turn % CHUNK_SIZES.len()] } else { IO_CHUNK };
-        let len = (n - off).min(size as u64) as usize;
-        buf.clear();
-        if chunked {
-            buf.extend_from_slice(format!("{len:x}\r\n").as_bytes());
-        }
-        buf.extend_from_slice(src.slice(off, len));
-        if chunked {
-            buf.extend_from_slice(b"\r\n");
-        }
-        w.write_all(&buf).await?;
-        off += len as u64;
-        turn += 1;
-    }
-    if chunked {
-        w.write_all(b"0\r\n\r\n").await?;
-    }
-    w.flush().await
+    support::write_pattern(w, n, chunked, &CHUNK_SIZES).await
 }
 
 /// Sends `METHOD /upload` with an `n`-byte pattern body and reads the final response.

@@ -291,3 +291,37 @@ async fn read_trailers<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Vec<(St
     }
     Err(invalid("too many trailer fields"))
 }
+
+/// Writes `n` pattern bytes to `w`; when `chunked`, as chunks whose sizes cycle through
+/// `chunk_sizes` (then the last chunk), else raw in `IO_CHUNK` pieces.
+pub async fn write_pattern<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    n: u64,
+    chunked: bool,
+    chunk_sizes: &[usize],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let src = PatternSource::new();
+    let mut buf = Vec::with_capacity(IO_CHUNK + 32);
+    let (mut off, mut turn) = (0u64, 0usize);
+    // Bounded: every pass writes at least one byte of the n.
+    while off < n {
+        let size = if chunked { chunk_sizes[turn % chunk_sizes.len()].max(1) } else { IO_CHUNK };
+        let len = (n - off).min(size as u64) as usize;
+        buf.clear();
+        if chunked {
+            buf.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+        }
+        buf.extend_from_slice(src.slice(off, len));
+        if chunked {
+            buf.extend_from_slice(b"\r\n");
+        }
+        w.write_all(&buf).await?;
+        off += len as u64;
+        turn += 1;
+    }
+    if chunked {
+        w.write_all(b"0\r\n\r\n").await?;
+    }
+    w.flush().await
+}

@@ -328,26 +328,7 @@ async fn download_route(conn: &mut Conn, cx: &Ctx<'_>) -> io::Result<bool> {
     if cx.req.is_head() {
         return Ok(!cx.close);
     }
-    let src = PatternSource::new();
-    let mut buf = Vec::with_capacity(IO_CHUNK + 16);
-    let mut off = 0u64;
-    while off < n {
-        let len = (n - off).min(IO_CHUNK as u64) as usize;
-        buf.clear();
-        if chunked {
-            buf.extend_from_slice(format!("{len:x}\r\n").as_bytes());
-        }
-        buf.extend_from_slice(src.slice(off, len));
-        if chunked {
-            buf.extend_from_slice(b"\r\n");
-        }
-        conn.write_all(&buf).await?;
-        off += len as u64;
-    }
-    if chunked {
-        conn.write_all(b"0\r\n\r\n").await?;
-    }
-    conn.flush().await?;
+    super::write_pattern(conn, n, chunked, &[IO_CHUNK]).await?;
     Ok(!cx.close)
 }
 
