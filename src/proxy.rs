@@ -110,8 +110,8 @@ async fn one_request(
         Head::Close => false,
         Head::Refuse(status, reason) => {
             reply::send(stream, client, &mut buffers.reply, status, reason, None, true).await;
-            let done = logging::Done { status, error: Some(reason), ..logging::Done::default() };
-            logging::Pending::unparsed(client).finish(client, done);
+            logging::Pending::unparsed(client)
+                .finish(client, logging::Done::refused(status, reason));
             false
         }
         Head::Request(info) => {

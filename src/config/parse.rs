@@ -21,6 +21,8 @@ use crate::access_log::{Format, Target};
 use pool::{backend_address, pool_name, strategy};
 
 mod health;
+#[cfg(test)]
+mod log_tests;
 mod pool;
 
 type Key<'i> = Spanned<DeString<'i>>;

@@ -60,8 +60,7 @@ pub async fn handle(
         Choice::Refuse(cause) => {
             let close = !keep_after_error;
             reply::send(stream, client, &mut buffers.reply, 503, &cause, None, close).await;
-            let error = Some("no healthy backend");
-            logged.finish(client, Done { status: 503, error, ..Done::default() });
+            logged.finish(client, Done::refused(503, "no usable backend"));
             return keep_after_error;
         }
     };

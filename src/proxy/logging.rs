@@ -34,6 +34,13 @@ pub struct Done<'a> {
     pub error: Option<&'static str>,
 }
 
+impl Done<'_> {
+    /// A request weir answered itself with `status`, without reaching a backend.
+    pub fn refused(status: u16, error: &'static str) -> Done<'static> {
+        Done { status, error: Some(error), ..Done::default() }
+    }
+}
+
 impl Pending {
     /// Starts an entry from a parsed head (`head` is its raw bytes).
     pub fn start(client: &Client, head: &[u8], info: &RequestInfo) -> Pending {
