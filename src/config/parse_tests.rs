@@ -10,8 +10,9 @@ use crate::config::{
     RouteConfig, Scheme, ServerConfig, StrategyKind,
 };
 
-/// The errors for `text`, rendered as `FILE:LINE:COL: message`.
-fn errors(text: &str) -> Vec<String> {
+/// The errors for `text`, rendered as `FILE:LINE:COL: message`. Shared with the
+/// section tests under `parse/`.
+pub(super) fn errors(text: &str) -> Vec<String> {
     match parse_str("weir.toml", text) {
         Ok(config) => panic!("expected errors, got {config:#?}"),
         Err(errors) => errors.iter().map(ToString::to_string).collect(),
@@ -19,7 +20,7 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 /// The one error for `text`.
-fn error(text: &str) -> String {
+pub(super) fn error(text: &str) -> String {
     let errors = errors(text);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     errors[0].clone()

@@ -8,15 +8,7 @@ use crate::config::{
     HealthConfig, PassiveConfig, PoolConfig, ProbeKind, RetryConfig, StatusSet, WhenAllUnhealthy,
 };
 
-fn error(text: &str) -> String {
-    match parse_str("weir.toml", text) {
-        Ok(config) => panic!("expected an error, got {config:#?}"),
-        Err(errors) => {
-            assert_eq!(errors.len(), 1, "{errors:#?}");
-            errors[0].to_string()
-        }
-    }
-}
+use crate::config::parse::tests::error;
 
 fn pool(rest: &str) -> PoolConfig {
     let text = format!("[[pool]]\nname = \"a\"\n{rest}");

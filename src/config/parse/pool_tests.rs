@@ -6,18 +6,7 @@ use crate::balance::key::HashKey;
 use crate::config::parse::parse_str;
 use crate::config::{HashConfig, PoolConfig, SameSite, StickyConfig, StrategyKind};
 
-fn errors(text: &str) -> Vec<String> {
-    match parse_str("weir.toml", text) {
-        Ok(config) => panic!("expected errors, got {config:#?}"),
-        Err(errors) => errors.iter().map(ToString::to_string).collect(),
-    }
-}
-
-fn error(text: &str) -> String {
-    let errors = errors(text);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    errors[0].clone()
-}
+use crate::config::parse::tests::error;
 
 fn pool(text: &str) -> PoolConfig {
     match parse_str("weir.toml", text) {
