@@ -87,7 +87,7 @@ fn bench_route(c: &mut Criterion) {
 
 /// Every strategy, and a name for its benchmark. Sticky runs twice: with a cookie naming a
 /// backend, and without one (a pick by its base strategy, least requests). Weighted round
-/// robin also runs with its first backend down, which keeps it on the O(n) nginx loop.
+/// robin also runs with its first backend down, whose scheduled turns it passes.
 const STRATEGIES: [(&str, StrategyKind); 9] = [
     ("round_robin", StrategyKind::RoundRobin),
     ("weighted_round_robin", StrategyKind::WeightedRoundRobin),

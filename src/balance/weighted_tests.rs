@@ -130,32 +130,37 @@ fn a_weight_change_applies_at_the_next_pick_and_keeps_state() {
     assert!(shares.iter().zip(exact).all(|(&s, e)| s.abs_diff(e) <= 1), "{shares:?}");
 }
 
+/// The all-usable smooth sequence, as nginx computes it, endlessly.
+fn reference(weights: &[u32]) -> impl Iterator<Item = usize> + '_ {
+    let mut nginx = Nginx::new(weights.len());
+    let usable = vec![true; weights.len()];
+    std::iter::from_fn(move || nginx.pick(weights, &usable))
+}
+
 #[test]
-fn unusable_backends_are_skipped_then_the_schedule_resumes() {
-    let pool = backends(&[5, 1, 1, 0]);
-    let wrr = WeightedRoundRobin::new(&pool);
+fn a_down_backend_passes_its_turns_and_keeps_its_place() {
     let weights = [5, 1, 1, 0];
-    let mut nginx = Nginx::new(4);
+    let pool = backends(&weights);
+    let wrr = WeightedRoundRobin::new(&pool);
+    let mut sequence = reference(&weights);
     for _ in 0..2 {
-        assert_eq!(wrr.pick(&pool, &PickRequest::default()), nginx.pick(&weights, &[true; 4]));
+        assert_eq!(wrr.pick(&pool, &PickRequest::default()), sequence.next());
     }
+    // While b is down, the picks are the smooth sequence with b's turns left out: still
+    // O(1) on the schedule, and exact shares among a and c in every period.
     set_healthy(&pool, 1, false);
-    let usable = [true, false, true, true];
     let mut down = Vec::new();
-    for _ in 0..600 {
+    while down.len() < 600 {
+        let expected = sequence.by_ref().find(|&i| i != 1);
         let got = wrr.pick(&pool, &PickRequest::default());
-        assert_eq!(got, nginx.pick(&weights, &usable));
+        assert_eq!(got, expected, "pick {}", down.len());
         down.push(got);
     }
-    let shares = counts(4, down);
-    assert_eq!(shares[1] + shares[3], 0, "{shares:?}");
-    assert!(shares[0].abs_diff(500) <= 1 && shares[2].abs_diff(100) <= 1, "{shares:?}");
+    assert_eq!(counts(4, down), vec![500, 0, 100, 0]);
+    // b comes back exactly where the sequence is: no burst, no reset.
     set_healthy(&pool, 1, true);
-    // Within two periods the worker is back on the schedule, exact again.
-    picks(&wrr, &pool, 14);
-    for _ in 0..50 {
-        let window = picks(&wrr, &pool, 7);
-        assert_eq!(counts(4, window.iter().map(|&i| Some(i))), vec![5, 1, 1, 0]);
+    for step in 0..70 {
+        assert_eq!(wrr.pick(&pool, &PickRequest::default()), sequence.next(), "pick {step}");
     }
     for index in 0..3 {
         set_healthy(&pool, index, false);
@@ -164,6 +169,48 @@ fn unusable_backends_are_skipped_then_the_schedule_resumes() {
     let zero = backends(&[0, 0]);
     assert_eq!(WeightedRoundRobin::new(&zero).pick(&zero, &PickRequest::default()), None);
     assert_eq!(WeightedRoundRobin::new(&[]).pick(&[], &PickRequest::default()), None);
+}
+
+#[test]
+fn shares_stay_exact_with_one_of_256_down() {
+    let weights: Vec<u32> = (0..256).map(|i| 1 + i % 4).collect();
+    let pool = backends(&weights);
+    let wrr = WeightedRoundRobin::new(&pool);
+    let period = wrr.schedule_len();
+    assert_eq!(period, weights.iter().sum::<u32>() as usize);
+    set_healthy(&pool, 77, false);
+    // The worker starts on the schedule at position 0, so each run of `period - 2`
+    // picks (backend 77 has weight 2) is one whole period.
+    for _ in 0..3 {
+        let window = picks(&wrr, &pool, period - 2);
+        let mut expected: Vec<u64> = weights.iter().map(|&w| u64::from(w)).collect();
+        expected[77] = 0;
+        assert_eq!(counts(256, window.iter().map(|&i| Some(i))), expected);
+    }
+}
+
+#[test]
+fn a_long_run_of_down_turns_falls_back_to_the_loop() {
+    let weights = vec![1u32; 100];
+    let pool = backends(&weights);
+    let wrr = WeightedRoundRobin::new(&pool);
+    // 80 consecutive turns down: more than one pick may pass.
+    const { assert!(80 > MAX_PASSED_TURNS) };
+    for index in 10..90 {
+        set_healthy(&pool, index, false);
+    }
+    // The switch to the loop carries the schedule's state over, which the loop evens out
+    // within a bounded number of picks; from then on every usable backend gets exactly
+    // one pick in every 20, and a down one none.
+    let warm_up = picks(&wrr, &pool, 1000);
+    assert!(warm_up.iter().all(|&i| !(10..90).contains(&i)), "{warm_up:?}");
+    let all = picks(&wrr, &pool, 2000);
+    for window in all.chunks(20) {
+        let shares = counts(100, window.iter().map(|&i| Some(i)));
+        for (index, &share) in shares.iter().enumerate() {
+            assert_eq!(share, u64::from(!(10..90).contains(&index)), "{window:?}");
+        }
+    }
 }
 
 #[test]
