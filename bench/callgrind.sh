@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Counts weir's user-space instructions per request with callgrind: one worker, small GET,
+# keep-alive, against a one-worker nginx origin. Instruction counts do not depend on how
+# busy the machine is, so this measures hot-path changes when wrk timings cannot.
+# Usage: bench/callgrind.sh [SECONDS] [WEIR_BIN]; prints instructions per request and keeps
+# the callgrind output in bench/out/callgrind.out for `callgrind_annotate`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+bin=${2:-target/release/weir}
+command -v valgrind >/dev/null || { sudo apt-get update && sudo apt-get install -y valgrind; }
+. bench/lib.sh
+origin=$(free_port); port=$(free_port); admin=$(free_port)
+start_origin "$origin"
+mkdir -p bench/out
+valgrind --tool=callgrind --callgrind-out-file=bench/out/callgrind.out \
+    "$bin" -w 1 -l "127.0.0.1:$port" --admin "127.0.0.1:$admin" -b "127.0.0.1:$origin" \
+    2>"$tmp/valgrind.log" & weir=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
+requests=$(wrk -t1 -c64 -d"${seconds}s" "http://127.0.0.1:$port/" \
+    | awk '/requests in/ {print $1}')
+kill -TERM "$weir"; wait "$weir" || true
+total=$(awk '/^summary:|^totals:/ {print $2; exit}' bench/out/callgrind.out)
+echo "requests $requests, instructions $total, per request $((total / requests))"
