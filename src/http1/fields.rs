@@ -4,13 +4,100 @@
 /// (`close`, `upgrade`, `keep-alive`, a custom hop-by-hop field); more is refused.
 pub const MAX_CONNECTION_TOKENS: usize = 16;
 
-/// Hop-by-hop fields that a proxy removes (RFC 9110 §7.6.1). `Transfer-Encoding` and
-/// `Upgrade` are handled by the framing and upgrade logic, not here.
+/// Header names the proxy acts on. [`Name::of`] recognises one with a dispatch on the
+/// length and at most two case-insensitive comparisons, instead of comparing every field
+/// against every known name (about a third of the head-rewrite instructions before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    /// `Content-Length`.
+    ContentLength,
+    /// `Transfer-Encoding`.
+    TransferEncoding,
+    /// `Connection`.
+    Connection,
+    /// `Keep-Alive`.
+    KeepAlive,
+    /// `Proxy-Connection`.
+    ProxyConnection,
+    /// `TE`.
+    Te,
+    /// `Upgrade`.
+    Upgrade,
+    /// `Host`.
+    Host,
+    /// `Expect`.
+    Expect,
+    /// `X-Forwarded-For`.
+    XForwardedFor,
+    /// `X-Forwarded-Proto`.
+    XForwardedProto,
+    /// `X-Forwarded-Host`.
+    XForwardedHost,
+    /// Any other field.
+    Other,
+}
+
+impl Name {
+    /// Classifies a field name, ignoring ASCII case.
+    #[inline]
+    pub fn of(name: &[u8]) -> Name {
+        let is = |known: &[u8]| eq_lowercase(name, known);
+        match name.len() {
+            2 if is(b"te") => Name::Te,
+            4 if is(b"host") => Name::Host,
+            6 if is(b"expect") => Name::Expect,
+            7 if is(b"upgrade") => Name::Upgrade,
+            10 if is(b"connection") => Name::Connection,
+            10 if is(b"keep-alive") => Name::KeepAlive,
+            14 if is(b"content-length") => Name::ContentLength,
+            15 if is(b"x-forwarded-for") => Name::XForwardedFor,
+            16 if is(b"proxy-connection") => Name::ProxyConnection,
+            16 if is(b"x-forwarded-host") => Name::XForwardedHost,
+            17 if is(b"transfer-encoding") => Name::TransferEncoding,
+            17 if is(b"x-forwarded-proto") => Name::XForwardedProto,
+            _ => Name::Other,
+        }
+    }
+
+    /// Hop-by-hop fields that a proxy removes (RFC 9110 §7.6.1). `Transfer-Encoding` and
+    /// `Upgrade` are handled by the framing and upgrade logic, not here.
+    pub fn is_hop_by_hop(self) -> bool {
+        matches!(self, Name::Connection | Name::KeepAlive | Name::ProxyConnection | Name::Te)
+    }
+}
+
+/// Whether a field name equals `known`, a lowercase name of letters and `-` of the same
+/// length, ignoring ASCII case; eight bytes at a time. Setting bit 5 turns an uppercase
+/// letter into its lowercase and leaves lowercase letters and `-` alone; the only other
+/// byte it turns into a letter or `-` is CR (into `-`), which httparse never lets into a
+/// field name.
+#[inline]
+fn eq_lowercase(name: &[u8], known: &[u8]) -> bool {
+    debug_assert!(known.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
+    if name.len() != known.len() {
+        return false;
+    }
+    let word = |bytes: &[u8], at: usize| -> u64 {
+        let mut chunk = [0u8; 8];
+        let end = bytes.len().min(at + 8);
+        chunk[..end - at].copy_from_slice(&bytes[at..end]);
+        u64::from_le_bytes(chunk)
+    };
+    const LOWER: u64 = 0x2020_2020_2020_2020;
+    let mut at = 0;
+    // Bounded: names here are at most 17 bytes, three words.
+    while at < name.len() {
+        if word(name, at) | LOWER != word(known, at) | LOWER {
+            return false;
+        }
+        at += 8;
+    }
+    true
+}
+
+/// Hop-by-hop fields that a proxy removes; see [`Name::is_hop_by_hop`].
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"connection")
-        || name.eq_ignore_ascii_case(b"keep-alive")
-        || name.eq_ignore_ascii_case(b"proxy-connection")
-        || name.eq_ignore_ascii_case(b"te")
+    Name::of(name).is_hop_by_hop()
 }
 
 /// The tokens of a `Connection` value, lowercased comparisons left to the caller.
@@ -147,6 +234,33 @@ mod tests {
         let mut te = TransferCoding::default();
         te.add(b"identity");
         assert!(!te.is_valid_chunked());
+    }
+
+    #[test]
+    fn names_are_recognised_in_any_case_and_only_whole() {
+        let known = [
+            ("TE", Name::Te),
+            ("host", Name::Host),
+            ("Expect", Name::Expect),
+            ("UPGRADE", Name::Upgrade),
+            ("Connection", Name::Connection),
+            ("keep-alive", Name::KeepAlive),
+            ("Content-Length", Name::ContentLength),
+            ("X-Forwarded-For", Name::XForwardedFor),
+            ("Proxy-Connection", Name::ProxyConnection),
+            ("x-forwarded-host", Name::XForwardedHost),
+            ("Transfer-Encoding", Name::TransferEncoding),
+            ("X-Forwarded-Proto", Name::XForwardedProto),
+        ];
+        for (name, class) in known {
+            assert_eq!(Name::of(name.as_bytes()), class, "{name}");
+            assert_eq!(Name::of(format!("{name}x").as_bytes()), Name::Other, "{name}x");
+            assert_eq!(Name::of(&name.as_bytes()[1..]), Name::Other, "{name} minus one");
+        }
+        for other in ["", "T", "User-Agent", "Content-Type", "X-Forwarded-Port", "Hosts"] {
+            assert_eq!(Name::of(other.as_bytes()), Name::Other, "{other}");
+        }
+        assert!(is_hop_by_hop(b"Keep-Alive") && !is_hop_by_hop(b"Upgrade"));
     }
 
     #[test]

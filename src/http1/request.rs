@@ -8,7 +8,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::fields::{self, ConnectionOptions, TransferCoding};
+use super::fields::{self, ConnectionOptions, Name, TransferCoding};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
 
 /// Request methods weir treats specially.
@@ -152,7 +152,7 @@ pub fn parse(
         host: scan.host.map(|h| offset_in(buf, h)..offset_in(buf, h) + h.len()),
         target: offset_in(buf, target)..offset_in(buf, target) + target.len(),
     };
-    write_upstream_head(method, target, request.headers, &scan, &info, forwarding, out);
+    write_upstream_head(buf, method, target, request.headers, &scan, &info, forwarding, out);
     Ok(Parsed::Complete(info))
 }
 
@@ -181,32 +181,32 @@ fn scan_headers<'a>(
     let mut length: Option<u64> = None;
     let mut coding = TransferCoding::default();
     for (index, header) in headers.iter().enumerate() {
-        let name = header.name.as_bytes();
         let value = header.value;
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n =
-                fields::content_length(value).ok_or(RequestError::Bad("invalid Content-Length"))?;
-            if length.is_some_and(|previous| previous != n) {
-                return Err(RequestError::Bad("conflicting Content-Length"));
+        match Name::of(header.name.as_bytes()) {
+            Name::ContentLength => {
+                let n = fields::content_length(value)
+                    .ok_or(RequestError::Bad("invalid Content-Length"))?;
+                if length.is_some_and(|previous| previous != n) {
+                    return Err(RequestError::Bad("conflicting Content-Length"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            coding.add(value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            if !scan.connection.add(value) {
+            Name::TransferEncoding => coding.add(value),
+            Name::Connection if !scan.connection.add(value) => {
                 return Err(RequestError::Bad("too many Connection options"));
             }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            if scan.host.is_some() {
-                return Err(RequestError::Bad("more than one Host"));
+            Name::Host => {
+                if scan.host.is_some() {
+                    return Err(RequestError::Bad("more than one Host"));
+                }
+                scan.host = Some(value);
             }
-            scan.host = Some(value);
-        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            scan.last_forwarded_for = Some(index);
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            scan.expect_continue = fields::trim(value).eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            scan.upgrade_present = true;
+            Name::XForwardedFor => scan.last_forwarded_for = Some(index),
+            Name::Expect => {
+                scan.expect_continue = fields::trim(value).eq_ignore_ascii_case(b"100-continue");
+            }
+            Name::Upgrade => scan.upgrade_present = true,
+            _ => {}
         }
     }
     if !http10 && scan.host.is_none() {
@@ -240,7 +240,9 @@ fn body_kind(
     })
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn write_upstream_head(
+    buf: &[u8],
     method: &[u8],
     target: &[u8],
     headers: &[httparse::Header<'_>],
@@ -258,23 +260,18 @@ fn write_upstream_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut wrote_length = false;
     for (index, header) in headers.iter().enumerate() {
-        let name = header.name.as_bytes();
-        if fields::is_hop_by_hop(name)
-            || scan.connection.names(name)
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || name.eq_ignore_ascii_case(b"x-forwarded-host")
-            || (name.eq_ignore_ascii_case(b"upgrade") && !info.upgrade)
-        {
+        let name = Name::of(header.name.as_bytes());
+        let skip = match name {
+            Name::XForwardedProto | Name::XForwardedHost => true,
+            Name::Upgrade => !info.upgrade,
+            // Identical repeats may be collapsed (RFC 9112 §6.3); keep the first.
+            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            _ => name.is_hop_by_hop(),
+        };
+        if skip || scan.connection.names(header.name.as_bytes()) {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            // Identical repeats may be collapsed (RFC 9112 §6.3); keep the first.
-            if wrote_length {
-                continue;
-            }
-            wrote_length = true;
-        }
-        push_field(out, name, header.value);
+        push_line(out, buf, header);
         if Some(index) == scan.last_forwarded_for {
             out.truncate(out.len() - 2);
             out.extend_from_slice(b", ");
@@ -310,6 +307,25 @@ pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a received field line as it arrived (name, colon, white space, value; the
+/// line's own trailing white space and line ending are normalised to CRLF): one copy
+/// instead of four. `buf` is the buffer httparse parsed `header` from.
+pub fn push_line(out: &mut Vec<u8>, buf: &[u8], header: &httparse::Header<'_>) {
+    let (name, value) = (header.name.as_bytes(), header.value);
+    let start = offset_in(buf, name);
+    let end = offset_in(buf, value) + value.len();
+    // An empty value may not point into `buf` at all.
+    let line = buf.get(start..end).filter(|_| !value.is_empty() && end > start + name.len());
+    match line {
+        Some(line) => {
+            debug_assert!(line.starts_with(name) && line.ends_with(value));
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => push_field(out, name, value),
+    }
 }
 
 /// Adds whole field lines (`Name: value\r\n`, possibly several) to a finished head, before

@@ -94,3 +94,16 @@ fn append_lines_goes_before_the_end_of_the_head() {
     append_lines(&mut head, b"");
     assert!(head.ends_with(b"X-B: 2\r\n\r\n"));
 }
+
+#[test]
+fn field_lines_pass_as_received_with_a_crlf() {
+    // No space, extra spaces and a tab after the colon, trailing white space, a bare LF
+    // line ending and an empty value: the line is copied up to the value's end, then CRLF.
+    let head = b"GET / HTTP/1.1\r\nHost:a\r\nX-A:b\r\nX-B:   c d  \r\nX-C:\te\nX-D:\r\n\r\n";
+    let (_, out) = rewrite(head).unwrap();
+    assert_eq!(
+        out,
+        "GET / HTTP/1.1\r\nHost:a\r\nX-A:b\r\nX-B:   c d\r\nX-C:\te\r\nX-D: \r\n\
+X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n\r\n"
+    );
+}

@@ -5,8 +5,8 @@
 
 use std::mem::MaybeUninit;
 
-use super::fields::{self, ConnectionOptions, TransferCoding};
-use super::request::push_field;
+use super::fields::{self, ConnectionOptions, Name, TransferCoding};
+use super::request::{push_field, push_line};
 use super::{BodyKind, Parsed, HEADER_SLOTS};
 
 /// Facts about the exchange that decide the response's framing and connection header.
@@ -101,7 +101,7 @@ pub fn parse(
     out.clear();
     if !(info.is_interim() && exchange.client_http10) {
         let reason = response.reason.unwrap_or_default().as_bytes();
-        write_head(&info, reason, response.headers, &connection, exchange, out);
+        write_head(buf, &info, reason, response.headers, &connection, exchange, out);
     }
     Ok(Parsed::Complete(info))
 }
@@ -114,22 +114,22 @@ fn scan<'a>(
     let mut length: Option<u64> = None;
     let mut coding = TransferCoding::default();
     for header in headers {
-        let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
-            if !connection.add(header.value) {
+        match Name::of(header.name.as_bytes()) {
+            Name::Connection if !connection.add(header.value) => {
                 return Err(ResponseError("too many Connection options from upstream"));
             }
-        } else if no_body {
-            continue;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = fields::content_length(header.value)
-                .ok_or(ResponseError("invalid Content-Length from upstream"))?;
-            if length.is_some_and(|previous| previous != n) {
-                return Err(ResponseError("conflicting Content-Length from upstream"));
+            Name::Connection => {}
+            _ if no_body => {}
+            Name::ContentLength => {
+                let n = fields::content_length(header.value)
+                    .ok_or(ResponseError("invalid Content-Length from upstream"))?;
+                if length.is_some_and(|previous| previous != n) {
+                    return Err(ResponseError("conflicting Content-Length from upstream"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            coding.add(header.value);
+            Name::TransferEncoding => coding.add(header.value),
+            _ => {}
         }
     }
     if no_body {
@@ -152,6 +152,7 @@ fn scan<'a>(
 }
 
 fn write_head(
+    buf: &[u8],
     info: &ResponseInfo,
     reason: &[u8],
     headers: &[httparse::Header<'_>],
@@ -167,21 +168,17 @@ fn write_head(
     let upgrading = info.status == 101;
     let mut wrote_length = false;
     for header in headers {
-        let name = header.name.as_bytes();
-        if fields::is_hop_by_hop(name)
-            || connection.names(name)
-            || (name.eq_ignore_ascii_case(b"upgrade") && !upgrading)
-            || (name.eq_ignore_ascii_case(b"transfer-encoding") && info.dechunk)
-        {
+        let name = Name::of(header.name.as_bytes());
+        let skip = match name {
+            Name::Upgrade => !upgrading,
+            Name::TransferEncoding => info.dechunk,
+            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            _ => name.is_hop_by_hop(),
+        };
+        if skip || connection.names(header.name.as_bytes()) {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if wrote_length {
-                continue;
-            }
-            wrote_length = true;
-        }
-        push_field(out, name, header.value);
+        push_line(out, buf, header);
     }
     if upgrading {
         push_field(out, b"Connection", b"upgrade");
