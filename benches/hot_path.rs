@@ -50,6 +50,7 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 10_000 + i)).unwrap(),
             weight: 1 + (i as u32 % 5),
+            resolve: false,
         })
         .collect();
     let mut web = PoolConfig::new("web", strategy, list);

@@ -94,7 +94,7 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
                     "--backend {text}: https backends are not supported yet in this build"
                 ));
             }
-            backends.push(BackendConfig { address, weight: 1 });
+            backends.push(BackendConfig { address, weight: 1, resolve: false });
         }
         let mut pool = PoolConfig::new("default", strategy, backends);
         if strategy == StrategyKind::Sticky {

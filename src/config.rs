@@ -5,6 +5,7 @@
 //! `FILE:LINE:COL: message`. Every limit and timeout has a default here, next to a comment
 //! that says why that value.
 
+pub mod dns;
 pub mod health;
 pub mod parse;
 pub mod units;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::balance::key::HashKey;
+pub use dns::DnsConfig;
 pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
 };
@@ -46,6 +48,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[log]`: the access log.
     pub log: LogConfig,
+    /// `[dns]`: the servers that `resolve = true` backends are looked up with.
+    pub dns: DnsConfig,
 }
 
 /// `[log]`: where access-log lines go and how they look. Fixed at start.
@@ -204,6 +208,9 @@ pub struct PoolConfig {
     /// Window over which a joining or recovering backend's weight ramps from 10% to
     /// 100%; `None` turns slow start off.
     pub slow_start: Option<Duration>,
+    /// Longest time between two lookups of a `resolve = true` backend's name; a shorter
+    /// record TTL makes it sooner (see [`crate::discovery`]).
+    pub dns_refresh: Duration,
 }
 
 /// `[pool.hash]`: what `consistent_hash` hashes.
@@ -277,6 +284,9 @@ pub struct BackendConfig {
     pub address: BackendAddress,
     /// Relative weight, 0 to [`MAX_WEIGHT`].
     pub weight: u32,
+    /// Whether the host is looked up again every `dns_refresh`, each address becoming a
+    /// backend of its own (DNS discovery); otherwise it is resolved once, at load.
+    pub resolve: bool,
 }
 
 /// URL scheme of a backend.
@@ -472,6 +482,7 @@ impl PoolConfig {
             // certain 503 when the health signal itself may be what broke.
             when_all_unhealthy: WhenAllUnhealthy::TryAll,
             slow_start: None,
+            dns_refresh: dns::DEFAULT_DNS_REFRESH,
         }
     }
 }

@@ -44,6 +44,7 @@ pub fn run(args: &crate::cli::Args) -> ExitCode {
         .map(|addr| BackendConfig {
             address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"),
             weight: 1,
+            resolve: false,
         })
         .collect();
     config.pools.push(PoolConfig::new("demo", StrategyKind::RoundRobin, backend_configs));

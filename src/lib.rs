@@ -19,6 +19,8 @@
 //! - [`balance`]: backend selection strategies behind one small trait.
 //! - [`health`]: one health state machine per backend, fed by active probes (on the
 //!   `weir-health` thread) and by the outcomes of real requests.
+//! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
+//!   thread, with its own stub resolver.
 //! - [`route`]: host and path-prefix routing to pools.
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
@@ -38,6 +40,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod health;
 pub mod http1;
 pub mod metrics;

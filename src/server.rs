@@ -6,7 +6,7 @@
 //! `shutdown` stops accepting and drains.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::access_log::AccessLog;
 use crate::admin;
 use crate::config::{Config, MAX_WORKERS};
+use crate::discovery::{self, Discovery};
 use crate::health;
 use crate::metrics::{FrontendStats, Sharded};
 use crate::snapshot::{Registry, Snapshot};
@@ -65,6 +66,8 @@ pub fn start(config: Config) -> io::Result<Handle> {
     let workers = worker_count(&config);
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
+    let discovery = Discovery::start(&config);
+    registry.discovered_mut().extend(discovery.addresses());
     let snapshot = registry.build(&config, 1).map_err(io::Error::other)?;
     let (shutdown, _) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -88,6 +91,7 @@ pub fn start(config: Config) -> io::Result<Handle> {
     }
     // One prober per backend for the whole process, whatever the number of workers.
     threads.push(health::service::spawn(Arc::clone(&shared))?);
+    threads.push(discovery::spawn(Arc::clone(&shared), discovery)?);
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&shared), listener)?);
     }
@@ -178,6 +182,22 @@ impl Shared {
         self.snapshot.store(Arc::new(snapshot));
         self.health_wake.notify_one();
         tracing::info!(generation, "configuration reloaded");
+        Ok(generation)
+    }
+
+    /// Records new address sets of `resolve = true` names ([`crate::discovery`]) and
+    /// swaps in a snapshot of the running config built with them.
+    pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, String> {
+        let mut registry =
+            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+        registry.discovered_mut().extend(changed);
+        // Loaded under the lock, so a reload cannot slip in between and be undone.
+        let current = self.snapshot.load_full();
+        let snapshot = registry.rebuild(&current.config, current.generation + 1)?;
+        let generation = snapshot.generation;
+        self.snapshot.store(Arc::new(snapshot));
+        self.health_wake.notify_one();
+        tracing::info!(generation, "backend addresses changed");
         Ok(generation)
     }
 }

@@ -7,7 +7,8 @@
 //! connection pool) hangs off [`BackendLive`], which the [`Registry`] keys by backend
 //! identity (pool name plus `HOST:PORT`), never by index; what a pool keeps (panic mode,
 //! the ejection count, the retry budget, pool counters) hangs off [`PoolLive`], keyed by
-//! pool name.
+//! pool name. A `resolve = true` backend expands into one backend per address that
+//! [`crate::discovery`] found for its name.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -19,7 +20,8 @@ use tokio::time::Instant;
 use crate::balance::peak_ewma::EwmaCell;
 use crate::balance::weighted::WrrCell;
 use crate::balance::{self, rng, Strategy};
-use crate::config::{BackendAddress, Config, HostMatch, PoolConfig};
+use crate::config::{BackendAddress, BackendConfig, Config, HostMatch, PoolConfig};
+use crate::discovery::{self, Addresses};
 use crate::health::{Health, Passive};
 use crate::metrics::{BackendStats, PoolStats, Sharded};
 use crate::proxy::retry::Budget;
@@ -137,9 +139,10 @@ impl BackendLive {
 /// A backend as this snapshot sees it.
 #[derive(Debug)]
 pub struct Backend {
-    /// Where it lives, as configured.
+    /// Where it lives, as configured: for a discovered backend, the name it was found
+    /// by, which is also what the `Host` of probes names.
     pub address: BackendAddress,
-    /// `HOST:PORT`, the identity and metrics label.
+    /// `HOST:PORT`, the identity and metrics label; `IP:PORT` for a discovered backend.
     pub label: String,
     /// Addresses the host resolved to when the snapshot was built.
     pub resolved: Vec<SocketAddr>,
@@ -232,6 +235,10 @@ impl Snapshot {
 pub struct Registry {
     live: HashMap<(String, String), Arc<BackendLive>>,
     pools: HashMap<String, Arc<PoolLive>>,
+    /// Addresses of the `resolve = true` names, kept up to date by discovery.
+    discovered: Addresses,
+    /// What each other backend (`HOST:PORT`) resolved to at the last load.
+    fixed: HashMap<String, Vec<SocketAddr>>,
     next_id: u64,
     workers: usize,
 }
@@ -239,19 +246,49 @@ pub struct Registry {
 impl Registry {
     /// An empty registry for a process with `workers` workers.
     pub fn new(workers: usize) -> Registry {
-        Registry { live: HashMap::new(), pools: HashMap::new(), next_id: 1, workers }
+        Registry {
+            live: HashMap::new(),
+            pools: HashMap::new(),
+            discovered: Addresses::new(),
+            fixed: HashMap::new(),
+            next_id: 1,
+            workers,
+        }
+    }
+
+    /// The addresses that `resolve = true` backends expand into.
+    pub fn discovered_mut(&mut self) -> &mut Addresses {
+        &mut self.discovered
+    }
+
+    /// [`Self::build`] after a DNS discovery change: backends without `resolve = true`
+    /// keep the addresses they resolved to at load instead of being resolved again.
+    pub fn rebuild(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
+        self.build_with(config, generation, false)
     }
 
     /// Builds a snapshot from `config`, reusing live state for backends that remain and
     /// forgetting the rest. Fails without side effects if a backend does not resolve.
     /// Backends that join after the first snapshot start their slow start.
     pub fn build(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
+        self.build_with(config, generation, true)
+    }
+
+    /// [`Self::build`], resolving fixed backends again only if `fresh`.
+    fn build_with(
+        &mut self,
+        config: &Arc<Config>,
+        generation: u64,
+        fresh: bool,
+    ) -> Result<Snapshot, String> {
+        let mut fixed = HashMap::new();
         let mut resolved = Vec::new();
-        for pool in &config.pools {
-            for backend in &pool.backends {
-                resolved.push(resolve(&backend.address)?);
-            }
+        for backend in config.pools.iter().flat_map(|pool| &pool.backends) {
+            resolved.push(self.fixed_addresses(backend, fresh, &mut fixed)?);
         }
+        self.fixed = fixed;
+        let names = discovery::names(config);
+        self.discovered.retain(|host, _| names.contains_key(host));
         let mut resolved = resolved.into_iter();
         let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
         let mut pools = Vec::with_capacity(config.pools.len());
@@ -259,16 +296,21 @@ impl Registry {
             let live = self.pools.get(&pool.name).cloned();
             let live = live.unwrap_or_else(|| Arc::new(PoolLive::new(self.workers)));
             kept_pools.insert(pool.name.clone(), Arc::clone(&live));
-            let backends = pool
-                .backends
-                .iter()
-                .map(|backend| {
-                    let addrs = resolved.next().unwrap_or_default();
-                    let built = self.backend(pool, backend, addrs, &live, generation > 1);
+            let mut backends: Vec<Backend> = Vec::with_capacity(pool.backends.len());
+            for backend in &pool.backends {
+                let fixed = resolved.next().unwrap_or_default();
+                for (label, addrs) in discovery::expand(backend, fixed, &self.discovered) {
+                    if backends.iter().any(|b| b.label.eq_ignore_ascii_case(&label)) {
+                        // Two names (or a name and a fixed backend) share an address.
+                        tracing::debug!(pool = pool.name, "{label} is in the pool already");
+                        continue;
+                    }
+                    let joins = generation > 1;
+                    let built = self.backend(pool, backend, label, addrs, &live, joins);
                     kept.insert((pool.name.clone(), built.label.clone()), Arc::clone(&built.live));
-                    built
-                })
-                .collect();
+                    backends.push(built);
+                }
+            }
             pools.push(compile_pool(pool, backends, live));
         }
         for (key, live) in &self.live {
@@ -286,12 +328,12 @@ impl Registry {
     fn backend(
         &mut self,
         pool: &PoolConfig,
-        backend: &crate::config::BackendConfig,
+        backend: &BackendConfig,
+        label: String,
         resolved: Vec<SocketAddr>,
         pool_live: &Arc<PoolLive>,
         joins: bool,
     ) -> Backend {
-        let label = backend.address.authority();
         let key = (pool.name.clone(), label.clone());
         let live = match self.live.get(&key) {
             Some(live) => Arc::clone(live),
@@ -322,6 +364,28 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The addresses of a backend without `resolve = true` (none for one with it):
+    /// resolved now if `fresh` or unknown, else as at the last load. Recorded in `fixed`.
+    fn fixed_addresses(
+        &self,
+        backend: &BackendConfig,
+        fresh: bool,
+        fixed: &mut HashMap<String, Vec<SocketAddr>>,
+    ) -> Result<Vec<SocketAddr>, String> {
+        if backend.resolve {
+            return Ok(Vec::new());
+        }
+        let authority = backend.address.authority();
+        let addrs = match self.fixed.get(&authority).filter(|_| !fresh) {
+            Some(addrs) => addrs.clone(),
+            None => resolve(&backend.address)?,
+        };
+        fixed.insert(authority, addrs.clone());
+        Ok(addrs)
+    }
+}
+
 /// A pool of this snapshot: the strategy over `backends`, and fresh pool-level flags.
 fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLive>) -> Pool {
     live.size.store(u32::try_from(backends.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
@@ -342,7 +406,8 @@ fn compile_routes(config: &Config) -> Vec<Route> {
         .collect()
 }
 
-/// Resolves a backend host once. Issue #8 adds periodic re-resolution.
+/// Resolves a backend host once, at load; `resolve = true` backends are discovered
+/// instead ([`crate::discovery`]).
 fn resolve(address: &BackendAddress) -> Result<Vec<SocketAddr>, String> {
     let addrs: Vec<SocketAddr> = (address.host.as_str(), address.port)
         .to_socket_addrs()

@@ -20,6 +20,7 @@ use super::{
 use crate::access_log::{Format, Target};
 use pool::{backend_address, pool_name, strategy};
 
+mod dns;
 mod health;
 #[cfg(test)]
 mod log_tests;
@@ -34,7 +35,8 @@ const MAX_CONNECTIONS: u64 = 10_000_000;
 const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
 const MAX_HEADERS: u64 = 1000;
 /// What the top level may hold.
-const TOP_LEVEL: &str = "the file (expected [server], [admin], [log], [[pool]] or [[route]])";
+const TOP_LEVEL: &str =
+    "the file (expected [server], [admin], [log], [dns], [[pool]] or [[route]])";
 const DURATION_HINT: &str = r#"a duration string such as "5s""#;
 const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
 const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
@@ -181,6 +183,7 @@ impl Walker {
                 "server" => config.server = self.server(value),
                 "admin" => config.admin = self.admin(value),
                 "log" => config.log = self.log(value),
+                "dns" => config.dns = self.dns(value),
                 "pool" => config.pools = self.pools(value),
                 // Routes name pools, so they are read once every pool is known.
                 "route" => routes = Some(value),

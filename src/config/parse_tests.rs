@@ -39,7 +39,7 @@ fn addr(text: &str) -> SocketAddr {
 
 fn backend(text: &str, weight: u32) -> BackendConfig {
     let address = BackendAddress::parse(text).expect("test backend");
-    BackendConfig { address, weight }
+    BackendConfig { address, weight, resolve: false }
 }
 
 const FULL: &str = r#"
@@ -145,6 +145,7 @@ fn full_file_parses_to_the_expected_config() {
             access: crate::access_log::Target::Path("/var/log/weir/access.log".into()),
             format: crate::access_log::Format::Json,
         },
+        dns: crate::config::DnsConfig::default(),
     };
     assert_eq!(parse(FULL), expected);
 }

@@ -35,6 +35,8 @@ const RESYNC_POLL: Duration = Duration::from_secs(1);
 struct Duty {
     pool: String,
     label: String,
+    /// `HOST:PORT` as configured: the probes' `Host` (a discovered backend's name).
+    authority: String,
     addrs: Vec<SocketAddr>,
     health: Option<HealthConfig>,
     passive: PassiveConfig,
@@ -46,6 +48,7 @@ impl Duty {
         Duty {
             pool: pool.name.clone(),
             label: backend.label.clone(),
+            authority: backend.address.authority(),
             addrs: backend.resolved.clone(),
             health: pool.settings.health.clone(),
             passive: pool.settings.passive.clone(),
@@ -121,7 +124,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>) {
 
 /// One backend's warden: probes on schedule, and the ejection timer.
 async fn watch(live: Arc<BackendLive>, duty: Duty) {
-    let probe = duty.health.as_ref().map(|config| (Probe::new(config, &duty.label), config));
+    let probe = duty.health.as_ref().map(|config| (Probe::new(config, &duty.authority), config));
     let subject = || Subject { live: &live, pool: &duty.pool, label: &duty.label };
     let mut next_probe = probe.as_ref().map(|(_, config)| Instant::now() + first_wait(config));
     loop {

@@ -20,6 +20,7 @@ fn snapshot(n: usize, setup: fn(&mut PoolConfig)) -> (Registry, Arc<Config>, Sna
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 10_000 + i)).unwrap(),
             weight: 1,
+            resolve: false,
         })
         .collect();
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, backends);
@@ -314,7 +315,7 @@ async fn a_backend_joining_by_reload_ramps() {
     });
     let mut grown = (*config).clone();
     let address = BackendAddress::parse("127.0.0.1:10001").unwrap();
-    grown.pools[0].backends.push(BackendConfig { address, weight: 2 });
+    grown.pools[0].backends.push(BackendConfig { address, weight: 2, resolve: false });
     let second = registry.build(&Arc::new(grown), 2).unwrap();
     let (old, new) = (&second.pools[0].backends[0], &second.pools[0].backends[1]);
     assert_eq!(old.ramp_permille(), None);

@@ -212,9 +212,11 @@ fn choose<'s>(
 fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &RequestInfo) {
     if info.host.is_none() {
         // HTTP/1.0 without Host goes upstream as HTTP/1.1, which requires one (RFC 9112
-        // §3.2): name the backend, as nginx does.
-        let mut host = Vec::with_capacity(backend.label.len() + 8);
-        push_field(&mut host, b"Host", backend.label.as_bytes());
+        // §3.2): name the backend as configured (its DNS name, for a discovered one), as
+        // nginx does.
+        let authority = backend.address.authority();
+        let mut host = Vec::with_capacity(authority.len() + 8);
+        push_field(&mut host, b"Host", authority.as_bytes());
         crate::http1::request::append_lines(head, &host);
     }
     if let Some(sticky) = &pool.settings.sticky {

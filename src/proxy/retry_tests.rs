@@ -42,6 +42,7 @@ fn snapshot(setup: fn(&mut PoolConfig)) -> Snapshot {
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 11_000 + i)).unwrap(),
             weight: 1,
+            resolve: false,
         })
         .collect();
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, backends);

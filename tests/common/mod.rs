@@ -35,6 +35,7 @@ pub fn config_for(backends: &[SocketAddr]) -> Config {
         .map(|addr| BackendConfig {
             address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"),
             weight: 1,
+            resolve: false,
         })
         .collect();
     config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, list));

@@ -4,6 +4,8 @@
 //!   real HTTP/1.1 origin server on 127.0.0.1 with routes for echoing,
 //!   uploads, streaming downloads, trailers, bad framing, slow responses and
 //!   WebSocket echo.
+//! * [`dns::TestDns`] (in `dns.rs`): a tiny DNS server whose records, failures and
+//!   truncation the test controls.
 //! * WebSocket helpers (in `ws.rs`): handshake, frame encoding and reading.
 //! * Deterministic body pattern and hash ([`pattern_byte`], [`BodyHasher`]).
 //! * Client helpers (in `client.rs`): [`raw_request`], [`read_response`] and
@@ -16,6 +18,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod dns;
 mod routes;
 pub mod ws;
 

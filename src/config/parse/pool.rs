@@ -109,6 +109,9 @@ impl Walker {
                 "slow_start" => {
                     Slot::Check(Box::new(|v| slow_start(v).map(|w| pool.slow_start = w)))
                 }
+                "dns_refresh" => Slot::Check(Box::new(|v| {
+                    super::dns::dns_refresh(v).map(|d| pool.dns_refresh = d)
+                })),
                 other if FUTURE_POOL_TABLES.contains(&other) => Slot::Future,
                 _ => Slot::Unknown("[[pool]]"),
             };
@@ -258,16 +261,18 @@ impl Walker {
         let table = match item.get_ref() {
             DeValue::String(_) => {
                 let address = self.check(item, backend_address(item.get_ref()))?;
-                return Some((BackendConfig { address, weight: 1 }, item.span()));
+                let backend = BackendConfig { address, weight: 1, resolve: false };
+                return Some((backend, item.span()));
             }
             DeValue::Table(table) => table,
             other => return self.check(item, Err(wrong("backends", other, BACKEND_HINT))),
         };
-        let (mut address, mut weight) = (None, 1);
+        let (mut address, mut weight, mut resolve) = (None, 1, false);
         for (key, value) in table {
             let slot = match key.get_ref().as_ref() {
                 "address" => Slot::Address(&mut address),
                 "weight" => Slot::Count(&mut weight, 0, MAX_WEIGHT.into()),
+                "resolve" => Slot::Flag(&mut resolve),
                 _ => Slot::Unknown("a backend"),
             };
             self.fill(key, value, slot);
@@ -277,7 +282,10 @@ impl Walker {
             return None;
         };
         let (address, weight) = (address?, u32::try_from(weight).ok()?);
-        Some((BackendConfig { address, weight }, at.span()))
+        if resolve {
+            self.check(at, super::dns::resolvable(&address))?;
+        }
+        Some((BackendConfig { address, weight, resolve }, at.span()))
     }
 }
 

@@ -1,0 +1,110 @@
+use super::*;
+use crate::config::{BackendAddress, PoolConfig, StrategyKind};
+
+fn backend(address: &str, resolve: bool) -> BackendConfig {
+    BackendConfig { address: BackendAddress::parse(address).unwrap(), weight: 1, resolve }
+}
+
+fn ips(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|ip| ip.parse().unwrap()).collect()
+}
+
+fn found(list: &[&str], ttl: u32) -> Result<Found, Failure> {
+    Ok(Found { addrs: ips(list), ttl: Some(ttl) })
+}
+
+fn empty() -> Result<Found, Failure> {
+    Ok(Found::default())
+}
+
+/// A discovery of `api.test` every 30s, due now.
+fn discovery() -> (Discovery, Instant) {
+    let mut config = Config::default();
+    let pool = PoolConfig::new("web", StrategyKind::RoundRobin, vec![backend("api.test:80", true)]);
+    config.pools.push(pool);
+    let mut discovery = Discovery::default();
+    let now = Instant::now();
+    discovery.sync(&config, now);
+    (discovery, now)
+}
+
+#[test]
+fn refresh_follows_the_ttl_within_bounds() {
+    let refresh = Duration::from_secs(30);
+    assert_eq!(next_wait(Some(10), refresh), Duration::from_secs(10));
+    assert_eq!(next_wait(Some(0), refresh), MIN_REFRESH);
+    assert_eq!(next_wait(Some(86_400), refresh), refresh);
+    assert_eq!(next_wait(None, refresh), refresh);
+    assert_eq!(next_wait(Some(5), Duration::from_millis(10)), MIN_REFRESH);
+}
+
+#[test]
+fn names_take_the_shortest_refresh_of_their_pools() {
+    let mut config = Config::default();
+    for (name, secs) in [("a", 30), ("b", 5)] {
+        let backends = vec![backend("API.test:80", true), backend("static.test:80", false)];
+        let mut pool = PoolConfig::new(name, StrategyKind::RoundRobin, backends);
+        pool.dns_refresh = Duration::from_secs(secs);
+        config.pools.push(pool);
+    }
+    let names = names(&config);
+    assert_eq!(names.len(), 1);
+    assert_eq!(names["api.test"], Duration::from_secs(5));
+}
+
+#[test]
+fn each_address_is_a_backend_labelled_ip_port() {
+    let discovered = Addresses::from([("api.test".to_string(), ips(&["10.0.0.1", "fd00::1"]))]);
+    let expanded = expand(&backend("api.test:8080", true), Vec::new(), &discovered);
+    let labels: Vec<&str> = expanded.iter().map(|(label, _)| label.as_str()).collect();
+    assert_eq!(labels, ["10.0.0.1:8080", "[fd00::1]:8080"]);
+    assert!(expand(&backend("other.test:80", true), Vec::new(), &discovered).is_empty());
+    let fixed = vec!["10.9.9.9:80".parse().unwrap()];
+    let expanded = expand(&backend("static.test:80", false), fixed.clone(), &discovered);
+    assert_eq!(expanded, [("static.test:80".to_string(), fixed)]);
+}
+
+#[test]
+fn changes_are_reported_once_and_sorted() {
+    let (mut discovery, now) = discovery();
+    assert_eq!(discovery.due(now), ["api.test"]);
+    let lookup = Lookup { v4: found(&["10.0.0.2", "10.0.0.1"], 7), v6: empty() };
+    assert_eq!(
+        discovery.apply("api.test", lookup.clone(), now),
+        Some(ips(&["10.0.0.1", "10.0.0.2"]))
+    );
+    assert_eq!(discovery.next_due(), Some(now + Duration::from_secs(7)));
+    assert_eq!(discovery.apply("api.test", lookup, now), None, "same set: no rebuild");
+}
+
+#[test]
+fn failures_keep_the_last_addresses() {
+    let (mut discovery, now) = discovery();
+    let both = Lookup { v4: found(&["10.0.0.1"], 30), v6: found(&["fd00::1"], 30) };
+    discovery.apply("api.test", both, now);
+    let timeout = || Err(Failure::Timeout);
+    for lookup in [Lookup { v4: timeout(), v6: timeout() }, Lookup { v4: empty(), v6: empty() }] {
+        assert_eq!(discovery.apply("api.test", lookup, now), None);
+        assert_eq!(discovery.addresses()["api.test"], ips(&["10.0.0.1", "fd00::1"]));
+    }
+    assert_eq!(discovery.next_due(), Some(now + RETRY_AFTER_FAILURE));
+    // A failed AAAA query keeps the IPv6 addresses; the A answer still counts.
+    let partial = Lookup { v4: found(&["10.0.0.9"], 30), v6: Err(Failure::Server(2)) };
+    assert_eq!(discovery.apply("api.test", partial, now), Some(ips(&["10.0.0.9", "fd00::1"])));
+    assert_eq!(discovery.entries["api.test"].failures, 3);
+    let good = Lookup { v4: found(&["10.0.0.9"], 30), v6: empty() };
+    assert_eq!(discovery.apply("api.test", good, now), Some(ips(&["10.0.0.9"])));
+    assert_eq!(discovery.entries["api.test"].failures, 0);
+}
+
+#[test]
+fn answers_are_capped() {
+    let (mut discovery, now) = discovery();
+    let many: Vec<IpAddr> = (0..=MAX_ADDRESSES as u32)
+        .map(|i| IpAddr::from(std::net::Ipv4Addr::from((10u32 << 24) + i)))
+        .collect();
+    let lookup = Lookup { v4: Ok(Found { addrs: many, ttl: Some(1) }), v6: empty() };
+    let kept = discovery.apply("api.test", lookup, now).unwrap();
+    assert_eq!(kept.len(), MAX_ADDRESSES);
+    assert_eq!(kept[0], IpAddr::from([10, 0, 0, 0]), "the lowest addresses are kept");
+}
