@@ -168,6 +168,10 @@ impl Shared {
     /// Builds a snapshot from `config` and swaps it in. Listener and worker changes need a
     /// restart; they are reported and otherwise ignored.
     pub fn reload(&self, config: Config) -> Result<u64, String> {
+        let mut registry =
+            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+        // Loaded under the lock, as DNS discovery swaps too: no two swaps share a
+        // generation.
         let current = self.snapshot.load_full();
         if config.server.listen != current.config.server.listen
             || config.server.workers != current.config.server.workers
@@ -175,8 +179,6 @@ impl Shared {
             tracing::warn!("listener and worker changes take effect on restart");
         }
         let config = Arc::new(config);
-        let mut registry =
-            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
         let snapshot = registry.build(&config, current.generation + 1)?;
         let generation = snapshot.generation;
         self.snapshot.store(Arc::new(snapshot));

@@ -213,7 +213,8 @@ pub struct Route {
 
 /// Everything the request path reads, immutable once built.
 pub struct Snapshot {
-    /// Increases by one on every successful reload.
+    /// Increases by one on every swap: a successful reload, or a change of the addresses
+    /// DNS discovery found.
     pub generation: u64,
     /// Pools in configured order; the first is the default.
     pub pools: Vec<Pool>,

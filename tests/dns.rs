@@ -122,6 +122,7 @@ async fn pool_follows_a_records_and_the_vanished_address_drains() {
     dns.set_a(NAME, &[ip(1), ip(3)]);
     let took = follows(&weir, &[&one, &three], FOLLOW).await;
     assert!(took.is_some(), "pool is {:?} after {FOLLOW:?}", labels(&weir));
+    eprintln!("the pool followed the new A records in {took:?}");
     let before = two.requests();
     assert_eq!(answered_by(&weir, 20).await, ["one", "three"]);
     assert_eq!(two.requests(), before, "no new request reached the vanished address");
