@@ -15,7 +15,9 @@ use health_common::Balancer;
 use support::dns::{DnsMode, TestDns};
 use support::{BackendOptions, TestBackend};
 use tokio::time::{sleep, Instant};
-use weir::config::{BackendAddress, BackendConfig, Config, DnsConfig, PoolConfig, StrategyKind};
+use weir::config::{
+    BackendAddress, BackendConfig, Config, DnsConfig, HealthConfig, PoolConfig, StrategyKind,
+};
 
 const NAME: &str = "api.weir.test";
 /// The pool's `dns_refresh`.
@@ -191,4 +193,19 @@ async fn reload_adds_a_discovered_backend() {
     weir.reload(config);
     assert!(follows(&weir, &[&one, &two], FOLLOW).await.is_some(), "{:?}", labels(&weir));
     assert_eq!(answered_by(&weir, 10).await, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn probes_of_a_discovered_address_name_the_configured_host() {
+    let (_dns, [_one, two, _three], mut config) = setup(&[ip(2)]).await;
+    let interval = Duration::from_millis(50);
+    let health = HealthConfig { path: "/health".into(), interval, ..HealthConfig::default() };
+    config.pools[0].health = Some(health);
+    let weir = Balancer::start(config);
+    let head =
+        || String::from_utf8_lossy(&two.last_request_head().unwrap_or_default()).into_owned();
+    let probed = |_: &Balancer| head().contains("weir-health-check");
+    assert!(weir.wait_for(FAILING, probed).await.is_some(), "two was probed: {}", head());
+    let host = format!("Host: {NAME}:{}", two.addr().port());
+    assert!(head().contains(&host), "{}", head());
 }
