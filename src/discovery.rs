@@ -114,12 +114,12 @@ impl Entry {
             return;
         }
         self.warned = Some(now);
-        let (kept, failures) = (self.addrs.len(), self.failures);
-        tracing::warn!(
-            host,
-            failures,
-            "dns: looking up {host} failed: {why}; keeping the last {kept} known addresses"
-        );
+        let failures = self.failures;
+        let kept = match self.addrs.len() {
+            0 => "no address known yet".to_string(),
+            n => format!("keeping the last {n} known addresses"),
+        };
+        tracing::warn!(host, failures, "dns: looking up {host} failed: {why}; {kept}");
     }
 
     fn recovered(&mut self, host: &str) {
@@ -158,7 +158,9 @@ impl Discovery {
             lookups.join().ok().flatten().unwrap_or_default()
         });
         for (host, lookup) in results {
-            discovery.apply(&host, lookup, Instant::now());
+            if let Some(addrs) = discovery.apply(&host, lookup, Instant::now()) {
+                tracing::info!(host, "dns: {host} resolves to {addrs:?}");
+            }
         }
         discovery
     }

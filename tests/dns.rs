@@ -10,7 +10,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::get_close;
+use common::{get_close, WeirProcess};
 use health_common::Balancer;
 use support::dns::{DnsMode, TestDns};
 use support::{BackendOptions, TestBackend};
@@ -208,4 +208,48 @@ async fn probes_of_a_discovered_address_name_the_configured_host() {
     assert!(weir.wait_for(FAILING, probed).await.is_some(), "two was probed: {}", head());
     let host = format!("Host: {NAME}:{}", two.addr().port());
     assert!(head().contains(&host), "{}", head());
+}
+
+/// `GET /` with curl: the name of the backend that answered.
+async fn curl(addr: SocketAddr) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10", &format!("http://{addr}/")])
+        .output()
+        .await
+        .expect("run curl");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once() {
+    let (dns, [one, _two, _three], _) = setup(&[ip(2)]).await;
+    let path = common::temp_path("dns.toml");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[admin]\nlisten = \"off\"\n\
+         [dns]\nservers = [\"{}\"]\ntimeout = \"200ms\"\n\
+         [[pool]]\nname = \"web\"\ndns_refresh = \"1s\"\n\
+         backends = [{{ address = \"{NAME}:{}\", resolve = true }}]\n",
+        dns.addr(),
+        one.addr().port()
+    );
+    common::write_config(&path, &text);
+    let args = ["-c", path.to_str().unwrap(), "--log-level", "info"];
+    let (weir, addr) = WeirProcess::start(&args).await;
+    assert_eq!(curl(addr).await, "two");
+    dns.set_a(NAME, &[ip(1)]);
+    let start = Instant::now();
+    while curl(addr).await != "one" {
+        assert!(start.elapsed() < FOLLOW, "still not following:\n{}", weir.stderr());
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert!(weir.wait_stderr(|l| l.contains("now resolves to")).await.is_some());
+    // Three failed lookups or more, one warning: the log is rate-limited.
+    dns.set_mode(DnsMode::Silent);
+    wait_queries(&dns, 12).await;
+    assert_eq!(curl(addr).await, "one", "the last known address still serves");
+    let warned = |l: &&str| l.contains(&format!("looking up {NAME} failed"));
+    let stderr = weir.stderr();
+    assert_eq!(stderr.lines().filter(warned).count(), 1, "{stderr}");
+    let _ = std::fs::remove_file(path);
 }
