@@ -12,9 +12,11 @@
 //! logged at most once per [`FAILURE_LOG_INTERVAL`].
 //!
 //! - [`resolver`]: the stub resolver (UDP, TCP on truncation, CNAME, resolv.conf).
+//! - [`stats`]: lookups and addresses per name, for `/metrics`.
 //! - [`wire`]: DNS message encoding and bounds-checked decoding.
 
 pub mod resolver;
+pub mod stats;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -134,6 +136,7 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct Discovery {
     entries: HashMap<String, Entry>,
+    stats: Arc<stats::Stats>,
 }
 
 impl Discovery {
@@ -165,6 +168,11 @@ impl Discovery {
         discovery
     }
 
+    /// The counters `/metrics` shows, shared with the thread that updates them.
+    pub fn stats(&self) -> Arc<stats::Stats> {
+        Arc::clone(&self.stats)
+    }
+
     /// The last known addresses of every name.
     pub fn addresses(&self) -> Addresses {
         self.entries.iter().map(|(host, entry)| (host.clone(), entry.addrs.clone())).collect()
@@ -174,6 +182,7 @@ impl Discovery {
     fn sync(&mut self, config: &Config, now: Instant) {
         let names = names(config);
         self.entries.retain(|host, _| names.contains_key(host));
+        self.stats.retain(|host| names.contains_key(host));
         for (host, refresh) in names {
             let entry = self.entries.entry(host).or_insert_with(|| Entry {
                 addrs: Vec::new(),
@@ -219,7 +228,10 @@ impl Discovery {
         addrs.extend(take(lookup.v6, old_v6));
         addrs.sort();
         addrs.dedup();
-        if problems.len() == 2 || addrs.is_empty() {
+        let failed = problems.len() == 2 || addrs.is_empty();
+        let kept = if failed { entry.addrs.len() } else { addrs.len().min(MAX_ADDRESSES) };
+        self.stats.record(host, problems.is_empty() && !failed, kept);
+        if failed {
             let why = problems.first().map_or("it has no A or AAAA record", String::as_str);
             entry.failed(host, why, now);
             entry.due = now + RETRY_AFTER_FAILURE.min(entry.refresh).max(MIN_REFRESH);

@@ -36,6 +36,8 @@ pub struct Shared {
     pub health_wake: Notify,
     /// The access log (`[log]`); fixed at start, a change needs a restart.
     pub access_log: AccessLog,
+    /// Counters of DNS discovery, for `/metrics`.
+    pub dns: Arc<discovery::stats::Stats>,
     /// Live backend state by identity; locked only while building a snapshot.
     registry: Mutex<Registry>,
 }
@@ -77,6 +79,7 @@ pub fn start(config: Config) -> io::Result<Handle> {
         shutdown,
         health_wake: Notify::new(),
         access_log: AccessLog::start(config.log.access.clone(), config.log.format)?,
+        dns: discovery.stats(),
         registry: Mutex::new(registry),
     });
     let (per_worker, listen_addrs) = bind_listeners(&config.server.listen, workers)?;

@@ -212,8 +212,13 @@ async fn probes_of_a_discovered_address_name_the_configured_host() {
 
 /// `GET /` with curl: the name of the backend that answered.
 async fn curl(addr: SocketAddr) -> String {
+    curl_url(&format!("http://{addr}/")).await
+}
+
+/// The body curl gets from `url`.
+async fn curl_url(url: &str) -> String {
     let out = tokio::process::Command::new("curl")
-        .args(["-s", "-S", "--max-time", "10", &format!("http://{addr}/")])
+        .args(["-s", "-S", "--max-time", "10", url])
         .output()
         .await
         .expect("run curl");
@@ -226,7 +231,7 @@ async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once()
     let (dns, [one, _two, _three], _) = setup(&[ip(2)]).await;
     let path = common::temp_path("dns.toml");
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[admin]\nlisten = \"off\"\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [dns]\nservers = [\"{}\"]\ntimeout = \"200ms\"\n\
          [[pool]]\nname = \"web\"\ndns_refresh = \"1s\"\n\
          backends = [{{ address = \"{NAME}:{}\", resolve = true }}]\n",
@@ -244,12 +249,20 @@ async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once()
         sleep(Duration::from_millis(20)).await;
     }
     assert!(weir.wait_stderr(|l| l.contains("now resolves to")).await.is_some());
-    // Three failed lookups or more, one warning: the log is rate-limited.
+    // Twelve queries: two failed lookups done and a third under way; one warning, as the
+    // log is rate-limited.
     dns.set_mode(DnsMode::Silent);
     wait_queries(&dns, 12).await;
     assert_eq!(curl(addr).await, "one", "the last known address still serves");
     let warned = |l: &&str| l.contains(&format!("looking up {NAME} failed"));
     let stderr = weir.stderr();
     assert_eq!(stderr.lines().filter(warned).count(), 1, "{stderr}");
+    let admin = weir.wait_stderr(|l| l.contains("admin listening on http://")).await.unwrap();
+    let admin = common::address_after(&admin, "http://");
+    let metrics = curl_url(&format!("http://{admin}/metrics")).await;
+    let failed = format!("weir_dns_lookups_total{{host=\"{NAME}\",result=\"failed\"}} ");
+    let count = metrics.lines().find_map(|l| l.strip_prefix(&failed)?.parse::<u64>().ok());
+    assert!(count.is_some_and(|n| n >= 2), "{metrics}");
+    assert!(metrics.contains(&format!("weir_dns_addresses{{host=\"{NAME}\"}} 1\n")), "{metrics}");
     let _ = std::fs::remove_file(path);
 }

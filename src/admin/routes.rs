@@ -40,6 +40,7 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
             let snapshot = shared.snapshot.load();
             let mut body = metrics::render(&shared.frontend, &snapshot);
             metrics::render::render_access_log(&mut body, shared.access_log.dropped());
+            shared.dns.render(&mut body);
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
         }
         "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())

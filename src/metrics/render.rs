@@ -47,7 +47,8 @@ fn sum<T>(shards: &Sharded<T>, read: impl Fn(&T) -> u64) -> u64 {
     shards.iter().map(read).sum()
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// `# HELP` and `# TYPE` lines of metric `name`.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -209,6 +210,6 @@ fn render_pools(out: &mut String, snapshot: &Snapshot) {
 }
 
 /// Escapes a label value for the text format.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
