@@ -12,9 +12,11 @@
 //! logged at most once per [`FAILURE_LOG_INTERVAL`].
 //!
 //! - [`resolver`]: the stub resolver (UDP, TCP on truncation, CNAME, resolv.conf).
+//! - [`hosts`]: /etc/hosts, consulted first with the system's settings.
 //! - [`stats`]: lookups and addresses per name, for `/metrics`.
 //! - [`wire`]: DNS message encoding and bounds-checked decoding.
 
+pub mod hosts;
 pub mod resolver;
 pub mod stats;
 pub mod wire;

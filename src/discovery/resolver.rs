@@ -5,7 +5,8 @@
 //! servers), a reply is matched on id and question (anything else is ignored, up to
 //! [`MAX_STRAYS`] datagrams), and sizes are capped by the DNS formats themselves (64 KiB
 //! messages, 255-byte names). Without `[dns] servers` it reads /etc/resolv.conf as glibc
-//! does: `nameserver`, `search`/`domain`, and `options ndots: timeout: attempts:`.
+//! does: `nameserver`, `search`/`domain`, and `options ndots: timeout: attempts:`; and
+//! /etc/hosts first ([`Hosts`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::hosts::Hosts;
 use super::wire::{self, Message, RCODE_NOERROR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA};
 use crate::balance::rng;
 use crate::config::dns::{MAX_DNS_SERVERS, MAX_DNS_TIMEOUT};
@@ -104,6 +106,8 @@ pub struct Resolver {
     pub timeout: Duration,
     /// Rounds over the servers.
     pub attempts: usize,
+    /// Names answered from /etc/hosts before any query (empty with `[dns] servers`).
+    pub hosts: Hosts,
 }
 
 impl Resolver {
@@ -117,6 +121,7 @@ impl Resolver {
                 ndots: 1,
                 timeout: config.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 attempts: DEFAULT_ATTEMPTS,
+                hosts: Hosts::default(),
             };
         }
         let text = read_resolv_conf().unwrap_or_else(|error| {
@@ -127,6 +132,7 @@ impl Resolver {
         if let Some(timeout) = config.timeout {
             resolver.timeout = timeout;
         }
+        resolver.hosts = Hosts::read();
         resolver
     }
 
@@ -138,6 +144,7 @@ impl Resolver {
             ndots: 1,
             timeout: RESOLV_CONF_TIMEOUT,
             attempts: DEFAULT_ATTEMPTS,
+            hosts: Hosts::default(),
         };
         for line in text.lines() {
             let line = line.split(['#', ';']).next().unwrap_or_default();
@@ -209,6 +216,13 @@ impl Resolver {
     /// the first name with any address answers; a failed query ends the search, since a
     /// later name could only be a wrong answer.
     pub async fn lookup(&self, host: &str) -> Lookup {
+        if let Some(ips) = self.hosts.get(host) {
+            let family = |v4: bool| {
+                let addrs = ips.iter().filter(|ip| ip.is_ipv4() == v4).copied().collect();
+                Ok(Found { addrs, ttl: None })
+            };
+            return Lookup { v4: family(true), v6: family(false) };
+        }
         let candidates = self.candidates(host);
         let mut last = Lookup { v4: Ok(Found::default()), v6: Ok(Found::default()) };
         for name in &candidates {

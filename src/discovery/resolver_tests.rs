@@ -39,5 +39,31 @@ fn servers_from_config_replace_resolv_conf() {
     let resolver = Resolver::new(&config);
     assert_eq!(resolver.servers, config.servers);
     assert!(resolver.search.is_empty());
+    assert_eq!(resolver.hosts, Hosts::default(), "no /etc/hosts either");
     assert_eq!(resolver.timeout, DEFAULT_TIMEOUT);
+}
+
+#[test]
+fn hosts_file_lines() {
+    let hosts = Hosts::parse(
+        "127.0.0.1 localhost # loopback\n10.0.0.5 API.internal api\n\
+         fd00::5%eth0 api.internal\n10.0.0.5 api.internal\nbogus name.test\n# 10.9.9.9 api\n",
+    );
+    let ips: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()];
+    assert_eq!(hosts.get("api.INTERNAL."), Some(&ips[..]));
+    assert_eq!(hosts.get("api"), Some(&ips[..1]));
+    assert_eq!(hosts.get("name.test"), None);
+}
+
+#[tokio::test]
+async fn a_name_in_hosts_is_not_queried() {
+    // No server at all: any query would fail.
+    let mut resolver = Resolver::from_resolv_conf("");
+    resolver.servers.clear();
+    resolver.hosts = Hosts::parse("10.0.0.5 api.internal\nfd00::5 api.internal\n");
+    let lookup = resolver.lookup("api.internal").await;
+    let v4 = Found { addrs: vec!["10.0.0.5".parse().unwrap()], ttl: None };
+    let v6 = Found { addrs: vec!["fd00::5".parse().unwrap()], ttl: None };
+    assert_eq!(lookup, Lookup { v4: Ok(v4), v6: Ok(v6) });
+    assert!(resolver.lookup("other.internal").await.v4.is_err());
 }
