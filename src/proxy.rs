@@ -63,7 +63,7 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
         if spare.is_none() {
             let server = &snapshot.config.server;
             let idle = if first { server.header_timeout } else { server.keepalive_timeout };
-            if !wait_for_bytes(&stream, &client, idle).await {
+            if !wait_for_bytes(&stream, idle).await {
                 break;
             }
         }
@@ -90,12 +90,15 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
 }
 
 /// Waits until the client sends something, holding no buffers. False when the
-/// connection should close instead: idle timeout, peer gone, or drain.
-async fn wait_for_bytes(stream: &TcpStream, client: &Client, idle: std::time::Duration) -> bool {
-    tokio::select! {
-        ready = tokio::time::timeout(idle, stream.readable()) => matches!(ready, Ok(Ok(()))),
-        () = client.drain.wait() => false,
-    }
+/// connection should close instead: idle timeout or peer gone.
+///
+/// A drain does not end this wait. Closing an idle keep-alive connection at drain start
+/// races a request the client may be sending at that moment, which then fails with no
+/// answer (a POST is not retried). Instead the next request is served and answered with
+/// `Connection: close`; a connection that stays idle closes at its idle timeout or when
+/// the worker's drain deadline passes, as it would have without a drain.
+async fn wait_for_bytes(stream: &TcpStream, idle: std::time::Duration) -> bool {
+    matches!(tokio::time::timeout(idle, stream.readable()).await, Ok(Ok(())))
 }
 
 /// Reads one request head and handles the request. Returns whether the connection may
@@ -114,10 +117,10 @@ async fn one_request(
                 .finish(client, logging::Done::refused(status, reason));
             false
         }
-        Head::Request(info) => {
-            let keep = forward::handle(stream, client, snapshot, &mut buffers, info).await;
-            keep && !client.drain.is_draining()
-        }
+        // Not `&& !draining`: a drain that began during this exchange came too late for
+        // its response to say `Connection: close`, so closing now would race the
+        // client's next request. That request is served and its response says close.
+        Head::Request(info) => forward::handle(stream, client, snapshot, &mut buffers, info).await,
     };
     (keep, buffers)
 }
