@@ -12,6 +12,8 @@
 //! - [`server`]: start, reload and stop a balancer in-process ([`server::Handle`]).
 //! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
 //!   `SO_REUSEPORT` listeners.
+//! - [`listeners`]: the table of client listening sockets that workers follow; reloads
+//!   add and remove addresses, upgrades hand the sockets over.
 //! - [`proxy`]: the data path, one task per client connection: head, route, pick,
 //!   exchange, keep-alive.
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
@@ -43,6 +45,7 @@ pub mod demo;
 pub mod discovery;
 pub mod health;
 pub mod http1;
+pub mod listeners;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

@@ -18,6 +18,7 @@ use crate::admin;
 use crate::config::{Config, MAX_WORKERS};
 use crate::discovery::{self, Discovery};
 use crate::health;
+use crate::listeners::{Inherited, Listeners};
 use crate::metrics::{FrontendStats, Sharded};
 use crate::snapshot::{Registry, Snapshot};
 use crate::worker;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// Counters of DNS discovery, for `/metrics`.
     pub dns: Arc<discovery::stats::Stats>,
+    /// The client listening sockets; reloads add and remove addresses.
+    pub listeners: Listeners,
     /// Live backend state by identity; locked only while building a snapshot.
     registry: Mutex<Registry>,
 }
@@ -49,7 +52,6 @@ const ACCESS_LOG_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
 /// A running balancer.
 pub struct Handle {
     shared: Arc<Shared>,
-    listen_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -65,6 +67,11 @@ pub fn worker_count(config: &Config) -> usize {
 
 /// Starts a balancer. Fails if a socket cannot be bound or a backend cannot be resolved.
 pub fn start(config: Config) -> io::Result<Handle> {
+    start_with(config, Inherited::default())
+}
+
+/// Starts a balancer on the sockets a binary upgrade handed over, binding what is missing.
+pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
     let workers = worker_count(&config);
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
@@ -72,6 +79,7 @@ pub fn start(config: Config) -> io::Result<Handle> {
     registry.discovered_mut().extend(discovery.addresses());
     let snapshot = registry.build(&config, 1).map_err(io::Error::other)?;
     let (shutdown, _) = watch::channel(false);
+    let listen = &config.server.listen;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
         frontend: Sharded::new(workers),
@@ -80,17 +88,25 @@ pub fn start(config: Config) -> io::Result<Handle> {
         health_wake: Notify::new(),
         access_log: AccessLog::start(config.log.access.clone(), config.log.format)?,
         dns: discovery.stats(),
+        listeners: Listeners::open(listen, workers, inherited)?,
         registry: Mutex::new(registry),
     });
-    let (per_worker, listen_addrs) = bind_listeners(&config.server.listen, workers)?;
+    let inherited_admin = shared.listeners.take_admin(config.admin.listen);
     let admin_listener = match config.admin.listen {
-        Some(addr) => Some(admin::bind(addr)?),
+        Some(addr) => {
+            let listener = match inherited_admin {
+                Some(inherited) => inherited,
+                None => admin::bind(addr)?,
+            };
+            shared.listeners.keep_admin(addr, &listener)?;
+            Some(listener)
+        }
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let mut threads = Vec::with_capacity(workers + 2);
-    for (index, listeners) in per_worker.into_iter().enumerate() {
-        threads.push(worker::spawn(index, Arc::clone(&shared), listeners)?);
+    for index in 0..workers {
+        threads.push(worker::spawn(index, Arc::clone(&shared))?);
     }
     // One prober per backend for the whole process, whatever the number of workers.
     threads.push(health::service::spawn(Arc::clone(&shared))?);
@@ -98,41 +114,20 @@ pub fn start(config: Config) -> io::Result<Handle> {
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&shared), listener)?);
     }
-    for addr in &listen_addrs {
+    for addr in shared.listeners.addrs() {
         tracing::info!(workers, "listening on http://{addr}");
     }
+    shared.listeners.retire_unconfigured(listen);
     if let Some(addr) = admin_addr {
         tracing::info!("admin listening on http://{addr}");
     }
-    Ok(Handle { shared, listen_addrs, admin_addr, threads })
-}
-
-/// Binds every listen address once per worker. A port of 0 is resolved by the first bind
-/// and reused for the others, so all workers share one port.
-fn bind_listeners(
-    addrs: &[SocketAddr],
-    workers: usize,
-) -> io::Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>)> {
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
-        (0..workers).map(|_| Vec::new()).collect();
-    let mut bound = Vec::with_capacity(addrs.len());
-    for &addr in addrs {
-        let first = worker::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
-        let actual = first.local_addr()?;
-        per_worker[0].push(first);
-        for listeners in per_worker.iter_mut().skip(1) {
-            listeners.push(worker::bind(actual)?);
-        }
-        bound.push(actual);
-    }
-    Ok((per_worker, bound))
+    Ok(Handle { shared, admin_addr, threads })
 }
 
 impl Handle {
-    /// The bound client listener addresses (ports resolved).
-    pub fn listen_addrs(&self) -> &[SocketAddr] {
-        &self.listen_addrs
+    /// The bound client listener addresses (ports resolved); they follow reloads.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.listeners.addrs()
     }
 
     /// The bound admin address, if the admin listener is on.
@@ -153,6 +148,7 @@ impl Handle {
     /// Starts draining: stop accepting, finish in-flight requests, close idle ones.
     pub fn begin_shutdown(&self) {
         self.shared.shutdown.send_replace(true);
+        self.shared.listeners.release();
     }
 
     /// Drains and waits for every thread to finish (at most the drain timeout).
@@ -168,23 +164,24 @@ impl Handle {
 }
 
 impl Shared {
-    /// Builds a snapshot from `config` and swaps it in. Listener and worker changes need a
-    /// restart; they are reported and otherwise ignored.
+    /// Builds a snapshot from `config` and swaps it in, with its listener changes. A new
+    /// address that cannot be bound refuses the whole reload. A worker count change needs
+    /// a restart or a binary upgrade; it is reported and otherwise ignored.
     pub fn reload(&self, config: Config) -> Result<u64, String> {
         let mut registry =
             self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
         // Loaded under the lock, as DNS discovery swaps too: no two swaps share a
         // generation.
         let current = self.snapshot.load_full();
-        if config.server.listen != current.config.server.listen
-            || config.server.workers != current.config.server.workers
-        {
-            tracing::warn!("listener and worker changes take effect on restart");
+        if config.server.workers != current.config.server.workers {
+            tracing::warn!("a worker count change takes effect on restart or binary upgrade");
         }
+        let listeners = self.listeners.prepare(&config.server.listen).map_err(|e| e.to_string())?;
         let config = Arc::new(config);
         let snapshot = registry.build(&config, current.generation + 1)?;
         let generation = snapshot.generation;
         self.snapshot.store(Arc::new(snapshot));
+        self.listeners.commit(listeners);
         self.health_wake.notify_one();
         tracing::info!(generation, "configuration reloaded");
         Ok(generation)

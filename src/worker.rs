@@ -11,18 +11,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use std::collections::HashMap;
+use std::task::Poll;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::listeners::LISTEN_BACKLOG;
 use crate::metrics;
 use crate::proxy::{self, Client, SnapshotRef};
 use crate::server::Shared;
-
-/// Pending-connection queue per listening socket. nginx's default of 511 drops SYNs in a
-/// burst of new connections; the kernel caps this at `net.core.somaxconn` anyway.
-pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Pause after a failed accept (such as EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -57,7 +56,8 @@ impl Drain {
         notified.await;
     }
 
-    fn start(&self) {
+    /// Starts draining; waiters wake.
+    pub fn start(&self) {
         self.draining.set(true);
         self.notify.notify_waiters();
     }
@@ -84,23 +84,8 @@ pub fn snapshot(shared: &Shared) -> SnapshotRef {
     })
 }
 
-/// Opens one listening socket with `SO_REUSEPORT`, so every worker can bind the address.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
-
-/// Starts worker `index` with its listening sockets.
-pub fn spawn(
-    index: usize,
-    shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
-) -> io::Result<JoinHandle<()>> {
+/// Starts worker `index`; it takes its listening sockets from `shared.listeners`.
+pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{index}")).spawn(move || {
         metrics::set_worker_shard(index);
         let options = tokio::runtime::LocalOptions::default();
@@ -112,33 +97,43 @@ pub fn spawn(
                 return;
             }
         };
-        runtime.block_on(run(shared, listeners));
+        runtime.block_on(run(shared, index));
     })
 }
 
-async fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
-    let active = Rc::new(Cell::new(0usize));
-    let drain = Rc::new(Drain::default());
-    for listener in listeners {
-        match TcpListener::from_std(listener) {
-            Ok(listener) => {
-                let accept = accept_loop(
-                    listener,
-                    Arc::clone(&shared),
-                    Rc::clone(&active),
-                    Rc::clone(&drain),
-                );
-                tokio::task::spawn_local(accept);
-            }
-            Err(error) => tracing::error!("cannot register listener: {error}"),
-        }
-    }
+/// What every accept loop of one worker shares.
+#[derive(Clone)]
+struct Acceptor {
+    shared: Arc<Shared>,
+    active: Rc<Cell<usize>>,
+    drain: Rc<Drain>,
+    metrics: bool,
+}
+
+async fn run(shared: Arc<Shared>, index: usize) {
+    let acceptor = Acceptor {
+        metrics: shared.snapshot.load().config.admin.metrics,
+        shared: Arc::clone(&shared),
+        active: Rc::new(Cell::new(0usize)),
+        drain: Rc::new(Drain::default()),
+    };
+    // One stop signal per listener identity; a worker may hold several sockets of one.
+    let mut loops: HashMap<u64, Rc<Drain>> = HashMap::new();
+    let mut changes = shared.listeners.subscribe();
     let sweeper = tokio::task::spawn_local(sweep_loop(Arc::clone(&shared)));
     let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        reconcile(&acceptor, index, &mut loops);
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break },
+            _ = shutdown.wait_for(|draining| *draining) => break,
+        }
+    }
     let _ = shutdown.wait_for(|draining| *draining).await;
-    drain.start();
+    acceptor.drain.start();
     sweeper.abort();
     let deadline = Instant::now() + shared.snapshot.load().config.server.drain_timeout;
+    let active = &acceptor.active;
     // Bounded by the drain deadline.
     while active.get() > 0 && Instant::now() < deadline {
         tokio::time::sleep(DRAIN_POLL).await;
@@ -148,6 +143,27 @@ async fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
             connections = active.get(),
             "drain timeout passed; closing remaining connections"
         );
+    }
+}
+
+/// Starts accept loops for this worker's new sockets and stops those of removed ones.
+fn reconcile(acceptor: &Acceptor, index: usize, loops: &mut HashMap<u64, Rc<Drain>>) {
+    let taken = acceptor.shared.listeners.take(index);
+    loops.retain(|id, stop| {
+        let keep = taken.wanted.contains(id);
+        if !keep {
+            stop.start();
+        }
+        keep
+    });
+    for (id, socket) in taken.new {
+        let stop = Rc::clone(loops.entry(id).or_default());
+        match TcpListener::from_std(socket) {
+            Ok(listener) => {
+                tokio::task::spawn_local(accept_loop(listener, acceptor.clone(), stop));
+            }
+            Err(error) => tracing::error!("cannot register listener: {error}"),
+        }
     }
 }
 
@@ -174,20 +190,16 @@ impl Drop for ConnectionGuard {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    active: Rc<Cell<usize>>,
-    drain: Rc<Drain>,
-) {
-    let metrics = shared.snapshot.load().config.admin.metrics;
+/// Accepts on one socket until the worker drains or the listener is removed (`stop`).
+async fn accept_loop(listener: TcpListener, acceptor: Acceptor, stop: Rc<Drain>) {
     loop {
         let permit = tokio::select! {
-            permit = Arc::clone(&shared.connections).acquire_owned() => match permit {
+            permit = Arc::clone(&acceptor.shared.connections).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            () = drain.wait() => return,
+            () = acceptor.drain.wait() => return,
+            () = stop.wait() => return accept_queued(&listener, &acceptor).await,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -198,28 +210,53 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = drain.wait() => return,
+            () = acceptor.drain.wait() => return,
+            () = stop.wait() => return accept_queued(&listener, &acceptor).await,
         };
-        let _ = stream.set_nodelay(true);
-        let stats = shared.frontend.local();
-        stats.connections_total.inc();
-        stats.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        active.set(active.get() + 1);
-        let guard = ConnectionGuard {
-            active: Rc::clone(&active),
-            shared: Arc::clone(&shared),
-            _permit: permit,
-        };
-        let client = Client {
-            shared: Arc::clone(&shared),
-            peer,
-            peer_ip: peer.ip().to_string(),
-            drain: Rc::clone(&drain),
-            metrics,
-        };
-        tokio::task::spawn_local(async move {
-            let _guard = guard;
-            proxy::serve(stream, client).await;
-        });
+        serve(stream, peer, permit, &acceptor);
     }
+}
+
+/// Accepts what is already queued on a removed listener, so closing it resets no
+/// connection the kernel had completed. Bounded by the backlog length.
+async fn accept_queued(listener: &TcpListener, acceptor: &Acceptor) {
+    for _ in 0..LISTEN_BACKLOG {
+        let Ok(permit) = Arc::clone(&acceptor.shared.connections).try_acquire_owned() else {
+            return;
+        };
+        let ready = std::future::poll_fn(|cx| match listener.poll_accept(cx) {
+            Poll::Ready(accepted) => Poll::Ready(accepted.ok()),
+            Poll::Pending => Poll::Ready(None),
+        });
+        match ready.await {
+            Some((stream, peer)) => serve(stream, peer, permit, acceptor),
+            None => return,
+        }
+    }
+}
+
+/// Starts the task that serves one accepted connection.
+fn serve(stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, acceptor: &Acceptor) {
+    let _ = stream.set_nodelay(true);
+    let shared = &acceptor.shared;
+    let stats = shared.frontend.local();
+    stats.connections_total.inc();
+    stats.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    acceptor.active.set(acceptor.active.get() + 1);
+    let guard = ConnectionGuard {
+        active: Rc::clone(&acceptor.active),
+        shared: Arc::clone(shared),
+        _permit: permit,
+    };
+    let client = Client {
+        shared: Arc::clone(shared),
+        peer,
+        peer_ip: peer.ip().to_string(),
+        drain: Rc::clone(&acceptor.drain),
+        metrics: acceptor.metrics,
+    };
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        proxy::serve(stream, client).await;
+    });
 }
