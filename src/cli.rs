@@ -46,6 +46,9 @@ pub struct Args {
     /// error|warn|info|debug|trace (RUST_LOG also works).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Write the process id to FILE (for `weir upgrade` and scripts).
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -60,6 +63,21 @@ pub enum Command {
     /// Start 3 demo backends and a balancer on 127.0.0.1:8080 (admin on 127.0.0.1:9901);
     /// --listen, --admin and --workers given before `demo` apply.
     Demo,
+    /// Zero-downtime binary upgrade: signal the running weir (SIGUSR2) to start the binary
+    /// again on its listening sockets, then drain and exit. Names the process by --pid,
+    /// --pid-file, or the [server] pid_file of --config; waits for the outcome when it
+    /// has a pid file to watch.
+    Upgrade {
+        /// Process id of the running weir.
+        #[arg(long, value_name = "PID", conflicts_with_all = ["pid_file", "config"])]
+        pid: Option<u32>,
+        /// Pid file of the running weir.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Config file whose [server] pid_file names the running weir.
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Builds the configuration from the file (if any) and the flags. Every problem is
@@ -117,6 +135,9 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
         }
         config.server.workers = workers;
     }
+    if let Some(path) = &args.pid_file {
+        config.server.pid_file = Some(path.to_string_lossy().into_owned());
+    }
     if let Some(admin) = &args.admin {
         config.admin.listen = match admin.as_str() {
             "off" => None,
@@ -147,6 +168,14 @@ pub fn main() -> ExitCode {
     match &args.command {
         Some(Command::Check { config }) => check(config),
         Some(Command::Demo) => crate::demo::run(&args),
+        Some(Command::Upgrade { pid, pid_file, config }) => {
+            let target = crate::upgrade::command::Target {
+                pid: *pid,
+                pid_file: pid_file.clone().or_else(|| args.pid_file.clone()),
+                config: config.clone().or_else(|| args.config.clone()),
+            };
+            crate::upgrade::command::run(&target)
+        }
         None => crate::run::run(&args),
     }
 }

@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     pub drain_timeout: Duration,
+    /// File to write the process id to, for `weir upgrade` and scripts; none by default.
+    pub pid_file: Option<String>,
 }
 
 /// `[admin]`: the admin listener.
@@ -430,6 +432,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             // Long enough for ordinary requests to finish, short enough for deploys.
             drain_timeout: Duration::from_secs(30),
+            pid_file: None,
         }
     }
 }

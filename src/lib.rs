@@ -8,12 +8,16 @@
 //! - [`cli`]: command-line flags, `weir check`, and how flags override the file.
 //! - [`config`]: the one configuration struct with defaults; [`config::parse`] reads TOML
 //!   and reports every problem as `FILE:LINE:COL: message`.
-//! - [`run`]: the process around a balancer: signals, reload on SIGHUP, drain on SIGTERM.
+//! - [`run`]: the process around a balancer: signals, reload on SIGHUP, drain on SIGTERM,
+//!   binary upgrade on SIGUSR2.
 //! - [`server`]: start, reload and stop a balancer in-process ([`server::Handle`]).
 //! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
 //!   `SO_REUSEPORT` listeners.
 //! - [`listeners`]: the table of client listening sockets that workers follow; reloads
 //!   add and remove addresses, upgrades hand the sockets over.
+//! - [`upgrade`]: zero-downtime binary upgrade (SIGUSR2, `weir upgrade`): start the
+//!   binary again, hand it every listening socket, drain.
+//! - [`pid_file`]: the pid file that `weir upgrade` and scripts read.
 //! - [`proxy`]: the data path, one task per client connection: head, route, pick,
 //!   exchange, keep-alive.
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
@@ -47,6 +51,7 @@ pub mod health;
 pub mod http1;
 pub mod listeners;
 pub mod metrics;
+pub mod pid_file;
 pub mod pool;
 pub mod proxy;
 pub mod route;
@@ -54,4 +59,5 @@ pub mod run;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod upgrade;
 pub mod worker;

@@ -1,16 +1,26 @@
 //! Running the balancer as a process: start, then react to signals. SIGHUP re-reads the
 //! config file (a bad file is refused and logged as `FILE:LINE:COL: message`, the running
-//! config stays); SIGUSR1 reopens the access log; SIGTERM and SIGINT drain and exit 0.
+//! config stays); SIGUSR1 reopens the access log; SIGUSR2 upgrades the binary
+//! ([`crate::upgrade`]); SIGTERM and SIGINT drain and exit 0.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::oneshot;
 
 use crate::cli::{self, Args};
+use crate::listeners::Inherited;
+use crate::pid_file;
 use crate::server::{self, Handle};
+use crate::upgrade::{self, Binary, Handover};
 
-/// Starts the balancer from `args` and runs until SIGTERM or SIGINT.
+/// Starts the balancer from `args` and runs until SIGTERM or SIGINT, or until a binary
+/// upgrade hands its sockets to a new process.
 pub fn run(args: &Args) -> ExitCode {
+    // Taken first: the binary's path is only reliable as it was at start.
+    let binary = Binary::capture();
     let config = match cli::load(args) {
         Ok(config) => config,
         Err(errors) => {
@@ -39,48 +49,155 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match server::start(config) {
+    let pid_path = config.server.pid_file.as_ref().map(PathBuf::from);
+    let Some(handle) = start(config, pid_path.as_deref()) else {
+        return ExitCode::FAILURE;
+    };
+    let process = Process { args, handle: &handle, binary, pid_path: pid_path.as_deref() };
+    runtime.block_on(signals.wait(&process));
+    tracing::info!("draining");
+    handle.shutdown();
+    if let Some(path) = &pid_path {
+        pid_file::remove_if_ours(path);
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Starts the balancer, on the sockets of an old process after an upgrade, writes the
+/// pid file and reports ready to that old process. `None` after logging a failure.
+fn start(config: crate::config::Config, pid_path: Option<&Path>) -> Option<Handle> {
+    let (inherited, handover): (Inherited, Option<Handover>) = match upgrade::inherit() {
+        Ok(Some((inherited, handover))) => (inherited, Some(handover)),
+        Ok(None) => (Inherited::default(), None),
+        Err(error) => {
+            eprintln!("weir: {error}");
+            return None;
+        }
+    };
+    let handle = match server::start_with(config, inherited) {
         Ok(handle) => handle,
         Err(error) => {
             eprintln!("weir: {error}");
-            return ExitCode::FAILURE;
+            return None;
         }
     };
-    runtime.block_on(signals.wait(args, &handle));
-    tracing::info!("draining");
-    handle.shutdown();
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
+    if let Some(path) = pid_path {
+        if let Err(error) = pid_file::write(path) {
+            tracing::error!("{error}");
+        }
+    }
+    if let Some(handover) = handover {
+        if let Err(error) = handover.ready() {
+            // The old process keeps serving when it hears no `ready`; two would be one
+            // too many, so this one goes.
+            tracing::error!("{error}; exiting");
+            handle.shutdown();
+            return None;
+        }
+    }
+    Some(handle)
+}
+
+/// What the signal loop acts on.
+struct Process<'a> {
+    args: &'a Args,
+    handle: &'a Handle,
+    binary: Binary,
+    pid_path: Option<&'a Path>,
 }
 
 /// The signals weir reacts to.
 struct Signals {
     hangup: Signal,
     reopen: Signal,
+    upgrade: Signal,
     terminate: Signal,
     interrupt: Signal,
 }
+
+/// The outcome of a binary upgrade: the new process's pid, or why it failed.
+type Outcome = Result<u32, String>;
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             hangup: signal(SignalKind::hangup())?,
             reopen: signal(SignalKind::user_defined1())?,
+            upgrade: signal(SignalKind::user_defined2())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
         })
     }
 
-    /// Reloads on SIGHUP; returns on SIGTERM or SIGINT.
-    async fn wait(mut self, args: &Args, handle: &Handle) {
+    /// Reloads on SIGHUP and upgrades on SIGUSR2; returns on SIGTERM or SIGINT, or once
+    /// an upgrade succeeded.
+    async fn wait(mut self, process: &Process<'_>) {
+        let mut upgrading: Option<oneshot::Receiver<Outcome>> = None;
         loop {
             tokio::select! {
-                _ = self.hangup.recv() => reload(args, handle),
+                _ = self.hangup.recv() => reload(process.args, process.handle),
                 // SIGUSR1 reopens the access log file, for logrotate (as nginx does).
-                _ = self.reopen.recv() => handle.shared().access_log.reopen(),
+                _ = self.reopen.recv() => process.handle.shared().access_log.reopen(),
+                _ = self.upgrade.recv() => match upgrading {
+                    Some(_) => tracing::warn!("upgrade: one is already in progress"),
+                    None => upgrading = Some(begin_upgrade(process)),
+                },
+                outcome = outcome(&mut upgrading) => {
+                    upgrading = None;
+                    if upgrade_done(process, outcome) {
+                        return;
+                    }
+                }
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
             }
+        }
+    }
+}
+
+/// Starts the handover on its own thread: it blocks on the new process for seconds, and
+/// this loop must keep answering signals meanwhile.
+fn begin_upgrade(process: &Process<'_>) -> oneshot::Receiver<Outcome> {
+    tracing::info!("upgrade: starting {}", process.binary.path.display());
+    let (sender, receiver) = oneshot::channel();
+    let shared = Arc::clone(process.handle.shared());
+    let binary = process.binary.clone();
+    let spawned = std::thread::Builder::new().name("weir-upgrade".into()).spawn(move || {
+        let _ = sender.send(upgrade::hand_over(&shared, &binary));
+    });
+    if let Err(error) = spawned {
+        let (sender, receiver) = oneshot::channel();
+        let _ = sender.send(Err(format!("cannot start the upgrade thread: {error}")));
+        return receiver;
+    }
+    receiver
+}
+
+/// The outcome of the upgrade in progress; never resolves when there is none.
+async fn outcome(upgrading: &mut Option<oneshot::Receiver<Outcome>>) -> Outcome {
+    match upgrading {
+        Some(receiver) => receiver.await.unwrap_or_else(|_| Err("the upgrade thread died".into())),
+        None => std::future::pending().await,
+    }
+}
+
+/// Logs an upgrade's outcome; true when this process should now drain and exit.
+fn upgrade_done(process: &Process<'_>, outcome: Outcome) -> bool {
+    match outcome {
+        Ok(pid) => {
+            tracing::info!("upgrade: process {pid} took over the listeners");
+            true
+        }
+        Err(error) => {
+            tracing::error!("upgrade failed, this process keeps serving: {error}");
+            // A fresh pid file with this pid tells `weir upgrade` it failed.
+            if let Some(path) = process.pid_path {
+                if let Err(error) = pid_file::write(path) {
+                    tracing::error!("{error}");
+                }
+            }
+            false
         }
     }
 }

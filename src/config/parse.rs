@@ -210,6 +210,7 @@ impl Walker {
                 "max_headers" => Slot::Count(&mut out.max_headers, 1, MAX_HEADERS),
                 // Zero is meaningful here: exit at once without waiting.
                 "drain_timeout" => Slot::Duration(&mut out.drain_timeout, true),
+                "pid_file" => Slot::Text(&mut out.pid_file),
                 _ => Slot::Unknown("[server]"),
             };
             self.fill(key, value, slot);

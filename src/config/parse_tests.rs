@@ -54,6 +54,7 @@ body_timeout = "250ms"
 max_header_bytes = "32KiB"
 max_headers = 50
 drain_timeout = "1m"
+pid_file = "/run/weir.pid"
 
 [log]
 access = "/var/log/weir/access.log"
@@ -120,6 +121,7 @@ fn full_file_parses_to_the_expected_config() {
             max_header_bytes: 32 * 1024,
             max_headers: 50,
             drain_timeout: Duration::from_secs(60),
+            pid_file: Some("/run/weir.pid".to_string()),
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),
