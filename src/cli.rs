@@ -65,8 +65,8 @@ pub enum Command {
     Demo,
     /// Zero-downtime binary upgrade: signal the running weir (SIGUSR2) to start the binary
     /// again on its listening sockets, then drain and exit. Names the process by --pid,
-    /// --pid-file, or the [server] pid_file of --config; waits for the outcome when it
-    /// has a pid file to watch.
+    /// --pid-file, or the pid_file key (server section) of --config; waits for the
+    /// outcome when it has a pid file to watch.
     Upgrade {
         /// Process id of the running weir.
         #[arg(long, value_name = "PID", conflicts_with_all = ["pid_file", "config"])]
@@ -74,7 +74,7 @@ pub enum Command {
         /// Pid file of the running weir.
         #[arg(long, value_name = "FILE")]
         pid_file: Option<PathBuf>,
-        /// Config file whose [server] pid_file names the running weir.
+        /// Config file whose pid_file key (server section) names the running weir.
         #[arg(short = 'c', long, value_name = "FILE")]
         config: Option<PathBuf>,
     },

@@ -32,9 +32,9 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a draining worker checks whether its connections are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// A worker's own drain signal. Connections wait on it between requests; keeping it
-/// per worker means that wait touches no lock shared with other workers (the process-wide
-/// `watch` channel has one).
+/// A worker's own drain signal, and also the stop signal of one listener's accept loops
+/// when a reload removes it. Keeping it per worker means a wait on it touches no lock
+/// shared with other workers (the process-wide `watch` channel has one).
 #[derive(Debug, Default)]
 pub struct Drain {
     draining: Cell<bool>,

@@ -59,7 +59,14 @@ async fn reload_adds_and_removes_listeners_without_disturbing_others() {
     let first = handle.listen_addrs()[0];
     let mut kept = connect(first).await.expect("connect");
     keep_alive_ok(&mut kept).await;
+    let before = a.requests();
     let slow = tokio::spawn(async move { get_close(first, "/slow?ms=800").await });
+    let deadline = Instant::now() + REACT;
+    // The slow request must be in flight before its listener goes.
+    while a.requests() == before {
+        assert!(Instant::now() < deadline, "the slow request never reached the backend");
+        sleep(POLL).await;
+    }
 
     let both = [addr("127.0.0.1:0"), addr("127.0.0.2:0")];
     handle.reload(with_listen(&base, &both)).expect("reload adds a listener");

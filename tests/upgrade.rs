@@ -118,18 +118,30 @@ async fn usr2_under_load_hands_over_with_zero_failed_requests() {
     // old process exits 0 after draining. Method: run the load, start a slow request,
     // send SIGUSR2, wait for the pid file to name the new process and for the old one to
     // exit, keep the load on the new process a while, then check every tally.
-    let backends = [TestBackend::start("A").await, TestBackend::start("B").await];
+    let a = TestBackend::start("A").await;
+    let b = TestBackend::start("B").await;
     let c = TestBackend::start("C").await;
-    let addrs = [backends[0].addr(), backends[1].addr(), c.addr()];
+    // The slow request has a backend of its own, so the test knows when it is in flight.
+    let slow_backend = TestBackend::start("S").await;
     let pid_path = temp_path("usr2.pid");
     let config = temp_path("usr2.toml");
-    write_config(&config, &config_text(&addrs, &pid_path));
+    let text = config_text(&[a.addr(), b.addr(), c.addr()], &pid_path)
+        + &format!(
+            "\n[[pool]]\nname = \"slow\"\nbackends = [{{ address = \"{}\" }}]\n\n\
+             [[route]]\npath_prefix = \"/slow\"\npool = \"slow\"\n",
+            slow_backend.addr()
+        );
+    write_config(&config, &text);
     let (mut old, addr) = WeirProcess::start(&["-c", config.to_str().unwrap()]).await;
     assert_eq!(wait_pid_file(&pid_path, None).await, old.pid());
     let load = Load::start(addr);
     sleep(LOAD_SPELL).await;
     let slow = tokio::spawn(async move { get_close(addr, "/slow?ms=1500").await });
-    sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + REACT;
+    while slow_backend.requests() == 0 {
+        assert!(Instant::now() < deadline, "the slow request never reached its backend");
+        sleep(POLL).await;
+    }
     old.signal("USR2");
     let new = Adopted(wait_pid_file(&pid_path, Some(old.pid())).await);
     let status = old.wait_exit(REACT).await;
