@@ -258,3 +258,28 @@ impl Handover {
         self.channel.send(&text, None).map_err(|e| format!("upgrade: ready: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::started_as;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn argv0_is_started_again_as_given() {
+        // A bare name is kept for a PATH lookup at upgrade time.
+        assert_eq!(started_as(Path::new("weir")), Some(PathBuf::from("weir")));
+        // An absolute path that names a file is kept as is, symlinks unresolved.
+        let this = std::env::current_exe().expect("test binary path");
+        assert_eq!(started_as(&this), Some(this.clone()));
+        // A relative path is taken against the working directory, now.
+        let cwd = std::env::current_dir().expect("working directory");
+        let relative = this.strip_prefix(&cwd).ok().map(Path::to_path_buf);
+        if let Some(relative) = relative {
+            assert_eq!(started_as(&relative), Some(cwd.join(&relative)));
+        }
+        // Nothing usable: the caller falls back to the running executable.
+        assert_eq!(started_as(Path::new("")), None);
+        assert_eq!(started_as(Path::new("/no/such/weir")), None);
+        assert_eq!(started_as(Path::new("./no-such-weir")), None);
+    }
+}
