@@ -145,7 +145,9 @@ impl Handle {
         self.shared.reload(config)
     }
 
-    /// Starts draining: stop accepting, finish in-flight requests, close idle ones.
+    /// Starts draining: stop accepting and finish in-flight requests. A keep-alive
+    /// connection closes after its next response (which says `Connection: close`), at its
+    /// idle timeout, or at the drain deadline.
     pub fn begin_shutdown(&self) {
         self.shared.shutdown.send_replace(true);
         self.shared.listeners.release();
