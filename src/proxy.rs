@@ -63,7 +63,7 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
         if spare.is_none() {
             let server = &snapshot.config.server;
             let idle = if first { server.header_timeout } else { server.keepalive_timeout };
-            if !wait_for_bytes(&stream, idle).await {
+            if !wait_for_bytes(&stream, &client, idle).await {
                 break;
             }
         }
@@ -89,16 +89,26 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
     }
 }
 
+/// How long an idle keep-alive connection stays open once its worker drains. Closing it
+/// at once races a request the client may be sending at that moment, which then fails
+/// with no answer (a POST is not retried); a client under load sends its next request
+/// well within a second, gets an answer with `Connection: close`, and goes elsewhere. A
+/// second also keeps `systemctl stop` with idle browsers short: nginx closes idle
+/// connections at once, and a drain should not wait `drain_timeout` for them.
+pub const DRAIN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Waits until the client sends something, holding no buffers. False when the
-/// connection should close instead: idle timeout or peer gone.
-///
-/// A drain does not end this wait. Closing an idle keep-alive connection at drain start
-/// races a request the client may be sending at that moment, which then fails with no
-/// answer (a POST is not retried). Instead the next request is served and answered with
-/// `Connection: close`; a connection that stays idle closes at its idle timeout or when
-/// the worker's drain deadline passes, as it would have without a drain.
-async fn wait_for_bytes(stream: &TcpStream, idle: std::time::Duration) -> bool {
-    matches!(tokio::time::timeout(idle, stream.readable()).await, Ok(Ok(())))
+/// connection should close instead: idle timeout, peer gone, or idle for
+/// [`DRAIN_IDLE_GRACE`] after the worker began draining.
+async fn wait_for_bytes(stream: &TcpStream, client: &Client, idle: std::time::Duration) -> bool {
+    let readable = tokio::time::timeout(idle, stream.readable());
+    tokio::pin!(readable);
+    tokio::select! {
+        ready = &mut readable => return matches!(ready, Ok(Ok(()))),
+        () = client.drain.wait() => {}
+    }
+    let ready = tokio::time::timeout(DRAIN_IDLE_GRACE, readable).await;
+    matches!(ready, Ok(Ok(Ok(()))))
 }
 
 /// Reads one request head and handles the request. Returns whether the connection may

@@ -1,6 +1,7 @@
 //! Draining (SIGTERM, or the old process of a binary upgrade) never cuts a keep-alive
 //! connection under a client: the next request on it is served with `Connection: close`,
-//! and a connection that stays idle closes by the drain deadline.
+//! and a connection that stays idle closes `DRAIN_IDLE_GRACE` (1 s) later, or by the drain
+//! deadline if that comes first.
 
 mod common;
 mod support;
@@ -65,4 +66,23 @@ async fn idle_connection_closes_by_the_drain_deadline() {
     let shutdown = tokio::task::spawn_blocking(move || handle.shutdown());
     tokio::time::timeout(REACT, shutdown).await.expect("shutdown ends").expect("join");
     assert!(closes(&mut stream).await, "the idle connection is closed at the deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_closes_after_the_grace_not_the_drain_timeout() {
+    // Goal: idle keep-alive clients do not hold a SIGTERM for the whole drain timeout.
+    // Method: drain timeout 60s, keep-alive timeout 60s; after one request leave the
+    // connection idle and shut down: shutdown returns, and the connection sees EOF, well
+    // within REACT (10 s), so after the 1 s grace rather than the 60 s drain timeout.
+    assert!(weir::proxy::DRAIN_IDLE_GRACE < REACT);
+    let a = TestBackend::start("A").await;
+    let mut config = config_for(&[a.addr()]);
+    config.server.drain_timeout = Duration::from_secs(60);
+    config.server.keepalive_timeout = Duration::from_secs(60);
+    let handle = weir::server::start(config).expect("weir starts");
+    let mut stream = connect(handle.listen_addrs()[0]).await.expect("connect");
+    assert_eq!(roundtrip(&mut stream, GET).await.expect("response").status, 200);
+    let shutdown = tokio::task::spawn_blocking(move || handle.shutdown());
+    assert!(closes(&mut stream).await, "the idle connection is closed after the grace");
+    tokio::time::timeout(REACT, shutdown).await.expect("shutdown ends").expect("join");
 }
