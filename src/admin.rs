@@ -3,13 +3,18 @@
 //!
 //! - [`http`]: the small bounded HTTP/1.1 server (heads, Content-Length bodies).
 //! - [`routes`]: endpoints, 404 and 405.
-//! - [`api`]: the `/api/v1/pools` document.
+//! - [`api`]: the `/api/v1/pools` and `/api/v1/routes` documents.
+//! - [`mutate`]: the mutating API (backends, pools, routes, reload).
+//! - [`auth`]: the bearer token, and the refusal to expose the API without one.
 //! - [`json`]: the JSON writer shared with the access log.
 //! - `status.html`: the status page, one self-contained file served as is.
 
 pub mod api;
+pub mod auth;
+pub mod body;
 pub mod http;
 pub mod json;
+pub mod mutate;
 pub mod routes;
 
 use std::io;
@@ -81,13 +86,14 @@ async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
-        let request = match http::read_request(&mut stream, &mut buf).await {
+        let mut request = match http::read_request(&mut stream, &mut buf).await {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(reject) => {
                 return http::write_response(&mut stream, &reject.response(), false, true).await;
             }
         };
+        request.peer = stream.peer_addr().ok();
         let response = routes::handle(&request, shared);
         let close = request.close || served == MAX_REQUESTS_PER_CONNECTION;
         http::write_response(&mut stream, &response, request.is_head(), close).await?;

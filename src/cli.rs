@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
 
 /// Command-line arguments.
-#[derive(Debug, Default, Parser)]
+#[derive(Clone, Debug, Default, Parser)]
 #[command(name = "weir", version, about = "A streaming HTTP/1.1 load balancer")]
 pub struct Args {
     /// Subcommand; none runs the balancer.
@@ -52,7 +52,7 @@ pub struct Args {
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum Command {
     /// Validate a config file: print "ok", or every problem as FILE:LINE:COL: message.
     Check {

@@ -9,7 +9,9 @@ pub mod dns;
 pub mod health;
 pub mod parse;
 pub mod units;
+pub mod validate;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -213,6 +215,9 @@ pub struct PoolConfig {
     /// Longest time between two lookups of a `resolve = true` backend's name; a shorter
     /// record TTL makes it sooner (see [`crate::discovery`]).
     pub dns_refresh: Duration,
+    /// Identities (`HOST:PORT`) of backends set to drain through the admin API: they stay
+    /// in the pool but take no new requests, sticky ones included.
+    pub draining: BTreeSet<String>,
 }
 
 /// `[pool.hash]`: what `consistent_hash` hashes.
@@ -486,6 +491,7 @@ impl PoolConfig {
             when_all_unhealthy: WhenAllUnhealthy::TryAll,
             slow_start: None,
             dns_refresh: dns::DEFAULT_DNS_REFRESH,
+            draining: BTreeSet::new(),
         }
     }
 }

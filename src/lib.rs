@@ -31,7 +31,11 @@
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
 //! - [`metrics`]: per-worker sharded counters and the Prometheus text exposition.
-//! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/pools`).
+//! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
+//!   the mutating API and its bearer token.
+//! - [`control`]: live configuration changes (API edits, reloads), serialised, built into
+//!   one snapshot each, and the thread that lets drained backends go.
+//! - [`state`]: the state file that keeps API changes across restarts and reloads.
 //! - [`access_log`]: one line per request through a bounded channel to a writer thread.
 //! - [`tls`]: rustls client connectors (pooled, resumed sessions) and SNI-aware
 //!   acceptors with certificate reload; the data path adopts them with issue #6.
@@ -45,6 +49,7 @@ pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod discovery;
 pub mod health;
@@ -58,6 +63,7 @@ pub mod route;
 pub mod run;
 pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod tls;
 pub mod upgrade;
 pub mod worker;

@@ -1,11 +1,13 @@
-//! Running the balancer as a process: start, then react to signals. SIGHUP re-reads the
-//! config file (a bad file is refused and logged as `FILE:LINE:COL: message`, the running
-//! config stays); SIGUSR1 reopens the access log; SIGUSR2 upgrades the binary
-//! ([`crate::upgrade`]); SIGTERM and SIGINT drain and exit 0.
+//! Running the balancer as a process: start, then react to signals. SIGHUP, or a change
+//! of the config file (polled every second), re-reads the config file (a bad file is
+//! refused and logged as `FILE:LINE:COL: message`, the running config stays); SIGUSR1
+//! reopens the access log; SIGUSR2 upgrades the binary ([`crate::upgrade`]); SIGTERM and
+//! SIGINT drain and exit 0.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
@@ -30,6 +32,10 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = crate::admin::auth::check_exposure(&config) {
+        eprintln!("weir: {error}");
+        return ExitCode::from(2);
+    }
     if args.insecure {
         tracing::warn!("--insecure: backend TLS certificates will NOT be verified");
     }
@@ -50,9 +56,12 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let pid_path = config.server.pid_file.as_ref().map(PathBuf::from);
-    let Some(handle) = start(config, pid_path.as_deref()) else {
-        return ExitCode::FAILURE;
+    let handle = match start(config, pid_path.as_deref()) {
+        Ok(handle) => handle,
+        Err(code) => return code,
     };
+    let reload_args = args.clone();
+    handle.shared().set_loader(Box::new(move || cli::load(&reload_args)));
     let process = Process { args, handle: &handle, binary, pid_path: pid_path.as_deref() };
     runtime.block_on(signals.wait(&process));
     tracing::info!("draining");
@@ -65,21 +74,24 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 /// Starts the balancer, on the sockets of an old process after an upgrade, writes the
-/// pid file and reports ready to that old process. `None` after logging a failure.
-fn start(config: crate::config::Config, pid_path: Option<&Path>) -> Option<Handle> {
+/// pid file and reports ready to that old process. The exit code after logging a
+/// failure.
+fn start(config: crate::config::Config, pid_path: Option<&Path>) -> Result<Handle, ExitCode> {
     let (inherited, handover): (Inherited, Option<Handover>) = match upgrade::inherit() {
         Ok(Some((inherited, handover))) => (inherited, Some(handover)),
         Ok(None) => (Inherited::default(), None),
         Err(error) => {
             eprintln!("weir: {error}");
-            return None;
+            return Err(ExitCode::FAILURE);
         }
     };
     let handle = match server::start_with(config, inherited) {
         Ok(handle) => handle,
         Err(error) => {
             eprintln!("weir: {error}");
-            return None;
+            // A bad state file is a configuration problem, as a bad config file is.
+            let config_problem = error.kind() == std::io::ErrorKind::InvalidData;
+            return Err(if config_problem { ExitCode::from(2) } else { ExitCode::FAILURE });
         }
     };
     if let Some(path) = pid_path {
@@ -93,10 +105,10 @@ fn start(config: crate::config::Config, pid_path: Option<&Path>) -> Option<Handl
             // too many, so this one goes.
             tracing::error!("{error}; exiting");
             handle.shutdown();
-            return None;
+            return Err(ExitCode::FAILURE);
         }
     }
-    Some(handle)
+    Ok(handle)
 }
 
 /// What the signal loop acts on.
@@ -130,13 +142,25 @@ impl Signals {
         })
     }
 
-    /// Reloads on SIGHUP and upgrades on SIGUSR2; returns on SIGTERM or SIGINT, or once
-    /// an upgrade succeeded.
+    /// Reloads on SIGHUP and when the config file changes, and upgrades on SIGUSR2;
+    /// returns on SIGTERM or SIGINT, or once an upgrade succeeded.
     async fn wait(mut self, process: &Process<'_>) {
         let mut upgrading: Option<oneshot::Receiver<Outcome>> = None;
+        let mut watch = Watch::new(process.args.config.as_deref());
+        let mut poll = tokio::time::interval(WATCH_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.hangup.recv() => reload(process.args, process.handle),
+                _ = self.hangup.recv() => {
+                    watch.seen();
+                    reload(process.handle);
+                }
+                _ = poll.tick(), if watch.file.is_some() => {
+                    if watch.changed() {
+                        tracing::info!("config file changed; reloading");
+                        reload(process.handle);
+                    }
+                }
                 // SIGUSR1 reopens the access log file, for logrotate (as nginx does).
                 _ = self.reopen.recv() => process.handle.shared().access_log.reopen(),
                 _ = self.upgrade.recv() => match upgrading {
@@ -202,18 +226,51 @@ fn upgrade_done(process: &Process<'_>, outcome: Outcome) -> bool {
     }
 }
 
-/// Re-reads the config file and swaps it in, or logs why not.
-pub fn reload(args: &Args, handle: &Handle) {
-    match cli::load(args) {
-        Ok(config) => {
-            if let Err(error) = handle.reload(config) {
-                tracing::error!("reload refused, running config kept: {error}");
-            }
-        }
-        Err(errors) => {
-            for error in errors {
-                tracing::error!("reload refused, running config kept: {error}");
-            }
+/// How often the config file is checked for changes. A second is quick for a human
+/// editing a file and costs one `stat` call.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What identifies a version of the config file: modification time, length and inode.
+/// Editors that save by writing a new file and renaming it change the inode, and a
+/// Kubernetes ConfigMap update swaps a symlink, which `metadata` follows.
+type Stamp = (Option<SystemTime>, u64, u64);
+
+/// The config file, and the version of it last loaded.
+struct Watch<'a> {
+    file: Option<&'a Path>,
+    stamp: Option<Stamp>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(file: Option<&'a Path>) -> Watch<'a> {
+        Watch { file, stamp: file.and_then(stamp) }
+    }
+
+    /// Records the file's version as loaded (before a SIGHUP reload).
+    fn seen(&mut self) {
+        self.stamp = self.file.and_then(stamp);
+    }
+
+    /// Whether the file changed since it was last seen (and still exists).
+    fn changed(&mut self) -> bool {
+        let now = self.file.and_then(stamp);
+        let changed = now != self.stamp && now.is_some();
+        self.stamp = now;
+        changed
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok(), meta.len(), meta.ino()))
+}
+
+/// Re-reads the config file (with the flags) and swaps it in, or logs why not.
+pub fn reload(handle: &Handle) {
+    if let Err(errors) = handle.shared().reload_from_source() {
+        for error in errors {
+            tracing::error!("reload refused, running config kept: {error}");
         }
     }
 }

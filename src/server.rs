@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::access_log::AccessLog;
 use crate::admin;
 use crate::config::{Config, MAX_WORKERS};
+use crate::control::{self, Control, ReloadStats};
 use crate::discovery::{self, Discovery};
 use crate::health;
 use crate::listeners::{Inherited, Listeners};
@@ -42,7 +43,11 @@ pub struct Shared {
     /// The client listening sockets; reloads add and remove addresses.
     pub listeners: Listeners,
     /// Live backend state by identity; locked only while building a snapshot.
-    registry: Mutex<Registry>,
+    pub(crate) registry: Mutex<Registry>,
+    /// The config file's view, the state file and the loader; serialises changes.
+    pub(crate) control: Mutex<Control>,
+    /// `weir_config_reloads_total{result}`.
+    pub reloads: ReloadStats,
 }
 
 /// How long shutdown waits for the access-log writer to flush queued lines: long enough
@@ -65,14 +70,20 @@ pub fn worker_count(config: &Config) -> usize {
     wanted.clamp(1, MAX_WORKERS)
 }
 
-/// Starts a balancer. Fails if a socket cannot be bound or a backend cannot be resolved.
+/// Starts a balancer. Fails if a socket cannot be bound, a backend cannot be resolved,
+/// the state file cannot be read, or the admin listener would be open to the network
+/// without a token.
 pub fn start(config: Config) -> io::Result<Handle> {
     start_with(config, Inherited::default())
 }
 
 /// Starts a balancer on the sockets a binary upgrade handed over, binding what is missing.
 pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
+    admin::auth::check_exposure(&config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let workers = worker_count(&config);
+    let (control, config) =
+        control::prepare(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
     let discovery = Discovery::start(&config);
@@ -90,6 +101,8 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
         dns: discovery.stats(),
         listeners: Listeners::open(listen, workers, inherited)?,
         registry: Mutex::new(registry),
+        control: Mutex::new(control),
+        reloads: ReloadStats::default(),
     });
     let inherited_admin = shared.listeners.take_admin(config.admin.listen);
     let admin_listener = match config.admin.listen {
@@ -104,13 +117,14 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let mut threads = Vec::with_capacity(workers + 2);
+    let mut threads = Vec::with_capacity(workers + 4);
     for index in 0..workers {
         threads.push(worker::spawn(index, Arc::clone(&shared))?);
     }
     // One prober per backend for the whole process, whatever the number of workers.
     threads.push(health::service::spawn(Arc::clone(&shared))?);
     threads.push(discovery::spawn(Arc::clone(&shared), discovery)?);
+    threads.push(control::spawn_drainer(Arc::clone(&shared))?);
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&shared), listener)?);
     }
@@ -140,7 +154,9 @@ impl Handle {
         &self.shared
     }
 
-    /// Swaps in a snapshot built from `config`. On error the running snapshot stays.
+    /// Swaps in a snapshot built from `config` (a freshly read config file; API changes
+    /// are applied over it), with its listener changes. On error the running snapshot
+    /// stays.
     pub fn reload(&self, config: Config) -> Result<u64, String> {
         self.shared.reload(config)
     }
@@ -166,29 +182,6 @@ impl Handle {
 }
 
 impl Shared {
-    /// Builds a snapshot from `config` and swaps it in, with its listener changes. A new
-    /// address that cannot be bound refuses the whole reload. A worker count change needs
-    /// a restart or a binary upgrade; it is reported and otherwise ignored.
-    pub fn reload(&self, config: Config) -> Result<u64, String> {
-        let mut registry =
-            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
-        // Loaded under the lock, as DNS discovery swaps too: no two swaps share a
-        // generation.
-        let current = self.snapshot.load_full();
-        if config.server.workers != current.config.server.workers {
-            tracing::warn!("a worker count change takes effect on restart or binary upgrade");
-        }
-        let listeners = self.listeners.prepare(&config.server.listen).map_err(|e| e.to_string())?;
-        let config = Arc::new(config);
-        let snapshot = registry.build(&config, current.generation + 1)?;
-        let generation = snapshot.generation;
-        self.snapshot.store(Arc::new(snapshot));
-        self.listeners.commit(listeners);
-        self.health_wake.notify_one();
-        tracing::info!(generation, "configuration reloaded");
-        Ok(generation)
-    }
-
     /// Records new address sets of `resolve = true` names ([`crate::discovery`]) and
     /// swaps in a snapshot of the running config built with them.
     pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, String> {

@@ -25,6 +25,9 @@ use crate::discovery::{self, Addresses};
 use crate::health::{Health, Passive};
 use crate::metrics::{BackendStats, PoolStats, Sharded};
 use crate::proxy::retry::Budget;
+use leaving::{Departures, Key, Known};
+
+pub mod leaving;
 
 /// State of one pool that outlives snapshots, keyed by pool name.
 #[derive(Debug)]
@@ -136,6 +139,28 @@ impl BackendLive {
     }
 }
 
+/// Whether a backend takes new requests, as this snapshot sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    /// Takes new requests.
+    Active,
+    /// Set to drain (`PATCH ... {"state": "drain"}`): stays, takes no new requests.
+    Draining,
+    /// Removed from the configuration; stays only until its in-flight requests finish.
+    Leaving,
+}
+
+impl BackendState {
+    /// The name shown by the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Active => "active",
+            BackendState::Draining => "draining",
+            BackendState::Leaving => "leaving",
+        }
+    }
+}
+
 /// A backend as this snapshot sees it.
 #[derive(Debug)]
 pub struct Backend {
@@ -148,6 +173,9 @@ pub struct Backend {
     pub resolved: Vec<SocketAddr>,
     /// Relative weight.
     pub weight: u32,
+    /// Whether it takes new requests at all; a draining or leaving backend takes none,
+    /// not even a sticky client's.
+    pub state: BackendState,
     /// State shared with other snapshots.
     pub live: Arc<BackendLive>,
 }
@@ -155,7 +183,12 @@ pub struct Backend {
 impl Backend {
     /// Whether a strategy may pick this backend for a new request.
     pub fn is_usable(&self) -> bool {
-        self.weight > 0 && self.live.is_selectable()
+        self.weight > 0 && self.is_active() && self.live.is_selectable()
+    }
+
+    /// Whether it is neither draining nor leaving.
+    pub fn is_active(&self) -> bool {
+        self.state == BackendState::Active
     }
 
     /// The weight share while slow start lasts, in permille (100 to 1000), else `None`.
@@ -234,12 +267,16 @@ impl Snapshot {
 /// Keeps [`BackendLive`] by identity across snapshots, and [`PoolLive`] by pool name.
 /// Used only on the reload path.
 pub struct Registry {
-    live: HashMap<(String, String), Arc<BackendLive>>,
+    live: HashMap<Key, Arc<BackendLive>>,
     pools: HashMap<String, Arc<PoolLive>>,
     /// Addresses of the `resolve = true` names, kept up to date by discovery.
     discovered: Addresses,
     /// What each other backend (`HOST:PORT`) resolved to at the last load.
     fixed: HashMap<String, Vec<SocketAddr>>,
+    /// The configured backends of the last snapshot, so a removed one can drain out.
+    known: HashMap<Key, Known>,
+    /// Removed backends draining out ([`leaving`]).
+    departures: Departures,
     next_id: u64,
     workers: usize,
 }
@@ -252,6 +289,8 @@ impl Registry {
             pools: HashMap::new(),
             discovered: Addresses::new(),
             fixed: HashMap::new(),
+            known: HashMap::new(),
+            departures: Departures::default(),
             next_id: 1,
             workers,
         }
@@ -269,8 +308,10 @@ impl Registry {
     }
 
     /// Builds a snapshot from `config`, reusing live state for backends that remain and
-    /// forgetting the rest. Fails without side effects if a backend does not resolve.
-    /// Backends that join after the first snapshot start their slow start.
+    /// forgetting the rest, except removed backends with requests in flight, which stay
+    /// as [`BackendState::Leaving`] until they finish. Fails without side effects if a
+    /// backend does not resolve. Backends that join after the first snapshot start their
+    /// slow start.
     pub fn build(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
         self.build_with(config, generation, true)
     }
@@ -292,7 +333,8 @@ impl Registry {
         self.discovered.retain(|host, _| names.contains_key(host));
         let mut resolved = resolved.into_iter();
         let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
-        let mut pools = Vec::with_capacity(config.pools.len());
+        let mut known = HashMap::new();
+        let mut built = Vec::with_capacity(config.pools.len());
         for pool in &config.pools {
             let live = self.pools.get(&pool.name).cloned();
             let live = live.unwrap_or_else(|| Arc::new(PoolLive::new(self.workers)));
@@ -307,10 +349,21 @@ impl Registry {
                         continue;
                     }
                     let joins = generation > 1;
-                    let built = self.backend(pool, backend, label, addrs, &live, joins);
-                    kept.insert((pool.name.clone(), built.label.clone()), Arc::clone(&built.live));
-                    backends.push(built);
+                    let one = self.backend(pool, backend, label, addrs, &live, joins);
+                    let key = (pool.name.clone(), one.label.clone());
+                    known.insert(key.clone(), Known::of(&one));
+                    kept.insert(key, Arc::clone(&one.live));
+                    backends.push(one);
                 }
+            }
+            built.push((pool, backends, live));
+        }
+        self.track_departures(config, &known);
+        let mut pools = Vec::with_capacity(built.len());
+        for (pool, mut backends, live) in built {
+            for (key, departing) in self.departures.of_pool(&pool.name) {
+                kept.insert(key, Arc::clone(&departing.live));
+                backends.push(departing);
             }
             pools.push(compile_pool(pool, backends, live));
         }
@@ -319,7 +372,7 @@ impl Registry {
                 live.pool.release_ejection();
             }
         }
-        (self.live, self.pools) = (kept, kept_pools);
+        (self.live, self.pools, self.known) = (kept, kept_pools, known);
         let routes = compile_routes(config);
         Ok(Snapshot { generation, pools, routes, config: Arc::clone(config) })
     }
@@ -348,11 +401,17 @@ impl Registry {
                 Arc::new(live)
             }
         };
+        // Drain marks name the configured identity, which covers every address a
+        // `resolve = true` backend expands into.
+        let identity = backend.address.authority();
+        let draining = pool.draining.iter().any(|d| d.eq_ignore_ascii_case(&identity));
+        let state = if draining { BackendState::Draining } else { BackendState::Active };
         let built = Backend {
             address: backend.address.clone(),
             label,
             resolved,
             weight: backend.weight,
+            state,
             live,
         };
         if pool.health.is_none() {

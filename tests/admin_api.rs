@@ -90,21 +90,21 @@ async fn exchange(stream: &mut tokio::net::TcpStream, bytes: &str) -> support::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn methods_paths_and_bodies_on_one_connection() {
-    // Goal: the admin server speaks enough HTTP/1.1 for a later write API. Method: on
-    // one keep-alive connection, a POST with a body (405, Allow), then GETs and a HEAD
+    // Goal: the admin server speaks enough HTTP/1.1 for the write API. Method: on one
+    // keep-alive connection, a PUT with a body (405, Allow), then GETs and a HEAD
     // that must parse cleanly after it, then a 404; oversized and chunked bodies are
     // refused with 413 and 411.
     let backend = TestBackend::start("b").await;
     let weir = Balancer::start(&[backend.addr()], |_| {});
     let mut stream = connect(weir.admin).await.expect("connect admin");
     let body = r#"{"address": "127.0.0.1:1", "weight": 1}"#;
-    let post = format!(
-        "POST /api/v1/pools HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+    let put = format!(
+        "PUT /api/v1/pools HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let response = exchange(&mut stream, &post).await;
+    let response = exchange(&mut stream, &put).await;
     assert_eq!(response.status, 405);
-    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    assert_eq!(response.header("allow"), Some("GET, HEAD, POST"));
     let error: Value = serde_json::from_slice(&response.body).expect("JSON error");
     assert_eq!(error["error"], "method not allowed");
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::json::JsonWriter;
-use crate::config::StrategyKind;
+use crate::config::{RouteConfig, StrategyKind};
 use crate::metrics::{BackendStats, FrontendStats, Sharded, DURATION_BUCKETS_US};
 use crate::snapshot::{Backend, Pool, Snapshot};
 
@@ -43,6 +43,37 @@ pub fn pools(snapshot: &Snapshot, frontend: &Sharded<FrontendStats>) -> String {
     json.end_array();
     json.end_object();
     json.finish()
+}
+
+/// The `/api/v1/routes` document: the generation and the routes, each with its index.
+pub fn routes(snapshot: &Snapshot) -> String {
+    let mut json = JsonWriter::with_capacity(128 + 96 * snapshot.config.routes.len());
+    json.begin_object();
+    json.key("generation");
+    json.u64(snapshot.generation);
+    json.key("routes");
+    write_routes(&mut json, &snapshot.config.routes);
+    json.end_object();
+    json.finish()
+}
+
+/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool"}`; the state file
+/// uses the same form.
+pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
+    json.begin_array();
+    for (index, route) in routes.iter().enumerate() {
+        json.begin_object();
+        json.key("index");
+        json.u64(index as u64);
+        json.key("host");
+        json.opt_string(route.host.as_ref().map(crate::state::host_text).as_deref());
+        json.key("path_prefix");
+        json.opt_string(route.path_prefix.as_deref());
+        json.key("pool");
+        json.string(&route.pool);
+        json.end_object();
+    }
+    json.end_array();
 }
 
 /// Milliseconds since the Unix epoch, so readers compute rates from the server's clock.
@@ -100,6 +131,9 @@ fn write_backend(json: &mut JsonWriter, backend: &Backend) {
     json.string(&backend.label);
     json.key("weight");
     json.u64(u64::from(backend.weight));
+    // active, draining (set by the API) or leaving (removed, requests still in flight).
+    json.key("state");
+    json.string(backend.state.name());
     // Slow start ramps this from 10% to 100% of `weight`.
     json.key("effective_weight");
     json.f64(backend.effective_weight_milli() as f64 / 1000.0);

@@ -37,6 +37,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection closes after the response.
     pub close: bool,
+    /// The client's address, for logs.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Request {

@@ -5,7 +5,7 @@
 
 use super::http::{Request, Response};
 use super::json::JsonWriter;
-use super::{api, STATUS_PAGE};
+use super::{mutate, STATUS_PAGE};
 use crate::metrics;
 use crate::server::Shared;
 
@@ -13,16 +13,14 @@ use crate::server::Shared;
 const READ_ONLY: &[&str] = &["GET", "HEAD"];
 
 /// Endpoints and the methods they answer.
-const ENDPOINTS: &[(&str, &[&str])] = &[
-    ("/", READ_ONLY),
-    ("/healthz", READ_ONLY),
-    ("/metrics", READ_ONLY),
-    ("/status", READ_ONLY),
-    ("/api/v1/pools", READ_ONLY),
-];
+const ENDPOINTS: &[(&str, &[&str])] =
+    &[("/", READ_ONLY), ("/healthz", READ_ONLY), ("/metrics", READ_ONLY), ("/status", READ_ONLY)];
 
 /// Answers one admin request.
 pub fn handle(request: &Request, shared: &Shared) -> Response {
+    if let Some(response) = mutate::handle(request, shared) {
+        return response;
+    }
     let path = request.path.as_str();
     let Some(&(_, methods)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return not_found(path);
@@ -41,16 +39,17 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
             let mut body = metrics::render(&shared.frontend, &snapshot);
             metrics::render::render_access_log(&mut body, shared.access_log.dropped());
             shared.dns.render(&mut body);
+            let reloads = &shared.reloads;
+            metrics::render::render_reloads(
+                &mut body,
+                reloads.success.get(),
+                reloads.failure.get(),
+            );
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
         }
         "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())
             .with_header("Cache-Control", "no-store")
             .with_header("Content-Security-Policy", CSP),
-        "/api/v1/pools" => {
-            let snapshot = shared.snapshot.load();
-            Response::json(200, api::pools(&snapshot, &shared.frontend))
-                .with_header("Cache-Control", "no-store")
-        }
         _ => not_found(path),
     }
 }

@@ -5,8 +5,9 @@
 //! index and never the address, and it depends only on the identity and the secret, so it
 //! survives restarts and reordering, and every weir instance with the same secret agrees.
 //!
-//! A request whose cookie names a healthy backend goes there, even at weight 0 (draining),
-//! as in HAProxy and nginx. A missing, unknown or tampered id, or an unhealthy backend,
+//! A request whose cookie names a healthy backend goes there, even at weight 0, as in
+//! HAProxy and nginx; a backend drained or removed through the admin API takes no pinned
+//! client either, so its drain ends. A missing, unknown or tampered id, or an unhealthy backend,
 //! means a fresh pick by the base strategy; the data path then sets the cookie again from
 //! [`Strategy::sticky_id`] and [`write_set_cookie`].
 
@@ -63,8 +64,8 @@ impl Sticky {
 impl Strategy for Sticky {
     fn pick(&self, backends: &[Backend], request: &PickRequest<'_>) -> Option<usize> {
         let pinned = request.sticky_id.and_then(|raw| self.lookup(raw));
-        if let Some(index) =
-            pinned.filter(|&i| backends.get(i).is_some_and(|b| b.live.is_healthy()))
+        if let Some(index) = pinned
+            .filter(|&i| backends.get(i).is_some_and(|b| b.is_active() && b.live.is_healthy()))
         {
             return Some(index);
         }

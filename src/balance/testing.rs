@@ -4,13 +4,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::config::BackendAddress;
-use crate::snapshot::{Backend, BackendLive};
+use crate::snapshot::{Backend, BackendLive, BackendState};
 
 /// One backend at `label` (`HOST:PORT`) with `weight` and fresh live state.
 pub fn backend(label: &str, weight: u32) -> Backend {
     let address = BackendAddress::parse(label).expect("test address");
     let live = Arc::new(BackendLive::new(u64::from(weight), 1));
-    Backend { label: address.authority(), address, resolved: Vec::new(), weight, live }
+    let label = address.authority();
+    Backend { label, address, resolved: Vec::new(), weight, state: BackendState::Active, live }
 }
 
 /// Backends `10.0.0.I:80` with the given weights.
@@ -27,6 +28,7 @@ pub fn reweighted(old: &[Backend], weights: &[u32]) -> Vec<Backend> {
             label: b.label.clone(),
             resolved: Vec::new(),
             weight,
+            state: b.state,
             live: Arc::clone(&b.live),
         })
         .collect()

@@ -74,7 +74,7 @@ pub fn choose<'p>(pool: &'p Pool, request: &PickRequest<'_>) -> Result<Picked<'p
 /// Puts the pool in panic mode, unless no backend has a weight or one turned healthy
 /// meanwhile. Returns whether picking again is worth it.
 fn enter_panic(pool: &Pool) -> bool {
-    let weighted = || pool.backends.iter().filter(|b| b.weight > 0);
+    let weighted = || pool.backends.iter().filter(|b| b.weight > 0 && b.is_active());
     if weighted().next().is_none() {
         return false;
     }

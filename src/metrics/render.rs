@@ -175,6 +175,14 @@ pub fn render_access_log(out: &mut String, dropped: u64) {
     let _ = writeln!(out, "{name} {dropped}");
 }
 
+/// `weir_config_reloads_total{result}`: config file reloads applied and refused.
+pub fn render_reloads(out: &mut String, success: u64, failure: u64) {
+    let name = "weir_config_reloads_total";
+    header(out, name, "counter", "Config file reloads (SIGHUP, file watch, API), by result.");
+    let _ = writeln!(out, "{name}{{result=\"success\"}} {success}");
+    let _ = writeln!(out, "{name}{{result=\"failure\"}} {failure}");
+}
+
 type PoolCounter = fn(&PoolStats) -> u64;
 
 /// Per-pool counters exposed as `NAME{pool}`.

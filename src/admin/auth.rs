@@ -1,0 +1,88 @@
+//! Who may change the configuration through the admin API.
+//!
+//! Mutating calls need `Authorization: Bearer TOKEN` when `[admin] token` is set; reads
+//! (`GET`, `HEAD`) never do, so scrapers and the status page need no secret. weir refuses
+//! to start with an admin listener on a non-loopback address and no token, so an
+//! unauthenticated mutating API is only ever reachable from the host itself.
+
+use std::net::SocketAddr;
+
+use super::http::{Request, Response};
+use super::routes::json_error;
+use crate::config::Config;
+
+/// Checks that the admin listener is not open to the network without a token.
+pub fn check_exposure(config: &Config) -> Result<(), String> {
+    match config.admin.listen {
+        Some(addr) if !addr.ip().is_loopback() && config.admin.token.is_none() => Err(format!(
+            "the admin listener {addr} is not on loopback and `[admin] token` is not set; \
+             set a token or listen on 127.0.0.1"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `Ok` when `request` may mutate: no token is configured, or it carries the right one.
+/// Otherwise the 401 to send; the refusal is logged with the peer address.
+pub fn authorize(request: &Request, token: Option<&str>) -> Result<(), Response> {
+    let Some(token) = token else { return Ok(()) };
+    let given = request.header("authorization").and_then(bearer);
+    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+        return Ok(());
+    }
+    let why = if given.is_some() { "wrong token" } else { "no bearer token" };
+    let peer = request.peer.map_or_else(|| "?".to_string(), |p: SocketAddr| p.to_string());
+    tracing::warn!(peer, method = %request.method, path = %request.path, "admin API: refused, {why}");
+    Err(json_error(401, "a valid `Authorization: Bearer TOKEN` is needed")
+        .with_header("WWW-Authenticate", "Bearer realm=\"weir\""))
+}
+
+/// The token of a `Bearer` credential (the scheme is case-insensitive, RFC 9110 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares in time that depends only on the expected token's length, never on where
+/// the first difference is, so response timing reveals nothing of the token.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len());
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= byte ^ given.get(index).copied().unwrap_or(!byte);
+    }
+    difference == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_whole_tokens() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secreT", b"secret"));
+        assert!(!same(b"secret-and-more", b"secret"));
+        assert!(!same(b"sec", b"secret"));
+        assert!(!same(b"", b"secret"));
+    }
+
+    #[test]
+    fn reads_bearer_credentials() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn refuses_open_admin_without_token() {
+        let mut config = Config::default();
+        config.admin.listen = Some("0.0.0.0:9901".parse().unwrap());
+        assert!(check_exposure(&config).unwrap_err().contains("token"));
+        config.admin.token = Some("t".into());
+        assert!(check_exposure(&config).is_ok());
+        config.admin.token = None;
+        config.admin.listen = Some("[::1]:9901".parse().unwrap());
+        assert!(check_exposure(&config).is_ok());
+    }
+}

@@ -1,0 +1,240 @@
+//! Live configuration changes: admin API edits, reloads of the config file, and the
+//! state file that keeps API edits across both.
+//!
+//! Every change goes the same way: a new [`Config`] is checked, built into a snapshot by
+//! the [`Registry`](crate::snapshot::Registry) (which keeps live state by identity and
+//! drains removed backends), the state file is written if API changes are involved, and
+//! only then is the snapshot swapped in, atomically. The control mutex serialises
+//! changes; it is always taken before the registry mutex.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::{validate, Config};
+use crate::metrics::Counter;
+use crate::server::Shared;
+use crate::snapshot::{Registry, Snapshot};
+use crate::state;
+
+/// Re-reads the configuration the process was started with (file and flags).
+pub type Loader = Box<dyn Fn() -> Result<Config, Vec<String>> + Send + Sync>;
+
+/// How often the drain thread looks at backends draining out. Short, so a removed
+/// backend leaves soon after its last request; the check is a few atomic loads.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// What changes the configuration needs besides the snapshot.
+pub struct Control {
+    /// The configuration as the file (and flags) give it, before API overrides.
+    file: Arc<Config>,
+    /// Where API changes persist; `None` when off.
+    state_path: Option<PathBuf>,
+    /// Re-reads the config file; `None` without one.
+    loader: Option<Loader>,
+}
+
+/// `weir_config_reloads_total{result}`.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Reloads applied.
+    pub success: Counter,
+    /// Reloads refused (unreadable or invalid file, unresolvable backend).
+    pub failure: Counter,
+}
+
+/// Why an API change was refused: the status and the message for `{"error": ...}`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `status`.
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal { status, message: message.into() }
+    }
+}
+
+/// Reads the state file for `file` and applies it. Returns the control state and the
+/// configuration to start with. Fails when the state file is unreadable or malformed:
+/// starting without the API's changes would silently undo them.
+pub fn prepare(file: Config) -> Result<(Control, Config), String> {
+    let state_path = state::path_for(&file);
+    let overrides = match &state_path {
+        Some(path) => state::file::load(path)?,
+        None => state::Overrides::default(),
+    };
+    match &state_path {
+        Some(path) => tracing::info!("admin API changes persist in {}", path.display()),
+        None => tracing::info!("admin API changes are not persisted (no state file)"),
+    }
+    let (running, notes) = state::apply(&file, &overrides);
+    for note in &notes {
+        tracing::warn!("state file: {note}");
+    }
+    let loader = file.source.clone().map(|path| -> Loader {
+        Box::new(move || {
+            crate::config::parse::load_file(&path)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+        })
+    });
+    let control = Control { file: Arc::new(file), state_path, loader };
+    if !notes.is_empty() {
+        control.persist(&running);
+    }
+    Ok((control, running))
+}
+
+impl Control {
+    /// Writes the overrides that make `running` out of the file; logs a failure.
+    fn persist(&self, running: &Config) {
+        if let Err(error) = self.save(running) {
+            tracing::error!("cannot write the state file: {error}");
+        }
+    }
+
+    fn save(&self, running: &Config) -> std::io::Result<()> {
+        match &self.state_path {
+            Some(path) => state::file::save(path, &state::diff(&self.file, running)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Shared {
+    /// Replaces how the config file is re-read (the binary adds its flags).
+    pub fn set_loader(&self, loader: Loader) {
+        if let Ok(mut control) = self.control.lock() {
+            control.loader = Some(loader);
+        }
+    }
+
+    /// Applies an admin API change: `change` edits a copy of the running config, which is
+    /// checked, built, persisted and swapped in. `change` may name a backend, as (pool,
+    /// `HOST:PORT`), that it removed and that skips its drain. On any error nothing
+    /// changes.
+    pub fn edit(
+        &self,
+        change: impl FnOnce(&mut Config) -> Result<Option<(String, String)>, Refusal>,
+    ) -> Result<Arc<Snapshot>, Refusal> {
+        let poisoned = || Refusal::new(500, "internal lock poisoned");
+        let control = self.control.lock().map_err(|_| poisoned())?;
+        let current = self.snapshot.load_full();
+        let mut config = (*current.config).clone();
+        let remove_now = change(&mut config)?;
+        validate::check(&config).map_err(|message| Refusal::new(400, message))?;
+        let config = Arc::new(config);
+        let mut registry = self.registry.lock().map_err(|_| poisoned())?;
+        if let Some((pool, label)) = remove_now {
+            registry.remove_now(&pool, &label);
+        }
+        let snapshot = self.build(&mut registry, &config).map_err(|m| Refusal::new(400, m))?;
+        if let Err(error) = control.save(&config) {
+            // Put the registry's bookkeeping back as the running snapshot has it.
+            let _ = registry.build(&current.config, current.generation);
+            let message = format!("cannot write the state file ({error}); nothing changed");
+            return Err(Refusal::new(500, message));
+        }
+        Ok(self.swap(snapshot))
+    }
+
+    /// Swaps in a snapshot built from a freshly read config file, with the API's changes
+    /// applied over it where the file did not change under them. On error the running
+    /// snapshot stays. Counted in `weir_config_reloads_total`.
+    pub fn reload(&self, file: Config) -> Result<u64, String> {
+        let result = self.reload_file(file);
+        let counter = if result.is_ok() { &self.reloads.success } else { &self.reloads.failure };
+        counter.inc();
+        result
+    }
+
+    /// Re-reads the config file with the loader and reloads it; every problem is returned
+    /// (file problems as `FILE:LINE:COL: message`) and counted as a failed reload.
+    pub fn reload_from_source(&self) -> Result<u64, Vec<String>> {
+        let loaded = match self.control.lock() {
+            Ok(control) => match &control.loader {
+                Some(load) => load(),
+                None => Err(vec!["no config file to reload: weir was started without one".into()]),
+            },
+            Err(_) => Err(vec!["internal lock poisoned".into()]),
+        };
+        match loaded {
+            Ok(config) => self.reload(config).map_err(|error| vec![error]),
+            Err(errors) => {
+                self.reloads.failure.inc();
+                Err(errors)
+            }
+        }
+    }
+
+    fn reload_file(&self, file: Config) -> Result<u64, String> {
+        let mut control = self.control.lock().map_err(|_| "control lock poisoned".to_string())?;
+        let current = self.snapshot.load_full();
+        if file.server.workers != current.config.server.workers {
+            tracing::warn!("a worker count change takes effect on restart or binary upgrade");
+        }
+        let overrides = state::diff(&control.file, &current.config);
+        let (running, notes) = state::apply(&file, &overrides);
+        for note in &notes {
+            tracing::warn!("reload: {note}");
+        }
+        let running = Arc::new(running);
+        let mut registry =
+            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+        // New addresses are bound first: one that cannot be bound refuses the reload.
+        let listeners = self.listeners.prepare(&file.server.listen).map_err(|e| e.to_string())?;
+        let snapshot = self.build(&mut registry, &running)?;
+        control.file = Arc::new(file);
+        if !notes.is_empty() {
+            control.persist(&running);
+        }
+        let generation = self.swap(snapshot).generation;
+        self.listeners.commit(listeners);
+        Ok(generation)
+    }
+
+    /// Builds the next snapshot; the generation is read under the registry lock, so it
+    /// grows by one with every swap whoever makes it.
+    fn build(&self, registry: &mut Registry, config: &Arc<Config>) -> Result<Snapshot, String> {
+        let generation = self.snapshot.load().generation + 1;
+        registry.build(config, generation)
+    }
+
+    fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let snapshot = Arc::new(snapshot);
+        self.snapshot.store(Arc::clone(&snapshot));
+        self.health_wake.notify_one();
+        tracing::info!(generation = snapshot.generation, "configuration applied");
+        snapshot
+    }
+
+    /// Drops removed backends whose in-flight requests finished (or whose drain timed
+    /// out) from the snapshot.
+    fn settle_departures(&self) {
+        let Ok(mut registry) = self.registry.lock() else { return };
+        if !registry.has_departures() || !registry.settle() {
+            return;
+        }
+        let config = Arc::clone(&self.snapshot.load().config);
+        match self.build(&mut registry, &config) {
+            Ok(snapshot) => drop(self.swap(snapshot)),
+            Err(error) => tracing::warn!("cannot rebuild after a drain: {error}"),
+        }
+    }
+}
+
+/// Starts the thread that lets drained backends go. It stops when the balancer drains.
+pub fn spawn_drainer(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("weir-drain".into()).spawn(move || {
+        // Bounded by shutdown: the flag is checked every pass.
+        while !*shared.shutdown.borrow() {
+            std::thread::sleep(DRAIN_POLL);
+            shared.settle_departures();
+        }
+    })
+}

@@ -1,0 +1,219 @@
+//! Reading and writing the state file: JSON, written atomically.
+//!
+//! A write goes to a temporary file in the same directory, which is fsynced, renamed over
+//! the state file, and then the directory is fsynced, so a crash at any point leaves
+//! either the old file or the new one, never a torn mix. Fingerprints are hex strings:
+//! JSON numbers above 2^53 lose precision in many readers.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{Overrides, PoolOverride, PoolSpec, RoutesOverride};
+use crate::admin::json::JsonWriter;
+use crate::balance::key::HashKey;
+use crate::config::parse::value;
+use crate::config::{BackendConfig, RouteConfig, MAX_WEIGHT};
+
+/// The format version written and understood.
+const VERSION: u64 = 1;
+/// Test hook: with this set to `1`, weir aborts after writing the temporary file and
+/// before the rename, as a crash there would; tests check the old state survives.
+pub const CRASH_HOOK_ENV: &str = "WEIR_TEST_CRASH_BEFORE_RENAME";
+/// The fields a route may have.
+const ROUTE_FIELDS: [&str; 4] = ["host", "path_prefix", "pool", "index"];
+/// The largest state file read. Thousands of backends fit in a few hundred KiB; this
+/// bounds memory if the path points at something else by mistake.
+const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads the overrides in `path`; a missing file means none. Errors name the file and,
+/// for JSON syntax, the line and column.
+pub fn load(path: &Path) -> Result<Overrides, String> {
+    let shown = path.display();
+    let text = match fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Overrides::default()),
+        Ok(meta) if meta.len() > MAX_STATE_BYTES => {
+            return Err(format!("{shown}: state file larger than {MAX_STATE_BYTES} bytes"))
+        }
+        _ => fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?,
+    };
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{shown}:{}:{}: {e}", e.line(), e.column()))?;
+    decode(&doc).map_err(|message| format!("{shown}: {message}"))
+}
+
+/// Writes `overrides` to `path` atomically (temporary file, fsync, rename, fsync of the
+/// directory).
+pub fn save(path: &Path, overrides: &Overrides) -> io::Result<()> {
+    let text = encode(overrides);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("weir.state.json");
+    let temp = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&temp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    if std::env::var_os(CRASH_HOOK_ENV).is_some_and(|v| v == "1") {
+        std::process::abort();
+    }
+    fs::rename(&temp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// The state file text for `overrides`.
+pub fn encode(overrides: &Overrides) -> String {
+    let mut json = JsonWriter::with_capacity(256);
+    json.begin_object();
+    json.key("version");
+    json.u64(VERSION);
+    json.key("pools");
+    json.begin_array();
+    for pool in &overrides.pools {
+        encode_pool(&mut json, pool);
+    }
+    json.end_array();
+    json.key("routes");
+    match &overrides.routes {
+        None => json.null(),
+        Some(routes) => {
+            json.begin_object();
+            json.key("base");
+            json.string(&format!("{:016x}", routes.base));
+            json.key("list");
+            crate::admin::api::write_routes(&mut json, &routes.routes);
+            json.end_object();
+        }
+    }
+    json.end_object();
+    let mut text = json.finish();
+    text.push('\n');
+    text
+}
+
+fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
+    json.begin_object();
+    json.key("name");
+    json.string(&pool.name);
+    json.key("base");
+    json.opt_string(pool.base.map(|base| format!("{base:016x}")).as_deref());
+    json.key("removed");
+    json.bool(pool.pool.is_none());
+    if let Some(spec) = &pool.pool {
+        json.key("strategy");
+        json.string(spec.strategy.name());
+        json.key("hash_key");
+        json.opt_string(spec.hash_key.as_ref().map(ToString::to_string).as_deref());
+        json.key("backends");
+        json.begin_array();
+        for backend in &spec.backends {
+            json.begin_object();
+            json.key("address");
+            json.string(&backend.address.to_string());
+            json.key("weight");
+            json.u64(u64::from(backend.weight));
+            json.key("resolve");
+            json.bool(backend.resolve);
+            json.end_object();
+        }
+        json.end_array();
+        json.key("draining");
+        json.begin_array();
+        spec.draining.iter().for_each(|label| json.string(label));
+        json.end_array();
+    }
+    json.end_object();
+}
+
+/// Overrides from a parsed state file.
+pub fn decode(doc: &Value) -> Result<Overrides, String> {
+    match doc.get("version").and_then(Value::as_u64) {
+        Some(VERSION) => {}
+        other => return Err(format!("unsupported state file version {other:?}; expected 1")),
+    }
+    let mut overrides = Overrides::default();
+    for (index, pool) in array(doc, "pools")?.iter().enumerate() {
+        overrides.pools.push(decode_pool(pool).map_err(|e| format!("pools[{index}]: {e}"))?);
+    }
+    overrides.routes = match doc.get("routes") {
+        None | Some(Value::Null) => None,
+        Some(routes) => {
+            let base = fingerprint(routes.get("base")).ok_or("routes: bad `base`")?;
+            let mut list = Vec::new();
+            for (index, route) in array(routes, "list")?.iter().enumerate() {
+                list.push(decode_route(route).map_err(|e| format!("routes[{index}]: {e}"))?);
+            }
+            Some(RoutesOverride { base, routes: list })
+        }
+    };
+    Ok(overrides)
+}
+
+fn array<'v>(doc: &'v Value, key: &str) -> Result<&'v Vec<Value>, String> {
+    doc.get(key).and_then(Value::as_array).ok_or_else(|| format!("`{key}` must be an array"))
+}
+
+fn string<'v>(doc: &'v Value, key: &str) -> Result<&'v str, String> {
+    doc.get(key).and_then(Value::as_str).ok_or_else(|| format!("`{key}` must be a string"))
+}
+
+fn optional<'v>(doc: &'v Value, key: &str) -> Result<Option<&'v str>, String> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => string(doc, key).map(Some),
+    }
+}
+
+fn fingerprint(value: Option<&Value>) -> Option<u64> {
+    u64::from_str_radix(value?.as_str()?, 16).ok()
+}
+
+fn decode_pool(doc: &Value) -> Result<PoolOverride, String> {
+    let name = value::pool_name(string(doc, "name")?)?;
+    let base = match doc.get("base") {
+        None | Some(Value::Null) => None,
+        base => Some(fingerprint(base).ok_or("bad `base`")?),
+    };
+    if doc.get("removed").and_then(Value::as_bool) == Some(true) {
+        return Ok(PoolOverride { name, base, pool: None });
+    }
+    let strategy = value::strategy(string(doc, "strategy")?)?;
+    let hash_key = optional(doc, "hash_key")?.map(HashKey::parse).transpose()?;
+    let mut backends = Vec::new();
+    for backend in array(doc, "backends")? {
+        let address = value::backend_address(string(backend, "address")?)?;
+        let weight = backend.get("weight").and_then(Value::as_u64).unwrap_or(1);
+        let weight = u32::try_from(weight).ok().filter(|w| *w <= MAX_WEIGHT);
+        let weight = weight.ok_or(format!("`weight` must be between 0 and {MAX_WEIGHT}"))?;
+        let resolve = backend.get("resolve").and_then(Value::as_bool).unwrap_or(false);
+        if resolve {
+            value::resolvable(&address)?;
+        }
+        backends.push(BackendConfig { address, weight, resolve });
+    }
+    let draining = array(doc, "draining")?
+        .iter()
+        .map(|label| label.as_str().map(str::to_string).ok_or("`draining` holds strings"))
+        .collect::<Result<_, _>>()?;
+    let spec = PoolSpec { strategy, hash_key, backends, draining };
+    Ok(PoolOverride { name, base, pool: Some(spec) })
+}
+
+/// One route from its JSON form (also the admin API's `POST /api/v1/routes` body).
+pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
+    let Some(fields) = doc.as_object() else {
+        return Err("a route is an object".to_string());
+    };
+    // `index` is where the route sits; it is written for readers and not needed back.
+    if let Some(key) = fields.keys().find(|k| !ROUTE_FIELDS.contains(&k.as_str())) {
+        return Err(format!("unknown field `{key}`"));
+    }
+    let host = optional(doc, "host")?.map(value::host).transpose()?;
+    let path_prefix = optional(doc, "path_prefix")?.map(value::path_prefix).transpose()?;
+    let pool = string(doc, "pool")?.to_string();
+    Ok(RouteConfig { host, path_prefix, pool })
+}
