@@ -127,9 +127,15 @@ pub struct WeirProcess {
 impl WeirProcess {
     /// Spawns `weir ARGS` with stdout and stderr captured.
     pub fn spawn(args: &[&str]) -> WeirProcess {
+        WeirProcess::spawn_env(args, &[])
+    }
+
+    /// [`WeirProcess::spawn`] with extra environment variables.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> WeirProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -143,7 +149,12 @@ impl WeirProcess {
     /// Spawns `weir ARGS` and waits for its client listener address.
     /// Fails at once, with its stderr, if the process exits first.
     pub async fn start(args: &[&str]) -> (WeirProcess, SocketAddr) {
-        let mut process = WeirProcess::spawn(args);
+        WeirProcess::start_env(args, &[]).await
+    }
+
+    /// [`WeirProcess::start`] with extra environment variables.
+    pub async fn start_env(args: &[&str], env: &[(&str, &str)]) -> (WeirProcess, SocketAddr) {
+        let mut process = WeirProcess::spawn_env(args, env);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let is_listening = |l: &String| l.contains("listening on http://") && !l.contains("admin");
         loop {
