@@ -140,7 +140,7 @@ impl Shared {
             let message = format!("cannot write the state file ({error}); nothing changed");
             return Err(Refusal::new(500, message));
         }
-        Ok(self.swap(snapshot))
+        Ok(self.swap(snapshot, "configuration changed by the admin API"))
     }
 
     /// Swaps in a snapshot built from a freshly read config file, with the API's changes
@@ -179,7 +179,11 @@ impl Shared {
             tracing::warn!("a worker count change takes effect on restart or binary upgrade");
         }
         let overrides = state::diff(&control.file, &current.config);
-        let (running, notes) = state::apply(&file, &overrides);
+        let (mut running, notes) = state::apply(&file, &overrides);
+        // The admin listener is bound at start and a reload cannot move it, so the token
+        // rule is checked against the address it really listens on.
+        running.admin.listen = current.config.admin.listen;
+        crate::admin::auth::check_exposure(&running)?;
         for note in &notes {
             tracing::warn!("reload: {note}");
         }
@@ -193,7 +197,7 @@ impl Shared {
         if !notes.is_empty() {
             control.persist(&running);
         }
-        let generation = self.swap(snapshot).generation;
+        let generation = self.swap(snapshot, "configuration reloaded").generation;
         self.listeners.commit(listeners);
         Ok(generation)
     }
@@ -205,11 +209,12 @@ impl Shared {
         registry.build(config, generation)
     }
 
-    fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+    /// Swaps `snapshot` in and logs `what` happened.
+    fn swap(&self, snapshot: Snapshot, what: &str) -> Arc<Snapshot> {
         let snapshot = Arc::new(snapshot);
         self.snapshot.store(Arc::clone(&snapshot));
         self.health_wake.notify_one();
-        tracing::info!(generation = snapshot.generation, "configuration applied");
+        tracing::info!(generation = snapshot.generation, "{what}");
         snapshot
     }
 
@@ -222,7 +227,7 @@ impl Shared {
         }
         let config = Arc::clone(&self.snapshot.load().config);
         match self.build(&mut registry, &config) {
-            Ok(snapshot) => drop(self.swap(snapshot)),
+            Ok(snapshot) => drop(self.swap(snapshot, "drained backends removed")),
             Err(error) => tracing::warn!("cannot rebuild after a drain: {error}"),
         }
     }

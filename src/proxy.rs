@@ -59,14 +59,16 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
     let mut spare: Option<Buffers> = None;
     let mut first = true;
     loop {
-        let snapshot = crate::worker::snapshot(&client.shared);
         if spare.is_none() {
-            let server = &snapshot.config.server;
+            let server = &crate::worker::snapshot(&client.shared).config.server;
             let idle = if first { server.header_timeout } else { server.keepalive_timeout };
             if !wait_for_bytes(&stream, &client, idle).await {
                 break;
             }
         }
+        // Loaded once the request has begun to arrive, never before an idle wait: a
+        // request that arrives after a change (a backend removed or drained) must see it.
+        let snapshot = crate::worker::snapshot(&client.shared);
         first = false;
         let buffers = spare.take().unwrap_or_else(buffers::take);
         // Boxed: reading a head and running an exchange take a lot of state, and an idle

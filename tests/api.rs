@@ -117,13 +117,20 @@ async fn a_removed_backend_drains_then_leaves() {
         sleep(std::time::Duration::from_millis(10)).await;
     }
     authed(weir.admin, "PATCH", &path_a, Some(r#"{"state": "active"}"#)).await;
+    // A keep-alive connection that was idle across the DELETE must not use the snapshot
+    // it had before.
+    let mut idle = support::connect(weir.addr).await.expect("connect");
+    let get = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    support::roundtrip(&mut idle, get).await.expect("first request");
     let reply = authed(weir.admin, "DELETE", &path_b, None).await;
     assert_eq!(reply.status, 200, "{:?}", reply.json);
     let b_label = b.addr().to_string();
     assert!(backends(&reply.json, "web").contains(&(b_label.clone(), "leaving".into(), 1)));
     let reached_b = b.requests();
-    for _ in 0..20 {
+    for _ in 0..10 {
         assert_eq!(get_close(weir.addr, "/").await.text(), "A");
+        let response = support::roundtrip(&mut idle, get).await.expect("keep-alive request");
+        assert_eq!(response.text(), "A", "a request on an idle keep-alive connection");
     }
     let slow = slow.await.expect("slow request task");
     assert_eq!((slow.status, slow.header("x-backend")), (200, Some("B")));
@@ -164,4 +171,22 @@ async fn a_drained_backend_takes_no_sticky_client() {
     }
     authed(weir.admin, "PATCH", &path, Some(r#"{"state": "active", "weight": 2}"#)).await;
     assert_eq!(with_cookie().await.text(), pinned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_drop_the_token_of_an_open_listener() {
+    // Goal: with the admin listener on a non-loopback address, a reload whose config has
+    // no token is refused (the API would be open to the network), and the token stays.
+    let a = TestBackend::start("A").await;
+    let weir = Balancer::start(&[a.addr()], |config| {
+        config.admin.listen = Some("0.0.0.0:0".parse().unwrap());
+        config.admin.token = Some(TOKEN.to_string());
+    });
+    let mut config = common::config_for(&[a.addr()]);
+    config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    let error = weir.handle().reload(config).expect_err("reload refused");
+    assert!(error.contains("token"), "{error}");
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], weir.admin.port()));
+    let reply = call(admin, "POST", "/api/v1/pools/web/backends", None, Some("{}")).await;
+    assert_eq!(reply.status, 401);
 }
