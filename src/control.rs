@@ -211,6 +211,7 @@ impl Shared {
 
     /// Swaps `snapshot` in and logs `what` happened.
     fn swap(&self, snapshot: Snapshot, what: &str) -> Arc<Snapshot> {
+        debug_assert_eq!(snapshot.generation, self.snapshot.load().generation + 1);
         let snapshot = Arc::new(snapshot);
         self.snapshot.store(Arc::clone(&snapshot));
         self.health_wake.notify_one();

@@ -165,6 +165,9 @@ pub fn percent_decode(segment: &str) -> Option<String> {
     while index < bytes.len() {
         if bytes[index] == b'%' {
             let hex = segment.get(index + 1..index + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             index += 3;
         } else {
@@ -238,6 +241,8 @@ mod tests {
         assert_eq!(percent_decode("%5B%3A%3A1%5D%3A80").as_deref(), Some("[::1]:80"));
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%+1"), None);
+        assert_eq!(percent_decode("%é"), None);
         assert!(query_flag("a=1&now=true", "now"));
         assert!(query_flag("now=1", "now"));
         assert!(!query_flag("now=false", "now"));

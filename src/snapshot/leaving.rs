@@ -80,6 +80,7 @@ impl Departures {
         }
         tracing::info!(pool = %key.0, backend = %key.1, "backend removed; draining in-flight requests");
         self.entries.push(Departure { key, known, live, deadline });
+        debug_assert!(self.entries.len() <= MAX_DEPARTURES);
     }
 
     /// Forgets departures that are configured again or whose pool is gone (`keep` says
