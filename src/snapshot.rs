@@ -9,6 +9,8 @@
 //! the ejection count, the retry budget, pool counters) hangs off [`PoolLive`], keyed by
 //! pool name. A `resolve = true` backend expands into one backend per address that
 //! [`crate::discovery`] found for its name.
+//! A backend removed while requests to it are in flight stays, as
+//! [`BackendState::Leaving`], until they finish ([`leaving`]).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
