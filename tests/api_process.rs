@@ -167,3 +167,18 @@ async fn reloads_are_counted_and_the_file_wins_where_it_changed() {
     let reply = authed(admin, "POST", "/api/v1/reload", None).await;
     assert_eq!(reply.status, 200, "{:?}", reply.json);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_state_file_stops_the_start() {
+    // Goal: weir does not start without the API's changes when the state file cannot be
+    // read: it exits 2 and names the file, line and column.
+    let dir = temp_dir("bad-state");
+    let path = dir.join("weir.toml");
+    write_config(&path, &config_with_token(&["127.0.0.1:9".parse().unwrap()]));
+    std::fs::write(dir.join("weir.state.json"), "{\"version\": 1,\n \"pools\": [}\n").unwrap();
+    let mut process = WeirProcess::spawn(&["-c", path.to_str().unwrap()]);
+    let status = process.wait_exit(REACT).await.expect("weir exits");
+    assert_eq!(status.code(), Some(2), "{}", process.stderr());
+    let location = format!("{}:2:", dir.join("weir.state.json").display());
+    assert!(process.stderr().contains(&location), "{}", process.stderr());
+}
