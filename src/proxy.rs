@@ -60,8 +60,16 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
     let mut first = true;
     loop {
         if spare.is_none() {
-            let server = &crate::worker::snapshot(&client.shared).config.server;
-            let idle = if first { server.header_timeout } else { server.keepalive_timeout };
+            // The timeout is copied out so an idle connection pins no snapshot.
+            let idle = {
+                let snapshot = crate::worker::snapshot(&client.shared);
+                let server = &snapshot.config.server;
+                if first {
+                    server.header_timeout
+                } else {
+                    server.keepalive_timeout
+                }
+            };
             if !wait_for_bytes(&stream, &client, idle).await {
                 break;
             }
