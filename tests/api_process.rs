@@ -48,8 +48,9 @@ async fn open_admin_listener_without_token_refuses_to_start() {
     let mut process = WeirProcess::spawn(&args);
     let status = process.wait_exit(REACT).await.expect("weir exits");
     assert_eq!(status.code(), Some(2), "{}", process.stderr());
-    let stderr = process.stderr();
-    assert!(stderr.contains("not on loopback") && stderr.contains("token"), "{stderr}");
+    let logged =
+        process.wait_stderr(|l| l.contains("not on loopback") && l.contains("token")).await;
+    assert!(logged.is_some(), "{}", process.stderr());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,5 +181,7 @@ async fn a_malformed_state_file_stops_the_start() {
     let status = process.wait_exit(REACT).await.expect("weir exits");
     assert_eq!(status.code(), Some(2), "{}", process.stderr());
     let location = format!("{}:2:", dir.join("weir.state.json").display());
-    assert!(process.stderr().contains(&location), "{}", process.stderr());
+    // The reader thread may lag the exit; wait for the line.
+    let logged = process.wait_stderr(|l| l.contains(&location)).await;
+    assert!(logged.is_some(), "{}", process.stderr());
 }
