@@ -226,8 +226,9 @@ impl Shared {
         if !registry.has_departures() || !registry.settle() {
             return;
         }
-        let config = Arc::clone(&self.snapshot.load().config);
-        match self.build(&mut registry, &config) {
+        let current = self.snapshot.load_full();
+        // The config did not change: fixed backends keep the addresses they have.
+        match registry.rebuild(&current.config, current.generation + 1) {
             Ok(snapshot) => drop(self.swap(snapshot, "drained backends removed")),
             Err(error) => tracing::warn!("cannot rebuild after a drain: {error}"),
         }
