@@ -107,11 +107,6 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
         let mut backends = Vec::with_capacity(args.backends.len());
         for text in &args.backends {
             let address = BackendAddress::parse(text).map_err(|e| format!("--backend: {e}"))?;
-            if address.scheme == config::Scheme::Https {
-                return Err(format!(
-                    "--backend {text}: https backends are not supported yet in this build"
-                ));
-            }
             backends.push(BackendConfig { address, weight: 1, resolve: false });
         }
         let mut pool = PoolConfig::new("default", strategy, backends);
@@ -137,6 +132,12 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
     }
     if let Some(path) = &args.pid_file {
         config.server.pid_file = Some(path.to_string_lossy().into_owned());
+    }
+    if args.insecure {
+        // `-k` turns verification off for every pool's https backends, as curl's does.
+        for pool in &mut config.pools {
+            pool.tls.get_or_insert_with(Default::default).insecure_skip_verify = true;
+        }
     }
     if let Some(admin) = &args.admin {
         config.admin.listen = match admin.as_str() {

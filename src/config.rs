@@ -96,6 +96,17 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// File to write the process id to, for `weir upgrade` and scripts; none by default.
     pub pid_file: Option<String>,
+    /// `[[server.tls]]`: TLS listeners, in file order.
+    pub tls: Vec<TlsListenerConfig>,
+}
+
+/// `[[server.tls]]`: a listener that terminates TLS, then serves HTTP/1.1 as plain ones do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Certificates (chosen by SNI, the first is the default), versions and ALPN.
+    pub settings: crate::tls::ListenerSettings,
 }
 
 /// `[admin]`: the admin listener.
@@ -218,6 +229,9 @@ pub struct PoolConfig {
     /// Identities (`HOST:PORT`) of backends set to drain through the admin API: they stay
     /// in the pool but take no new requests, sticky ones included.
     pub draining: BTreeSet<String>,
+    /// `[pool.tls]`: how to speak TLS to the pool's `https://` backends; `None` uses the
+    /// defaults (system roots, SNI from the host, ALPN `http/1.1`).
+    pub tls: Option<crate::tls::ClientSettings>,
 }
 
 /// `[pool.hash]`: what `consistent_hash` hashes.
@@ -438,6 +452,7 @@ impl Default for ServerConfig {
             // Long enough for ordinary requests to finish, short enough for deploys.
             drain_timeout: Duration::from_secs(30),
             pid_file: None,
+            tls: Vec::new(),
         }
     }
 }
@@ -492,6 +507,7 @@ impl PoolConfig {
             slow_start: None,
             dns_refresh: dns::DEFAULT_DNS_REFRESH,
             draining: BTreeSet::new(),
+            tls: None,
         }
     }
 }

@@ -191,14 +191,14 @@ impl Shared {
         let mut registry =
             self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
         // New addresses are bound first: one that cannot be bound refuses the reload.
-        let listeners = self.listeners.prepare(&file.server.listen).map_err(|e| e.to_string())?;
+        let listeners = self.prepare_listeners(&file)?;
         let snapshot = self.build(&mut registry, &running)?;
         control.file = Arc::new(file);
         if !notes.is_empty() {
             control.persist(&running);
         }
         let generation = self.swap(snapshot, "configuration reloaded").generation;
-        self.listeners.commit(listeners);
+        self.apply_listeners(listeners);
         Ok(generation)
     }
 

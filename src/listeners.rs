@@ -13,13 +13,15 @@
 //! whatever port it got), so a reload or an upgrade with the same file matches the
 //! sockets already open.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
+
+use crate::tls::Acceptor;
 
 /// Pending-connection queue per listening socket. nginx's default of 511 drops SYNs in a
 /// burst of new connections; the kernel caps this at `net.core.somaxconn` anyway.
@@ -55,6 +57,9 @@ struct Table {
     entries: Vec<Entry>,
     admin: Option<(SocketAddr, TcpListener)>,
     next_id: u64,
+    /// The acceptor of each `[[server.tls]]` address, by configured address; the other
+    /// addresses are plain HTTP.
+    tls: HashMap<SocketAddr, Arc<Acceptor>>,
 }
 
 /// The listener table shared by the workers.
@@ -76,8 +81,9 @@ pub struct Plan {
 /// still wanted (any other accept loop stops).
 #[derive(Debug, Default)]
 pub struct Taken {
-    /// Newly available sockets for this worker, with their entry's identity.
-    pub new: Vec<(u64, TcpListener)>,
+    /// Newly available sockets for this worker, with their entry's identity and, for a
+    /// TLS listener, its acceptor.
+    pub new: Vec<(u64, TcpListener, Option<Arc<Acceptor>>)>,
     /// Every identity in the table.
     pub wanted: HashSet<u64>,
 }
@@ -115,6 +121,14 @@ fn open(configured: SocketAddr, workers: usize, inherited: Vec<TcpListener>) -> 
     }
     let local = local.ok_or_else(|| context(io::Error::other("no socket")))?;
     Ok(Entry { id: 0, configured, local, pending, handover })
+}
+
+/// `https` for a TLS listener's configured address, else `http`, for logs.
+fn scheme(table: &Table, configured: &SocketAddr) -> &'static str {
+    match table.tls.contains_key(configured) {
+        true => "https",
+        false => "http",
+    }
 }
 
 /// `addrs` without repeats, in order: one entry per address.
@@ -195,13 +209,14 @@ impl Listeners {
         for addr in &plan.remove {
             if let Some(index) = table.entries.iter().position(|e| e.configured == *addr) {
                 let entry = table.entries.remove(index);
-                tracing::info!("stopped listening on http://{}", entry.local);
+                tracing::info!("stopped listening on {}://{}", scheme(&table, addr), entry.local);
             }
         }
         for mut entry in plan.add {
             entry.id = table.next_id;
             table.next_id += 1;
-            tracing::info!(workers = self.workers, "listening on http://{}", entry.local);
+            let scheme = scheme(&table, &entry.configured);
+            tracing::info!(workers = self.workers, "listening on {scheme}://{}", entry.local);
             table.entries.push(entry);
         }
         drop(table);
@@ -212,10 +227,13 @@ impl Listeners {
     pub fn take(&self, index: usize) -> Taken {
         let mut table = self.lock();
         let mut taken = Taken::default();
-        for entry in &mut table.entries {
+        let Table { entries, tls, .. } = &mut *table;
+        for entry in entries {
             taken.wanted.insert(entry.id);
+            let acceptor = tls.get(&entry.configured);
             if let Some(slot) = entry.pending.get_mut(index) {
-                taken.new.extend(std::mem::take(slot).into_iter().map(|s| (entry.id, s)));
+                let sockets = std::mem::take(slot).into_iter();
+                taken.new.extend(sockets.map(|s| (entry.id, s, acceptor.cloned())));
             }
         }
         taken
@@ -229,6 +247,30 @@ impl Listeners {
     /// The bound client addresses (ports resolved), in configured order.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.lock().entries.iter().map(|entry| entry.local).collect()
+    }
+
+    /// The bound addresses of the TLS listeners (`tls`) or of the plain ones.
+    pub fn addrs_of_kind(&self, tls: bool) -> Vec<SocketAddr> {
+        let table = self.lock();
+        let is_tls = |entry: &&Entry| table.tls.contains_key(&entry.configured);
+        table.entries.iter().filter(|e| is_tls(e) == tls).map(|entry| entry.local).collect()
+    }
+
+    /// Whether a listener configured as `addr` is open.
+    pub fn is_open(&self, addr: SocketAddr) -> bool {
+        self.lock().entries.iter().any(|entry| entry.configured == addr)
+    }
+
+    /// The acceptor of the TLS listener configured as `addr`, if it is one.
+    pub fn acceptor(&self, addr: SocketAddr) -> Option<Arc<Acceptor>> {
+        self.lock().tls.get(&addr).cloned()
+    }
+
+    /// Sets which addresses are TLS listeners, and their acceptors. Call it before the
+    /// workers take the sockets of a new address ([`Listeners::commit`]); an address
+    /// already served keeps the kind its accept loops started with.
+    pub fn set_tls(&self, acceptors: HashMap<SocketAddr, Arc<Acceptor>>) {
+        self.lock().tls = acceptors;
     }
 
     /// Takes the inherited admin socket if it was configured as `addr` there too; one

@@ -171,6 +171,34 @@ pub struct BackendStats {
     pub idle_connections: AtomicU64,
     /// Responses whose status is one of the pool's `failure_statuses`.
     pub status_failures: Counter,
+    /// TLS handshakes with an `https://` backend.
+    pub tls: TlsStats,
+}
+
+/// Upstream TLS handshakes of one backend, on one shard.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    /// Full handshakes (certificate sent and verified).
+    pub full: Counter,
+    /// Resumed handshakes (TLS 1.3 ticket or TLS 1.2 session).
+    pub resumed: Counter,
+    /// Failed handshakes, by [`crate::tls::TlsError::index`].
+    pub failures: [Counter; crate::tls::REASONS.len()],
+}
+
+impl TlsStats {
+    /// Counts a successful handshake.
+    pub fn handshake(&self, resumed: bool) {
+        match resumed {
+            true => self.resumed.inc(),
+            false => self.full.inc(),
+        }
+    }
+
+    /// Counts a failed handshake.
+    pub fn failure(&self, error: &crate::tls::TlsError) {
+        self.failures[error.index()].inc();
+    }
 }
 
 /// Per-pool counters, one set per shard. They live in

@@ -2,7 +2,9 @@
 //!
 //! Each worker keeps its own idle lists in a thread-local, so checkout and checkin take no
 //! lock and no atomic. Lists are keyed by [`BackendLive::id`], the backend's identity, so a
-//! snapshot swap keeps a backend's idle connections. A connection enters the pool only after
+//! snapshot swap keeps a backend's idle connections. For an `https://` backend that
+//! identity includes the TLS identity (server name, client certificate, verify mode), so
+//! TLS connections pool exactly like plain ones and never cross TLS settings. A connection enters the pool only after
 //! a response was read to its end and neither side asked to close.
 
 use std::cell::RefCell;
@@ -16,6 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::proxy::io::Upstream;
 use crate::snapshot::{Backend, BackendLive};
 
 /// Most backends a worker keeps idle lists for at once. Lists of removed backends are
@@ -23,7 +26,7 @@ use crate::snapshot::{Backend, BackendLive};
 pub const MAX_POOLED_BACKENDS: usize = 4096;
 
 struct Idle {
-    stream: TcpStream,
+    stream: Upstream,
     since: Instant,
     timeout: Duration,
 }
@@ -75,16 +78,17 @@ thread_local! {
 }
 
 /// Takes the most recently used live idle connection to `live`, if any. Connections
-/// that timed out or that the backend closed (readable while idle) are dropped on the way.
-pub fn checkout(live: &BackendLive) -> Option<TcpStream> {
+/// that timed out or that the backend closed (readable while idle, or a TLS
+/// `close_notify`) are dropped on the way.
+pub fn checkout(live: &BackendLive) -> Option<Upstream> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.lists.get_mut(&live.id)?;
         let now = Instant::now();
         let mut found = None;
         // Bounded by the list length, itself bounded by `max_idle`.
-        while let Some(entry) = list.entries.pop_back() {
-            if now.duration_since(entry.since) < entry.timeout && is_quiet(&entry.stream) {
+        while let Some(mut entry) = list.entries.pop_back() {
+            if now.duration_since(entry.since) < entry.timeout && entry.stream.is_quiet() {
                 found = Some(entry.stream);
                 break;
             }
@@ -94,15 +98,8 @@ pub fn checkout(live: &BackendLive) -> Option<TcpStream> {
     })
 }
 
-/// An idle connection must have nothing to read: data means a protocol error, and a
-/// readable EOF means the backend closed it.
-fn is_quiet(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
 /// Returns a connection whose exchange completed cleanly.
-pub fn checkin(live: &Arc<BackendLive>, stream: TcpStream, max_idle: usize, timeout: Duration) {
+pub fn checkin(live: &Arc<BackendLive>, stream: Upstream, max_idle: usize, timeout: Duration) {
     if max_idle == 0 {
         return;
     }

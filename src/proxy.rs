@@ -9,6 +9,7 @@ pub mod affinity;
 pub mod buffers;
 pub mod exchange;
 pub mod forward;
+pub mod io;
 pub mod logging;
 pub mod pump;
 pub mod reply;
@@ -20,7 +21,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
@@ -28,7 +28,9 @@ use crate::http1::request::{self, Forwarding, RequestInfo};
 use crate::http1::Parsed;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
+use crate::tls::Acceptor;
 use buffers::Buffers;
+use io::Stream;
 
 /// What one client connection knows about itself.
 pub struct Client {
@@ -42,6 +44,8 @@ pub struct Client {
     pub drain: Rc<crate::worker::Drain>,
     /// Whether per-request metrics are counted (`[admin] metrics`, fixed at start).
     pub metrics: bool,
+    /// The connection came in on a TLS listener: `X-Forwarded-Proto: https`.
+    pub tls: bool,
 }
 
 /// How reading the next request head ended.
@@ -54,8 +58,8 @@ enum Head {
     Refuse(u16, &'static str),
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve(mut stream: TcpStream, client: Client) {
+/// Serves one client connection, plain or TLS, until it closes.
+pub async fn serve<S: Stream>(mut stream: S, client: Client) {
     let mut spare: Option<Buffers> = None;
     let mut first = true;
     loop {
@@ -70,7 +74,7 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
                     server.keepalive_timeout
                 }
             };
-            if !wait_for_bytes(&stream, &client, idle).await {
+            if !wait_for_bytes(&mut stream, &client, idle).await {
                 break;
             }
         }
@@ -99,6 +103,15 @@ pub async fn serve(mut stream: TcpStream, client: Client) {
     }
 }
 
+/// Completes the TLS handshake of a client of a TLS listener (bounded by the listener's
+/// handshake timeout), then serves it like a plain one.
+pub async fn serve_tls(stream: tokio::net::TcpStream, acceptor: Arc<Acceptor>, client: Client) {
+    match acceptor.accept(stream).await {
+        Ok(tls) => serve(tls, client).await,
+        Err(error) => tracing::debug!(client = %client.peer, "TLS handshake failed: {error}"),
+    }
+}
+
 /// How long an idle keep-alive connection stays open once its worker drains. Closing it
 /// at once races a request the client may be sending at that moment, which then fails
 /// with no answer (a POST is not retried); a client under load sends its next request
@@ -110,7 +123,11 @@ pub const DRAIN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs
 /// Waits until the client sends something, holding no buffers. False when the
 /// connection should close instead: idle timeout, peer gone, or idle for
 /// [`DRAIN_IDLE_GRACE`] after the worker began draining.
-async fn wait_for_bytes(stream: &TcpStream, client: &Client, idle: std::time::Duration) -> bool {
+async fn wait_for_bytes<S: Stream>(
+    stream: &mut S,
+    client: &Client,
+    idle: std::time::Duration,
+) -> bool {
     let readable = tokio::time::timeout(idle, stream.readable());
     tokio::pin!(readable);
     tokio::select! {
@@ -123,8 +140,8 @@ async fn wait_for_bytes(stream: &TcpStream, client: &Client, idle: std::time::Du
 
 /// Reads one request head and handles the request. Returns whether the connection may
 /// go on, and the buffers.
-async fn one_request(
-    stream: &mut TcpStream,
+async fn one_request<S: Stream>(
+    stream: &mut S,
     client: &Client,
     snapshot: &SnapshotRef,
     mut buffers: Buffers,
@@ -146,8 +163,8 @@ async fn one_request(
 }
 
 /// Reads and parses the next request head, within the header timeout.
-async fn read_head(
-    stream: &mut TcpStream,
+async fn read_head<S: Stream>(
+    stream: &mut S,
     client: &Client,
     server: &ServerConfig,
     buffers: &mut Buffers,
@@ -155,7 +172,7 @@ async fn read_head(
     let deadline = Instant::now() + server.header_timeout;
     let forwarding = Forwarding {
         client_ip: client.peer_ip.as_bytes(),
-        proto: b"http",
+        proto: if client.tls { b"https" } else { b"http" },
         max_headers: server.max_headers,
     };
     // Bounded: each pass reads at least one byte, and the head is bounded in bytes.

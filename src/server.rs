@@ -22,6 +22,7 @@ use crate::health;
 use crate::listeners::{Inherited, Listeners};
 use crate::metrics::{FrontendStats, Sharded};
 use crate::snapshot::{Registry, Snapshot};
+use crate::tls::Acceptor;
 use crate::worker;
 
 /// State shared by every worker and the admin listener.
@@ -90,7 +91,8 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
     registry.discovered_mut().extend(discovery.addresses());
     let snapshot = registry.build(&config, 1).map_err(io::Error::other)?;
     let (shutdown, _) = watch::channel(false);
-    let listen = &config.server.listen;
+    let listen = &every_listener(&config);
+    let acceptors = acceptors(&config, None)?;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
         frontend: Sharded::new(workers),
@@ -104,6 +106,8 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
         control: Mutex::new(control),
         reloads: ReloadStats::default(),
     });
+    // Before any worker takes a socket: the TLS addresses are known from the start.
+    shared.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
     let inherited_admin = shared.listeners.take_admin(config.admin.listen);
     let admin_listener = match config.admin.listen {
         Some(addr) => {
@@ -128,8 +132,11 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&shared), listener)?);
     }
-    for addr in shared.listeners.addrs() {
+    for addr in shared.listeners.addrs_of_kind(false) {
         tracing::info!(workers, "listening on http://{addr}");
+    }
+    for addr in shared.listeners.addrs_of_kind(true) {
+        tracing::info!(workers, "listening on https://{addr}");
     }
     shared.listeners.retire_unconfigured(listen);
     if let Some(addr) = admin_addr {
@@ -139,9 +146,14 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
 }
 
 impl Handle {
-    /// The bound client listener addresses (ports resolved); they follow reloads.
+    /// The bound plain HTTP listener addresses (ports resolved); they follow reloads.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        self.shared.listeners.addrs()
+        self.shared.listeners.addrs_of_kind(false)
+    }
+
+    /// The bound `[[server.tls]]` listener addresses (ports resolved), in config order.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.listeners.addrs_of_kind(true)
     }
 
     /// The bound admin address, if the admin listener is on.
@@ -197,4 +209,78 @@ impl Shared {
         tracing::info!(generation, "backend addresses changed");
         Ok(generation)
     }
+}
+
+/// A reload's listener changes, checked and bound but not applied yet.
+pub(crate) struct ListenerChanges {
+    plan: crate::listeners::Plan,
+    tls: Vec<TlsListener>,
+}
+
+impl Shared {
+    /// Binds a reload's new addresses (plain and TLS) and reads every TLS listener's
+    /// certificates, changing nothing yet: a broken certificate, an address that cannot
+    /// be bound, or one turning between plain and TLS refuses the reload.
+    pub(crate) fn prepare_listeners(&self, config: &Config) -> Result<ListenerChanges, String> {
+        let tls = acceptors(config, Some(&self.listeners)).map_err(|e| e.to_string())?;
+        let listeners = &self.listeners;
+        if let Some(addr) = config.server.listen.iter().find(|a| listeners.acceptor(**a).is_some())
+        {
+            let message = "it is a TLS listener now; changing that takes a restart";
+            return Err(format!("listener {addr}: {message}"));
+        }
+        let plan = listeners.prepare(&every_listener(config)).map_err(|e| e.to_string())?;
+        Ok(ListenerChanges { plan, tls })
+    }
+
+    /// Applies what [`Shared::prepare_listeners`] prepared: new certificates for new
+    /// connections, then the added and removed addresses.
+    pub(crate) fn apply_listeners(&self, changes: ListenerChanges) {
+        let mut tls = std::collections::HashMap::with_capacity(changes.tls.len());
+        for (addr, acceptor, certificates) in changes.tls {
+            if let Some(certificates) = certificates {
+                acceptor.install(certificates);
+            }
+            tls.insert(addr, acceptor);
+        }
+        self.listeners.set_tls(tls);
+        self.listeners.commit(changes.plan);
+    }
+}
+
+/// Every listen address: the plain ones, then the `[[server.tls]]` ones.
+fn every_listener(config: &Config) -> Vec<SocketAddr> {
+    let tls = config.server.tls.iter().map(|listener| listener.listen);
+    config.server.listen.iter().copied().chain(tls).collect()
+}
+
+/// What a TLS listener runs with after a start or reload: its acceptor, and certificates
+/// to install in it (for an acceptor that already serves, on reload).
+type TlsListener = (SocketAddr, Arc<Acceptor>, Option<crate::tls::server::Prepared>);
+
+/// The acceptor of every `[[server.tls]]` listener, reading its certificates: the one
+/// already serving the address (`running`, on reload) with new certificates prepared but
+/// not installed, or a new one. Nothing changes until the caller installs them, so a
+/// broken certificate refuses the whole reload and every listener keeps what it served.
+/// An address cannot change between plain and TLS without a restart.
+fn acceptors(config: &Config, running: Option<&Listeners>) -> io::Result<Vec<TlsListener>> {
+    let mut out = Vec::with_capacity(config.server.tls.len());
+    for listener in &config.server.tls {
+        let addr = listener.listen;
+        let context = |error| io::Error::other(format!("TLS listener {addr}: {error}"));
+        let existing = running.and_then(|listeners| listeners.acceptor(addr));
+        let serving = running.is_some_and(|listeners| listeners.is_open(addr));
+        out.push(match existing {
+            Some(acceptor) => {
+                let certificates = acceptor.prepare(&listener.settings).map_err(context)?;
+                (addr, acceptor, Some(certificates))
+            }
+            None if serving => {
+                let message = "it is a plain HTTP listener now; changing that takes a restart";
+                return Err(io::Error::other(format!("TLS listener {addr}: {message}")));
+            }
+            None => (addr, Arc::new(Acceptor::new(&listener.settings).map_err(context)?), None),
+        });
+    }
+    Ok(out)
 }

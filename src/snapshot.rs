@@ -30,6 +30,7 @@ use crate::proxy::retry::Budget;
 use leaving::{Departures, Key, Known};
 
 pub mod leaving;
+use crate::tls::Connector;
 
 /// State of one pool that outlives snapshots, keyed by pool name.
 #[derive(Debug)]
@@ -106,6 +107,10 @@ pub struct BackendLive {
     pub wrr: Sharded<WrrCell>,
     /// Peak-EWMA latency estimate, shared by all workers.
     pub ewma: EwmaCell,
+    /// The TLS connector of an `https://` backend, shared by all workers so its session
+    /// cache resumes any worker's next connection. Part of the backend's identity: other
+    /// TLS settings make another `BackendLive`, so pooled connections never cross them.
+    pub tls: Option<Connector>,
 }
 
 impl BackendLive {
@@ -126,7 +131,13 @@ impl BackendLive {
             stats: Sharded::new(workers),
             wrr: Sharded::new(workers),
             ewma: EwmaCell::default(),
+            tls: None,
         }
+    }
+
+    /// The TLS identity this backend's connections were made with (0 for plain).
+    fn tls_identity(&self) -> u64 {
+        self.tls.as_ref().map_or(0, Connector::identity)
     }
 
     /// Whether the balancer may send new requests here.
@@ -327,8 +338,11 @@ impl Registry {
     ) -> Result<Snapshot, String> {
         let mut fixed = HashMap::new();
         let mut resolved = Vec::new();
-        for backend in config.pools.iter().flat_map(|pool| &pool.backends) {
-            resolved.push(self.fixed_addresses(backend, fresh, &mut fixed)?);
+        for pool in &config.pools {
+            for backend in &pool.backends {
+                let addrs = self.fixed_addresses(backend, fresh, &mut fixed)?;
+                resolved.push((addrs, connector(pool, backend)?));
+            }
         }
         self.fixed = fixed;
         let names = discovery::names(config);
@@ -343,7 +357,7 @@ impl Registry {
             kept_pools.insert(pool.name.clone(), Arc::clone(&live));
             let mut backends: Vec<Backend> = Vec::with_capacity(pool.backends.len());
             for backend in &pool.backends {
-                let fixed = resolved.next().unwrap_or_default();
+                let (fixed, tls) = resolved.next().unwrap_or_default();
                 for (label, addrs) in discovery::expand(backend, fixed, &self.discovered) {
                     if backends.iter().any(|b| b.label.eq_ignore_ascii_case(&label)) {
                         // Two names (or a name and a fixed backend) share an address.
@@ -351,7 +365,8 @@ impl Registry {
                         continue;
                     }
                     let joins = generation > 1;
-                    let one = self.backend(pool, backend, label, addrs, &live, joins);
+                    let resolved = (addrs, tls.clone());
+                    let one = self.backend(pool, backend, label, resolved, &live, joins);
                     let key = (pool.name.clone(), one.label.clone());
                     known.insert(key.clone(), Known::of(&one));
                     kept.insert(key, Arc::clone(&one.live));
@@ -386,17 +401,21 @@ impl Registry {
         pool: &PoolConfig,
         backend: &BackendConfig,
         label: String,
-        resolved: Vec<SocketAddr>,
+        (resolved, tls): (Vec<SocketAddr>, Option<Connector>),
         pool_live: &Arc<PoolLive>,
         joins: bool,
     ) -> Backend {
         let key = (pool.name.clone(), label.clone());
-        let live = match self.live.get(&key) {
+        let identity = tls.as_ref().map_or(0, Connector::identity);
+        // Same TLS identity: keep the live state, with its connector and session cache.
+        let kept = self.live.get(&key).filter(|live| live.tls_identity() == identity);
+        let live = match kept {
             Some(live) => Arc::clone(live),
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                let live = BackendLive::in_pool(id, self.workers, Arc::clone(pool_live));
+                let mut live = BackendLive::in_pool(id, self.workers, Arc::clone(pool_live));
+                live.tls = tls;
                 if joins {
                     live.health.start_ramp(pool.slow_start, Instant::now());
                 }
@@ -466,6 +485,18 @@ fn compile_routes(config: &Config) -> Vec<Route> {
             Some(Route { host: route.host.clone(), path_prefix: route.path_prefix.clone(), pool })
         })
         .collect()
+}
+
+/// The TLS connector of an `https://` backend, from its pool's `[pool.tls]` (defaults
+/// when absent); `None` for a plain backend. Reads the CA and client certificate files.
+fn connector(pool: &PoolConfig, backend: &BackendConfig) -> Result<Option<Connector>, String> {
+    if backend.address.scheme != crate::config::Scheme::Https {
+        return Ok(None);
+    }
+    let settings = pool.tls.clone().unwrap_or_default();
+    Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| {
+        format!("pool {} backend {}: TLS: {error}", pool.name, backend.address.authority())
+    })
 }
 
 /// Resolves a backend host once, at load; `resolve = true` backends are discovered

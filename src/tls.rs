@@ -47,7 +47,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::SupportedProtocolVersion;
 
 pub use client::{ClientSettings, Connector, Handshake};
-pub use error::TlsError;
+pub use error::{TlsError, REASONS};
 pub use server::{Acceptor, ListenerSettings};
 
 /// How long a handshake may take by default, on either side. A peer that opens a TCP

@@ -21,6 +21,7 @@ use crate::listeners::LISTEN_BACKLOG;
 use crate::metrics;
 use crate::proxy::{self, Client, SnapshotRef};
 use crate::server::Shared;
+use crate::tls::Acceptor as TlsAcceptor;
 
 /// Pause after a failed accept (such as EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -155,10 +156,11 @@ fn reconcile(acceptor: &Acceptor, index: usize, loops: &mut HashMap<u64, Rc<Drai
         }
         keep
     });
-    for (id, socket) in taken.new {
+    for (id, socket, tls) in taken.new {
         let stop = Rc::clone(loops.entry(id).or_default());
         match TcpListener::from_std(socket) {
             Ok(listener) => {
+                let listener = (listener, tls);
                 tokio::task::spawn_local(accept_loop(listener, acceptor.clone(), stop));
             }
             Err(error) => tracing::error!("cannot register listener: {error}"),
@@ -190,7 +192,11 @@ impl Drop for ConnectionGuard {
 }
 
 /// Accepts on one socket until the worker drains or the listener is removed (`stop`).
-async fn accept_loop(listener: TcpListener, acceptor: Acceptor, stop: Rc<Drain>) {
+async fn accept_loop(
+    (listener, tls): (TcpListener, Option<Arc<TlsAcceptor>>),
+    acceptor: Acceptor,
+    stop: Rc<Drain>,
+) {
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&acceptor.shared.connections).acquire_owned() => match permit {
@@ -198,7 +204,7 @@ async fn accept_loop(listener: TcpListener, acceptor: Acceptor, stop: Rc<Drain>)
                 Err(_) => return,
             },
             () = acceptor.drain.wait() => return,
-            () = stop.wait() => return accept_queued(&listener, &acceptor).await,
+            () = stop.wait() => return accept_queued(&listener, &acceptor, tls.as_ref()).await,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -210,15 +216,19 @@ async fn accept_loop(listener: TcpListener, acceptor: Acceptor, stop: Rc<Drain>)
                 }
             },
             () = acceptor.drain.wait() => return,
-            () = stop.wait() => return accept_queued(&listener, &acceptor).await,
+            () = stop.wait() => return accept_queued(&listener, &acceptor, tls.as_ref()).await,
         };
-        serve(stream, peer, permit, &acceptor);
+        serve(stream, peer, permit, &acceptor, tls.as_ref());
     }
 }
 
 /// Accepts what is already queued on a removed listener, so closing it resets no
 /// connection the kernel had completed. Bounded by the backlog length.
-async fn accept_queued(listener: &TcpListener, acceptor: &Acceptor) {
+async fn accept_queued(
+    listener: &TcpListener,
+    acceptor: &Acceptor,
+    tls: Option<&Arc<TlsAcceptor>>,
+) {
     for _ in 0..LISTEN_BACKLOG {
         let Ok(permit) = Arc::clone(&acceptor.shared.connections).try_acquire_owned() else {
             return;
@@ -228,14 +238,20 @@ async fn accept_queued(listener: &TcpListener, acceptor: &Acceptor) {
             Poll::Pending => Poll::Ready(None),
         });
         match ready.await {
-            Some((stream, peer)) => serve(stream, peer, permit, acceptor),
+            Some((stream, peer)) => serve(stream, peer, permit, acceptor, tls),
             None => return,
         }
     }
 }
 
-/// Starts the task that serves one accepted connection.
-fn serve(stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, acceptor: &Acceptor) {
+/// Starts the task that serves one accepted connection; `tls` terminates TLS first.
+fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    acceptor: &Acceptor,
+    tls: Option<&Arc<TlsAcceptor>>,
+) {
     let _ = stream.set_nodelay(true);
     let shared = &acceptor.shared;
     let stats = shared.frontend.local();
@@ -253,9 +269,14 @@ fn serve(stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, acce
         peer_ip: peer.ip().to_string(),
         drain: Rc::clone(&acceptor.drain),
         metrics: acceptor.metrics,
+        tls: tls.is_some(),
     };
+    let tls = tls.cloned();
     tokio::task::spawn_local(async move {
         let _guard = guard;
-        proxy::serve(stream, client).await;
+        match tls {
+            Some(tls) => proxy::serve_tls(stream, tls, client).await,
+            None => proxy::serve(stream, client).await,
+        }
     });
 }

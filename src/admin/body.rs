@@ -225,7 +225,8 @@ mod tests {
         assert!(fields(r#"{"weight": 1.5}"#).weight("weight").is_err());
         assert_eq!(fields(r#"{"weight": 10000}"#).weight("weight").unwrap(), Some(10_000));
         assert!(fields(r#"{"address": "h:0"}"#).address("address").is_err());
-        assert!(fields(r#"{"address": "https://h:1"}"#).address("address").is_err());
+        // As in the file, https backends are accepted (issue #6).
+        assert!(fields(r#"{"address": "https://h:1"}"#).address("address").is_ok());
         assert!(fields(r#"{"name": "a b"}"#).pool_name("name").is_err());
         assert!(fields(r#"{"state": "off"}"#).drain("state").is_err());
         assert!(fields(r#"{"extra": 1}"#).finish().unwrap_err().message.contains("extra"));

@@ -25,6 +25,9 @@ mod health;
 #[cfg(test)]
 mod log_tests;
 mod pool;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -113,8 +116,6 @@ enum Slot<'c> {
     PoolRef(&'c mut Option<String>, &'c [PoolConfig]),
     /// Any other check, written where the key is known.
     Check(Check<'c>),
-    /// A `[[pool]]` sub-table from a later issue.
-    Future,
     Unknown(&'static str),
 }
 
@@ -150,7 +151,7 @@ impl Walker {
     /// Checks `value` and stores it in `slot`; `key` names it in errors.
     fn fill(&mut self, key: &Key<'_>, value: &Value<'_>, slot: Slot<'_>) {
         let (name, v): (&str, _) = (key.get_ref(), value.get_ref());
-        let at_key = matches!(slot, Slot::Future | Slot::Unknown(_));
+        let at_key = matches!(slot, Slot::Unknown(_));
         let result = match slot {
             Slot::Duration(out, zero_ok) => duration(name, v, zero_ok).map(|d| *out = d),
             Slot::Count(out, min, max) => integer(name, v, min, max).map(|n| *out = n as usize),
@@ -167,7 +168,6 @@ impl Walker {
             Slot::PathPrefix(out) => path_prefix(v).map(|prefix| *out = Some(prefix)),
             Slot::PoolRef(out, pools) => route_pool(v, pools).map(|pool| *out = Some(pool)),
             Slot::Check(check) => check(v),
-            Slot::Future => Err(format!("[pool.{name}] is not supported yet in this build")),
             Slot::Unknown(section) => Err(format!("unknown key `{name}` in {section}")),
         };
         if let Err(message) = result {
@@ -198,9 +198,13 @@ impl Walker {
 
     fn server(&mut self, value: &Value<'_>) -> ServerConfig {
         let mut out = ServerConfig::default();
+        let mut listen_span = None;
         for (key, value) in self.table("server", value).into_iter().flatten() {
             let slot = match key.get_ref().as_ref() {
-                "listen" => Slot::Listen(&mut out.listen),
+                "listen" => {
+                    listen_span = Some(value.span());
+                    Slot::Listen(&mut out.listen)
+                }
                 "workers" => Slot::Count(&mut out.workers, 0, MAX_WORKERS as u64),
                 "max_connections" => Slot::Count(&mut out.max_connections, 1, MAX_CONNECTIONS),
                 "header_timeout" => Slot::Duration(&mut out.header_timeout, false),
@@ -211,9 +215,21 @@ impl Walker {
                 // Zero is meaningful here: exit at once without waiting.
                 "drain_timeout" => Slot::Duration(&mut out.drain_timeout, true),
                 "pid_file" => Slot::Text(&mut out.pid_file),
+                "tls" => {
+                    out.tls = self.tls_listeners(value);
+                    continue;
+                }
                 _ => Slot::Unknown("[server]"),
             };
             self.fill(key, value, slot);
+        }
+        if let Some(both) = out.tls.iter().find(|tls| out.listen.contains(&tls.listen)) {
+            let message = format!("{} is both a plain and a TLS listener", both.listen);
+            self.error(listen_span.clone().unwrap_or_default(), message);
+        }
+        if let Some(span) = listen_span.filter(|_| out.listen.is_empty() && out.tls.is_empty()) {
+            let message = "`listen` needs at least one address (or a [[server.tls]] listener)";
+            self.error(span, message.to_string());
         }
         out
     }
@@ -251,7 +267,8 @@ impl Walker {
         let items = match value.get_ref() {
             DeValue::String(_) => std::slice::from_ref(value),
             DeValue::Array(array) if !array.is_empty() => &array[..],
-            DeValue::Array(_) => return Err("`listen` needs at least one address".to_string()),
+            // TLS-only: checked once the whole [server] table is read.
+            DeValue::Array(_) => return Ok(Vec::new()),
             other => return Err(wrong("listen", other, "one or more addresses")),
         };
         let mut addrs = Vec::new();

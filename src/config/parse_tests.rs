@@ -122,6 +122,7 @@ fn full_file_parses_to_the_expected_config() {
             max_headers: 50,
             drain_timeout: Duration::from_secs(60),
             pid_file: Some("/run/weir.pid".to_string()),
+            tls: Vec::new(),
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),
@@ -331,14 +332,6 @@ fn strategies() {
 }
 
 #[test]
-fn future_pool_tables_are_refused() {
-    let text = "[[pool]]\nname = \"a\"\n[pool.tls]\nx = 1\n";
-    assert_eq!(error(text), "weir.toml:3:7: [pool.tls] is not supported yet in this build");
-    let inline = "[[pool]]\nname = \"a\"\ntls = { verify = true }\n";
-    assert_eq!(error(inline), "weir.toml:3:1: [pool.tls] is not supported yet in this build");
-}
-
-#[test]
 fn backends() {
     let text = "[[pool]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\", { address = \"[::1]:2\" }]\n";
     let pool = &parse(text).pools[0];
@@ -346,12 +339,13 @@ fn backends() {
     assert_eq!(pool.backends[1].address.scheme, Scheme::Http);
     let bad = r#"[[pool]]
 name = "a"
-backends = ["https://api.internal:443", "127.0.0.1:1", "http://127.0.0.1:1", "nope", { weight = 1 }, 7]
+backends = ["httpx://api.internal:443", "127.0.0.1:1", "http://127.0.0.1:1", "nope", { weight = 1 }, 7]
 "#;
     assert_eq!(
         errors(bad),
         vec![
-            "weir.toml:3:13: https backends are not supported yet in this build",
+            "weir.toml:3:13: backend `httpx://api.internal:443`: only http:// and https:// \
+             are supported",
             "weir.toml:3:56: duplicate backend `127.0.0.1:1` in this pool",
             "weir.toml:3:78: backend `nope`: expected HOST:PORT",
             "weir.toml:3:86: a backend needs an `address`",
@@ -407,7 +401,7 @@ fn wrong_types_are_located_at_the_value() {
     );
     assert_eq!(
         error("[server]\nlisten = []\n"),
-        "weir.toml:2:10: `listen` needs at least one address"
+        "weir.toml:2:10: `listen` needs at least one address (or a [[server.tls]] listener)"
     );
 }
 

@@ -3,17 +3,18 @@
 //! backend that accepts and then hangs fails its probe instead of stalling the prober.
 //!
 //! Probes go to the addresses the backend resolved to (IPv4 and IPv6 alike), in order, as
-//! traffic does. HTTPS probes arrive with upstream TLS; the configuration refuses them
-//! until then.
+//! traffic does. An HTTP probe to an `https://` backend runs over TLS, with the backend's
+//! own connector (the same verification, and its session cache, so probes resume).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{HealthConfig, ProbeKind, StatusSet};
+use crate::tls::Connector;
 
 /// Most bytes of a probe's response head: a status line and a few headers fit in far
 /// less, and a backend that sends more is not answering a health check.
@@ -31,6 +32,8 @@ pub struct Probe {
     request: Vec<u8>,
     expect: StatusSet,
     timeout: Duration,
+    /// The backend's TLS connector, for an `https://` backend.
+    tls: Option<Connector>,
 }
 
 impl Probe {
@@ -48,16 +51,30 @@ impl Probe {
             request: request.into_bytes(),
             expect: config.expect_status,
             timeout: config.timeout,
+            tls: None,
         }
+    }
+
+    /// The same probe, over TLS with `tls` when it is set (an `https://` backend).
+    pub fn with_tls(mut self, tls: Option<Connector>) -> Probe {
+        self.tls = tls;
+        self
     }
 
     /// Runs the probe against `addrs`: `Ok` when the backend passed, else why not.
     pub async fn run(&self, addrs: &[SocketAddr]) -> Result<(), String> {
         let probe = async {
             let stream = connect(addrs).await?;
-            match self.kind {
-                ProbeKind::Tcp => Ok(()),
-                ProbeKind::Http => self.http(stream).await,
+            match (self.kind, &self.tls) {
+                (ProbeKind::Tcp, _) => Ok(()),
+                (ProbeKind::Http, None) => self.http(stream).await,
+                (ProbeKind::Http, Some(connector)) => {
+                    let (tls, _) = connector
+                        .connect(stream)
+                        .await
+                        .map_err(|error| format!("TLS error: {error}"))?;
+                    self.http(tls).await
+                }
             }
         };
         match tokio::time::timeout(self.timeout, probe).await {
@@ -66,8 +83,9 @@ impl Probe {
         }
     }
 
-    async fn http(&self, mut stream: TcpStream) -> Result<(), String> {
+    async fn http<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> Result<(), String> {
         stream.write_all(&self.request).await.map_err(|e| format!("send failed: {e}"))?;
+        stream.flush().await.map_err(|e| format!("send failed: {e}"))?;
         let mut head = Vec::with_capacity(READ_CHUNK);
         // Bounded: each pass reads at least one byte into a head of at most
         // MAX_PROBE_HEAD bytes.

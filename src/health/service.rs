@@ -124,7 +124,10 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>) {
 
 /// One backend's warden: probes on schedule, and the ejection timer.
 async fn watch(live: Arc<BackendLive>, duty: Duty) {
-    let probe = duty.health.as_ref().map(|config| (Probe::new(config, &duty.authority), config));
+    let probe = duty
+        .health
+        .as_ref()
+        .map(|config| (Probe::new(config, &duty.authority).with_tls(live.tls.clone()), config));
     let subject = || Subject { live: &live, pool: &duty.pool, label: &duty.label };
     let mut next_probe = probe.as_ref().map(|(_, config)| Instant::now() + first_wait(config));
     loop {

@@ -93,6 +93,7 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
         }
     }
     render_failures(&mut out, snapshot);
+    render_tls(&mut out, snapshot);
     render_pools(&mut out, snapshot);
     out
 }
@@ -163,6 +164,29 @@ fn render_failures(out: &mut String, snapshot: &Snapshot) {
         for (kind, read) in FAILURE_KINDS {
             let value = sum(&backend.live.stats, read);
             let _ = writeln!(out, "{name}{{{labels},kind=\"{kind}\"}} {value}");
+        }
+    }
+}
+
+/// Upstream TLS handshakes and their failures, for `https://` backends only.
+fn render_tls(out: &mut String, snapshot: &Snapshot) {
+    let tls_backends = || snapshot.backends().filter(|(_, backend)| backend.live.tls.is_some());
+    let name = "weir_backend_tls_handshakes_total";
+    header(out, name, "counter", "TLS handshakes with each backend, full or resumed.");
+    for (pool, backend) in tls_backends() {
+        let labels = labels(pool, backend);
+        let full = sum(&backend.live.stats, |s| s.tls.full.get());
+        let resumed = sum(&backend.live.stats, |s| s.tls.resumed.get());
+        let _ = writeln!(out, "{name}{{{labels},resumed=\"false\"}} {full}");
+        let _ = writeln!(out, "{name}{{{labels},resumed=\"true\"}} {resumed}");
+    }
+    let name = "weir_backend_tls_failures_total";
+    header(out, name, "counter", "Failed TLS handshakes with each backend, by reason.");
+    for (pool, backend) in tls_backends() {
+        let labels = labels(pool, backend);
+        for (index, (reason, _)) in crate::tls::REASONS.iter().enumerate() {
+            let value = sum(&backend.live.stats, |s| s.tls.failures[index].get());
+            let _ = writeln!(out, "{name}{{{labels},reason=\"{reason}\"}} {value}");
         }
     }
 }

@@ -10,12 +10,11 @@ use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{sleep, Instant};
 
-use super::pump::{Capture, Pump, PumpError};
+use super::io::Stream;
+use super::pump::{write_flushed, Capture, Pump, PumpError};
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
@@ -103,17 +102,17 @@ pub enum Failure {
 }
 
 /// Runs one exchange. On entry `io.head` holds the upstream request head.
-pub async fn run(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+pub async fn run<C: Stream, U: Stream>(
+    client: &mut C,
+    upstream: &mut U,
     io: Io<'_>,
     request: &RequestInfo,
     upload: Upload<'_>,
     exchange: Exchange,
     limits: Limits,
 ) -> Result<Outcome, Failure> {
-    let (mut client_read, mut client_write) = client.split();
-    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let (mut client_read, mut client_write) = client.halves();
+    let (mut upstream_read, mut upstream_write) = upstream.halves();
     let Io { input, head, reply, upstream: upstream_buf, extra_header } = io;
     upstream_buf.clear();
     let started = Instant::now();
@@ -137,7 +136,7 @@ pub async fn run(
     upstream_buf.advance(info.head_len);
     crate::http1::request::append_lines(reply, extra_header);
     if info.status == 101 {
-        client_write.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
+        write_flushed(&mut client_write, reply).await.map_err(|_| Failure::ClientGone)?;
         return Ok(Outcome {
             status: 101,
             upstream_reusable: false,
@@ -190,12 +189,12 @@ where
 {
     match upload {
         Upload::Replay(bytes) => {
-            upstream.write_all(bytes).await.map_err(PumpError::Write)?;
+            write_flushed(upstream, bytes).await.map_err(PumpError::Write)?;
             Ok(bytes.len() as u64)
         }
         // The head is left intact, so a stale connection can be retried with it.
         Upload::FromClient(_) if body == BodyKind::Empty => {
-            upstream.write_all(head).await.map_err(PumpError::Write)?;
+            write_flushed(upstream, head).await.map_err(PumpError::Write)?;
             Ok(0)
         }
         Upload::FromClient(capture) => {
@@ -208,16 +207,16 @@ where
 
 /// Reads the response head while the request is still being sent, relaying interim
 /// responses to the client.
-struct HeadReader<'a, 'u, 'c> {
-    upstream: &'a mut ReadHalf<'u>,
+struct HeadReader<'a, R, W> {
+    upstream: &'a mut R,
     buf: &'a mut BytesMut,
     reply: &'a mut Vec<u8>,
-    client: &'a mut WriteHalf<'c>,
+    client: &'a mut W,
     exchange: &'a Exchange,
     limits: &'a Limits,
 }
 
-impl HeadReader<'_, '_, '_> {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> HeadReader<'_, R, W> {
     /// Returns the final response head; `reply` then holds its client-bound form. The
     /// response timeout runs from the moment the whole request was sent.
     async fn read<U>(
@@ -269,7 +268,8 @@ impl HeadReader<'_, '_, '_> {
                 Ok(Parsed::Partial) => return Ok(None),
                 Ok(Parsed::Complete(info)) if info.is_interim() => {
                     self.buf.advance(info.head_len);
-                    self.client.write_all(self.reply).await.map_err(|_| Failure::ClientGone)?;
+                    let relayed = write_flushed(self.client, self.reply).await;
+                    relayed.map_err(|_| Failure::ClientGone)?;
                     if self.buf.is_empty() {
                         return Ok(None);
                     }

@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Buf;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
+use super::io::{Stream, Upstream};
 use super::logging::{Done, Pending};
 use super::retry::held::{self, Held};
 use super::retry::{AttemptError, Next, Plan};
@@ -43,8 +43,8 @@ impl Drop for InFlight<'_> {
 
 /// Handles one request whose head is at the front of `buffers.input`. Returns whether the
 /// client connection may serve another request.
-pub async fn handle(
-    stream: &mut TcpStream,
+pub async fn handle<S: Stream>(
+    stream: &mut S,
     client: &Client,
     snapshot: &SnapshotRef,
     buffers: &mut Buffers,
@@ -118,7 +118,7 @@ pub async fn handle(
 /// aborted responses and stale pooled connections say nothing about the backend.
 fn observed(
     settings: &PoolConfig,
-    result: &Result<(Outcome, TcpStream), AttemptError>,
+    result: &Result<(Outcome, Upstream), AttemptError>,
     reused: bool,
 ) -> Option<Observed> {
     let status = |status: u16| match settings.passive.failure_statuses.contains(status) {
@@ -131,7 +131,11 @@ fn observed(
         Err(AttemptError::Connect(ConnectError::Timeout)) => {
             Observed::Failure(Cause::ConnectTimeout)
         }
-        Err(AttemptError::Connect(ConnectError::Failed(_))) => Observed::Failure(Cause::Connect),
+        // A refused handshake (untrusted, expired or wrong-name certificate, a refused
+        // client certificate) means no request can get through: a failed connect.
+        Err(AttemptError::Connect(ConnectError::Failed(_)) | AttemptError::Tls(_)) => {
+            Observed::Failure(Cause::Connect)
+        }
         Err(AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. })) if reused => {
             return None
         }
@@ -234,16 +238,16 @@ struct Request<'a> {
 }
 
 /// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
-/// one, then a held exchange (when a status may be retried) or a streaming one.
-async fn attempt<'p>(
-    stream: &mut TcpStream,
+/// one, then the exchange on it, specialised for a plain or a TLS connection.
+async fn attempt<'p, S: Stream>(
+    stream: &mut S,
     backend: &Backend,
     pool: &'p Pool,
     server: &ServerConfig,
     buffers: &mut Buffers,
     request: Request<'_>,
     plan: &mut Plan<'p>,
-) -> Result<(Outcome, TcpStream), AttemptError> {
+) -> Result<(Outcome, Upstream), AttemptError> {
     let Request { info, draining, set_cookie } = request;
     let exchange = Exchange {
         head_request: info.method == Method::Head,
@@ -252,7 +256,6 @@ async fn attempt<'p>(
         close_client: !info.keep_alive || draining,
         max_headers: server.max_headers,
     };
-    let limits = limits(server, &pool.settings);
     let pooled = if plan.fresh { None } else { pool::checkout(&backend.live) };
     let (mut upstream, reused) = match pooled {
         Some(upstream) => {
@@ -272,13 +275,38 @@ async fn attempt<'p>(
         upstream: &mut buffers.upstream,
         extra_header: set_cookie,
     };
+    let step = Step { pool, info, exchange, limits: limits(server, &pool.settings), first };
+    let result = match &mut upstream {
+        Upstream::Plain(tcp) => run_on(stream, tcp, io, step, plan).await,
+        Upstream::Tls(tls) => run_on(stream, &mut **tls, io, step, plan).await,
+    };
+    result.map(|outcome| (outcome, upstream))
+}
+
+/// What one attempt's exchange needs besides the streams, buffers and plan.
+struct Step<'a, 'p> {
+    pool: &'p Pool,
+    info: &'a RequestInfo,
+    exchange: Exchange,
+    limits: Limits,
+    /// No earlier attempt consumed the request body.
+    first: bool,
+}
+
+/// Runs a held exchange (when a status may be retried) or a streaming one.
+async fn run_on<'p, S: Stream, U: Stream>(
+    stream: &mut S,
+    upstream: &mut U,
+    io: Io<'_>,
+    step: Step<'_, 'p>,
+    plan: &mut Plan<'p>,
+) -> Result<Outcome, AttemptError> {
+    let Step { pool, info, exchange, limits, first } = step;
     if plan.holds_status(pool, info) {
         let statuses = &pool.settings.retry.on.statuses;
         let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
-        return match held::run(stream, &mut upstream, io, exchange, limits, statuses, may_retry)
-            .await
-        {
-            Ok(Held::Relayed(outcome)) => Ok((outcome, upstream)),
+        return match held::run(stream, upstream, io, exchange, limits, statuses, may_retry).await {
+            Ok(Held::Relayed(outcome)) => Ok(outcome),
             Ok(Held::Retry(status)) => Err(AttemptError::Status(status)),
             Err(failure) => Err(AttemptError::Exchange(failure)),
         };
@@ -291,9 +319,8 @@ async fn attempt<'p>(
         (Some(capture), false) => Upload::Replay(&capture.bytes),
         (None, false) => return Err(AttemptError::Exchange(Failure::Aborted)),
     };
-    exchange::run(stream, &mut upstream, io, info, upload, exchange, limits)
+    exchange::run(stream, upstream, io, info, upload, exchange, limits)
         .await
-        .map(|outcome| (outcome, upstream))
         .map_err(AttemptError::Exchange)
 }
 
@@ -306,14 +333,30 @@ fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
     }
 }
 
-async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<TcpStream, ConnectError> {
+/// Opens a new upstream connection, with a TLS handshake for an `https://` backend.
+async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, AttemptError> {
     let stats = backend.live.stats.local();
-    let result = pool::connect(backend, settings.connect_timeout).await;
-    match &result {
-        Ok(_) => stats.connections_opened.inc(),
-        Err(_) => stats.connect_failures.inc(),
+    let tcp = match pool::connect(backend, settings.connect_timeout).await {
+        Ok(tcp) => tcp,
+        Err(error) => {
+            stats.connect_failures.inc();
+            return Err(AttemptError::Connect(error));
+        }
+    };
+    stats.connections_opened.inc();
+    let Some(connector) = &backend.live.tls else {
+        return Ok(Upstream::Plain(tcp));
+    };
+    match connector.connect(tcp).await {
+        Ok((tls, handshake)) => {
+            stats.tls.handshake(handshake.resumed);
+            Ok(Upstream::Tls(Box::new(tls)))
+        }
+        Err(error) => {
+            stats.tls.failure(&error);
+            Err(AttemptError::Tls(error))
+        }
     }
-    result
 }
 
 /// Counts a relayed response (status class, bytes, duration) and feeds the latency to
@@ -336,16 +379,19 @@ fn record(client: &Client, pool: &Pool, backend: &Backend, outcome: &Outcome, st
 }
 
 /// Tunnels an upgraded connection, or pools the upstream connection if it is clean.
-async fn finish(
-    stream: &mut TcpStream,
+async fn finish<S: Stream>(
+    stream: &mut S,
     backend: &Backend,
     settings: &PoolConfig,
     buffers: &mut Buffers,
     outcome: Outcome,
-    mut upstream: TcpStream,
+    mut upstream: Upstream,
 ) -> bool {
     if outcome.upgraded {
-        super::tunnel::run(stream, &mut upstream, buffers).await;
+        match &mut upstream {
+            Upstream::Plain(tcp) => super::tunnel::run(stream, tcp, buffers).await,
+            Upstream::Tls(tls) => super::tunnel::run(stream, &mut **tls, buffers).await,
+        }
         return false;
     }
     if outcome.upstream_reusable {
@@ -356,8 +402,8 @@ async fn finish(
 
 /// Answers a request whose attempts all failed. Returns whether the connection may go on,
 /// the status sent (0 for none), and a short cause for the access log.
-async fn fail(
-    stream: &mut TcpStream,
+async fn fail<S: Stream>(
+    stream: &mut S,
     client: &Client,
     backend: &Backend,
     buffers: &mut Buffers,
@@ -382,6 +428,7 @@ async fn fail(
         }
         AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return (false, 0, label),
         AttemptError::Status(status) => (502, format!("upstream answered {status}")),
+        AttemptError::Tls(error) => (502, format!("upstream TLS error: {error}")),
     };
     if status >= 500 {
         stats.requests.record(status);
@@ -412,6 +459,7 @@ fn failure_label(failure: &AttemptError) -> &'static str {
         AttemptError::Exchange(Failure::ClientGone) => "client gone",
         AttemptError::Exchange(Failure::Aborted) => "response aborted",
         AttemptError::Status(_) => "upstream status",
+        AttemptError::Tls(error) => error.access_log_label(),
     }
 }
 

@@ -191,12 +191,19 @@ impl Pump<'_> {
     }
 }
 
+/// Writes all of `bytes` and flushes. A TLS stream may keep written bytes in its
+/// buffer until flushed; for plain TCP the flush is a no-op.
+pub async fn write_flushed<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {
+    dst.write_all(bytes).await?;
+    dst.flush().await
+}
+
 async fn write_all<W: AsyncWrite + Unpin>(
     dst: &mut W,
     bytes: &[u8],
     timeout: Duration,
 ) -> Result<(), PumpError> {
-    match tokio::time::timeout(timeout, dst.write_all(bytes)).await {
+    match tokio::time::timeout(timeout, write_flushed(dst, bytes)).await {
         Ok(result) => result.map_err(PumpError::Write),
         Err(_) => Err(PumpError::Write(io::Error::new(io::ErrorKind::TimedOut, "write stalled"))),
     }

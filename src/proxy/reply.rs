@@ -1,9 +1,9 @@
 //! Responses weir makes itself: a status, a short `text/plain` body naming the cause, and
 //! a warn log naming the backend involved.
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::AsyncWrite;
 
+use super::pump::write_flushed;
 use super::Client;
 
 /// Reason phrase for the statuses weir generates.
@@ -37,8 +37,8 @@ pub fn render(out: &mut Vec<u8>, status: u16, cause: &str, close: bool) {
 
 /// Sends an error response, logs it, and counts it. Write errors are ignored: the client
 /// may already be gone, and the connection closes anyway when `close` is set.
-pub async fn send(
-    stream: &mut TcpStream,
+pub async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     client: &Client,
     out: &mut Vec<u8>,
     status: u16,
@@ -52,5 +52,5 @@ pub async fn send(
     }
     client.shared.frontend.local().requests.record(status);
     render(out, status, cause, close);
-    let _ = stream.write_all(out).await;
+    let _ = write_flushed(stream, out).await;
 }

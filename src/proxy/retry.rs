@@ -144,6 +144,8 @@ pub enum AttemptError {
     Exchange(Failure),
     /// A held exchange got a retriable status and a retry was already arranged.
     Status(u16),
+    /// The TLS handshake with an `https://` backend failed; nothing was sent.
+    Tls(crate::tls::TlsError),
 }
 
 impl From<ConnectError> for AttemptError {
@@ -271,7 +273,8 @@ impl<'p> Plan<'p> {
             return Next::Fresh;
         }
         let retriable = match error {
-            AttemptError::Connect(_) => on.connect_failure,
+            // A failed handshake sent no request either: it retries as a connect failure.
+            AttemptError::Connect(_) | AttemptError::Tls(_) => on.connect_failure,
             AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }) => on.reset,
             AttemptError::Exchange(Failure::Timeout) => on.timeout,
             AttemptError::Status(_) => {
@@ -281,7 +284,7 @@ impl<'p> Plan<'p> {
         };
         // A connect failure sent nothing on this attempt, but an earlier one may have
         // consumed the body: every retry needs the whole request.
-        let sent_bytes = !matches!(error, AttemptError::Connect(_));
+        let sent_bytes = !matches!(error, AttemptError::Connect(_) | AttemptError::Tls(_));
         if !retriable || !self.replayable(info) || (sent_bytes && !idempotent) {
             return Next::Stop;
         }

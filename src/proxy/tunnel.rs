@@ -1,18 +1,17 @@
 //! After a `101 Switching Protocols`, bytes flow both ways untouched until either side
 //! closes.
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
 use super::buffers::Buffers;
+use super::io::Stream;
+use super::pump::write_flushed;
 
 /// Relays bytes both ways, starting with any already buffered on either side.
-pub async fn run(client: &mut TcpStream, upstream: &mut TcpStream, buffers: &mut Buffers) {
-    if !buffers.upstream.is_empty() && client.write_all(&buffers.upstream).await.is_err() {
+pub async fn run<C: Stream, U: Stream>(client: &mut C, upstream: &mut U, buffers: &mut Buffers) {
+    if !buffers.upstream.is_empty() && write_flushed(client, &buffers.upstream).await.is_err() {
         return;
     }
     buffers.upstream.clear();
-    if !buffers.input.is_empty() && upstream.write_all(&buffers.input).await.is_err() {
+    if !buffers.input.is_empty() && write_flushed(upstream, &buffers.input).await.is_err() {
         return;
     }
     buffers.input.clear();

@@ -161,6 +161,16 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+/// Checks that `settings` make a usable client configuration (files readable, key
+/// matching the certificate), without building a connector or warning.
+///
+/// # Errors
+///
+/// [`TlsError::Config`] naming the setting and file that cannot be used.
+pub fn check(settings: &ClientSettings) -> Result<(), TlsError> {
+    client_config(settings).map(drop)
+}
+
 /// The rustls client configuration for `settings`, with a fresh session cache.
 fn client_config(settings: &ClientSettings) -> Result<ClientConfig, TlsError> {
     let provider = super::provider();
@@ -208,14 +218,19 @@ fn roots(settings: &ClientSettings) -> Result<RootCertStore, TlsError> {
     }
 }
 
+/// Hashes the settings and the contents of their files, so a certificate or CA replaced
+/// at the same path is a new identity too (a reload then makes a new connector).
 fn identity(settings: &ClientSettings, server_name: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     server_name.hash(&mut hasher);
-    settings.client_cert.hash(&mut hasher);
-    settings.client_key.hash(&mut hasher);
     settings.insecure_skip_verify.hash(&mut hasher);
-    settings.ca_file.hash(&mut hasher);
     settings.alpn.hash(&mut hasher);
+    for file in [&settings.client_cert, &settings.client_key, &settings.ca_file] {
+        file.hash(&mut hasher);
+        // Already read successfully by `client_config`; a read failing now only makes
+        // the identity differ, which is safe.
+        file.as_ref().map(std::fs::read).map(Result::ok).hash(&mut hasher);
+    }
     hasher.finish()
 }
 

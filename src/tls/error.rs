@@ -9,6 +9,22 @@ use rustls::{AlertDescription, CertificateError};
 /// body stays short whatever the peer did.
 const MAX_REASON_BYTES: usize = 160;
 
+/// Every failure kind: its counter label and its access-log text, by [`TlsError::index`].
+pub const REASONS: [(&str, &str); 12] = [
+    ("config", "upstream TLS error: config"),
+    ("not_trusted", "upstream TLS error: not_trusted"),
+    ("name_mismatch", "upstream TLS error: name_mismatch"),
+    ("expired", "upstream TLS error: expired"),
+    ("not_yet_valid", "upstream TLS error: not_yet_valid"),
+    ("revoked", "upstream TLS error: revoked"),
+    ("bad_certificate", "upstream TLS error: bad_certificate"),
+    ("peer_alert", "upstream TLS error: peer_alert"),
+    ("no_alpn", "upstream TLS error: no_alpn"),
+    ("handshake", "upstream TLS error: handshake"),
+    ("timeout", "upstream TLS error: timeout"),
+    ("io", "upstream TLS error: io"),
+];
+
 /// A TLS failure with a short, human reason.
 ///
 /// [`fmt::Display`] gives the reason for `502 upstream TLS error: <reason>` and the log;
@@ -88,21 +104,32 @@ impl TlsError {
     }
 
     /// A fixed name for this kind of failure, for a counter label such as
-    /// `weir_backend_tls_handshake_failures_total{reason="not_trusted"}`.
+    /// `weir_backend_tls_failures_total{reason="not_trusted"}`: one of [`REASONS`].
     pub fn label(&self) -> &'static str {
+        REASONS[self.index()].0
+    }
+
+    /// A fixed text for the access log's error field, such as `upstream TLS error:
+    /// expired`; the full reason goes to the warn log and the 502 body.
+    pub fn access_log_label(&self) -> &'static str {
+        REASONS[self.index()].1
+    }
+
+    /// The position of this kind of failure in [`REASONS`], for counter arrays.
+    pub fn index(&self) -> usize {
         match self {
-            TlsError::Config(_) => "config",
-            TlsError::NotTrusted => "not_trusted",
-            TlsError::NameMismatch => "name_mismatch",
-            TlsError::Expired => "expired",
-            TlsError::NotYetValid => "not_yet_valid",
-            TlsError::Revoked => "revoked",
-            TlsError::BadCertificate(_) => "bad_certificate",
-            TlsError::PeerAlert(_) => "peer_alert",
-            TlsError::NoAlpn => "no_alpn",
-            TlsError::Handshake(_) => "handshake",
-            TlsError::Timeout => "timeout",
-            TlsError::Io(_) => "io",
+            TlsError::Config(_) => 0,
+            TlsError::NotTrusted => 1,
+            TlsError::NameMismatch => 2,
+            TlsError::Expired => 3,
+            TlsError::NotYetValid => 4,
+            TlsError::Revoked => 5,
+            TlsError::BadCertificate(_) => 6,
+            TlsError::PeerAlert(_) => 7,
+            TlsError::NoAlpn => 8,
+            TlsError::Handshake(_) => 9,
+            TlsError::Timeout => 10,
+            TlsError::Io(_) => 11,
         }
     }
 

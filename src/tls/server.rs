@@ -112,11 +112,28 @@ impl Acceptor {
     /// [`TlsError::Config`] if any certificate or key is unusable; the acceptor then keeps
     /// serving what it served before.
     pub fn reload(&self, settings: &ListenerSettings) -> Result<(), TlsError> {
-        let generation = generation(settings, &self.ticketer, &self.sessions)?;
-        self.current.store(Arc::new(generation));
+        self.install(self.prepare(settings)?);
         Ok(())
     }
+
+    /// Reads and checks `settings` for [`Acceptor::install`], changing nothing yet, so a
+    /// caller can check several listeners before swapping any.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Config`] if any certificate or key is unusable.
+    pub fn prepare(&self, settings: &ListenerSettings) -> Result<Prepared, TlsError> {
+        generation(settings, &self.ticketer, &self.sessions).map(Prepared)
+    }
+
+    /// Swaps in what [`Acceptor::prepare`] built, for new connections.
+    pub fn install(&self, prepared: Prepared) {
+        self.current.store(Arc::new(prepared.0));
+    }
 }
+
+/// Certificates read and checked by [`Acceptor::prepare`], ready to install.
+pub struct Prepared(Generation);
 
 impl fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

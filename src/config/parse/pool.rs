@@ -11,15 +11,12 @@ use super::{duration, integer, string, text, wrong, Slot, Value, Walker};
 use crate::balance::key::HashKey;
 use crate::balance::maglev::{is_prime, DEFAULT_TABLE_SIZE};
 use crate::config::{
-    BackendAddress, BackendConfig, HashConfig, PoolConfig, SameSite, Scheme, StickyConfig,
-    StrategyKind, MAX_WEIGHT,
+    BackendAddress, BackendConfig, HashConfig, PoolConfig, SameSite, StickyConfig, StrategyKind,
+    MAX_WEIGHT,
 };
 
 /// Upper bound on `max_idle` (0 disables pooling).
 const MAX_IDLE: u64 = 100_000;
-/// `[[pool]]` sub-tables that later issues add. They are refused, never silently ignored.
-const FUTURE_POOL_TABLES: [&str; 1] = ["tls"];
-const HTTPS_UNSUPPORTED: &str = "https backends are not supported yet in this build";
 const BACKEND_HINT: &str = r#"an address or a table such as { address = "127.0.0.1:9001" }"#;
 /// Maglev table sizes, as Envoy allows at the top (and a floor that keeps weights usable).
 const TABLE_SIZES: (u64, u64) = (1_021, 5_000_011);
@@ -112,7 +109,10 @@ impl Walker {
                 "dns_refresh" => Slot::Check(Box::new(|v| {
                     super::dns::dns_refresh(v).map(|d| pool.dns_refresh = d)
                 })),
-                other if FUTURE_POOL_TABLES.contains(&other) => Slot::Future,
+                "tls" => {
+                    pool.tls = self.pool_tls(value);
+                    continue;
+                }
                 _ => Slot::Unknown("[[pool]]"),
             };
             self.fill(key, value, slot);
@@ -310,7 +310,6 @@ pub(super) fn strategy(v: &DeValue<'_>) -> Result<StrategyKind, String> {
 pub(super) fn backend_address(v: &DeValue<'_>) -> Result<BackendAddress, String> {
     let text = string("address", v)?;
     match BackendAddress::parse(text)? {
-        address if address.scheme == Scheme::Https => Err(HTTPS_UNSUPPORTED.to_string()),
         address if address.port == 0 => Err(format!("backend `{text}`: port 0 is not usable")),
         address => Ok(address),
     }

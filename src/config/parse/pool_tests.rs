@@ -172,9 +172,3 @@ fn ewma_decay() {
         "weir.toml:4:14: `ewma_decay` must be greater than zero"
     );
 }
-
-#[test]
-fn tables_of_later_issues_stay_refused() {
-    let text = "[[pool]]\nname = \"a\"\n[pool.tls]\nx = 1\n";
-    assert_eq!(error(text), "weir.toml:3:7: [pool.tls] is not supported yet in this build");
-}

@@ -9,15 +9,14 @@
 //! [`exchange::run`]: crate::proxy::exchange::run
 
 use bytes::Buf;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::StatusSet;
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
 use crate::proxy::exchange::{Failure, Io, Limits, Outcome};
-use crate::proxy::pump::Pump;
+use crate::proxy::pump::{write_flushed, Pump};
 
 /// How a held exchange ended without failing.
 #[derive(Debug)]
@@ -31,21 +30,25 @@ pub enum Held {
 
 /// Runs one held exchange. On entry `io.head` holds the upstream request head, and the
 /// request has no body. `may_retry` is asked once, for a status in `retry_on`.
-pub async fn run(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+pub async fn run<C, U>(
+    client: &mut C,
+    upstream: &mut U,
     io: Io<'_>,
     exchange: Exchange,
     limits: Limits,
     retry_on: &StatusSet,
     may_retry: impl FnOnce(u16) -> bool,
-) -> Result<Held, Failure> {
+) -> Result<Held, Failure>
+where
+    C: AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let Io { head, reply, upstream: buf, extra_header, .. } = io;
     buf.clear();
     let started = Instant::now();
     let head_len = head.len() as u64;
     let not_sent = Failure::UpstreamClosed { silent: true, request_sent: false };
-    match timeout(limits.response_timeout, upstream.write_all(head)).await {
+    match timeout(limits.response_timeout, write_flushed(upstream, head)).await {
         Ok(Ok(())) => {}
         _ => return Err(not_sent),
     }
@@ -92,11 +95,11 @@ pub async fn run(
 }
 
 /// Parses what arrived, relaying interim heads: `Some` for a final head, `None` to read on.
-async fn parse(
+async fn parse<C: AsyncWrite + Unpin>(
     buf: &mut bytes::BytesMut,
     exchange: &Exchange,
     reply: &mut Vec<u8>,
-    client: &mut TcpStream,
+    client: &mut C,
     limits: &Limits,
 ) -> Result<Option<ResponseInfo>, Failure> {
     // Bounded: each pass consumes one interim head.
@@ -109,7 +112,7 @@ async fn parse(
             Ok(Parsed::Partial) => return Ok(None),
             Ok(Parsed::Complete(info)) if info.is_interim() => {
                 buf.advance(info.head_len);
-                client.write_all(reply).await.map_err(|_| Failure::ClientGone)?;
+                write_flushed(client, reply).await.map_err(|_| Failure::ClientGone)?;
                 if buf.is_empty() {
                     return Ok(None);
                 }
