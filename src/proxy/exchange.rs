@@ -87,6 +87,9 @@ pub enum Failure {
         /// The whole request, body included, had been written.
         request_sent: bool,
     },
+    /// The backend refused the TLS session after the handshake seemed done: with TLS 1.3
+    /// a server that rejects the client certificate says so only on the first read.
+    UpstreamTls(crate::tls::TlsError),
     /// No response head within the response timeout.
     Timeout,
     /// The upstream sent something weir will not relay.
@@ -245,7 +248,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> HeadReader<'_, R, W> {
                     if !matches!(read, Ok(n) if n > 0) {
                         let request_sent = matches!(uploaded, Some(Ok(_)));
                         let silent = self.buf.is_empty();
-                        return Err(Failure::UpstreamClosed { silent, request_sent });
+                        return Err(closed(read.err(), silent, request_sent));
                     }
                     if let Some(info) = self.parse().await? {
                         return Ok(info);
@@ -277,6 +280,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> HeadReader<'_, R, W> {
                 Ok(Parsed::Complete(info)) => return Ok(Some(info)),
             }
         }
+    }
+}
+
+/// Why the upstream stopped before a response head: a TLS alert (such as a refused client
+/// certificate) when the read error carries one, else a closed connection.
+pub fn closed(error: Option<std::io::Error>, silent: bool, request_sent: bool) -> Failure {
+    match error.map(crate::tls::TlsError::from_io) {
+        Some(crate::tls::TlsError::Io(_)) | None => {
+            Failure::UpstreamClosed { silent, request_sent }
+        }
+        Some(tls) => Failure::UpstreamTls(tls),
     }
 }
 

@@ -133,9 +133,11 @@ fn observed(
         }
         // A refused handshake (untrusted, expired or wrong-name certificate, a refused
         // client certificate) means no request can get through: a failed connect.
-        Err(AttemptError::Connect(ConnectError::Failed(_)) | AttemptError::Tls(_)) => {
-            Observed::Failure(Cause::Connect)
-        }
+        Err(
+            AttemptError::Connect(ConnectError::Failed(_))
+            | AttemptError::Tls(_)
+            | AttemptError::Exchange(Failure::UpstreamTls(_)),
+        ) => Observed::Failure(Cause::Connect),
         Err(AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. })) if reused => {
             return None
         }
@@ -160,6 +162,7 @@ fn count_failure(backend: &Backend, error: &AttemptError, next: &Next<'_>) {
             stats.resets.inc();
         }
         AttemptError::Exchange(Failure::Timeout) => stats.timeouts.inc(),
+        AttemptError::Exchange(Failure::UpstreamTls(error)) => stats.tls.failure(error),
         _ => {}
     }
 }
@@ -428,7 +431,9 @@ async fn fail<S: Stream>(
         }
         AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return (false, 0, label),
         AttemptError::Status(status) => (502, format!("upstream answered {status}")),
-        AttemptError::Tls(error) => (502, format!("upstream TLS error: {error}")),
+        AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
+            (502, format!("upstream TLS error: {error}"))
+        }
     };
     if status >= 500 {
         stats.requests.record(status);
@@ -459,7 +464,9 @@ fn failure_label(failure: &AttemptError) -> &'static str {
         AttemptError::Exchange(Failure::ClientGone) => "client gone",
         AttemptError::Exchange(Failure::Aborted) => "response aborted",
         AttemptError::Status(_) => "upstream status",
-        AttemptError::Tls(error) => error.access_log_label(),
+        AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
+            error.access_log_label()
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod backend;
 pub mod client;
 pub mod dns;
 mod routes;
+pub mod tls;
 pub mod ws;
 
 pub use backend::{BackendOptions, TestBackend};

@@ -15,7 +15,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use crate::config::StatusSet;
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
-use crate::proxy::exchange::{Failure, Io, Limits, Outcome};
+use crate::proxy::exchange::{self, Failure, Io, Limits, Outcome};
 use crate::proxy::pump::{write_flushed, Pump};
 
 /// How a held exchange ended without failing.
@@ -58,9 +58,10 @@ where
     let info = loop {
         match timeout_at(deadline, tokio::io::AsyncReadExt::read_buf(upstream, buf)).await {
             Err(_) => return Err(Failure::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) => {
+            Ok(Ok(0)) => {
                 return Err(Failure::UpstreamClosed { silent: buf.is_empty(), request_sent: true })
             }
+            Ok(Err(error)) => return Err(exchange::closed(Some(error), buf.is_empty(), true)),
             Ok(Ok(_)) => {}
         }
         if let Some(info) = parse(buf, &exchange, reply, client, &limits).await? {
