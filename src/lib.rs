@@ -37,8 +37,9 @@
 //!   one snapshot each, and the thread that lets drained backends go.
 //! - [`state`]: the state file that keeps API changes across restarts and reloads.
 //! - [`access_log`]: one line per request through a bounded channel to a writer thread.
-//! - [`tls`]: rustls client connectors (pooled, resumed sessions) and SNI-aware
-//!   acceptors with certificate reload; the data path adopts them with issue #6.
+//! - [`tls`]: rustls client connectors (pooled, resumed sessions shared by all
+//!   workers) and SNI-aware acceptors with certificate reload; the data path runs over
+//!   them through [`proxy::io`].
 //! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
 
 #![forbid(unsafe_code)]

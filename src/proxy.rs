@@ -3,7 +3,8 @@
 //! For each request: read and check the head ([`crate::http1::request`]), route it, pick a
 //! backend, take a pooled upstream connection or open one, run the exchange
 //! ([`exchange`]), and put the upstream connection back if it is clean. Errors weir makes
-//! itself are short `text/plain` answers naming the cause ([`reply`]).
+//! itself are short `text/plain` answers naming the cause ([`reply`]). Client and upstream
+//! connections are plain TCP or TLS ([`io`]); the code is specialised for each.
 
 pub mod affinity;
 pub mod buffers;

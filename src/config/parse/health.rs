@@ -193,8 +193,8 @@ fn probe_kind(v: &DeValue<'_>) -> Result<ProbeKind, String> {
     match string("type", v)? {
         "http" => Ok(ProbeKind::Http),
         "tcp" => Ok(ProbeKind::Tcp),
-        "https" => Err("https probes need upstream TLS, which this build does not support yet; \
-                        use type = \"http\" or \"tcp\""
+        "https" => Err("probes to https:// backends speak TLS by themselves; \
+                        use type = \"http\""
             .to_string()),
         other => Err(format!("`type`: expected \"http\" or \"tcp\", found \"{other}\"")),
     }

@@ -63,7 +63,7 @@ fn health_table() {
 fn health_errors() {
     let at = |rest: &str| error(&format!("[[pool]]\nname = \"a\"\n[pool.health]\n{rest}"));
     assert!(
-        at("type = \"https\"\n").contains("https probes need upstream TLS"),
+        at("type = \"https\"\n").contains("probes to https:// backends speak TLS by themselves"),
         "{}",
         at("type = \"https\"\n")
     );
