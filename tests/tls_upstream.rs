@@ -220,3 +220,25 @@ async fn active_probes_to_https_backends_speak_tls() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connection_closed_with_close_notify_is_not_reused() {
+    // Goal: an idle pooled TLS connection the backend closed (close_notify) is dropped at
+    // checkout, not used for a request that then fails and has to be replayed. Method:
+    // the backend closes connections idle for 100 ms; two requests 400 ms apart.
+    let pki = Pki::new("notify");
+    let config = pki.server_config(&pki.server(&["localhost"], "n"), false);
+    let backend = TlsBackend::start_with("n", config, Some(Duration::from_millis(100))).await;
+    let mut config = https_config(backend.addr(), trusting(&pki));
+    config.server.workers = 1;
+    let lb = Lb::start(config);
+    assert_eq!(get_close(lb.addr(), "/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let resp = get_close(lb.addr(), "/").await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "n"));
+    assert_eq!(backend.accepted(), 2);
+    let labels = format!("{{pool=\"web\",backend=\"{}\"}}", backend.addr());
+    assert_eq!(lb.metric(&format!("weir_backend_retries_total{labels}")), Some(0));
+    assert_eq!(lb.metric(&format!("weir_backend_connections_reused_total{labels}")), Some(0));
+    assert_eq!(lb.metric(&handshakes(&backend, true)), Some(1));
+}

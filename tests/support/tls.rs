@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -172,6 +173,16 @@ pub struct TlsBackend {
 impl TlsBackend {
     /// Starts a backend named `name` (its response body) with `config`.
     pub async fn start(name: &str, config: ServerConfig) -> TlsBackend {
+        TlsBackend::start_with(name, config, None).await
+    }
+
+    /// Like [`TlsBackend::start`]; a connection idle for `idle_close` gets a TLS
+    /// `close_notify` and is closed.
+    pub async fn start_with(
+        name: &str,
+        config: ServerConfig,
+        idle_close: Option<Duration>,
+    ) -> TlsBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let counts = Arc::new(Counts::default());
@@ -193,7 +204,7 @@ impl TlsBackend {
                         _ => &counts.full,
                     };
                     counter.fetch_add(1, Ordering::SeqCst);
-                    serve(tls, &counts, &name).await;
+                    serve(tls, &counts, &name, idle_close).await;
                 });
             }
         });
@@ -238,7 +249,7 @@ impl Drop for TlsBackend {
 }
 
 /// Answers request heads on one connection until the peer closes or sends a bad head.
-async fn serve<S>(mut tls: S, counts: &Counts, name: &str)
+async fn serve<S>(mut tls: S, counts: &Counts, name: &str, idle_close: Option<Duration>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -259,9 +270,15 @@ where
             return;
         }
         let mut chunk = [0u8; 4096];
-        match tls.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        let idle = idle_close.unwrap_or(Duration::from_secs(3600));
+        match tokio::time::timeout(idle, tls.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {
+                // Sends close_notify, then the socket closes with the stream.
+                let _ = tls.shutdown().await;
+                return;
+            }
         }
     }
 }
