@@ -10,10 +10,10 @@ use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::{sleep, Instant};
 
-use super::io::Stream;
+use super::io::{Stream, Writer};
 use super::pump::{write_flushed, Capture, Pump, PumpError};
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{self, Exchange, ResponseInfo};
@@ -188,7 +188,7 @@ async fn send_request<R, W>(
 ) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: Writer,
 {
     match upload {
         Upload::Replay(bytes) => {
@@ -219,7 +219,7 @@ struct HeadReader<'a, R, W> {
     limits: &'a Limits,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> HeadReader<'_, R, W> {
+impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
     /// Returns the final response head; `reply` then holds its client-bound form. The
     /// response timeout runs from the moment the whole request was sent.
     async fn read<U>(

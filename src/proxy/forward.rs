@@ -11,6 +11,7 @@ use super::buffers::Buffers;
 use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
 use super::io::{Stream, Upstream};
 use super::logging::{Done, Pending};
+use super::pump::Capture;
 use super::retry::held::{self, Held};
 use super::retry::{AttemptError, Next, Plan};
 use super::{affinity, reply, Client, SnapshotRef};
@@ -278,53 +279,67 @@ async fn attempt<'p, S: Stream>(
         upstream: &mut buffers.upstream,
         extra_header: set_cookie,
     };
-    let step = Step { pool, info, exchange, limits: limits(server, &pool.settings), first };
-    let result = match &mut upstream {
-        Upstream::Plain(tcp) => run_on(stream, tcp, io, step, plan).await,
-        Upstream::Tls(tls) => run_on(stream, &mut **tls, io, step, plan).await,
+    let limits = limits(server, &pool.settings);
+    let mode = match plan.holds_status(pool, info) {
+        true => Mode::Held,
+        false => Mode::Stream(upload(&mut plan.capture, info, first)?),
+    };
+    let statuses = &pool.settings.retry.on.statuses;
+    // One arm per stream type, each awaiting the exchange directly: a helper future
+    // around them would be one more large future to move per request.
+    let result = match (&mut upstream, mode) {
+        (Upstream::Plain(tcp), Mode::Held) => {
+            let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
+            held_outcome(held::run(stream, tcp, io, exchange, limits, statuses, may_retry).await)
+        }
+        (Upstream::Plain(tcp), Mode::Stream(upload)) => {
+            let run = exchange::run(stream, tcp, io, info, upload, exchange, limits);
+            run.await.map_err(AttemptError::Exchange)
+        }
+        (Upstream::Tls(tls), Mode::Held) => {
+            let (tls, may_retry) =
+                (&mut **tls, |_| plan.arrange_status_retry(pool, Instant::now()));
+            held_outcome(held::run(stream, tls, io, exchange, limits, statuses, may_retry).await)
+        }
+        (Upstream::Tls(tls), Mode::Stream(upload)) => {
+            let run = exchange::run(stream, &mut **tls, io, info, upload, exchange, limits);
+            run.await.map_err(AttemptError::Exchange)
+        }
     };
     result.map(|outcome| (outcome, upstream))
 }
 
-/// What one attempt's exchange needs besides the streams, buffers and plan.
-struct Step<'a, 'p> {
-    pool: &'p Pool,
-    info: &'a RequestInfo,
-    exchange: Exchange,
-    limits: Limits,
-    /// No earlier attempt consumed the request body.
-    first: bool,
+/// How an attempt runs its exchange.
+enum Mode<'a> {
+    /// Held: the response head is read whole first, so a status can still be retried.
+    Held,
+    /// Streaming, with the request body from here.
+    Stream(Upload<'a>),
 }
 
-/// Runs a held exchange (when a status may be retried) or a streaming one.
-async fn run_on<'p, S: Stream, U: Stream>(
-    stream: &mut S,
-    upstream: &mut U,
-    io: Io<'_>,
-    step: Step<'_, 'p>,
-    plan: &mut Plan<'p>,
-) -> Result<Outcome, AttemptError> {
-    let Step { pool, info, exchange, limits, first } = step;
-    if plan.holds_status(pool, info) {
-        let statuses = &pool.settings.retry.on.statuses;
-        let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
-        return match held::run(stream, upstream, io, exchange, limits, statuses, may_retry).await {
-            Ok(Held::Relayed(outcome)) => Ok(outcome),
-            Ok(Held::Retry(status)) => Err(AttemptError::Status(status)),
-            Err(failure) => Err(AttemptError::Exchange(failure)),
-        };
-    }
-    let upload = match (&mut plan.capture, first) {
+/// Where this attempt's request body comes from; an error when it cannot be sent again.
+fn upload<'a>(
+    capture: &'a mut Option<Capture>,
+    info: &RequestInfo,
+    first: bool,
+) -> Result<Upload<'a>, AttemptError> {
+    Ok(match (capture, first) {
         (capture, true) => Upload::FromClient(capture.as_mut()),
         // The head is intact when there is no body; otherwise the copy holds the request
         // (the retry policy replays only a complete copy).
         (_, false) if info.body == BodyKind::Empty => Upload::FromClient(None),
         (Some(capture), false) => Upload::Replay(&capture.bytes),
         (None, false) => return Err(AttemptError::Exchange(Failure::Aborted)),
-    };
-    exchange::run(stream, upstream, io, info, upload, exchange, limits)
-        .await
-        .map_err(AttemptError::Exchange)
+    })
+}
+
+/// A held exchange's result as an attempt's.
+fn held_outcome(result: Result<Held, Failure>) -> Result<Outcome, AttemptError> {
+    match result {
+        Ok(Held::Relayed(outcome)) => Ok(outcome),
+        Ok(Held::Retry(status)) => Err(AttemptError::Status(status)),
+        Err(failure) => Err(AttemptError::Exchange(failure)),
+    }
 }
 
 fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
@@ -350,7 +365,9 @@ async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, A
     let Some(connector) = &backend.live.tls else {
         return Ok(Upstream::Plain(tcp));
     };
-    match connector.connect(tcp).await {
+    // Boxed: a handshake holds a whole TLS session inline, and the request future of
+    // every plain request would otherwise be that much bigger to create and move.
+    match Box::pin(connector.connect(tcp)).await {
         Ok((tls, handshake)) => {
             stats.tls.handshake(handshake.resumed);
             Ok(Upstream::Tls(Box::new(tls)))

@@ -13,14 +13,34 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::{tcp, TcpStream};
 
+/// Something the data path writes to, and whether it may keep written bytes until
+/// flushed. rustls does (a record waits for room in the socket); a socket and its write
+/// half write through, so their flush is left out at compile time.
+pub trait Writer: AsyncWrite + Unpin {
+    /// Written bytes may wait in a buffer until a flush.
+    const BUFFERS: bool;
+}
+
+impl Writer for TcpStream {
+    const BUFFERS: bool = false;
+}
+
+impl Writer for tcp::WriteHalf<'_> {
+    const BUFFERS: bool = false;
+}
+
+impl<T: AsyncWrite> Writer for WriteHalf<T> {
+    const BUFFERS: bool = true;
+}
+
 /// A client or upstream connection the data path can read and write, also both at once.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin {
+pub trait Stream: AsyncRead + Writer {
     /// The read half of [`Stream::halves`].
     type Read<'a>: AsyncRead + Unpin
     where
         Self: 'a;
     /// The write half of [`Stream::halves`].
-    type Write<'a>: AsyncWrite + Unpin
+    type Write<'a>: Writer
     where
         Self: 'a;
 
@@ -59,6 +79,10 @@ fn has_pending<D>(session: &mut rustls::ConnectionCommon<D>) -> bool {
 
 macro_rules! tls_stream {
     ($type:ty) => {
+        impl Writer for $type {
+            const BUFFERS: bool = true;
+        }
+
         impl Stream for $type {
             type Read<'a> = ReadHalf<&'a mut $type>;
             type Write<'a> = WriteHalf<&'a mut $type>;

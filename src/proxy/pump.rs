@@ -8,8 +8,9 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::io::Writer;
 use crate::http1::chunked::{ChunkError, Decoder};
 use crate::http1::BodyKind;
 
@@ -100,7 +101,7 @@ impl Pump<'_> {
     ) -> Result<u64, PumpError>
     where
         R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        W: Writer,
     {
         let mut progress = match self.kind {
             BodyKind::Empty => Progress::Remaining(0),
@@ -163,11 +164,7 @@ impl Pump<'_> {
         })
     }
 
-    async fn send<W: AsyncWrite + Unpin>(
-        &mut self,
-        bytes: &[u8],
-        dst: &mut W,
-    ) -> Result<(), PumpError> {
+    async fn send<W: Writer>(&mut self, bytes: &[u8], dst: &mut W) -> Result<(), PumpError> {
         if let Some(capture) = self.capture.as_deref_mut() {
             capture.record(bytes);
         }
@@ -182,7 +179,7 @@ impl Pump<'_> {
         self.flush(dst).await
     }
 
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, dst: &mut W) -> Result<(), PumpError> {
+    async fn flush<W: Writer>(&mut self, dst: &mut W) -> Result<(), PumpError> {
         if !self.staged.is_empty() {
             write_all(dst, self.staged, self.idle_timeout).await?;
             self.staged.clear();
@@ -191,14 +188,17 @@ impl Pump<'_> {
     }
 }
 
-/// Writes all of `bytes` and flushes. A TLS stream may keep written bytes in its
-/// buffer until flushed; for plain TCP the flush is a no-op.
-pub async fn write_flushed<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {
+/// Writes all of `bytes`, then flushes a writer that buffers (TLS); plain TCP writes
+/// through and skips the flush.
+pub async fn write_flushed<W: Writer>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {
     dst.write_all(bytes).await?;
-    dst.flush().await
+    if W::BUFFERS {
+        dst.flush().await?;
+    }
+    Ok(())
 }
 
-async fn write_all<W: AsyncWrite + Unpin>(
+async fn write_all<W: Writer>(
     dst: &mut W,
     bytes: &[u8],
     timeout: Duration,

@@ -1,8 +1,7 @@
 //! Responses weir makes itself: a status, a short `text/plain` body naming the cause, and
 //! a warn log naming the backend involved.
 
-use tokio::io::AsyncWrite;
-
+use super::io::Writer;
 use super::pump::write_flushed;
 use super::Client;
 
@@ -37,7 +36,7 @@ pub fn render(out: &mut Vec<u8>, status: u16, cause: &str, close: bool) {
 
 /// Sends an error response, logs it, and counts it. Write errors are ignored: the client
 /// may already be gone, and the connection closes anyway when `close` is set.
-pub async fn send<S: AsyncWrite + Unpin>(
+pub async fn send<S: Writer>(
     stream: &mut S,
     client: &Client,
     out: &mut Vec<u8>,

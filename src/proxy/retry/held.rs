@@ -9,13 +9,14 @@
 //! [`exchange::run`]: crate::proxy::exchange::run
 
 use bytes::Buf;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::StatusSet;
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
 use crate::proxy::exchange::{self, Failure, Io, Limits, Outcome};
+use crate::proxy::io::Writer;
 use crate::proxy::pump::{write_flushed, Pump};
 
 /// How a held exchange ended without failing.
@@ -40,8 +41,8 @@ pub async fn run<C, U>(
     may_retry: impl FnOnce(u16) -> bool,
 ) -> Result<Held, Failure>
 where
-    C: AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    C: Writer,
+    U: AsyncRead + Writer,
 {
     let Io { head, reply, upstream: buf, extra_header, .. } = io;
     buf.clear();
@@ -96,7 +97,7 @@ where
 }
 
 /// Parses what arrived, relaying interim heads: `Some` for a final head, `None` to read on.
-async fn parse<C: AsyncWrite + Unpin>(
+async fn parse<C: Writer>(
     buf: &mut bytes::BytesMut,
     exchange: &Exchange,
     reply: &mut Vec<u8>,
