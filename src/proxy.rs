@@ -9,6 +9,7 @@
 pub mod affinity;
 pub mod buffers;
 pub mod exchange;
+mod failure;
 pub mod forward;
 pub mod io;
 pub mod logging;

@@ -39,6 +39,11 @@ fn tls_config(backend: SocketAddr, certs: Vec<(PathBuf, PathBuf)>) -> Config {
 
 /// A rustls client that trusts `pki`'s CA.
 fn client(pki: &Pki) -> tokio_rustls::TlsConnector {
+    client_offering(pki, &[])
+}
+
+/// A rustls client that trusts `pki`'s CA and offers `alpn`.
+fn client_offering(pki: &Pki, alpn: &[&str]) -> tokio_rustls::TlsConnector {
     let mut roots = RootCertStore::empty();
     let pem = std::fs::read(pki.ca_file()).unwrap();
     for cert in rustls_pemfile_certs(&pem) {
@@ -50,6 +55,8 @@ fn client(pki: &Pki) -> tokio_rustls::TlsConnector {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|name| name.as_bytes().to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -88,6 +95,9 @@ async fn sni_picks_the_certificate_and_forwarded_proto_is_https() {
     assert_eq!(to_a.get_ref().1.alpn_protocol(), None, "the client offered no ALPN");
     let to_b = dial(&connector, lb.tls_addr(), "b.test").await;
     assert_eq!(presented(&to_b), b.der);
+    let offering = client_offering(&pki, &["h2", "http/1.1"]);
+    let alpn = dial(&offering, lb.tls_addr(), "a.test").await;
+    assert_eq!(alpn.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let resp = request(&mut to_a, "/echo-head").await;
     assert_eq!(resp.status, 200);
     let head = resp.text().to_ascii_lowercase();

@@ -242,3 +242,30 @@ async fn pooled_connection_closed_with_close_notify_is_not_reused() {
     assert_eq!(lb.metric(&format!("weir_backend_connections_reused_total{labels}")), Some(0));
     assert_eq!(lb.metric(&handshakes(&backend, true)), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_follow_the_tls_identity_across_reloads() {
+    // Goal: the pool key includes the TLS identity. Method: a reload with the same TLS
+    // settings keeps using the pooled connection; one with another server name (same
+    // backend address) must not, and its new connection is verified for the new name.
+    let pki = Pki::new("identity");
+    let server = pki.server(&["localhost", "other.test"], "i");
+    let backend = TlsBackend::start("i", pki.server_config(&server, false)).await;
+    let config = |name: &str| {
+        let tls = ClientSettings { server_name: Some(name.to_string()), ..trusting(&pki) };
+        let mut config = https_config(backend.addr(), tls);
+        config.server.workers = 1;
+        config
+    };
+    let lb = Lb::start(config("localhost"));
+    assert_eq!(get_close(lb.addr(), "/").await.status, 200);
+    lb.reload(config("localhost")).expect("same settings reload");
+    assert_eq!(get_close(lb.addr(), "/").await.status, 200);
+    assert_eq!(backend.accepted(), 1, "same TLS identity: the pooled connection is reused");
+    lb.reload(config("other.test")).expect("new server name reloads");
+    assert_eq!(get_close(lb.addr(), "/").await.status, 200);
+    assert_eq!(backend.accepted(), 2, "new TLS identity: a new connection");
+    lb.reload(config("wrong.test")).expect("a name the certificate lacks still reloads");
+    let resp = get_close(lb.addr(), "/").await;
+    assert_eq!(resp.text(), "upstream TLS error: certificate name mismatch\n");
+}

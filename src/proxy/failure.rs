@@ -1,0 +1,77 @@
+//! The answer to a request whose attempts all failed: the status and a short cause for
+//! the client, and a fixed label for the access log.
+
+use super::buffers::Buffers;
+use super::exchange::Failure;
+use super::io::Stream;
+use super::retry::AttemptError;
+use super::{reply, Client};
+use crate::pool::ConnectError;
+use crate::snapshot::Backend;
+
+/// Answers a request whose attempts all failed. Returns whether the connection may go on,
+/// the status sent (0 for none), and a short cause for the access log.
+pub(super) async fn fail<S: Stream>(
+    stream: &mut S,
+    client: &Client,
+    backend: &Backend,
+    buffers: &mut Buffers,
+    failure: AttemptError,
+    keep_after_error: bool,
+) -> (bool, u16, &'static str) {
+    let label = failure_label(&failure);
+    let stats = backend.live.stats.local();
+    let (status, cause): (u16, String) = match failure {
+        AttemptError::Connect(ConnectError::Timeout) => (502, "upstream connect timeout".into()),
+        AttemptError::Connect(ConnectError::Failed(e)) => {
+            (502, format!("upstream connect failed: {e}"))
+        }
+        AttemptError::Exchange(Failure::UpstreamClosed { .. }) => {
+            (502, "upstream closed the connection before responding".into())
+        }
+        AttemptError::Exchange(Failure::Timeout) => (504, "upstream response timeout".into()),
+        AttemptError::Exchange(Failure::BadResponse(cause)) => (502, cause.into()),
+        AttemptError::Exchange(Failure::ClientTimeout) => (408, "request body timeout".into()),
+        AttemptError::Exchange(Failure::ClientBadBody) => {
+            (400, "malformed chunked request body".into())
+        }
+        AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return (false, 0, label),
+        AttemptError::Status(status) => (502, format!("upstream answered {status}")),
+        AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
+            (502, format!("upstream TLS error: {error}"))
+        }
+    };
+    if status >= 500 {
+        stats.requests.record(status);
+    }
+    reply::send(
+        stream,
+        client,
+        &mut buffers.reply,
+        status,
+        &cause,
+        Some(&backend.label),
+        !keep_after_error,
+    )
+    .await;
+    (keep_after_error, status, label)
+}
+
+/// A fixed label for each way an exchange fails, for the access log.
+fn failure_label(failure: &AttemptError) -> &'static str {
+    match failure {
+        AttemptError::Connect(ConnectError::Timeout) => "upstream connect timeout",
+        AttemptError::Connect(ConnectError::Failed(_)) => "upstream connect failed",
+        AttemptError::Exchange(Failure::UpstreamClosed { .. }) => "upstream closed",
+        AttemptError::Exchange(Failure::Timeout) => "upstream timeout",
+        AttemptError::Exchange(Failure::BadResponse(_)) => "bad upstream response",
+        AttemptError::Exchange(Failure::ClientTimeout) => "request body timeout",
+        AttemptError::Exchange(Failure::ClientBadBody) => "bad request body",
+        AttemptError::Exchange(Failure::ClientGone) => "client gone",
+        AttemptError::Exchange(Failure::Aborted) => "response aborted",
+        AttemptError::Status(_) => "upstream status",
+        AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
+            error.access_log_label()
+        }
+    }
+}
