@@ -268,6 +268,10 @@ fn acceptors(config: &Config, running: Option<&Listeners>) -> io::Result<Vec<Tls
     for listener in &config.server.tls {
         let addr = listener.listen;
         let context = |error| io::Error::other(format!("TLS listener {addr}: {error}"));
+        if config.server.listen.contains(&addr) {
+            let message = "it is also a plain HTTP listener";
+            return Err(io::Error::other(format!("TLS listener {addr}: {message}")));
+        }
         let existing = running.and_then(|listeners| listeners.acceptor(addr));
         let serving = running.is_some_and(|listeners| listeners.is_open(addr));
         out.push(match existing {

@@ -184,3 +184,26 @@ async fn certificate_reload_under_load_drops_no_connection() {
     }
     assert_eq!(done.load(Ordering::SeqCst), LOAD_CLIENTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_a_tls_listener_and_refuses_turning_one_plain() {
+    // Goal: `[[server.tls]]` listeners follow reloads like plain ones, and an address
+    // cannot switch between plain and TLS without a restart.
+    let pki = Pki::new("add");
+    let cert = pki.server(&["a.test"], "a");
+    let backend = TestBackend::start("origin").await;
+    let plain = common::config_for(&[backend.addr()]);
+    let lb = support::tls::Lb::start(plain.clone());
+    let mut with_tls = tls_config(backend.addr(), vec![pair(&cert)]);
+    with_tls.server.listen = plain.server.listen.clone();
+    // Another loopback address: one address cannot be both plain and TLS.
+    with_tls.server.tls[0].listen = "127.0.0.2:0".parse().unwrap();
+    lb.reload(with_tls.clone()).expect("reload adding a TLS listener");
+    let mut tls = dial(&client(&pki), lb.tls_addr(), "a.test").await;
+    assert_eq!(request(&mut tls, "/").await.text(), "origin");
+    let mut switched = with_tls.clone();
+    switched.server.listen = vec![switched.server.tls.remove(0).listen];
+    let refused = lb.reload(switched).expect_err("TLS to plain is refused");
+    assert!(refused.contains("changing that takes a restart"), "{refused}");
+    assert_eq!(request(&mut tls, "/").await.status, 200, "the TLS listener still serves");
+}
