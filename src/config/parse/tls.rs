@@ -45,8 +45,17 @@ impl Walker {
         if self.errors.len() > before {
             return None;
         }
-        let checked = crate::tls::client::check(&out).map_err(|e| format!("[pool.tls]: {e}"));
-        self.check(value, checked)?;
+        if let Err(error) = crate::tls::client::check(&out) {
+            // At the file setting the message names, when it names one.
+            let message = error.to_string();
+            let named = ["ca_file", "client_cert", "client_key"]
+                .into_iter()
+                .find(|name| message.contains(name))
+                .and_then(|name| table.get(name));
+            let span = named.map_or(value.span(), |setting| setting.span());
+            self.error(span, format!("[pool.tls]: {message}"));
+            return None;
+        }
         Some(out)
     }
 
