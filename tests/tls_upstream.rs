@@ -155,11 +155,21 @@ async fn expired_certificate_gives_502() {
     let pki = Pki::new("expired");
     let expired = pki.expired_server(&["localhost"], "e");
     let backend = TlsBackend::start("e", pki.server_config(&expired, false)).await;
-    let lb = Lb::start(https_config(backend.addr(), trusting(&pki)));
+    let mut config = https_config(backend.addr(), trusting(&pki));
+    let log = common::temp_path("tls-access.json");
+    config.log.access = weir::access_log::Target::Path(log.clone());
+    config.log.format = weir::access_log::Format::Json;
+    let lb = Lb::start(config);
     let resp = get_close(lb.addr(), "/").await;
     assert_eq!(resp.status, 502);
     assert_eq!(resp.text(), "upstream TLS error: certificate expired\n");
     assert_eq!(lb.metric(&tls_failures(&backend, "expired")), Some(1));
+    lb.stop().await;
+    // The access log names the reason too.
+    let text = std::fs::read_to_string(&log).expect("access log written");
+    let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(line["status"], 502);
+    assert_eq!(line["error"], "upstream TLS error: expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

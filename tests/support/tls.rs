@@ -328,6 +328,15 @@ impl Lb {
     }
 }
 
+impl Lb {
+    /// Drains and waits until weir stopped (the access log is flushed then).
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("drain");
+        }
+    }
+}
+
 impl Drop for Lb {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
