@@ -5,6 +5,7 @@
 //! `FILE:LINE:COL: message`. Every limit and timeout has a default here, next to a comment
 //! that says why that value.
 
+pub mod backend;
 pub mod dns;
 pub mod health;
 pub mod parse;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::balance::key::HashKey;
+pub use backend::{BackendAddress, BackendConfig, Scheme};
 pub use dns::DnsConfig;
 pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
@@ -296,95 +298,6 @@ impl Default for StickyConfig {
             forward_cookie: false,
         }
     }
-}
-
-/// One backend of a pool.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BackendConfig {
-    /// Where the backend lives; its `HOST:PORT` is its identity.
-    pub address: BackendAddress,
-    /// Relative weight, 0 to [`MAX_WEIGHT`].
-    pub weight: u32,
-    /// Whether the host is looked up again every `dns_refresh`, each address becoming a
-    /// backend of its own (DNS discovery); otherwise it is resolved once, at load.
-    pub resolve: bool,
-}
-
-/// URL scheme of a backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    /// Plain HTTP.
-    Http,
-    /// HTTP over TLS (issue #6).
-    Https,
-}
-
-/// A backend address as written: `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BackendAddress {
-    /// Plain or TLS.
-    pub scheme: Scheme,
-    /// Host name or IP literal (IPv6 without brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
-impl BackendAddress {
-    /// Parses `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` (IPv6 as `[::1]:80`).
-    pub fn parse(text: &str) -> Result<BackendAddress, String> {
-        let (scheme, rest) = if let Some(rest) = text.strip_prefix("http://") {
-            (Scheme::Http, rest)
-        } else if let Some(rest) = text.strip_prefix("https://") {
-            (Scheme::Https, rest)
-        } else if text.contains("://") {
-            return Err(format!("backend `{text}`: only http:// and https:// are supported"));
-        } else {
-            (Scheme::Http, text)
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains('/') {
-            return Err(format!("backend `{text}`: a backend address has no path"));
-        }
-        let (host, port) =
-            split_host_port(rest).ok_or_else(|| format!("backend `{text}`: expected HOST:PORT"))?;
-        if host.is_empty() {
-            return Err(format!("backend `{text}`: empty host"));
-        }
-        Ok(BackendAddress { scheme, host: host.to_string(), port })
-    }
-
-    /// The identity used for metrics labels, pools and cookies: `HOST:PORT`.
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl fmt::Display for BackendAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.scheme {
-            Scheme::Http => f.write_str(&self.authority()),
-            Scheme::Https => write!(f, "https://{}", self.authority()),
-        }
-    }
-}
-
-/// Splits `host:port` or `[v6]:port`.
-fn split_host_port(text: &str) -> Option<(&str, u16)> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']')?;
-        let port = tail.strip_prefix(':')?.parse().ok()?;
-        return Some((host, port));
-    }
-    let (host, port) = text.rsplit_once(':')?;
-    if host.contains(':') {
-        return None;
-    }
-    Some((host, port.parse().ok()?))
 }
 
 /// How a route matches the request's host.
