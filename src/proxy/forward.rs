@@ -78,12 +78,7 @@ pub async fn handle<S: Stream>(
         let _in_flight = InFlight::new(&backend.live);
         let request = Request { info: &info, draining, set_cookie: &set_cookie };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
-        if let Some(observed) = observed(&pool.settings, &result, plan.reused) {
-            if matches!(observed, Observed::Failure(Cause::Status(_))) {
-                backend.live.stats.local().status_failures.inc();
-            }
-            report(pool, backend, observed, trial.take());
-        }
+        tell_health(pool, backend, &result, plan.reused, &mut trial);
         let error = match result {
             Ok((outcome, upstream)) => {
                 record(client, pool, backend, &outcome, started);
@@ -113,6 +108,23 @@ pub async fn handle<S: Stream>(
                 return keep;
             }
         }
+    }
+}
+
+/// Reports what an attempt says about the backend to health checking (passive checks,
+/// and the trial request of a backend that is being tried again).
+fn tell_health(
+    pool: &Pool,
+    backend: &Backend,
+    result: &Result<(Outcome, Upstream), AttemptError>,
+    reused: bool,
+    trial: &mut Option<Trial>,
+) {
+    if let Some(observed) = observed(&pool.settings, result, reused) {
+        if matches!(observed, Observed::Failure(Cause::Status(_))) {
+            backend.live.stats.local().status_failures.inc();
+        }
+        report(pool, backend, observed, trial.take());
     }
 }
 
