@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{validate, Config};
+use crate::health::Passive;
 use crate::metrics::Counter;
 use crate::server::Shared;
 use crate::snapshot::{Registry, Snapshot};
@@ -130,17 +131,30 @@ impl Shared {
         validate::check(&config).map_err(|message| Refusal::new(400, message))?;
         let config = Arc::new(config);
         let mut registry = self.registry.lock().map_err(|_| poisoned())?;
+        // Put back on any error, so a refused change leaves no trace: no `?now=true` mark,
+        // and removed backends keep their live state (id, counters, health).
+        let saved = registry.clone();
         if let Some((pool, label)) = remove_now {
             registry.remove_now(&pool, &label);
         }
-        let snapshot = self.build(&mut registry, &config).map_err(|m| Refusal::new(400, m))?;
-        if let Err(error) = control.save(&config) {
-            // Put the registry's bookkeeping back as the running snapshot has it.
-            let _ = registry.build(&current.config, current.generation);
-            let message = format!("cannot write the state file ({error}); nothing changed");
-            return Err(Refusal::new(500, message));
+        // Names the running config has are not resolved again: a slow or failing
+        // resolver must not hold the admin API (and its locks) up on unrelated changes.
+        let built = self.build(&mut registry, &config, false).map_err(|m| Refusal::new(400, m));
+        let saved_state = built.and_then(|snapshot| match control.save(&config) {
+            Ok(()) => Ok(snapshot),
+            Err(error) => {
+                undo_shared_effects(&current, &snapshot);
+                let message = format!("cannot write the state file ({error}); nothing changed");
+                Err(Refusal::new(500, message))
+            }
+        });
+        match saved_state {
+            Ok(snapshot) => Ok(self.swap(snapshot, "configuration changed by the admin API")),
+            Err(refusal) => {
+                *registry = saved;
+                Err(refusal)
+            }
         }
-        Ok(self.swap(snapshot, "configuration changed by the admin API"))
     }
 
     /// Swaps in a snapshot built from a freshly read config file, with the API's changes
@@ -192,7 +206,7 @@ impl Shared {
             self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
         // New addresses are bound first: one that cannot be bound refuses the reload.
         let listeners = self.prepare_listeners(&file)?;
-        let snapshot = self.build(&mut registry, &running)?;
+        let snapshot = self.build(&mut registry, &running, true)?;
         control.file = Arc::new(file);
         if !notes.is_empty() {
             control.persist(&running);
@@ -202,11 +216,21 @@ impl Shared {
         Ok(generation)
     }
 
-    /// Builds the next snapshot; the generation is read under the registry lock, so it
-    /// grows by one with every swap whoever makes it.
-    fn build(&self, registry: &mut Registry, config: &Arc<Config>) -> Result<Snapshot, String> {
+    /// Builds the next snapshot, resolving every fixed backend again if `fresh`; the
+    /// generation is read under the registry lock, so it grows by one with every swap
+    /// whoever makes it.
+    fn build(
+        &self,
+        registry: &mut Registry,
+        config: &Arc<Config>,
+        fresh: bool,
+    ) -> Result<Snapshot, String> {
         let generation = self.snapshot.load().generation + 1;
-        registry.build(config, generation)
+        if fresh {
+            registry.build(config, generation)
+        } else {
+            registry.rebuild(config, generation)
+        }
     }
 
     /// Swaps `snapshot` in and logs `what` happened.
@@ -235,6 +259,24 @@ impl Shared {
     }
 }
 
+/// Undoes what building `unused`, which will not be swapped in, did to the pool and
+/// backend state it shares with `current`: pool sizes, and the ejection slots of ejected
+/// backends it left out. (Panic mode, which it cleared, is decided again by the next
+/// request that finds no healthy backend.)
+fn undo_shared_effects(current: &Snapshot, unused: &Snapshot) {
+    for pool in &current.pools {
+        let size = u32::try_from(pool.backends.len()).unwrap_or(u32::MAX);
+        pool.live.size.store(size, std::sync::atomic::Ordering::Relaxed);
+    }
+    let kept: std::collections::HashSet<u64> = unused.backends().map(|(_, b)| b.live.id).collect();
+    for (_, backend) in current.backends() {
+        let live = &backend.live;
+        if !kept.contains(&live.id) && live.health.machine().passive != Passive::Clear {
+            live.pool.ejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// Starts the thread that lets drained backends go. It stops when the balancer drains.
 pub fn spawn_drainer(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-drain".into()).spawn(move || {
@@ -244,4 +286,44 @@ pub fn spawn_drainer(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
             shared.settle_departures();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{BackendAddress, BackendConfig, PoolConfig, StrategyKind};
+
+    #[test]
+    fn api_changes_do_not_resolve_known_names_again() {
+        // Goal: an API change resolves only names the registry has not seen, so a name
+        // that stopped resolving (stood in for by one that never did, but is known)
+        // does not refuse the change, while a new unresolvable name does.
+        let known = "no-such-host.invalid:80";
+        let address = |text: &str| BackendAddress::parse(text).unwrap();
+        let backend =
+            |text: &str| BackendConfig { address: address(text), weight: 1, resolve: false };
+        let mut config = crate::config::Config::default();
+        config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.server.workers = 1;
+        config.admin.listen = None;
+        config.pools.push(PoolConfig::new(
+            "web",
+            StrategyKind::RoundRobin,
+            vec![backend("127.0.0.1:1")],
+        ));
+        let handle = crate::server::start(config).unwrap();
+        let shared = std::sync::Arc::clone(handle.shared());
+        let addr = "127.0.0.1:9".parse().unwrap();
+        shared.registry.lock().unwrap().remember_fixed(known, vec![addr]);
+        let added = shared.edit(|config| {
+            config.pools[0].backends.push(backend(known));
+            Ok(None)
+        });
+        assert_eq!(added.map(|s| s.pools[0].backends[1].resolved.clone()), Ok(vec![addr]));
+        let refused = shared.edit(|config| {
+            config.pools[0].backends.push(backend("other.invalid:80"));
+            Ok(None)
+        });
+        assert_eq!(refused.err().map(|r| r.status), Some(400));
+        handle.shutdown();
+    }
 }

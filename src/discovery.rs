@@ -181,9 +181,12 @@ impl Discovery {
     }
 
     /// Follows the names of `config`: new ones are due now, removed ones are forgotten.
-    fn sync(&mut self, config: &Config, now: Instant) {
+    /// Returns whether any was forgotten.
+    fn sync(&mut self, config: &Config, now: Instant) -> bool {
         let names = names(config);
+        let before = self.entries.len();
         self.entries.retain(|host, _| names.contains_key(host));
+        let forgot = self.entries.len() != before;
         self.stats.retain(|host| names.contains_key(host));
         for (host, refresh) in names {
             let entry = self.entries.entry(host).or_insert_with(|| Entry {
@@ -198,6 +201,7 @@ impl Discovery {
                 entry.due = entry.due.min(now + refresh);
             }
         }
+        forgot
     }
 
     /// Names due for a lookup.
@@ -308,7 +312,12 @@ async fn run(shared: Arc<Shared>, mut discovery: Discovery) {
     loop {
         let config = Arc::clone(&shared.snapshot.load().config);
         let now = Instant::now();
-        discovery.sync(&config, now);
+        if discovery.sync(&config, now) {
+            // Only this thread prunes the registry's addresses, together with its own
+            // entries: a name added back later is looked up again and its addresses
+            // pushed, even if they did not change.
+            shared.prune_discovered();
+        }
         let due = discovery.due(now);
         if due.is_empty() {
             let wake =
@@ -340,6 +349,16 @@ async fn run(shared: Arc<Shared>, mut discovery: Discovery) {
         if let Err(error) = shared.rediscover(changed) {
             tracing::error!("dns: new addresses not applied: {error}");
         }
+    }
+}
+
+impl Shared {
+    /// Forgets the discovered addresses of names the running config no longer has.
+    fn prune_discovered(&self) {
+        let Ok(mut registry) = self.registry.lock() else { return };
+        // Loaded under the lock: a change that adds a name back keeps its addresses.
+        let current = self.snapshot.load_full();
+        registry.prune_discovered(&current.config);
     }
 }
 

@@ -13,7 +13,7 @@
 //! [`BackendState::Leaving`], until they finish ([`leaving`]).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,7 +30,9 @@ use crate::proxy::retry::Budget;
 use leaving::{Departures, Key, Known};
 
 pub mod leaving;
+mod resolve;
 use crate::tls::Connector;
+use resolve::connector;
 
 /// State of one pool that outlives snapshots, keyed by pool name.
 #[derive(Debug)]
@@ -278,7 +280,9 @@ impl Snapshot {
 }
 
 /// Keeps [`BackendLive`] by identity across snapshots, and [`PoolLive`] by pool name.
-/// Used only on the reload path.
+/// Used only on the reload path. Cloning it is cheap (maps of `Arc`s): a change that may
+/// still fail after its build keeps a clone to put back.
+#[derive(Clone)]
 pub struct Registry {
     live: HashMap<Key, Arc<BackendLive>>,
     pools: HashMap<String, Arc<PoolLive>>,
@@ -314,8 +318,15 @@ impl Registry {
         &mut self.discovered
     }
 
-    /// [`Self::build`] after a DNS discovery change: backends without `resolve = true`
-    /// keep the addresses they resolved to at load instead of being resolved again.
+    /// Forgets the discovered addresses of names `config` no longer asks to discover.
+    pub fn prune_discovered(&mut self, config: &Config) {
+        let names = discovery::names(config);
+        self.discovered.retain(|host, _| names.contains_key(host));
+    }
+
+    /// [`Self::build`] after a DNS discovery change, a drain or an API change: backends
+    /// without `resolve = true` keep the addresses they resolved to at load instead of
+    /// being resolved again (a name not seen before is resolved).
     pub fn rebuild(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
         self.build_with(config, generation, false)
     }
@@ -345,8 +356,9 @@ impl Registry {
             }
         }
         self.fixed = fixed;
-        let names = discovery::names(config);
-        self.discovered.retain(|host, _| names.contains_key(host));
+        // `discovered` is not pruned here: the DNS thread only pushes addresses that
+        // changed, so a name removed and added back before its next pass would stay
+        // without any. The DNS thread prunes it when it forgets the name.
         let mut resolved = resolved.into_iter();
         let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
         let mut known = HashMap::new();
@@ -445,28 +457,6 @@ impl Registry {
     }
 }
 
-impl Registry {
-    /// The addresses of a backend without `resolve = true` (none for one with it):
-    /// resolved now if `fresh` or unknown, else as at the last load. Recorded in `fixed`.
-    fn fixed_addresses(
-        &self,
-        backend: &BackendConfig,
-        fresh: bool,
-        fixed: &mut HashMap<String, Vec<SocketAddr>>,
-    ) -> Result<Vec<SocketAddr>, String> {
-        if backend.resolve {
-            return Ok(Vec::new());
-        }
-        let authority = backend.address.authority();
-        let addrs = match self.fixed.get(&authority).filter(|_| !fresh) {
-            Some(addrs) => addrs.clone(),
-            None => resolve(&backend.address)?,
-        };
-        fixed.insert(authority, addrs.clone());
-        Ok(addrs)
-    }
-}
-
 /// A pool of this snapshot: the strategy over `backends`, and fresh pool-level flags.
 fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLive>) -> Pool {
     live.size.store(u32::try_from(backends.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
@@ -485,29 +475,4 @@ fn compile_routes(config: &Config) -> Vec<Route> {
             Some(Route { host: route.host.clone(), path_prefix: route.path_prefix.clone(), pool })
         })
         .collect()
-}
-
-/// The TLS connector of an `https://` backend, from its pool's `[pool.tls]` (defaults
-/// when absent); `None` for a plain backend. Reads the CA and client certificate files.
-fn connector(pool: &PoolConfig, backend: &BackendConfig) -> Result<Option<Connector>, String> {
-    if backend.address.scheme != crate::config::Scheme::Https {
-        return Ok(None);
-    }
-    let settings = pool.tls.clone().unwrap_or_default();
-    Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| {
-        format!("pool {} backend {}: TLS: {error}", pool.name, backend.address.authority())
-    })
-}
-
-/// Resolves a backend host once, at load; `resolve = true` backends are discovered
-/// instead ([`crate::discovery`]).
-fn resolve(address: &BackendAddress) -> Result<Vec<SocketAddr>, String> {
-    let addrs: Vec<SocketAddr> = (address.host.as_str(), address.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("backend {}: cannot resolve: {e}", address.authority()))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("backend {}: resolves to no address", address.authority()));
-    }
-    Ok(addrs)
 }

@@ -266,6 +266,10 @@ impl WeightedRoundRobin {
 
 impl Strategy for WeightedRoundRobin {
     fn pick(&self, backends: &[Backend], _request: &PickRequest<'_>) -> Option<usize> {
+        if backends.is_empty() {
+            // An empty pool (the API can make one) has no worker count to size cursors by.
+            return None;
+        }
         let cursor = self.cursors.local();
         let mut mode = cursor.mode.load(Relaxed);
         if mode == UNSET {

@@ -44,6 +44,7 @@ impl Known {
 }
 
 /// One backend draining out.
+#[derive(Clone)]
 struct Departure {
     key: Key,
     known: Known,
@@ -52,7 +53,7 @@ struct Departure {
 }
 
 /// Every backend draining out, and removals that skip the drain.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Departures {
     entries: Vec<Departure>,
     now: HashSet<Key>,

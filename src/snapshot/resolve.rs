@@ -1,0 +1,65 @@
+//! Where the backends of a snapshot connect: the addresses of fixed backends, resolved
+//! at load, and the TLS connectors of `https://` ones.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use super::Registry;
+use crate::config::{BackendAddress, BackendConfig, PoolConfig};
+use crate::tls::Connector;
+
+impl Registry {
+    /// Records what a fixed backend resolved to, as a load would have.
+    #[cfg(test)]
+    pub(crate) fn remember_fixed(&mut self, authority: &str, addrs: Vec<SocketAddr>) {
+        self.fixed.insert(authority.to_string(), addrs);
+    }
+
+    /// The addresses of a backend without `resolve = true` (none for one with it):
+    /// resolved now if `fresh` or unknown, else as at the last load. Recorded in `fixed`.
+    pub(super) fn fixed_addresses(
+        &self,
+        backend: &BackendConfig,
+        fresh: bool,
+        fixed: &mut HashMap<String, Vec<SocketAddr>>,
+    ) -> Result<Vec<SocketAddr>, String> {
+        if backend.resolve {
+            return Ok(Vec::new());
+        }
+        let authority = backend.address.authority();
+        let addrs = match self.fixed.get(&authority).filter(|_| !fresh) {
+            Some(addrs) => addrs.clone(),
+            None => resolve(&backend.address)?,
+        };
+        fixed.insert(authority, addrs.clone());
+        Ok(addrs)
+    }
+}
+
+/// The TLS connector of an `https://` backend, from its pool's `[pool.tls]` (defaults
+/// when absent); `None` for a plain backend. Reads the CA and client certificate files.
+pub(super) fn connector(
+    pool: &PoolConfig,
+    backend: &BackendConfig,
+) -> Result<Option<Connector>, String> {
+    if backend.address.scheme != crate::config::Scheme::Https {
+        return Ok(None);
+    }
+    let settings = pool.tls.clone().unwrap_or_default();
+    Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| {
+        format!("pool {} backend {}: TLS: {error}", pool.name, backend.address.authority())
+    })
+}
+
+/// Resolves a backend host once, at load; `resolve = true` backends are discovered
+/// instead ([`crate::discovery`]).
+fn resolve(address: &BackendAddress) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = (address.host.as_str(), address.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("backend {}: cannot resolve: {e}", address.authority()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("backend {}: resolves to no address", address.authority()));
+    }
+    Ok(addrs)
+}
