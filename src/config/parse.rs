@@ -20,6 +20,8 @@ use super::{
 use crate::access_log::{Format, Target};
 use pool::{backend_address, pool_name, strategy};
 
+#[cfg(test)]
+mod admin_tests;
 mod dns;
 mod health;
 #[cfg(test)]
@@ -236,15 +238,27 @@ impl Walker {
 
     fn admin(&mut self, value: &Value<'_>) -> AdminConfig {
         let mut out = AdminConfig::default();
+        let mut token_span = None;
         for (key, value) in self.table("admin", value).into_iter().flatten() {
             let slot = match key.get_ref().as_ref() {
                 "listen" => Slot::AdminListen(&mut out.listen),
-                "token" => Slot::Text(&mut out.token),
+                "token" => {
+                    token_span = Some(value.span());
+                    Slot::Text(&mut out.token)
+                }
                 "state_file" => Slot::Text(&mut out.state_file),
                 "metrics" => Slot::Flag(&mut out.metrics),
                 _ => Slot::Unknown("[admin]"),
             };
             self.fill(key, value, slot);
+        }
+        if let (Some(span), Some(token)) = (token_span, &out.token) {
+            // The token a client sends is trimmed, so a padded one would lock everyone
+            // out (and a blank one is the empty token `Text` already refuses).
+            if !token.is_empty() && token.trim() != token {
+                let message = "`token` must not start or end with white space";
+                self.error(span, message.to_string());
+            }
         }
         out
     }
