@@ -7,6 +7,7 @@
 //! only then is the snapshot swapped in, atomically. The control mutex serialises
 //! changes; it is always taken before the registry mutex.
 
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,6 +35,9 @@ pub struct Control {
     state_path: Option<PathBuf>,
     /// Re-reads the config file; `None` without one.
     loader: Option<Loader>,
+    /// A binary upgrade is handing over: the new process has read (or is reading) the
+    /// state file, so API changes here would be lost and are refused.
+    upgrading: bool,
 }
 
 /// `weir_config_reloads_total{result}`.
@@ -84,7 +88,7 @@ pub fn prepare(file: Config) -> Result<(Control, Config), String> {
                 .map_err(|errors| errors.iter().map(ToString::to_string).collect())
         })
     });
-    let control = Control { file: Arc::new(file), state_path, loader };
+    let control = Control { file: Arc::new(file), state_path, loader, upgrading: false };
     if !notes.is_empty() {
         control.persist(&running);
     }
@@ -115,6 +119,16 @@ impl Shared {
         }
     }
 
+    /// Refuses API changes from now on (`true`, as a binary upgrade begins) or again
+    /// accepts them (`false`, after the upgrade failed). Waits for a change in progress,
+    /// so one that was accepted is in the state file before the new process reads it.
+    pub fn set_upgrading(&self, upgrading: bool) {
+        match self.control.lock() {
+            Ok(mut control) => control.upgrading = upgrading,
+            Err(_) => tracing::error!("control lock poisoned; API changes not blocked"),
+        }
+    }
+
     /// Applies an admin API change: `change` edits a copy of the running config, which is
     /// checked, built, persisted and swapped in. `change` may name a backend, as (pool,
     /// `HOST:PORT`), that it removed and that skips its drain. On any error nothing
@@ -125,6 +139,10 @@ impl Shared {
     ) -> Result<Arc<Snapshot>, Refusal> {
         let poisoned = || Refusal::new(500, "internal lock poisoned");
         let control = self.control.lock().map_err(|_| poisoned())?;
+        if control.upgrading {
+            let message = "binary upgrade in progress; retry the change on the new process";
+            return Err(Refusal::new(503, message));
+        }
         let current = self.snapshot.load_full();
         let mut config = (*current.config).clone();
         let remove_now = change(&mut config)?;
@@ -144,8 +162,10 @@ impl Shared {
             Ok(()) => Ok(snapshot),
             Err(error) => {
                 undo_shared_effects(&current, &snapshot);
+                // Too large is this change's doing; anything else is the server's.
+                let status = if error.kind() == ErrorKind::FileTooLarge { 400 } else { 500 };
                 let message = format!("cannot write the state file ({error}); nothing changed");
-                Err(Refusal::new(500, message))
+                Err(Refusal::new(status, message))
             }
         });
         match saved_state {

@@ -124,7 +124,8 @@ fn save_is_atomic_and_load_reads_it_back() {
     let overrides = diff(&file, &edited(&file));
     save(&path, &overrides).unwrap();
     assert_eq!(load(&path).unwrap(), overrides);
-    assert!(!dir.join(".weir.state.json.tmp").exists(), "the temporary file is renamed");
+    let temp = super::file::temp_name("weir.state.json");
+    assert!(!dir.join(temp).exists(), "the temporary file is renamed");
     std::fs::write(&path, "{\"version\": 1,\n \"pools\": [}").unwrap();
     let error = load(&path).unwrap_err();
     assert!(error.starts_with(&format!("{}:2:", path.display())), "{error}");

@@ -99,8 +99,19 @@ fn started_as(program: &std::path::Path) -> Option<PathBuf> {
 }
 
 /// Starts the new process and hands it the sockets. Returns its pid once it is ready;
-/// on error it has been stopped, and the caller keeps serving.
+/// on error it has been stopped, and the caller keeps serving. Admin API changes are
+/// refused (503) from the start: the new process reads the state file as it starts, so
+/// a change made here after that would be lost. They are accepted again on error.
 pub fn hand_over(shared: &Shared, binary: &Binary) -> Result<u32, String> {
+    shared.set_upgrading(true);
+    let handed = start_and_hand_over(shared, binary);
+    if handed.is_err() {
+        shared.set_upgrading(false);
+    }
+    handed
+}
+
+fn start_and_hand_over(shared: &Shared, binary: &Binary) -> Result<u32, String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());

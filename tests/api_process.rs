@@ -104,12 +104,13 @@ async fn a_crash_while_writing_the_state_keeps_the_previous_state() {
         api_support::TOKEN,
         body.len()
     );
+    let temp = format!(".weir.state.json.{}.tmp", process.pid());
     let answer = raw_request(admin, request.as_bytes()).await;
     assert!(answer.is_empty(), "weir answered: {}", String::from_utf8_lossy(&answer));
     let status = process.wait_exit(REACT).await.expect("weir aborted");
     assert!(!status.success(), "{status}");
     assert_eq!(std::fs::read(&state).expect("state file"), before, "state file changed");
-    assert!(dir.join(".weir.state.json.tmp").exists(), "the hook fired after the temp file");
+    assert!(dir.join(temp).exists(), "the hook fired after the temp file");
 
     let (_process, _, admin) = start(&path, &[]).await;
     let listed: Vec<String> =

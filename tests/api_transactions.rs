@@ -1,14 +1,19 @@
 //! Admin API changes are all or nothing: a change refused by the build or by the state
 //! file leaves the registry (live state, `?now=true` marks, discovered addresses) exactly
-//! as the running snapshot has it, and pools the API can leave empty answer 503.
+//! as the running snapshot has it, pools the API can leave empty answer 503, and no
+//! change is accepted while a binary upgrade hands over (it would be lost).
 
+mod api_support;
 mod common;
+mod observe;
 mod support;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use api_support::{call, TOKEN};
+use observe::Balancer;
 use weir::config::{BackendAddress, BackendConfig, Config, StrategyKind};
 use weir::control::Refusal;
 use weir::snapshot::{BackendState, Snapshot};
@@ -162,4 +167,33 @@ async fn every_strategy_answers_503_for_an_empty_pool() {
         assert_eq!(response.status, 503, "{kind:?}");
         tokio::task::spawn_blocking(move || handle.shutdown()).await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_changes_are_refused_while_an_upgrade_hands_over() {
+    // Goal: from the start of a binary upgrade's handover the old process answers API
+    // changes 503 with a JSON error (the new process reads the state file as it starts,
+    // so a change here would be lost); once the upgrade failed, changes work again.
+    let backends = ["127.0.0.1:1".parse().unwrap()];
+    let weir = Balancer::start(&backends, |c| c.admin.token = Some(TOKEN.to_string()));
+    let shared = Arc::clone(weir.handle().shared());
+    // A "new binary" that never connects and exits after a second: the handover fails.
+    let args = vec!["-c".into(), "sleep 1".into()];
+    let binary = weir::upgrade::Binary { path: "/bin/sh".into(), args };
+    let upgrade = std::thread::spawn(move || weir::upgrade::hand_over(&shared, &binary));
+    let patch = "/api/v1/pools/web/backends/127.0.0.1:1";
+    let body = Some(r#"{"weight": 2}"#);
+    let mut refused = None;
+    // Bounded by the child's exit, which ends the handover.
+    while refused.is_none() && !upgrade.is_finished() {
+        let reply = call(weir.admin, "PATCH", patch, Some(TOKEN), body).await;
+        refused = (reply.status == 503).then_some(reply);
+    }
+    let refused = refused.expect("a change during the handover is refused");
+    let error = refused.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("upgrade in progress"), "{:?}", refused.json);
+    let outcome = tokio::task::spawn_blocking(move || upgrade.join().unwrap()).await.unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    let after = call(weir.admin, "PATCH", patch, Some(TOKEN), body).await;
+    assert_eq!(after.status, 200, "{:?}", after.json);
 }

@@ -25,8 +25,9 @@ pub const CRASH_HOOK_ENV: &str = "WEIR_TEST_CRASH_BEFORE_RENAME";
 /// The fields a route may have.
 const ROUTE_FIELDS: [&str; 4] = ["host", "path_prefix", "pool", "index"];
 /// The largest state file read. Thousands of backends fit in a few hundred KiB; this
-/// bounds memory if the path points at something else by mistake.
-const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+/// bounds memory if the path points at something else by mistake. A save that would
+/// write more is refused, so weir never writes a file it would refuse to start with.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads the overrides in `path`; a missing file means none. Errors name the file and,
 /// for JSON syntax, the line and column.
@@ -45,23 +46,67 @@ pub fn load(path: &Path) -> Result<Overrides, String> {
 }
 
 /// Writes `overrides` to `path` atomically (temporary file, fsync, rename, fsync of the
-/// directory).
+/// directory). A text larger than [`MAX_STATE_BYTES`] is refused with
+/// [`io::ErrorKind::FileTooLarge`] and nothing is written.
 pub fn save(path: &Path, overrides: &Overrides) -> io::Result<()> {
     let text = encode(overrides);
+    fits(text.len(), MAX_STATE_BYTES)?;
+    write_atomically(path, &text, sync_dir)
+}
+
+/// Refuses a state file of `len` bytes if weir would not read it back (`limit`).
+fn fits(len: usize, limit: u64) -> io::Result<()> {
+    if u64::try_from(len).unwrap_or(u64::MAX) <= limit {
+        return Ok(());
+    }
+    let message =
+        format!("the state file would be {len} bytes, more than the {limit} weir reads at start");
+    Err(io::Error::new(io::ErrorKind::FileTooLarge, message))
+}
+
+/// Writes `text` to `path` atomically; `sync` makes the rename durable. The temporary
+/// file's name holds the pid, so two processes (an old and a new one during a binary
+/// upgrade) never write the same one; it is removed if the write fails.
+fn write_atomically(path: &Path, text: &str, sync: fn(&Path) -> io::Result<()>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("weir.state.json");
-    let temp = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&temp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    if std::env::var_os(CRASH_HOOK_ENV).is_some_and(|v| v == "1") {
-        std::process::abort();
+    let temp = dir.join(temp_name(name));
+    let written = write_temp(&temp, text).and_then(|()| {
+        if std::env::var_os(CRASH_HOOK_ENV).is_some_and(|v| v == "1") {
+            std::process::abort();
+        }
+        fs::rename(&temp, path)
+    });
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(error);
     }
-    fs::rename(&temp, path)?;
+    // The change is saved (readers see the new file); only its durability across a
+    // power loss is in doubt, so the caller must not report it as not made.
+    if let Err(error) = sync(dir) {
+        tracing::warn!(
+            "state file {} saved, but syncing its directory failed: {error}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The temporary file a save writes first, beside the state file named `name`.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.{}.tmp", std::process::id())
+}
+
+fn write_temp(temp: &Path, text: &str) -> io::Result<()> {
+    let mut file = File::create(temp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -217,3 +262,7 @@ pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
     let pool = string(doc, "pool")?.to_string();
     Ok(RouteConfig { host, path_prefix, pool })
 }
+
+#[cfg(test)]
+#[path = "file_tests.rs"]
+mod tests;
