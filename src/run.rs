@@ -23,6 +23,9 @@ use crate::upgrade::{self, Binary, Handover};
 pub fn run(args: &Args) -> ExitCode {
     // Taken first: the binary's path is only reliable as it was at start.
     let binary = Binary::capture();
+    // Before the file is read: an edit made while weir starts is then seen as a change
+    // by the watcher, not taken as the version loaded.
+    let loaded = args.config.as_deref().and_then(stamp);
     let config = match cli::load(args) {
         Ok(config) => config,
         Err(errors) => {
@@ -62,7 +65,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let reload_args = args.clone();
     handle.shared().set_loader(Box::new(move || cli::load(&reload_args)));
-    let process = Process { args, handle: &handle, binary, pid_path: pid_path.as_deref() };
+    let process = Process { args, handle: &handle, binary, pid_path: pid_path.as_deref(), loaded };
     runtime.block_on(signals.wait(&process));
     tracing::info!("draining");
     handle.shutdown();
@@ -117,6 +120,8 @@ struct Process<'a> {
     handle: &'a Handle,
     binary: Binary,
     pid_path: Option<&'a Path>,
+    /// The config file's version as it was just before weir read it.
+    loaded: Option<Stamp>,
 }
 
 /// The signals weir reacts to.
@@ -146,7 +151,7 @@ impl Signals {
     /// returns on SIGTERM or SIGINT, or once an upgrade succeeded.
     async fn wait(mut self, process: &Process<'_>) {
         let mut upgrading: Option<oneshot::Receiver<Outcome>> = None;
-        let mut watch = Watch::new(process.args.config.as_deref());
+        let mut watch = Watch { file: process.args.config.as_deref(), stamp: process.loaded };
         let mut poll = tokio::time::interval(WATCH_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -241,11 +246,7 @@ struct Watch<'a> {
     stamp: Option<Stamp>,
 }
 
-impl<'a> Watch<'a> {
-    fn new(file: Option<&'a Path>) -> Watch<'a> {
-        Watch { file, stamp: file.and_then(stamp) }
-    }
-
+impl Watch<'_> {
     /// Records the file's version as loaded (before a SIGHUP reload).
     fn seen(&mut self) {
         self.stamp = self.file.and_then(stamp);

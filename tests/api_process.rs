@@ -1,7 +1,8 @@
 //! The admin API against the `weir` binary: an open admin listener without a token
 //! refuses to start; API changes survive `kill -9`; a crash while the state file is
 //! written leaves the previous state; reloads by API, file watch and SIGHUP are counted,
-//! and a later edit of the config file wins over the API for what it changes.
+//! a later edit of the config file wins over the API for what it changes, and an edit
+//! made during start is reloaded.
 
 mod api_support;
 mod common;
@@ -15,6 +16,7 @@ use common::{get_close, write_config, WeirProcess};
 use observe::{metric, scrape};
 use std::net::SocketAddr;
 use std::path::Path;
+use support::dns::{DnsMode, TestDns};
 use support::{raw_request, TestBackend};
 use tokio::time::{sleep, Instant};
 
@@ -185,4 +187,38 @@ async fn a_malformed_state_file_stops_the_start() {
     // The reader thread may lag the exit; wait for the line.
     let logged = process.wait_stderr(|l| l.contains(&location)).await;
     assert!(logged.is_some(), "{}", process.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_edit_made_during_start_is_reloaded() {
+    // Goal: the watcher's first stamp of the config file is taken before weir reads it,
+    // so an edit made while weir starts (here: while it waits on a DNS server that never
+    // answers) is reloaded once it runs, not missed until the next edit.
+    let a = TestBackend::start("A").await;
+    let b = TestBackend::start("B").await;
+    let dns = TestDns::start();
+    dns.set_mode(DnsMode::Silent);
+    let dir = temp_dir("start-edit");
+    let path = dir.join("weir.toml");
+    let slow = format!("[dns]\nservers = [\"{}\"]\ntimeout = \"1s\"\n\n", dns.addr());
+    let named = r#"{ address = "api.weir.test:80", resolve = true }"#;
+    let with = |list: &[SocketAddr]| {
+        let text = config_with_token(list);
+        format!("{slow}{}", text.replacen("backends = [", &format!("backends = [{named}, "), 1))
+    };
+    write_config(&path, &with(&[a.addr()]));
+    let process = WeirProcess::spawn(&["-c", path.to_str().unwrap()]);
+    let deadline = Instant::now() + REACT;
+    // The first query shows the file was read and the start is under way.
+    while dns.udp_queries() == 0 {
+        assert!(Instant::now() < deadline, "weir sent no DNS query: {}", process.stderr());
+        sleep(std::time::Duration::from_millis(10)).await;
+    }
+    write_config(&path, &with(&[a.addr(), b.addr()]));
+    let admin = admin_addr(&process).await;
+    let want = [a.addr().to_string(), b.addr().to_string()];
+    pools_until(admin, "the file as edited during start", |doc| {
+        backends(doc, "web").iter().map(|b| b.0.clone()).collect::<Vec<_>>() == want
+    })
+    .await;
 }
