@@ -310,7 +310,54 @@ pub fn spawn_drainer(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{BackendAddress, BackendConfig, PoolConfig, StrategyKind};
+    use std::sync::atomic::Ordering;
+
+    use crate::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
+    use crate::health::{step, Event, Passive, Rules, Subject};
+
+    fn config(ports: &[u16]) -> Config {
+        let address = |port: &u16| BackendAddress::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let backends =
+            ports.iter().map(|p| BackendConfig { address: address(p), weight: 1, resolve: false });
+        let mut config = Config::default();
+        config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.server.workers = 1;
+        config.admin.listen = None;
+        config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, backends.collect()));
+        config
+    }
+
+    #[test]
+    fn a_change_the_state_file_refuses_keeps_pool_state() {
+        // Goal: a change refused because the state file cannot be written leaves the
+        // pool state it shares with the running snapshot as it was: the size, and the
+        // ejection slot of an ejected backend the change would have removed.
+        let dir = std::env::temp_dir().join(format!("weir-control-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = config(&[1, 2]);
+        let parent = dir.join("not-a-dir");
+        config.admin.state_file = Some(parent.join("state.json").to_string_lossy().into_owned());
+        let handle = crate::server::start(config).unwrap();
+        // The state file's directory is a regular file now: every save fails.
+        std::fs::write(&parent, "").unwrap();
+        let shared = std::sync::Arc::clone(handle.shared());
+        let snapshot = shared.snapshot.load_full();
+        let (pool, backend) = (&snapshot.pools[0], &snapshot.pools[0].backends[1]);
+        assert!(pool.live.reserve_ejection(100));
+        let rules = Rules::of(&pool.settings);
+        step(Subject::of("web", backend), rules, Event::Trip { failures: 5, kinds: 0 });
+        assert!(matches!(backend.live.health.machine().passive, Passive::Ejected { .. }));
+        let refused = shared.edit(|config| {
+            config.pools[0].backends.remove(1);
+            Ok(None)
+        });
+        assert_eq!(refused.err().map(|r| r.status), Some(500));
+        assert_eq!(pool.live.ejected.load(Ordering::Relaxed), 1, "the slot is still held");
+        assert_eq!(pool.live.size.load(Ordering::Relaxed), 2);
+        handle.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn api_changes_do_not_resolve_known_names_again() {
