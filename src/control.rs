@@ -2,7 +2,7 @@
 //! state file that keeps API edits across both.
 //!
 //! Every change goes the same way: a new [`Config`] is checked, built into a snapshot by
-//! the [`Registry`](crate::snapshot::Registry) (which keeps live state by identity and
+//! the [`Registry`] (which keeps live state by identity and
 //! drains removed backends), the state file is written if API changes are involved, and
 //! only then is the snapshot swapped in, atomically. The control mutex serialises
 //! changes; it is always taken before the registry mutex.

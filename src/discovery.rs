@@ -1,7 +1,7 @@
 //! DNS discovery: a backend written `{ address = "api.internal:8080", resolve = true }`
 //! stands for every address its name resolves to, looked up again and again.
 //!
-//! The `weir-dns` thread owns one [`Entry`] per name. A name is looked up again after its
+//! The `weir-dns` thread owns one `Entry` per name. A name is looked up again after its
 //! record TTL, clamped to [`MIN_REFRESH`] and the pool's `dns_refresh` (the lowest, when
 //! pools share a name). When the address set of any name changes, the thread hands the
 //! new sets to [`Shared::rediscover`], which rebuilds the snapshot from the running
@@ -142,7 +142,7 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Looks up every name of `config` once, waiting at most [`STARTUP_WAIT`], so the
+    /// Looks up every name of `config` once, waiting at most `STARTUP_WAIT`, so the
     /// first snapshot has the addresses. Callable from inside a runtime or outside one.
     pub fn start(config: &Config) -> Discovery {
         let mut discovery = Discovery::default();

@@ -3,7 +3,7 @@
 //!
 //! Every exchange is bounded: one `timeout` per try (`attempts` rounds over at most three
 //! servers), a reply is matched on id and question (anything else is ignored, up to
-//! [`MAX_STRAYS`] datagrams), and sizes are capped by the DNS formats themselves (64 KiB
+//! `MAX_STRAYS` datagrams), and sizes are capped by the DNS formats themselves (64 KiB
 //! messages, 255-byte names). Without `[dns] servers` it reads /etc/resolv.conf as glibc
 //! does: `nameserver`, `search`/`domain`, and `options ndots: timeout: attempts:`; and
 //! /etc/hosts first ([`Hosts`]).
