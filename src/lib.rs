@@ -13,6 +13,8 @@
 //! - [`server`]: start, reload and stop a balancer in-process ([`server::Handle`]).
 //! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
 //!   `SO_REUSEPORT` listeners.
+//! - [`drain`]: a worker's drain signal; idle connections watch it at no cost per
+//!   request.
 //! - [`listeners`]: the table of client listening sockets that workers follow; reloads
 //!   add and remove addresses, upgrades hand the sockets over.
 //! - [`upgrade`]: zero-downtime binary upgrade (SIGUSR2, `weir upgrade`): start the
@@ -53,6 +55,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod discovery;
+pub mod drain;
 pub mod health;
 pub mod http1;
 pub mod listeners;

@@ -79,12 +79,11 @@ thread_local! {
 
 /// Takes the most recently used live idle connection to `live`, if any. Connections
 /// that timed out or that the backend closed (readable while idle, or a TLS
-/// `close_notify`) are dropped on the way.
-pub fn checkout(live: &BackendLive) -> Option<Upstream> {
+/// `close_notify`) are dropped on the way. `now` is the caller's clock reading.
+pub fn checkout(live: &BackendLive, now: Instant) -> Option<Upstream> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.lists.get_mut(&live.id)?;
-        let now = Instant::now();
         let mut found = None;
         // Bounded by the list length, itself bounded by `max_idle`.
         while let Some(mut entry) = list.entries.pop_back() {
@@ -98,8 +97,14 @@ pub fn checkout(live: &BackendLive) -> Option<Upstream> {
     })
 }
 
-/// Returns a connection whose exchange completed cleanly.
-pub fn checkin(live: &Arc<BackendLive>, stream: Upstream, max_idle: usize, timeout: Duration) {
+/// Returns a connection whose exchange completed cleanly at `now`.
+pub fn checkin(
+    live: &Arc<BackendLive>,
+    stream: Upstream,
+    max_idle: usize,
+    timeout: Duration,
+    now: Instant,
+) {
     if max_idle == 0 {
         return;
     }
@@ -116,7 +121,7 @@ pub fn checkin(live: &Arc<BackendLive>, stream: Upstream, max_idle: usize, timeo
             // Drop the oldest: it is the likeliest to be closed by the backend soon.
             list.entries.pop_front();
         }
-        list.entries.push_back(Idle { stream, since: Instant::now(), timeout });
+        list.entries.push_back(Idle { stream, since: now, timeout });
         debug_assert!(list.entries.len() <= max_idle);
         list.publish();
     });

@@ -16,16 +16,20 @@ pub mod logging;
 pub mod pump;
 pub mod reply;
 pub mod retry;
+pub mod timer;
 pub mod tunnel;
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
+use crate::drain::Watch;
 use crate::http1::request::{self, Forwarding, RequestInfo};
 use crate::http1::Parsed;
 use crate::server::Shared;
@@ -33,6 +37,7 @@ use crate::snapshot::Snapshot;
 use crate::tls::Acceptor;
 use buffers::Buffers;
 use io::Stream;
+use timer::Alarm;
 
 /// What one client connection knows about itself.
 pub struct Client {
@@ -43,7 +48,7 @@ pub struct Client {
     /// The peer's IP as text, for `X-Forwarded-For`.
     pub peer_ip: String,
     /// This worker's drain signal.
-    pub drain: Rc<crate::worker::Drain>,
+    pub drain: Rc<crate::drain::Drain>,
     /// Whether per-request metrics are counted (`[admin] metrics`, fixed at start).
     pub metrics: bool,
     /// The connection came in on a TLS listener: `X-Forwarded-Proto: https`.
@@ -64,6 +69,10 @@ enum Head {
 pub async fn serve<S: Stream>(mut stream: S, client: Client) {
     let mut spare: Option<Buffers> = None;
     let mut first = true;
+    // One timer and one drain registration for the connection's life, not per request
+    // (see `timer` and `crate::drain`).
+    let mut alarm = Alarm::default();
+    let mut watch = client.drain.watch();
     loop {
         if spare.is_none() {
             // The timeout is copied out so an idle connection pins no snapshot.
@@ -76,7 +85,7 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
                     server.keepalive_timeout
                 }
             };
-            if !wait_for_bytes(&mut stream, &client, idle).await {
+            if !wait_for_bytes(&mut stream, &mut watch, &mut alarm, idle).await {
                 break;
             }
         }
@@ -85,10 +94,11 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         let snapshot = crate::worker::snapshot(&client.shared);
         first = false;
         let buffers = spare.take().unwrap_or_else(buffers::take);
+        let conn = Conn { client: &client, alarm: &mut alarm, started: Instant::now() };
         // Boxed: reading a head and running an exchange take a lot of state, and an idle
         // connection should not carry it (10,000 idle clients would pin 10,000 copies).
         let (keep, mut buffers) =
-            Box::pin(one_request(&mut stream, &client, &snapshot, buffers)).await;
+            Box::pin(one_request(&mut stream, conn, &snapshot, buffers)).await;
         if !keep {
             // Whatever the client left unread is discarded with the connection.
             buffers.input.clear();
@@ -103,6 +113,17 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
             spare = Some(buffers);
         }
     }
+}
+
+/// One request's view of its connection.
+pub struct Conn<'a> {
+    /// The client.
+    pub client: &'a Client,
+    /// The connection's timer, for the wait for the response head.
+    pub alarm: &'a mut Alarm,
+    /// When the request began to arrive: the start of its header timeout and of its
+    /// duration. Read once and passed on, as each clock read costs.
+    pub started: Instant,
 }
 
 /// Completes the TLS handshake of a client of a TLS listener (bounded by the listener's
@@ -127,28 +148,37 @@ pub const DRAIN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs
 /// [`DRAIN_IDLE_GRACE`] after the worker began draining.
 async fn wait_for_bytes<S: Stream>(
     stream: &mut S,
-    client: &Client,
+    watch: &mut Watch<'_>,
+    alarm: &mut Alarm,
     idle: std::time::Duration,
 ) -> bool {
-    let readable = tokio::time::timeout(idle, stream.readable());
-    tokio::pin!(readable);
+    let mut readable = pin!(stream.readable());
+    // A pipelining or quick client: no clock read, no timer.
+    if let Poll::Ready(ready) = timer::poll_once(readable.as_mut()).await {
+        return ready.is_ok();
+    }
+    alarm.set(Instant::now() + idle);
     tokio::select! {
-        ready = &mut readable => return matches!(ready, Ok(Ok(()))),
-        () = client.drain.wait() => {}
+        biased;
+        ready = &mut readable => return ready.is_ok(),
+        () = alarm.expired() => return false,
+        () = &mut *watch => {}
     }
     let ready = tokio::time::timeout(DRAIN_IDLE_GRACE, readable).await;
-    matches!(ready, Ok(Ok(Ok(()))))
+    matches!(ready, Ok(Ok(())))
 }
 
 /// Reads one request head and handles the request. Returns whether the connection may
 /// go on, and the buffers.
 async fn one_request<S: Stream>(
     stream: &mut S,
-    client: &Client,
+    conn: Conn<'_>,
     snapshot: &SnapshotRef,
     mut buffers: Buffers,
 ) -> (bool, Buffers) {
-    let keep = match read_head(stream, client, &snapshot.config.server, &mut buffers).await {
+    let client = conn.client;
+    let server = &snapshot.config.server;
+    let keep = match read_head(stream, client, server, &mut buffers, conn.started).await {
         Head::Close => false,
         Head::Refuse(status, reason) => {
             reply::send(stream, client, &mut buffers.reply, status, reason, None, true).await;
@@ -159,7 +189,7 @@ async fn one_request<S: Stream>(
         // Not `&& !draining`: a drain that began during this exchange came too late for
         // its response to say `Connection: close`, so closing now would race the
         // client's next request. That request is served and its response says close.
-        Head::Request(info) => forward::handle(stream, client, snapshot, &mut buffers, info).await,
+        Head::Request(info) => forward::handle(stream, conn, snapshot, &mut buffers, info).await,
     };
     (keep, buffers)
 }
@@ -170,8 +200,9 @@ async fn read_head<S: Stream>(
     client: &Client,
     server: &ServerConfig,
     buffers: &mut Buffers,
+    started: Instant,
 ) -> Head {
-    let deadline = Instant::now() + server.header_timeout;
+    let deadline = started + server.header_timeout;
     let forwarding = Forwarding {
         client_ip: client.peer_ip.as_bytes(),
         proto: if client.tls { b"https" } else { b"http" },
@@ -194,7 +225,7 @@ async fn read_head<S: Stream>(
             }
         }
         buffers.input.reserve(4096);
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buffers.input)).await {
+        match timer::lazy_timeout_at(deadline, stream.read_buf(&mut buffers.input)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Head::Close,
             Ok(Ok(_)) => {}
             Err(_) if buffers.input.is_empty() => return Head::Close,

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+pub use crate::drain::Drain;
 use crate::listeners::LISTEN_BACKLOG;
 use crate::metrics;
 use crate::proxy::{self, Client, SnapshotRef};
@@ -31,37 +32,6 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often a draining worker checks whether its connections are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
-
-/// A worker's own drain signal, and also the stop signal of one listener's accept loops
-/// when a reload removes it. Keeping it per worker means a wait on it touches no lock
-/// shared with other workers (the process-wide `watch` channel has one).
-#[derive(Debug, Default)]
-pub struct Drain {
-    draining: Cell<bool>,
-    notify: tokio::sync::Notify,
-}
-
-impl Drain {
-    /// Whether this worker is draining.
-    pub fn is_draining(&self) -> bool {
-        self.draining.get()
-    }
-
-    /// Resolves once the worker starts draining.
-    pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        if self.draining.get() {
-            return;
-        }
-        notified.await;
-    }
-
-    /// Starts draining; waiters wake.
-    pub fn start(&self) {
-        self.draining.set(true);
-        self.notify.notify_waiters();
-    }
-}
 
 thread_local! {
     static SNAPSHOT: RefCell<Option<SnapshotRef>> = const { RefCell::new(None) };

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 
 use super::io::{Stream, Writer};
 use super::pump::{write_flushed, Capture, Pump, PumpError};
+use super::timer::Alarm;
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
@@ -42,6 +43,11 @@ pub struct Io<'a> {
     /// Whole header lines (`Name: value\r\n`) to add to the final response head, or
     /// empty: the sticky `Set-Cookie`.
     pub extra_header: &'a [u8],
+    /// The connection's timer, for the response timeout.
+    pub alarm: &'a mut Alarm,
+    /// When the exchange began: the start of `header_latency`, and of the response
+    /// timeout of a request without a body (sent at once).
+    pub started: Instant,
 }
 
 /// Timeouts that apply to one exchange.
@@ -116,9 +122,8 @@ pub async fn run<C: Stream, U: Stream>(
 ) -> Result<Outcome, Failure> {
     let (mut client_read, mut client_write) = client.halves();
     let (mut upstream_read, mut upstream_write) = upstream.halves();
-    let Io { input, head, reply, upstream: upstream_buf, extra_header } = io;
+    let Io { input, head, reply, upstream: upstream_buf, extra_header, alarm, started } = io;
     upstream_buf.clear();
-    let started = Instant::now();
     let head_len = head.len() as u64;
     let body = request.body;
     let upload =
@@ -132,6 +137,8 @@ pub async fn run<C: Stream, U: Stream>(
         client: &mut client_write,
         exchange: &exchange,
         limits: &limits,
+        alarm,
+        sent_at: (body == BodyKind::Empty).then_some(started),
     }
     .read(upload.as_mut(), &mut uploaded)
     .await?;
@@ -217,6 +224,10 @@ struct HeadReader<'a, R, W> {
     client: &'a mut W,
     exchange: &'a Exchange,
     limits: &'a Limits,
+    alarm: &'a mut Alarm,
+    /// When the request was sent, if known without a clock read: a request without a
+    /// body goes out in the first poll.
+    sent_at: Option<Instant>,
 }
 
 impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
@@ -230,8 +241,6 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
     where
         U: Future<Output = Result<u64, PumpError>>,
     {
-        let deadline = sleep(Duration::from_secs(u64::from(u32::MAX)));
-        let mut deadline = pin!(deadline);
         // Bounded: each pass reads bytes into a head bounded by `max_header_bytes`, or
         // finishes the upload (once), or ends at the deadline.
         loop {
@@ -242,7 +251,8 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                         return Err(failure);
                     }
                     *uploaded = Some(result);
-                    deadline.as_mut().reset(Instant::now() + self.limits.response_timeout);
+                    let sent_at = self.sent_at.unwrap_or_else(Instant::now);
+                    self.alarm.set(sent_at + self.limits.response_timeout);
                 }
                 read = self.upstream.read_buf(self.buf) => {
                     if !matches!(read, Ok(n) if n > 0) {
@@ -254,7 +264,7 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                         return Ok(info);
                     }
                 }
-                () = &mut deadline => return Err(Failure::Timeout),
+                () = self.alarm.expired(), if uploaded.is_some() => return Err(Failure::Timeout),
             }
         }
     }

@@ -14,7 +14,8 @@ use super::logging::{Done, Pending};
 use super::pump::Capture;
 use super::retry::held::{self, Held};
 use super::retry::{AttemptError, Next, Plan};
-use super::{affinity, reply, Client, SnapshotRef};
+use super::timer::Alarm;
+use super::{affinity, reply, Client, Conn, SnapshotRef};
 use crate::balance::{self, PickRequest};
 use crate::config::{PoolConfig, ServerConfig};
 use crate::health::select::{self, Picked};
@@ -46,11 +47,12 @@ impl Drop for InFlight<'_> {
 /// client connection may serve another request.
 pub async fn handle<S: Stream>(
     stream: &mut S,
-    client: &Client,
+    conn: Conn<'_>,
     snapshot: &SnapshotRef,
     buffers: &mut Buffers,
     info: RequestInfo,
 ) -> bool {
+    let Conn { client, alarm, mut started } = conn;
     let choice = choose(snapshot, client, buffers, &info);
     let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
@@ -66,7 +68,6 @@ pub async fn handle<S: Stream>(
         }
     };
     prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
-    let mut started = Instant::now();
     pool.live.budget.on_request(started);
     let server = &snapshot.config.server;
     let draining = client.drain.is_draining();
@@ -76,14 +77,17 @@ pub async fn handle<S: Stream>(
     loop {
         let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let request = Request { info: &info, draining, set_cookie: &set_cookie };
+        let request =
+            Request { info: &info, draining, set_cookie: &set_cookie, alarm: &mut *alarm, started };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         tell_health(pool, backend, &result, plan.reused, &mut trial);
         let error = match result {
             Ok((outcome, upstream)) => {
-                record(client, pool, backend, &outcome, started);
+                let ended = Instant::now();
+                record(client, pool, backend, &outcome, started, ended);
                 logged.finish(client, done(pool, backend, Some(&outcome), plan.retries(), None));
-                return finish(stream, backend, &pool.settings, buffers, outcome, upstream).await;
+                let settings = &pool.settings;
+                return finish(stream, backend, settings, buffers, outcome, upstream, ended).await;
             }
             Err(error) => error,
         };
@@ -246,12 +250,15 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
 }
 
 /// Per-request facts an attempt needs besides the buffers.
-#[derive(Clone, Copy)]
 struct Request<'a> {
     info: &'a RequestInfo,
     draining: bool,
     /// A `Set-Cookie` line to add to the response, or empty.
     set_cookie: &'a [u8],
+    /// The connection's timer.
+    alarm: &'a mut Alarm,
+    /// When this attempt began (the request's start for the first one).
+    started: Instant,
 }
 
 /// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
@@ -265,7 +272,7 @@ async fn attempt<'p, S: Stream>(
     request: Request<'_>,
     plan: &mut Plan<'p>,
 ) -> Result<(Outcome, Upstream), AttemptError> {
-    let Request { info, draining, set_cookie } = request;
+    let Request { info, draining, set_cookie, alarm, started } = request;
     let exchange = Exchange {
         head_request: info.method == Method::Head,
         upgrade_requested: info.upgrade,
@@ -273,7 +280,7 @@ async fn attempt<'p, S: Stream>(
         close_client: !info.keep_alive || draining,
         max_headers: server.max_headers,
     };
-    let pooled = if plan.fresh { None } else { pool::checkout(&backend.live) };
+    let pooled = if plan.fresh { None } else { pool::checkout(&backend.live, started) };
     let (mut upstream, reused) = match pooled {
         Some(upstream) => {
             backend.live.stats.local().connections_reused.inc();
@@ -291,6 +298,9 @@ async fn attempt<'p, S: Stream>(
         reply: &mut buffers.reply,
         upstream: &mut buffers.upstream,
         extra_header: set_cookie,
+        alarm,
+        // A new connection took time to open; a pooled one took none worth a clock read.
+        started: if reused { started } else { Instant::now() },
     };
     let limits = limits(server, &pool.settings);
     let mode = match plan.holds_status(pool, info) {
@@ -394,9 +404,16 @@ async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, A
 
 /// Counts a relayed response (status class, bytes, duration) and feeds the latency to
 /// latency-aware strategies.
-fn record(client: &Client, pool: &Pool, backend: &Backend, outcome: &Outcome, started: Instant) {
+fn record(
+    client: &Client,
+    pool: &Pool,
+    backend: &Backend,
+    outcome: &Outcome,
+    started: Instant,
+    ended: Instant,
+) {
     if pool.settings.uses_latency() {
-        balance::observe_latency(&backend.live, outcome.header_latency, Instant::now().into());
+        balance::observe_latency(&backend.live, outcome.header_latency, ended.into());
     }
     // `[admin] metrics = false` skips the counters that exist only for metrics, so their
     // cost can be measured (bench/RESULTS.md); health and balancing state still updates.
@@ -407,7 +424,7 @@ fn record(client: &Client, pool: &Pool, backend: &Backend, outcome: &Outcome, st
     stats.requests.record(outcome.status);
     stats.bytes_sent.add(outcome.bytes_sent);
     stats.bytes_received.add(outcome.bytes_received);
-    stats.duration.record(started.elapsed());
+    stats.duration.record(ended.saturating_duration_since(started));
     client.shared.frontend.local().requests.record(outcome.status);
 }
 
@@ -419,6 +436,7 @@ async fn finish<S: Stream>(
     buffers: &mut Buffers,
     outcome: Outcome,
     mut upstream: Upstream,
+    now: Instant,
 ) -> bool {
     if outcome.upgraded {
         match &mut upstream {
@@ -428,7 +446,7 @@ async fn finish<S: Stream>(
         return false;
     }
     if outcome.upstream_reusable {
-        pool::checkin(&backend.live, upstream, settings.max_idle, settings.idle_timeout);
+        pool::checkin(&backend.live, upstream, settings.max_idle, settings.idle_timeout, now);
     }
     outcome.keep_client
 }

@@ -11,6 +11,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::io::Writer;
+use super::timer::lazy_timeout;
 use crate::http1::chunked::{ChunkError, Decoder};
 use crate::http1::BodyKind;
 
@@ -128,7 +129,7 @@ impl Pump<'_> {
             // `Expect: 100-continue` sends no body until the backend has seen the head.
             self.flush(dst).await?;
             buf.reserve(READ_CHUNK_BYTES);
-            let read = tokio::time::timeout(self.idle_timeout, src.read_buf(buf));
+            let read = lazy_timeout(self.idle_timeout, src.read_buf(buf));
             let n = read.await.map_err(|_| PumpError::ReadTimeout)?.map_err(PumpError::Read)?;
             if n == 0 {
                 if matches!(progress, Progress::UntilClose) {
@@ -203,7 +204,7 @@ async fn write_all<W: Writer>(
     bytes: &[u8],
     timeout: Duration,
 ) -> Result<(), PumpError> {
-    match tokio::time::timeout(timeout, write_flushed(dst, bytes)).await {
+    match lazy_timeout(timeout, write_flushed(dst, bytes)).await {
         Ok(result) => result.map_err(PumpError::Write),
         Err(_) => Err(PumpError::Write(io::Error::new(io::ErrorKind::TimedOut, "write stalled"))),
     }
