@@ -5,6 +5,11 @@
 #   weir-pooled   weir with its pool on: TLS connections reused, new ones resumed
 #   weir-nopool   weir with `max_idle = 0`: a new TLS connection (resumed) per request
 #   nginx         nginx with `keepalive` and `proxy_ssl_session_reuse on`
+#   nginx-nopool  nginx with `proxy_ssl_session_reuse on` and no upstream keepalive: what
+#                 the best peer's pooled / pool-off ratio is on the same machine
+#   weir-plain    weir pooled to the same origin over plain HTTP: the ceiling of any pooled
+#                 path, so pooled-plain / pool-off bounds the pooled / pool-off ratio a
+#                 TLS pool could reach here even if TLS cost nothing
 # Rounds alternate (A B C A B C ...); the table shows medians. The share of new upstream
 # TLS connections that resumed comes from weir's own counters
 # (weir_backend_tls_handshakes_total{resumed}).
@@ -44,6 +49,7 @@ openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
 
 origin=$(free_port); pooled=$(free_port); nopool=$(free_port); proxy=$(free_port)
 admin_pooled=$(free_port); admin_nopool=$(free_port)
+plain_origin=$(free_port); plain=$(free_port); admin_plain=$(free_port); proxy_nopool=$(free_port)
 
 # --- the HTTPS origin ----------------------------------------------------------------
 cat > "$tmp/origin.conf" <<CONF
@@ -53,7 +59,8 @@ http { access_log off; keepalive_requests 1000000;
   ssl_session_cache shared:origin:10m; ssl_session_tickets on;
   server { listen 127.0.0.1:$origin ssl;
     ssl_certificate $tmp/server.pem; ssl_certificate_key $tmp/server.key;
-    location / { return 200 "ok\n"; } } }
+    location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$plain_origin; location / { return 200 "ok\n"; } } }
 CONF
 nginx -e stderr -p "$tmp" -c "$tmp/origin.conf" 2>"$tmp/origin.log" & pids+=($!)
 
@@ -78,6 +85,8 @@ weir_conf "$pooled" "$admin_pooled" 256 > "$tmp/pooled.toml"
 weir_conf "$nopool" "$admin_nopool" 0 > "$tmp/nopool.toml"
 RUST_LOG=warn "$weir" -c "$tmp/pooled.toml" 2>"$tmp/pooled.log" & pids+=($!)
 RUST_LOG=warn "$weir" -c "$tmp/nopool.toml" 2>"$tmp/nopool.log" & pids+=($!)
+RUST_LOG=warn "$weir" -w 1 -l "127.0.0.1:$plain" --admin "127.0.0.1:$admin_plain" \
+    -b "127.0.0.1:$plain_origin" 2>"$tmp/plain.log" & pids+=($!)
 
 # --- nginx as the proxy --------------------------------------------------------------
 cat > "$tmp/proxy.conf" <<CONF
@@ -92,9 +101,13 @@ http { access_log off; keepalive_requests 1000000;
       proxy_ssl_verify on; proxy_ssl_trusted_certificate $tmp/ca.pem; } } }
 CONF
 nginx -e stderr -p "$tmp" -c "$tmp/proxy.conf" 2>"$tmp/proxy.log" & pids+=($!)
+# The same nginx proxy without upstream keepalive: a new, resumed TLS connection per request.
+sed -e "s/ keepalive 256;//" -e "s/:$proxy;/:$proxy_nopool;/" -e "s/proxy.pid/proxy-nopool.pid/" \
+    "$tmp/proxy.conf" > "$tmp/proxy-nopool.conf"
+nginx -e stderr -p "$tmp" -c "$tmp/proxy-nopool.conf" 2>"$tmp/proxy-nopool.log" & pids+=($!)
 
 # --- wait until every proxy answers ok -------------------------------------------------
-for port in "$pooled" "$nopool" "$proxy"; do
+for port in "$pooled" "$nopool" "$proxy" "$proxy_nopool" "$plain"; do
     for _ in $(seq 100); do
         [ "$(curl -s "http://127.0.0.1:$port/" || true)" = ok ] && break
         sleep 0.1
@@ -105,13 +118,14 @@ for port in "$pooled" "$nopool" "$proxy"; do
 done
 
 # --- alternating rounds ----------------------------------------------------------------
-sides=(weir-pooled weir-nopool nginx); ports=("$pooled" "$nopool" "$proxy")
-for i in 0 1 2; do
+sides=(weir-pooled weir-nopool nginx nginx-nopool weir-plain)
+ports=("$pooled" "$nopool" "$proxy" "$proxy_nopool" "$plain")
+for i in "${!sides[@]}"; do
     wrk -t1 -c64 -d1s "http://127.0.0.1:${ports[$i]}/" >/dev/null
     : > "$tmp/${sides[$i]}"
 done
 for round in $(seq "$rounds"); do
-    for i in 0 1 2; do
+    for i in "${!sides[@]}"; do
         rps=$(wrk -t1 -c64 -d"${seconds}s" "http://127.0.0.1:${ports[$i]}/" \
             | awk '/Requests\/sec/ {print $2}')
         echo "round $round ${sides[$i]} $rps req/s"
@@ -128,15 +142,19 @@ full=$(( $(handshakes "$admin_pooled" false) + $(handshakes "$admin_nopool" fals
 resumed=$(( $(handshakes "$admin_pooled" true) + $(handshakes "$admin_nopool" true) ))
 
 table=$(python3 - "$(median "$tmp/weir-pooled")" "$(median "$tmp/weir-nopool")" \
-    "$(median "$tmp/nginx")" "$full" "$resumed" "$rounds" "$seconds" <<'PY'
+    "$(median "$tmp/nginx")" "$full" "$resumed" "$rounds" "$seconds" \
+    "$(median "$tmp/nginx-nopool")" "$(median "$tmp/weir-plain")" <<'PY'
 import sys
 pooled, nopool, nginx = (float(x) for x in sys.argv[1:4])
 full, resumed, rounds, seconds = (int(x) for x in sys.argv[4:8])
+nginx_nopool, plain = (float(x) for x in sys.argv[8:10])
 share = resumed / (full + resumed) if full + resumed else 0.0
 rows = [
     ("weir pooled + resumed", pooled),
     ("weir, pool off (max_idle = 0)", nopool),
     ("nginx keepalive + proxy_ssl_session_reuse", nginx),
+    ("nginx, no upstream keepalive (proxy_ssl_session_reuse on)", nginx_nopool),
+    ("weir pooled, plain HTTP origin (ceiling of any pooled path)", plain),
 ]
 print(f"wrk -t1 -c64, 1 worker each, HTTPS origin (nginx, 1 worker), "
       f"median of {rounds} rounds of {seconds} s\n")
@@ -147,6 +165,8 @@ for name, rps in rows:
 print()
 print(f"- weir pooled / pool off: **{pooled / nopool:.1f}x** (goal: at least 10x)" if nopool else "")
 print(f"- weir pooled / nginx: **{pooled / nginx:.2f}x** (goal: at least 0.9x)" if nginx else "")
+print(f"- nginx keepalive / nginx without: {nginx / nginx_nopool:.1f}x" if nginx_nopool else "")
+print(f"- ceiling, weir pooled plain HTTP / weir TLS pool off: {plain / nopool:.1f}x" if nopool else "")
 print(f"- new upstream TLS connections resumed: **{resumed:,} of {full + resumed:,} "
       f"({100 * share:.1f}%)** (goal: at least 95%)")
 PY
