@@ -27,8 +27,9 @@ pub const MAX_POOLED_BACKENDS: usize = 4096;
 
 struct Idle {
     stream: Upstream,
-    since: Instant,
-    timeout: Duration,
+    /// When the idle timeout closes it: stored as an instant so a checkout compares
+    /// instead of subtracting.
+    expires: Instant,
 }
 
 /// Backend ids are small unique integers handed out by the registry, never chosen by a
@@ -87,7 +88,7 @@ pub fn checkout(live: &BackendLive, now: Instant) -> Option<Upstream> {
         let mut found = None;
         // Bounded by the list length, itself bounded by `max_idle`.
         while let Some(mut entry) = list.entries.pop_back() {
-            if now.duration_since(entry.since) < entry.timeout && entry.stream.is_quiet() {
+            if now < entry.expires && entry.stream.is_quiet() {
                 found = Some(entry.stream);
                 break;
             }
@@ -121,7 +122,7 @@ pub fn checkin(
             // Drop the oldest: it is the likeliest to be closed by the backend soon.
             list.entries.pop_front();
         }
-        list.entries.push_back(Idle { stream, since: now, timeout });
+        list.entries.push_back(Idle { stream, expires: now + timeout });
         debug_assert!(list.entries.len() <= max_idle);
         list.publish();
     });
@@ -134,7 +135,7 @@ pub fn sweep(is_current: impl Fn(u64) -> bool) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         idle.lists.retain(|id, list| {
-            list.entries.retain(|entry| now.duration_since(entry.since) < entry.timeout);
+            list.entries.retain(|entry| now < entry.expires);
             if !is_current(*id) {
                 list.entries.clear();
             }

@@ -6,12 +6,14 @@ use crate::snapshot::{Pool, Snapshot};
 /// The pool for a request: the first matching route, else the first pool. `None` only
 /// when there are no pools at all.
 pub fn select<'s>(snapshot: &'s Snapshot, host: Option<&[u8]>, path: &[u8]) -> Option<&'s Pool> {
-    let host = host.map(strip_port);
+    // Most configurations have no host rules: the port is stripped only when one is met.
+    let mut stripped: Option<Option<&[u8]>> = None;
+    let mut host = || *stripped.get_or_insert_with(|| host.map(strip_port));
     let index = snapshot
         .routes
         .iter()
         .find(|route| {
-            route.host.as_ref().is_none_or(|m| host.is_some_and(|h| host_matches(m, h)))
+            route.host.as_ref().is_none_or(|m| host().is_some_and(|h| host_matches(m, h)))
                 && route
                     .path_prefix
                     .as_ref()

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use super::io::{Stream, Writer};
-use super::pump::{write_flushed, Capture, Pump, PumpError};
+use super::pump::{write_all, write_flushed, Capture, Pump, PumpError};
 use super::timer::Alarm;
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{self, Exchange, ResponseInfo};
@@ -157,7 +157,14 @@ pub async fn run<C: Stream, U: Stream>(
             bytes_received: info.head_len as u64,
         });
     }
-    let downloaded = {
+    let downloaded = if let Some(length) = whole_body(&info, upstream_buf, &uploaded) {
+        // Common for small responses: the body came with the head, and the request is
+        // sent. One write, without the streaming machinery.
+        reply.extend_from_slice(&upstream_buf[..length]);
+        upstream_buf.advance(length);
+        let written = write_all(&mut client_write, reply, limits.read_timeout).await;
+        written.map(|()| length as u64)
+    } else {
         let download = Pump {
             kind: info.body,
             dechunk: info.dechunk,
@@ -180,6 +187,21 @@ pub async fn run<C: Stream, U: Stream>(
     outcome.bytes_sent += head_len;
     outcome.bytes_received += info.head_len as u64;
     Ok(outcome)
+}
+
+/// The length of a response body that is entirely in `buf` already, when nothing else is
+/// left to do (the request was sent, no de-chunking).
+fn whole_body(
+    info: &ResponseInfo,
+    buf: &BytesMut,
+    uploaded: &Option<Result<u64, PumpError>>,
+) -> Option<usize> {
+    let length = match info.body {
+        BodyKind::Empty => 0,
+        BodyKind::Length(n) => usize::try_from(n).ok()?,
+        BodyKind::Chunked | BodyKind::UntilClose => return None,
+    };
+    (uploaded.is_some() && !info.dechunk && buf.len() >= length).then_some(length)
 }
 
 /// Sends the request: the head, then the body from the client or a replay copy. Body
@@ -340,4 +362,35 @@ fn finish(
         },
         bytes_received: body_bytes_received,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(body: BodyKind, dechunk: bool) -> ResponseInfo {
+        ResponseInfo {
+            head_len: 0,
+            status: 200,
+            body,
+            upstream_reusable: true,
+            close_client: false,
+            dechunk,
+        }
+    }
+
+    #[test]
+    fn only_a_body_already_buffered_after_a_sent_request_takes_the_one_write_path() {
+        let sent = Some(Ok(0));
+        let buf = BytesMut::from(&b"hello, next"[..]);
+        // Complete: the length, and the bytes after it stay for the pipeline check.
+        assert_eq!(whole_body(&info(BodyKind::Length(5), false), &buf, &sent), Some(5));
+        assert_eq!(whole_body(&info(BodyKind::Empty, false), &buf, &sent), Some(0));
+        // Not all here yet, still uploading, or framing that needs the pump: stream it.
+        assert_eq!(whole_body(&info(BodyKind::Length(50), false), &buf, &sent), None);
+        assert_eq!(whole_body(&info(BodyKind::Length(5), false), &buf, &None), None);
+        assert_eq!(whole_body(&info(BodyKind::Chunked, false), &buf, &sent), None);
+        assert_eq!(whole_body(&info(BodyKind::Chunked, true), &buf, &sent), None);
+        assert_eq!(whole_body(&info(BodyKind::UntilClose, false), &buf, &sent), None);
+    }
 }

@@ -199,7 +199,8 @@ pub async fn write_flushed<W: Writer>(dst: &mut W, bytes: &[u8]) -> io::Result<(
     Ok(())
 }
 
-async fn write_all<W: Writer>(
+/// Writes all of `bytes` (flushed), failing if the destination stalls past `timeout`.
+pub async fn write_all<W: Writer>(
     dst: &mut W,
     bytes: &[u8],
     timeout: Duration,
