@@ -93,12 +93,9 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         // request that arrives after a change (a backend removed or drained) must see it.
         let snapshot = crate::worker::snapshot(&client.shared);
         first = false;
-        let buffers = spare.take().unwrap_or_else(buffers::take);
+        let mut buffers = spare.take().unwrap_or_else(buffers::take);
         let conn = Conn { client: &client, alarm: &mut alarm, started: Instant::now() };
-        // Boxed: reading a head and running an exchange take a lot of state, and an idle
-        // connection should not carry it (10,000 idle clients would pin 10,000 copies).
-        let (keep, mut buffers) =
-            Box::pin(one_request(&mut stream, conn, &snapshot, buffers)).await;
+        let keep = one_request(&mut stream, conn, &snapshot, &mut buffers).await;
         if !keep {
             // Whatever the client left unread is discarded with the connection.
             buffers.input.clear();
@@ -169,16 +166,18 @@ async fn wait_for_bytes<S: Stream>(
 }
 
 /// Reads one request head and handles the request. Returns whether the connection may
-/// go on, and the buffers.
+/// go on.
 async fn one_request<S: Stream>(
     stream: &mut S,
     conn: Conn<'_>,
     snapshot: &SnapshotRef,
-    mut buffers: Buffers,
-) -> (bool, Buffers) {
+    buffers: &mut Buffers,
+) -> bool {
     let client = conn.client;
     let server = &snapshot.config.server;
-    let keep = match read_head(stream, client, server, &mut buffers, conn.started).await {
+    // The head is read in the connection's own task: its state takes the room of the
+    // idle wait's, which is never live at the same time.
+    match read_head(stream, client, server, buffers, conn.started).await {
         Head::Close => false,
         Head::Refuse(status, reason) => {
             reply::send(stream, client, &mut buffers.reply, status, reason, None, true).await;
@@ -186,12 +185,15 @@ async fn one_request<S: Stream>(
                 .finish(client, logging::Done::refused(status, reason));
             false
         }
+        // Boxed: an exchange takes a lot of state, and an idle connection should not
+        // carry it (10,000 idle clients would pin 10,000 copies).
         // Not `&& !draining`: a drain that began during this exchange came too late for
         // its response to say `Connection: close`, so closing now would race the
         // client's next request. That request is served and its response says close.
-        Head::Request(info) => forward::handle(stream, conn, snapshot, &mut buffers, info).await,
-    };
-    (keep, buffers)
+        Head::Request(info) => {
+            Box::pin(forward::handle(stream, conn, snapshot, buffers, info)).await
+        }
+    }
 }
 
 /// Reads and parses the next request head, within the header timeout.
