@@ -93,9 +93,12 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         // request that arrives after a change (a backend removed or drained) must see it.
         let snapshot = crate::worker::snapshot(&client.shared);
         first = false;
-        let mut buffers = spare.take().unwrap_or_else(buffers::take);
+        let buffers = spare.take().unwrap_or_else(buffers::take);
         let conn = Conn { client: &client, alarm: &mut alarm, started: Instant::now() };
-        let keep = one_request(&mut stream, conn, &snapshot, &mut buffers).await;
+        // Boxed: reading a head and running an exchange take a lot of state, and an idle
+        // connection should not carry it (10,000 idle clients would pin 10,000 copies).
+        let (keep, mut buffers) =
+            Box::pin(one_request(&mut stream, conn, &snapshot, buffers)).await;
         if !keep {
             // Whatever the client left unread is discarded with the connection.
             buffers.input.clear();
@@ -161,23 +164,27 @@ async fn wait_for_bytes<S: Stream>(
         () = alarm.expired() => return false,
         () = &mut *watch => {}
     }
-    let ready = tokio::time::timeout(DRAIN_IDLE_GRACE, readable).await;
-    matches!(ready, Ok(Ok(())))
+    // The grace runs on the same timer: a timeout here would grow every idle
+    // connection's task by a timer's size.
+    alarm.set(Instant::now() + DRAIN_IDLE_GRACE);
+    tokio::select! {
+        biased;
+        ready = readable => ready.is_ok(),
+        () = alarm.expired() => false,
+    }
 }
 
 /// Reads one request head and handles the request. Returns whether the connection may
-/// go on.
+/// go on, and the buffers.
 async fn one_request<S: Stream>(
     stream: &mut S,
     conn: Conn<'_>,
     snapshot: &SnapshotRef,
-    buffers: &mut Buffers,
-) -> bool {
+    mut buffers: Buffers,
+) -> (bool, Buffers) {
     let client = conn.client;
     let server = &snapshot.config.server;
-    // The head is read in the connection's own task: its state takes the room of the
-    // idle wait's, which is never live at the same time.
-    match read_head(stream, client, server, buffers, conn.started).await {
+    let keep = match read_head(stream, client, server, &mut buffers, conn.started).await {
         Head::Close => false,
         Head::Refuse(status, reason) => {
             reply::send(stream, client, &mut buffers.reply, status, reason, None, true).await;
@@ -185,15 +192,12 @@ async fn one_request<S: Stream>(
                 .finish(client, logging::Done::refused(status, reason));
             false
         }
-        // Boxed: an exchange takes a lot of state, and an idle connection should not
-        // carry it (10,000 idle clients would pin 10,000 copies).
         // Not `&& !draining`: a drain that began during this exchange came too late for
         // its response to say `Connection: close`, so closing now would race the
         // client's next request. That request is served and its response says close.
-        Head::Request(info) => {
-            Box::pin(forward::handle(stream, conn, snapshot, buffers, info)).await
-        }
-    }
+        Head::Request(info) => forward::handle(stream, conn, snapshot, &mut buffers, info).await,
+    };
+    (keep, buffers)
 }
 
 /// Reads and parses the next request head, within the header timeout.
