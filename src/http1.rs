@@ -10,9 +10,11 @@
 //! - [`request`]: request head parsing, framing checks and the upstream rewrite.
 //! - [`response`]: response head parsing, framing checks and the downstream rewrite.
 //! - [`chunked`]: the chunked transfer-coding state machine.
+//! - `lines`: copies kept field lines into a rewritten head, one copy per run of lines.
 
 pub mod chunked;
 pub mod fields;
+mod lines;
 pub mod request;
 pub mod response;
 

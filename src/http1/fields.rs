@@ -66,11 +66,11 @@ impl Name {
     }
 }
 
-/// Whether a field name equals `known`, a lowercase name of letters and `-` of the same
-/// length, ignoring ASCII case; eight bytes at a time. Setting bit 5 turns an uppercase
-/// letter into its lowercase and leaves lowercase letters and `-` alone; the only other
-/// byte it turns into a letter or `-` is CR (into `-`), which httparse never lets into a
-/// field name.
+/// Whether a field name (or a token of a field value) equals `known`, a lowercase name of
+/// letters and `-` of the same length, ignoring ASCII case; eight bytes at a time. Setting
+/// bit 5 turns an uppercase letter into its lowercase and leaves lowercase letters and `-`
+/// alone; the only other byte it turns into a letter or `-` is CR (into `-`), which
+/// httparse never lets into a field name or value.
 #[inline]
 fn eq_lowercase(name: &[u8], known: &[u8]) -> bool {
     debug_assert!(known.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
@@ -130,29 +130,48 @@ pub struct ConnectionOptions<'a> {
 }
 
 impl<'a> ConnectionOptions<'a> {
-    /// Adds the tokens of one `Connection` value; false when there are too many.
+    /// Adds the tokens of one `Connection` value (as httparse returns it: no CR); false
+    /// when there are too many.
     pub fn add(&mut self, value: &'a [u8]) -> bool {
-        for token in tokens(value) {
-            if token.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if token.eq_ignore_ascii_case(b"upgrade") {
-                self.upgrade = true;
-            } else {
-                if self.count == MAX_CONNECTION_TOKENS {
-                    return false;
-                }
-                self.names[self.count] = token;
-                self.count += 1;
-            }
+        debug_assert!(!value.contains(&b'\r'));
+        // Nearly every value is one bare token; that skips the tokenizer (issue #3).
+        if self.add_known(value) {
+            return true;
         }
+        for token in tokens(value) {
+            if self.add_known(token) {
+                continue;
+            }
+            if self.count == MAX_CONNECTION_TOKENS {
+                return false;
+            }
+            self.names[self.count] = token;
+            self.count += 1;
+        }
+        true
+    }
+
+    /// Notes `token` if it is `close`, `keep-alive` or `upgrade`, in any case.
+    fn add_known(&mut self, token: &[u8]) -> bool {
+        let flag = match token.len() {
+            5 if eq_lowercase(token, b"close") => &mut self.close,
+            7 if eq_lowercase(token, b"upgrade") => &mut self.upgrade,
+            10 if eq_lowercase(token, b"keep-alive") => &mut self.keep_alive,
+            _ => return false,
+        };
+        *flag = true;
         true
     }
 
     /// Whether `name` is listed as a connection option, so it must not be forwarded.
     pub fn names(&self, name: &[u8]) -> bool {
         self.names[..self.count].iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether any option other than `close`, `keep-alive` and `upgrade` was named: only
+    /// then can [`ConnectionOptions::names`] be true.
+    pub fn has_names(&self) -> bool {
+        self.count > 0
     }
 }
 

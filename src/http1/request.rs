@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
+use super::lines::{append_to_value, Lines};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
 
 /// Request methods weir treats specially.
@@ -112,7 +113,7 @@ pub struct Forwarding<'a> {
 }
 
 /// Parses a request head from `buf` and, when complete, writes the upstream head into
-/// `out` (cleared first).
+/// `out` (cleared first; left empty by an error).
 pub fn parse(
     buf: &[u8],
     forwarding: &Forwarding<'_>,
@@ -136,29 +137,58 @@ pub fn parse(
         return Err(RequestError::MethodNotAllowed);
     }
     let http10 = request.version == Some(0);
-    let scan = scan_headers(request.headers, http10)?;
-    let info = RequestInfo {
-        head_len,
-        method: Method::from_bytes(method),
-        http10,
-        body: scan.body,
-        keep_alive: if http10 {
-            scan.connection.keep_alive && !scan.connection.close
-        } else {
-            !scan.connection.close
-        },
-        expect_continue: scan.expect_continue && !http10,
-        upgrade: scan.connection.upgrade && scan.upgrade_present && !http10,
-        host: scan.host.map(|h| offset_in(buf, h)..offset_in(buf, h) + h.len()),
-        target: offset_in(buf, target)..offset_in(buf, target) + target.len(),
+    out.clear();
+    write_request_line(buf, method, target, out);
+    let mut scan = Scan::default();
+    let written = scan_and_write(buf, request.headers, &mut scan, out)
+        .and_then(|end| Ok((end, scan.info(buf, head_len, method, target, http10)?)));
+    let (forwarded_for_end, info) = match written {
+        Ok(written) => written,
+        Err(error) => {
+            out.clear();
+            return Err(error);
+        }
     };
-    write_upstream_head(buf, method, target, request.headers, &scan, &info, forwarding, out);
+    if scan.connection.has_names() || info.upgrade {
+        let line_len = method.len() + target.len() + REQUEST_LINE_EXTRA_LEN;
+        rewrite_fields(buf, request.headers, &scan, &info, forwarding, line_len, out);
+    } else if let Some(at) = forwarded_for_end {
+        append_to_value(out, at, forwarding.client_ip);
+    }
+    finish_upstream_head(&scan, &info, forwarding, out);
     Ok(Parsed::Complete(info))
 }
 
-/// What a first pass over the header fields learned.
+/// Bytes of the request line besides method and target: ` ` and ` HTTP/1.1\r\n`.
+const REQUEST_LINE_EXTRA_LEN: usize = 12;
+
+/// The request line weir sends: copied as received when it already reads as weir's would.
+fn write_request_line(buf: &[u8], method: &[u8], target: &[u8], out: &mut Vec<u8>) {
+    // Checked for being non-empty first: an empty slice may point anywhere.
+    if !method.is_empty() && !target.is_empty() {
+        let start = offset_in(buf, method);
+        let target_end = start + method.len() + 1 + target.len();
+        let raw = buf.get(start + method.len()) == Some(&b' ')
+            && offset_in(buf, target) == start + method.len() + 1
+            && buf.get(target_end..target_end + 11) == Some(b" HTTP/1.1\r\n".as_slice());
+        if raw {
+            out.extend_from_slice(&buf[start..target_end + 11]);
+            return;
+        }
+    }
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(target);
+    // weir speaks HTTP/1.1 upstream whatever the client spoke, so upstream connections
+    // stay reusable.
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+/// What the pass over the header fields learned.
+#[derive(Default)]
 struct Scan<'a> {
-    body: BodyKind,
+    length: Option<u64>,
+    coding: TransferCoding,
     connection: ConnectionOptions<'a>,
     host: Option<&'a [u8]>,
     last_forwarded_for: Option<usize>,
@@ -166,54 +196,138 @@ struct Scan<'a> {
     upgrade_present: bool,
 }
 
-fn scan_headers<'a>(
-    headers: &[httparse::Header<'a>],
-    http10: bool,
-) -> Result<Scan<'a>, RequestError> {
-    let mut scan = Scan {
-        body: BodyKind::Empty,
-        connection: ConnectionOptions::default(),
-        host: None,
-        last_forwarded_for: None,
-        expect_continue: false,
-        upgrade_present: false,
-    };
-    let mut length: Option<u64> = None;
-    let mut coding = TransferCoding::default();
-    for (index, header) in headers.iter().enumerate() {
-        let value = header.value;
-        match Name::of(header.name.as_bytes()) {
+impl<'a> Scan<'a> {
+    /// Takes field number `index` into account.
+    fn add(&mut self, index: usize, name: Name, value: &'a [u8]) -> Result<(), RequestError> {
+        match name {
             Name::ContentLength => {
                 let n = fields::content_length(value)
                     .ok_or(RequestError::Bad("invalid Content-Length"))?;
-                if length.is_some_and(|previous| previous != n) {
+                if self.length.is_some_and(|previous| previous != n) {
                     return Err(RequestError::Bad("conflicting Content-Length"));
                 }
-                length = Some(n);
+                self.length = Some(n);
             }
-            Name::TransferEncoding => coding.add(value),
-            Name::Connection if !scan.connection.add(value) => {
+            Name::TransferEncoding => self.coding.add(value),
+            Name::Connection if !self.connection.add(value) => {
                 return Err(RequestError::Bad("too many Connection options"));
             }
             Name::Host => {
-                if scan.host.is_some() {
+                if self.host.is_some() {
                     return Err(RequestError::Bad("more than one Host"));
                 }
-                scan.host = Some(value);
+                self.host = Some(value);
             }
-            Name::XForwardedFor => scan.last_forwarded_for = Some(index),
+            Name::XForwardedFor => self.last_forwarded_for = Some(index),
             Name::Expect => {
-                scan.expect_continue = fields::trim(value).eq_ignore_ascii_case(b"100-continue");
+                self.expect_continue = fields::trim(value).eq_ignore_ascii_case(b"100-continue");
             }
-            Name::Upgrade => scan.upgrade_present = true,
+            Name::Upgrade => self.upgrade_present = true,
             _ => {}
         }
+        Ok(())
     }
-    if !http10 && scan.host.is_none() {
-        return Err(RequestError::Bad("missing Host"));
+
+    /// The request's facts once every field is in.
+    fn info(
+        &self,
+        buf: &[u8],
+        head_len: usize,
+        method: &[u8],
+        target: &[u8],
+        http10: bool,
+    ) -> Result<RequestInfo, RequestError> {
+        if !http10 && self.host.is_none() {
+            return Err(RequestError::Bad("missing Host"));
+        }
+        let connection = &self.connection;
+        Ok(RequestInfo {
+            head_len,
+            method: Method::from_bytes(method),
+            http10,
+            body: body_kind(self.length, self.coding, http10)?,
+            keep_alive: if http10 {
+                connection.keep_alive && !connection.close
+            } else {
+                !connection.close
+            },
+            expect_continue: self.expect_continue && !http10,
+            upgrade: connection.upgrade && self.upgrade_present && !http10,
+            host: self.host.map(|h| offset_in(buf, h)..offset_in(buf, h) + h.len()),
+            target: offset_in(buf, target)..offset_in(buf, target) + target.len(),
+        })
     }
-    scan.body = body_kind(length, coding, http10)?;
-    Ok(scan)
+}
+
+/// One pass over the fields: reads them into `scan` and writes the fields a plain request
+/// forwards. Returns where the last `X-Forwarded-For` value ends in `out`. A request whose
+/// `Connection` names fields, or that upgrades, is written again by [`rewrite_fields`]:
+/// rare, and it keeps the common request to one name classification per field.
+fn scan_and_write<'a>(
+    buf: &'a [u8],
+    headers: &[httparse::Header<'a>],
+    scan: &mut Scan<'a>,
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>, RequestError> {
+    let mut lines = Lines::new(buf, out);
+    let mut wrote_length = false;
+    let mut forwarded_for_end = None;
+    for (index, header) in headers.iter().enumerate() {
+        let name = Name::of(header.name.as_bytes());
+        scan.add(index, name, header.value)?;
+        let skip = match name {
+            // Upgrade fields go upstream only when upgrading, which is rewritten.
+            Name::XForwardedProto | Name::XForwardedHost | Name::Upgrade => true,
+            // Identical repeats may be collapsed (RFC 9112 §6.3); keep the first.
+            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            _ => name.is_hop_by_hop(),
+        };
+        if !skip {
+            lines.keep(header);
+            if name == Name::XForwardedFor {
+                forwarded_for_end = Some(lines.flush().len() - 2);
+            }
+        }
+    }
+    lines.flush();
+    Ok(forwarded_for_end)
+}
+
+/// Writes the fields again after the request line (`line_len` bytes), with everything
+/// known: leaves out fields named in `Connection` and keeps `Upgrade` when upgrading.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+fn rewrite_fields(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    scan: &Scan<'_>,
+    info: &RequestInfo,
+    forwarding: &Forwarding<'_>,
+    line_len: usize,
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(out.len() >= line_len);
+    out.truncate(line_len);
+    let mut lines = Lines::new(buf, out);
+    let mut wrote_length = false;
+    for (index, header) in headers.iter().enumerate() {
+        let name = Name::of(header.name.as_bytes());
+        let skip = match name {
+            Name::XForwardedProto | Name::XForwardedHost => true,
+            Name::Upgrade => !info.upgrade,
+            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            _ => name.is_hop_by_hop(),
+        };
+        if skip || scan.connection.names(header.name.as_bytes()) {
+            continue;
+        }
+        lines.keep(header);
+        if Some(index) == scan.last_forwarded_for {
+            let out = lines.flush();
+            let at = out.len() - 2;
+            append_to_value(out, at, forwarding.client_ip);
+        }
+    }
+    lines.flush();
 }
 
 /// RFC 9112 §6.3 for requests: anything ambiguous is refused.
@@ -238,48 +352,6 @@ fn body_kind(
         Some(0) | None => BodyKind::Empty,
         Some(n) => BodyKind::Length(n),
     })
-}
-
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-fn write_upstream_head(
-    buf: &[u8],
-    method: &[u8],
-    target: &[u8],
-    headers: &[httparse::Header<'_>],
-    scan: &Scan<'_>,
-    info: &RequestInfo,
-    forwarding: &Forwarding<'_>,
-    out: &mut Vec<u8>,
-) {
-    out.clear();
-    out.extend_from_slice(method);
-    out.push(b' ');
-    out.extend_from_slice(target);
-    // weir speaks HTTP/1.1 upstream whatever the client spoke, so upstream connections
-    // stay reusable.
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut wrote_length = false;
-    for (index, header) in headers.iter().enumerate() {
-        let name = Name::of(header.name.as_bytes());
-        let skip = match name {
-            Name::XForwardedProto | Name::XForwardedHost => true,
-            Name::Upgrade => !info.upgrade,
-            // Identical repeats may be collapsed (RFC 9112 §6.3); keep the first.
-            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
-            _ => name.is_hop_by_hop(),
-        };
-        if skip || scan.connection.names(header.name.as_bytes()) {
-            continue;
-        }
-        push_line(out, buf, header);
-        if Some(index) == scan.last_forwarded_for {
-            out.truncate(out.len() - 2);
-            out.extend_from_slice(b", ");
-            out.extend_from_slice(forwarding.client_ip);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    finish_upstream_head(scan, info, forwarding, out);
 }
 
 fn finish_upstream_head(

@@ -107,3 +107,61 @@ fn field_lines_pass_as_received_with_a_crlf() {
 X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n\r\n"
     );
 }
+
+#[test]
+fn the_client_address_goes_on_the_last_forwarded_for() {
+    // In the second head `Connection` names a field that came before it, so the head is
+    // written again; the client address still goes on the last `X-Forwarded-For`.
+    let heads: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\n\
+x-forwarded-for: 2.2.2.2 \r\nX-B: b\r\nX-Forwarded-Proto: https\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Hop: 1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\n\
+x-forwarded-for: 2.2.2.2\r\nConnection: X-Hop\r\nX-B: b\r\n\r\n",
+    ];
+    for head in heads {
+        let (_, out) = rewrite(head).unwrap();
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\n\
+x-forwarded-for: 2.2.2.2, 10.1.2.3\r\nX-B: b\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n\r\n"
+        );
+    }
+}
+
+#[test]
+fn upgrade_fields_before_connection_are_kept() {
+    let head = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\
+Connection: Upgrade\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert!(info.upgrade);
+    assert_eq!(
+        out,
+        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\n\
+X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nConnection: upgrade\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_lines_weir_would_not_write_are_rebuilt() {
+    let cases: [(&[u8], &str); 3] = [
+        (b"GET /x HTTP/1.0\r\nHost: a\r\n\r\n", "GET /x HTTP/1.1\r\nHost: a\r\n"),
+        (b"\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n", "GET /x HTTP/1.1\r\nHost: a\r\n"),
+        (b"GET /x HTTP/1.1\nHost: a\r\n\r\n", "GET /x HTTP/1.1\r\nHost: a\r\n"),
+    ];
+    for (head, start) in cases {
+        let (info, out) = rewrite(head).unwrap();
+        assert!(out.starts_with(start), "{out:?}");
+        assert_eq!(&head[info.target], b"/x");
+    }
+}
+
+#[test]
+fn refused_requests_leave_nothing_to_send() {
+    let mut out = b"stale".to_vec();
+    let head = b"GET / HTTP/1.1\r\nX-A: a\r\n\r\n";
+    assert!(parse(head, &FORWARDING, &mut out).is_err());
+    assert!(out.is_empty());
+    let head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+    assert!(parse(head, &FORWARDING, &mut out).is_err());
+    assert!(out.is_empty());
+}

@@ -6,8 +6,9 @@
 use std::mem::MaybeUninit;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
-use super::request::{push_field, push_line};
-use super::{BodyKind, Parsed, HEADER_SLOTS};
+use super::lines::Lines;
+use super::request::push_field;
+use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
 
 /// Facts about the exchange that decide the response's framing and connection header.
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +55,8 @@ impl ResponseInfo {
 pub struct ResponseError(pub &'static str);
 
 /// Parses a response head; when complete, writes the client-bound head into `out`
-/// (cleared first). Interim responses for HTTP/1.0 clients leave `out` empty.
+/// (cleared first). Interim responses for HTTP/1.0 clients leave `out` empty, and so does
+/// an error.
 pub fn parse(
     buf: &[u8],
     exchange: &Exchange,
@@ -82,14 +84,31 @@ pub fn parse(
         return Err(ResponseError("unexpected 101 from upstream"));
     }
     let http10 = response.version == Some(0);
-    let mut connection = ConnectionOptions::default();
     let no_body =
         exchange.head_request || (100..200).contains(&status) || status == 204 || status == 304;
-    let body = scan(response.headers, no_body, &mut connection)?;
+    let interim = (100..200).contains(&status) && status != 101;
+    let rules = Rules {
+        status,
+        reason: response.reason.unwrap_or_default().as_bytes(),
+        no_body,
+        write: !(interim && exchange.client_http10),
+        // A Transfer-Encoding that is not an error means a chunked body here.
+        drop_transfer_encoding: exchange.client_http10 && !no_body,
+    };
+    out.clear();
+    let mut connection = ConnectionOptions::default();
+    let body = match scan_and_write(buf, response.headers, &rules, &mut connection, out) {
+        Ok(body) => body,
+        Err(error) => {
+            out.clear();
+            return Err(error);
+        }
+    };
     let upstream_reusable = body != BodyKind::UntilClose
         && status != 101
         && if http10 { connection.keep_alive && !connection.close } else { !connection.close };
     let dechunk = exchange.client_http10 && body == BodyKind::Chunked;
+    debug_assert!(!dechunk || rules.drop_transfer_encoding);
     let info = ResponseInfo {
         head_len,
         status,
@@ -98,89 +117,116 @@ pub fn parse(
         close_client: exchange.close_client || body == BodyKind::UntilClose || dechunk,
         dechunk,
     };
-    out.clear();
-    if !(info.is_interim() && exchange.client_http10) {
-        let reason = response.reason.unwrap_or_default().as_bytes();
-        write_head(buf, &info, reason, response.headers, &connection, exchange, out);
+    if rules.write {
+        if connection.has_names() {
+            rewrite_fields(buf, response.headers, &rules, &connection, out);
+        }
+        finish_head(&info, exchange, out);
     }
     Ok(Parsed::Complete(info))
 }
 
-fn scan<'a>(
-    headers: &[httparse::Header<'a>],
+/// What decides the head weir writes, known before the fields are read.
+struct Rules<'a> {
+    status: u16,
+    reason: &'a [u8],
     no_body: bool,
-    connection: &mut ConnectionOptions<'a>,
-) -> Result<BodyKind, ResponseError> {
-    let mut length: Option<u64> = None;
-    let mut coding = TransferCoding::default();
-    for header in headers {
-        match Name::of(header.name.as_bytes()) {
-            Name::Connection if !connection.add(header.value) => {
-                return Err(ResponseError("too many Connection options from upstream"));
-            }
-            Name::Connection => {}
-            _ if no_body => {}
-            Name::ContentLength => {
-                let n = fields::content_length(header.value)
-                    .ok_or(ResponseError("invalid Content-Length from upstream"))?;
-                if length.is_some_and(|previous| previous != n) {
-                    return Err(ResponseError("conflicting Content-Length from upstream"));
-                }
-                length = Some(n);
-            }
-            Name::TransferEncoding => coding.add(header.value),
-            _ => {}
-        }
-    }
-    if no_body {
-        return Ok(BodyKind::Empty);
-    }
-    if coding.present {
-        if length.is_some() {
-            return Err(ResponseError("both Content-Length and Transfer-Encoding from upstream"));
-        }
-        if !coding.is_valid_chunked() {
-            return Err(ResponseError("Transfer-Encoding from upstream does not end in chunked"));
-        }
-        return Ok(BodyKind::Chunked);
-    }
-    Ok(match length {
-        Some(0) => BodyKind::Empty,
-        Some(n) => BodyKind::Length(n),
-        None => BodyKind::UntilClose,
-    })
+    /// The client gets this head at all (not an interim one for an HTTP/1.0 client).
+    write: bool,
+    drop_transfer_encoding: bool,
 }
 
-fn write_head(
-    buf: &[u8],
-    info: &ResponseInfo,
-    reason: &[u8],
-    headers: &[httparse::Header<'_>],
-    connection: &ConnectionOptions<'_>,
-    exchange: &Exchange,
+impl Rules<'_> {
+    /// Whether a field is left out of the client-bound head (fields named in `Connection`
+    /// aside). The first `Content-Length` stands for identical repeats.
+    fn skips(&self, name: Name, wrote_length: &mut bool) -> bool {
+        match name {
+            Name::Upgrade => self.status != 101,
+            Name::TransferEncoding => self.drop_transfer_encoding,
+            Name::ContentLength => std::mem::replace(wrote_length, true),
+            _ => name.is_hop_by_hop(),
+        }
+    }
+
+    /// Bytes of the status line weir writes: `HTTP/1.1 NNN reason\r\n`.
+    fn status_line_len(&self) -> usize {
+        15 + self.reason.len()
+    }
+}
+
+/// One pass over the fields: checks framing and writes the head up to its last field.
+/// Fields named in `Connection` are still in; [`rewrite_fields`] redoes the rare head
+/// that has some, so that the common one classifies each name once.
+fn scan_and_write<'a>(
+    buf: &'a [u8],
+    headers: &[httparse::Header<'a>],
+    rules: &Rules<'_>,
+    connection: &mut ConnectionOptions<'a>,
     out: &mut Vec<u8>,
-) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_status(out, info.status);
-    out.push(b' ');
-    out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\n");
-    let upgrading = info.status == 101;
+) -> Result<BodyKind, ResponseError> {
+    let mut lines = Lines::new(buf, out);
+    if rules.write {
+        write_status_line(&mut lines, buf, rules);
+    }
+    let mut framing = Framing::default();
     let mut wrote_length = false;
     for header in headers {
         let name = Name::of(header.name.as_bytes());
-        let skip = match name {
-            Name::Upgrade => !upgrading,
-            Name::TransferEncoding => info.dechunk,
-            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
-            _ => name.is_hop_by_hop(),
-        };
-        if skip || connection.names(header.name.as_bytes()) {
-            continue;
+        framing.add(name, header.value, rules.no_body, connection)?;
+        if rules.write && !rules.skips(name, &mut wrote_length) {
+            lines.keep(header);
         }
-        push_line(out, buf, header);
     }
-    if upgrading {
+    lines.flush();
+    framing.body(rules.no_body)
+}
+
+/// The status line; copied as received when it already reads as weir's would.
+fn write_status_line(lines: &mut Lines<'_, '_>, buf: &[u8], rules: &Rules<'_>) {
+    let len = rules.status_line_len();
+    let reason = rules.reason;
+    // `reason` is checked for being non-empty first: an empty one may point anywhere.
+    let raw = !reason.is_empty()
+        && buf.starts_with(b"HTTP/1.1 ")
+        && buf.get(12) == Some(&b' ')
+        && offset_in(buf, reason) == 13
+        && buf.get(len - 2..len) == Some(b"\r\n".as_slice());
+    if raw {
+        lines.keep_raw(0..len);
+        return;
+    }
+    let out = lines.flush();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status(out, rules.status);
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the fields again, leaving out those named in `Connection`.
+fn rewrite_fields(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    rules: &Rules<'_>,
+    connection: &ConnectionOptions<'_>,
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(out.len() >= rules.status_line_len());
+    out.truncate(rules.status_line_len());
+    let mut lines = Lines::new(buf, out);
+    let mut wrote_length = false;
+    for header in headers {
+        let name = Name::of(header.name.as_bytes());
+        if !rules.skips(name, &mut wrote_length) && !connection.names(header.name.as_bytes()) {
+            lines.keep(header);
+        }
+    }
+    lines.flush();
+}
+
+/// Adds weir's own `Connection` field, if any, and the empty line.
+fn finish_head(info: &ResponseInfo, exchange: &Exchange, out: &mut Vec<u8>) {
+    if info.status == 101 {
         push_field(out, b"Connection", b"upgrade");
     } else if info.is_interim() {
         // Interim responses carry no connection semantics of their own.
@@ -190,6 +236,68 @@ fn write_head(
         push_field(out, b"Connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Framing fields seen so far.
+#[derive(Default)]
+struct Framing {
+    length: Option<u64>,
+    coding: TransferCoding,
+}
+
+impl Framing {
+    /// Takes one field into account; `Connection` options go into `connection`.
+    fn add<'a>(
+        &mut self,
+        name: Name,
+        value: &'a [u8],
+        no_body: bool,
+        connection: &mut ConnectionOptions<'a>,
+    ) -> Result<(), ResponseError> {
+        match name {
+            Name::Connection if !connection.add(value) => {
+                return Err(ResponseError("too many Connection options from upstream"));
+            }
+            Name::Connection => {}
+            _ if no_body => {}
+            Name::ContentLength => {
+                let n = fields::content_length(value)
+                    .ok_or(ResponseError("invalid Content-Length from upstream"))?;
+                if self.length.is_some_and(|previous| previous != n) {
+                    return Err(ResponseError("conflicting Content-Length from upstream"));
+                }
+                self.length = Some(n);
+            }
+            Name::TransferEncoding => self.coding.add(value),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// How the body is delimited (RFC 9112 §6.3); bad framing is an error.
+    fn body(&self, no_body: bool) -> Result<BodyKind, ResponseError> {
+        if no_body {
+            return Ok(BodyKind::Empty);
+        }
+        if self.coding.present {
+            if self.length.is_some() {
+                return Err(ResponseError(
+                    "both Content-Length and Transfer-Encoding from upstream",
+                ));
+            }
+            if !self.coding.is_valid_chunked() {
+                return Err(ResponseError(
+                    "Transfer-Encoding from upstream does not end in chunked",
+                ));
+            }
+            return Ok(BodyKind::Chunked);
+        }
+        Ok(match self.length {
+            Some(0) => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+            None => BodyKind::UntilClose,
+        })
+    }
 }
 
 /// Appends the three ASCII digits of a status code (httparse guarantees 100..=999).

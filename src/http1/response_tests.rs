@@ -78,3 +78,79 @@ fn http10_clients_get_no_interim_and_no_chunked() {
     assert!(info.dechunk && info.close_client);
     assert!(!out.contains("Transfer-Encoding"));
 }
+
+#[test]
+fn connection_named_fields_are_removed_wherever_they_stand() {
+    // The named field comes before `Connection`, so the first pass has already written
+    // it: the head is written again without it.
+    let head = b"HTTP/1.1 200 OK\r\nX-Secret: 1\r\nX-A: a\r\nContent-Length: 2\r\n\
+Content-Length: 2\r\nConnection: keep-alive, x-secret\r\nX-B: b\r\n\r\n";
+    let (info, out) = rewrite(head, &exchange()).unwrap();
+    assert_eq!(info.body, BodyKind::Length(2));
+    assert!(info.upstream_reusable);
+    assert_eq!(out, "HTTP/1.1 200 OK\r\nX-A: a\r\nContent-Length: 2\r\nX-B: b\r\n\r\n");
+}
+
+#[test]
+fn identical_content_lengths_are_forwarded_once() {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\ncontent-length: 4\r\nX-A: a\r\n\r\n";
+    let (info, out) = rewrite(head, &exchange()).unwrap();
+    assert_eq!(info.body, BodyKind::Length(4));
+    assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-A: a\r\n\r\n");
+}
+
+#[test]
+fn upgrade_is_forwarded_on_101_only() {
+    let upgrade = Exchange { upgrade_requested: true, ..exchange() };
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: x\r\n\r\n";
+    let (info, out) = rewrite(head, &upgrade).unwrap();
+    assert!(!info.upstream_reusable);
+    assert_eq!(
+        out,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\
+Connection: upgrade\r\n\r\n"
+    );
+    let head = b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n";
+    let (_, out) = rewrite(head, &upgrade).unwrap();
+    assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
+#[test]
+fn status_lines_weir_would_not_write_are_rebuilt() {
+    let cases: [(&[u8], &str); 4] = [
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\n"),
+        (b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 \r\n"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\n"),
+        (b"\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 404 Not Found\r\n"),
+    ];
+    for (head, status_line) in cases {
+        let (_, out) = rewrite(head, &exchange()).unwrap();
+        assert!(out.starts_with(status_line), "{out:?}");
+        assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out:?}");
+    }
+    // obs-text in a reason phrase: httparse hands back an empty reason.
+    let (_, out) =
+        rewrite(b"HTTP/1.1 200 \xffK\r\nContent-Length: 0\r\n\r\n", &exchange()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 \r\n"), "{out:?}");
+}
+
+#[test]
+fn http10_clients_keep_transfer_encoding_of_bodiless_responses() {
+    let old_head = Exchange { client_http10: true, head_request: true, ..exchange() };
+    let (info, out) =
+        rewrite(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &old_head).unwrap();
+    assert!(!info.dechunk);
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+    );
+}
+
+#[test]
+fn refused_heads_leave_nothing_to_send() {
+    let mut out = b"stale".to_vec();
+    let head = b"HTTP/1.1 200 OK\r\nX-A: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+    assert!(parse(head, &exchange(), &mut out).is_err());
+    assert!(out.is_empty());
+}

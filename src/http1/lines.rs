@@ -1,0 +1,127 @@
+//! Copies received lines into a rewritten head, one copy per run of adjacent lines.
+//!
+//! Most heads pass through with a field or two removed, and the kept lines sit next to
+//! each other in the input buffer. Copying each run of adjacent, unchanged lines with one
+//! `memcpy` instead of one per line (plus one per CRLF) took a few hundred instructions
+//! off every proxied request (issue #3). A line is copied raw only when the bytes in the
+//! buffer are exactly what weir would write for it: value not empty and followed by CRLF.
+//! Anything else (trailing white space, bare LF, empty value) goes through
+//! [`push_line`], which normalises it.
+
+use std::ops::Range;
+
+use super::offset_in;
+use super::request::push_line;
+
+/// A head being written from received lines; see the module docs.
+pub struct Lines<'b, 'o> {
+    /// The buffer httparse parsed the lines from.
+    buf: &'b [u8],
+    /// The head being written.
+    out: &'o mut Vec<u8>,
+    /// Bytes of `buf` that are kept but not copied into `out` yet; empty when none.
+    run: Range<usize>,
+}
+
+impl<'b, 'o> Lines<'b, 'o> {
+    /// Writes after whatever `out` holds already.
+    pub fn new(buf: &'b [u8], out: &'o mut Vec<u8>) -> Self {
+        Lines { buf, out, run: 0..0 }
+    }
+
+    /// Keeps `buf[range]`, whole lines that weir forwards unchanged (a start line that
+    /// already reads as weir would write it).
+    pub fn keep_raw(&mut self, range: Range<usize>) {
+        debug_assert!(range.end <= self.buf.len() && self.buf[..range.end].ends_with(b"\r\n"));
+        if range.start != self.run.end {
+            self.flush();
+            self.run.start = range.start;
+        }
+        self.run.end = range.end;
+    }
+
+    /// Keeps one received field line.
+    pub fn keep(&mut self, header: &httparse::Header<'_>) {
+        let (name, value) = (header.name.as_bytes(), header.value);
+        let start = offset_in(self.buf, name);
+        let end = offset_in(self.buf, value) + value.len();
+        // An empty value may not point into `buf` at all, so it is never raw.
+        let raw = !value.is_empty()
+            && end > start + name.len()
+            && self.buf.get(end..end + 2) == Some(b"\r\n".as_slice());
+        if raw {
+            self.keep_raw(start..end + 2);
+        } else {
+            self.flush();
+            push_line(self.out, self.buf, header);
+        }
+    }
+
+    /// Copies the pending run; afterwards `out` holds every line kept so far.
+    pub fn flush(&mut self) -> &mut Vec<u8> {
+        if !self.run.is_empty() {
+            let run = std::mem::replace(&mut self.run, 0..0);
+            self.out.extend_from_slice(&self.buf[run]);
+        }
+        self.out
+    }
+}
+
+/// Inserts `, value` at `at` in `out`, which is the end of a field value already written
+/// (the last `X-Forwarded-For`): one shift of the bytes after it, no allocation beyond
+/// `out`'s own growth.
+pub fn append_to_value(out: &mut Vec<u8>, at: usize, value: &[u8]) {
+    debug_assert!(out[at..].starts_with(b"\r\n"));
+    let len = out.len();
+    let extra = 2 + value.len();
+    out.resize(len + extra, 0);
+    out.copy_within(at..len, at + extra);
+    out[at..at + 2].copy_from_slice(b", ");
+    out[at + 2..at + extra].copy_from_slice(value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(buf: &[u8]) -> Vec<httparse::Header<'_>> {
+        let mut slots = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut slots);
+        assert!(response.parse(buf).unwrap().is_complete());
+        response.headers.to_vec()
+    }
+
+    #[test]
+    fn adjacent_clean_lines_are_one_run_and_others_are_normalised() {
+        let buf =
+            b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nSkip: x\r\nC: 3  \r\nD:\r\nE: 5\nF: 6\r\n\r\n";
+        let fields = fields(buf);
+        let mut out = b"start\r\n".to_vec();
+        let mut lines = Lines::new(buf, &mut out);
+        for field in fields.iter().filter(|f| f.name != "Skip") {
+            lines.keep(field);
+        }
+        lines.flush();
+        assert_eq!(out, b"start\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: \r\nE: 5\r\nF: 6\r\n");
+    }
+
+    #[test]
+    fn raw_start_line_joins_the_following_run() {
+        let buf = b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\n";
+        let fields = fields(buf);
+        let mut out = Vec::new();
+        let mut lines = Lines::new(buf, &mut out);
+        lines.keep_raw(0..17);
+        lines.keep(&fields[0]);
+        assert_eq!(lines.run, 0..buf.len() - 2, "one run, not copied yet");
+        lines.flush().extend_from_slice(b"\r\n");
+        assert_eq!(out, buf);
+    }
+
+    #[test]
+    fn append_to_value_shifts_the_rest() {
+        let mut out = b"X-Forwarded-For: 1.1.1.1\r\nX-B: 2\r\n".to_vec();
+        append_to_value(&mut out, 24, b"10.0.0.1");
+        assert_eq!(out, b"X-Forwarded-For: 1.1.1.1, 10.0.0.1\r\nX-B: 2\r\n");
+    }
+}
