@@ -77,22 +77,41 @@ fn eq_lowercase(name: &[u8], known: &[u8]) -> bool {
     if name.len() != known.len() {
         return false;
     }
-    let word = |bytes: &[u8], at: usize| -> u64 {
-        let mut chunk = [0u8; 8];
-        let end = bytes.len().min(at + 8);
-        chunk[..end - at].copy_from_slice(&bytes[at..end]);
-        u64::from_le_bytes(chunk)
-    };
     const LOWER: u64 = 0x2020_2020_2020_2020;
-    let mut at = 0;
-    // Bounded: names here are at most 17 bytes, three words.
-    while at < name.len() {
-        if word(name, at) | LOWER != word(known, at) | LOWER {
-            return false;
+    // Whole-word loads of windows that cover the name, the last one overlapping the one
+    // before instead of a partial load: with `known` a constant, a 10-byte name is two
+    // loads and two compares (issue #3).
+    let same = |load: fn(&[u8], usize) -> u64, at: usize| {
+        load(name, at) | LOWER == load(known, at) | LOWER
+    };
+    let n = name.len();
+    match n {
+        0 => true,
+        1 => name[0] | 0x20 == known[0] | 0x20,
+        2..=3 => same(word::<2>, 0) && same(word::<2>, n - 2),
+        4..=7 => same(word::<4>, 0) && same(word::<4>, n - 4),
+        _ => {
+            let mut at = 0;
+            // Bounded by the name's length, eight bytes a step.
+            while at + 8 < n {
+                if !same(word::<8>, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            same(word::<8>, n - 8)
         }
-        at += 8;
     }
-    true
+}
+
+/// The `N` bytes at `at` as a little-endian word (0 past the end, which callers avoid).
+#[inline]
+fn word<const N: usize>(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<N>) {
+        word[..N].copy_from_slice(chunk);
+    }
+    u64::from_le_bytes(word)
 }
 
 /// Hop-by-hop fields that a proxy removes; see [`Name::is_hop_by_hop`].
@@ -119,7 +138,10 @@ pub fn trim(mut value: &[u8]) -> &[u8] {
 /// Connection options named by a message, bounded by [`MAX_CONNECTION_TOKENS`].
 #[derive(Default)]
 pub struct ConnectionOptions<'a> {
-    names: [&'a [u8]; MAX_CONNECTION_TOKENS],
+    /// Filled on the first name other than `close`, `keep-alive` and `upgrade`: nearly
+    /// no message has one, and starting with `None` spares every message the writes of
+    /// a whole array (issue #3).
+    names: Option<[&'a [u8]; MAX_CONNECTION_TOKENS]>,
     count: usize,
     /// `close` was named.
     pub close: bool,
@@ -145,7 +167,8 @@ impl<'a> ConnectionOptions<'a> {
             if self.count == MAX_CONNECTION_TOKENS {
                 return false;
             }
-            self.names[self.count] = token;
+            let names = self.names.get_or_insert([&[]; MAX_CONNECTION_TOKENS]);
+            names[self.count] = token;
             self.count += 1;
         }
         true
@@ -165,7 +188,8 @@ impl<'a> ConnectionOptions<'a> {
 
     /// Whether `name` is listed as a connection option, so it must not be forwarded.
     pub fn names(&self, name: &[u8]) -> bool {
-        self.names[..self.count].iter().any(|n| n.eq_ignore_ascii_case(name))
+        let names = self.names.as_ref().map_or(&[][..], |names| &names[..self.count]);
+        names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 
     /// Whether any option other than `close`, `keep-alive` and `upgrade` was named: only
@@ -280,6 +304,25 @@ mod tests {
             assert_eq!(Name::of(other.as_bytes()), Name::Other, "{other}");
         }
         assert!(is_hop_by_hop(b"Keep-Alive") && !is_hop_by_hop(b"Upgrade"));
+    }
+
+    #[test]
+    fn eq_lowercase_matches_eq_ignore_ascii_case() {
+        let known = b"abcdefghijklmnopqrstuvwxyz-abcdefghij";
+        for len in 0..=known.len() {
+            let known = &known[..len];
+            let upper = known.to_ascii_uppercase();
+            assert!(eq_lowercase(known, known) && eq_lowercase(&upper, known), "{len}");
+            for at in 0..len {
+                for byte in [b'x', b'_', b'\t', b' ', 0xe1, known[at] ^ 0x01, known[at] ^ 0x40] {
+                    let mut name = upper.clone();
+                    name[at] = byte;
+                    let expected = name.eq_ignore_ascii_case(known);
+                    assert_eq!(eq_lowercase(&name, known), expected, "{len} {at} {byte}");
+                }
+            }
+            assert!(!eq_lowercase(&upper[..len.saturating_sub(1)], known) || len == 0);
+        }
     }
 
     #[test]

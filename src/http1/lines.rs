@@ -31,6 +31,7 @@ impl<'b, 'o> Lines<'b, 'o> {
 
     /// Keeps `buf[range]`, whole lines that weir forwards unchanged (a start line that
     /// already reads as weir would write it).
+    #[inline]
     pub fn keep_raw(&mut self, range: Range<usize>) {
         debug_assert!(range.end <= self.buf.len() && self.buf[..range.end].ends_with(b"\r\n"));
         if range.start != self.run.end {
@@ -41,20 +42,26 @@ impl<'b, 'o> Lines<'b, 'o> {
     }
 
     /// Keeps one received field line.
+    #[inline]
     pub fn keep(&mut self, header: &httparse::Header<'_>) {
         let (name, value) = (header.name.as_bytes(), header.value);
         let start = offset_in(self.buf, name);
-        let end = offset_in(self.buf, value) + value.len();
-        // An empty value may not point into `buf` at all, so it is never raw.
-        let raw = !value.is_empty()
-            && end > start + name.len()
-            && self.buf.get(end..end + 2) == Some(b"\r\n".as_slice());
-        if raw {
+        // An empty value may not point into `buf` at all, so it is never raw; hence the
+        // check before `offset_in`.
+        let end = if value.is_empty() { 0 } else { offset_in(self.buf, value) + value.len() };
+        if end > start + name.len() && matches!(self.buf.get(end..end + 2), Some(b"\r\n")) {
             self.keep_raw(start..end + 2);
         } else {
-            self.flush();
-            push_line(self.out, self.buf, header);
+            self.keep_normalised(header);
         }
+    }
+
+    /// Keeps a line whose bytes are not what weir writes (see [`push_line`]).
+    #[cold]
+    #[inline(never)]
+    fn keep_normalised(&mut self, header: &httparse::Header<'_>) {
+        self.flush();
+        push_line(self.out, self.buf, header);
     }
 
     /// Copies the pending run; afterwards `out` holds every line kept so far.
