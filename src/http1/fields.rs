@@ -38,8 +38,9 @@ pub enum Name {
 }
 
 impl Name {
-    /// Classifies a field name, ignoring ASCII case.
-    #[inline]
+    /// Classifies a field name, ignoring ASCII case. Always inlined: the call cost about
+    /// as much as the classification in the per-field loops (issue #3).
+    #[inline(always)]
     pub fn of(name: &[u8]) -> Name {
         let is = |known: &[u8]| eq_lowercase(name, known);
         match name.len() {
@@ -154,12 +155,16 @@ pub struct ConnectionOptions<'a> {
 impl<'a> ConnectionOptions<'a> {
     /// Adds the tokens of one `Connection` value (as httparse returns it: no CR); false
     /// when there are too many.
+    #[inline]
     pub fn add(&mut self, value: &'a [u8]) -> bool {
         debug_assert!(!value.contains(&b'\r'));
         // Nearly every value is one bare token; that skips the tokenizer (issue #3).
-        if self.add_known(value) {
-            return true;
-        }
+        self.add_known(value) || self.add_tokens(value)
+    }
+
+    /// [`ConnectionOptions::add`] for a value that is not one bare known token.
+    #[inline(never)]
+    fn add_tokens(&mut self, value: &'a [u8]) -> bool {
         for token in tokens(value) {
             if self.add_known(token) {
                 continue;
@@ -175,6 +180,7 @@ impl<'a> ConnectionOptions<'a> {
     }
 
     /// Notes `token` if it is `close`, `keep-alive` or `upgrade`, in any case.
+    #[inline]
     fn add_known(&mut self, token: &[u8]) -> bool {
         let flag = match token.len() {
             5 if eq_lowercase(token, b"close") => &mut self.close,

@@ -274,6 +274,11 @@ fn scan_and_write<'a>(
     let mut forwarded_for_end = None;
     for (index, header) in headers.iter().enumerate() {
         let name = Name::of(header.name.as_bytes());
+        if name == Name::Other {
+            // Most fields: nothing to check, always forwarded.
+            lines.keep(header);
+            continue;
+        }
         scan.add(index, name, header.value)?;
         let skip = match name {
             // Upgrade fields go upstream only when upgrading, which is rewritten.

@@ -172,6 +172,13 @@ fn scan_and_write<'a>(
     let mut wrote_length = false;
     for header in headers {
         let name = Name::of(header.name.as_bytes());
+        if name == Name::Other {
+            // Most fields: nothing to check, always forwarded.
+            if rules.write {
+                lines.keep(header);
+            }
+            continue;
+        }
         framing.add(name, header.value, rules.no_body, connection)?;
         if rules.write && !rules.skips(name, &mut wrote_length) {
             lines.keep(header);
