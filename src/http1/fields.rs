@@ -208,6 +208,25 @@ impl<'a> ConnectionOptions<'a> {
 /// Parses a `Content-Length` value: digits, or a list of identical digit strings.
 /// Returns `None` for anything else, including overflow.
 pub fn content_length(value: &[u8]) -> Option<u64> {
+    // Nearly every value is one plain number: one pass, no tokenizer (issue #3).
+    // 19 digits always fit a u64.
+    if !value.is_empty() && value.len() <= 19 {
+        let mut n = 0u64;
+        for &byte in value {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return content_length_list(value);
+            }
+            n = n * 10 + u64::from(digit);
+        }
+        return Some(n);
+    }
+    content_length_list(value)
+}
+
+/// [`content_length`] for anything but one plain number of at most 19 digits.
+#[inline(never)]
+fn content_length_list(value: &[u8]) -> Option<u64> {
     let mut result: Option<u64> = None;
     for part in value.split(|&b| b == b',') {
         let part = trim(part);
@@ -266,6 +285,11 @@ mod tests {
         assert_eq!(content_length(b"+1"), None);
         assert_eq!(content_length(b""), None);
         assert_eq!(content_length(b"99999999999999999999"), None);
+        assert_eq!(content_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(content_length(b"5 "), Some(5));
+        assert_eq!(content_length(b"5/"), None);
+        assert_eq!(content_length(b"5:"), None);
     }
 
     #[test]
