@@ -138,9 +138,8 @@ pub fn parse(
     }
     let http10 = request.version == Some(0);
     out.clear();
-    write_request_line(buf, method, target, out);
     let mut scan = Scan::default();
-    let written = scan_and_write(buf, request.headers, &mut scan, out)
+    let written = scan_and_write(buf, [method, target], request.headers, &mut scan, out)
         .and_then(|end| Ok((end, scan.info(buf, head_len, method, target, http10)?)));
     let (forwarded_for_end, info) = match written {
         Ok(written) => written,
@@ -163,7 +162,7 @@ pub fn parse(
 const REQUEST_LINE_EXTRA_LEN: usize = 12;
 
 /// The request line weir sends: copied as received when it already reads as weir's would.
-fn write_request_line(buf: &[u8], method: &[u8], target: &[u8], out: &mut Vec<u8>) {
+fn write_request_line(lines: &mut Lines<'_, '_>, buf: &[u8], method: &[u8], target: &[u8]) {
     // Checked for being non-empty first: an empty slice may point anywhere.
     if !method.is_empty() && !target.is_empty() {
         let start = offset_in(buf, method);
@@ -172,10 +171,11 @@ fn write_request_line(buf: &[u8], method: &[u8], target: &[u8], out: &mut Vec<u8
             && offset_in(buf, target) == start + method.len() + 1
             && buf.get(target_end..target_end + 11) == Some(b" HTTP/1.1\r\n".as_slice());
         if raw {
-            out.extend_from_slice(&buf[start..target_end + 11]);
+            lines.keep_raw(start..target_end + 11);
             return;
         }
     }
+    let out = lines.flush();
     out.extend_from_slice(method);
     out.push(b' ');
     out.extend_from_slice(target);
@@ -259,17 +259,19 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// One pass over the fields: reads them into `scan` and writes the fields a plain request
-/// forwards. Returns where the last `X-Forwarded-For` value ends in `out`. A request whose
+/// One pass over the fields: writes the request line, reads the fields into `scan` and
+/// writes the fields a plain request forwards. Returns where the last `X-Forwarded-For` value ends in `out`. A request whose
 /// `Connection` names fields, or that upgrades, is written again by [`rewrite_fields`]:
 /// rare, and it keeps the common request to one name classification per field.
 fn scan_and_write<'a>(
     buf: &'a [u8],
+    [method, target]: [&[u8]; 2],
     headers: &[httparse::Header<'a>],
     scan: &mut Scan<'a>,
     out: &mut Vec<u8>,
 ) -> Result<Option<usize>, RequestError> {
     let mut lines = Lines::new(buf, out);
+    write_request_line(&mut lines, buf, method, target);
     let mut wrote_length = false;
     let mut forwarded_for_end = None;
     for (index, header) in headers.iter().enumerate() {
