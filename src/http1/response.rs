@@ -193,7 +193,9 @@ fn write_status_line(lines: &mut Lines<'_, '_>, buf: &[u8], rules: &Rules<'_>) {
     let len = rules.status_line_len();
     let reason = rules.reason;
     // `reason` is checked for being non-empty first: an empty one may point anywhere.
+    // A code under 100 (httparse takes any three digits) is rebuilt, as it always was.
     let raw = !reason.is_empty()
+        && rules.status >= 100
         && buf.starts_with(b"HTTP/1.1 ")
         && buf.get(12) == Some(&b' ')
         && offset_in(buf, reason) == 13
