@@ -128,11 +128,15 @@ pub fn parse(
 
 /// What decides the head weir writes, known before the fields are read.
 struct Rules<'a> {
+    /// Status code.
     status: u16,
+    /// Reason phrase as received (empty when absent or not ASCII).
     reason: &'a [u8],
+    /// The response has no body whatever its framing fields say (HEAD, 1xx, 204, 304).
     no_body: bool,
     /// The client gets this head at all (not an interim one for an HTTP/1.0 client).
     write: bool,
+    /// `Transfer-Encoding` is left out: weir de-chunks for an HTTP/1.0 client.
     drop_transfer_encoding: bool,
 }
 
