@@ -80,6 +80,11 @@ pub fn parse(
         return Err(ResponseError("upstream response head too large"));
     }
     let status = response.code.unwrap_or(0);
+    // httparse takes any three digits; RFC 9110 §15 status codes start at 100. A code
+    // under 100 has no class: relaying it would make a final response look interim.
+    if status < 100 {
+        return Err(ResponseError("invalid status code from upstream"));
+    }
     if status == 101 && !exchange.upgrade_requested {
         return Err(ResponseError("unexpected 101 from upstream"));
     }
@@ -197,7 +202,7 @@ fn write_status_line(lines: &mut Lines<'_, '_>, buf: &[u8], rules: &Rules<'_>) {
     let len = rules.status_line_len();
     let reason = rules.reason;
     // `reason` is checked for being non-empty first: an empty one may point anywhere.
-    // A code under 100 (httparse takes any three digits) is rebuilt, as it always was.
+    // A code under 100 never gets here (refused in `parse`); the check stays as a guard.
     let raw = !reason.is_empty()
         && rules.status >= 100
         && buf.starts_with(b"HTTP/1.1 ")

@@ -154,3 +154,15 @@ fn refused_heads_leave_nothing_to_send() {
     assert!(parse(head, &exchange(), &mut out).is_err());
     assert!(out.is_empty());
 }
+
+#[test]
+fn a_status_code_under_100_is_a_bad_response() {
+    // httparse takes any three digits; weir neither relays nor panics on such a code
+    // (it once hit a debug assertion) and the client gets a 502.
+    for head in [&b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n"[..], b"HTTP/1.1 000 \r\n\r\n"] {
+        let error = rewrite(head, &exchange()).unwrap_err();
+        assert_eq!(error, ResponseError("invalid status code from upstream"));
+    }
+    // An unregistered but three-digit code such as 999 still passes, as before.
+    assert!(rewrite(b"HTTP/1.1 999 X\r\nContent-Length: 0\r\n\r\n", &exchange()).is_ok());
+}
