@@ -238,7 +238,8 @@ fn identity(settings: &ClientSettings, server_name: &str) -> u64 {
 ///
 /// A plain connection is probed with a read; a TLS stream must not be, as that would
 /// swallow TLS records. This looks at what rustls already holds (plaintext, or a
-/// `close_notify` or EOF it has seen) and then peeks at the socket without consuming.
+/// `close_notify` or EOF it has seen) and then, if the socket is readable, peeks at it
+/// without consuming.
 /// Anything there (a `close_notify`, an EOF, a stray record) means: do not reuse.
 pub fn is_idle_quiet(stream: &mut TlsStream<TcpStream>) -> bool {
     let would_block = |result: io::Result<_>| matches!(result, Err(err) if err.kind() == io::ErrorKind::WouldBlock);
@@ -247,5 +248,9 @@ pub fn is_idle_quiet(stream: &mut TlsStream<TcpStream>) -> bool {
         return false;
     }
     let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-    would_block(socket2::SockRef::from(&*tcp).peek(&mut probe).map(|_| ()))
+    // Through tokio's readiness, as the plain path's probe: the peek is made only when
+    // the socket was reported readable, not once per checkout (it was one `recvfrom`
+    // failing with EAGAIN per pooled request).
+    let peek = || socket2::SockRef::from(&*tcp).peek(&mut probe).map(|_| ());
+    would_block(tcp.try_io(tokio::io::Interest::READABLE, peek))
 }
