@@ -14,19 +14,25 @@
 # TLS connections that resumed comes from weir's own counters
 # (weir_backend_tls_handshakes_total{resumed}).
 #
-#   bench/tls.sh [--rounds N] [--seconds S] [--no-record]
+#   bench/tls.sh [--rounds N] [--seconds S] [--tls13] [--no-record]
+#
+# The origin speaks what Debian's nginx 1.22 enables by default, TLS 1.2 (resumed by
+# session ticket: no key exchange). --tls13 makes the origin and the nginx proxy speak
+# TLS 1.3 only, as nginx does by default since 1.23.4: resumption is then PSK with
+# (EC)DHE, one X25519 exchange per side per new connection.
 #
 # WEIR_BIN picks the weir binary (default: target/release/weir, built if missing). The
 # table is appended to bench/RESULTS.md unless --no-record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3; seconds=10; record=1
+rounds=3; seconds=10; record=1; protocols=""; version="TLS 1.2"
 while (($#)); do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --no-record) record=0; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --tls13) protocols=TLSv1.3; version="TLS 1.3"; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "tls.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -56,7 +62,7 @@ cat > "$tmp/origin.conf" <<CONF
 worker_processes 1; daemon off; pid $tmp/origin.pid; error_log stderr;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
-  ssl_session_cache shared:origin:10m; ssl_session_tickets on;
+  ssl_session_cache shared:origin:10m; ssl_session_tickets on; ${protocols:+ssl_protocols $protocols;}
   server { listen 127.0.0.1:$origin ssl;
     ssl_certificate $tmp/server.pem; ssl_certificate_key $tmp/server.key;
     location / { return 200 "ok\n"; } }
@@ -97,6 +103,7 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$proxy;
     location / { proxy_pass https://origin; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_ssl_session_reuse on;
+      ${protocols:+proxy_ssl_protocols $protocols;}
       proxy_ssl_server_name on; proxy_ssl_name localhost;
       proxy_ssl_verify on; proxy_ssl_trusted_certificate $tmp/ca.pem; } } }
 CONF
@@ -143,11 +150,12 @@ resumed=$(( $(handshakes "$admin_pooled" true) + $(handshakes "$admin_nopool" tr
 
 table=$(python3 - "$(median "$tmp/weir-pooled")" "$(median "$tmp/weir-nopool")" \
     "$(median "$tmp/nginx")" "$full" "$resumed" "$rounds" "$seconds" \
-    "$(median "$tmp/nginx-nopool")" "$(median "$tmp/weir-plain")" <<'PY'
+    "$(median "$tmp/nginx-nopool")" "$(median "$tmp/weir-plain")" "$version" <<'PY'
 import sys
 pooled, nopool, nginx = (float(x) for x in sys.argv[1:4])
 full, resumed, rounds, seconds = (int(x) for x in sys.argv[4:8])
 nginx_nopool, plain = (float(x) for x in sys.argv[8:10])
+version = sys.argv[10]
 share = resumed / (full + resumed) if full + resumed else 0.0
 rows = [
     ("weir pooled + resumed", pooled),
@@ -156,7 +164,7 @@ rows = [
     ("nginx, no upstream keepalive (proxy_ssl_session_reuse on)", nginx_nopool),
     ("weir pooled, plain HTTP origin (ceiling of any pooled path)", plain),
 ]
-print(f"wrk -t1 -c64, 1 worker each, HTTPS origin (nginx, 1 worker), "
+print(f"wrk -t1 -c64, 1 worker each, HTTPS origin (nginx, 1 worker, {version}), "
       f"median of {rounds} rounds of {seconds} s\n")
 print("| proxy | req/s |")
 print("|---|---:|")
