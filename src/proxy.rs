@@ -55,6 +55,30 @@ pub struct Client {
     pub tls: bool,
 }
 
+/// A client address as text, for `X-Forwarded-For`, made once per connection. IPv4, the
+/// common case, is written by hand: `Display` through `core::fmt` took about 1,460
+/// instructions per connection (callgrind, a new connection per request), 7% of such a
+/// request's user-space cost.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (index, octet) in v4.octets().into_iter().enumerate() {
+        if index > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// How reading the next request head ended.
 enum Head {
     /// A request head, at the front of the input buffer.
@@ -242,3 +266,24 @@ async fn read_head<S: Stream>(
 
 /// The snapshot type the data path holds across awaits: a worker-local handle.
 pub type SnapshotRef = Rc<Arc<Snapshot>>;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ip_text_matches_display_for_every_octet_in_every_place() {
+        for value in 0..=255u8 {
+            for place in 0..4 {
+                let mut octets = [10, 0, 200, 7];
+                octets[place] = value;
+                let ip = IpAddr::V4(Ipv4Addr::from(octets));
+                assert_eq!(super::ip_text(ip), ip.to_string());
+            }
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(super::ip_text(v6), "2001:db8::1");
+        let mapped = IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(super::ip_text(mapped), mapped.to_string());
+    }
+}

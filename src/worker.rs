@@ -236,7 +236,7 @@ fn serve(
     let client = Client {
         shared: Arc::clone(shared),
         peer,
-        peer_ip: peer.ip().to_string(),
+        peer_ip: proxy::ip_text(peer.ip()),
         drain: Rc::clone(&acceptor.drain),
         metrics: acceptor.metrics,
         tls: tls.is_some(),
