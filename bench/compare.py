@@ -168,6 +168,13 @@ def cpu_ticks(pids):
     return total
 
 
+def machine_ticks():
+    """(idle, total) clock ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        cols = [int(x) for x in f.readline().split()[1:9]]
+    return cols[3] + cols[4], sum(cols)   # idle + iowait; user..steal
+
+
 def status_kb(pids, field):
     total = 0
     for pid in pids:
@@ -481,6 +488,7 @@ class Bench:
         hwm_ok = reset_hwm(pids) if record else False
         sampler = RssSampler(pids)
         c0 = cpu_ticks(pids)
+        m0 = machine_ticks()
         sampler.start()
         p = self.procs.spawn(argv, stdout=subprocess.PIPE)
         try:
@@ -491,6 +499,7 @@ class Bench:
             self.procs.stop(p)
         sampler.stop()
         c1 = cpu_ticks(pids)
+        m1 = machine_ticks()
         hwm = status_kb(pids, "VmHWM") if hwm_ok else 0
         text = out.decode(errors="replace") if out else ""
         m = re.search(r"^WRK_RESULT (\{.*\})$", text, re.M)
@@ -509,6 +518,9 @@ class Bench:
             cpu_us_per_req=((c1 - c0) * 1e6 / CLK_TCK / w["requests"])
             if w["requests"] else None,
             cpu_s=(c1 - c0) / CLK_TCK,
+            # A proxy that is not the bottleneck leaves its core partly idle; see
+            # bench/sched.sh and RESULTS.md.
+            idle_pct=100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
             peak_rss_mib=max(sampler.peak, hwm) / 1024.0,
         )
         # cross-check with wrk's human-readable summary
@@ -619,9 +631,9 @@ def fmt_round(r):
             r["still_open"], r["held"], r["failed"], r["rss_before_mib"], r["rss_held_mib"],
             r["kib_per_conn"] or 0.0)
     return ("%9.0f req/s  p50 %.2f ms  p99 %.2f ms  non2xx %d  sockerr %d  "
-            "cpu %.1f us/req  rss %.1f MiB" % (
+            "cpu %.1f us/req  rss %.1f MiB  idle %.1f%%" % (
                 r["rps"], r["p50_ms"], r["p99_ms"], r["non2xx"], r["sock_err"],
-                r["cpu_us_per_req"] or 0.0, r["peak_rss_mib"]))
+                r["cpu_us_per_req"] or 0.0, r["peak_rss_mib"], r.get("idle_pct", 0.0)))
 
 
 # ------------------------------------------------------------------- report
@@ -639,6 +651,7 @@ WRK_COLS = [
     ("sock_err", "sock err", None, lambda v: "%d" % v, "sum"),
     ("cpu_us_per_req", "CPU µs/req", False, lambda v: "%.1f" % v, "median"),
     ("peak_rss_mib", "peak RSS MiB", False, lambda v: "%.1f" % v, "median"),
+    ("idle_pct", "machine idle %", None, lambda v: "%.1f" % v, "median"),
 ]
 IDLE_COLS = [
     ("still_open", "conns held", None, lambda v: "%d" % v, "min"),
