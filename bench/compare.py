@@ -24,6 +24,8 @@ import tempfile
 import threading
 import time
 
+import cpulimit
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 CONF = os.path.join(BENCH, "conf")
@@ -330,6 +332,7 @@ class Target:
     def __init__(self, name, port, proc, logpath):
         self.name, self.port, self.proc, self.logpath = name, port, proc, logpath
         self.dead = None  # reason once it stopped working
+        self.limit = None  # its cgroup under --cpu-limit
 
     def pids(self):
         return proc_tree(self.proc.pid)
@@ -475,6 +478,10 @@ class Bench:
             t.dead = why
             log("*** %s (%d workers) did not come up for %s: %s\n%s" % (
                 name, workers, scen["key"], why, tail(logpath)))
+        elif self.a.cpu_limit:
+            t.limit = cpulimit.CpuLimit("weir-bench-%d-%s" % (os.getpid(), name),
+                                        self.a.cpu_limit)
+            t.limit.add(t.pids())
         return t
 
     # ---- one measurement
@@ -621,6 +628,8 @@ class Bench:
         finally:
             for t in targets[1:]:
                 self.procs.stop(t.proc)
+                if t.limit:
+                    t.limit.close()
 
 
 def fmt_round(r):
@@ -756,7 +765,9 @@ def header(bench, meta):
         "- parameters: workers %s, rounds %d, duration %ds (+%ds warm-up), wrk timeout %ds, "
         "idle conns %d, fd limit %d" % (
             ",".join(map(str, a.workers)), a.rounds, a.duration, a.warmup, a.wrk_timeout,
-            a.idle_conns, bench.nofile),
+            a.idle_conns, bench.nofile) + (
+            ", **each proxy capped at %d%% of one CPU** (cgroup, %d ms period)" % (
+                a.cpu_limit, cpulimit.PERIOD_US // 1000) if a.cpu_limit else ""),
         "- command: `%s`" % meta["cmdline"],
         "- figures are medians over rounds (error counts: sums); `(x×)` = ratio to the best "
         "of nginx/HAProxy in this run (req/s: higher is better; everything else: lower is "
@@ -848,6 +859,9 @@ def parse_args(argv):
                     help="print the table only; do not prepend it to bench/RESULTS.md")
     ap.add_argument("--results", default=os.path.join(BENCH, "RESULTS.md"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-limit", type=int, metavar="PCT",
+                    help="cap each proxy at PCT %% of one CPU (cgroup), so the proxy and not "
+                         "wrk is the bottleneck; direct is not capped")
     ap.add_argument("--json", metavar="FILE", help="also write every round's raw figures here")
     ap.add_argument("--tmpdir", help=argparse.SUPPRESS)  # given by compare.sh
     a = ap.parse_args(argv)
