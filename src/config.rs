@@ -206,6 +206,9 @@ pub struct PoolConfig {
     pub read_timeout: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub idle_timeout: Duration,
+    /// How long an upgraded connection (WebSocket) may pass no byte either way before
+    /// weir closes it (HAProxy's `timeout tunnel`).
+    pub tunnel_idle_timeout: Duration,
     /// Most idle pooled connections per backend, per worker.
     pub max_idle: usize,
     /// `[pool.hash]`: the key and table of `consistent_hash` (required by it).
@@ -404,6 +407,11 @@ impl PoolConfig {
             // Below the 60s keep-alive timeout of most servers, so weir closes first and
             // rarely meets a connection the backend has already closed.
             idle_timeout: Duration::from_secs(30),
+            // HAProxy's documented `timeout tunnel 1h`. nginx closes an upgraded
+            // connection after proxy_read_timeout (60 s) of backend silence, which drops
+            // quiet WebSockets; an hour keeps them and still frees what a vanished peer
+            // left behind.
+            tunnel_idle_timeout: Duration::from_secs(3600),
             // Per worker and backend. nginx's default `keepalive 32`; more fits the
             // 1,000-connection benchmark without reconnect churn.
             max_idle: 256,

@@ -213,3 +213,31 @@ async fn websocket_echo_through_upgrade() {
     assert_eq!(echoed, (OP_CLOSE, close.to_vec()));
     assert_eq!(read_once(&mut s, WAIT).await, Some(0), "tunnel not closed");
 }
+
+#[tokio::test]
+async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
+    // Goal: `tunnel_idle_timeout` closes an upgraded connection on which nothing moves,
+    // and only then. Method: a 400 ms limit; frames every 100 ms for 1.2 s (three limits)
+    // keep the tunnel open; then silence must end in EOF, no sooner than the limit after
+    // the last echo (less a little for the gap between weir's write and our read).
+    const LIMIT: Duration = Duration::from_millis(400);
+    const SLACK: Duration = Duration::from_millis(50);
+    let backend = TestBackend::start("b").await;
+    let weir = Weir::start_with(&[backend.addr()], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
+    let mut s = connect(weir.addr()).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    s.write_all(&ws_client_handshake_request("test", "/ws", key)).await.unwrap();
+    let resp = read_within(&mut s, "handshake").await;
+    assert_eq!(resp.status, 101, "{}", resp.text());
+    let mask = [1, 2, 3, 4];
+    for i in 0..12u8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(&ws_encode_client_frame(OP_TEXT, &[i], mask)).await.unwrap();
+        let echoed = timeout(WAIT, ws_read_frame(&mut s)).await.expect("echo in time");
+        assert_eq!(echoed.expect("echoed frame"), (OP_TEXT, vec![i]), "frame {i}");
+    }
+    let quiet = tokio::time::Instant::now();
+    assert_eq!(read_once(&mut s, WAIT).await, Some(0), "an idle tunnel was not closed");
+    let waited = quiet.elapsed();
+    assert!(waited + SLACK >= LIMIT, "closed {waited:?} after the last byte, limit {LIMIT:?}");
+}

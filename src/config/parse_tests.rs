@@ -74,6 +74,7 @@ connect_timeout = "1s"
 response_timeout = "2m"
 read_timeout = "3s"
 idle_timeout = "1h"
+tunnel_idle_timeout = "10m"
 max_idle = 0
 
 [[pool]]
@@ -108,6 +109,7 @@ fn full_file_parses_to_the_expected_config() {
     web.response_timeout = Duration::from_secs(120);
     web.read_timeout = Duration::from_secs(3);
     web.idle_timeout = Duration::from_secs(3600);
+    web.tunnel_idle_timeout = Duration::from_secs(600);
     web.max_idle = 0;
     let expected = Config {
         source: None,

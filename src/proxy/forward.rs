@@ -440,8 +440,12 @@ async fn finish<S: Stream>(
 ) -> bool {
     if outcome.upgraded {
         match &mut upstream {
-            Upstream::Plain(tcp) => super::tunnel::run(stream, tcp, buffers).await,
-            Upstream::Tls(tls) => super::tunnel::run(stream, &mut **tls, buffers).await,
+            Upstream::Plain(tcp) => {
+                super::tunnel::run(stream, tcp, buffers, settings.tunnel_idle_timeout).await;
+            }
+            Upstream::Tls(tls) => {
+                super::tunnel::run(stream, &mut **tls, buffers, settings.tunnel_idle_timeout).await;
+            }
         }
         return false;
     }
