@@ -2,7 +2,7 @@
 //! refuses to start; API changes survive `kill -9`; a crash while the state file is
 //! written leaves the previous state; reloads by API, file watch and SIGHUP are counted,
 //! a later edit of the config file wins over the API for what it changes, and an edit
-//! made during start is reloaded.
+//! made during start is reloaded; refused calls are logged, at most ten a second.
 
 mod api_support;
 mod common;
@@ -10,7 +10,7 @@ mod observe;
 mod support;
 
 use api_support::{
-    admin_addr, authed, backends, config_with_token, pools, pools_until, temp_dir, REACT,
+    admin_addr, authed, backends, call, config_with_token, pools, pools_until, temp_dir, REACT,
 };
 use common::{get_close, write_config, WeirProcess};
 use observe::{metric, scrape};
@@ -221,4 +221,37 @@ async fn a_config_edit_made_during_start_is_reloaded() {
         backends(doc, "web").iter().map(|b| b.0.clone()).collect::<Vec<_>>() == want
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_are_logged_ten_a_second_and_the_rest_counted() {
+    // Goal: a wrong token is logged with the peer, but a client guessing tokens cannot
+    // fill the log. Method: 30 refused calls in a row, then one more a second later. When
+    // the 30 took under a second (one log window), exactly 10 are logged and the late one
+    // says 20 were left out; on a slower machine, fewer than 30 lines and a count.
+    let a = TestBackend::start("A").await;
+    let dir = temp_dir("refusals");
+    let path = dir.join("weir.toml");
+    write_config(&path, &config_with_token(&[a.addr()]));
+    let (process, _, admin) = start(&path, &[]).await;
+    let started = Instant::now();
+    for _ in 0..30 {
+        let reply = call(admin, "DELETE", "/api/v1/pools/web", Some("guess"), None).await;
+        assert_eq!(reply.status, 401);
+    }
+    let one_window = started.elapsed() < std::time::Duration::from_millis(900);
+    sleep(std::time::Duration::from_millis(1100)).await;
+    let reply = call(admin, "DELETE", "/api/v1/pools/web", Some("guess"), None).await;
+    assert_eq!(reply.status, 401);
+    let late = process.wait_stderr(|l| l.contains("earlier refusals not logged")).await;
+    let late = late.unwrap_or_else(|| panic!("no count of left-out lines: {}", process.stderr()));
+    let stderr = process.stderr();
+    let logged = stderr.lines().filter(|l| l.contains("admin API: refused, wrong token")).count();
+    assert!(stderr.contains("peer") && stderr.contains("127.0.0.1"), "{stderr}");
+    if one_window {
+        assert_eq!(logged, 11, "{stderr}");
+        assert!(late.contains("(20 earlier refusals not logged)"), "{late}");
+    } else {
+        assert!(logged < 31, "{stderr}");
+    }
 }
