@@ -479,9 +479,15 @@ class Bench:
             log("*** %s (%d workers) did not come up for %s: %s\n%s" % (
                 name, workers, scen["key"], why, tail(logpath)))
         elif self.a.cpu_limit:
-            t.limit = cpulimit.CpuLimit("weir-bench-%d-%s" % (os.getpid(), name),
-                                        self.a.cpu_limit)
-            t.limit.add(t.pids())
+            try:
+                t.limit = cpulimit.CpuLimit("weir-bench-%d-%s" % (os.getpid(), name),
+                                            self.a.cpu_limit)
+                t.limit.add(t.pids())
+            except (OSError, ValueError) as e:
+                self.procs.stop(proc)
+                if t.limit:
+                    t.limit.close()
+                raise Fatal("cannot cap %s's CPU: %s" % (name, e))
         return t
 
     # ---- one measurement
@@ -872,6 +878,11 @@ def parse_args(argv):
         ap.error("--workers takes integers like 1,2; --duration takes whole seconds")
     if not a.workers or min(a.workers) < 1 or a.rounds < 1 or a.duration < 1:
         ap.error("workers, rounds and duration must be >= 1")
+    if a.cpu_limit is not None:
+        try:
+            cpulimit.check(a.cpu_limit)
+        except ValueError as e:
+            ap.error(str(e))
     a.proxies = [p.strip() for p in a.proxies.split(",") if p.strip()]
     bad = [p for p in a.proxies if p not in ALL_PROXIES]
     if bad:

@@ -13,6 +13,8 @@ import os
 # A short period keeps each throttled pause to a few ms; the kernel default (100 ms)
 # would stall every connection for tens of ms at a time and make latency meaningless.
 PERIOD_US = 10_000
+# The kernel refuses a quota under 1 ms (EINVAL), so with this period the cap is >= 10%.
+MIN_QUOTA_US = 1_000
 V1_ROOT = "/sys/fs/cgroup/cpu"
 V2_ROOT = "/sys/fs/cgroup"
 
@@ -22,27 +24,44 @@ def _write(path, text):
         f.write(text)
 
 
+def check(percent):
+    """Raises ValueError saying why `percent` cannot be applied here; None if it can."""
+    low = 100 * MIN_QUOTA_US // PERIOD_US
+    high = 100 * (os.cpu_count() or 1)
+    if not low <= percent <= high:
+        raise ValueError("--cpu-limit must be between %d and %d (%% of one CPU), got %s" % (
+            low, high, percent))
+    v1 = os.path.exists(os.path.join(V1_ROOT, "cpu.cfs_quota_us"))
+    v2 = "cpu" in _read(os.path.join(V2_ROOT, "cgroup.subtree_control")).split()
+    root = V1_ROOT if v1 else V2_ROOT
+    if not (v1 or v2) or not os.access(root, os.W_OK):
+        raise ValueError("--cpu-limit needs root and a cgroup cpu controller (v1 `cpu`, or "
+                         "a v2 root that delegates `cpu`)")
+
+
 class CpuLimit:
     """A cgroup holding at most `percent` % of one CPU (100 = one whole core)."""
 
     def __init__(self, name, percent):
-        if not 1 <= percent <= 100 * (os.cpu_count() or 1):
-            raise ValueError("cpu limit must be between 1 and 100 × CPUs, got %s" % percent)
+        check(percent)
         quota_us = int(PERIOD_US * percent / 100)
+        try:
+            self._create(name, quota_us)
+        except OSError:
+            self.close()
+            raise
+
+    def _create(self, name, quota_us):
+        self.path, self.root = None, None
         if os.path.exists(os.path.join(V1_ROOT, "cpu.cfs_quota_us")):
-            self.path = os.path.join(V1_ROOT, name)
+            self.root, self.path = V1_ROOT, os.path.join(V1_ROOT, name)
             os.makedirs(self.path, exist_ok=True)
             _write(os.path.join(self.path, "cpu.cfs_period_us"), str(PERIOD_US))
             _write(os.path.join(self.path, "cpu.cfs_quota_us"), str(quota_us))
-            self.root = V1_ROOT
-        elif "cpu" in _read(os.path.join(V2_ROOT, "cgroup.subtree_control")).split():
-            self.path = os.path.join(V2_ROOT, name)
+        else:
+            self.root, self.path = V2_ROOT, os.path.join(V2_ROOT, name)
             os.makedirs(self.path, exist_ok=True)
             _write(os.path.join(self.path, "cpu.max"), "%d %d" % (quota_us, PERIOD_US))
-            self.root = V2_ROOT
-        else:
-            raise OSError("no cgroup cpu controller to write to (need root, and cgroup v1 "
-                          "`cpu` or a v2 root that delegates `cpu`)")
 
     def add(self, pids):
         """Moves these processes (with all their threads) into the cgroup."""
@@ -54,6 +73,8 @@ class CpuLimit:
 
     def close(self):
         """Removes the cgroup; whatever is still in it goes back to the root first."""
+        if not self.path:
+            return
         try:
             for pid in _read(os.path.join(self.path, "cgroup.procs")).split():
                 try:

@@ -16,11 +16,21 @@ pin=""
 if [ "${1:-}" = "--pin" ]; then pin=1; shift; fi
 rounds=${1:-3}
 seconds=${2:-8}
-weir=${WEIR:-target/release/weir}
-for tool in nginx wrk python3; do
-    command -v "$tool" >/dev/null || { apt-get update -qq; apt-get install -y -qq nginx-light wrk; }
+command -v python3 >/dev/null || { echo "sched.sh needs python3" >&2; exit 1; }
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+for tool in nginx wrk; do
+    command -v "$tool" >/dev/null || {
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light wrk
+    }
 done
-[ -x "$weir" ] || cargo build --release -q
+if [ -n "${WEIR:-}" ]; then
+    weir=$WEIR
+    [ -x "$weir" ] || { echo "WEIR=$weir is not an executable" >&2; exit 1; }
+else
+    cargo build --release -q   # so the binary measured is the checkout's
+    weir=${CARGO_TARGET_DIR:-target}/release/weir
+fi
 . bench/lib.sh
 on_cpu_argv() { if [ -n "$pin" ]; then echo taskset -c "$1"; fi; }
 
@@ -29,22 +39,26 @@ start_origin "$origin"
 RUST_LOG=warn $(on_cpu_argv 0) "$weir" -b "127.0.0.1:$origin" -l "127.0.0.1:$port_weir" -w 1 \
     --admin off 2>"$tmp/weir.log" & pids+=($!)
 weir_pid=$!
-cat > "$tmp/proxy.conf" <<CONF
-worker_processes 1; daemon off; pid $tmp/proxy.pid; error_log stderr;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream b { server 127.0.0.1:$origin; keepalive 64; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:$port_nginx backlog=4096; location / {
-    proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
-    proxy_set_header Host \$http_host;
-    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto \$scheme;
-    proxy_set_header X-Forwarded-Host \$http_host; } } }
-CONF
-$(on_cpu_argv 0) nginx -e stderr -p "$tmp" -c "$tmp/proxy.conf" 2>"$tmp/proxy.log" & pids+=($!)
-sleep 1
-nginx_pid=$(pgrep -P "$(cat "$tmp/proxy.pid")" | head -1)
-origin_pid=$(pgrep -P "$(cat "$tmp/origin.pid")" | head -1)
+# The same nginx proxy config as bench/compare.sh, rendered from its template.
+mkdir -p "$tmp/proxy"
+user_line=""; [ "$(id -u)" = 0 ] && user_line="user root;"
+sed -e "s|@USER_LINE@|$user_line|; s|@WORKERS@|1|; s|@NOFILE@|$(ulimit -n)|" \
+    -e "s|@PREFIX@|$tmp/proxy|g; s|@BACKEND_PORT@|$origin|; s|@LISTEN_PORT@|$port_nginx|" \
+    bench/conf/proxy-nginx.conf.in > "$tmp/proxy.conf"
+$(on_cpu_argv 0) nginx -e stderr -p "$tmp/proxy/" -c "$tmp/proxy.conf" 2>"$tmp/proxy.log" & pids+=($!)
+# The worker processes, once both nginx have forked them (bounded: 10 s).
+worker_of() {
+    local pidfile=$1 worker="" _
+    for _ in $(seq 100); do
+        [ -s "$pidfile" ] && worker=$(pgrep -P "$(cat "$pidfile")" | head -1) && [ -n "$worker" ] && break
+        sleep 0.1
+    done
+    [ -n "$worker" ] || { echo "no nginx worker behind $pidfile: $(cat "$tmp"/*.log)" >&2; exit 1; }
+    echo "$worker"
+}
+nginx_pid=$(worker_of "$tmp/proxy/nginx.pid")
+origin_pid=$(worker_of "$tmp/origin.pid")
+sleep 0.5   # weir's listener
 if [ -n "$pin" ]; then
     for p in $(cat "$tmp/origin.pid") "$origin_pid"; do taskset -p -c 1 "$p" >/dev/null; done
 fi

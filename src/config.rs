@@ -407,10 +407,11 @@ impl PoolConfig {
             // Below the 60s keep-alive timeout of most servers, so weir closes first and
             // rarely meets a connection the backend has already closed.
             idle_timeout: Duration::from_secs(30),
-            // HAProxy's documented `timeout tunnel 1h`. nginx closes an upgraded
-            // connection after proxy_read_timeout (60 s) of backend silence, which drops
-            // quiet WebSockets; an hour keeps them and still frees what a vanished peer
-            // left behind.
+            // The `timeout tunnel 1h` of HAProxy's documentation examples (HAProxy has no
+            // default; without one a tunnel falls back to its client and server
+            // timeouts). nginx closes an upgraded connection after proxy_read_timeout (60 s)
+            // of backend silence, which drops quiet WebSockets; an hour keeps them and
+            // still frees what a vanished peer left behind.
             tunnel_idle_timeout: Duration::from_secs(3600),
             // Per worker and backend. nginx's default `keepalive 32`; more fits the
             // 1,000-connection benchmark without reconnect churn.

@@ -1,6 +1,7 @@
 //! HTTP/1.1 message semantics through weir: trailers in both directions, `Expect:
 //! 100-continue` (accepted and rejected), HEAD, 204 and 304 on a reused connection,
-//! close-delimited and HTTP/1.0 responses, and a WebSocket echo over an upgrade.
+//! close-delimited and HTTP/1.0 responses, a WebSocket echo over an upgrade, and the
+//! tunnel idle timeout.
 
 mod common;
 mod support;
@@ -19,6 +20,10 @@ use tokio::time::timeout;
 
 /// How long a client waits for something that must (or must not) arrive.
 const WAIT: Duration = Duration::from_secs(5);
+
+/// Slack for the gap between weir writing bytes and this test reading them, when a
+/// test checks that weir did not act before a limit counted from those bytes.
+const SLACK: Duration = Duration::from_millis(100);
 
 /// Reads once: `Some(0)` on EOF, `Some(n)` for n bytes, `None` if nothing came in time.
 async fn read_once(s: &mut TcpStream, limit: Duration) -> Option<usize> {
@@ -219,9 +224,8 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
     // Goal: `tunnel_idle_timeout` closes an upgraded connection on which nothing moves,
     // and only then. Method: a 400 ms limit; frames every 100 ms for 1.2 s (three limits)
     // keep the tunnel open; then silence must end in EOF, no sooner than the limit after
-    // the last echo (less a little for the gap between weir's write and our read).
+    // the last echo (less SLACK for the gap between weir's write and our read).
     const LIMIT: Duration = Duration::from_millis(400);
-    const SLACK: Duration = Duration::from_millis(50);
     let backend = TestBackend::start("b").await;
     let weir = Weir::start_with(&[backend.addr()], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
     let mut s = connect(weir.addr()).await.unwrap();
@@ -236,6 +240,65 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
         let echoed = timeout(WAIT, ws_read_frame(&mut s)).await.expect("echo in time");
         assert_eq!(echoed.expect("echoed frame"), (OP_TEXT, vec![i]), "frame {i}");
     }
+    let quiet = tokio::time::Instant::now();
+    assert_eq!(read_once(&mut s, WAIT).await, Some(0), "an idle tunnel was not closed");
+    let waited = quiet.elapsed();
+    assert!(waited + SLACK >= LIMIT, "closed {waited:?} after the last byte, limit {LIMIT:?}");
+}
+
+#[tokio::test]
+async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
+    // Goal: "no byte either way" means either way: a backend that only pushes (the client
+    // never writes after the upgrade) keeps the tunnel open, and its silence closes it.
+    // Method: a raw backend answers 101, then sends a byte every 100 ms for 1.2 s (three
+    // limits of 400 ms) and goes quiet without closing.
+    const LIMIT: Duration = Duration::from_millis(400);
+    const PUSHES: u8 = 12;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut up, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match up.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let reply =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: push\r\n\r\n";
+        up.write_all(reply).await.unwrap();
+        for i in 0..PUSHES {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if up.write_all(&[i]).await.is_err() {
+                return;
+            }
+        }
+        let _ = up.read(&mut buf).await; // quiet until weir closes
+    });
+    let weir = Weir::start_with(&[backend], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
+    let mut s = connect(weir.addr()).await.unwrap();
+    let request =
+        "GET /push HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: push\r\n\r\n";
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end_of_head = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = timeout(WAIT, s.read(&mut buf)).await.expect("101 in time").unwrap();
+        assert_ne!(n, 0, "closed before the 101: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    while got.len() < end_of_head + usize::from(PUSHES) {
+        let n = timeout(WAIT, s.read(&mut buf)).await.expect("a push in time").unwrap();
+        assert_ne!(n, 0, "tunnel closed after {} pushes", got.len() - end_of_head);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got[end_of_head..], (0..PUSHES).collect::<Vec<u8>>());
     let quiet = tokio::time::Instant::now();
     assert_eq!(read_once(&mut s, WAIT).await, Some(0), "an idle tunnel was not closed");
     let waited = quiet.elapsed();

@@ -42,7 +42,9 @@ pub async fn run<C: Stream, U: Stream>(
     let mut upstream = Active { inner: upstream, moved: &moved };
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        () = idle(&moved, idle_timeout) => {}
+        () = idle(&moved, idle_timeout) => {
+            tracing::debug!(?idle_timeout, "closing a tunnel that passed no byte for its idle timeout");
+        }
     }
 }
 
