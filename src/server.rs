@@ -37,6 +37,9 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Wakes the health thread after a reload, so probers follow the new snapshot.
     pub health_wake: Notify,
+    /// The drain thread, unparked when a new snapshot may have started a drain and at
+    /// shutdown (see `control::spawn_drainer`).
+    pub(crate) drainer: std::sync::OnceLock<std::thread::Thread>,
     /// The access log (`[log]`); fixed at start, a change needs a restart.
     pub access_log: AccessLog,
     /// Counters of DNS discovery, for `/metrics`.
@@ -99,6 +102,7 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
         shutdown,
         health_wake: Notify::new(),
+        drainer: std::sync::OnceLock::new(),
         access_log: AccessLog::start(config.log.access.clone(), config.log.format)?,
         dns: discovery.stats(),
         listeners: Listeners::open(listen, workers, inherited)?,
@@ -178,6 +182,9 @@ impl Handle {
     /// idle timeout, or at the drain deadline.
     pub fn begin_shutdown(&self) {
         self.shared.shutdown.send_replace(true);
+        if let Some(drainer) = self.shared.drainer.get() {
+            drainer.unpark();
+        }
         self.shared.listeners.release();
     }
 
@@ -205,7 +212,7 @@ impl Shared {
         let snapshot = registry.rebuild(&current.config, current.generation + 1)?;
         let generation = snapshot.generation;
         self.snapshot.store(Arc::new(snapshot));
-        self.health_wake.notify_one();
+        self.snapshot_changed();
         tracing::info!(generation, "backend addresses changed");
         Ok(generation)
     }
