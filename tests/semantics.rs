@@ -35,6 +35,15 @@ async fn read_once(s: &mut TcpStream, limit: Duration) -> Option<usize> {
     }
 }
 
+/// Waits for weir to close a tunnel that has gone quiet: EOF must come, and no sooner
+/// than `limit` after the last byte this test read (less [`SLACK`]).
+async fn closes_once_idle(s: &mut TcpStream, limit: Duration) {
+    let quiet = tokio::time::Instant::now();
+    assert_eq!(read_once(s, WAIT).await, Some(0), "an idle tunnel was not closed");
+    let waited = quiet.elapsed();
+    assert!(waited + SLACK >= limit, "closed {waited:?} after the last byte, limit {limit:?}");
+}
+
 /// Reads one response within [`WAIT`], so a response that never comes fails fast.
 async fn read_within(s: &mut TcpStream, what: &str) -> Response {
     match timeout(WAIT, read_response(s)).await {
@@ -240,10 +249,7 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
         let echoed = timeout(WAIT, ws_read_frame(&mut s)).await.expect("echo in time");
         assert_eq!(echoed.expect("echoed frame"), (OP_TEXT, vec![i]), "frame {i}");
     }
-    let quiet = tokio::time::Instant::now();
-    assert_eq!(read_once(&mut s, WAIT).await, Some(0), "an idle tunnel was not closed");
-    let waited = quiet.elapsed();
-    assert!(waited + SLACK >= LIMIT, "closed {waited:?} after the last byte, limit {LIMIT:?}");
+    closes_once_idle(&mut s, LIMIT).await;
 }
 
 #[tokio::test]
@@ -299,8 +305,5 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
         got.extend_from_slice(&buf[..n]);
     }
     assert_eq!(got[end_of_head..], (0..PUSHES).collect::<Vec<u8>>());
-    let quiet = tokio::time::Instant::now();
-    assert_eq!(read_once(&mut s, WAIT).await, Some(0), "an idle tunnel was not closed");
-    let waited = quiet.elapsed();
-    assert!(waited + SLACK >= LIMIT, "closed {waited:?} after the last byte, limit {LIMIT:?}");
+    closes_once_idle(&mut s, LIMIT).await;
 }
