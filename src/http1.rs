@@ -10,6 +10,7 @@
 //! - [`request`]: request head parsing, framing checks and the upstream rewrite.
 //! - [`response`]: response head parsing, framing checks and the downstream rewrite.
 //! - [`chunked`]: the chunked transfer-coding state machine.
+//! - [`target`]: request-target forms, and the normalised path routing matches on.
 //! - `lines`: copies kept field lines into a rewritten head, one copy per run of lines.
 
 pub mod chunked;
@@ -17,6 +18,7 @@ pub mod fields;
 mod lines;
 pub mod request;
 pub mod response;
+pub mod target;
 
 /// Most header fields httparse will look at in one head. The configured `max_headers`
 /// (at most this) is enforced on top; this bound only sizes the stack array.

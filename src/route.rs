@@ -1,26 +1,43 @@
 //! Route matching: exact or `*.suffix` host, plus an optional path prefix.
+//!
+//! Prefixes match the normalised path ([`target::normalise_path`]), so every spelling of
+//! a path takes the same route; the backend still gets the path as received.
+
+use std::borrow::Cow;
 
 use crate::config::HostMatch;
+use crate::http1::target;
 use crate::snapshot::{Pool, Snapshot};
 
 /// The pool for a request: the first matching route, else the first pool. `None` only
-/// when there are no pools at all.
-pub fn select<'s>(snapshot: &'s Snapshot, host: Option<&[u8]>, path: &[u8]) -> Option<&'s Pool> {
-    // Most configurations have no host rules: the port is stripped only when one is met.
+/// when there are no pools at all. `host` is the `Host` value, or an absolute-form
+/// target's authority; `origin` is the target's origin form (path and query).
+pub fn select<'s>(snapshot: &'s Snapshot, host: Option<&[u8]>, origin: &[u8]) -> Option<&'s Pool> {
+    // Most configurations have no host rules: the port is stripped only when one is met,
+    // and the path normalised only when a prefix rule is.
     let mut stripped: Option<Option<&[u8]>> = None;
-    let mut host = || *stripped.get_or_insert_with(|| host.map(strip_port));
+    let mut host = || *stripped.get_or_insert_with(|| host.map(plain_host));
+    let mut normal: Option<Cow<'_, [u8]>> = None;
     let index = snapshot
         .routes
         .iter()
         .find(|route| {
             route.host.as_ref().is_none_or(|m| host().is_some_and(|h| host_matches(m, h)))
-                && route
-                    .path_prefix
-                    .as_ref()
-                    .is_none_or(|prefix| path.starts_with(prefix.as_bytes()))
+                && route.path_prefix.as_ref().is_none_or(|prefix| {
+                    let path = normal
+                        .get_or_insert_with(|| target::normalise_path(target::path_of(origin)));
+                    path.starts_with(prefix.as_bytes())
+                })
         })
         .map_or(0, |route| route.pool);
     snapshot.pools.get(index)
+}
+
+/// The name a host route compares: without the port, and without the trailing dot of a
+/// fully qualified name (`example.com.` is `example.com`, and both reach the same site).
+fn plain_host(host: &[u8]) -> &[u8] {
+    let host = strip_port(host);
+    host.strip_suffix(b".").unwrap_or(host)
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
@@ -56,5 +73,12 @@ mod tests {
         assert!(host_matches(&wildcard, b"x.A.com"));
         assert!(!host_matches(&wildcard, b"a.com"));
         assert!(!host_matches(&wildcard, b".a.com"));
+    }
+
+    #[test]
+    fn a_trailing_dot_names_the_same_host() {
+        assert_eq!(plain_host(b"A.com.:8080"), b"A.com");
+        assert_eq!(plain_host(b"a.com."), b"a.com");
+        assert_eq!(plain_host(b"[::1]:80"), b"[::1]");
     }
 }

@@ -425,10 +425,21 @@ fn host_match(v: &DeValue<'_>) -> Result<HostMatch, String> {
     }
 }
 
+/// A route's path prefix. Routing compares it with the normalised request path
+/// ([`crate::http1::target::normalise_path`]), so a prefix that is not normal itself
+/// (`/%61dmin`, `//a`, `/a/../b`) could never match: refused, naming the normal form.
 fn path_prefix(v: &DeValue<'_>) -> Result<String, String> {
-    match string("path_prefix", v)? {
-        text if text.starts_with('/') => Ok(text.to_string()),
-        text => Err(format!("`path_prefix` must start with '/': \"{text}\"")),
+    let text = string("path_prefix", v)?;
+    if !text.starts_with('/') {
+        return Err(format!("`path_prefix` must start with '/': \"{text}\""));
+    }
+    match crate::http1::target::normalise_path(text.as_bytes()) {
+        normal if *normal == *text.as_bytes() => Ok(text.to_string()),
+        normal => Err(format!(
+            "`path_prefix` must be a normalised path (routing matches normalised paths): \
+             write \"{}\" for \"{text}\"",
+            String::from_utf8_lossy(&normal)
+        )),
     }
 }
 

@@ -381,6 +381,29 @@ fn route_hosts_and_prefixes() {
 }
 
 #[test]
+fn path_prefixes_must_be_normalised_paths() {
+    let route = |line: &str| format!("[[pool]]\nname = \"p\"\n[[route]]\npool = \"p\"\n{line}\n");
+    // Requests are routed on their normalised path, so only a normal prefix can match.
+    for (bad, normal) in
+        [("/%61dmin", "/admin"), ("//a", "/a"), ("/a/../b", "/b"), ("/%2fx", "/%2Fx")]
+    {
+        assert_eq!(
+            error(&route(&format!("path_prefix = \"{bad}\""))),
+            format!(
+                "weir.toml:5:15: `path_prefix` must be a normalised path (routing matches \
+                 normalised paths): write \"{normal}\" for \"{bad}\""
+            )
+        );
+    }
+    for good in ["/", "/api/", "/a%2Fb", "/~x"] {
+        assert_eq!(
+            parse(&route(&format!("path_prefix = \"{good}\""))).routes[0].path_prefix.as_deref(),
+            Some(good)
+        );
+    }
+}
+
+#[test]
 fn wrong_types_are_located_at_the_value() {
     let text = "server = 1\n[admin]\nlisten = \"localhost\"\nmetrics = \"yes\"\ntoken = 5\n";
     assert_eq!(

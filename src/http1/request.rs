@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
 use super::lines::{append_to_value, Lines};
+use super::target::{self, Target};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
 
 /// Request methods weir treats specially.
@@ -74,6 +75,9 @@ pub struct RequestInfo {
     pub host: Option<Range<usize>>,
     /// Where the request target sits in the input buffer.
     pub target: Range<usize>,
+    /// Where the target's origin form (path and query, or `*`) sits in the input buffer:
+    /// all of the target, or what follows an absolute-form target's authority.
+    pub origin: Range<usize>,
 }
 
 /// A request weir refuses to forward; each maps to a status the client receives.
@@ -138,9 +142,12 @@ pub fn parse(
     }
     let http10 = request.version == Some(0);
     out.clear();
-    let mut scan = Scan::default();
-    let written = scan_and_write(buf, [method, target], request.headers, &mut scan, out)
-        .and_then(|end| Ok((end, scan.info(buf, head_len, method, target, http10)?)));
+    let form = target::parse(target, method == b"OPTIONS").map_err(RequestError::Bad)?;
+    let mut scan = Scan { authority: form.authority, ..Scan::default() };
+    let written =
+        scan_and_write(buf, method, &form, request.headers, &mut scan, out).and_then(|end| {
+            Ok((end, scan.info(buf, head_len, method, [target, form.origin], http10)?))
+        });
     let (forwarded_for_end, info) = match written {
         Ok(written) => written,
         Err(error) => {
@@ -149,7 +156,7 @@ pub fn parse(
         }
     };
     if scan.connection.has_names() || info.upgrade {
-        let line_len = method.len() + target.len() + REQUEST_LINE_EXTRA_LEN;
+        let line_len = method.len() + form.lead.len() + form.origin.len() + REQUEST_LINE_EXTRA_LEN;
         rewrite_fields(buf, request.headers, &scan, &info, forwarding, line_len, out);
     } else if let Some(at) = forwarded_for_end {
         append_to_value(out, at, forwarding.client_ip);
@@ -162,9 +169,12 @@ pub fn parse(
 const REQUEST_LINE_EXTRA_LEN: usize = 12;
 
 /// The request line weir sends: copied as received when it already reads as weir's would.
-fn write_request_line(lines: &mut Lines<'_, '_>, buf: &[u8], method: &[u8], target: &[u8]) {
+/// An absolute-form target goes as its origin form (RFC 9112 §3.2.2: origin servers get
+/// origin form, and the authority goes in `Host`).
+fn write_request_line(lines: &mut Lines<'_, '_>, buf: &[u8], method: &[u8], target: &Target<'_>) {
+    let (lead, target) = (target.lead, target.origin);
     // Checked for being non-empty first: an empty slice may point anywhere.
-    if !method.is_empty() && !target.is_empty() {
+    if !method.is_empty() && !target.is_empty() && lead.is_empty() {
         let start = offset_in(buf, method);
         let target_end = start + method.len() + 1 + target.len();
         let raw = buf.get(start + method.len()) == Some(&b' ')
@@ -178,6 +188,7 @@ fn write_request_line(lines: &mut Lines<'_, '_>, buf: &[u8], method: &[u8], targ
     let out = lines.flush();
     out.extend_from_slice(method);
     out.push(b' ');
+    out.extend_from_slice(lead);
     out.extend_from_slice(target);
     // weir speaks HTTP/1.1 upstream whatever the client spoke, so upstream connections
     // stay reusable.
@@ -191,6 +202,8 @@ struct Scan<'a> {
     coding: TransferCoding,
     connection: ConnectionOptions<'a>,
     host: Option<&'a [u8]>,
+    /// An absolute-form target's authority: it replaces `Host` (RFC 9112 §3.2.2).
+    authority: Option<&'a [u8]>,
     last_forwarded_for: Option<usize>,
     expect_continue: bool,
     upgrade_present: bool,
@@ -234,7 +247,7 @@ impl<'a> Scan<'a> {
         buf: &[u8],
         head_len: usize,
         method: &[u8],
-        target: &[u8],
+        [target, origin]: [&[u8]; 2],
         http10: bool,
     ) -> Result<RequestInfo, RequestError> {
         if !http10 && self.host.is_none() {
@@ -253,8 +266,9 @@ impl<'a> Scan<'a> {
             },
             expect_continue: self.expect_continue && !http10,
             upgrade: connection.upgrade && self.upgrade_present && !http10,
-            host: self.host.map(|h| offset_in(buf, h)..offset_in(buf, h) + h.len()),
-            target: offset_in(buf, target)..offset_in(buf, target) + target.len(),
+            host: self.authority.or(self.host).map(|h| range_in(buf, h)),
+            target: range_in(buf, target),
+            origin: range_in(buf, origin),
         })
     }
 }
@@ -265,7 +279,8 @@ impl<'a> Scan<'a> {
 /// rare, and it keeps the common request to one name classification per field.
 fn scan_and_write<'a>(
     buf: &'a [u8],
-    [method, target]: [&[u8]; 2],
+    method: &[u8],
+    target: &Target<'_>,
     headers: &[httparse::Header<'a>],
     scan: &mut Scan<'a>,
     out: &mut Vec<u8>,
@@ -287,6 +302,7 @@ fn scan_and_write<'a>(
             Name::XForwardedProto | Name::XForwardedHost | Name::Upgrade => true,
             // Identical repeats may be collapsed (RFC 9112 §6.3); keep the first.
             Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            Name::Host => scan.authority.is_some(),
             _ => name.is_hop_by_hop(),
         };
         if !skip {
@@ -322,6 +338,7 @@ fn rewrite_fields(
             Name::XForwardedProto | Name::XForwardedHost => true,
             Name::Upgrade => !info.upgrade,
             Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            Name::Host => scan.authority.is_some(),
             _ => name.is_hop_by_hop(),
         };
         if skip || scan.connection.names(header.name.as_bytes()) {
@@ -378,7 +395,11 @@ fn finish_upstream_head(
         out.extend_from_slice(b"X-Forwarded-Proto: ");
     }
     out.extend_from_slice(forwarding.proto);
-    if let Some(host) = scan.host {
+    if let Some(authority) = scan.authority {
+        out.extend_from_slice(b"\r\nHost: ");
+        out.extend_from_slice(authority);
+    }
+    if let Some(host) = scan.authority.or(scan.host) {
         out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
         out.extend_from_slice(host);
     }
@@ -386,6 +407,12 @@ fn finish_upstream_head(
         out.extend_from_slice(b"\r\nConnection: upgrade");
     }
     out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Where `part`, a slice of `buf`, sits in it.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = offset_in(buf, part);
+    start..start + part.len()
 }
 
 /// Appends `name: value\r\n`.

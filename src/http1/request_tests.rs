@@ -165,3 +165,41 @@ fn refused_requests_leave_nothing_to_send() {
     assert!(parse(head, &FORWARDING, &mut out).is_err());
     assert!(out.is_empty());
 }
+
+#[test]
+fn absolute_form_goes_upstream_in_origin_form_with_its_authority_as_host() {
+    let head = b"GET http://In.example:81/x?y HTTP/1.1\r\nHost: public.example\r\nX-A: 1\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert_eq!(&head[info.host.unwrap()], b"In.example:81");
+    assert_eq!(&head[info.target], b"http://In.example:81/x?y");
+    assert_eq!(&head[info.origin], b"/x?y");
+    assert_eq!(
+        out,
+        "GET /x?y HTTP/1.1\r\nX-A: 1\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n\
+Host: In.example:81\r\nX-Forwarded-Host: In.example:81\r\n\r\n"
+    );
+    // The same when Connection makes weir write the fields again, and without Host at all.
+    let head = b"OPTIONS HTTP://a HTTP/1.0\r\nConnection: X-B\r\nX-B: 2\r\n\r\n";
+    let (info, out) = rewrite(head).unwrap();
+    assert_eq!(&head[info.host.unwrap()], b"a");
+    assert_eq!(
+        out,
+        "OPTIONS * HTTP/1.1\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n\
+Host: a\r\nX-Forwarded-Host: a\r\n\r\n"
+    );
+    let head = b"GET http://a?q HTTP/1.1\r\nHost: b\r\nConnection: Host\r\n\r\n";
+    assert!(rewrite(head).unwrap().1.starts_with("GET /?q HTTP/1.1\r\n"));
+}
+
+#[test]
+fn unroutable_targets_are_refused() {
+    for (target, reason) in [
+        ("http://u@a/", "userinfo in the request target"),
+        ("*", "`*` target without OPTIONS"),
+        ("/%zz", "invalid percent-encoding in the request path"),
+        ("/a#b", "fragment in the request target"),
+    ] {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(rewrite(head.as_bytes()).unwrap_err(), RequestError::Bad(reason), "{target}");
+    }
+}

@@ -212,7 +212,8 @@ fn choose<'s>(
     info: &RequestInfo,
 ) -> Choice<'s> {
     let input = &buffers.input;
-    let target = &input[info.target.clone()];
+    // The origin form: for an absolute-form target, what the backend gets (path, query).
+    let target = &input[info.origin.clone()];
     let host = info.host.clone().map(|range| &input[range]);
     let Some(pool) = route::select(snapshot, host, target) else {
         return Choice::Refuse("no pool configured".into());

@@ -63,6 +63,7 @@ fn request(method: Method, body: BodyKind) -> RequestInfo {
         upgrade: false,
         host: None,
         target: 0..0,
+        origin: 0..0,
     }
 }
 
