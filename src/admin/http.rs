@@ -13,6 +13,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::http1::fields;
+
 /// Largest admin request head. Admin requests are short; this bounds a bad client.
 pub const MAX_ADMIN_HEAD_BYTES: usize = 16 * 1024;
 /// Largest admin request body: API documents are a few hundred bytes.
@@ -115,14 +117,19 @@ impl Reject {
 }
 
 /// What the head says, owned so the buffer can move on.
-struct Head {
-    len: usize,
-    request: Request,
-    content_length: usize,
+#[derive(Debug)]
+pub struct Head {
+    /// Bytes of the head, its blank line included: the body starts here.
+    pub len: usize,
+    /// The request, with an empty body.
+    pub request: Request,
+    /// Body bytes that follow the head, at most [`MAX_ADMIN_BODY_BYTES`].
+    pub content_length: usize,
 }
 
-/// Parses a complete head from `buf`; `Ok(None)` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
+/// Parses a complete head from `buf`; `Ok(None)` while it is incomplete. A pure
+/// function (no I/O, no state) so a fuzz target can call it on any bytes.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_ADMIN_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
@@ -147,7 +154,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
             return Err(Reject::LengthRequired);
         }
         if header.name.eq_ignore_ascii_case("content-length") {
-            let n = value.trim().parse::<usize>().map_err(|_| Reject::BadRequest)?;
+            // The data path's parser, so that admin and proxy agree on what a length is
+            // (digits only: no sign, no hex, no differing list).
+            let n = fields::content_length(header.value).ok_or(Reject::BadRequest)?;
+            // A length past the address space is past the body limit too.
+            let n = usize::try_from(n).map_err(|_| Reject::BodyTooLarge)?;
             if content_length.is_some_and(|seen| seen != n) {
                 return Err(Reject::BadRequest);
             }
@@ -296,5 +307,19 @@ mod tests {
         let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 2 << 20);
         assert_eq!(head(&big).err(), Some(Reject::BodyTooLarge));
         assert_eq!(head("GET\0 / HTTP/1.1\r\n\r\n").err(), Some(Reject::BadRequest));
+    }
+
+    #[test]
+    fn content_length_is_parsed_as_the_data_path_parses_it() {
+        let with =
+            |value: &str| head(&format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n"));
+        for refused in ["+5", "-1", "5, 6", "0x5", "5 5", "99999999999999999999999"] {
+            assert_eq!(with(refused).err(), Some(Reject::BadRequest), "{refused:?}");
+        }
+        // httparse strips the optional whitespace before a field value.
+        assert_eq!(with(" 5").unwrap().unwrap().content_length, 5);
+        // Past 19 digits a value is not a length at all (the data path's rule); below
+        // that, a huge one is over the body limit.
+        assert_eq!(with("9999999999999999999").err(), Some(Reject::BodyTooLarge));
     }
 }
