@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::http1::fields;
 
@@ -21,8 +22,22 @@ pub const MAX_ADMIN_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_ADMIN_BODY_BYTES: usize = 1024 * 1024;
 /// Header fields parsed in an admin request.
 const MAX_ADMIN_HEADERS: usize = 64;
-/// An admin connection idle this long (or this slow to send a request) is closed.
+/// A new connection that has sent no byte after this is closed. Scrapers, curl and
+/// browsers send their request as soon as the connection is up; a connection that sends
+/// nothing only holds a slot (64 of them locked the listener out for 30 s at a time).
+/// 5 s leaves a slow or lossy network a few retransmissions.
+pub const ADMIN_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+/// From its first byte, a request (head and body) must arrive within this, so a client
+/// that trickles a head cannot hold a slot for long. Admin requests are a few hundred
+/// bytes; even the 1 MiB body limit needs only about 100 KiB/s.
+pub const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection idle this long between requests is closed: longer than a
+/// 15 s scrape interval and the status page's 2 s poll, so those keep their connection.
 pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A response not written within this is abandoned and its connection closed, so a
+/// client that does not read cannot hold a slot. `/metrics` of a large config is a few
+/// hundred KiB, written in well under this on any working link.
+pub const ADMIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One parsed admin request.
 #[derive(Debug, Default)]
@@ -102,6 +117,8 @@ pub enum Reject {
     BodyTooLarge,
     /// Transfer-Encoding instead of Content-Length.
     LengthRequired,
+    /// The request did not arrive within [`ADMIN_REQUEST_TIMEOUT`] of its first byte.
+    Timeout,
 }
 
 impl Reject {
@@ -112,6 +129,7 @@ impl Reject {
             Reject::HeadTooLarge => Response::text(431, "request head too large\n"),
             Reject::BodyTooLarge => Response::text(413, "request body over 1 MiB\n"),
             Reject::LengthRequired => Response::text(411, "send the body with Content-Length\n"),
+            Reject::Timeout => Response::text(408, "request timeout\n"),
         }
     }
 }
@@ -176,18 +194,32 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
     Ok(Some(Head { len, request, content_length }))
 }
 
-/// Reads more bytes into `buf`; false on EOF, error or idle timeout.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
-    let read = tokio::time::timeout(ADMIN_IDLE_TIMEOUT, stream.read_buf(buf)).await;
-    matches!(read, Ok(Ok(n)) if n > 0)
+/// Reads more bytes into `buf` before `deadline`: true when some came, false on EOF or
+/// error, [`Reject::Timeout`] when the deadline passed.
+async fn fill(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<bool, Reject> {
+    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(read) => Ok(matches!(read, Ok(n) if n > 0)),
+        Err(_) => Err(Reject::Timeout),
+    }
 }
 
 /// Reads one request (head and body) from `stream`, keeping any pipelined bytes after it
-/// in `buf`. `Ok(None)` when the client closed or went idle.
+/// in `buf`. Waits up to `idle` for its first byte, then [`ADMIN_REQUEST_TIMEOUT`] for
+/// the rest. `Ok(None)` when the client closed, or sent nothing within `idle`.
 pub async fn read_request(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    idle: Duration,
 ) -> Result<Option<Request>, Reject> {
+    // Nothing to answer a client that never began a request: close, as the data path does.
+    if buf.is_empty() && !matches!(fill(stream, buf, Instant::now() + idle).await, Ok(true)) {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + ADMIN_REQUEST_TIMEOUT;
     // Bounded: each pass adds bytes, and the size check ends it.
     let head = loop {
         if let Some(head) = parse_head(buf)? {
@@ -196,7 +228,7 @@ pub async fn read_request(
         if buf.len() >= MAX_ADMIN_HEAD_BYTES {
             return Err(Reject::HeadTooLarge);
         }
-        if !fill(stream, buf).await {
+        if !fill(stream, buf, deadline).await? {
             return Ok(None);
         }
     };
@@ -204,7 +236,7 @@ pub async fn read_request(
     buf.reserve(total.saturating_sub(buf.len()));
     // Bounded by `total`, at most the head limit plus the body limit.
     while buf.len() < total {
-        if !fill(stream, buf).await {
+        if !fill(stream, buf, deadline).await? {
             return Ok(None);
         }
     }
@@ -239,11 +271,15 @@ pub async fn write_response(
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(&response.body).await?;
+    let body: &[u8] = if head_only { &[] } else { &response.body };
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await
+    };
+    match tokio::time::timeout(ADMIN_WRITE_TIMEOUT, write).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "admin response write timed out")),
     }
-    Ok(())
 }
 
 fn reason(status: u16) -> &'static str {
@@ -258,6 +294,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
