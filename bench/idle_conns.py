@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Open N keep-alive HTTP/1.1 connections, send one GET on each, read the
-response, and hold the connections open (stdlib only).
+response, and hold the connections open (stdlib only). With --silent, open them
+and send nothing at all (a connection that has not begun a request).
 
 Protocol with the caller (bench/compare.py), one JSON object per line on stdout:
   1. after every connection has either completed its GET or failed:
@@ -74,6 +75,8 @@ def main():
     ap.add_argument("--window", type=int, default=200,
                     help="connections being opened/answered at once")
     ap.add_argument("--path", default="/")
+    ap.add_argument("--silent", action="store_true",
+                    help="send nothing: hold each connection as soon as it is up")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="give up on connections not answered after this many seconds")
     args = ap.parse_args()
@@ -119,6 +122,11 @@ def main():
             if c.phase == "connect":
                 if c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                     fail(c)
+                    continue
+                if args.silent:
+                    sel.unregister(c.sock)
+                    inflight -= 1
+                    held.append(c.sock)
                     continue
                 try:
                     c.sock.send(req)

@@ -6,6 +6,8 @@
 //! - [`api`]: the `/api/v1/pools` and `/api/v1/routes` documents.
 //! - [`mutate`]: the mutating API (backends, pools, routes, reload).
 //! - [`auth`]: the bearer token, and the refusal to expose the API without one.
+//! - [`slots`]: how many connections, in all and per client address, and the reserve
+//!   that keeps `/healthz` and `/metrics` answering.
 //! - [`json`]: the JSON writer shared with the access log.
 //! - `status.html`: the status page, one self-contained file served as is.
 
@@ -16,6 +18,7 @@ pub mod http;
 pub mod json;
 pub mod mutate;
 pub mod routes;
+pub mod slots;
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,8 +30,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::server::Shared;
 
-/// Admin connections served at once; scrapers and operators need few.
-const MAX_ADMIN_CONNECTIONS: usize = 64;
 /// Requests served on one admin connection before it is closed (the client reconnects);
 /// a scrape every 15 s reaches it after about 40 hours.
 const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
@@ -63,21 +64,50 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
         tracing::error!("cannot register admin listener");
         return;
     };
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let slots = Arc::new(slots::Slots::default());
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|draining| *draining) => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else { continue };
+        let Ok((stream, peer)) = accepted else { continue };
+        // No slot: the connection is closed unanswered, as at any connection limit.
+        let Some(slot) = slots.take(peer.ip()) else { continue };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = connection(stream, &shared).await;
+            let _ = match slot.kind() {
+                slots::Kind::Ordinary => connection(stream, &shared).await,
+                slots::Kind::Reserve => reserve_connection(stream, &shared).await,
+            };
+            drop(slot);
         });
     }
+}
+
+/// Paths a reserve slot serves: what health checkers and scrapers need, cheap to answer.
+const RESERVE_PATHS: &[&str] = &["/healthz", "/metrics"];
+
+/// Serves one request on a reserve slot (see [`slots`]): `/healthz` and `/metrics`
+/// only, anything else 503, then closes.
+async fn reserve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::new();
+    let request =
+        match http::read_request(&mut stream, &mut buf, http::ADMIN_FIRST_BYTE_TIMEOUT).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(reject) => {
+                return http::write_response(&mut stream, &reject.response(), false, true).await;
+            }
+        };
+    let response = if RESERVE_PATHS.contains(&request.path.as_str()) {
+        routes::handle(&request, shared)
+    } else {
+        http::Response::text(503, "admin listener busy: only /healthz and /metrics are served\n")
+            .with_header("Retry-After", "1")
+    };
+    http::write_response(&mut stream, &response, request.is_head(), true).await
 }
 
 /// Serves requests on one connection until the client closes, goes idle, asks to close
@@ -86,7 +116,11 @@ async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
-        let mut request = match http::read_request(&mut stream, &mut buf).await {
+        // A new connection gets the short first-byte deadline; one that has been served
+        // waits like any keep-alive connection.
+        let idle =
+            if served == 1 { http::ADMIN_FIRST_BYTE_TIMEOUT } else { http::ADMIN_IDLE_TIMEOUT };
+        let mut request = match http::read_request(&mut stream, &mut buf, idle).await {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(reject) => {

@@ -12,6 +12,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::http1::fields;
 
 /// Largest admin request head. Admin requests are short; this bounds a bad client.
 pub const MAX_ADMIN_HEAD_BYTES: usize = 16 * 1024;
@@ -19,8 +22,22 @@ pub const MAX_ADMIN_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_ADMIN_BODY_BYTES: usize = 1024 * 1024;
 /// Header fields parsed in an admin request.
 const MAX_ADMIN_HEADERS: usize = 64;
-/// An admin connection idle this long (or this slow to send a request) is closed.
+/// A new connection that has sent no byte after this is closed. Scrapers, curl and
+/// browsers send their request as soon as the connection is up; a connection that sends
+/// nothing only holds a slot (64 of them locked the listener out for 30 s at a time).
+/// 5 s leaves a slow or lossy network a few retransmissions.
+pub const ADMIN_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+/// From its first byte, a request (head and body) must arrive within this, so a client
+/// that trickles a head cannot hold a slot for long. Admin requests are a few hundred
+/// bytes; even the 1 MiB body limit needs only about 100 KiB/s.
+pub const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection idle this long between requests is closed: longer than a
+/// 15 s scrape interval and the status page's 2 s poll, so those keep their connection.
 pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A response not written within this is abandoned and its connection closed, so a
+/// client that does not read cannot hold a slot. `/metrics` of a large config is a few
+/// hundred KiB, written in well under this on any working link.
+pub const ADMIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One parsed admin request.
 #[derive(Debug, Default)]
@@ -100,6 +117,8 @@ pub enum Reject {
     BodyTooLarge,
     /// Transfer-Encoding instead of Content-Length.
     LengthRequired,
+    /// The request did not arrive within [`ADMIN_REQUEST_TIMEOUT`] of its first byte.
+    Timeout,
 }
 
 impl Reject {
@@ -110,19 +129,25 @@ impl Reject {
             Reject::HeadTooLarge => Response::text(431, "request head too large\n"),
             Reject::BodyTooLarge => Response::text(413, "request body over 1 MiB\n"),
             Reject::LengthRequired => Response::text(411, "send the body with Content-Length\n"),
+            Reject::Timeout => Response::text(408, "request timeout\n"),
         }
     }
 }
 
 /// What the head says, owned so the buffer can move on.
-struct Head {
-    len: usize,
-    request: Request,
-    content_length: usize,
+#[derive(Debug)]
+pub struct Head {
+    /// Bytes of the head, its blank line included: the body starts here.
+    pub len: usize,
+    /// The request, with an empty body.
+    pub request: Request,
+    /// Body bytes that follow the head, at most [`MAX_ADMIN_BODY_BYTES`].
+    pub content_length: usize,
 }
 
-/// Parses a complete head from `buf`; `Ok(None)` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
+/// Parses a complete head from `buf`; `Ok(None)` while it is incomplete. A pure
+/// function (no I/O, no state) so a fuzz target can call it on any bytes.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_ADMIN_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
@@ -147,7 +172,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
             return Err(Reject::LengthRequired);
         }
         if header.name.eq_ignore_ascii_case("content-length") {
-            let n = value.trim().parse::<usize>().map_err(|_| Reject::BadRequest)?;
+            // The data path's parser, so that admin and proxy agree on what a length is
+            // (digits only: no sign, no hex, no differing list).
+            let n = fields::content_length(header.value).ok_or(Reject::BadRequest)?;
+            // A length past the address space is past the body limit too.
+            let n = usize::try_from(n).map_err(|_| Reject::BodyTooLarge)?;
             if content_length.is_some_and(|seen| seen != n) {
                 return Err(Reject::BadRequest);
             }
@@ -165,18 +194,32 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
     Ok(Some(Head { len, request, content_length }))
 }
 
-/// Reads more bytes into `buf`; false on EOF, error or idle timeout.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
-    let read = tokio::time::timeout(ADMIN_IDLE_TIMEOUT, stream.read_buf(buf)).await;
-    matches!(read, Ok(Ok(n)) if n > 0)
+/// Reads more bytes into `buf` before `deadline`: true when some came, false on EOF or
+/// error, [`Reject::Timeout`] when the deadline passed.
+async fn fill(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<bool, Reject> {
+    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(read) => Ok(matches!(read, Ok(n) if n > 0)),
+        Err(_) => Err(Reject::Timeout),
+    }
 }
 
 /// Reads one request (head and body) from `stream`, keeping any pipelined bytes after it
-/// in `buf`. `Ok(None)` when the client closed or went idle.
+/// in `buf`. Waits up to `idle` for its first byte, then [`ADMIN_REQUEST_TIMEOUT`] for
+/// the rest. `Ok(None)` when the client closed, or sent nothing within `idle`.
 pub async fn read_request(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    idle: Duration,
 ) -> Result<Option<Request>, Reject> {
+    // Nothing to answer a client that never began a request: close, as the data path does.
+    if buf.is_empty() && !matches!(fill(stream, buf, Instant::now() + idle).await, Ok(true)) {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + ADMIN_REQUEST_TIMEOUT;
     // Bounded: each pass adds bytes, and the size check ends it.
     let head = loop {
         if let Some(head) = parse_head(buf)? {
@@ -185,7 +228,7 @@ pub async fn read_request(
         if buf.len() >= MAX_ADMIN_HEAD_BYTES {
             return Err(Reject::HeadTooLarge);
         }
-        if !fill(stream, buf).await {
+        if !fill(stream, buf, deadline).await? {
             return Ok(None);
         }
     };
@@ -193,7 +236,7 @@ pub async fn read_request(
     buf.reserve(total.saturating_sub(buf.len()));
     // Bounded by `total`, at most the head limit plus the body limit.
     while buf.len() < total {
-        if !fill(stream, buf).await {
+        if !fill(stream, buf, deadline).await? {
             return Ok(None);
         }
     }
@@ -228,11 +271,15 @@ pub async fn write_response(
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(&response.body).await?;
+    let body: &[u8] = if head_only { &[] } else { &response.body };
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await
+    };
+    match tokio::time::timeout(ADMIN_WRITE_TIMEOUT, write).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "admin response write timed out")),
     }
-    Ok(())
 }
 
 fn reason(status: u16) -> &'static str {
@@ -247,6 +294,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
@@ -296,5 +344,19 @@ mod tests {
         let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 2 << 20);
         assert_eq!(head(&big).err(), Some(Reject::BodyTooLarge));
         assert_eq!(head("GET\0 / HTTP/1.1\r\n\r\n").err(), Some(Reject::BadRequest));
+    }
+
+    #[test]
+    fn content_length_is_parsed_as_the_data_path_parses_it() {
+        let with =
+            |value: &str| head(&format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n"));
+        for refused in ["+5", "-1", "5, 6", "0x5", "5 5", "99999999999999999999999"] {
+            assert_eq!(with(refused).err(), Some(Reject::BadRequest), "{refused:?}");
+        }
+        // httparse strips the optional whitespace before a field value.
+        assert_eq!(with(" 5").unwrap().unwrap().content_length, 5);
+        // Past 19 digits a value is not a length at all (the data path's rule); below
+        // that, a huge one is over the body limit.
+        assert_eq!(with("9999999999999999999").err(), Some(Reject::BodyTooLarge));
     }
 }

@@ -5,6 +5,8 @@
 //! returning is a thread-local push and pop, with no allocation once warm.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
 
@@ -37,10 +39,36 @@ pub struct Buffers {
 
 thread_local! {
     static FREE: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
+    /// This thread's count of buffer sets taken and not given back. Only this thread
+    /// writes it, so a plain load and store suffice: no locked instruction per request.
+    static HELD: Arc<AtomicUsize> = {
+        let held = Arc::new(AtomicUsize::new(0));
+        COUNTERS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&held));
+        held
+    };
+}
+
+/// Every thread's [`HELD`] counter, registered once per thread that uses buffers.
+static COUNTERS: Mutex<Vec<Arc<AtomicUsize>>> = Mutex::new(Vec::new());
+
+fn count(up: bool) {
+    HELD.with(|held| {
+        let now = held.load(Ordering::Relaxed);
+        held.store(if up { now + 1 } else { now.saturating_sub(1) }, Ordering::Relaxed);
+    });
+}
+
+/// Buffer sets that connections hold now, in all threads: taken and not yet given back.
+/// Silent and idle connections hold none, so this counts requests in progress (and
+/// pipelined requests waiting); tests read it to check exactly that.
+pub fn held() -> usize {
+    let counters = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
+    counters.iter().map(|held| held.load(Ordering::Relaxed)).sum()
 }
 
 /// Takes a set of empty buffers.
 pub fn take() -> Buffers {
+    count(true);
     FREE.with(|free| free.borrow_mut().pop()).unwrap_or_else(|| Buffers {
         input: BytesMut::with_capacity(INPUT_BYTES),
         head: Vec::with_capacity(HEAD_BYTES),
@@ -52,6 +80,7 @@ pub fn take() -> Buffers {
 /// Gives buffers back. The input must hold no unread client bytes.
 pub fn give(mut buffers: Buffers) {
     debug_assert!(buffers.input.is_empty());
+    count(false);
     if buffers.input.capacity() > KEEP_CAPACITY_MAX
         || buffers.upstream.capacity() > KEEP_CAPACITY_MAX
     {
