@@ -11,7 +11,7 @@
 use std::ops::Range;
 
 use super::offset_in;
-use super::request::push_line;
+use super::request::{push_field, push_line};
 
 /// A head being written from received lines; see the module docs.
 pub struct Lines<'b, 'o> {
@@ -54,6 +54,22 @@ impl<'b, 'o> Lines<'b, 'o> {
             self.keep_raw(start..end + 2);
         } else {
             self.keep_normalised(header);
+        }
+    }
+
+    /// Keeps a framing field that must read `name: value`: the received line when it
+    /// already does (any name case, one white space after the colon), else that line.
+    #[inline]
+    pub fn keep_as(&mut self, header: &httparse::Header<'_>, name: &[u8], value: &[u8]) {
+        let received = header.name.as_bytes();
+        // An empty value may not point into `buf`, hence the check before `offset_in`.
+        let canonical = header.value == value
+            && !value.is_empty()
+            && offset_in(self.buf, header.value) == offset_in(self.buf, received) + name.len() + 2;
+        if canonical && received.len() == name.len() {
+            self.keep(header);
+        } else {
+            push_field(self.flush(), name, value);
         }
     }
 
