@@ -2,8 +2,9 @@
 //!
 //! The upstream head keeps the request target and every end-to-end header as received
 //! (name case, order, duplicates), removes hop-by-hop fields and those named in
-//! `Connection`, and adds `X-Forwarded-For/Proto/Host`. Ambiguous framing is refused
-//! before anything reaches a backend (RFC 9112 §6.3).
+//! `Connection` (never one weir relies on, see [`ConnectionOptions`]), and adds
+//! `X-Forwarded-For/Proto/Host`. Ambiguous framing is refused before anything reaches a
+//! backend (RFC 9112 §6.3); the framing fields are written in one canonical form.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -362,8 +363,7 @@ fn keep_framing(
     match (name, length) {
         (Name::TransferEncoding, _) => lines.keep_as(header, b"Transfer-Encoding", b"chunked"),
         (_, Some(length)) if !std::mem::replace(wrote_length, true) => {
-            let mut digits = [0; fields::MAX_DECIMAL_DIGITS];
-            lines.keep_as(header, b"Content-Length", fields::decimal(length, &mut digits));
+            lines.keep_length(header, length);
         }
         _ => {}
     }

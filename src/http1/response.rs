@@ -1,7 +1,9 @@
 //! Response heads: parse, check framing, and write the head weir sends to the client.
 //!
 //! Bad framing from a backend (RFC 9112 §6.3) is a 502: weir closes the upstream
-//! connection and never guesses where such a body ends.
+//! connection and never guesses where such a body ends. `Content-Length` goes to the
+//! client as one plain value, and not at all on 1xx, 204 and 304; `Connection` cannot
+//! remove a framing field (see [`ConnectionOptions`]).
 
 use std::mem::MaybeUninit;
 
@@ -172,8 +174,7 @@ impl Rules<'_> {
             Name::TransferEncoding => self.drop_transfer_encoding,
             Name::ContentLength => {
                 if let Some(length) = length.filter(|_| !std::mem::replace(wrote_length, true)) {
-                    let mut digits = [0; fields::MAX_DECIMAL_DIGITS];
-                    lines.keep_as(header, b"Content-Length", fields::decimal(length, &mut digits));
+                    lines.keep_length(header, length);
                 }
                 true
             }
