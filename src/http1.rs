@@ -52,3 +52,11 @@ fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     debug_assert!(offset + part.len() <= whole.len());
     offset.min(whole.len())
 }
+
+/// The lines of a written head whose field name is `name` (any case), for tests.
+#[cfg(test)]
+fn field_lines<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    let named =
+        |line: &&str| line.split_once(':').is_some_and(|(n, _)| n.eq_ignore_ascii_case(name));
+    head.lines().filter(named).collect()
+}

@@ -6,7 +6,7 @@
 mod common;
 mod support;
 
-use common::{temp_path, Weir, WeirProcess};
+use common::{curl, temp_path, Weir, WeirProcess};
 use std::io::Write;
 use std::net::SocketAddr;
 use support::{
@@ -22,8 +22,6 @@ const BIG: u64 = 100 * MIB;
 const CHUNK_SIZES: [usize; 4] = [65_521, 1, 4_093, IO_CHUNK];
 /// Most that streaming 100 MiB may raise the binary's resident memory.
 const RSS_RISE_MAX_KIB: u64 = 32 * 1024;
-/// Time limit for one curl run.
-const CURL_MAX_SECS: &str = "120";
 
 /// Writes `n` pattern bytes, chunk-encoded when `chunked` (ending with the last chunk).
 async fn write_pattern<W: AsyncWrite + Unpin>(
@@ -139,19 +137,6 @@ fn pattern_file(n: u64) -> std::path::PathBuf {
     }
     file.flush().unwrap();
     path
-}
-
-/// Runs curl with `args`; returns its stdout, asserting it succeeded.
-async fn curl(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("curl")
-        .args(["-s", "-S", "--max-time", CURL_MAX_SECS])
-        .args(args)
-        .output()
-        .await
-        .expect("run curl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "curl {args:?} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

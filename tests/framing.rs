@@ -1,7 +1,7 @@
 //! Ambiguous message framing: requests with Content-Length and Transfer-Encoding, two
-//! differing Content-Lengths, or a Transfer-Encoding not ending in chunked get 400, the
-//! connection closes, and the backend never sees them; responses with bad framing give
-//! the client a 502.
+//! differing Content-Lengths, or a Transfer-Encoding not ending in chunked get 400, other
+//! codings before chunked get 501; the connection closes, and the backend never sees
+//! them; responses with bad framing give the client a 502.
 
 mod common;
 mod support;
@@ -20,12 +20,17 @@ const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n";
 /// Sends `req`, expects a 400 with a text/plain body containing `keyword`, then EOF;
 /// asserts the backend received no request.
 async fn assert_refused(req: &str, keyword: &str) {
+    assert_refused_with(req, 400, keyword).await;
+}
+
+/// [`assert_refused`] with another status.
+async fn assert_refused_with(req: &str, status: u16, keyword: &str) {
     let backend = TestBackend::start("b").await;
     let weir = Weir::start(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();
     let resp = read_response(&mut s).await.expect("a response to a bad request");
-    assert_eq!(resp.status, 400, "{req:?}: {}", resp.text());
+    assert_eq!(resp.status, status, "{req:?}: {}", resp.text());
     let content_type = resp.header("Content-Type").unwrap_or("");
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let text = resp.text().to_ascii_lowercase();
@@ -72,6 +77,20 @@ async fn transfer_encoding_not_ending_in_chunked_is_refused() {
         "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\nhello{SMUGGLED}"
     );
     assert_refused(&req, "transfer-encoding").await;
+}
+
+#[tokio::test]
+async fn transfer_codings_besides_chunked_are_not_implemented() {
+    // Goal: a request whose codings end in chunked but name another coding is refused
+    // with 501 (RFC 9112 §6.1, as nginx does): only `chunked` alone goes upstream.
+    // Method: `gzip, chunked`, `identity, chunked` and gzip and chunked in two fields.
+    for codings in ["gzip, chunked", "identity, chunked", "gzip\r\nTransfer-Encoding: chunked"] {
+        let req = format!(
+            "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: {codings}\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n{SMUGGLED}"
+        );
+        assert_refused_with(&req, 501, "transfer-encoding").await;
+    }
 }
 
 #[tokio::test]

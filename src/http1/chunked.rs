@@ -1,9 +1,11 @@
 //! The chunked transfer coding (RFC 9112 §7.1) as a resumable state machine.
 //!
-//! weir forwards chunked bodies as they arrive, without re-encoding, so the decoder's job
-//! is to find where the message ends and to reject framing that a backend could read
+//! The decoder finds where a message ends and rejects framing that a backend could read
 //! differently (request smuggling). It is strict: chunk lines end in CRLF, sizes are hex
-//! digits only, and every line is bounded.
+//! digits only, and every line is bounded. [`Decoder::rewrite`] re-encodes as it walks:
+//! every chunked body weir writes has canonical size lines (`HEX\r\n`, no extensions, no
+//! leading zeros), as HAProxy does, because chunk-extension parsing differs between
+//! servers and is a known desync vector. Data streams through; trailers pass as received.
 
 use std::ops::Range;
 
@@ -53,6 +55,15 @@ enum State {
     EndLf,
     /// The message is complete.
     Done,
+}
+
+/// What [`Decoder::rewrite`] writes of a chunked body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// The body in canonical chunked form: size lines without extensions, trailers kept.
+    Canonical,
+    /// The chunk data alone, for an HTTP/1.0 client.
+    DataOnly,
 }
 
 /// Resumable chunked-body walker.
@@ -113,6 +124,37 @@ impl Decoder {
             }
         }
         Ok(Step { consumed, data: None })
+    }
+
+    /// Consumes as much of `input` as belongs to the body and appends its rewritten form
+    /// to `out`; returns the bytes consumed. Over a body it never writes more than it
+    /// consumes (a canonical size line is no longer than the one it replaces); one call
+    /// writes at most one size line (18 bytes) more, when that line began in an earlier
+    /// call. So `out` stays bounded by the input buffer. Bytes after the body stay with
+    /// the caller.
+    pub fn rewrite(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        mode: Rewrite,
+    ) -> Result<usize, ChunkError> {
+        let mut pos = 0;
+        // Bounded: every step consumes at least one byte until done or the end.
+        while pos < input.len() && !self.is_done() {
+            if let State::Data(_) = self.state {
+                let step = self.feed(&input[pos..])?;
+                out.extend_from_slice(&input[pos..pos + step.consumed]);
+                pos += step.consumed;
+                continue;
+            }
+            let (before, size, byte) = (self.state, self.size, input[pos]);
+            self.framing_byte(byte)?;
+            pos += 1;
+            if mode == Rewrite::Canonical {
+                canonical_framing(before, size, byte, out);
+            }
+        }
+        Ok(pos)
     }
 
     fn framing_byte(&mut self, byte: u8) -> Result<(), ChunkError> {
@@ -194,6 +236,28 @@ impl Decoder {
     }
 }
 
+/// Appends what the canonical form has for one framing byte, `byte`, read in state
+/// `before`; `size` is the chunk size read before it. A size line is written whole at its
+/// LF, a chunk's CRLF byte by byte, trailer bytes as they come.
+fn canonical_framing(before: State, size: u64, byte: u8, out: &mut Vec<u8>) {
+    match before {
+        State::SizeLf => {
+            let digits = (u64::BITS - size.leading_zeros()).div_ceil(4).max(1);
+            for shift in (0..digits).rev() {
+                out.push(b"0123456789abcdef"[(size >> (shift * 4) & 0xf) as usize]);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        State::DataCr
+        | State::DataLf
+        | State::TrailerStart
+        | State::TrailerLine
+        | State::TrailerLf
+        | State::EndLf => out.push(byte),
+        _ => {}
+    }
+}
+
 fn expect(byte: u8, wanted: u8, next: State) -> Result<State, ChunkError> {
     if byte == wanted {
         Ok(next)
@@ -242,5 +306,56 @@ mod tests {
         assert_eq!(run(b"11111111111111111\r\n", 4), Err(ChunkError::BadSize));
         let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE_BYTES));
         assert_eq!(run(long.as_bytes(), 64), Err(ChunkError::TooLong));
+    }
+
+    /// Feeds `input` in pieces of `step` bytes through [`Decoder::rewrite`]; returns the
+    /// output and the bytes consumed.
+    fn rewrite_all(
+        input: &[u8],
+        step: usize,
+        mode: Rewrite,
+    ) -> Result<(Vec<u8>, usize), ChunkError> {
+        let mut decoder = Decoder::new();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() && !decoder.is_done() {
+            let end = (pos + step).min(input.len());
+            let before = out.len();
+            let consumed = decoder.rewrite(&input[pos..end], &mut out, mode)?;
+            assert!(out.len() - before <= consumed + 18, "one call wrote too much");
+            assert!(consumed > 0, "no progress");
+            pos += consumed;
+            assert!(out.len() <= pos, "the output outgrew the input");
+        }
+        assert!(decoder.is_done(), "body incomplete");
+        Ok((out, pos))
+    }
+
+    #[test]
+    fn rewrites_size_lines_canonically_and_keeps_data_and_trailers() {
+        let body = b"8;name=value\r\nabcdefgh\r\n00A; a=\"b;c\"\r\n0123456789\r\n\
+0;last=1\r\nX-Sum: 9\r\nX-B:  2\r\n\r\nGET / HTTP/1.1";
+        let canonical = b"8\r\nabcdefgh\r\na\r\n0123456789\r\n0\r\nX-Sum: 9\r\nX-B:  2\r\n\r\n";
+        for step in [1, 2, 3, 5, 7, 64, 1000] {
+            let (out, consumed) = rewrite_all(body, step, Rewrite::Canonical).unwrap();
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(canonical), "{step}");
+            assert_eq!(&body[consumed..], b"GET / HTTP/1.1");
+            let (data, _) = rewrite_all(body, step, Rewrite::DataOnly).unwrap();
+            assert_eq!(data, b"abcdefgh0123456789");
+        }
+        let (out, _) = rewrite_all(b"0\r\n\r\n", 1, Rewrite::Canonical).unwrap();
+        assert_eq!(out, b"0\r\n\r\n");
+        let big = b"FFFFFFFF;x\r\n";
+        let mut decoder = Decoder::new();
+        let mut out = Vec::new();
+        assert_eq!(decoder.rewrite(big, &mut out, Rewrite::Canonical), Ok(big.len()));
+        assert_eq!(out, b"ffffffff\r\n");
+    }
+
+    #[test]
+    fn rewriting_refuses_what_decoding_refuses() {
+        for bad in [&b"5\nhello\r\n0\r\n\r\n"[..], b"-5\r\n", b"5\r\nhelloXX0\r\n\r\n"] {
+            assert!(rewrite_all(bad, 3, Rewrite::Canonical).is_err());
+        }
     }
 }

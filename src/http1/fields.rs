@@ -166,7 +166,12 @@ impl<'a> ConnectionOptions<'a> {
     #[inline(never)]
     fn add_tokens(&mut self, value: &'a [u8]) -> bool {
         for token in tokens(value) {
-            if self.add_known(token) {
+            // A field weir interprets or writes itself (framing, Host, TE, Upgrade, Expect,
+            // X-Forwarded-*, the hop-by-hop ones) is never removed on a message's say-so:
+            // such a token is ignored, as nginx and HAProxy keep these fields. Honouring
+            // `Connection: Content-Length` would forward a body without its framing
+            // (request smuggling, issue #9). Hop-by-hop fields are removed anyway.
+            if self.add_known(token) || Name::of(token) != Name::Other {
                 continue;
             }
             if self.count == MAX_CONNECTION_TOKENS {
@@ -192,7 +197,8 @@ impl<'a> ConnectionOptions<'a> {
         true
     }
 
-    /// Whether `name` is listed as a connection option, so it must not be forwarded.
+    /// Whether `name` is listed as a connection option, so it must not be forwarded. Never
+    /// true for a name [`Name::of`] recognises: those tokens are ignored.
     pub fn names(&self, name: &[u8]) -> bool {
         let names = self.names.as_ref().map_or(&[][..], |names| &names[..self.count]);
         names.iter().any(|n| n.eq_ignore_ascii_case(name))
@@ -242,6 +248,23 @@ fn content_length_list(value: &[u8]) -> Option<u64> {
     result
 }
 
+/// Decimal digits of the largest u64: the buffer [`decimal`] writes into.
+pub const MAX_DECIMAL_DIGITS: usize = 20;
+
+/// `n` in decimal, written at the end of `digits`: the plain form of a `Content-Length`.
+pub fn decimal(mut n: u64, digits: &mut [u8; MAX_DECIMAL_DIGITS]) -> &[u8] {
+    let mut at = MAX_DECIMAL_DIGITS;
+    // Bounded: a u64 has at most 20 decimal digits.
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
 /// Outcome of reading every `Transfer-Encoding` field of a message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransferCoding {
@@ -251,6 +274,8 @@ pub struct TransferCoding {
     pub chunked_last: bool,
     /// `chunked` appears somewhere other than last, or twice: always an error.
     pub misplaced_chunked: bool,
+    /// A coding other than `chunked` was named (`gzip`, `identity`, an empty one).
+    pub other: bool,
 }
 
 impl TransferCoding {
@@ -263,12 +288,18 @@ impl TransferCoding {
                 self.misplaced_chunked = true;
             }
             self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+            self.other |= !self.chunked_last;
         }
     }
 
     /// The codings end in exactly one `chunked`.
     pub fn is_valid_chunked(&self) -> bool {
         self.present && self.chunked_last && !self.misplaced_chunked
+    }
+
+    /// The only coding is one `chunked`: the one request framing weir forwards.
+    pub fn is_chunked_only(&self) -> bool {
+        self.is_valid_chunked() && !self.other
     }
 }
 
@@ -364,5 +395,37 @@ mod tests {
         let many = "a,".repeat(MAX_CONNECTION_TOKENS + 1);
         let mut options = ConnectionOptions::default();
         assert!(!options.add(many.as_bytes()));
+    }
+
+    #[test]
+    fn connection_never_names_a_field_weir_relies_on() {
+        let mut options = ConnectionOptions::default();
+        let value = b"Content-Length, transfer-encoding, HOST, TE, Upgrade, Expect, \
+X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Connection, Keep-Alive, Proxy-Connection";
+        assert!(options.add(value));
+        assert!(options.upgrade && !options.has_names());
+        for name in value.split(|&b| b == b',').map(trim) {
+            assert!(!options.names(name), "{}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn decimal_writes_plain_numbers() {
+        let mut digits = [0; MAX_DECIMAL_DIGITS];
+        for n in [0, 5, 10, 4096, u64::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn transfer_coding_chunked_only() {
+        let only = |values: &[&[u8]]| {
+            let mut te = TransferCoding::default();
+            values.iter().for_each(|v| te.add(v));
+            te.is_chunked_only()
+        };
+        assert!(only(&[b"chunked"]) && only(&[b"Chunked"]));
+        assert!(!only(&[b"gzip, chunked"]) && !only(&[b"identity", b"chunked"]));
+        assert!(!only(&[b", chunked"]) && !only(&[b"chunked", b"chunked"]));
     }
 }

@@ -10,8 +10,9 @@
 
 use std::ops::Range;
 
+use super::fields::{decimal, MAX_DECIMAL_DIGITS};
 use super::offset_in;
-use super::request::push_line;
+use super::request::{push_field, push_line};
 
 /// A head being written from received lines; see the module docs.
 pub struct Lines<'b, 'o> {
@@ -54,6 +55,40 @@ impl<'b, 'o> Lines<'b, 'o> {
             self.keep_raw(start..end + 2);
         } else {
             self.keep_normalised(header);
+        }
+    }
+
+    /// Keeps a framing field that must read `name: value`: the received line when it
+    /// already does (any name case, one white space after the colon), else that line.
+    #[inline]
+    pub fn keep_as(&mut self, header: &httparse::Header<'_>, name: &[u8], value: &[u8]) {
+        let received = header.name.as_bytes();
+        // An empty value may not point into `buf`, hence the check before `offset_in`.
+        let canonical = header.value == value
+            && !value.is_empty()
+            && offset_in(self.buf, header.value) == offset_in(self.buf, received) + name.len() + 2;
+        if canonical && received.len() == name.len() {
+            self.keep(header);
+        } else {
+            push_field(self.flush(), name, value);
+        }
+    }
+
+    /// Keeps the `Content-Length` field that stands for a message's, whose value reads
+    /// `length`: as received when it is one plain number (the common case, and then it
+    /// is `length`), else as `Content-Length: length`. Checking the digits costs less
+    /// than formatting the number for every message.
+    #[inline]
+    pub fn keep_length(&mut self, header: &httparse::Header<'_>, length: u64) {
+        let value = header.value;
+        let plain =
+            matches!(value, [b'1'..=b'9', ..] | [b'0']) && value.iter().all(u8::is_ascii_digit);
+        if plain {
+            debug_assert_eq!(super::fields::content_length(value), Some(length));
+            self.keep(header);
+        } else {
+            let mut digits = [0; MAX_DECIMAL_DIGITS];
+            push_field(self.flush(), b"Content-Length", decimal(length, &mut digits));
         }
     }
 
@@ -124,6 +159,24 @@ mod tests {
         assert_eq!(lines.run, 0..buf.len() - 2, "one run, not copied yet");
         lines.flush().extend_from_slice(b"\r\n");
         assert_eq!(out, buf);
+    }
+
+    #[test]
+    fn framing_fields_are_kept_only_in_canonical_form() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Length: 012\r\n\
+content-length: 1, 1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:  Chunked\r\n\r\n";
+        let fields = fields(buf);
+        let mut out = Vec::new();
+        let mut lines = Lines::new(buf, &mut out);
+        lines.keep_length(&fields[0], 12);
+        lines.keep_length(&fields[1], 12);
+        lines.keep_length(&fields[2], 1);
+        lines.keep_as(&fields[3], b"Transfer-Encoding", b"chunked");
+        lines.keep_as(&fields[4], b"Transfer-Encoding", b"chunked");
+        lines.flush();
+        let expected = "Content-Length: 12\r\nContent-Length: 12\r\nContent-Length: 1\r\n\
+Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! The upstream head keeps the request target and every end-to-end header as received
 //! (name case, order, duplicates), removes hop-by-hop fields and those named in
-//! `Connection`, and adds `X-Forwarded-For/Proto/Host`. Ambiguous framing is refused
-//! before anything reaches a backend (RFC 9112 §6.3).
+//! `Connection` (never one weir relies on, see [`ConnectionOptions`]), and adds
+//! `X-Forwarded-For/Proto/Host`. Ambiguous framing is refused before anything reaches a
+//! backend (RFC 9112 §6.3); the framing fields are written in one canonical form.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -91,6 +92,8 @@ pub enum RequestError {
     MethodNotAllowed,
     /// Not HTTP/1.x: 505.
     Version,
+    /// A transfer coding other than `chunked` alone: 501 (RFC 9112 §6.1, as nginx).
+    NotImplemented(&'static str),
 }
 
 impl RequestError {
@@ -101,6 +104,7 @@ impl RequestError {
             RequestError::Bad(reason) => (400, reason),
             RequestError::MethodNotAllowed => (405, "CONNECT is not supported"),
             RequestError::Version => (505, "HTTP version not supported"),
+            RequestError::NotImplemented(reason) => (501, reason),
         }
     }
 }
@@ -300,8 +304,10 @@ fn scan_and_write<'a>(
         let skip = match name {
             // Upgrade fields go upstream only when upgrading, which is rewritten.
             Name::XForwardedProto | Name::XForwardedHost | Name::Upgrade => true,
-            // Identical repeats may be collapsed (RFC 9112 §6.3); keep the first.
-            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            Name::ContentLength | Name::TransferEncoding => {
+                keep_framing(&mut lines, header, name, scan.length, &mut wrote_length);
+                true
+            }
             Name::Host => scan.authority.is_some(),
             _ => name.is_hop_by_hop(),
         };
@@ -337,7 +343,10 @@ fn rewrite_fields(
         let skip = match name {
             Name::XForwardedProto | Name::XForwardedHost => true,
             Name::Upgrade => !info.upgrade,
-            Name::ContentLength => std::mem::replace(&mut wrote_length, true),
+            Name::ContentLength | Name::TransferEncoding => {
+                keep_framing(&mut lines, header, name, scan.length, &mut wrote_length);
+                true
+            }
             Name::Host => scan.authority.is_some(),
             _ => name.is_hop_by_hop(),
         };
@@ -352,6 +361,29 @@ fn rewrite_fields(
         }
     }
     lines.flush();
+}
+
+/// Writes a framing field as weir forwards it, whatever its spelling: the first
+/// `Content-Length` as one plain value (identical repeats and lists collapse, RFC 9112
+/// §6.3), `Transfer-Encoding` as exactly `chunked` (the only coding a request may have,
+/// see [`body_kind`]). The line is copied raw when it already reads so, which is the
+/// common case. `Connection` cannot name these fields (see [`ConnectionOptions`]), so the
+/// framing a backend reads is the framing weir reads.
+#[inline]
+fn keep_framing(
+    lines: &mut Lines<'_, '_>,
+    header: &httparse::Header<'_>,
+    name: Name,
+    length: Option<u64>,
+    wrote_length: &mut bool,
+) {
+    match (name, length) {
+        (Name::TransferEncoding, _) => lines.keep_as(header, b"Transfer-Encoding", b"chunked"),
+        (_, Some(length)) if !std::mem::replace(wrote_length, true) => {
+            lines.keep_length(header, length);
+        }
+        _ => {}
+    }
 }
 
 /// RFC 9112 §6.3 for requests: anything ambiguous is refused.
@@ -369,6 +401,11 @@ fn body_kind(
         }
         if !coding.is_valid_chunked() {
             return Err(RequestError::Bad("Transfer-Encoding does not end in chunked"));
+        }
+        if !coding.is_chunked_only() {
+            // Upstream framing is `chunked` alone; weir decodes no other coding, and
+            // forwarding one lets a backend read the body differently.
+            return Err(RequestError::NotImplemented("Transfer-Encoding other than chunked"));
         }
         return Ok(BodyKind::Chunked);
     }

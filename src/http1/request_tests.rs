@@ -203,3 +203,127 @@ fn unroutable_targets_are_refused() {
         assert_eq!(rewrite(head.as_bytes()).unwrap_err(), RequestError::Bad(reason), "{target}");
     }
 }
+
+/// `base` (request line and fields, no final empty line) rewritten twice more, with a
+/// `Connection: token` field after the fields and before them: weir writes the same head
+/// and decides the same framing as without it.
+fn assert_connection_token_ignored(base: &str, token: &str) {
+    let (plain_info, plain) = rewrite(format!("{base}\r\n").as_bytes()).unwrap();
+    let (line, fields) = base.split_once("\r\n").unwrap();
+    for variant in
+        [token.to_string(), token.to_ascii_lowercase(), format!("close, {token}, X-Other")]
+    {
+        let after = format!("{base}Connection: {variant}\r\n\r\n");
+        let before = format!("{line}\r\nConnection: {variant}\r\n{fields}\r\n");
+        for head in [after, before] {
+            let (info, out) = rewrite(head.as_bytes()).unwrap();
+            assert_eq!(out, plain, "{head:?}");
+            assert_eq!(info.body, plain_info.body, "{head:?}");
+            assert_eq!(info.expect_continue, plain_info.expect_continue, "{head:?}");
+            assert_eq!(info.upgrade, plain_info.upgrade, "{head:?}");
+            assert_eq!(info.host.map(|h| head[h].to_string()), Some("a".into()), "{head:?}");
+        }
+    }
+}
+
+#[test]
+fn connection_cannot_remove_content_length() {
+    assert_connection_token_ignored(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n",
+        "Content-Length",
+    );
+}
+
+#[test]
+fn connection_cannot_remove_transfer_encoding() {
+    let base = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n";
+    assert_connection_token_ignored(base, "Transfer-Encoding");
+}
+
+#[test]
+fn connection_cannot_remove_host() {
+    assert_connection_token_ignored("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n", "Host");
+}
+
+#[test]
+fn connection_naming_te_still_removes_it_as_hop_by_hop() {
+    assert_connection_token_ignored("GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n", "TE");
+}
+
+#[test]
+fn connection_naming_upgrade_keeps_it_for_an_upgrade() {
+    let base = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n";
+    assert_connection_token_ignored(base, "Upgrade");
+}
+
+#[test]
+fn connection_cannot_remove_x_forwarded_for() {
+    let base = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n";
+    assert_connection_token_ignored(base, "X-Forwarded-For");
+}
+
+#[test]
+fn connection_cannot_remove_x_forwarded_proto_or_host() {
+    let base = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n";
+    assert_connection_token_ignored(base, "X-Forwarded-Proto");
+    let base = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Host: b\r\n";
+    assert_connection_token_ignored(base, "X-Forwarded-Host");
+}
+
+#[test]
+fn connection_naming_connection_or_keep_alive_changes_nothing() {
+    let base = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n";
+    for token in ["Connection", "Keep-Alive", "Proxy-Connection"] {
+        assert_connection_token_ignored(base, token);
+    }
+}
+
+#[test]
+fn connection_cannot_remove_expect() {
+    let base = "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n";
+    assert_connection_token_ignored(base, "Expect");
+}
+
+#[test]
+fn content_length_goes_upstream_as_one_plain_value() {
+    for fields in [
+        "Content-Length: 5, 5",
+        "Content-Length: 5\r\ncontent-length: 5, 5",
+        "Content-Length: 5 , 5\r\nX-A: 1\r\nContent-Length: 5",
+        "Content-Length: 005",
+    ] {
+        let head = format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n\r\n");
+        let (info, out) = rewrite(head.as_bytes()).unwrap();
+        assert_eq!(info.body, BodyKind::Length(5));
+        let lengths = crate::http1::field_lines(&out, "Content-Length");
+        assert_eq!(lengths.len(), 1, "{out:?}");
+        assert!(lengths[0].eq_ignore_ascii_case("content-length: 5"), "{out:?}");
+    }
+}
+
+#[test]
+fn transfer_encoding_goes_upstream_as_exactly_chunked() {
+    for field in [
+        "Transfer-Encoding: Chunked",
+        "transfer-encoding:   chunked  ",
+        "Transfer-Encoding:chunked",
+    ] {
+        let head = format!("POST / HTTP/1.1\r\nHost: a\r\n{field}\r\nX-A: 1\r\n\r\n");
+        let (info, out) = rewrite(head.as_bytes()).unwrap();
+        assert_eq!(info.body, BodyKind::Chunked);
+        let codings = crate::http1::field_lines(&out, "Transfer-Encoding");
+        assert_eq!(codings.len(), 1, "{out:?}");
+        let line = codings[0];
+        assert!(line.eq_ignore_ascii_case("Transfer-Encoding: chunked"), "{out:?}");
+        assert!(line.ends_with(": chunked"), "{out:?}");
+    }
+}
+
+#[test]
+fn codings_besides_chunked_are_not_implemented() {
+    for codings in ["gzip, chunked", "identity, chunked", "gzip\r\nTransfer-Encoding: chunked"] {
+        let head = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n");
+        let error = rewrite(head.as_bytes()).unwrap_err();
+        assert_eq!(error.status().0, 501, "{codings}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Response heads: parse, check framing, and write the head weir sends to the client.
 //!
 //! Bad framing from a backend (RFC 9112 §6.3) is a 502: weir closes the upstream
-//! connection and never guesses where such a body ends.
+//! connection and never guesses where such a body ends. `Content-Length` goes to the
+//! client as one plain value, and not at all on 1xx, 204 and 304; `Connection` cannot
+//! remove a framing field (see [`ConnectionOptions`]).
 
 use std::mem::MaybeUninit;
 
@@ -96,14 +98,19 @@ pub fn parse(
         status,
         reason: response.reason.unwrap_or_default().as_bytes(),
         no_body,
+        // RFC 9110 §8.6 and RFC 9112 §6.1: no framing fields on these; whatever the
+        // backend sent, the client must not read them as a body to come.
+        strip_framing: (100..200).contains(&status) || status == 204 || status == 304,
         write: !(interim && exchange.client_http10),
         // A Transfer-Encoding that is not an error means a chunked body here.
         drop_transfer_encoding: exchange.client_http10 && !no_body,
     };
     out.clear();
     let mut connection = ConnectionOptions::default();
-    let body = match scan_and_write(buf, response.headers, &rules, &mut connection, out) {
-        Ok(body) => body,
+    let scanned = scan_and_write(buf, response.headers, &rules, &mut connection, out)
+        .and_then(|framing| Ok((framing.length, framing.body(rules.no_body)?)));
+    let (length, body) = match scanned {
+        Ok(scanned) => scanned,
         Err(error) => {
             out.clear();
             return Err(error);
@@ -124,7 +131,7 @@ pub fn parse(
     };
     if rules.write {
         if connection.has_names() {
-            rewrite_fields(buf, response.headers, &rules, &connection, out);
+            rewrite_fields(buf, response.headers, &rules, &connection, length, out);
         }
         finish_head(&info, exchange, out);
     }
@@ -139,6 +146,8 @@ struct Rules<'a> {
     reason: &'a [u8],
     /// The response has no body whatever its framing fields say (HEAD, 1xx, 204, 304).
     no_body: bool,
+    /// `Content-Length` and `Transfer-Encoding` are left out (1xx, 204, 304).
+    strip_framing: bool,
     /// The client gets this head at all (not an interim one for an HTTP/1.0 client).
     write: bool,
     /// `Transfer-Encoding` is left out: weir de-chunks for an HTTP/1.0 client.
@@ -146,14 +155,33 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    /// Whether a field is left out of the client-bound head (fields named in `Connection`
-    /// aside). The first `Content-Length` stands for identical repeats.
-    fn skips(&self, name: Name, wrote_length: &mut bool) -> bool {
-        match name {
+    /// Writes field `header` (of class `name`) into the client-bound head unless it is
+    /// left out (fields named in `Connection` aside). The first `Content-Length` stands
+    /// for identical repeats and goes out as one plain value, `length`, which is what
+    /// weir reads: `Connection` cannot name it (see [`ConnectionOptions`]).
+    #[inline(always)]
+    fn keep(
+        &self,
+        lines: &mut Lines<'_, '_>,
+        header: &httparse::Header<'_>,
+        name: Name,
+        length: Option<u64>,
+        wrote_length: &mut bool,
+    ) {
+        let skip = match name {
             Name::Upgrade => self.status != 101,
+            Name::ContentLength | Name::TransferEncoding if self.strip_framing => true,
             Name::TransferEncoding => self.drop_transfer_encoding,
-            Name::ContentLength => std::mem::replace(wrote_length, true),
+            Name::ContentLength => {
+                if let Some(length) = length.filter(|_| !std::mem::replace(wrote_length, true)) {
+                    lines.keep_length(header, length);
+                }
+                true
+            }
             _ => name.is_hop_by_hop(),
+        };
+        if !skip {
+            lines.keep(header);
         }
     }
 
@@ -172,7 +200,7 @@ fn scan_and_write<'a>(
     rules: &Rules<'_>,
     connection: &mut ConnectionOptions<'a>,
     out: &mut Vec<u8>,
-) -> Result<BodyKind, ResponseError> {
+) -> Result<Framing, ResponseError> {
     let mut lines = Lines::new(buf, out);
     if rules.write {
         write_status_line(&mut lines, buf, rules);
@@ -188,13 +216,13 @@ fn scan_and_write<'a>(
             }
             continue;
         }
-        framing.add(name, header.value, rules.no_body, connection)?;
-        if rules.write && !rules.skips(name, &mut wrote_length) {
-            lines.keep(header);
+        framing.add(name, header.value, rules, connection)?;
+        if rules.write {
+            rules.keep(&mut lines, header, name, framing.length, &mut wrote_length);
         }
     }
     lines.flush();
-    framing.body(rules.no_body)
+    Ok(framing)
 }
 
 /// The status line; copied as received when it already reads as weir's would.
@@ -227,6 +255,7 @@ fn rewrite_fields(
     headers: &[httparse::Header<'_>],
     rules: &Rules<'_>,
     connection: &ConnectionOptions<'_>,
+    length: Option<u64>,
     out: &mut Vec<u8>,
 ) {
     debug_assert!(out.len() >= rules.status_line_len());
@@ -234,9 +263,9 @@ fn rewrite_fields(
     let mut lines = Lines::new(buf, out);
     let mut wrote_length = false;
     for header in headers {
-        let name = Name::of(header.name.as_bytes());
-        if !rules.skips(name, &mut wrote_length) && !connection.names(header.name.as_bytes()) {
-            lines.keep(header);
+        if !connection.names(header.name.as_bytes()) {
+            let name = Name::of(header.name.as_bytes());
+            rules.keep(&mut lines, header, name, length, &mut wrote_length);
         }
     }
     lines.flush();
@@ -269,7 +298,7 @@ impl Framing {
         &mut self,
         name: Name,
         value: &'a [u8],
-        no_body: bool,
+        rules: &Rules<'_>,
         connection: &mut ConnectionOptions<'a>,
     ) -> Result<(), ResponseError> {
         match name {
@@ -277,8 +306,8 @@ impl Framing {
                 return Err(ResponseError("too many Connection options from upstream"));
             }
             Name::Connection => {}
-            _ if no_body => {}
-            Name::ContentLength => {
+            // A HEAD response's length is relayed, so it is read (and normalised) too.
+            Name::ContentLength if !rules.strip_framing => {
                 let n = fields::content_length(value)
                     .ok_or(ResponseError("invalid Content-Length from upstream"))?;
                 if self.length.is_some_and(|previous| previous != n) {
@@ -286,7 +315,7 @@ impl Framing {
                 }
                 self.length = Some(n);
             }
-            Name::TransferEncoding => self.coding.add(value),
+            Name::TransferEncoding if !rules.no_body => self.coding.add(value),
             _ => {}
         }
         Ok(())

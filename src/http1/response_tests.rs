@@ -166,3 +166,93 @@ fn a_status_code_under_100_is_a_bad_response() {
     // An unregistered but three-digit code such as 999 still passes, as before.
     assert!(rewrite(b"HTTP/1.1 999 X\r\nContent-Length: 0\r\n\r\n", &exchange()).is_ok());
 }
+
+/// `base` (status line and fields, no final empty line) parsed again with a `Connection:
+/// token` field after the fields and before them: the client gets the same head and weir
+/// decides the same framing as without it.
+fn assert_connection_token_ignored(base: &str, token: &str, exchange: &Exchange) {
+    let (plain_info, plain) = rewrite(format!("{base}\r\n").as_bytes(), exchange).unwrap();
+    let (line, fields) = base.split_once("\r\n").unwrap();
+    for variant in [token.to_string(), token.to_ascii_lowercase(), format!("{token}, X-Other")] {
+        let after = format!("{base}Connection: {variant}\r\n\r\n");
+        let before = format!("{line}\r\nConnection: {variant}\r\n{fields}\r\n");
+        for head in [after, before] {
+            let (info, out) = rewrite(head.as_bytes(), exchange).unwrap();
+            assert_eq!(out, plain, "{head:?}");
+            assert_eq!(info.body, plain_info.body, "{head:?}");
+            assert_eq!(info.upstream_reusable, plain_info.upstream_reusable, "{head:?}");
+        }
+    }
+}
+
+#[test]
+fn connection_cannot_remove_content_length_from_a_response() {
+    let base = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n";
+    assert_connection_token_ignored(base, "Content-Length", &exchange());
+}
+
+#[test]
+fn connection_cannot_remove_transfer_encoding_from_a_response() {
+    let base = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n";
+    assert_connection_token_ignored(base, "Transfer-Encoding", &exchange());
+}
+
+#[test]
+fn connection_cannot_remove_upgrade_from_a_101() {
+    let upgrade = Exchange { upgrade_requested: true, ..exchange() };
+    let base = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n";
+    assert_connection_token_ignored(base, "Upgrade", &upgrade);
+}
+
+#[test]
+fn connection_naming_other_fields_weir_reads_changes_nothing() {
+    let base = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nKeep-Alive: 5\r\nHost: h\r\n\
+X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nExpect: x\r\n";
+    for token in [
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Host",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "Expect",
+    ] {
+        assert_connection_token_ignored(base, token, &exchange());
+    }
+}
+
+#[test]
+fn content_length_reaches_the_client_as_one_plain_value() {
+    let head_request = Exchange { head_request: true, ..exchange() };
+    for (fields, exchange) in [
+        ("Content-Length: 5, 5", exchange()),
+        ("Content-Length: 5\r\ncontent-length: 5, 5", exchange()),
+        ("Content-Length: 05", exchange()),
+        ("Content-Length: 5, 5", head_request),
+    ] {
+        let head = format!("HTTP/1.1 200 OK\r\n{fields}\r\nX-A: 1\r\n\r\n");
+        let (_, out) = rewrite(head.as_bytes(), &exchange).unwrap();
+        let lengths = crate::http1::field_lines(&out, "Content-Length");
+        assert_eq!(lengths.len(), 1, "{out:?}");
+        assert!(lengths[0].eq_ignore_ascii_case("content-length: 5"), "{out:?}");
+    }
+}
+
+#[test]
+fn bodiless_statuses_lose_their_framing_fields() {
+    let upgrade = Exchange { upgrade_requested: true, ..exchange() };
+    for head in [
+        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 103 Early Hints\r\nTransfer-Encoding: chunked\r\nLink: </a>\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let (info, out) = rewrite(head.as_bytes(), &upgrade).unwrap();
+        assert_eq!(info.body, BodyKind::Empty, "{head:?}");
+        let lower = out.to_ascii_lowercase();
+        assert!(!lower.contains("content-length") && !lower.contains("transfer"), "{out:?}");
+    }
+}

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::io::Writer;
 use super::timer::lazy_timeout;
-use crate::http1::chunked::{ChunkError, Decoder};
+use crate::http1::chunked::{ChunkError, Decoder, Rewrite};
 use crate::http1::BodyKind;
 
 /// Bytes asked of the source per read. 32 KiB keeps syscalls per MiB low (32) while a
@@ -151,27 +151,27 @@ impl Pump<'_> {
             }
             Progress::UntilClose => buf.len(),
             Progress::Chunked(decoder) => {
-                let mut pos = 0;
-                // Bounded: every step consumes at least one byte until done or the end.
-                while pos < buf.len() && !decoder.is_done() {
-                    let step = decoder.feed(&buf[pos..]).map_err(PumpError::Framing)?;
-                    if let (true, Some(data)) = (self.dechunk, step.data) {
-                        self.staged.extend_from_slice(&buf[pos + data.start..pos + data.end]);
-                    }
-                    pos += step.consumed;
+                // Every chunked body weir writes is re-encoded (canonical size lines, or
+                // the data alone for an HTTP/1.0 client) into `staged`, which `send`
+                // writes; at most the buffered bytes plus one size line.
+                let mode = if self.dechunk { Rewrite::DataOnly } else { Rewrite::Canonical };
+                let start = self.staged.len();
+                let used = decoder.rewrite(buf, self.staged, mode).map_err(PumpError::Framing)?;
+                if let Some(capture) = self.capture.as_deref_mut() {
+                    capture.record(&self.staged[start..]);
                 }
-                pos
+                used
             }
         })
     }
 
     async fn send<W: Writer>(&mut self, bytes: &[u8], dst: &mut W) -> Result<(), PumpError> {
+        if self.kind == BodyKind::Chunked {
+            // `take` staged (and recorded) the re-encoded body instead of `bytes`.
+            return self.flush(dst).await;
+        }
         if let Some(capture) = self.capture.as_deref_mut() {
             capture.record(bytes);
-        }
-        if self.dechunk {
-            // Data was staged by `take`; framing bytes are dropped.
-            return self.flush(dst).await;
         }
         if self.staged.is_empty() {
             return write_all(dst, bytes, self.idle_timeout).await;

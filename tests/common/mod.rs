@@ -93,6 +93,22 @@ pub async fn get_close(addr: SocketAddr, path: &str) -> Response {
     read_response(&mut stream).await.expect("response from weir")
 }
 
+/// Time limit for one curl run: long enough for the 100 MiB transfers of tests/bodies.rs.
+const CURL_MAX_SECS: &str = "120";
+
+/// Runs the real `curl` client with `args`; returns its stdout, asserting it succeeded.
+pub async fn curl(args: &[&str]) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", CURL_MAX_SECS])
+        .args(args)
+        .output()
+        .await
+        .expect("run curl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "curl {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A unique path under Cargo's per-test temporary directory.
 pub fn temp_path(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

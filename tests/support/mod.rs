@@ -6,6 +6,8 @@
 //!   WebSocket echo.
 //! * [`dns::TestDns`] (in `dns.rs`): a tiny DNS server whose records, failures and
 //!   truncation the test controls.
+//! * [`Recorder`] (in `recorder.rs`): a raw backend that records each request as it
+//!   arrived and answers from a script, to count exactly what reaches a backend.
 //! * WebSocket helpers (in `ws.rs`): handshake, frame encoding and reading.
 //! * Deterministic body pattern and hash ([`pattern_byte`], [`BodyHasher`]).
 //! * Client helpers (in `client.rs`): [`raw_request`], [`read_response`] and
@@ -19,12 +21,14 @@
 pub mod backend;
 pub mod client;
 pub mod dns;
+pub mod recorder;
 mod routes;
 pub mod tls;
 pub mod ws;
 
 pub use backend::{BackendOptions, TestBackend};
 pub use client::*;
+pub use recorder::{Recorded, Recorder};
 pub use ws::{
     ws_client_handshake_request, ws_encode_client_frame, ws_encode_server_frame,
     ws_expected_accept, ws_read_frame,
