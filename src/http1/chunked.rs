@@ -29,6 +29,8 @@ pub enum ChunkError {
     BadLineEnd,
     /// A chunk line or the trailer section was over its bound.
     TooLong,
+    /// A trailer line was not a well-formed field line.
+    BadTrailer,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,8 @@ pub struct Decoder {
     digits: u32,
     line_bytes: usize,
     trailer_bytes: usize,
+    /// The current trailer line's colon has been seen: its name is complete.
+    trailer_colon: bool,
 }
 
 /// What one call to [`Decoder::feed`] found.
@@ -94,7 +98,14 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder at the start of a body.
     pub fn new() -> Decoder {
-        Decoder { state: State::Size, size: 0, digits: 0, line_bytes: 0, trailer_bytes: 0 }
+        Decoder {
+            state: State::Size,
+            size: 0,
+            digits: 0,
+            line_bytes: 0,
+            trailer_bytes: 0,
+            trailer_colon: false,
+        }
     }
 
     /// The whole body, trailers included, has been seen.
@@ -178,12 +189,16 @@ impl Decoder {
             State::TrailerStart => match byte {
                 b'\r' => State::EndLf,
                 b'\n' => return Err(ChunkError::BadLineEnd),
-                _ => self.trailer_byte(State::TrailerLine)?,
+                _ => {
+                    self.trailer_colon = false;
+                    self.trailer_field_byte(byte)?
+                }
             },
             State::TrailerLine => match byte {
-                b'\r' => self.trailer_byte(State::TrailerLf)?,
+                b'\r' if self.trailer_colon => self.trailer_byte(State::TrailerLf)?,
+                b'\r' => return Err(ChunkError::BadTrailer),
                 b'\n' => return Err(ChunkError::BadLineEnd),
-                _ => self.trailer_byte(State::TrailerLine)?,
+                _ => self.trailer_field_byte(byte)?,
             },
             State::TrailerLf => {
                 self.line_bytes = 0;
@@ -227,6 +242,28 @@ impl Decoder {
         Ok(if size == 0 { State::TrailerStart } else { State::Data(size) })
     }
 
+    /// One byte of a trailer field line, CR aside: the line is `token ":" value` as in a
+    /// head (RFC 9110 §5.1, §5.5), so no backend can read a trailer line differently
+    /// from weir. Refused: a line that starts with white space (obs-fold), a name with
+    /// a byte outside `tchar`, a line with no colon, and control bytes other than HTAB
+    /// in the value.
+    fn trailer_field_byte(&mut self, byte: u8) -> Result<State, ChunkError> {
+        let ok = if self.trailer_colon {
+            byte == b'\t' || (byte >= b' ' && byte != 0x7f)
+        } else if byte == b':' {
+            // An empty name: the colon opens the line.
+            let named = self.state == State::TrailerLine;
+            self.trailer_colon = true;
+            named
+        } else {
+            is_tchar(byte)
+        };
+        if !ok {
+            return Err(ChunkError::BadTrailer);
+        }
+        self.trailer_byte(State::TrailerLine)
+    }
+
     fn trailer_byte(&mut self, next: State) -> Result<State, ChunkError> {
         self.trailer_bytes += 1;
         if self.trailer_bytes > MAX_TRAILER_BYTES {
@@ -256,6 +293,11 @@ fn canonical_framing(before: State, size: u64, byte: u8, out: &mut Vec<u8>) {
         | State::EndLf => out.push(byte),
         _ => {}
     }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: the bytes a field name is made of.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn expect(byte: u8, wanted: u8, next: State) -> Result<State, ChunkError> {
@@ -294,6 +336,28 @@ mod tests {
             let (data, consumed) = run(body, step).unwrap();
             assert_eq!(data, b"hello world");
             assert_eq!(&body[consumed..], b"GET / HTTP/1.1");
+        }
+    }
+
+    #[test]
+    fn trailers_must_be_field_lines() {
+        let ok = b"0\r\nX-Sum: 1\t2\r\nEmpty:\r\n\r\n";
+        assert_eq!(run(ok, 3).map(|(_, n)| n), Ok(ok.len()));
+        for bad in [
+            &b"0\r\n folded: 1\r\n\r\n"[..],
+            b"0\r\n\tX: 1\r\n\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\nX-Sum 1\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
+            b"0\r\nX\x00: 1\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
+            b"0\r\nX: a\x0bb\r\n\r\n",
+            b"0\r\nX: a\x7f\r\n\r\n",
+            b"0\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+        ] {
+            for step in [1, 4, 100] {
+                assert_eq!(run(bad, step), Err(ChunkError::BadTrailer), "{bad:?}");
+            }
         }
     }
 
