@@ -3,10 +3,15 @@
 //! [`Plan`] follows one request across its attempts and decides, after each failed one,
 //! what comes next ([`Next`]):
 //! - **stale pooled connection**: a pooled connection that closed before a single
-//!   response byte is the idle-close race, not a backend failure. The request is replayed
-//!   once on a fresh connection to the same backend, for any method (nothing was
-//!   processed, as Pingora assumes too). It does not count as an attempt, spends no
-//!   budget and is not a passive failure.
+//!   response byte is most often the idle-close race, not a backend failure. An
+//!   idempotent request is replayed once on a fresh connection to the same backend. It
+//!   does not count as an attempt, spends no budget and is not a passive failure. A
+//!   non-idempotent one is not: the same close is what a backend that read the request,
+//!   ran it and crashed looks like, and nothing on weir's side tells the two apart (a
+//!   write the kernel accepted may have been read; a failed write may follow a partial
+//!   one). As in nginx, a request counts as sent from its first write; only a connection
+//!   seen closed at checkout ([`crate::pool::checkout`]) or a failed connect proves it
+//!   never reached the backend, and both lead to a new connection before any write.
 //! - **connect failure** (`on` has `"connect-failure"`): nothing was sent, so any method
 //!   goes to another backend.
 //! - **reset or timeout** (`"reset"`, `"timeout"`): bytes were sent, so only idempotent
@@ -214,8 +219,8 @@ impl<'p> Plan<'p> {
     }
 
     /// Starts a replay copy before the first exchange, when a replay could follow: the
-    /// body may fit, and the request is idempotent with retries on, or rides a pooled
-    /// connection that may prove stale.
+    /// body may fit, and the request is idempotent (only those are replayed once sent)
+    /// with retries on, or rides a pooled connection that may prove stale.
     pub fn start_capture(&mut self, head: &[u8], info: &RequestInfo, pool: &Pool) {
         if self.sent || self.capture.is_some() || info.body == BodyKind::Empty {
             return;
@@ -226,7 +231,7 @@ impl<'p> Plan<'p> {
             BodyKind::Length(n) => (head.len() as u64).saturating_add(n) <= limit as u64,
             _ => settings.replay_buffer > 0,
         };
-        let useful = self.reused || (info.method.is_idempotent() && settings.attempts > 0);
+        let useful = info.method.is_idempotent() && (self.reused || settings.attempts > 0);
         if !(fits && useful) {
             return;
         }
@@ -266,7 +271,7 @@ impl<'p> Plan<'p> {
         let stats = pool.backends[self.current()].live.stats.local();
         let silent =
             matches!(error, AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }));
-        if silent && self.reused && !self.stale_used && self.replayable(info) {
+        if silent && idempotent && self.reused && !self.stale_used && self.replayable(info) {
             (self.stale_used, self.fresh) = (true, true);
             stats.stale_retries.inc();
             stats.retries.inc();
