@@ -23,7 +23,12 @@
 //! - a response already begun is never retried.
 //!
 //! A retry always goes to a backend not tried yet; when none is usable the request fails
-//! with the last error. At most `attempts` retries, and each spends the pool's [`Budget`].
+//! with the last error. At most `attempts` retries. Each spends the pool's [`Budget`],
+//! except after a failed TCP connect: that attempt sent nothing and loaded no backend, so
+//! its retry only puts the request where it would have gone had the dead backend not been
+//! picked. The budget is there against load amplification, and starving these retries
+//! turned a dead backend into client errors at low traffic (its floor of a few a second
+//! was spent by the first requests). They stay bounded by `attempts` and the backends.
 
 pub mod held;
 
@@ -293,7 +298,8 @@ impl<'p> Plan<'p> {
         if !retriable || !self.replayable(info) || (sent_bytes && !idempotent) {
             return Next::Stop;
         }
-        match self.another(pool, now) {
+        let budgeted = !matches!(error, AttemptError::Connect(_));
+        match self.another(pool, now, budgeted) {
             Some((index, trial)) => Next::Backend(index, trial),
             None => Next::Stop,
         }
@@ -302,7 +308,7 @@ impl<'p> Plan<'p> {
     /// Whether a held exchange that got a retriable status may retry; if so, the retry is
     /// arranged (backend picked, budget spent) and [`Self::next`] returns it.
     pub fn arrange_status_retry(&mut self, pool: &'p Pool, now: Instant) -> bool {
-        self.pending = self.another(pool, now);
+        self.pending = self.another(pool, now, true);
         self.pending.is_some()
     }
 
@@ -318,14 +324,20 @@ impl<'p> Plan<'p> {
             && self.count < MAX_TRIES
     }
 
-    /// Another backend for a retry: within `attempts`, not tried yet, within the budget.
-    fn another(&mut self, pool: &'p Pool, now: Instant) -> Option<(usize, Option<Trial<'p>>)> {
+    /// Another backend for a retry: within `attempts`, not tried yet, and within the
+    /// budget when the retry is `budgeted`.
+    fn another(
+        &mut self,
+        pool: &'p Pool,
+        now: Instant,
+        budgeted: bool,
+    ) -> Option<(usize, Option<Trial<'p>>)> {
         let settings = &pool.settings.retry;
         if self.retries >= settings.attempts || self.count == MAX_TRIES {
             return None;
         }
         let picked = select::pick(pool, &PickRequest::default(), &self.tried[..self.count])?;
-        if !pool.live.budget.try_retry(settings, now) {
+        if budgeted && !pool.live.budget.try_retry(settings, now) {
             pool.live.stats.local().budget_exhausted.inc();
             tracing::debug!(pool = %pool.name, "retry budget spent; not retrying");
             return None;
