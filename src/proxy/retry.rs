@@ -21,6 +21,8 @@
 //!   ([`held`]) that reads the response head before relaying anything; a listed status
 //!   goes to another backend if a retry is allowed then, and is relayed otherwise.
 //! - a response already begun is never retried.
+//! - **local exhaustion** ([`ConnectError::Local`]): weir is out of files, memory or
+//!   ports; another backend would fail the same way, so the request stops here.
 //!
 //! A retry always goes to a backend not tried yet; when none is usable the request fails
 //! with the last error. At most `attempts` retries. Each spends the pool's [`Budget`],
@@ -271,6 +273,10 @@ impl<'p> Plan<'p> {
         error: &AttemptError,
         now: Instant,
     ) -> Next<'p> {
+        if matches!(error, AttemptError::Connect(ConnectError::Local(..))) {
+            // weir is out of files, memory or ports: another backend would fail alike.
+            return Next::Stop;
+        }
         let on = &pool.settings.retry.on;
         let idempotent = info.method.is_idempotent();
         let stats = pool.backends[self.current()].live.stats.local();
