@@ -147,3 +147,49 @@ async fn killing_a_backend_fails_no_request_round_robin() {
 async fn killing_the_pinned_backend_fails_no_sticky_request() {
     no_failures_at_any_rate(true).await;
 }
+
+/// A backend that drops connection attempts: a listener with the shortest backlog, never
+/// accepting, whose queue the test fills, so later SYNs go unanswered (the kernel drops
+/// them when the accept queue is full) and connects time out.
+struct Blackhole {
+    addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    async fn start() -> Blackhole {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().expect("literal address")).expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let mut queued = Vec::new();
+        // Bounded: a few attempts; one that times out means the queue is full.
+        for _ in 0..4 {
+            match timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                _ => return Blackhole { addr, _listener: listener, _queued: queued },
+            }
+        }
+        panic!("the accept queue never filled");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_backend_costs_waits_not_errors() {
+    let hole = Blackhole::start().await;
+    let backends = [TestBackend::start("b").await, TestBackend::start("c").await];
+    let addrs = [hole.addr, backends[0].addr(), backends[1].addr()];
+    let mut config = config_for(&addrs);
+    // Short, so the test is quick; the behaviour is the same at the 5 s default.
+    config.pools[0].connect_timeout = Duration::from_millis(200);
+    let weir = Balancer::start(config);
+    // Round robin puts every third request on the blackholed backend until passive health
+    // ejects it (5 timeouts in a row): more retries a second than the old budget floor.
+    for number in 0..20 {
+        let response = common::get_close(weir.addr(), "/").await;
+        assert_eq!(response.status, 200, "request {number}: {}", response.text());
+    }
+    let timeouts = weir.backend_total(hole.addr, |s| s.connect_failures.get());
+    assert!(timeouts > 0, "the blackholed backend was tried");
+}
