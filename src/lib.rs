@@ -59,6 +59,8 @@ pub mod drain;
 pub mod health;
 pub mod http1;
 pub mod listeners;
+pub mod local_fault;
+pub mod log_budget;
 pub mod metrics;
 pub mod pid_file;
 pub mod pool;

@@ -226,4 +226,6 @@ pub struct FrontendStats {
     pub connections_total: Counter,
     /// Client connections open now (this shard's opens minus closes).
     pub connections_active: AtomicI64,
+    /// Local resource exhaustion, by op and kind (`weir_local_errors_total`).
+    pub local_errors: crate::local_fault::LocalErrors,
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::local_fault::LocalFault;
 use crate::proxy::io::Upstream;
 use crate::snapshot::{Backend, BackendLive};
 
@@ -150,6 +151,8 @@ pub fn sweep(is_current: impl Fn(u64) -> bool) {
 pub enum ConnectError {
     /// Every resolved address refused or failed.
     Failed(io::Error),
+    /// weir itself ran out of a resource (files, memory, ports): no fault of the backend.
+    Local(LocalFault, io::Error),
     /// The connect timeout passed.
     Timeout,
 }
@@ -166,7 +169,11 @@ pub async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, 
                     let _ = stream.set_nodelay(true);
                     return Ok(stream);
                 }
-                Err(e) => last = e,
+                // Every other address would fail the same way: stop here.
+                Err(e) => match LocalFault::of(&e) {
+                    Some(fault) => return Err(ConnectError::Local(fault, e)),
+                    None => last = e,
+                },
             }
         }
         Err(ConnectError::Failed(last))

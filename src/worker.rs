@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +19,8 @@ use tokio::time::Instant;
 
 pub use crate::drain::Drain;
 use crate::listeners::LISTEN_BACKLOG;
+use crate::local_fault::{LocalFault, Op};
+use crate::log_budget::LogBudget;
 use crate::metrics;
 use crate::proxy::{self, Client, SnapshotRef};
 use crate::server::Shared;
@@ -26,6 +28,15 @@ use crate::tls::Acceptor as TlsAcceptor;
 
 /// Pause after a failed accept (such as EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Most failed accepts logged per second, all workers together: as many as admin API
+/// refusals, enough to show the fault and its cause; `weir_local_errors_total` counts
+/// every one. Without it, each worker logged about 90 lines a second while out of files.
+const ACCEPT_ERRORS_LOGGED_PER_SECOND: u32 = 10;
+
+/// The log budget of failed accepts, shared by the workers.
+static ACCEPT_ERROR_LOG: Mutex<LogBudget> =
+    Mutex::new(LogBudget::new(ACCEPT_ERRORS_LOGGED_PER_SECOND));
 
 /// How often each worker closes idle upstream connections past their timeout.
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -180,7 +191,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!("accept failed: {error}");
+                    accept_failed(&acceptor, &error);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -189,6 +200,22 @@ async fn accept_loop(
             () = stop.wait() => return accept_queued(&listener, &acceptor, tls.as_ref()).await,
         };
         serve(stream, peer, permit, &acceptor, tls.as_ref());
+    }
+}
+
+/// Counts a failed accept that is local exhaustion (EMFILE and kin) and logs it within
+/// [`ACCEPT_ERRORS_LOGGED_PER_SECOND`]: out of files, every worker fails an accept each
+/// [`ACCEPT_BACKOFF`] for as long as it lasts.
+fn accept_failed(acceptor: &Acceptor, error: &io::Error) {
+    if let Some(fault) = LocalFault::of(error) {
+        acceptor.shared.frontend.local().local_errors.record(Op::Accept, fault);
+    }
+    match LogBudget::take_shared(&ACCEPT_ERROR_LOG) {
+        Some(0) => tracing::warn!("accept failed: {error}"),
+        Some(left_out) => {
+            tracing::warn!("accept failed: {error} ({left_out} earlier failures not logged)");
+        }
+        None => {}
     }
 }
 

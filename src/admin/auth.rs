@@ -6,12 +6,12 @@
 //! unauthenticated mutating API is only ever reachable from the host itself.
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use super::http::{Request, Response};
 use super::routes::json_error;
 use crate::config::Config;
+use crate::log_budget::LogBudget;
 
 /// Checks that the admin listener is not open to the network without a token.
 pub fn check_exposure(config: &Config) -> Result<(), String> {
@@ -33,7 +33,7 @@ pub fn authorize(request: &Request, token: Option<&str>) -> Result<(), Response>
         return Ok(());
     }
     let why = if given.is_some() { "wrong token" } else { "no bearer token" };
-    let left_out = REFUSAL_LOG.lock().unwrap_or_else(PoisonError::into_inner).take(Instant::now());
+    let left_out = LogBudget::take_shared(&REFUSAL_LOG);
     if let Some(left_out) = left_out {
         let peer = request.peer.map_or_else(|| "?".to_string(), |p: SocketAddr| p.to_string());
         let (method, path) = (&request.method, &request.path);
@@ -54,36 +54,7 @@ pub fn authorize(request: &Request, token: Option<&str>) -> Result<(), Response>
 const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
 
 /// The log budget of refusals. A lock is fine here: the admin API is not the data path.
-static REFUSAL_LOG: Mutex<LogBudget> = Mutex::new(LogBudget::new());
-
-/// Refusals logged in the current one-second window, and those left out.
-struct LogBudget {
-    window_start: Option<Instant>,
-    logged: u32,
-    left_out: u64,
-}
-
-impl LogBudget {
-    const fn new() -> LogBudget {
-        LogBudget { window_start: None, logged: 0, left_out: 0 }
-    }
-
-    /// `Some(n)` if a refusal at `now` may be logged, `n` being how many were left out
-    /// since the last one logged; `None` if the window's budget is spent.
-    fn take(&mut self, now: Instant) -> Option<u64> {
-        let second = Duration::from_secs(1);
-        if self.window_start.is_none_or(|start| now.saturating_duration_since(start) >= second) {
-            self.window_start = Some(now);
-            self.logged = 0;
-        }
-        if self.logged >= REFUSALS_LOGGED_PER_SECOND {
-            self.left_out += 1;
-            return None;
-        }
-        self.logged += 1;
-        Some(std::mem::take(&mut self.left_out))
-    }
-}
+static REFUSAL_LOG: Mutex<LogBudget> = Mutex::new(LogBudget::new(REFUSALS_LOGGED_PER_SECOND));
 
 /// The token of a `Bearer` credential (the scheme is case-insensitive, RFC 9110 11.1).
 fn bearer(value: &str) -> Option<&str> {
@@ -112,19 +83,6 @@ mod tests {
         assert!(!same(b"secret-and-more", b"secret"));
         assert!(!same(b"sec", b"secret"));
         assert!(!same(b"", b"secret"));
-    }
-
-    #[test]
-    fn refusal_logs_are_bounded_per_second_and_count_the_rest() {
-        let mut budget = LogBudget::new();
-        let start = Instant::now();
-        let logged = (0..15).filter(|_| budget.take(start).is_some()).count();
-        assert_eq!(logged, REFUSALS_LOGGED_PER_SECOND as usize);
-        let later = start + Duration::from_millis(999);
-        assert_eq!(budget.take(later), None, "still the same window");
-        let next = start + Duration::from_secs(1);
-        assert_eq!(budget.take(next), Some(6), "the next line carries the count left out");
-        assert_eq!(budget.take(next), Some(0));
     }
 
     #[test]

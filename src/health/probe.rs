@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{HealthConfig, ProbeKind, StatusSet};
+use crate::local_fault::LocalFault;
 use crate::tls::Connector;
 
 /// Most bytes of a probe's response head: a status line and a few headers fit in far
@@ -62,24 +63,22 @@ impl Probe {
     }
 
     /// Runs the probe against `addrs`: `Ok` when the backend passed, else why not.
-    pub async fn run(&self, addrs: &[SocketAddr]) -> Result<(), String> {
+    pub async fn run(&self, addrs: &[SocketAddr]) -> Result<(), ProbeError> {
         let probe = async {
             let stream = connect(addrs).await?;
-            match (self.kind, &self.tls) {
+            let passed = match (self.kind, &self.tls) {
                 (ProbeKind::Tcp, _) => Ok(()),
                 (ProbeKind::Http, None) => self.http(stream).await,
-                (ProbeKind::Http, Some(connector)) => {
-                    let (tls, _) = connector
-                        .connect(stream)
-                        .await
-                        .map_err(|error| format!("TLS error: {error}"))?;
-                    self.http(tls).await
-                }
-            }
+                (ProbeKind::Http, Some(connector)) => match connector.connect(stream).await {
+                    Ok((tls, _)) => self.http(tls).await,
+                    Err(error) => Err(format!("TLS error: {error}")),
+                },
+            };
+            passed.map_err(ProbeError::Backend)
         };
         match tokio::time::timeout(self.timeout, probe).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Err(_) => Err(ProbeError::Backend(format!("no answer within {:?}", self.timeout))),
         }
     }
 
@@ -124,19 +123,34 @@ fn status(head: &[u8]) -> Result<Option<u16>, String> {
     }
 }
 
-/// Connects to the first address that accepts.
-async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
+/// Why a probe did not pass.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProbeError {
+    /// The backend failed it, as this says.
+    Backend(String),
+    /// weir could not open a connection for it (out of files, memory or ports), which
+    /// says nothing about the backend.
+    Local(LocalFault),
+}
+
+/// Connects to the first address that accepts. weir's own exhaustion stops at once:
+/// every other address would fail the same way.
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
     let mut last = "no address".to_string();
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        let error = match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                last = "connection refused".to_string();
-            }
-            Err(e) => last = format!("connect failed: {e}"),
+            Err(error) => error,
+        };
+        if let Some(fault) = LocalFault::of(&error) {
+            return Err(ProbeError::Local(fault));
         }
+        last = match error.kind() {
+            ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            _ => format!("connect failed: {error}"),
+        };
     }
-    Err(last)
+    Err(ProbeError::Backend(last))
 }
 
 #[cfg(test)]
@@ -171,7 +185,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(2)).await;
         });
         assert_eq!(probe.run(&[addr]).await, Ok(()));
-        let timed_out = probe.run(&[addr]).await.unwrap_err();
+        let Err(ProbeError::Backend(timed_out)) = probe.run(&[addr]).await else {
+            panic!("the silent backend failed the probe");
+        };
         assert!(timed_out.contains("no answer within"), "{timed_out}");
         server.abort();
     }

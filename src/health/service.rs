@@ -12,17 +12,19 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::task::JoinHandle as Task;
 use tokio::time::{sleep, sleep_until, Instant};
 
-use super::probe::Probe;
+use super::probe::{Probe, ProbeError};
 use super::{probe_result, step, Event, Rules, Subject};
 use crate::balance::rng;
 use crate::config::{HealthConfig, PassiveConfig};
+use crate::local_fault::{LocalFault, Op};
+use crate::log_budget::LogBudget;
 use crate::server::Shared;
 use crate::snapshot::{Backend, BackendLive, Pool, Snapshot};
 
@@ -86,7 +88,7 @@ async fn run(shared: Arc<Shared>) {
         let snapshot = shared.snapshot.load_full();
         if snapshot.generation != generation {
             generation = snapshot.generation;
-            resync(&snapshot, &mut wardens);
+            resync(&snapshot, &mut wardens, &shared);
         }
         tokio::select! {
             _ = shutdown.wait_for(|draining| *draining) => break,
@@ -98,7 +100,7 @@ async fn run(shared: Arc<Shared>) {
 }
 
 /// Starts, restarts and stops wardens to match `snapshot`.
-fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>) {
+fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<Shared>) {
     let mut current = HashSet::new();
     for (pool, backend) in snapshot.backends() {
         let id = backend.live.id;
@@ -110,7 +112,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>) {
         if let Some(old) = wardens.remove(&id) {
             old.task.abort();
         }
-        let task = tokio::spawn(watch(Arc::clone(&backend.live), duty.clone()));
+        let task = tokio::spawn(watch(Arc::clone(&backend.live), duty.clone(), Arc::clone(shared)));
         wardens.insert(id, Warden { duty, task });
     }
     wardens.retain(|id, warden| {
@@ -123,7 +125,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>) {
 }
 
 /// One backend's warden: probes on schedule, and the ejection timer.
-async fn watch(live: Arc<BackendLive>, duty: Duty) {
+async fn watch(live: Arc<BackendLive>, duty: Duty, shared: Arc<Shared>) {
     let probe = duty
         .health
         .as_ref()
@@ -135,15 +137,37 @@ async fn watch(live: Arc<BackendLive>, duty: Duty) {
         tokio::select! {
             () = at(next_probe) => {
                 if let (Some((probe, config)), Some(due)) = (&probe, next_probe) {
-                    let result = probe.run(&duty.addrs).await;
-                    let detail = result.as_ref().err().map_or("", String::as_str);
-                    probe_result(subject(), duty.rules(), result.is_ok(), detail);
+                    match probe.run(&duty.addrs).await {
+                        Err(ProbeError::Local(fault)) => probe_skipped(&shared, &duty, fault),
+                        Err(ProbeError::Backend(detail)) => {
+                            probe_result(subject(), duty.rules(), false, &detail);
+                        }
+                        Ok(()) => probe_result(subject(), duty.rules(), true, ""),
+                    }
                     next_probe = Some(next_due(due, config, Instant::now()));
                 }
             }
             () = at(expiry) => step(subject(), duty.rules(), Event::Timer),
             () = live.health.woken() => {}
         }
+    }
+}
+
+/// Most probes skipped for a local fault logged per second: as many as failed accepts,
+/// since the fault is the same and `weir_local_errors_total{op="probe"}` counts them all.
+const SKIPPED_PROBES_LOGGED_PER_SECOND: u32 = 10;
+
+/// The log budget of skipped probes, shared by every backend's warden.
+static SKIPPED_PROBE_LOG: Mutex<LogBudget> =
+    Mutex::new(LogBudget::new(SKIPPED_PROBES_LOGGED_PER_SECOND));
+
+/// A probe weir could not run (out of files, memory or ports) is no verdict on the
+/// backend: it is counted and logged as weir's fault, and the backend's health stays.
+fn probe_skipped(shared: &Shared, duty: &Duty, fault: LocalFault) {
+    shared.frontend.local().local_errors.record(Op::Probe, fault);
+    if let Some(left_out) = LogBudget::take_shared(&SKIPPED_PROBE_LOG) {
+        let (backend, kind) = (&duty.label, fault.label());
+        tracing::warn!(%backend, "health probe not run: weir is out of resources ({kind}; {left_out} earlier not logged)");
     }
 }
 

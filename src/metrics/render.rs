@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::{BackendStats, FrontendStats, PoolStats, Sharded, DURATION_BUCKETS_US};
+use crate::local_fault::{FAULTS, OPS};
 use crate::snapshot::{Backend, Pool, Snapshot};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -82,6 +83,7 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
     let _ = writeln!(out, "weir_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
     header(&mut out, "weir_config_generation", "gauge", "Configuration generation, +1 per reload.");
     let _ = writeln!(out, "weir_config_generation {}", snapshot.generation);
+    render_local_errors(&mut out, frontend);
     render_backend_requests(&mut out, snapshot);
     render_backend_gauges(&mut out, snapshot);
     render_durations(&mut out, snapshot);
@@ -153,6 +155,21 @@ fn render_durations(out: &mut String, snapshot: &Snapshot) {
         let seconds = sum(stats, |s| s.duration.sum_us()) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {seconds}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// `weir_local_errors_total{op,kind}`: every op and kind, zeros included, so an alert can
+/// be written before the first fault.
+fn render_local_errors(out: &mut String, frontend: &Sharded<FrontendStats>) {
+    let name = "weir_local_errors_total";
+    let help = "Local resource exhaustion (weir out of files, memory, buffers or ports).";
+    header(out, name, "counter", help);
+    for (op, op_label) in OPS {
+        for fault in FAULTS {
+            let value = sum(frontend, |s| s.local_errors.get(op, fault));
+            let kind = fault.label();
+            let _ = writeln!(out, "{name}{{op=\"{op_label}\",kind=\"{kind}\"}} {value}");
+        }
     }
 }
 

@@ -21,7 +21,12 @@ pub(super) async fn fail<S: Stream>(
 ) -> (bool, u16, &'static str) {
     let label = failure_label(&failure);
     let stats = backend.live.stats.local();
+    let local = matches!(failure, AttemptError::Connect(ConnectError::Local(..)));
     let (status, cause): (u16, String) = match failure {
+        // 503, not 502: weir is overloaded; the backend was not reached and is fine.
+        AttemptError::Connect(ConnectError::Local(fault, _)) => {
+            (503, format!("local resource exhausted: {}", fault.label()))
+        }
         AttemptError::Connect(ConnectError::Timeout) => (502, "upstream connect timeout".into()),
         AttemptError::Connect(ConnectError::Failed(e)) => {
             (502, format!("upstream connect failed: {e}"))
@@ -41,7 +46,7 @@ pub(super) async fn fail<S: Stream>(
             (502, format!("upstream TLS error: {error}"))
         }
     };
-    if status >= 500 {
+    if status >= 500 && !local {
         stats.requests.record(status);
     }
     reply::send(
@@ -62,6 +67,7 @@ fn failure_label(failure: &AttemptError) -> &'static str {
     match failure {
         AttemptError::Connect(ConnectError::Timeout) => "upstream connect timeout",
         AttemptError::Connect(ConnectError::Failed(_)) => "upstream connect failed",
+        AttemptError::Connect(ConnectError::Local(..)) => "local resource exhausted",
         AttemptError::Exchange(Failure::UpstreamClosed { .. }) => "upstream closed",
         AttemptError::Exchange(Failure::Timeout) => "upstream timeout",
         AttemptError::Exchange(Failure::BadResponse(_)) => "bad upstream response",

@@ -23,6 +23,7 @@ use crate::health::{self, Cause, Observed, Rules, Subject, Trial};
 use crate::http1::request::{push_field, Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
+use crate::local_fault::Op;
 use crate::pool::{self, ConnectError};
 use crate::route;
 use crate::snapshot::{Backend, BackendLive, Pool};
@@ -93,7 +94,7 @@ pub async fn handle<S: Stream>(
         };
         started = Instant::now();
         let next = plan.next(pool, &info, &error, started);
-        count_failure(backend, &error, &next);
+        count_failure(client, backend, &error, &next);
         match next {
             Next::Fresh => {}
             Next::Backend(next, next_trial) => {
@@ -149,6 +150,8 @@ fn observed(
         Err(AttemptError::Connect(ConnectError::Timeout)) => {
             Observed::Failure(Cause::ConnectTimeout)
         }
+        // weir ran out of files, memory or ports: the backend was never reached.
+        Err(AttemptError::Connect(ConnectError::Local(..))) => return None,
         // A refused handshake (untrusted, expired or wrong-name certificate, a refused
         // client certificate) means no request can get through: a failed connect.
         Err(
@@ -172,10 +175,13 @@ fn observed(
 
 /// Counts a failed exchange with `backend`, retried or not; a stale pooled connection
 /// replayed on a fresh one is not a failure, and connect failures are counted where the
-/// connection is made.
-fn count_failure(backend: &Backend, error: &AttemptError, next: &Next<'_>) {
+/// connection is made. Local exhaustion is counted as weir's, not the backend's.
+fn count_failure(client: &Client, backend: &Backend, error: &AttemptError, next: &Next<'_>) {
     let stats = backend.live.stats.local();
     match error {
+        AttemptError::Connect(ConnectError::Local(fault, _)) => {
+            client.shared.frontend.local().local_errors.record(Op::Connect, *fault);
+        }
         AttemptError::Exchange(Failure::UpstreamClosed { .. }) if !matches!(next, Next::Fresh) => {
             stats.resets.inc();
         }
@@ -380,6 +386,8 @@ async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, A
     let stats = backend.live.stats.local();
     let tcp = match pool::connect(backend, settings.connect_timeout).await {
         Ok(tcp) => tcp,
+        // weir's own exhaustion is counted as such, where the client is known.
+        Err(error @ ConnectError::Local(..)) => return Err(AttemptError::Connect(error)),
         Err(error) => {
             stats.connect_failures.inc();
             return Err(AttemptError::Connect(error));

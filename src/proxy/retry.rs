@@ -3,10 +3,15 @@
 //! [`Plan`] follows one request across its attempts and decides, after each failed one,
 //! what comes next ([`Next`]):
 //! - **stale pooled connection**: a pooled connection that closed before a single
-//!   response byte is the idle-close race, not a backend failure. The request is replayed
-//!   once on a fresh connection to the same backend, for any method (nothing was
-//!   processed, as Pingora assumes too). It does not count as an attempt, spends no
-//!   budget and is not a passive failure.
+//!   response byte is most often the idle-close race, not a backend failure. An
+//!   idempotent request is replayed once on a fresh connection to the same backend. It
+//!   does not count as an attempt, spends no budget and is not a passive failure. A
+//!   non-idempotent one is not: the same close is what a backend that read the request,
+//!   ran it and crashed looks like, and nothing on weir's side tells the two apart (a
+//!   write the kernel accepted may have been read; a failed write may follow a partial
+//!   one). As in nginx, a request counts as sent from its first write; only a connection
+//!   seen closed at checkout ([`crate::pool::checkout`]) or a failed connect proves it
+//!   never reached the backend, and both lead to a new connection before any write.
 //! - **connect failure** (`on` has `"connect-failure"`): nothing was sent, so any method
 //!   goes to another backend.
 //! - **reset or timeout** (`"reset"`, `"timeout"`): bytes were sent, so only idempotent
@@ -16,9 +21,16 @@
 //!   ([`held`]) that reads the response head before relaying anything; a listed status
 //!   goes to another backend if a retry is allowed then, and is relayed otherwise.
 //! - a response already begun is never retried.
+//! - **local exhaustion** ([`ConnectError::Local`]): weir is out of files, memory or
+//!   ports; another backend would fail the same way, so the request stops here.
 //!
 //! A retry always goes to a backend not tried yet; when none is usable the request fails
-//! with the last error. At most `attempts` retries, and each spends the pool's [`Budget`].
+//! with the last error. At most `attempts` retries. Each spends the pool's [`Budget`],
+//! except after a failed TCP connect: that attempt sent nothing and loaded no backend, so
+//! its retry only puts the request where it would have gone had the dead backend not been
+//! picked. The budget is there against load amplification, and starving these retries
+//! turned a dead backend into client errors at low traffic (its floor of a few a second
+//! was spent by the first requests). They stay bounded by `attempts` and the backends.
 
 pub mod held;
 
@@ -214,8 +226,8 @@ impl<'p> Plan<'p> {
     }
 
     /// Starts a replay copy before the first exchange, when a replay could follow: the
-    /// body may fit, and the request is idempotent with retries on, or rides a pooled
-    /// connection that may prove stale.
+    /// body may fit, and the request is idempotent (only those are replayed once sent)
+    /// with retries on, or rides a pooled connection that may prove stale.
     pub fn start_capture(&mut self, head: &[u8], info: &RequestInfo, pool: &Pool) {
         if self.sent || self.capture.is_some() || info.body == BodyKind::Empty {
             return;
@@ -226,7 +238,7 @@ impl<'p> Plan<'p> {
             BodyKind::Length(n) => (head.len() as u64).saturating_add(n) <= limit as u64,
             _ => settings.replay_buffer > 0,
         };
-        let useful = self.reused || (info.method.is_idempotent() && settings.attempts > 0);
+        let useful = info.method.is_idempotent() && (self.reused || settings.attempts > 0);
         if !(fits && useful) {
             return;
         }
@@ -261,12 +273,16 @@ impl<'p> Plan<'p> {
         error: &AttemptError,
         now: Instant,
     ) -> Next<'p> {
+        if matches!(error, AttemptError::Connect(ConnectError::Local(..))) {
+            // weir is out of files, memory or ports: another backend would fail alike.
+            return Next::Stop;
+        }
         let on = &pool.settings.retry.on;
         let idempotent = info.method.is_idempotent();
         let stats = pool.backends[self.current()].live.stats.local();
         let silent =
             matches!(error, AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }));
-        if silent && self.reused && !self.stale_used && self.replayable(info) {
+        if silent && idempotent && self.reused && !self.stale_used && self.replayable(info) {
             (self.stale_used, self.fresh) = (true, true);
             stats.stale_retries.inc();
             stats.retries.inc();
@@ -288,7 +304,8 @@ impl<'p> Plan<'p> {
         if !retriable || !self.replayable(info) || (sent_bytes && !idempotent) {
             return Next::Stop;
         }
-        match self.another(pool, now) {
+        let budgeted = !matches!(error, AttemptError::Connect(_));
+        match self.another(pool, now, budgeted) {
             Some((index, trial)) => Next::Backend(index, trial),
             None => Next::Stop,
         }
@@ -297,7 +314,7 @@ impl<'p> Plan<'p> {
     /// Whether a held exchange that got a retriable status may retry; if so, the retry is
     /// arranged (backend picked, budget spent) and [`Self::next`] returns it.
     pub fn arrange_status_retry(&mut self, pool: &'p Pool, now: Instant) -> bool {
-        self.pending = self.another(pool, now);
+        self.pending = self.another(pool, now, true);
         self.pending.is_some()
     }
 
@@ -313,14 +330,20 @@ impl<'p> Plan<'p> {
             && self.count < MAX_TRIES
     }
 
-    /// Another backend for a retry: within `attempts`, not tried yet, within the budget.
-    fn another(&mut self, pool: &'p Pool, now: Instant) -> Option<(usize, Option<Trial<'p>>)> {
+    /// Another backend for a retry: within `attempts`, not tried yet, and within the
+    /// budget when the retry is `budgeted`.
+    fn another(
+        &mut self,
+        pool: &'p Pool,
+        now: Instant,
+        budgeted: bool,
+    ) -> Option<(usize, Option<Trial<'p>>)> {
         let settings = &pool.settings.retry;
         if self.retries >= settings.attempts || self.count == MAX_TRIES {
             return None;
         }
         let picked = select::pick(pool, &PickRequest::default(), &self.tried[..self.count])?;
-        if !pool.live.budget.try_retry(settings, now) {
+        if budgeted && !pool.live.budget.try_retry(settings, now) {
             pool.live.stats.local().budget_exhausted.inc();
             tracing::debug!(pool = %pool.name, "retry budget spent; not retrying");
             return None;

@@ -93,14 +93,16 @@ async fn what_follows_each_failure() {
         (request(Method::Get, BodyKind::Empty), request(Method::Post, BodyKind::Empty));
     let timeout = AttemptError::Exchange(Failure::Timeout);
     let begun = AttemptError::Exchange(Failure::Aborted);
-    let cases: [(&RequestInfo, AttemptError, bool, &str); 7] = [
+    let cases: [(&RequestInfo, AttemptError, bool, &str); 8] = [
         (&post, refused(), false, "other"),
         (&get, reset(), false, "other"),
         (&post, reset(), false, "stop"),
         (&get, timeout, false, "other"),
         (&get, begun, false, "stop"),
-        // A silent close on a pooled connection is the idle race: replay, any method.
-        (&post, reset(), true, "fresh"),
+        // A silent close on a pooled connection may be the idle race: an idempotent
+        // request is replayed, a POST may have run and is not.
+        (&get, reset(), true, "fresh"),
+        (&post, reset(), true, "stop"),
         (&get, AttemptError::Exchange(Failure::BadResponse("x")), false, "stop"),
     ];
     for (number, (info, error, reused, expected)) in cases.into_iter().enumerate() {
@@ -179,10 +181,36 @@ async fn an_exhausted_budget_stops_retries_and_is_counted() {
     let pool = &snapshot.pools[0];
     let get = request(Method::Get, BodyKind::Empty);
     let now = Instant::now();
-    assert_eq!(verdict(&Plan::new(0).next(pool, &get, &refused(), now)), "other");
-    assert_eq!(verdict(&Plan::new(0).next(pool, &get, &refused(), now)), "stop");
+    // A reset: the backend may have worked on the request, so its retry adds load.
+    for expected in ["other", "stop"] {
+        let mut plan = Plan::new(0);
+        plan.sent = true;
+        assert_eq!(verdict(&plan.next(pool, &get, &reset(), now)), expected);
+    }
     let exhausted: u64 = pool.live.stats.iter().map(|s| s.budget_exhausted.get()).sum();
     assert_eq!(exhausted, 1);
     let retries: u64 = pool.live.stats.iter().map(|s| s.retries.get()).sum();
     assert_eq!(retries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_failures_retry_outside_the_budget_within_attempts() {
+    let snapshot = snapshot(|pool| {
+        pool.retry.min_per_second = 1;
+        pool.retry.budget_percent = 0;
+        pool.retry.attempts = 1;
+    });
+    let pool = &snapshot.pools[0];
+    let get = request(Method::Get, BodyKind::Empty);
+    let now = Instant::now();
+    // The budget is spent: a connect failure sent nothing and still goes elsewhere, each
+    // time, but only `attempts` times per request.
+    assert!(pool.live.budget.try_retry(&pool.settings.retry, now));
+    for _ in 0..10 {
+        let mut plan = Plan::new(0);
+        assert_eq!(verdict(&plan.next(pool, &get, &refused(), now)), "other");
+        assert_eq!(verdict(&plan.next(pool, &get, &refused(), now)), "stop");
+    }
+    let exhausted: u64 = pool.live.stats.iter().map(|s| s.budget_exhausted.get()).sum();
+    assert_eq!(exhausted, 0, "the budget was not asked");
 }
