@@ -71,7 +71,15 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|draining| *draining) => return,
         };
-        let Ok((stream, peer)) = accepted else { continue };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of files, say: counted, logged within a budget, and paced, as the
+                // workers' accept loops are.
+                crate::worker::accept_failed(&shared, &error).await;
+                continue;
+            }
+        };
         // No slot: the connection is closed unanswered, as at any connection limit.
         let Some(slot) = slots.take(peer.ip()) else { continue };
         let shared = Arc::clone(&shared);

@@ -191,8 +191,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    accept_failed(&acceptor, &error);
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    accept_failed(&acceptor.shared, &error).await;
                     continue;
                 }
             },
@@ -203,12 +202,13 @@ async fn accept_loop(
     }
 }
 
-/// Counts a failed accept that is local exhaustion (EMFILE and kin) and logs it within
-/// [`ACCEPT_ERRORS_LOGGED_PER_SECOND`]: out of files, every worker fails an accept each
-/// [`ACCEPT_BACKOFF`] for as long as it lasts.
-fn accept_failed(acceptor: &Acceptor, error: &io::Error) {
+/// Counts a failed accept that is local exhaustion (EMFILE and kin), logs it within
+/// [`ACCEPT_ERRORS_LOGGED_PER_SECOND`] and pauses [`ACCEPT_BACKOFF`]: out of files, every
+/// worker (and the admin listener) fails an accept each backoff for as long as it lasts,
+/// and without the pause the loop would spin.
+pub(crate) async fn accept_failed(shared: &Shared, error: &io::Error) {
     if let Some(fault) = LocalFault::of(error) {
-        acceptor.shared.frontend.local().local_errors.record(Op::Accept, fault);
+        shared.frontend.local().local_errors.record(Op::Accept, fault);
     }
     match LogBudget::take_shared(&ACCEPT_ERROR_LOG) {
         Some(0) => tracing::warn!("accept failed: {error}"),
@@ -217,6 +217,7 @@ fn accept_failed(acceptor: &Acceptor, error: &io::Error) {
         }
         None => {}
     }
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
 /// Accepts what is already queued on a removed listener, so closing it resets no
