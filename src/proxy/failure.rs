@@ -2,7 +2,7 @@
 //! the client, and a fixed label for the access log.
 
 use super::buffers::Buffers;
-use super::exchange::Failure;
+use super::exchange::{Cut, Failure};
 use super::io::Stream;
 use super::retry::AttemptError;
 use super::{reply, Client};
@@ -35,7 +35,10 @@ pub(super) async fn fail<S: Stream>(
         AttemptError::Exchange(Failure::ClientBadBody) => {
             (400, "malformed chunked request body".into())
         }
-        AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return (false, 0, label),
+        AttemptError::Exchange(Failure::ClientGone) => return (false, 0, label),
+        AttemptError::Exchange(Failure::Aborted(cut)) => {
+            return (false, cut_short(client, backend, &cut), label)
+        }
         AttemptError::Status(status) => (502, format!("upstream answered {status}")),
         AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
             (502, format!("upstream TLS error: {error}"))
@@ -57,6 +60,23 @@ pub(super) async fn fail<S: Stream>(
     (keep_after_error, status, label)
 }
 
+/// Accounts for a response that stopped after bytes reached the client, which can only be
+/// told by closing the connection; returns the status the client got (0 for none). It
+/// is counted as sent, so the status counts agree with what clients saw.
+fn cut_short(client: &Client, backend: &Backend, cut: &Cut) -> u16 {
+    let (status, body_bytes, cause) = (cut.status, cut.body_bytes, cut.cause);
+    if cut.upstream_fault {
+        tracing::warn!(client = %client.peer, backend = %backend.label, status, body_bytes, "response cut: {cause}");
+    } else {
+        tracing::debug!(client = %client.peer, backend = %backend.label, status, body_bytes, "response cut: {cause}");
+    }
+    if status != 0 && client.metrics {
+        backend.live.stats.local().requests.record(status);
+        client.shared.frontend.local().requests.record(status);
+    }
+    status
+}
+
 /// A fixed label for each way an exchange fails, for the access log.
 fn failure_label(failure: &AttemptError) -> &'static str {
     match failure {
@@ -68,7 +88,7 @@ fn failure_label(failure: &AttemptError) -> &'static str {
         AttemptError::Exchange(Failure::ClientTimeout) => "request body timeout",
         AttemptError::Exchange(Failure::ClientBadBody) => "bad request body",
         AttemptError::Exchange(Failure::ClientGone) => "client gone",
-        AttemptError::Exchange(Failure::Aborted) => "response aborted",
+        AttemptError::Exchange(Failure::Aborted(cut)) => cut.cause,
         AttemptError::Status(_) => "upstream status",
         AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
             error.access_log_label()

@@ -8,7 +8,7 @@ use bytes::Buf;
 use tokio::time::Instant;
 
 use super::buffers::Buffers;
-use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
+use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
 use super::io::{Stream, Upstream};
 use super::logging::{Done, Pending};
 use super::pump::Capture;
@@ -103,11 +103,15 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
+                let body_bytes = match &error {
+                    AttemptError::Exchange(Failure::Aborted(cut)) => cut.body_bytes,
+                    _ => 0,
+                };
                 let (keep, status, cause) =
                     super::failure::fail(stream, client, backend, buffers, error, keep_after_error)
                         .await;
                 let mut done = done(pool, backend, None, plan.retries(), Some(cause));
-                done.status = status;
+                (done.status, done.bytes_out) = (status, body_bytes);
                 logged.finish(client, done);
                 return keep;
             }
@@ -352,7 +356,11 @@ fn upload<'a>(
         // (the retry policy replays only a complete copy).
         (_, false) if info.body == BodyKind::Empty => Upload::FromClient(None),
         (Some(capture), false) => Upload::Replay(&capture.bytes),
-        (None, false) => return Err(AttemptError::Exchange(Failure::Aborted)),
+        (None, false) => {
+            let cause = "request body not kept for a replay";
+            let cut = Cut { status: 0, body_bytes: 0, cause, upstream_fault: false };
+            return Err(AttemptError::Exchange(Failure::Aborted(cut)));
+        }
     })
 }
 
@@ -370,6 +378,7 @@ fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
         body_timeout: server.body_timeout,
         response_timeout: settings.response_timeout,
         read_timeout: settings.read_timeout,
+        send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
     }
 }
@@ -466,7 +475,7 @@ fn done<'a>(
     Done {
         status: outcome.map_or(0, |o| o.status),
         bytes_in: outcome.map_or(0, |o| o.bytes_sent),
-        bytes_out: outcome.map_or(0, |o| o.bytes_received),
+        bytes_out: outcome.map_or(0, |o| o.body_bytes_written),
         upstream: outcome.map(|o| o.header_latency),
         backend: Some(&backend.label),
         pool: Some(&pool.name),
