@@ -98,6 +98,17 @@ async fn get_to_eof(addr: SocketAddr) -> Vec<u8> {
     got
 }
 
+/// Reads until what arrived ends with `end`.
+async fn read_until(client: &mut TcpStream, end: &[u8]) {
+    let mut got = Vec::new();
+    while !got.ends_with(end) {
+        let mut buf = [0u8; 1024];
+        let n = timeout(WAIT, client.read(&mut buf)).await.expect("bytes in time").expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Asserts weir's status class counters: `ok` 2xx and `bad` 5xx responses.
 async fn assert_counted(admin: SocketAddr, ok: f64, bad: f64) {
     let text = scrape_until(admin, "weir_requests_total", &[("code_class", "2xx")], ok).await;
@@ -164,13 +175,7 @@ async fn a_malformed_chunk_after_the_head_went_out_closes_the_client() {
     let weir = balancer(backend, &log);
     let mut client = TcpStream::connect(weir.addr).await.expect("connect to weir");
     client.write_all(b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n").await.expect("send");
-    let mut got = Vec::new();
-    while !got.ends_with(b"hello\r\n") {
-        let mut buf = [0u8; 1024];
-        let n = timeout(WAIT, client.read(&mut buf)).await.expect("bytes in time").expect("read");
-        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut client, b"hello\r\n").await;
     release_tx.send(()).await.expect("backend waiting");
     let mut rest = Vec::new();
     let read = timeout(WAIT, client.read_to_end(&mut rest)).await.expect("closed in time");
@@ -187,4 +192,24 @@ async fn a_malformed_chunk_after_the_head_went_out_closes_the_client() {
     assert_eq!((next.status, next.text().as_str()), (200, "ok"));
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "the broken connection was reused");
     assert_counted(weir.admin, 2.0, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_cut_after_the_head_is_warned_about_with_the_backend() {
+    // Goal: the operator sees which backend broke a response, and why. Method: the weir
+    // binary; the backend sends a head with a chunk, then a bad chunk-size line once the
+    // client has the chunk; stderr must carry a warning naming the backend and cause.
+    let first = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec();
+    let (release_tx, release) = mpsc::channel(1);
+    let (backend, _) = scripted_backend(vec![first, b"zz\r\n".to_vec()], Some(release)).await;
+    let backend_arg = backend.to_string();
+    let args = ["-b", &backend_arg, "-l", "127.0.0.1:0", "--admin", "off"];
+    let (weir, addr) = common::WeirProcess::start(&args).await;
+    let mut client = TcpStream::connect(addr).await.expect("connect to weir");
+    client.write_all(b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n").await.expect("send");
+    read_until(&mut client, b"hello\r\n").await;
+    release_tx.send(()).await.expect("backend waiting");
+    let warned = |l: &str| l.contains("WARN") && l.contains("response cut");
+    let line = weir.wait_stderr(warned).await.unwrap_or_else(|| panic!("{}", weir.stderr()));
+    assert!(line.contains(&backend_arg) && line.contains("chunked"), "{line}");
 }
