@@ -9,8 +9,19 @@ use super::{reply, Client};
 use crate::pool::ConnectError;
 use crate::snapshot::Backend;
 
-/// Answers a request whose attempts all failed. Returns whether the connection may go on,
-/// the status sent (0 for none), and a short cause for the access log.
+/// What the client got of a request whose attempts all failed.
+pub(super) struct Failed {
+    /// The client connection may serve another request.
+    pub keep: bool,
+    /// The status the client got (0 for none).
+    pub status: u16,
+    /// A short cause for the access log.
+    pub cause: &'static str,
+    /// Response body bytes written to the client.
+    pub body_bytes: u64,
+}
+
+/// Answers a request whose attempts all failed, and says what the client got.
 pub(super) async fn fail<S: Stream>(
     stream: &mut S,
     client: &Client,
@@ -18,7 +29,7 @@ pub(super) async fn fail<S: Stream>(
     buffers: &mut Buffers,
     failure: AttemptError,
     keep_after_error: bool,
-) -> (bool, u16, &'static str) {
+) -> Failed {
     let label = failure_label(&failure);
     let stats = backend.live.stats.local();
     let (status, cause): (u16, String) = match failure {
@@ -35,9 +46,12 @@ pub(super) async fn fail<S: Stream>(
         AttemptError::Exchange(Failure::ClientBadBody) => {
             (400, "malformed chunked request body".into())
         }
-        AttemptError::Exchange(Failure::ClientGone) => return (false, 0, label),
+        AttemptError::Exchange(Failure::ClientGone) => {
+            return Failed { keep: false, status: 0, cause: label, body_bytes: 0 }
+        }
         AttemptError::Exchange(Failure::Aborted(cut)) => {
-            return (false, cut_short(client, backend, &cut), label)
+            let status = cut_short(client, backend, &cut);
+            return Failed { keep: false, status, cause: label, body_bytes: cut.body_bytes };
         }
         AttemptError::Status(status) => (502, format!("upstream answered {status}")),
         AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
@@ -57,7 +71,7 @@ pub(super) async fn fail<S: Stream>(
         !keep_after_error,
     )
     .await;
-    (keep_after_error, status, label)
+    Failed { keep: keep_after_error, status, cause: label, body_bytes: 0 }
 }
 
 /// Accounts for a response that stopped after bytes reached the client, which can only be

@@ -103,17 +103,13 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
-                let body_bytes = match &error {
-                    AttemptError::Exchange(Failure::Aborted(cut)) => cut.body_bytes,
-                    _ => 0,
-                };
-                let (keep, status, cause) =
+                let failed =
                     super::failure::fail(stream, client, backend, buffers, error, keep_after_error)
                         .await;
-                let mut done = done(pool, backend, None, plan.retries(), Some(cause));
-                (done.status, done.bytes_out) = (status, body_bytes);
+                let mut done = done(pool, backend, None, plan.retries(), Some(failed.cause));
+                (done.status, done.bytes_out) = (failed.status, failed.body_bytes);
                 logged.finish(client, done);
-                return keep;
+                return failed.keep;
             }
         }
     }
