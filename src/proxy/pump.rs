@@ -28,7 +28,7 @@ pub enum PumpError {
     ReadTimeout,
     /// The source closed before the framing said the body ended.
     Eof,
-    /// Writing to the destination failed, or stalled past the idle timeout.
+    /// Writing to the destination failed, or took no byte for the send timeout.
     Write(io::Error),
     /// The chunked framing was invalid.
     Framing(ChunkError),
