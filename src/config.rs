@@ -90,6 +90,9 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     /// Longest pause allowed while a client sends a request body; then the request fails.
     pub body_timeout: Duration,
+    /// Longest time a write to a client may make no progress (the client takes no byte);
+    /// then the response is cut. A client that drains slowly but steadily is never cut.
+    pub send_timeout: Duration,
     /// Largest request head (request line plus headers) in bytes; past it, 431.
     pub max_header_bytes: usize,
     /// Most header fields in one request head; past it, 431.
@@ -202,7 +205,9 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Time allowed between sending a request and the response head; then 504.
     pub response_timeout: Duration,
-    /// Longest pause allowed while a backend sends a response body.
+    /// The backend idle timeout: longest time weir waits on a backend that sends no
+    /// response body byte, or takes no request body byte. Time spent waiting on the
+    /// client does not count.
     pub read_timeout: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub idle_timeout: Duration,
@@ -360,6 +365,10 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(60),
             // Same as nginx's client_body_timeout.
             body_timeout: Duration::from_secs(60),
+            // Same as nginx's send_timeout. It counts only time in which the client takes
+            // no byte: the kernel reports room in the socket in batches (about a third of
+            // its send buffer), so a much shorter value would cut very slow readers.
+            send_timeout: Duration::from_secs(60),
             // nginx allows 4 x 8 KiB large header buffers; HAProxy's buffer is 16 KiB. 64 KiB
             // fits big cookies and JWTs while keeping a slow client's cost bounded.
             max_header_bytes: 64 * 1024,

@@ -215,6 +215,7 @@ impl Walker {
                 "header_timeout" => Slot::Duration(&mut out.header_timeout, false),
                 "keepalive_timeout" => Slot::Duration(&mut out.keepalive_timeout, false),
                 "body_timeout" => Slot::Duration(&mut out.body_timeout, false),
+                "send_timeout" => Slot::Duration(&mut out.send_timeout, false),
                 "max_header_bytes" => Slot::Size(&mut out.max_header_bytes, HEADER_BYTES),
                 "max_headers" => Slot::Count(&mut out.max_headers, 1, MAX_HEADERS),
                 // Zero is meaningful here: exit at once without waiting.

@@ -51,6 +51,7 @@ max_connections = 1000
 header_timeout = "2s"
 keepalive_timeout = "1.5s"
 body_timeout = "250ms"
+send_timeout = "20s"
 max_header_bytes = "32KiB"
 max_headers = 50
 drain_timeout = "1m"
@@ -120,6 +121,7 @@ fn full_file_parses_to_the_expected_config() {
             header_timeout: Duration::from_secs(2),
             keepalive_timeout: Duration::from_millis(1500),
             body_timeout: Duration::from_millis(250),
+            send_timeout: Duration::from_secs(20),
             max_header_bytes: 32 * 1024,
             max_headers: 50,
             drain_timeout: Duration::from_secs(60),

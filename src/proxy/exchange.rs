@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use super::io::{Stream, Writer};
-use super::pump::{write_all, write_flushed, Capture, Pump, PumpError};
+use super::pump::{write_flushed, Capture, Pump, PumpError};
 use super::timer::Alarm;
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{self, Exchange, ResponseInfo};
@@ -57,8 +57,11 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Time from the end of the request to the response head.
     pub response_timeout: Duration,
-    /// Upstream body idle timeout.
+    /// Backend idle timeout: the longest wait for a response body byte from the backend,
+    /// or for the backend to take a request body byte.
     pub read_timeout: Duration,
+    /// The longest a write to the client may make no progress.
+    pub send_timeout: Duration,
     /// Most bytes in a response head.
     pub max_header_bytes: usize,
 }
@@ -80,6 +83,60 @@ pub struct Outcome {
     pub bytes_sent: u64,
     /// Bytes received from upstream, head and body.
     pub bytes_received: u64,
+    /// Response body bytes written to the client (chunk framing included when relayed).
+    pub body_bytes_written: u64,
+}
+
+/// What reached the client of a response that stopped part way.
+#[derive(Clone, Copy, Debug)]
+pub struct Cut {
+    /// The status of the head the client got whole, or 0 if it got none.
+    pub status: u16,
+    /// Response body bytes written to the client.
+    pub body_bytes: u64,
+    /// Why the response stopped, for the access log and the warning.
+    pub cause: &'static str,
+    /// The backend caused it (not the client): a warning names the backend.
+    pub upstream_fault: bool,
+}
+
+/// How much of a response weir wrote to the client, to tell what a failure cost.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    /// The response status.
+    pub status: u16,
+    /// Length of the client-bound head, written before any body byte.
+    pub head: u64,
+    /// Bytes written to the client socket, head included.
+    pub written: u64,
+}
+
+impl Sent {
+    /// The failure a broken response body means. When no byte reached the client, a
+    /// fault of the backend can still be answered with a 502; once bytes went out, only
+    /// closing the connection signals it, and the log says what the client got.
+    pub fn failure(self, error: PumpError) -> Failure {
+        let (cause, upstream_fault) = match error {
+            PumpError::Framing(_) => ("malformed chunked response body", true),
+            PumpError::Eof => ("upstream closed before the response body ended", true),
+            PumpError::Read(_) => ("upstream read failed in the response body", true),
+            PumpError::ReadTimeout => ("upstream sent no body byte for read_timeout", true),
+            PumpError::Write(ref e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ("client took no byte for send_timeout", false)
+            }
+            PumpError::Write(_) => ("client gone", false),
+        };
+        if self.written == 0 && upstream_fault {
+            return Failure::BadResponse(cause);
+        }
+        let head_sent = self.written >= self.head;
+        Failure::Aborted(Cut {
+            status: if head_sent { self.status } else { 0 },
+            body_bytes: self.written.saturating_sub(self.head),
+            cause,
+            upstream_fault,
+        })
+    }
 }
 
 /// Why an exchange produced no (complete) response.
@@ -107,7 +164,7 @@ pub enum Failure {
     /// The client's chunked body was malformed.
     ClientBadBody,
     /// The response had begun when something failed; the client connection must close.
-    Aborted,
+    Aborted(Cut),
 }
 
 /// Runs one exchange. On entry `io.head` holds the upstream request head.
@@ -155,24 +212,19 @@ pub async fn run<C: Stream, U: Stream>(
             header_latency,
             bytes_sent: head_len,
             bytes_received: info.head_len as u64,
+            body_bytes_written: 0,
         });
     }
+    let reply_head = reply.len() as u64;
+    let mut pump = download(&info, &limits, reply);
     let downloaded = if let Some(length) = whole_body(&info, upstream_buf, &uploaded) {
         // Common for small responses: the body came with the head, and the request is
         // sent. One write, without the streaming machinery.
-        reply.extend_from_slice(&upstream_buf[..length]);
+        pump.staged.extend_from_slice(&upstream_buf[..length]);
         upstream_buf.advance(length);
-        let written = write_all(&mut client_write, reply, limits.read_timeout).await;
-        written.map(|()| length as u64)
+        pump.flush(&mut client_write).await.map(|()| length as u64)
     } else {
-        let download = Pump {
-            kind: info.body,
-            dechunk: info.dechunk,
-            idle_timeout: limits.read_timeout,
-            staged: reply,
-            capture: None,
-        };
-        let download = download.run(upstream_buf, &mut upstream_read, &mut client_write);
+        let download = pump.run(upstream_buf, &mut upstream_read, &mut client_write);
         let mut download = pin!(download);
         // The rest of the request body goes up while the response comes down.
         loop {
@@ -182,11 +234,29 @@ pub async fn run<C: Stream, U: Stream>(
             }
         }
     };
+    let sent = Sent { status: info.status, head: reply_head, written: pump.written };
+    let downloaded = downloaded.map_err(|error| sent.failure(error));
     let mut outcome = finish(info, uploaded, downloaded, upstream_buf.is_empty())?;
+    outcome.body_bytes_written = pump.written - reply_head;
     outcome.header_latency = header_latency;
     outcome.bytes_sent += head_len;
     outcome.bytes_received += info.head_len as u64;
     Ok(outcome)
+}
+
+/// The pump of a response body to the client, with the client-bound head staged in
+/// `reply`: weir waits on the backend for `read_timeout`, on the client for
+/// `send_timeout`.
+pub fn download<'a>(info: &ResponseInfo, limits: &Limits, reply: &'a mut Vec<u8>) -> Pump<'a> {
+    Pump {
+        kind: info.body,
+        dechunk: info.dechunk,
+        idle_timeout: limits.read_timeout,
+        send_timeout: limits.send_timeout,
+        written: 0,
+        staged: reply,
+        capture: None,
+    }
 }
 
 /// The length of a response body that is entirely in `buf` already, when nothing else is
@@ -230,8 +300,17 @@ where
             Ok(0)
         }
         Upload::FromClient(capture) => {
-            let idle_timeout = limits.body_timeout;
-            let pump = Pump { kind: body, dechunk: false, idle_timeout, staged: head, capture };
+            let mut pump = Pump {
+                kind: body,
+                dechunk: false,
+                // The client's pauses count against the body timeout; the backend's
+                // (while it does not take bytes) against the backend idle timeout.
+                idle_timeout: limits.body_timeout,
+                send_timeout: limits.read_timeout,
+                written: 0,
+                staged: head,
+                capture,
+            };
             pump.run(input, client, upstream).await
         }
     }
@@ -340,12 +419,10 @@ fn client_side(error: &PumpError) -> Option<Failure> {
 fn finish(
     info: ResponseInfo,
     uploaded: Option<Result<u64, PumpError>>,
-    downloaded: Result<u64, PumpError>,
+    downloaded: Result<u64, Failure>,
     upstream_drained: bool,
 ) -> Result<Outcome, Failure> {
-    let Ok(body_bytes_received) = downloaded else {
-        return Err(Failure::Aborted);
-    };
+    let body_bytes_received = downloaded?;
     let upload_complete = matches!(uploaded, Some(Ok(_)));
     Ok(Outcome {
         status: info.status,
@@ -361,6 +438,7 @@ fn finish(
             _ => 0,
         },
         bytes_received: body_bytes_received,
+        body_bytes_written: 0,
     })
 }
 

@@ -2,15 +2,26 @@
 //! the client, and a fixed label for the access log.
 
 use super::buffers::Buffers;
-use super::exchange::Failure;
+use super::exchange::{Cut, Failure};
 use super::io::Stream;
 use super::retry::AttemptError;
 use super::{reply, Client};
 use crate::pool::ConnectError;
 use crate::snapshot::Backend;
 
-/// Answers a request whose attempts all failed. Returns whether the connection may go on,
-/// the status sent (0 for none), and a short cause for the access log.
+/// What the client got of a request whose attempts all failed.
+pub(super) struct Failed {
+    /// The client connection may serve another request.
+    pub keep: bool,
+    /// The status the client got (0 for none).
+    pub status: u16,
+    /// A short cause for the access log.
+    pub cause: &'static str,
+    /// Response body bytes written to the client.
+    pub body_bytes: u64,
+}
+
+/// Answers a request whose attempts all failed, and says what the client got.
 pub(super) async fn fail<S: Stream>(
     stream: &mut S,
     client: &Client,
@@ -18,7 +29,7 @@ pub(super) async fn fail<S: Stream>(
     buffers: &mut Buffers,
     failure: AttemptError,
     keep_after_error: bool,
-) -> (bool, u16, &'static str) {
+) -> Failed {
     let label = failure_label(&failure);
     let stats = backend.live.stats.local();
     let local = matches!(failure, AttemptError::Connect(ConnectError::Local(..)));
@@ -40,7 +51,13 @@ pub(super) async fn fail<S: Stream>(
         AttemptError::Exchange(Failure::ClientBadBody) => {
             (400, "malformed chunked request body".into())
         }
-        AttemptError::Exchange(Failure::ClientGone | Failure::Aborted) => return (false, 0, label),
+        AttemptError::Exchange(Failure::ClientGone) => {
+            return Failed { keep: false, status: 0, cause: label, body_bytes: 0 }
+        }
+        AttemptError::Exchange(Failure::Aborted(cut)) => {
+            let status = cut_short(client, backend, &cut);
+            return Failed { keep: false, status, cause: label, body_bytes: cut.body_bytes };
+        }
         AttemptError::Status(status) => (502, format!("upstream answered {status}")),
         AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
             (502, format!("upstream TLS error: {error}"))
@@ -59,7 +76,24 @@ pub(super) async fn fail<S: Stream>(
         !keep_after_error,
     )
     .await;
-    (keep_after_error, status, label)
+    Failed { keep: keep_after_error, status, cause: label, body_bytes: 0 }
+}
+
+/// Accounts for a response that stopped after bytes reached the client, which can only be
+/// told by closing the connection; returns the status the client got (0 for none). It
+/// is counted as sent, so the status counts agree with what clients saw.
+fn cut_short(client: &Client, backend: &Backend, cut: &Cut) -> u16 {
+    let (status, body_bytes, cause) = (cut.status, cut.body_bytes, cut.cause);
+    if cut.upstream_fault {
+        tracing::warn!(client = %client.peer, backend = %backend.label, status, body_bytes, "response cut: {cause}");
+    } else {
+        tracing::debug!(client = %client.peer, backend = %backend.label, status, body_bytes, "response cut: {cause}");
+    }
+    if status != 0 && client.metrics {
+        backend.live.stats.local().requests.record(status);
+        client.shared.frontend.local().requests.record(status);
+    }
+    status
 }
 
 /// A fixed label for each way an exchange fails, for the access log.
@@ -74,7 +108,7 @@ fn failure_label(failure: &AttemptError) -> &'static str {
         AttemptError::Exchange(Failure::ClientTimeout) => "request body timeout",
         AttemptError::Exchange(Failure::ClientBadBody) => "bad request body",
         AttemptError::Exchange(Failure::ClientGone) => "client gone",
-        AttemptError::Exchange(Failure::Aborted) => "response aborted",
+        AttemptError::Exchange(Failure::Aborted(cut)) => cut.cause,
         AttemptError::Status(_) => "upstream status",
         AttemptError::Tls(error) | AttemptError::Exchange(Failure::UpstreamTls(error)) => {
             error.access_log_label()

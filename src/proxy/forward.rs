@@ -8,7 +8,7 @@ use bytes::Buf;
 use tokio::time::Instant;
 
 use super::buffers::Buffers;
-use super::exchange::{self, Failure, Io, Limits, Outcome, Upload};
+use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
 use super::io::{Stream, Upstream};
 use super::logging::{Done, Pending};
 use super::pump::Capture;
@@ -104,13 +104,13 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
-                let (keep, status, cause) =
+                let failed =
                     super::failure::fail(stream, client, backend, buffers, error, keep_after_error)
                         .await;
-                let mut done = done(pool, backend, None, plan.retries(), Some(cause));
-                done.status = status;
+                let mut done = done(pool, backend, None, plan.retries(), Some(failed.cause));
+                (done.status, done.bytes_out) = (failed.status, failed.body_bytes);
                 logged.finish(client, done);
-                return keep;
+                return failed.keep;
             }
         }
     }
@@ -359,7 +359,11 @@ fn upload<'a>(
         // (the retry policy replays only a complete copy).
         (_, false) if info.body == BodyKind::Empty => Upload::FromClient(None),
         (Some(capture), false) => Upload::Replay(&capture.bytes),
-        (None, false) => return Err(AttemptError::Exchange(Failure::Aborted)),
+        (None, false) => {
+            let cause = "request body not kept for a replay";
+            let cut = Cut { status: 0, body_bytes: 0, cause, upstream_fault: false };
+            return Err(AttemptError::Exchange(Failure::Aborted(cut)));
+        }
     })
 }
 
@@ -377,6 +381,7 @@ fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
         body_timeout: server.body_timeout,
         response_timeout: settings.response_timeout,
         read_timeout: settings.read_timeout,
+        send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
     }
 }
@@ -475,7 +480,7 @@ fn done<'a>(
     Done {
         status: outcome.map_or(0, |o| o.status),
         bytes_in: outcome.map_or(0, |o| o.bytes_sent),
-        bytes_out: outcome.map_or(0, |o| o.bytes_received),
+        bytes_out: outcome.map_or(0, |o| o.body_bytes_written),
         upstream: outcome.map(|o| o.header_latency),
         backend: Some(&backend.label),
         pool: Some(&pool.name),

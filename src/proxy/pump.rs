@@ -28,7 +28,7 @@ pub enum PumpError {
     ReadTimeout,
     /// The source closed before the framing said the body ended.
     Eof,
-    /// Writing to the destination failed, or stalled past the idle timeout.
+    /// Writing to the destination failed, or took no byte for the send timeout.
     Write(io::Error),
     /// The chunked framing was invalid.
     Framing(ChunkError),
@@ -83,9 +83,16 @@ pub struct Pump<'a> {
     pub kind: BodyKind,
     /// Strip chunk framing (for an HTTP/1.0 client).
     pub dechunk: bool,
-    /// Longest pause allowed in one read or one write: a peer that stops sending, or stops
-    /// reading, cannot hold the transfer open forever.
+    /// Longest wait for the source to send a byte: a source that stops sending cannot
+    /// hold the transfer open forever. It runs only while weir waits on the source, never
+    /// while a slow destination drains what was read.
     pub idle_timeout: Duration,
+    /// Longest time a write may make no progress: a destination that stops taking bytes
+    /// is given up on, one that takes them slowly but steadily is not.
+    pub send_timeout: Duration,
+    /// Bytes written to the destination so far, staged bytes included: what the peer
+    /// got, even when the transfer fails.
+    pub written: u64,
     /// Bytes to send first (cleared once sent).
     pub staged: &'a mut Vec<u8>,
     /// Optional replay copy of what was written.
@@ -95,7 +102,7 @@ pub struct Pump<'a> {
 impl Pump<'_> {
     /// Runs the transfer. Bytes after the body stay in `buf`.
     pub async fn run<R, W>(
-        mut self,
+        &mut self,
         buf: &mut BytesMut,
         src: &mut R,
         dst: &mut W,
@@ -174,15 +181,17 @@ impl Pump<'_> {
             capture.record(bytes);
         }
         if self.staged.is_empty() {
-            return write_all(dst, bytes, self.idle_timeout).await;
+            return write_counted(dst, bytes, self.send_timeout, &mut self.written).await;
         }
         self.staged.extend_from_slice(bytes);
         self.flush(dst).await
     }
 
-    async fn flush<W: Writer>(&mut self, dst: &mut W) -> Result<(), PumpError> {
+    /// Writes the staged bytes, if any.
+    pub async fn flush<W: Writer>(&mut self, dst: &mut W) -> Result<(), PumpError> {
         if !self.staged.is_empty() {
-            write_all(dst, self.staged, self.idle_timeout).await?;
+            let written = &mut self.written;
+            write_counted(dst, self.staged, self.send_timeout, written).await?;
             self.staged.clear();
         }
         Ok(())
@@ -199,14 +208,38 @@ pub async fn write_flushed<W: Writer>(dst: &mut W, bytes: &[u8]) -> io::Result<(
     Ok(())
 }
 
-/// Writes all of `bytes` (flushed), failing if the destination stalls past `timeout`.
+/// Writes all of `bytes` (flushed), failing if the destination takes no byte for
+/// `stall`. Each write that makes progress starts the wait again, as nginx's
+/// `send_timeout` does ("between two successive write operations"), so a slow but
+/// steady reader is never cut however long the whole write takes.
 pub async fn write_all<W: Writer>(
     dst: &mut W,
     bytes: &[u8],
-    timeout: Duration,
+    stall: Duration,
 ) -> Result<(), PumpError> {
-    match lazy_timeout(timeout, write_flushed(dst, bytes)).await {
-        Ok(result) => result.map_err(PumpError::Write),
-        Err(_) => Err(PumpError::Write(io::Error::new(io::ErrorKind::TimedOut, "write stalled"))),
+    write_counted(dst, bytes, stall, &mut 0).await
+}
+
+/// [`write_all`], adding to `written` each byte the destination took, also on failure.
+async fn write_counted<W: Writer>(
+    dst: &mut W,
+    mut bytes: &[u8],
+    stall: Duration,
+    written: &mut u64,
+) -> Result<(), PumpError> {
+    let stalled = |_| PumpError::Write(io::Error::new(io::ErrorKind::TimedOut, "write stalled"));
+    // Bounded: each pass writes at least one byte, or fails.
+    while !bytes.is_empty() {
+        let n = lazy_timeout(stall, dst.write(bytes)).await.map_err(stalled)?;
+        let n = n.map_err(PumpError::Write)?;
+        if n == 0 {
+            return Err(PumpError::Write(io::ErrorKind::WriteZero.into()));
+        }
+        *written += n as u64;
+        bytes = &bytes[n..];
     }
+    if W::BUFFERS {
+        lazy_timeout(stall, dst.flush()).await.map_err(stalled)?.map_err(PumpError::Write)?;
+    }
+    Ok(())
 }

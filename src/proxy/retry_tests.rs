@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
 use crate::http1::request::Method;
+use crate::proxy::exchange::Cut;
 use crate::snapshot::{Registry, Snapshot};
 
 fn retry(budget_percent: u32, min_per_second: u32) -> RetryConfig {
@@ -92,7 +93,8 @@ async fn what_follows_each_failure() {
     let (get, post) =
         (request(Method::Get, BodyKind::Empty), request(Method::Post, BodyKind::Empty));
     let timeout = AttemptError::Exchange(Failure::Timeout);
-    let begun = AttemptError::Exchange(Failure::Aborted);
+    let cut = Cut { status: 200, body_bytes: 10, cause: "x", upstream_fault: true };
+    let begun = AttemptError::Exchange(Failure::Aborted(cut));
     let cases: [(&RequestInfo, AttemptError, bool, &str); 8] = [
         (&post, refused(), false, "other"),
         (&get, reset(), false, "other"),

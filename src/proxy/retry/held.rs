@@ -17,7 +17,7 @@ use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
 use crate::proxy::exchange::{self, Failure, Io, Limits, Outcome};
 use crate::proxy::io::Writer;
-use crate::proxy::pump::{write_flushed, Pump};
+use crate::proxy::pump::write_flushed;
 
 /// How a held exchange ended without failing.
 #[derive(Debug)]
@@ -75,14 +75,11 @@ where
     }
     buf.advance(info.head_len);
     crate::http1::request::append_lines(reply, extra_header);
-    let pump = Pump {
-        kind: info.body,
-        dechunk: info.dechunk,
-        idle_timeout: limits.read_timeout,
-        staged: reply,
-        capture: None,
-    };
-    let body = pump.run(buf, upstream, client).await.map_err(|_| Failure::Aborted)?;
+    let mut pump = exchange::download(&info, &limits, reply);
+    let reply_head = pump.staged.len() as u64;
+    let body = pump.run(buf, upstream, client).await;
+    let sent = exchange::Sent { status: info.status, head: reply_head, written: pump.written };
+    let body = body.map_err(|error| sent.failure(error))?;
     Ok(Held::Relayed(Outcome {
         status: info.status,
         upstream_reusable: info.upstream_reusable
@@ -93,6 +90,7 @@ where
         header_latency,
         bytes_sent: head_len,
         bytes_received: info.head_len as u64 + body,
+        body_bytes_written: pump.written - reply_head,
     }))
 }
 
