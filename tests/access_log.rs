@@ -35,7 +35,8 @@ const FIELDS: [&str; 13] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_lines_parse_with_every_field() {
     // Goal: each request gives one JSON line with the documented fields and true values.
-    // Method: 10 GETs and one refused request (bad framing), then a drain that flushes.
+    // Method: 10 GETs, a POST and one refused request (bad framing), then a drain that
+    // flushes.
     let backend = TestBackend::start("a").await;
     let path = common::temp_path("access.json");
     let mut config = common::config_for(&[backend.addr()]);
@@ -47,26 +48,32 @@ async fn json_lines_parse_with_every_field() {
         let req = format!("GET /item?n={i} HTTP/1.1\r\nHost: t\r\nUser-Agent: test/1\r\n\r\n");
         assert_eq!(send(addr, req.as_bytes()).await.status, 200);
     }
+    let post = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
+    assert_eq!(send(addr, post).await.status, 200);
     let bad = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
     assert_eq!(send(addr, bad).await.status, 400);
     tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("drain");
     let text = std::fs::read_to_string(&path).expect("access log written");
     let lines: Vec<serde_json::Value> =
         text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(lines.len(), 11, "one line per request:\n{text}");
+    assert_eq!(lines.len(), 12, "one line per request:\n{text}");
     for line in &lines {
         for field in FIELDS {
             assert!(line.get(field).is_some(), "`{field}` missing in {line}");
         }
     }
     let ok = lines.iter().filter(|l| l["status"] == 200).count();
-    assert_eq!(ok, 10);
+    assert_eq!(ok, 11);
     let first = lines.iter().find(|l| l["path"] == "/item?n=0").expect("first request");
     assert_eq!(first["method"], "GET");
     assert_eq!(first["backend"], backend.addr().to_string());
     assert_eq!(first["pool"], "web");
     assert_eq!(first["user_agent"], "test/1");
-    assert!(first["bytes_out"].as_u64().unwrap() > 0 && first["bytes_in"].as_u64().unwrap() > 0);
+    assert!(first["bytes_out"].as_u64().unwrap() > 0);
+    // `bytes_in` counts request body bytes, as the README says: none for a GET.
+    assert_eq!(first["bytes_in"], 0, "{first}");
+    let upload = lines.iter().find(|l| l["path"] == "/upload").expect("the POST");
+    assert_eq!(upload["bytes_in"], 11, "{upload}");
     assert!(first["upstream_ms"].as_f64().is_some());
     let refused = lines.iter().find(|l| l["status"] == 400).expect("the refused request");
     assert!(refused["error"].as_str().is_some_and(|e| e.contains("Content-Length")), "{refused}");

@@ -82,29 +82,9 @@ pub fn parse(
         return Err(ResponseError("upstream response head too large"));
     }
     let status = response.code.unwrap_or(0);
-    // httparse takes any three digits; RFC 9110 §15 status codes start at 100. A code
-    // under 100 has no class: relaying it would make a final response look interim.
-    if status < 100 {
-        return Err(ResponseError("invalid status code from upstream"));
-    }
-    if status == 101 && !exchange.upgrade_requested {
-        return Err(ResponseError("unexpected 101 from upstream"));
-    }
+    let reason = response.reason.unwrap_or_default().as_bytes();
+    let rules = Rules::new(status, reason, exchange)?;
     let http10 = response.version == Some(0);
-    let no_body =
-        exchange.head_request || (100..200).contains(&status) || status == 204 || status == 304;
-    let interim = (100..200).contains(&status) && status != 101;
-    let rules = Rules {
-        status,
-        reason: response.reason.unwrap_or_default().as_bytes(),
-        no_body,
-        // RFC 9110 §8.6 and RFC 9112 §6.1: no framing fields on these; whatever the
-        // backend sent, the client must not read them as a body to come.
-        strip_framing: (100..200).contains(&status) || status == 204 || status == 304,
-        write: !(interim && exchange.client_http10),
-        // A Transfer-Encoding that is not an error means a chunked body here.
-        drop_transfer_encoding: exchange.client_http10 && !no_body,
-    };
     out.clear();
     let mut connection = ConnectionOptions::default();
     let scanned = scan_and_write(buf, response.headers, &rules, &mut connection, out)
@@ -152,6 +132,35 @@ struct Rules<'a> {
     write: bool,
     /// `Transfer-Encoding` is left out: weir de-chunks for an HTTP/1.0 client.
     drop_transfer_encoding: bool,
+}
+
+impl<'a> Rules<'a> {
+    /// The rules for a response with `status`; a status weir never relays is an error.
+    #[inline]
+    fn new(status: u16, reason: &'a [u8], exchange: &Exchange) -> Result<Rules<'a>, ResponseError> {
+        // httparse takes any three digits; RFC 9110 §15 status codes start at 100. A code
+        // under 100 has no class: relaying it would make a final response look interim.
+        if status < 100 {
+            return Err(ResponseError("invalid status code from upstream"));
+        }
+        if status == 101 && !exchange.upgrade_requested {
+            return Err(ResponseError("unexpected 101 from upstream"));
+        }
+        let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+        let no_body = exchange.head_request || bodiless;
+        let interim = (100..200).contains(&status) && status != 101;
+        Ok(Rules {
+            status,
+            reason,
+            no_body,
+            // RFC 9110 §8.6 and RFC 9112 §6.1: no framing fields on these; whatever the
+            // backend sent, the client must not read them as a body to come.
+            strip_framing: bodiless,
+            write: !(interim && exchange.client_http10),
+            // A Transfer-Encoding that is not an error means a chunked body here.
+            drop_transfer_encoding: exchange.client_http10 && !no_body,
+        })
+    }
 }
 
 impl Rules<'_> {

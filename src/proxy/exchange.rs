@@ -85,6 +85,9 @@ pub struct Outcome {
     pub bytes_received: u64,
     /// Response body bytes written to the client (chunk framing included when relayed).
     pub body_bytes_written: u64,
+    /// Request body bytes sent upstream (chunk framing included), for the access log's
+    /// `bytes_in`.
+    pub body_bytes_sent: u64,
 }
 
 /// What reached the client of a response that stopped part way.
@@ -204,16 +207,7 @@ pub async fn run<C: Stream, U: Stream>(
     crate::http1::request::append_lines(reply, extra_header);
     if info.status == 101 {
         write_flushed(&mut client_write, reply).await.map_err(|_| Failure::ClientGone)?;
-        return Ok(Outcome {
-            status: 101,
-            upstream_reusable: false,
-            keep_client: false,
-            upgraded: true,
-            header_latency,
-            bytes_sent: head_len,
-            bytes_received: info.head_len as u64,
-            body_bytes_written: 0,
-        });
+        return Ok(upgraded(header_latency, head_len, info.head_len as u64));
     }
     let reply_head = reply.len() as u64;
     let mut pump = download(&info, &limits, reply);
@@ -239,9 +233,25 @@ pub async fn run<C: Stream, U: Stream>(
     let mut outcome = finish(info, uploaded, downloaded, upstream_buf.is_empty())?;
     outcome.body_bytes_written = pump.written - reply_head;
     outcome.header_latency = header_latency;
+    outcome.body_bytes_sent = outcome.bytes_sent;
     outcome.bytes_sent += head_len;
     outcome.bytes_received += info.head_len as u64;
     Ok(outcome)
+}
+
+/// The outcome of a `101` relayed to the client: the connection is a tunnel from now on.
+fn upgraded(header_latency: Duration, bytes_sent: u64, bytes_received: u64) -> Outcome {
+    Outcome {
+        status: 101,
+        upstream_reusable: false,
+        keep_client: false,
+        upgraded: true,
+        header_latency,
+        bytes_sent,
+        bytes_received,
+        body_bytes_written: 0,
+        body_bytes_sent: 0,
+    }
 }
 
 /// The pump of a response body to the client, with the client-bound head staged in
@@ -439,6 +449,7 @@ fn finish(
         },
         bytes_received: body_bytes_received,
         body_bytes_written: 0,
+        body_bytes_sent: 0,
     })
 }
 

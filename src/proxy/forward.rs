@@ -479,7 +479,7 @@ fn done<'a>(
 ) -> Done<'a> {
     Done {
         status: outcome.map_or(0, |o| o.status),
-        bytes_in: outcome.map_or(0, |o| o.bytes_sent),
+        bytes_in: outcome.map_or(0, |o| o.body_bytes_sent),
         bytes_out: outcome.map_or(0, |o| o.body_bytes_written),
         upstream: outcome.map(|o| o.header_latency),
         backend: Some(&backend.label),

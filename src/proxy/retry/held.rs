@@ -91,6 +91,8 @@ where
         bytes_sent: head_len,
         bytes_received: info.head_len as u64 + body,
         body_bytes_written: pump.written - reply_head,
+        // A held exchange carries no request body.
+        body_bytes_sent: 0,
     }))
 }
 
