@@ -115,14 +115,19 @@ impl Reject {
 }
 
 /// What the head says, owned so the buffer can move on.
-struct Head {
-    len: usize,
-    request: Request,
-    content_length: usize,
+#[derive(Debug)]
+pub struct Head {
+    /// Bytes of the head, including the empty line.
+    pub len: usize,
+    /// The request, its body still empty.
+    pub request: Request,
+    /// Body bytes that follow the head.
+    pub content_length: usize,
 }
 
-/// Parses a complete head from `buf`; `Ok(None)` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
+/// Parses a complete head from `buf`; `Ok(None)` while it is incomplete. Public (with
+/// [`Head`]) for the fuzz target in `fuzz/`; the server itself only calls it here.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Reject> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_ADMIN_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
