@@ -1,0 +1,96 @@
+//! The request target: what weir forwards upstream must be exactly the message weir
+//! decided it was, read by the strict [`oracle`](crate::oracle).
+
+use weir::http1::request::{self, Forwarding, RequestInfo};
+use weir::http1::{BodyKind, Parsed};
+
+use crate::oracle::{self, Framing, Head, Start};
+use crate::{forwarded_body, Body};
+
+/// The client address weir appends to `X-Forwarded-For`.
+pub const CLIENT_IP: &[u8] = b"192.0.2.7";
+
+/// Most fields per head: weir's default `max_headers` order, so heads of any shape the
+/// fuzzer makes up are parsed rather than refused for size.
+const MAX_HEADERS: usize = 100;
+
+/// Runs one input: a request head, then whatever body bytes follow it.
+pub fn check(data: &[u8]) {
+    let forwarding = Forwarding { client_ip: CLIENT_IP, proto: b"http", max_headers: MAX_HEADERS };
+    let mut out = Vec::new();
+    let info = match request::parse(data, &forwarding, &mut out) {
+        Ok(Parsed::Complete(info)) => info,
+        Ok(Parsed::Partial) => return,
+        Err(_) => {
+            assert!(out.is_empty(), "a refused request left a head to forward");
+            return;
+        }
+    };
+    assert!(info.head_len <= data.len());
+    let head = match oracle::request_head(&out) {
+        Ok(head) => head,
+        Err(e) => panic!("forwarded head does not parse: {e:?}\n{}", show(&out)),
+    };
+    assert_eq!(head.len, out.len(), "forwarded head has bytes after its end\n{}", show(&out));
+    let framing = oracle::request_framing(&head)
+        .unwrap_or_else(|e| panic!("forwarded framing is ambiguous: {e:?}\n{}", show(&out)));
+    check_head(data, &info, &head, framing, &out);
+    check_body(data, &info, framing, &out);
+}
+
+/// Method, target, framing decision and the fields weir must set or keep.
+fn check_head(data: &[u8], info: &RequestInfo, head: &Head, framing: Framing, out: &[u8]) {
+    let Start::Request { method, target } = &head.start else { unreachable!() };
+    // RFC 9112 §2.2: empty lines before the request line are ignored.
+    let line_start = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
+    let sent_method = data[line_start..].split(|&b| b == b' ').next().unwrap_or_default();
+    assert_eq!(method.as_slice(), sent_method, "method changed\n{}", show(out));
+    assert_eq!(target.as_slice(), &data[info.target.clone()], "target changed\n{}", show(out));
+    let expected = match info.body {
+        BodyKind::Empty => matches!(framing, Framing::None | Framing::Length(0)),
+        BodyKind::Length(n) => framing == Framing::Length(n),
+        BodyKind::Chunked => framing == Framing::Chunked,
+        BodyKind::UntilClose => false,
+    };
+    assert!(expected, "weir framed {:?}, forwards {framing:?}\n{}", info.body, show(out));
+    match &info.host {
+        Some(range) => {
+            let hosts: Vec<&[u8]> = head.values("host").collect();
+            let sent = oracle::trim(&data[range.clone()]);
+            assert_eq!(hosts, [sent], "Host not forwarded as received\n{}", show(out));
+        }
+        None => assert_eq!(head.count("host"), 0, "a Host appeared\n{}", show(out)),
+    }
+    let last_for = head.values("x-forwarded-for").last().unwrap_or_else(|| {
+        panic!("no X-Forwarded-For\n{}", show(out));
+    });
+    let appended = oracle::trim(last_for.rsplit(|&b| b == b',').next().unwrap_or_default());
+    assert_eq!(appended, CLIENT_IP, "X-Forwarded-For lost the client\n{}", show(out));
+    for hop in ["te", "keep-alive", "proxy-connection"] {
+        assert_eq!(head.count(hop), 0, "hop-by-hop {hop} forwarded\n{}", show(out));
+    }
+    let connection: Vec<&[u8]> = head.values("connection").collect();
+    let upgrade: &[&[u8]] = if info.upgrade { &[b"upgrade"] } else { &[] };
+    assert_eq!(connection, upgrade, "Connection is not weir's own\n{}", show(out));
+    assert_eq!(head.count("upgrade") > 0, info.upgrade, "Upgrade mismatch\n{}", show(out));
+}
+
+/// The head and the body as weir frames it read as exactly one message.
+fn check_body(data: &[u8], info: &RequestInfo, framing: Framing, out: &[u8]) {
+    let Body::Whole { bytes, payload } = forwarded_body(info.body, &data[info.head_len..]) else {
+        // Not all there, too long to make up, or refused mid-body (weir then closes the
+        // upstream connection): the head alone was checked.
+        return;
+    };
+    let wire = [out, &bytes].concat();
+    let message = oracle::request(&wire)
+        .unwrap_or_else(|e| panic!("forwarded request does not parse: {e:?}\n{}", show(&wire)));
+    assert_eq!(message.framing, framing);
+    assert_eq!(message.len, wire.len(), "forwarded bytes are not one message\n{}", show(&wire));
+    assert_eq!(message.body_len, payload, "body length differs\n{}", show(&wire));
+}
+
+/// Bytes as escaped text, for failure messages.
+pub fn show(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}

@@ -1,0 +1,176 @@
+//! The targets that need no wire oracle: the chunked decoder against itself and the
+//! strict chunked reader, the admin head, the config parser and the sticky cookie.
+
+use std::sync::Arc;
+
+use weir::admin::http::{parse_head, MAX_ADMIN_BODY_BYTES};
+use weir::balance::key::cookie_value;
+use weir::balance::sticky::Sticky;
+use weir::balance::{PickRequest, Strategy};
+use weir::config::parse::parse_str;
+use weir::config::{BackendAddress, PoolConfig, StickyConfig, StrategyKind};
+use weir::http1::chunked::{ChunkError, Decoder, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
+use weir::proxy::affinity::strip_cookie;
+use weir::snapshot::{Backend, BackendLive, BackendState};
+
+use crate::oracle;
+use crate::request::show;
+
+/// How a walk over a chunked body ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Done(usize),
+    Incomplete,
+    Refused(ChunkError),
+}
+
+/// Walks `body` with weir's decoder, offering it `window(i)` bytes at step `i` (at least
+/// one); returns how it ended and the chunk data it found.
+fn walk(body: &[u8], mut window: impl FnMut(usize) -> usize) -> (End, Vec<u8>) {
+    let mut decoder = Decoder::new();
+    let mut data = Vec::new();
+    let mut at = 0;
+    // Bounded: every step consumes at least one byte until the decoder is done.
+    for step in 0.. {
+        if decoder.is_done() {
+            return (End::Done(at), data);
+        }
+        if at == body.len() {
+            return (End::Incomplete, data);
+        }
+        let end = body.len().min(at + window(step).max(1));
+        match decoder.feed(&body[at..end]) {
+            Ok(fed) => {
+                if let Some(range) = fed.data {
+                    data.extend_from_slice(&body[at + range.start..at + range.end]);
+                }
+                assert!(fed.consumed > 0 || decoder.is_done(), "no progress at {at}");
+                at += fed.consumed;
+            }
+            Err(error) => return (End::Refused(error), data),
+        }
+    }
+    unreachable!()
+}
+
+/// Chunked target: the first byte seeds the split sizes, the rest is a body. Splits must
+/// not change the outcome, and a body the strict reader accepts must be accepted with
+/// the same data, unless it is over one of weir's documented bounds.
+pub fn chunked(data: &[u8]) {
+    let Some((&seed, body)) = data.split_first() else { return };
+    let whole = walk(body, |_| body.len());
+    let mut state = u32::from(seed) | 1;
+    let split = walk(body, |_| {
+        // xorshift: cheap, deterministic windows of 1 to 16 bytes.
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 16) as usize + 1
+    });
+    assert_eq!(whole, split, "splits changed the outcome of {}", show(body));
+    let bytewise = walk(body, |_| 1);
+    assert_eq!(whole, bytewise, "byte-at-a-time changed the outcome of {}", show(body));
+    let Ok((payload, len)) = oracle::chunked(body) else { return };
+    let over_bounds = body[..len].split(|&b| b == b'\n').any(|l| l.len() >= MAX_CHUNK_LINE_BYTES)
+        || len >= MAX_TRAILER_BYTES;
+    if !over_bounds {
+        assert_eq!(whole.0, End::Done(len), "a valid body was not read: {}", show(body));
+        assert_eq!(whole.1.len() as u64, payload, "chunk data differs: {}", show(body));
+    }
+}
+
+/// Admin head target: never a panic, and an accepted head has a sane length and a body
+/// length that every `Content-Length` field states plainly.
+pub fn admin_head(data: &[u8]) {
+    let Ok(Some(head)) = parse_head(data) else { return };
+    assert!(head.len <= data.len());
+    assert!(head.content_length <= MAX_ADMIN_BODY_BYTES);
+    assert!(!head.request.path.contains('?'), "query left in the path");
+    for (name, value) in &head.request.headers {
+        assert!(!name.eq_ignore_ascii_case("transfer-encoding"), "chunked admin body accepted");
+        if name.eq_ignore_ascii_case("content-length") {
+            let plain = oracle::trim(value.as_bytes()).iter().all(u8::is_ascii_digit);
+            assert!(plain, "admin accepted Content-Length {value:?}");
+        }
+    }
+}
+
+/// Config target: any text gives a config or errors that each point inside the text as
+/// `FILE:LINE:COL: message`.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Err(errors) = parse_str("fuzz.toml", text) else { return };
+    assert!(!errors.is_empty(), "an error result without errors");
+    let lines: Vec<&str> = text.split('\n').collect();
+    for error in errors {
+        assert_eq!(error.file, "fuzz.toml");
+        assert!(error.line >= 1 && error.line <= lines.len(), "line out of the text: {error}");
+        let width = lines[error.line - 1].chars().count();
+        assert!(error.col >= 1 && error.col <= width + 1, "column out of the line: {error}");
+        assert!(!error.message.is_empty(), "an error without a message");
+        let prefix = format!("fuzz.toml:{}:{}: ", error.line, error.col);
+        assert!(error.to_string().starts_with(&prefix), "not FILE:LINE:COL: {error}");
+    }
+}
+
+/// Three backends behind a sticky pool with the default cookie.
+fn sticky_pool() -> (Sticky, Vec<Backend>, StickyConfig) {
+    let config = StickyConfig::default();
+    let mut settings = PoolConfig::new("fuzz", StrategyKind::Sticky, Vec::new());
+    settings.sticky = Some(config.clone());
+    let backends: Vec<Backend> = (0..3u64)
+        .map(|i| {
+            let address = BackendAddress::parse(&format!("10.0.0.{i}:80")).expect("address");
+            Backend {
+                label: address.authority(),
+                address,
+                resolved: Vec::new(),
+                weight: 1,
+                state: BackendState::Active,
+                live: Arc::new(BackendLive::new(i + 1, 1)),
+            }
+        })
+        .collect();
+    (Sticky::new(&settings, &backends), backends, config)
+}
+
+thread_local! {
+    static POOL: (Sticky, Vec<Backend>, StickyConfig) = sticky_pool();
+}
+
+/// Sticky target: the input is a `Cookie` value. A backend's id in it pins the pick to
+/// that backend; anything else still gets a pick; stripping leaves no sticky cookie.
+pub fn sticky(data: &[u8]) {
+    POOL.with(|(sticky, backends, config)| {
+        let name = config.cookie.as_bytes();
+        let id = cookie_value(data, name);
+        let pick = sticky.pick(backends, &PickRequest { hash_key: None, sticky_id: id });
+        let pick = pick.expect("healthy backends, no pick");
+        let named = id.and_then(|id| {
+            (0..backends.len()).find(|&i| sticky.sticky_id(i).is_some_and(|s| s.as_bytes() == id))
+        });
+        if let Some(named) = named {
+            assert_eq!(pick, named, "the cookie named another backend");
+        }
+        check_strip(config, data);
+    });
+}
+
+/// `strip_cookie` on a head carrying `value` removes exactly the sticky cookie.
+fn check_strip(config: &StickyConfig, value: &[u8]) {
+    // Only values a head can carry: httparse has already refused the rest.
+    if !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) {
+        return;
+    }
+    let mut head = [b"GET / HTTP/1.1\r\nHost: a\r\nCookie: ", value, b"\r\nX: y\r\n\r\n"].concat();
+    strip_cookie(config, &mut head);
+    let parsed = oracle::request_head(&head)
+        .unwrap_or_else(|e| panic!("stripped head does not parse: {e:?}\n{}", show(&head)));
+    assert_eq!(parsed.len, head.len(), "bytes after the stripped head\n{}", show(&head));
+    assert_eq!(parsed.values("host").collect::<Vec<_>>(), [b"a"]);
+    assert_eq!(parsed.values("x").collect::<Vec<_>>(), [b"y"]);
+    for cookie in parsed.values("cookie") {
+        let left = cookie_value(cookie, config.cookie.as_bytes());
+        assert!(left.is_none(), "sticky cookie left in\n{}", show(&head));
+    }
+}
