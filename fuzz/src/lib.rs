@@ -14,7 +14,7 @@ pub mod simple;
 #[cfg(test)]
 extern crate libfuzzer_sys;
 
-use weir::http1::chunked::Decoder;
+use weir::http1::chunked::{Decoder, Rewrite};
 use weir::http1::BodyKind;
 
 /// Largest body the targets make up when the input holds less than `Content-Length`
@@ -48,11 +48,13 @@ pub fn forwarded_body(kind: BodyKind, rest: &[u8]) -> Body {
             Body::Whole { bytes, payload: n }
         }
         BodyKind::Length(_) => Body::HeadOnly,
-        // weir forwards chunked bodies as received, the framing walked by its decoder.
-        BodyKind::Chunked => match dechunk(rest) {
-            Some((consumed, data)) => {
-                Body::Whole { bytes: rest[..consumed].to_vec(), payload: data.len() as u64 }
-            }
+        // weir forwards a chunked body re-encoded as it streams: canonical size lines,
+        // data and trailers as received (`Decoder::rewrite`, as `proxy::pump` calls it).
+        BodyKind::Chunked => match rewrite(rest, 1 << 16) {
+            Some((_, canonical)) => match dechunk(&canonical) {
+                Some((_, data)) => Body::Whole { bytes: canonical, payload: data.len() as u64 },
+                None => Body::HeadOnly,
+            },
             None => Body::HeadOnly,
         },
         BodyKind::UntilClose => Body::Whole { bytes: rest.to_vec(), payload: rest.len() as u64 },
@@ -74,4 +76,19 @@ pub fn dechunk(body: &[u8]) -> Option<(usize, Vec<u8>)> {
         at += step.consumed;
     }
     decoder.is_done().then_some((at, data))
+}
+
+/// Rewrites a chunked body as weir forwards it, fed in windows of at most `window`
+/// bytes: (bytes it took, canonical output), or `None` when the body is refused or not
+/// complete.
+pub fn rewrite(body: &[u8], window: usize) -> Option<(usize, Vec<u8>)> {
+    let mut decoder = Decoder::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    // Bounded: every call consumes at least one byte until the decoder is done.
+    while at < body.len() && !decoder.is_done() {
+        let end = body.len().min(at + window.max(1));
+        at += decoder.rewrite(&body[at..end], &mut out, Rewrite::Canonical).ok()?;
+    }
+    decoder.is_done().then_some((at, out))
 }

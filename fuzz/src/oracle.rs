@@ -126,7 +126,7 @@ pub fn response_head(wire: &[u8]) -> Result<Head> {
 
 /// A request's framing (RFC 9112 §6.3, strictly).
 pub fn request_framing(head: &Head) -> Result<Framing> {
-    Ok(framing_fields(head)?.unwrap_or(Framing::None))
+    Ok(framing_fields(head, false)?.unwrap_or(Framing::None))
 }
 
 /// A response's framing; `head_request` when it answers a HEAD.
@@ -134,7 +134,7 @@ pub fn response_framing(head: &Head, head_request: bool) -> Result<Framing> {
     let Start::Response { status } = head.start else {
         return fail("not a response", 0);
     };
-    let fields = framing_fields(head)?;
+    let fields = framing_fields(head, true)?;
     if ((100..200).contains(&status) || status == 204) && fields.is_some() {
         return fail("framing field on a 1xx or 204", 0);
     }
@@ -364,18 +364,31 @@ pub fn trim(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
-/// The framing the fields name, if any: the normalised form only.
-fn framing_fields(head: &Head) -> Result<Option<Framing>> {
+/// The framing the fields name, if any: the normalised form only. A request's only
+/// coding is one `chunked`; a response (`codings`) may name other transfer codings
+/// before one final `chunked` (RFC 9112 §6.1), which the client decodes.
+fn framing_fields(head: &Head, codings_allowed: bool) -> Result<Option<Framing>> {
     let lengths: Vec<&[u8]> = head.values("content-length").collect();
     let codings: Vec<&[u8]> = head.values("transfer-encoding").collect();
     match (lengths.as_slice(), codings.as_slice()) {
         ([], []) => Ok(None),
         ([], [coding]) if coding.eq_ignore_ascii_case(b"chunked") => Ok(Some(Framing::Chunked)),
+        ([], _) if codings_allowed && ends_in_one_chunked(&codings) => Ok(Some(Framing::Chunked)),
         ([], _) => fail("Transfer-Encoding other than one `chunked`", 0),
         ([length], []) => decimal(length).map(|n| Some(Framing::Length(n))),
         ([_], _) => fail("both Content-Length and Transfer-Encoding", 0),
         _ => fail("more than one Content-Length field", 0),
     }
+}
+
+/// Every coding of every field is a token, the last is `chunked`, and no other is.
+fn ends_in_one_chunked(fields: &[&[u8]]) -> bool {
+    let codings: Vec<&[u8]> =
+        fields.iter().flat_map(|field| field.split(|&b| b == b',')).map(trim).collect();
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    codings.iter().all(|c| !c.is_empty() && c.iter().all(|&b| is_tchar(b)))
+        && codings.last().is_some_and(|c| chunked(c))
+        && codings.iter().filter(|c| chunked(c)).count() == 1
 }
 
 /// `1*DIGIT` that fits a u64.

@@ -77,6 +77,28 @@ pub fn chunked(data: &[u8]) {
         assert_eq!(whole.0, End::Done(len), "a valid body was not read: {}", show(body));
         assert_eq!(whole.1.len() as u64, payload, "chunk data differs: {}", show(body));
     }
+    canonical(body, usize::from(seed % 16) + 1);
+}
+
+/// What weir forwards of a chunked body is canonical, whatever the read windows: the
+/// strict reader accepts it whole, with the same data, and it never outgrows the input.
+fn canonical(body: &[u8], window: usize) {
+    let Some((took, out)) = crate::rewrite(body, body.len().max(1)) else { return };
+    let split = crate::rewrite(body, window).expect("a split refused what whole accepted");
+    assert_eq!((took, &out), (split.0, &split.1), "splits changed the rewrite of {}", show(body));
+    assert!(out.len() <= took, "the rewrite outgrew its input: {}", show(body));
+    let Ok((payload, len)) = oracle::chunked(&out) else {
+        panic!("weir forwards a chunked body the strict reader refuses: {}", show(&out));
+    };
+    assert_eq!(len, out.len(), "bytes after the rewritten body: {}", show(&out));
+    let data = crate::dechunk(body).map(|(_, data)| data).unwrap_or_default();
+    assert_eq!(payload, data.len() as u64, "the rewrite changed the data: {}", show(body));
+    let rewritten = crate::dechunk(&out).map(|(_, data)| data).unwrap_or_default();
+    assert_eq!(rewritten, data, "the rewrite changed the data bytes: {}", show(body));
+    // The canonical form is a fixed point: nothing (no extension, no leading zero) is
+    // left to rewrite.
+    let again = crate::rewrite(&out, out.len().max(1)).map(|(_, again)| again);
+    assert_eq!(again.as_ref(), Some(&out), "the rewrite is not canonical: {}", show(&out));
 }
 
 /// Admin head target: never a panic, and an accepted head has a sane length and a body
@@ -89,8 +111,15 @@ pub fn admin_head(data: &[u8]) {
     for (name, value) in &head.request.headers {
         assert!(!name.eq_ignore_ascii_case("transfer-encoding"), "chunked admin body accepted");
         if name.eq_ignore_ascii_case("content-length") {
-            let plain = oracle::trim(value.as_bytes()).iter().all(u8::is_ascii_digit);
+            // Digits, or a list of one number repeated (RFC 9112 §6.3 lets a recipient
+            // take `2, 2` as 2), and the body length the head settled on.
+            let parts: Vec<&[u8]> =
+                value.as_bytes().split(|&b| b == b',').map(oracle::trim).collect();
+            let plain = parts.iter().all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
             assert!(plain, "admin accepted Content-Length {value:?}");
+            let n = |p: &&[u8]| std::str::from_utf8(p).ok()?.parse::<usize>().ok();
+            let numbers: Vec<Option<usize>> = parts.iter().map(n).collect();
+            assert!(numbers.iter().all(|&x| x == Some(head.content_length)), "{value:?}");
         }
     }
 }

@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use super::fields::is_tchar;
+
 /// Longest chunk-size line weir accepts, extensions included. Real clients send a few
 /// hex digits; extensions are rare and short. A bound stops a peer from streaming an
 /// endless line.
@@ -293,11 +295,6 @@ fn canonical_framing(before: State, size: u64, byte: u8, out: &mut Vec<u8>) {
         | State::EndLf => out.push(byte),
         _ => {}
     }
-}
-
-/// A `tchar` of RFC 9110 §5.6.2: the bytes a field name is made of.
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn expect(byte: u8, wanted: u8, next: State) -> Result<State, ChunkError> {

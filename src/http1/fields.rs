@@ -265,6 +265,11 @@ pub fn decimal(mut n: u64, digits: &mut [u8; MAX_DECIMAL_DIGITS]) -> &[u8] {
     }
 }
 
+/// A `tchar` (RFC 9110 §5.6.2): the bytes of a token such as a transfer coding.
+pub fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
 /// Outcome of reading every `Transfer-Encoding` field of a message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransferCoding {
@@ -276,6 +281,9 @@ pub struct TransferCoding {
     pub misplaced_chunked: bool,
     /// A coding other than `chunked` was named (`gzip`, `identity`, an empty one).
     pub other: bool,
+    /// A coding is not a plain token (empty, parameters, `@gzip`): weir cannot tell
+    /// what a peer would make of it, so the message is refused.
+    pub malformed: bool,
 }
 
 impl TransferCoding {
@@ -289,12 +297,13 @@ impl TransferCoding {
             }
             self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
             self.other |= !self.chunked_last;
+            self.malformed |= coding.is_empty() || !coding.iter().all(|&b| is_tchar(b));
         }
     }
 
-    /// The codings end in exactly one `chunked`.
+    /// The codings are tokens and end in exactly one `chunked`.
     pub fn is_valid_chunked(&self) -> bool {
-        self.present && self.chunked_last && !self.misplaced_chunked
+        self.present && self.chunked_last && !self.misplaced_chunked && !self.malformed
     }
 
     /// The only coding is one `chunked`: the one request framing weir forwards.
@@ -427,5 +436,18 @@ X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Connection, Keep-Alive, Pr
         assert!(only(&[b"chunked"]) && only(&[b"Chunked"]));
         assert!(!only(&[b"gzip, chunked"]) && !only(&[b"identity", b"chunked"]));
         assert!(!only(&[b", chunked"]) && !only(&[b"chunked", b"chunked"]));
+    }
+
+    #[test]
+    fn transfer_codings_must_be_tokens() {
+        // Found by the response fuzz target: `@gzip, chunked` was relayed to clients.
+        for bad in [&b"@gzip, chunked"[..], b"gzip;q=1, chunked", b", chunked", b"gz ip, chunked"] {
+            let mut te = TransferCoding::default();
+            te.add(bad);
+            assert!(te.malformed && !te.is_valid_chunked(), "{}", bad.escape_ascii());
+        }
+        let mut te = TransferCoding::default();
+        te.add(b"gzip , chunked");
+        assert!(!te.malformed && te.is_valid_chunked());
     }
 }

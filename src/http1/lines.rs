@@ -12,7 +12,6 @@ use std::ops::Range;
 
 use super::fields::{decimal, MAX_DECIMAL_DIGITS};
 use super::offset_in;
-use super::request::{push_field, push_line};
 
 /// A head being written from received lines; see the module docs.
 pub struct Lines<'b, 'o> {
@@ -121,6 +120,46 @@ pub fn append_to_value(out: &mut Vec<u8>, at: usize, value: &[u8]) {
     out.copy_within(at..len, at + extra);
     out[at..at + 2].copy_from_slice(b", ");
     out[at + 2..at + extra].copy_from_slice(value);
+}
+
+/// Appends `name: value\r\n`.
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a received field line as it arrived (name, colon, white space, value; the
+/// line's own trailing white space and line ending are normalised to CRLF): one copy
+/// instead of four. `buf` is the buffer httparse parsed `header` from.
+pub fn push_line(out: &mut Vec<u8>, buf: &[u8], header: &httparse::Header<'_>) {
+    let (name, value) = (header.name.as_bytes(), header.value);
+    let start = offset_in(buf, name);
+    let end = offset_in(buf, value) + value.len();
+    // An empty value may not point into `buf` at all.
+    let line = buf.get(start..end).filter(|_| !value.is_empty() && end > start + name.len());
+    match line {
+        Some(line) => {
+            debug_assert!(line.starts_with(name) && line.ends_with(value));
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => push_field(out, name, value),
+    }
+}
+
+/// Adds whole field lines (`Name: value\r\n`, possibly several) to a finished head, before
+/// the empty line that ends it.
+pub fn append_lines(head: &mut Vec<u8>, lines: &[u8]) {
+    debug_assert!(head.ends_with(b"\r\n\r\n"));
+    debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+    if lines.is_empty() || !head.ends_with(b"\r\n\r\n") {
+        return;
+    }
+    head.truncate(head.len() - 2);
+    head.extend_from_slice(lines);
+    head.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
+pub use super::lines::{append_lines, push_field, push_line};
 use super::lines::{append_to_value, Lines};
 use super::target::{self, Target};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
@@ -399,6 +400,9 @@ fn body_kind(
         if http10 {
             return Err(RequestError::Bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
+        if coding.malformed {
+            return Err(RequestError::Bad("malformed Transfer-Encoding"));
+        }
         if !coding.is_valid_chunked() {
             return Err(RequestError::Bad("Transfer-Encoding does not end in chunked"));
         }
@@ -450,46 +454,6 @@ fn finish_upstream_head(
 fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
     let start = offset_in(buf, part);
     start..start + part.len()
-}
-
-/// Appends `name: value\r\n`.
-pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a received field line as it arrived (name, colon, white space, value; the
-/// line's own trailing white space and line ending are normalised to CRLF): one copy
-/// instead of four. `buf` is the buffer httparse parsed `header` from.
-pub fn push_line(out: &mut Vec<u8>, buf: &[u8], header: &httparse::Header<'_>) {
-    let (name, value) = (header.name.as_bytes(), header.value);
-    let start = offset_in(buf, name);
-    let end = offset_in(buf, value) + value.len();
-    // An empty value may not point into `buf` at all.
-    let line = buf.get(start..end).filter(|_| !value.is_empty() && end > start + name.len());
-    match line {
-        Some(line) => {
-            debug_assert!(line.starts_with(name) && line.ends_with(value));
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        }
-        None => push_field(out, name, value),
-    }
-}
-
-/// Adds whole field lines (`Name: value\r\n`, possibly several) to a finished head, before
-/// the empty line that ends it.
-pub fn append_lines(head: &mut Vec<u8>, lines: &[u8]) {
-    debug_assert!(head.ends_with(b"\r\n\r\n"));
-    debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
-    if lines.is_empty() || !head.ends_with(b"\r\n\r\n") {
-        return;
-    }
-    head.truncate(head.len() - 2);
-    head.extend_from_slice(lines);
-    head.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

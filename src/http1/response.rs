@@ -324,7 +324,7 @@ impl Framing {
                 }
                 self.length = Some(n);
             }
-            Name::TransferEncoding if !rules.no_body => self.coding.add(value),
+            Name::TransferEncoding if !rules.strip_framing => self.coding.add(value),
             _ => {}
         }
         Ok(())
@@ -332,7 +332,9 @@ impl Framing {
 
     /// How the body is delimited (RFC 9112 §6.3); bad framing is an error.
     fn body(&self, no_body: bool) -> Result<BodyKind, ResponseError> {
-        if no_body {
+        // A HEAD response's framing fields are relayed (they describe the GET), so they
+        // are checked as a GET response's would be; 1xx, 204 and 304 lose them instead.
+        if no_body && !self.coding.present {
             return Ok(BodyKind::Empty);
         }
         if self.coding.present {
@@ -341,12 +343,15 @@ impl Framing {
                     "both Content-Length and Transfer-Encoding from upstream",
                 ));
             }
+            if self.coding.malformed {
+                return Err(ResponseError("malformed Transfer-Encoding from upstream"));
+            }
             if !self.coding.is_valid_chunked() {
                 return Err(ResponseError(
                     "Transfer-Encoding from upstream does not end in chunked",
                 ));
             }
-            return Ok(BodyKind::Chunked);
+            return Ok(if no_body { BodyKind::Empty } else { BodyKind::Chunked });
         }
         Ok(match self.length {
             Some(0) => BodyKind::Empty,

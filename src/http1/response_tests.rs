@@ -256,3 +256,24 @@ fn bodiless_statuses_lose_their_framing_fields() {
         assert!(!lower.contains("content-length") && !lower.contains("transfer"), "{out:?}");
     }
 }
+
+#[test]
+fn transfer_codings_are_checked_on_every_response_that_relays_them() {
+    // Found by the response fuzz target: `@gzip, chunked` went to clients, and a HEAD
+    // response relayed any Transfer-Encoding unread.
+    let head = Exchange { head_request: true, ..exchange() };
+    for (value, exchange) in [
+        ("@gzip, chunked", exchange()),
+        ("gzip;q=1, chunked", exchange()),
+        ("ch\u{d1}uon)ked0", head),
+        ("@gzip, chunked", head),
+        ("gzip", head),
+    ] {
+        let response = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {value}\r\n\r\n");
+        assert!(rewrite(response.as_bytes(), &exchange).is_err(), "{value:?}");
+    }
+    let (info, out) =
+        rewrite(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &head).unwrap();
+    assert_eq!(info.body, BodyKind::Empty);
+    assert!(out.contains("Transfer-Encoding: gzip, chunked\r\n"), "{out}");
+}
