@@ -157,11 +157,47 @@ pub enum ConnectError {
     Timeout,
 }
 
+/// The failed connects to a backend's addresses, added up.
+#[derive(Debug, Default)]
+struct Failures {
+    /// The last failure that was the peer's (refused, unreachable).
+    last_peer: Option<io::Error>,
+    /// An address weir could not connect from (EADDRNOTAVAIL): an IPv6 address on a host
+    /// without IPv6, or no ephemeral port left for that address. Another address of the
+    /// same name may still work, so it ends nothing by itself.
+    local_address: Option<io::Error>,
+}
+
+impl Failures {
+    /// Takes one address's failure; `Some` when it ends the attempt at once: weir is out
+    /// of files or memory, and every other address would fail the same way.
+    fn add(&mut self, error: io::Error) -> Option<ConnectError> {
+        match LocalFault::of(&error) {
+            Some(LocalFault::LocalAddress) => self.local_address = Some(error),
+            Some(fault) => return Some(ConnectError::Local(fault, error)),
+            None => self.last_peer = Some(error),
+        }
+        None
+    }
+
+    /// The error once every address failed: local only when no peer failed, so a name
+    /// with an unusable IPv6 address and a refusing IPv4 one is the backend's failure.
+    fn finish(self) -> ConnectError {
+        match (self.last_peer, self.local_address) {
+            (Some(peer), _) => ConnectError::Failed(peer),
+            (None, Some(local)) => ConnectError::Local(LocalFault::LocalAddress, local),
+            (None, None) => {
+                ConnectError::Failed(io::Error::new(io::ErrorKind::NotFound, "no address"))
+            }
+        }
+    }
+}
+
 /// Opens a new connection to `backend`, trying each resolved address in turn within one
 /// overall `timeout`.
 pub async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let attempt = async {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        let mut failures = Failures::default();
         for addr in &backend.resolved {
             match TcpStream::connect(addr).await {
                 Ok(stream) => {
@@ -169,17 +205,52 @@ pub async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, 
                     let _ = stream.set_nodelay(true);
                     return Ok(stream);
                 }
-                // Every other address would fail the same way: stop here.
-                Err(e) => match LocalFault::of(&e) {
-                    Some(fault) => return Err(ConnectError::Local(fault, e)),
-                    None => last = e,
-                },
+                Err(e) => {
+                    if let Some(error) = failures.add(e) {
+                        return Err(error);
+                    }
+                }
             }
         }
-        Err(ConnectError::Failed(last))
+        Err(failures.finish())
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EADDRNOTAVAIL: i32 = 99;
+    const ECONNREFUSED: i32 = 111;
+    const EMFILE: i32 = 24;
+
+    fn os(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn an_unusable_local_address_moves_on_to_the_next_address() {
+        // `localhost` as [::1, 127.0.0.1] on a host without IPv6: the IPv6 address
+        // fails locally, and the IPv4 one must still be tried and judged.
+        let mut failures = Failures::default();
+        assert!(failures.add(os(EADDRNOTAVAIL)).is_none(), "one address ends nothing");
+        assert!(failures.add(os(ECONNREFUSED)).is_none());
+        assert!(matches!(failures.finish(), ConnectError::Failed(_)), "the backend refused");
+        let mut failures = Failures::default();
+        assert!(failures.add(os(EADDRNOTAVAIL)).is_none());
+        assert!(matches!(failures.finish(), ConnectError::Local(LocalFault::LocalAddress, _)));
+    }
+
+    #[test]
+    fn running_out_of_files_ends_the_attempt_at_once() {
+        let mut failures = Failures::default();
+        assert!(failures.add(os(ECONNREFUSED)).is_none());
+        let error = failures.add(os(EMFILE));
+        assert!(matches!(error, Some(ConnectError::Local(LocalFault::ProcessFiles, _))));
+        assert!(matches!(Failures::default().finish(), ConnectError::Failed(_)));
     }
 }

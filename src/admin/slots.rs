@@ -69,6 +69,7 @@ impl Slots {
     /// Takes a slot for a connection from `client`: an ordinary one if both bounds allow,
     /// else a reserve one, else none (the connection is closed unanswered).
     pub fn take(self: &Arc<Self>, client: IpAddr) -> Option<Slot> {
+        let client = client_key(client);
         // A panic never happens while the lock is held; the counts stay right regardless.
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let Held { ordinary, reserve, clients } = &mut *held;
@@ -97,6 +98,22 @@ impl Slots {
     }
 }
 
+/// The client a per-address cap counts: an IPv4 address, or an IPv6 address's /64 (an
+/// IPv4-mapped IPv6 address counts as its IPv4 one). One IPv6 host is usually given a
+/// whole /64, so keyed by full address it could take every slot, the reserve included.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = self.slots.held.lock().unwrap_or_else(PoisonError::into_inner);
@@ -116,7 +133,22 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn one_ipv6_host_counts_once_whatever_address_of_its_64_it_uses() {
+        let slots = Arc::new(Slots::default());
+        let host = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, n, n, n, n));
+        let taken: Vec<Slot> = (0..100).filter_map(|n| slots.take(host(n))).collect();
+        let caps = MAX_ADMIN_CONNECTIONS_PER_CLIENT + ADMIN_RESERVE_PER_CLIENT;
+        assert_eq!(taken.len(), caps, "a /64 is one client");
+        let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
+        assert_eq!(slots.take(other).map(|slot| slot.kind()), Some(Kind::Ordinary));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(client_key(mapped), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        drop(taken);
+        assert_eq!(slots.held(), (0, 0));
+    }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
