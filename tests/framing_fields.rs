@@ -228,3 +228,58 @@ async fn response_chunk_extensions_never_reach_the_client() {
     let body = raw.split_once("\r\n\r\n").expect("a head").1;
     assert_eq!(body, "5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n");
 }
+
+#[tokio::test]
+async fn underscore_spellings_of_framing_fields_are_refused() {
+    // Goal: `Transfer_Encoding: chunked` next to a Content-Length never reaches a backend
+    // that reads `_` as `-` (CGI, WSGI): it would read a chunked body where weir framed
+    // 30 bytes. Other underscore names pass byte for byte. Method: a raw backend counts
+    // what arrives.
+    let backend = Recorder::echo_target().await;
+    let weir = one_worker(&backend);
+    let body = format!("0\r\n\r\n{SMUGGLED}");
+    for name in ["Transfer_Encoding", "X_Forwarded_For"] {
+        let mut s = connect(weir.addr()).await.unwrap();
+        let req = format!(
+            "POST /a HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n{name}: chunked\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = timeout(WAIT, read_response(&mut s)).await.expect("in time").unwrap();
+        assert_eq!(resp.status, 400, "{name}: {}", resp.text());
+        assert!(resp.text().contains("underscore"), "{}", resp.text());
+    }
+    assert_eq!(backend.targets(), Vec::<String>::new(), "requests at the backend");
+    let mut s = connect(weir.addr()).await.unwrap();
+    let req = "GET /k HTTP/1.1\r\nHost: test\r\nX_Api_Key: secret\r\n\r\n";
+    let resp = timeout(WAIT, roundtrip(&mut s, req.as_bytes())).await.expect("in time").unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "/k"));
+    let head = String::from_utf8_lossy(&backend.requests()[0].head).into_owned();
+    assert!(head.contains("\r\nX_Api_Key: secret\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn an_upgrade_to_anything_but_websocket_goes_as_a_plain_request() {
+    // Goal: `Upgrade: h2c` opens no tunnel past routing and the access log: the backend
+    // gets a plain request without Upgrade, the upgrade option or HTTP2-Settings, and a
+    // 101 it answers anyway is a 502. Method: a raw backend records the head; a second
+    // one answers every request with 101.
+    let req = "GET /u HTTP/1.1\r\nHost: test\r\nUpgrade: h2c\r\n\
+               Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+    let backend = Recorder::echo_target().await;
+    let weir = one_worker(&backend);
+    let mut s = connect(weir.addr()).await.unwrap();
+    let resp = timeout(WAIT, roundtrip(&mut s, req.as_bytes())).await.expect("in time").unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "/u"));
+    let got = &backend.requests()[0];
+    for name in ["Upgrade", "Connection", "HTTP2-Settings"] {
+        assert_eq!(got.fields(name), Vec::<String>::new(), "{name} reached the backend");
+    }
+    let switching =
+        scripted("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+    let weir = one_worker(&switching);
+    let mut s = connect(weir.addr()).await.unwrap();
+    let resp = timeout(WAIT, roundtrip(&mut s, req.as_bytes())).await.expect("in time").unwrap();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+}

@@ -152,6 +152,9 @@ async fn malformed_targets_are_refused_before_any_backend() {
         ("GET", "/%zzadmin"),
         ("GET", "/admin%4"),
         ("GET", "/x\\..\\admin"),
+        // Tomcat and Jetty strip `;params` from segments: `..;` is `..` there.
+        ("GET", "/x/..;/admin"),
+        ("GET", "/x/%2e%2E;jsessionid=1/admin"),
     ];
     for (method, target) in refused {
         let req = format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n");

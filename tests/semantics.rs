@@ -256,7 +256,8 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
 async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
     // Goal: "no byte either way" means either way: a backend that only pushes (the client
     // never writes after the upgrade) keeps the tunnel open, and its silence closes it.
-    // Method: a raw backend answers 101, then sends a byte every 100 ms for 1.2 s (three
+    // Method: a raw backend answers 101 (WebSocket, the one upgrade weir tunnels; the
+    // bytes after it need not be frames), then sends a byte every 100 ms for 1.2 s (three
     // limits of 400 ms) and goes quiet without closing.
     const LIMIT: Duration = Duration::from_millis(400);
     const PUSHES: u8 = 12;
@@ -273,7 +274,7 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
             }
         }
         let reply =
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: push\r\n\r\n";
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
         up.write_all(reply).await.unwrap();
         for i in 0..PUSHES {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -286,7 +287,7 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
     let weir = Weir::start_with(&[backend], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
     let mut s = connect(weir.addr()).await.unwrap();
     let request =
-        "GET /push HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: push\r\n\r\n";
+        "GET /push HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
     s.write_all(request.as_bytes()).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];

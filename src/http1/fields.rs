@@ -67,6 +67,27 @@ impl Name {
     }
 }
 
+/// Length of the longest name [`Name::of`] recognises (`Transfer-Encoding`,
+/// `X-Forwarded-Proto`): the stack buffer [`is_underscore_spelling`] maps into.
+const MAX_KNOWN_NAME_LEN: usize = 17;
+
+/// Whether `name`, a field [`Name::of`] classed `Other`, spells a known name with `_` for
+/// `-` (`Transfer_Encoding`, `X_Forwarded_For`). CGI and WSGI servers (old gunicorn
+/// among them) map `_` to `-`, so they would read framing or forwarding weir did not.
+/// Only names with a `-` have such a spelling (10: `Keep-Alive`; 14 to 17), so any
+/// other length costs one comparison, and the rest never allocates.
+#[inline]
+pub fn is_underscore_spelling(name: &[u8]) -> bool {
+    matches!(name.len(), 10 | 14..=MAX_KNOWN_NAME_LEN) && name.contains(&b'_') && {
+        let mut dashed = [0u8; MAX_KNOWN_NAME_LEN];
+        let dashed = &mut dashed[..name.len()];
+        for (to, &from) in dashed.iter_mut().zip(name) {
+            *to = if from == b'_' { b'-' } else { from };
+        }
+        Name::of(dashed) != Name::Other
+    }
+}
+
 /// Whether a field name (or a token of a field value) equals `known`, a lowercase name of
 /// letters and `-` of the same length, ignoring ASCII case; eight bytes at a time. Setting
 /// bit 5 turns an uppercase letter into its lowercase and leaves lowercase letters and `-`
@@ -374,6 +395,20 @@ mod tests {
             assert_eq!(Name::of(other.as_bytes()), Name::Other, "{other}");
         }
         assert!(is_hop_by_hop(b"Keep-Alive") && !is_hop_by_hop(b"Upgrade"));
+    }
+
+    #[test]
+    fn every_known_name_with_a_dash_has_its_underscore_spelling_caught() {
+        let dashed = ["keep-alive", "content-length", "transfer-encoding", "proxy-connection"];
+        let forwarded = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+        for name in dashed.iter().chain(&forwarded) {
+            assert!(!is_underscore_spelling(name.as_bytes()), "{name}");
+            assert!(is_underscore_spelling(name.replace('-', "_").as_bytes()), "{name}");
+            assert!(is_underscore_spelling(name.replacen('-', "_", 1).as_bytes()), "{name}");
+        }
+        for other in ["X_Api_Key", "Content_Type", "host_", "X_Forwarded_Port", "t_"] {
+            assert!(!is_underscore_spelling(other.as_bytes()), "{other}");
+        }
     }
 
     #[test]

@@ -211,7 +211,10 @@ struct Scan<'a> {
     authority: Option<&'a [u8]>,
     last_forwarded_for: Option<usize>,
     expect_continue: bool,
-    upgrade_present: bool,
+    /// `Upgrade` fields seen (saturating): an upgrade needs exactly one.
+    upgrades: u8,
+    /// The last `Upgrade` value is the single token `websocket`, in any case.
+    websocket: bool,
 }
 
 impl<'a> Scan<'a> {
@@ -240,7 +243,10 @@ impl<'a> Scan<'a> {
             Name::Expect => {
                 self.expect_continue = fields::trim(value).eq_ignore_ascii_case(b"100-continue");
             }
-            Name::Upgrade => self.upgrade_present = true,
+            Name::Upgrade => {
+                self.upgrades = self.upgrades.saturating_add(1);
+                self.websocket = fields::trim(value).eq_ignore_ascii_case(b"websocket");
+            }
             _ => {}
         }
         Ok(())
@@ -270,7 +276,11 @@ impl<'a> Scan<'a> {
                 !connection.close
             },
             expect_continue: self.expect_continue && !http10,
-            upgrade: connection.upgrade && self.upgrade_present && !http10,
+            // Only WebSocket: a tunnel bypasses routing and the access log, so weir opens
+            // one only for the protocol it means to support. Any other `Upgrade` (h2c,
+            // TLS/1.0) goes as a plain request without it, as nginx forwards one when
+            // not configured to upgrade; a 101 to it is then a 502.
+            upgrade: connection.upgrade && self.upgrades == 1 && self.websocket && !http10,
             host: self.authority.or(self.host).map(|h| range_in(buf, h)),
             target: range_in(buf, target),
             origin: range_in(buf, origin),
@@ -297,7 +307,12 @@ fn scan_and_write<'a>(
     for (index, header) in headers.iter().enumerate() {
         let name = Name::of(header.name.as_bytes());
         if name == Name::Other {
-            // Most fields: nothing to check, always forwarded.
+            // Most fields: nothing to check, always forwarded. The one exception is a
+            // framing or forwarding name spelled with `_`, which backends that read `_`
+            // as `-` would act on (see `fields::is_underscore_spelling`).
+            if fields::is_underscore_spelling(header.name.as_bytes()) {
+                return Err(RequestError::Bad("underscore in a framing or forwarding field name"));
+            }
             lines.keep(header);
             continue;
         }

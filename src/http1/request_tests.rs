@@ -327,3 +327,65 @@ fn codings_besides_chunked_are_not_implemented() {
         assert_eq!(error.status().0, 501, "{codings}");
     }
 }
+
+#[test]
+fn underscore_spellings_of_framing_and_forwarding_fields_are_refused() {
+    // CGI/WSGI backends (and old gunicorn) read `_` as `-`: `Transfer_Encoding: chunked`
+    // next to a Content-Length weir frames by would be chunked to them (desync).
+    let names = [
+        "Transfer_Encoding",
+        "content_length",
+        "X_Forwarded_For",
+        "x_forwarded-proto",
+        "X-Forwarded_Host",
+        "Keep_Alive",
+        "Proxy_Connection",
+    ];
+    for name in names {
+        let head = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n{name}: 1\r\n\r\n");
+        let error = rewrite(head.as_bytes()).unwrap_err();
+        assert_eq!(
+            error,
+            RequestError::Bad("underscore in a framing or forwarding field name"),
+            "{name}"
+        );
+    }
+    // Other underscore names pass byte for byte, whatever their length.
+    let head = b"GET / HTTP/1.1\r\nHost: a\r\nX_Api_Key: k\r\nContent_Lengthy: 1\r\n\
+Transfer_Encodin_: 2\r\nX_Forwarded_Fo: 3\r\n\r\n";
+    let (_, out) = rewrite(head).unwrap();
+    for line in ["X_Api_Key: k", "Content_Lengthy: 1", "Transfer_Encodin_: 2", "X_Forwarded_Fo: 3"]
+    {
+        assert!(out.contains(&format!("\r\n{line}\r\n")), "{line}: {out}");
+    }
+}
+
+#[test]
+fn only_a_websocket_upgrade_is_an_upgrade() {
+    // Any other protocol (h2c, ...) would open a tunnel past routing and the access log:
+    // it goes as a plain request, without `Upgrade` and the `upgrade` option.
+    for upgrade in ["h2c", "websocket, h2c", "TLS/1.0", "websocket/13", ""] {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: {upgrade}\r\n\
+Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+        );
+        let (info, out) = rewrite(head.as_bytes()).unwrap();
+        assert!(!info.upgrade, "{upgrade}");
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.1.2.3\r\n\
+X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n\r\n",
+            "{upgrade}"
+        );
+    }
+    let two = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\
+Connection: upgrade\r\n\r\n";
+    assert!(!rewrite(two).unwrap().0.upgrade);
+    for websocket in ["websocket", "WebSocket", " WEBSOCKET "] {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade:{websocket}\r\nConnection: upgrade\r\n\r\n"
+        );
+        let (info, out) = rewrite(head.as_bytes()).unwrap();
+        assert!(info.upgrade && out.contains("Connection: upgrade\r\n"), "{websocket}");
+    }
+}

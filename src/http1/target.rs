@@ -115,7 +115,8 @@ fn valid_port(digits: &[u8]) -> bool {
 /// percent-encoding (`%zz`, `%4`), which parsers repair differently, and a raw backslash,
 /// which some servers (IIS, some frameworks) read as `/`, so `/x\..\admin` would bypass
 /// a prefix rule there. RFC 3986 allows neither. The query is not checked: routing never
-/// reads it, and clients do send `?q=100%`.
+/// reads it, and clients do send `?q=100%`. Also a dot segment with parameters (see
+/// [`is_dot_with_params`]).
 fn check_path(path: &[u8]) -> Result<(), &'static str> {
     let mut i = 0;
     while i < path.len() {
@@ -125,10 +126,30 @@ fn check_path(path: &[u8]) -> Result<(), &'static str> {
             }
             b'%' => i += 3,
             b'\\' => return Err("backslash in the request path"),
+            b'/' if is_dot_with_params(&path[i + 1..]) => {
+                return Err("dot segment with parameters in the request path");
+            }
             _ => i += 1,
         }
     }
     Ok(())
+}
+
+/// Whether the segment at the start of `rest` is `.` or `..` (dots raw or `%2e`) followed
+/// by `;`: Tomcat and Jetty drop a segment's `;parameters`, so `/x/..;/admin` is `/admin`
+/// to them, while routing reads `..;` as a name and would miss an `/admin` rule. RFC 3986
+/// gives parameters no meaning, so weir cannot resolve such a segment the way they do.
+fn is_dot_with_params(mut rest: &[u8]) -> bool {
+    let mut dots = 0;
+    // Bounded: at most two dots make a dot segment.
+    while dots < 2 {
+        match rest {
+            [b'.', tail @ ..] | [b'%', b'2', b'e' | b'E', tail @ ..] => rest = tail,
+            _ => break,
+        }
+        dots += 1;
+    }
+    dots > 0 && rest.first() == Some(&b';')
 }
 
 /// The path of an origin form: everything before the query.

@@ -143,3 +143,28 @@ fn the_path_ends_at_the_query() {
     assert_eq!(path_of(b"?x"), b"");
     assert_eq!(path_of(b"/a"), b"/a");
 }
+
+#[test]
+fn dot_segments_with_parameters_are_refused() {
+    // Tomcat and Jetty strip `;params` from a segment, so `/x/..;/admin` is `/admin` there
+    // while the normalised path keeps `..;` as a name and misses an `/admin` rule.
+    let refused = [
+        "/x/..;/admin",
+        "/..;/admin",
+        "/x/.;/admin",
+        "/x/..;jsessionid=1/admin",
+        "/x/%2e%2e;/admin",
+        "/x/.%2E;/admin",
+        "/x/%2e;x/admin",
+        "/x/..;",
+        "http://a/x/..;/admin",
+    ];
+    for target in refused {
+        let reason = "dot segment with parameters in the request path";
+        assert_eq!(parse(target.as_bytes(), false), Err(reason), "{target}");
+    }
+    // Parameters on other segments, dots inside names, and the query are not refused.
+    for target in ["/a;b/c", "/...;/x", "/x.;/y", "/a/b..;c", "/x?/..;/admin", "/%2e%2e%2e;/x"] {
+        assert!(parse(target.as_bytes(), false).is_ok(), "{target}");
+    }
+}
