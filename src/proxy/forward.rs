@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::buffers::Buffers;
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
+use super::failure::fail;
 use super::io::{Stream, Upstream};
 use super::logging::{Done, Pending};
 use super::pump::Capture;
@@ -63,7 +64,9 @@ pub async fn handle<S: Stream>(
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
         Choice::Refuse(cause) => {
             let close = !keep_after_error;
-            reply::send(stream, client, &mut buffers.reply, 503, &cause, None, close).await;
+            let answer = reply::Answer { status: 503, cause: &cause, backend: None, close };
+            let send_timeout = snapshot.config.server.send_timeout;
+            reply::send(stream, client, &mut buffers.reply, answer, send_timeout).await;
             logged.finish(client, Done::refused(503, "no usable backend"));
             return keep_after_error;
         }
@@ -104,9 +107,9 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
+                let timeout = server.send_timeout;
                 let failed =
-                    super::failure::fail(stream, client, backend, buffers, error, keep_after_error)
-                        .await;
+                    fail(stream, client, backend, buffers, error, keep_after_error, timeout).await;
                 let mut done = done(pool, backend, None, plan.retries(), Some(failed.cause));
                 (done.status, done.bytes_out) = (failed.status, failed.body_bytes);
                 logged.finish(client, done);
