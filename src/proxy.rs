@@ -248,7 +248,7 @@ async fn one_request<S: Stream>(
         Head::Idle => return (After::Idle, buffers),
         Head::Close => false,
         Head::Refuse(status, reason) => {
-            let answer = reply::Answer { status, cause: reason, backend: None, close: true };
+            let answer = reply::Answer::local(status, reason, true);
             reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logging::Pending::unparsed(client)
                 .finish(client, logging::Done::refused(status, reason));

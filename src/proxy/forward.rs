@@ -55,6 +55,7 @@ pub async fn handle<S: Stream>(
     info: RequestInfo,
 ) -> bool {
     let Conn { client, alarm, mut started } = conn;
+    let server = &snapshot.config.server;
     let choice = choose(snapshot, client, buffers, &info);
     let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
@@ -63,17 +64,14 @@ pub async fn handle<S: Stream>(
     let (pool, (index, mut trial), mut set_cookie) = match choice {
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
         Choice::Refuse(cause) => {
-            let close = !keep_after_error;
-            let answer = reply::Answer { status: 503, cause: &cause, backend: None, close };
-            let send_timeout = snapshot.config.server.send_timeout;
-            reply::send(stream, client, &mut buffers.reply, answer, send_timeout).await;
+            let answer = reply::Answer::local(503, &cause, !keep_after_error);
+            reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logged.finish(client, Done::refused(503, "no usable backend"));
             return keep_after_error;
         }
     };
     prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
     pool.live.budget.on_request(started);
-    let server = &snapshot.config.server;
     let draining = client.drain.is_draining();
     let mut plan = Plan::new(index);
     // Bounded: each pass is the first attempt, the one stale replay, or one of at most

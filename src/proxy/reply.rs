@@ -49,6 +49,13 @@ pub struct Answer<'a> {
     pub close: bool,
 }
 
+impl<'a> Answer<'a> {
+    /// An answer of weir's own, with no backend involved.
+    pub fn local(status: u16, cause: &'a str, close: bool) -> Self {
+        Answer { status, cause, backend: None, close }
+    }
+}
+
 /// Sends an error response, logs it, and counts it. Write errors are ignored: the client
 /// may already be gone, and the connection closes anyway when `close` is set. A client
 /// that takes no byte for `send_timeout` is given up on, as in the body pump.
