@@ -248,7 +248,8 @@ async fn one_request<S: Stream>(
         Head::Idle => return (After::Idle, buffers),
         Head::Close => false,
         Head::Refuse(status, reason) => {
-            reply::send(stream, client, &mut buffers.reply, status, reason, None, true).await;
+            let answer = reply::Answer::local(status, reason, true);
+            reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logging::Pending::unparsed(client)
                 .finish(client, logging::Done::refused(status, reason));
             false

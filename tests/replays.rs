@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Weir;
-use support::{connect, read_head, roundtrip};
+use support::{connect, read_head, read_response, roundtrip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
@@ -24,6 +24,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A raw backend that answers the first request of each connection (so weir pools the
 /// connection) and, on any later request on it, reads the whole request, counts it and
 /// closes without a byte: what a backend that ran the request and then crashed looks like.
+/// On a later request that asks for `100 Continue`, it sends one before reading the body.
 struct Hangup {
     addr: SocketAddr,
     /// Requests received, by `(method, path)` line.
@@ -67,6 +68,13 @@ async fn serve(
                 line.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned)
             })
             .map_or(0, |value| value.trim().parse::<u64>().expect("a length"));
+        let expects = text.to_ascii_lowercase().contains("\r\nexpect: 100-continue\r\n");
+        if number > 0 && expects {
+            let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+            if reader.get_mut().write_all(interim).await.is_err() {
+                return;
+            }
+        }
         let mut body = vec![0; length as usize];
         if reader.read_exact(&mut body).await.is_err() {
             return;
@@ -116,4 +124,39 @@ async fn a_get_on_a_pooled_connection_that_closes_silently_is_replayed_once() {
     let status = after_a_pooled_exchange(&backend, get).await;
     assert_eq!(status, 200, "replayed on a new connection");
     assert_eq!(backend.count("GET /read"), 2, "sent once, replayed once");
+}
+
+#[tokio::test]
+async fn an_interim_response_counts_as_a_response_byte_so_the_put_is_not_replayed() {
+    // Goal: a backend that answered `100 Continue`, read the body and died was reached;
+    // that is not the idle-close race, so the PUT is not replayed (outside `attempts`
+    // and the budget) and the client sees one 100. Method: a pooled connection, then a
+    // PUT with `Expect: 100-continue` that the backend answers with 100, reads and
+    // closes on.
+    let backend = Hangup::start().await;
+    let weir = Weir::start_with(&[backend.addr], |config| config.server.workers = 1);
+    let mut client = connect(weir.addr()).await.expect("connect");
+    let warm = b"GET /warm HTTP/1.1\r\nHost: test\r\n\r\n";
+    let response = timeout(WAIT, roundtrip(&mut client, warm)).await.expect("in time");
+    assert_eq!(response.expect("a response").status, 200);
+    let put =
+        b"PUT /doc HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    client.write_all(put).await.expect("send head");
+    let mut reader = BufReader::new(client);
+    let interim = timeout(WAIT, read_head(&mut reader, HEAD_LIMIT)).await.expect("in time");
+    let interim = interim.expect("read").expect("an interim head");
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
+    reader.get_mut().write_all(b"hello").await.expect("send body");
+    let mut more_interim = 0;
+    // Bounded: read_response times out, and a few interim heads are plenty.
+    let last = loop {
+        let response = read_response(&mut reader).await.expect("a response");
+        if response.status != 100 || more_interim == 4 {
+            break response;
+        }
+        more_interim += 1;
+    };
+    assert_eq!(backend.count("PUT /doc"), 1, "the backend got the PUT once: {}", last.text());
+    assert_eq!(more_interim, 0, "the client got another 100");
+    assert_eq!(last.status, 502, "{}", last.text());
 }

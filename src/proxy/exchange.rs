@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use super::io::{Stream, Writer};
-use super::pump::{write_flushed, Capture, Pump, PumpError};
+use super::pump::{write_all, Capture, Pump, PumpError};
 use super::timer::Alarm;
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{self, Exchange, ResponseInfo};
@@ -199,6 +199,7 @@ pub async fn run<C: Stream, U: Stream>(
         limits: &limits,
         alarm,
         sent_at: (body == BodyKind::Empty).then_some(started),
+        received: false,
     }
     .read(upload.as_mut(), &mut uploaded)
     .await?;
@@ -206,7 +207,8 @@ pub async fn run<C: Stream, U: Stream>(
     upstream_buf.advance(info.head_len);
     crate::http1::request::append_lines(reply, extra_header);
     if info.status == 101 {
-        write_flushed(&mut client_write, reply).await.map_err(|_| Failure::ClientGone)?;
+        let sent = write_all(&mut client_write, reply, limits.send_timeout).await;
+        sent.map_err(|_| Failure::ClientGone)?;
         return Ok(upgraded(header_latency, head_len, info.head_len as u64));
     }
     let reply_head = reply.len() as u64;
@@ -299,14 +301,17 @@ where
     R: AsyncRead + Unpin,
     W: Writer,
 {
+    // Writes to the backend fail after `read_timeout` without progress, as the body
+    // pump's do: a backend that takes no byte cannot hold the exchange (whose response
+    // timeout starts only once the request is sent) open forever.
     match upload {
         Upload::Replay(bytes) => {
-            write_flushed(upstream, bytes).await.map_err(PumpError::Write)?;
+            write_all(upstream, bytes, limits.read_timeout).await?;
             Ok(bytes.len() as u64)
         }
         // The head is left intact, so a stale connection can be retried with it.
         Upload::FromClient(_) if body == BodyKind::Empty => {
-            write_flushed(upstream, head).await.map_err(PumpError::Write)?;
+            write_all(upstream, head, limits.read_timeout).await?;
             Ok(0)
         }
         Upload::FromClient(capture) => {
@@ -339,6 +344,9 @@ struct HeadReader<'a, R, W> {
     /// When the request was sent, if known without a clock read: a request without a
     /// body goes out in the first poll.
     sent_at: Option<Instant>,
+    /// Some byte came from the backend, an interim head included: a close is then no
+    /// idle-close race, and the request is not replayed.
+    received: bool,
 }
 
 impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
@@ -368,9 +376,9 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                 read = self.upstream.read_buf(self.buf) => {
                     if !matches!(read, Ok(n) if n > 0) {
                         let request_sent = matches!(uploaded, Some(Ok(_)));
-                        let silent = self.buf.is_empty();
-                        return Err(closed(read.err(), silent, request_sent));
+                        return Err(closed(read.err(), !self.received, request_sent));
                     }
+                    self.received = true;
                     if let Some(info) = self.parse().await? {
                         return Ok(info);
                     }
@@ -392,7 +400,8 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                 Ok(Parsed::Partial) => return Ok(None),
                 Ok(Parsed::Complete(info)) if info.is_interim() => {
                     self.buf.advance(info.head_len);
-                    let relayed = write_flushed(self.client, self.reply).await;
+                    let relayed = write_all(self.client, self.reply, self.limits.send_timeout);
+                    let relayed = relayed.await;
                     relayed.map_err(|_| Failure::ClientGone)?;
                     if self.buf.is_empty() {
                         return Ok(None);
@@ -454,32 +463,5 @@ fn finish(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(body: BodyKind, dechunk: bool) -> ResponseInfo {
-        ResponseInfo {
-            head_len: 0,
-            status: 200,
-            body,
-            upstream_reusable: true,
-            close_client: false,
-            dechunk,
-        }
-    }
-
-    #[test]
-    fn only_a_body_already_buffered_after_a_sent_request_takes_the_one_write_path() {
-        let sent = Some(Ok(0));
-        let buf = BytesMut::from(&b"hello, next"[..]);
-        // Complete: the length, and the bytes after it stay for the pipeline check.
-        assert_eq!(whole_body(&info(BodyKind::Length(5), false), &buf, &sent), Some(5));
-        assert_eq!(whole_body(&info(BodyKind::Empty, false), &buf, &sent), Some(0));
-        // Not all here yet, still uploading, or framing that needs the pump: stream it.
-        assert_eq!(whole_body(&info(BodyKind::Length(50), false), &buf, &sent), None);
-        assert_eq!(whole_body(&info(BodyKind::Length(5), false), &buf, &None), None);
-        assert_eq!(whole_body(&info(BodyKind::Chunked, false), &buf, &sent), None);
-        assert_eq!(whole_body(&info(BodyKind::Chunked, true), &buf, &sent), None);
-        assert_eq!(whole_body(&info(BodyKind::UntilClose, false), &buf, &sent), None);
-    }
-}
+#[path = "exchange_tests.rs"]
+mod tests;

@@ -29,6 +29,7 @@ pub(super) async fn fail<S: Stream>(
     buffers: &mut Buffers,
     failure: AttemptError,
     keep_after_error: bool,
+    send_timeout: std::time::Duration,
 ) -> Failed {
     let label = failure_label(&failure);
     let stats = backend.live.stats.local();
@@ -66,16 +67,13 @@ pub(super) async fn fail<S: Stream>(
     if status >= 500 && !local {
         stats.requests.record(status);
     }
-    reply::send(
-        stream,
-        client,
-        &mut buffers.reply,
+    let answer = reply::Answer {
         status,
-        &cause,
-        Some(&backend.label),
-        !keep_after_error,
-    )
-    .await;
+        cause: &cause,
+        backend: Some(&backend.label),
+        close: !keep_after_error,
+    };
+    reply::send(stream, client, &mut buffers.reply, answer, send_timeout).await;
     Failed { keep: keep_after_error, status, cause: label, body_bytes: 0 }
 }
 

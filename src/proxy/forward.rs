@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::buffers::Buffers;
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
+use super::failure::fail;
 use super::io::{Stream, Upstream};
 use super::logging::{Done, Pending};
 use super::pump::Capture;
@@ -54,6 +55,7 @@ pub async fn handle<S: Stream>(
     info: RequestInfo,
 ) -> bool {
     let Conn { client, alarm, mut started } = conn;
+    let server = &snapshot.config.server;
     let choice = choose(snapshot, client, buffers, &info);
     let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
@@ -62,15 +64,14 @@ pub async fn handle<S: Stream>(
     let (pool, (index, mut trial), mut set_cookie) = match choice {
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
         Choice::Refuse(cause) => {
-            let close = !keep_after_error;
-            reply::send(stream, client, &mut buffers.reply, 503, &cause, None, close).await;
+            let answer = reply::Answer::local(503, &cause, !keep_after_error);
+            reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logged.finish(client, Done::refused(503, "no usable backend"));
             return keep_after_error;
         }
     };
     prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
     pool.live.budget.on_request(started);
-    let server = &snapshot.config.server;
     let draining = client.drain.is_draining();
     let mut plan = Plan::new(index);
     // Bounded: each pass is the first attempt, the one stale replay, or one of at most
@@ -104,9 +105,9 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
+                let timeout = server.send_timeout;
                 let failed =
-                    super::failure::fail(stream, client, backend, buffers, error, keep_after_error)
-                        .await;
+                    fail(stream, client, backend, buffers, error, keep_after_error, timeout).await;
                 let mut done = done(pool, backend, None, plan.retries(), Some(failed.cause));
                 (done.status, done.bytes_out) = (failed.status, failed.body_bytes);
                 logged.finish(client, done);

@@ -198,16 +198,6 @@ impl Pump<'_> {
     }
 }
 
-/// Writes all of `bytes`, then flushes a writer that buffers (TLS); plain TCP writes
-/// through and skips the flush.
-pub async fn write_flushed<W: Writer>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {
-    dst.write_all(bytes).await?;
-    if W::BUFFERS {
-        dst.flush().await?;
-    }
-    Ok(())
-}
-
 /// Writes all of `bytes` (flushed), failing if the destination takes no byte for
 /// `stall`. Each write that makes progress starts the wait again, as nginx's
 /// `send_timeout` does ("between two successive write operations"), so a slow but

@@ -1,8 +1,10 @@
 //! Responses weir makes itself: a status, a short `text/plain` body naming the cause, and
 //! a warn log naming the backend involved.
 
+use std::time::Duration;
+
 use super::io::Writer;
-use super::pump::write_flushed;
+use super::pump::write_all;
 use super::Client;
 
 /// Reason phrase (RFC 9110 §15) for the statuses weir generates; the test lists them.
@@ -36,24 +38,44 @@ pub fn render(out: &mut Vec<u8>, status: u16, cause: &str, close: bool) {
     );
 }
 
+/// An error response weir sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    /// The status.
+    pub status: u16,
+    /// The cause, the body and the log message.
+    pub cause: &'a str,
+    /// The backend involved, for the log.
+    pub backend: Option<&'a str>,
+    /// Say `Connection: close` (the caller closes the connection after).
+    pub close: bool,
+}
+
+impl<'a> Answer<'a> {
+    /// An answer of weir's own, with no backend involved.
+    pub fn local(status: u16, cause: &'a str, close: bool) -> Self {
+        Answer { status, cause, backend: None, close }
+    }
+}
+
 /// Sends an error response, logs it, and counts it. Write errors are ignored: the client
-/// may already be gone, and the connection closes anyway when `close` is set.
+/// may already be gone, and the connection closes anyway when `close` is set. A client
+/// that takes no byte for `send_timeout` is given up on, as in the body pump.
 pub async fn send<S: Writer>(
     stream: &mut S,
     client: &Client,
     out: &mut Vec<u8>,
-    status: u16,
-    cause: &str,
-    backend: Option<&str>,
-    close: bool,
+    answer: Answer<'_>,
+    send_timeout: Duration,
 ) {
+    let Answer { status, cause, backend, close } = answer;
     match backend {
         Some(backend) => tracing::warn!(client = %client.peer, backend, status, "{cause}"),
         None => tracing::warn!(client = %client.peer, status, "{cause}"),
     }
     client.shared.frontend.local().requests.record(status);
     render(out, status, cause, close);
-    let _ = write_flushed(stream, out).await;
+    let _ = write_all(stream, out, send_timeout).await;
 }
 
 #[cfg(test)]

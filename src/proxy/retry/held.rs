@@ -10,14 +10,14 @@
 
 use bytes::Buf;
 use tokio::io::AsyncRead;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 
 use crate::config::StatusSet;
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::{BodyKind, Parsed};
 use crate::proxy::exchange::{self, Failure, Io, Limits, Outcome};
 use crate::proxy::io::Writer;
-use crate::proxy::pump::write_flushed;
+use crate::proxy::pump::write_all;
 
 /// How a held exchange ended without failing.
 #[derive(Debug)]
@@ -49,21 +49,24 @@ where
     let started = Instant::now();
     let head_len = head.len() as u64;
     let not_sent = Failure::UpstreamClosed { silent: true, request_sent: false };
-    match timeout(limits.response_timeout, write_flushed(upstream, head)).await {
-        Ok(Ok(())) => {}
-        _ => return Err(not_sent),
+    // A backend that takes no byte of the head for read_timeout is given up on, as in
+    // the body pump.
+    if write_all(upstream, head, limits.read_timeout).await.is_err() {
+        return Err(not_sent);
     }
     let deadline = Instant::now() + limits.response_timeout;
+    // Some byte came, an interim head included: a close is then no idle-close race.
+    let mut received = false;
     // Bounded: each pass reads bytes into a head bounded by `max_header_bytes`, or ends at
     // the deadline.
     let info = loop {
         match timeout_at(deadline, tokio::io::AsyncReadExt::read_buf(upstream, buf)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Ok(0)) => {
-                return Err(Failure::UpstreamClosed { silent: buf.is_empty(), request_sent: true })
+                return Err(Failure::UpstreamClosed { silent: !received, request_sent: true })
             }
-            Ok(Err(error)) => return Err(exchange::closed(Some(error), buf.is_empty(), true)),
-            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(exchange::closed(Some(error), !received, true)),
+            Ok(Ok(_)) => received = true,
         }
         if let Some(info) = parse(buf, &exchange, reply, client, &limits).await? {
             break info;
@@ -114,7 +117,8 @@ async fn parse<C: Writer>(
             Ok(Parsed::Partial) => return Ok(None),
             Ok(Parsed::Complete(info)) if info.is_interim() => {
                 buf.advance(info.head_len);
-                write_flushed(client, reply).await.map_err(|_| Failure::ClientGone)?;
+                let relayed = write_all(client, reply, limits.send_timeout).await;
+                relayed.map_err(|_| Failure::ClientGone)?;
                 if buf.is_empty() {
                     return Ok(None);
                 }
