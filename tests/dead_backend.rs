@@ -36,7 +36,7 @@ type Failures = Arc<Mutex<Vec<String>>>;
 
 /// The sticky cookie (`name=value`) of a session pinned to the backend named `name`.
 async fn cookie_for(weir: &Balancer, name: &str) -> String {
-    // Bounded: the base strategy is round robin over 3 backends.
+    // Bounded: the base strategy is round robin over 3 backends (see `kill_under_load`).
     for _ in 0..6 {
         let response = common::get_close(weir.addr(), "/").await;
         if response.text() == name {
@@ -97,7 +97,10 @@ async fn kill_under_load(rate: u32, sticky: bool) -> (u64, Vec<String>) {
     let mut config = config_for(&addrs);
     if sticky {
         config.pools[0].strategy = StrategyKind::Sticky;
-        config.pools[0].sticky = Some(StickyConfig::default());
+        // Round robin for new sessions, so `cookie_for` reaches backend a within its
+        // bound; the default base, least_requests, picks at random among idle backends.
+        let base = StrategyKind::RoundRobin;
+        config.pools[0].sticky = Some(StickyConfig { base, ..StickyConfig::default() });
     }
     assert!(config.pools[0].health.is_none(), "no health checks");
     let weir = Balancer::start(config);
