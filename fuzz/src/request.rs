@@ -78,6 +78,23 @@ fn check_head(data: &[u8], info: &RequestInfo, head: &Head, framing: Framing, ou
     let upgrade: &[&[u8]] = if info.upgrade { &[b"upgrade"] } else { &[] };
     assert_eq!(connection, upgrade, "Connection is not weir's own\n{}", show(out));
     assert_eq!(head.count("upgrade") > 0, info.upgrade, "Upgrade mismatch\n{}", show(out));
+    // A backend that reads `_` as `-` (CGI, WSGI) must not find a second framing or
+    // forwarding field under another spelling.
+    for (name, _) in &head.fields {
+        let dashed: Vec<u8> =
+            name.iter().map(|&b| if b == b'_' { b'-' } else { b.to_ascii_lowercase() }).collect();
+        let guarded = [
+            &b"content-length"[..],
+            b"transfer-encoding",
+            b"keep-alive",
+            b"proxy-connection",
+            b"x-forwarded-for",
+            b"x-forwarded-proto",
+            b"x-forwarded-host",
+        ];
+        let spelled = name.contains(&b'_') && guarded.contains(&dashed.as_slice());
+        assert!(!spelled, "an underscore spelling went upstream\n{}", show(out));
+    }
 }
 
 /// The target an origin server must get for `target` (RFC 9112 §3.2.2), worked out
