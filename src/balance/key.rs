@@ -161,7 +161,7 @@ impl HashKey {
         if name.is_empty() {
             return Err(format!("`key`: `{kind}:` needs a name, as in \"{kind}:x-user-id\""));
         }
-        let token = name.bytes().all(is_tchar);
+        let token = name.bytes().all(crate::http1::fields::is_tchar);
         let query_ok = !name.bytes().any(|b| b"&=#?".contains(&b) || b <= b' ' || b == 0x7f);
         match kind {
             "header" if token => Ok(HashKey::Header(name.to_ascii_lowercase())),
@@ -210,11 +210,6 @@ impl fmt::Display for HashKey {
             HashKey::Path => f.write_str("path"),
         }
     }
-}
-
-/// An RFC 9110 token character.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@ pub(super) fn error(text: &str) -> String {
     errors[0].clone()
 }
 
-fn parse(text: &str) -> Config {
+/// The config `text` parses to; panics on errors. Shared with the section tests.
+pub(super) fn parse(text: &str) -> Config {
     match parse_str("weir.toml", text) {
         Ok(config) => config,
         Err(errors) => panic!("unexpected errors: {errors:#?}"),

@@ -334,8 +334,7 @@ fn base(v: &DeValue<'_>) -> Result<StrategyKind, String> {
 /// A cookie name: an RFC 6265 token.
 fn cookie_name(v: &DeValue<'_>) -> Result<String, String> {
     let name = text("cookie", v)?;
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    match name.bytes().all(tchar) {
+    match name.bytes().all(crate::http1::fields::is_tchar) {
         true => Ok(name),
         false => Err(format!("`cookie`: \"{name}\" is not a valid cookie name")),
     }

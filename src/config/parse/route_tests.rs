@@ -1,15 +1,7 @@
 //! `[[route]]` parsing: hosts, path prefixes, and the pool a route names.
 
-use super::parse_str;
-use crate::config::parse::tests::{error, errors};
-use crate::config::{Config, HostMatch};
-
-fn parse(text: &str) -> Config {
-    match parse_str("weir.toml", text) {
-        Ok(config) => config,
-        Err(errors) => panic!("{errors:#?}"),
-    }
-}
+use crate::config::parse::tests::{error, errors, parse};
+use crate::config::HostMatch;
 
 #[test]
 fn route_to_a_missing_pool() {
