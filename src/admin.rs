@@ -15,7 +15,6 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod http;
-pub mod json;
 pub mod mutate;
 pub mod routes;
 pub mod slots;

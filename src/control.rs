@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::config::{validate, Config};
 use crate::health::Passive;
-use crate::metrics::Counter;
 use crate::server::Shared;
+use crate::shard::Counter;
 use crate::snapshot::{Registry, Snapshot};
 use crate::state;
 

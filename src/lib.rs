@@ -32,7 +32,9 @@
 //! - [`route`]: host and path-prefix routing to pools.
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
-//! - [`metrics`]: per-worker sharded counters and the Prometheus text exposition.
+//! - [`shard`]: per-worker padded slots, so hot-path counters never share a cache line.
+//! - [`json`]: the small JSON writer of the admin API, state file and access log.
+//! - [`metrics`]: the counters weir exposes and the Prometheus text exposition.
 //! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
 //!   the mutating API and its bearer token.
 //! - [`control`]: live configuration changes (API edits, reloads), serialised, built into
@@ -58,6 +60,7 @@ pub mod discovery;
 pub mod drain;
 pub mod health;
 pub mod http1;
+pub mod json;
 pub mod listeners;
 pub mod local_fault;
 pub mod log_budget;
@@ -68,6 +71,7 @@ pub mod proxy;
 pub mod route;
 pub mod run;
 pub mod server;
+pub mod shard;
 pub mod snapshot;
 pub mod state;
 pub mod tls;

@@ -9,7 +9,7 @@ use std::io;
 
 use rustix::io::Errno;
 
-use crate::metrics::Counter;
+use crate::shard::Counter;
 
 /// One kind of local resource exhaustion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,8 +25,9 @@ use crate::balance::{self, rng, Strategy};
 use crate::config::{BackendAddress, BackendConfig, Config, HostMatch, PoolConfig};
 use crate::discovery::{self, Addresses};
 use crate::health::{Health, Passive};
-use crate::metrics::{BackendStats, PoolStats, Sharded};
+use crate::metrics::{BackendStats, PoolStats};
 use crate::proxy::retry::Budget;
+use crate::shard::Sharded;
 use leaving::{Departures, Key, Known};
 
 pub mod leaving;

@@ -21,7 +21,6 @@ pub use crate::drain::Drain;
 use crate::listeners::LISTEN_BACKLOG;
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
-use crate::metrics;
 use crate::proxy::{self, Client, SnapshotRef};
 use crate::server::Shared;
 use crate::tls::Acceptor as TlsAcceptor;
@@ -68,7 +67,7 @@ pub fn snapshot(shared: &Shared) -> SnapshotRef {
 /// Starts worker `index`; it takes its listening sockets from `shared.listeners`.
 pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{index}")).spawn(move || {
-        metrics::set_worker_shard(index);
+        crate::shard::set_worker_shard(index);
         let options = tokio::runtime::LocalOptions::default();
         let built = tokio::runtime::Builder::new_current_thread().enable_all().build_local(options);
         let runtime = match built {

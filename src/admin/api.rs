@@ -7,9 +7,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::json::JsonWriter;
 use crate::config::{RouteConfig, StrategyKind};
-use crate::metrics::{BackendStats, FrontendStats, Sharded, DURATION_BUCKETS_US};
+use crate::json::JsonWriter;
+use crate::metrics::{BackendStats, FrontendStats, DURATION_BUCKETS_US};
+use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
 
 /// Status-class keys, in counter order.

@@ -4,8 +4,8 @@
 //! under `/api/` are JSON (`{"error": "..."}`) so API clients can parse every answer.
 
 use super::http::{Request, Response};
-use super::json::JsonWriter;
 use super::{mutate, STATUS_PAGE};
+use crate::json::JsonWriter;
 use crate::metrics;
 use crate::server::Shared;
 

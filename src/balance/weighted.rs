@@ -57,7 +57,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use super::{rng, PickRequest, Strategy};
-use crate::metrics::Sharded;
+use crate::shard::Sharded;
 use crate::snapshot::Backend;
 
 /// Longest schedule precomputed: 65,536 entries of 4 bytes.

@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::{BackendStats, FrontendStats, PoolStats, Sharded, DURATION_BUCKETS_US};
+use super::{BackendStats, FrontendStats, PoolStats, DURATION_BUCKETS_US};
 use crate::local_fault::{FAULTS, OPS};
+use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

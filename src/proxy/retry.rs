@@ -50,8 +50,8 @@ use crate::health::Trial;
 use crate::http1::chunked::Decoder;
 use crate::http1::request::RequestInfo;
 use crate::http1::BodyKind;
-use crate::metrics::Sharded;
 use crate::pool::ConnectError;
+use crate::shard::Sharded;
 use crate::snapshot::Pool;
 
 /// Most backends one request tries: the first plus the most retries a config allows.

@@ -12,10 +12,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{Overrides, PoolOverride, PoolSpec, RoutesOverride};
-use crate::admin::json::JsonWriter;
 use crate::balance::key::HashKey;
 use crate::config::parse::value;
 use crate::config::{BackendConfig, RouteConfig, MAX_WEIGHT};
+use crate::json::JsonWriter;
 
 /// The format version written and understood.
 const VERSION: u64 = 1;

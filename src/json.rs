@@ -1,4 +1,4 @@
-//! A tiny JSON writer for the admin API and the access log.
+//! A tiny JSON writer for the admin API, the state file and the access log.
 //!
 //! weir writes a handful of fixed documents and never parses JSON on the request path, so
 //! a forty-line writer with correct string escaping serves better than a serialization
