@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use weir::balance::key::{hash_bytes, HashKey};
+use weir::balance::key::hash_bytes;
 use weir::balance::PickRequest;
+use weir::config::HashKey;
 use weir::config::{
     BackendAddress, BackendConfig, Config, HashConfig, HostMatch, PoolConfig, RouteConfig,
     StrategyKind,

@@ -9,6 +9,8 @@
 
 mod format;
 
+pub use crate::config::{Format, Target};
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
@@ -26,26 +28,6 @@ pub const CHANNEL_LINES: usize = 16_384;
 
 /// Buffered output of the writer thread, flushed whenever the channel runs empty.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-
-/// Where lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// No access log; [`AccessLog::log`] does nothing.
-    Off,
-    /// Standard output.
-    Stdout,
-    /// A file, opened for appending and created if missing.
-    Path(PathBuf),
-}
-
-/// How lines look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// nginx's `combined`, followed by `in= rt= urt= pool= backend= retries= error=`.
-    Combined,
-    /// One JSON object per line.
-    Json,
-}
 
 /// One request, as the access log records it.
 #[derive(Clone, Debug)]

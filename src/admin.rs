@@ -8,7 +8,6 @@
 //! - [`auth`]: the bearer token, and the refusal to expose the API without one.
 //! - [`slots`]: how many connections, in all and per client address, and the reserve
 //!   that keeps `/healthz` and `/metrics` answering.
-//! - [`json`]: the JSON writer shared with the access log.
 //! - `status.html`: the status page, one self-contained file served as is.
 
 pub mod api;

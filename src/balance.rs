@@ -103,7 +103,10 @@ fn build_kind(
         StrategyKind::Random => Box::new(WeightedRandom::new(backends)),
         StrategyKind::LeastRequests => Box::new(LeastRequests),
         StrategyKind::ConsistentHash => {
-            let size = settings.hash.as_ref().map_or(maglev::DEFAULT_TABLE_SIZE, |h| h.table_size);
+            let size = settings
+                .hash
+                .as_ref()
+                .map_or(crate::config::hash::DEFAULT_TABLE_SIZE, |h| h.table_size);
             Box::new(Maglev::new(backends, size))
         }
         StrategyKind::PeakEwma => Box::new(PeakEwma::new(backends, settings.ewma_decay)),

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod dns;
+pub mod hash;
 pub mod health;
 pub mod parse;
 pub mod units;
@@ -18,9 +19,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::balance::key::HashKey;
 pub use backend::{BackendAddress, BackendConfig, Scheme};
 pub use dns::DnsConfig;
+pub use hash::HashKey;
 pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
 };
@@ -56,21 +57,38 @@ pub struct Config {
     pub dns: DnsConfig,
 }
 
+/// Where lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// No access log; `AccessLog::log` does nothing.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// A file, opened for appending and created if missing.
+    Path(PathBuf),
+}
+
+/// How lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// nginx's `combined`, followed by `in= rt= urt= pool= backend= retries= error=`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[log]`: where access-log lines go and how they look. Fixed at start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// `"off"`, `"stdout"` or a file path.
-    pub access: crate::access_log::Target,
+    pub access: Target,
     /// `"combined"` (nginx's, plus weir's fields) or `"json"`.
-    pub format: crate::access_log::Format,
+    pub format: Format,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            access: crate::access_log::Target::Off,
-            format: crate::access_log::Format::Combined,
-        }
+        LogConfig { access: Target::Off, format: Format::Combined }
     }
 }
 

@@ -34,7 +34,8 @@
 //!   that survives swaps.
 //! - [`shard`]: per-worker padded slots, so hot-path counters never share a cache line.
 //! - [`json`]: the small JSON writer of the admin API, state file and access log.
-//! - [`metrics`]: the counters weir exposes and the Prometheus text exposition.
+//! - [`metrics`]: the counters weir exposes, and Prometheus text helpers.
+//! - [`exposition`]: the `/metrics` text of a snapshot and the frontend counters.
 //! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
 //!   the mutating API and its bearer token.
 //! - [`control`]: live configuration changes (API edits, reloads), serialised, built into
@@ -58,6 +59,7 @@ pub mod control;
 pub mod demo;
 pub mod discovery;
 pub mod drain;
+pub mod exposition;
 pub mod health;
 pub mod http1;
 pub mod json;

@@ -1,13 +1,10 @@
 //! The counters weir exposes, and the Prometheus text exposition.
 //!
-//! Every hot-path counter lives in a [`Sharded`] slot owned by one worker thread (see
-//! [`crate::shard`]); a scrape adds the shards up. [`render()`] writes the Prometheus
+//! Every hot-path counter lives in a [`Sharded`](crate::shard::Sharded) slot owned by one worker thread (see
+//! [`crate::shard`]); a scrape adds the shards up. [`crate::exposition`] writes the Prometheus
 //! text format.
 
-pub mod render;
-
-pub use render::render;
-
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use crate::shard::Counter;
@@ -161,4 +158,15 @@ pub struct FrontendStats {
     pub connections_active: AtomicI64,
     /// Local resource exhaustion, by op and kind (`weir_local_errors_total`).
     pub local_errors: crate::local_fault::LocalErrors,
+}
+
+/// `# HELP` and `# TYPE` lines of metric `name`.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value for the text format.
+pub fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

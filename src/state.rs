@@ -20,7 +20,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::balance::key::{hash_bytes, HashKey};
+use crate::balance::key::hash_bytes;
+use crate::config::HashKey;
 use crate::config::{
     validate, BackendConfig, Config, HashConfig, HostMatch, PoolConfig, RouteConfig, StickyConfig,
     StrategyKind,
@@ -205,7 +206,7 @@ pub fn new_pool(name: &str, spec: &PoolSpec) -> PoolConfig {
     let mut pool = PoolConfig::new(name, spec.strategy, spec.backends.clone());
     pool.draining = spec.draining.clone();
     if let Some(key) = &spec.hash_key {
-        let table_size = crate::balance::maglev::DEFAULT_TABLE_SIZE;
+        let table_size = crate::config::hash::DEFAULT_TABLE_SIZE;
         pool.hash = Some(HashConfig { key: key.clone(), table_size });
     }
     if spec.strategy == StrategyKind::Sticky {

@@ -151,7 +151,7 @@ async fn every_strategy_answers_503_for_an_empty_pool() {
         let handle = handle.unwrap();
         let shared = Arc::clone(handle.shared());
         let key = (kind == StrategyKind::ConsistentHash)
-            .then(|| weir::balance::key::HashKey::parse("path").unwrap());
+            .then(|| weir::config::HashKey::parse("path").unwrap());
         let spec = weir::state::PoolSpec {
             strategy: kind,
             hash_key: key,

@@ -97,7 +97,7 @@ async fn consistent_hash_sends_a_key_to_one_backend() {
     let servers = backends(&["a", "b", "c"]).await;
     let weir = Weir::start_with(&addrs(&servers), |config| {
         config.pools[0].strategy = StrategyKind::ConsistentHash;
-        let key = weir::balance::key::HashKey::parse("header:x-user-id").unwrap();
+        let key = weir::config::HashKey::parse("header:x-user-id").unwrap();
         config.pools[0].hash = Some(HashConfig { key, table_size: 65_537 });
     });
     let mut seen: HashMap<String, usize> = HashMap::new();

@@ -8,8 +8,8 @@
 use serde_json::{Map, Value};
 
 use super::http::{Request, Response};
-use crate::balance::key::HashKey;
 use crate::config::parse::value;
+use crate::config::HashKey;
 use crate::config::{BackendAddress, BackendConfig, StrategyKind, MAX_WEIGHT};
 use crate::control::Refusal;
 use crate::json::JsonWriter;

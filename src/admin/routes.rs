@@ -6,7 +6,6 @@
 use super::http::{Request, Response};
 use super::{mutate, STATUS_PAGE};
 use crate::json::JsonWriter;
-use crate::metrics;
 use crate::server::Shared;
 
 /// Methods allowed on read-only endpoints.
@@ -36,11 +35,11 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
         "/healthz" => Response::text(200, "ok\n"),
         "/metrics" => {
             let snapshot = shared.snapshot.load();
-            let mut body = metrics::render(&shared.frontend, &snapshot);
-            metrics::render::render_access_log(&mut body, shared.access_log.dropped());
+            let mut body = crate::exposition::render(&shared.frontend, &snapshot);
+            crate::exposition::render_access_log(&mut body, shared.access_log.dropped());
             shared.dns.render(&mut body);
             let reloads = &shared.reloads;
-            metrics::render::render_reloads(
+            crate::exposition::render_reloads(
                 &mut body,
                 reloads.success.get(),
                 reloads.failure.get(),

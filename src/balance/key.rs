@@ -1,13 +1,14 @@
-//! Request keys for `consistent_hash`: what to hash ([`HashKey`], from `[pool.hash] key`),
-//! how to find it in a request ([`cookie_value`], [`query_value`]) and the hash itself
+//! Request keys for `consistent_hash`: the hash of a [`HashKey`] (`[pool.hash] key`) in a
+//! request ([`hash_of`]), how to find it ([`cookie_value`], [`query_value`]) and the hash itself
 //! ([`hash_bytes`]).
 //!
 //! The hash is XXH64 written out here, so it is identical on every platform, in every
 //! process and across restarts: two weir instances given the same key send it to the
 //! same backend. Nothing here allocates.
 
-use std::fmt;
 use std::net::IpAddr;
+
+use crate::config::HashKey;
 
 const P1: u64 = 0x9E37_79B1_85EB_CA87;
 const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
@@ -131,84 +132,28 @@ fn unquote(value: &[u8]) -> &[u8] {
     }
 }
 
-/// What `consistent_hash` hashes: `[pool.hash] key`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HashKey {
-    /// `header:NAME`: a request header's value (name stored lowercase).
-    Header(String),
-    /// `cookie:NAME`: a cookie's value.
-    Cookie(String),
-    /// `query:NAME`: a query parameter's raw value.
-    Query(String),
-    /// `client_ip`: the client's address (IPv4-mapped IPv6 counts as IPv4).
-    ClientIp,
-    /// `path`: the request path, without the query.
-    Path,
-}
-
-const KEY_FORMS: &str = "header:NAME, cookie:NAME, query:NAME, client_ip or path";
-
-impl HashKey {
-    /// Parses `header:NAME | cookie:NAME | query:NAME | client_ip | path`.
-    pub fn parse(text: &str) -> Result<HashKey, String> {
-        let bad = || format!("`key`: expected {KEY_FORMS}, found \"{text}\"");
-        match text {
-            "client_ip" => return Ok(HashKey::ClientIp),
-            "path" => return Ok(HashKey::Path),
-            _ => {}
+/// The hash of `key` in a request, or `None` when the request lacks it.
+///
+/// `header(name)` returns the value of the request header `name` (given lowercase),
+/// and for `cookie:NAME` the value of the `Cookie` header; `target` is the
+/// request-target; `client_ip` the client's address.
+pub fn hash_of<'a>(
+    key: &HashKey,
+    target: &'a [u8],
+    header: impl Fn(&[u8]) -> Option<&'a [u8]>,
+    client_ip: IpAddr,
+) -> Option<u64> {
+    match key {
+        HashKey::Header(name) => header(name.as_bytes()).map(hash_bytes),
+        HashKey::Cookie(name) => {
+            header(b"cookie").and_then(|c| cookie_value(c, name.as_bytes())).map(hash_bytes)
         }
-        let (kind, name) = text.split_once(':').ok_or_else(bad)?;
-        if name.is_empty() {
-            return Err(format!("`key`: `{kind}:` needs a name, as in \"{kind}:x-user-id\""));
-        }
-        let token = name.bytes().all(crate::http1::fields::is_tchar);
-        let query_ok = !name.bytes().any(|b| b"&=#?".contains(&b) || b <= b' ' || b == 0x7f);
-        match kind {
-            "header" if token => Ok(HashKey::Header(name.to_ascii_lowercase())),
-            "cookie" if token => Ok(HashKey::Cookie(name.to_string())),
-            "query" if query_ok => Ok(HashKey::Query(name.to_string())),
-            "header" | "cookie" | "query" => {
-                Err(format!("`key`: \"{name}\" is not a valid {kind} name"))
-            }
-            _ => Err(bad()),
-        }
-    }
-
-    /// The hash of this key in a request, or `None` when the request lacks it.
-    ///
-    /// `header(name)` returns the value of the request header `name` (given lowercase),
-    /// and for `cookie:NAME` the value of the `Cookie` header; `target` is the
-    /// request-target; `client_ip` the client's address.
-    pub fn hash<'a>(
-        &self,
-        target: &'a [u8],
-        header: impl Fn(&[u8]) -> Option<&'a [u8]>,
-        client_ip: IpAddr,
-    ) -> Option<u64> {
-        match self {
-            HashKey::Header(name) => header(name.as_bytes()).map(hash_bytes),
-            HashKey::Cookie(name) => {
-                header(b"cookie").and_then(|c| cookie_value(c, name.as_bytes())).map(hash_bytes)
-            }
-            HashKey::Query(name) => query_value(target, name.as_bytes()).map(hash_bytes),
-            HashKey::ClientIp => Some(match client_ip.to_canonical() {
-                IpAddr::V4(ip) => hash_bytes(&ip.octets()),
-                IpAddr::V6(ip) => hash_bytes(&ip.octets()),
-            }),
-            HashKey::Path => Some(hash_bytes(path_of(target))),
-        }
-    }
-}
-
-impl fmt::Display for HashKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HashKey::Header(name) => write!(f, "header:{name}"),
-            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
-            HashKey::Query(name) => write!(f, "query:{name}"),
-            HashKey::ClientIp => f.write_str("client_ip"),
-            HashKey::Path => f.write_str("path"),
-        }
+        HashKey::Query(name) => query_value(target, name.as_bytes()).map(hash_bytes),
+        HashKey::ClientIp => Some(match client_ip.to_canonical() {
+            IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+            IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+        }),
+        HashKey::Path => Some(hash_bytes(path_of(target))),
     }
 }
 

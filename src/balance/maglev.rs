@@ -18,10 +18,9 @@
 
 use super::random::WeightedRandom;
 use super::{key::xxh64, PickRequest, Strategy};
+use crate::config::hash::{is_prime, DEFAULT_TABLE_SIZE};
 use crate::snapshot::Backend;
 
-/// Table size when `[pool.hash] table_size` is not set, as in Envoy.
-pub const DEFAULT_TABLE_SIZE: usize = 65_537;
 /// Entries walked past unusable backends before a plain pass over the backends.
 pub const WALK: usize = 64;
 const EMPTY: u32 = u32::MAX;
@@ -139,11 +138,6 @@ fn fill(backends: &[Backend], size: usize) -> Vec<u32> {
             }
         }
     }
-}
-
-/// Whether `n` is prime (trial division; table sizes are at most a few million).
-pub fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn least_requests_compares_with_the_ramped_weight() {
 #[test]
 fn maglev_keeps_a_stable_tenth_of_a_ramping_backends_keys() {
     let pool = backends(&[1, 1, 1]);
-    let maglev = Maglev::new(&pool, maglev::DEFAULT_TABLE_SIZE);
+    let maglev = Maglev::new(&pool, crate::config::hash::DEFAULT_TABLE_SIZE);
     let keys: Vec<u64> = (0..30_000u64).map(|i| hash_bytes(format!("k{i}").as_bytes())).collect();
     let owned: Vec<u64> =
         keys.iter().copied().filter(|&k| maglev.pick_key(&pool, k) == Some(0)).collect();

@@ -31,3 +31,26 @@ pub struct DnsConfig {
     /// resolv.conf's `options timeout:` (or the resolver's default).
     pub timeout: Option<Duration>,
 }
+
+/// Longest label (RFC 1035 §2.3.4).
+pub const MAX_LABEL: usize = 63;
+/// Longest name as text: 255 wire bytes less the length octets and the root.
+pub const MAX_NAME_TEXT: usize = 253;
+
+/// Checks that `name` can be sent in a query: dot-separated labels of letters, digits,
+/// `-` and `_`, 1 to 63 bytes each, 253 in all; one trailing dot is allowed.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    if bare.is_empty() || bare.len() > MAX_NAME_TEXT {
+        return Err(format!("a name has 1 to {MAX_NAME_TEXT} characters"));
+    }
+    for label in bare.split('.') {
+        if label.is_empty() || label.len() > MAX_LABEL {
+            return Err(format!("each dot-separated label has 1 to {MAX_LABEL} characters"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err("only letters, digits, `-` and `_` are allowed".to_string());
+        }
+    }
+    Ok(())
+}

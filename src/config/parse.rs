@@ -17,7 +17,7 @@ use super::{
     AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, LogConfig,
     PoolConfig, RouteConfig, ServerConfig, StrategyKind, MAX_WORKERS,
 };
-use crate::access_log::{Format, Target};
+use crate::config::{Format, Target};
 use pool::{backend_address, pool_name, strategy};
 
 #[cfg(test)]

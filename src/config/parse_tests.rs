@@ -150,8 +150,8 @@ fn full_file_parses_to_the_expected_config() {
             RouteConfig { host: None, path_prefix: None, pool: "web".to_string() },
         ],
         log: LogConfig {
-            access: crate::access_log::Target::Path("/var/log/weir/access.log".into()),
-            format: crate::access_log::Format::Json,
+            access: crate::config::Target::Path("/var/log/weir/access.log".into()),
+            format: crate::config::Format::Json,
         },
         dns: crate::config::DnsConfig::default(),
     };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::metrics::render::{escape, header};
+use crate::metrics::{escape, header};
 
 /// What is counted for one name.
 #[derive(Clone, Copy, Debug, Default)]

@@ -6,6 +6,7 @@
 //! length bound no pointer chain can loop. Only the question and the answer section are
 //! read; authority and additional records are never needed to follow A, AAAA and CNAME.
 
+pub use crate::config::dns::check_name;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Record type A (IPv4 address).
@@ -29,10 +30,6 @@ pub const RCODE_NXDOMAIN: u8 = 3;
 const HEADER_LEN: usize = 12;
 /// Longest name on the wire, length octets included (RFC 1035 §2.3.4).
 const MAX_NAME_WIRE: usize = 255;
-/// Longest label (RFC 1035 §2.3.4).
-const MAX_LABEL: usize = 63;
-/// Longest name as text: 255 wire bytes less the length octets and the root.
-const MAX_NAME_TEXT: usize = 253;
 /// Most compression pointers followed in one name; the backwards rule already bounds
 /// them, this only caps the work on a hostile message.
 const MAX_JUMPS: usize = 64;
@@ -42,24 +39,6 @@ pub const MAX_CNAME_HOPS: usize = 8;
 /// Most answer records read from one message: far above any real answer, and a bound
 /// on the work a hostile 64 KiB message can cause.
 const MAX_ANSWERS: usize = 4096;
-
-/// Checks that `name` can be sent in a query: dot-separated labels of letters, digits,
-/// `-` and `_`, 1 to 63 bytes each, 253 in all; one trailing dot is allowed.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let bare = name.strip_suffix('.').unwrap_or(name);
-    if bare.is_empty() || bare.len() > MAX_NAME_TEXT {
-        return Err(format!("a name has 1 to {MAX_NAME_TEXT} characters"));
-    }
-    for label in bare.split('.') {
-        if label.is_empty() || label.len() > MAX_LABEL {
-            return Err(format!("each dot-separated label has 1 to {MAX_LABEL} characters"));
-        }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err("only letters, digits, `-` and `_` are allowed".to_string());
-        }
-    }
-    Ok(())
-}
 
 /// `name` as it is compared: lowercase, without the trailing dot.
 pub fn normalize(name: &str) -> String {

@@ -37,8 +37,11 @@ pub fn pick_request<'a>(
     let header = |name: &[u8]| {
         headers.iter().find(|h| h.name.as_bytes().eq_ignore_ascii_case(name)).map(|h| h.value)
     };
-    let hash_key =
-        pool.settings.hash.as_ref().and_then(|hash| hash.key.hash(target, header, client_ip));
+    let hash_key = pool
+        .settings
+        .hash
+        .as_ref()
+        .and_then(|hash| crate::balance::key::hash_of(&hash.key, target, header, client_ip));
     let sticky_id = pool.settings.sticky.as_ref().and_then(|sticky| {
         // A client may split cookies over several `Cookie` fields.
         headers

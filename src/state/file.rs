@@ -12,8 +12,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{Overrides, PoolOverride, PoolSpec, RoutesOverride};
-use crate::balance::key::HashKey;
 use crate::config::parse::value;
+use crate::config::HashKey;
 use crate::config::{BackendConfig, RouteConfig, MAX_WEIGHT};
 use crate::json::JsonWriter;
 

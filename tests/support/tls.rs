@@ -317,7 +317,7 @@ impl Lb {
     /// The Prometheus text weir would serve now.
     pub fn metrics(&self) -> String {
         let shared = self.handle().shared();
-        weir::metrics::render(&shared.frontend, &shared.snapshot.load())
+        weir::exposition::render(&shared.frontend, &shared.snapshot.load())
     }
 
     /// The value of the series whose line starts with `series` (name and labels).

@@ -90,7 +90,7 @@ pub(super) fn resolvable(address: &BackendAddress) -> Result<(), String> {
         let host = &address.host;
         return Err(format!("`resolve = true` needs a host name; {host} is an IP address"));
     }
-    crate::discovery::wire::check_name(&address.host)
+    crate::config::dns::check_name(&address.host)
         .map_err(|why| format!("`resolve = true`: `{}` is not a DNS name: {why}", address.host))
 }
 

@@ -8,8 +8,8 @@ use toml::de::DeValue;
 
 use super::health::{slow_start, when_all_unhealthy};
 use super::{duration, integer, string, text, wrong, Slot, Value, Walker};
-use crate::balance::key::HashKey;
-use crate::balance::maglev::{is_prime, DEFAULT_TABLE_SIZE};
+use crate::config::hash::{is_prime, DEFAULT_TABLE_SIZE};
+use crate::config::HashKey;
 use crate::config::{
     BackendAddress, BackendConfig, HashConfig, PoolConfig, SameSite, StickyConfig, StrategyKind,
     MAX_WEIGHT,

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::balance::key::HashKey;
 use crate::config::parse::parse_str;
+use crate::config::HashKey;
 use crate::config::{HashConfig, PoolConfig, SameSite, StickyConfig, StrategyKind};
 
 use crate::config::parse::tests::error;

@@ -1,10 +1,12 @@
-//! The Prometheus text exposition: adds up the shards of every counter at scrape time.
+//! The Prometheus text exposition of `/metrics`: walks a snapshot and adds up the shards of
+//! every counter at scrape time. The counters themselves and the text helpers are in
+//! [`crate::metrics`].
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::{BackendStats, FrontendStats, PoolStats, DURATION_BUCKETS_US};
 use crate::local_fault::{FAULTS, OPS};
+use crate::metrics::{escape, header, BackendStats, FrontendStats, PoolStats, DURATION_BUCKETS_US};
 use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
 
@@ -47,12 +49,6 @@ const FAILURE_KINDS: [(&str, BackendCounter); 4] = [
 
 fn sum<T>(shards: &Sharded<T>, read: impl Fn(&T) -> u64) -> u64 {
     shards.iter().map(read).sum()
-}
-
-/// `# HELP` and `# TYPE` lines of metric `name`.
-pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// `pool="…",backend="…"`, escaped.
@@ -257,9 +253,4 @@ fn render_pools(out: &mut String, snapshot: &Snapshot) {
         let value = u8::from(pool.live.panic.load(Ordering::Relaxed));
         let _ = writeln!(out, "{name}{{pool=\"{}\"}} {value}", escape(&pool.name));
     }
-}
-
-/// Escapes a label value for the text format.
-pub(crate) fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
