@@ -38,7 +38,6 @@ pub mod least_requests;
 pub mod maglev;
 pub mod peak_ewma;
 pub mod random;
-pub mod rng;
 pub mod round_robin;
 pub mod sticky;
 pub mod weighted;

@@ -23,7 +23,7 @@ const DEMO_HEAD_BYTES: usize = 16 * 1024;
 const DEMO_IDLE: Duration = Duration::from_secs(60);
 
 /// Runs the demo until SIGINT or SIGTERM.
-pub fn run(args: &crate::cli::Args) -> ExitCode {
+pub fn run(args: &crate::flags::Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -49,14 +49,14 @@ pub fn run(args: &crate::cli::Args) -> ExitCode {
         .collect();
     config.pools.push(PoolConfig::new("demo", StrategyKind::RoundRobin, backend_configs));
     // Only the listener, admin and worker flags apply to the demo.
-    let flags = crate::cli::Args {
+    let flags = crate::flags::Args {
         listen: args.listen.clone(),
         port: args.port,
         workers: args.workers,
         admin: args.admin.clone(),
-        ..crate::cli::Args::default()
+        ..crate::flags::Args::default()
     };
-    if let Err(error) = crate::cli::apply_flags(&flags, &mut config) {
+    if let Err(error) = crate::flags::apply_flags(&flags, &mut config) {
         eprintln!("weir demo: {error}");
         return ExitCode::from(2);
     }

@@ -47,6 +47,28 @@
 //!   them through [`proxy::io`].
 //! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
 
+//! # Layers
+//!
+//! Modules are layered, and imports point only down (or to a module of the same layer).
+//! `.ci/layers.py` reads this table and fails CI on an upward import or on a new import
+//! cycle inside a layer.
+//!
+//! ```text
+//!   process        5 │ cli · run · demo · flags · server · upgrade
+//!   control plane  4 │ control · state · admin
+//!   data plane     3 │ proxy · worker · drain · listeners
+//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · route · pool · access_log
+//!   codecs         1 │ http1 · tls · config
+//!   base           0 │ json · shard · rng · log_budget · pid_file
+//! ```
+//!
+//! Cycles inside a layer, each with its reason (the check accepts only these):
+//! - `balance` ↔ `snapshot`: a snapshot's pool owns its strategy and each backend's live
+//!   state carries its strategy's cell (WRR cursor, EWMA), while strategies pick among
+//!   the snapshot's backends.
+//! - `health` ↔ `snapshot`: each backend's live state holds its health machine, while
+//!   the prober and `health::select` walk the snapshot's pools.
+
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -60,6 +82,7 @@ pub mod demo;
 pub mod discovery;
 pub mod drain;
 pub mod exposition;
+pub mod flags;
 pub mod health;
 pub mod http1;
 pub mod json;
@@ -70,6 +93,7 @@ pub mod metrics;
 pub mod pid_file;
 pub mod pool;
 pub mod proxy;
+pub mod rng;
 pub mod route;
 pub mod run;
 pub mod server;

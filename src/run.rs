@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 
-use crate::cli::{self, Args};
+use crate::flags::{self, Args};
 use crate::listeners::Inherited;
 use crate::pid_file;
 use crate::server::{self, Handle};
@@ -26,7 +26,7 @@ pub fn run(args: &Args) -> ExitCode {
     // Before the file is read: an edit made while weir starts is then seen as a change
     // by the watcher, not taken as the version loaded.
     let loaded = args.config.as_deref().and_then(stamp);
-    let config = match cli::load(args) {
+    let config = match flags::load(args) {
         Ok(config) => config,
         Err(errors) => {
             for error in errors {
@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> ExitCode {
         Err(code) => return code,
     };
     let reload_args = args.clone();
-    handle.shared().set_loader(Box::new(move || cli::load(&reload_args)));
+    handle.shared().set_loader(Box::new(move || flags::load(&reload_args)));
     let process = Process { args, handle: &handle, binary, pid_path: pid_path.as_deref(), loaded };
     runtime.block_on(signals.wait(&process));
     tracing::info!("draining");

@@ -21,12 +21,13 @@ use tokio::time::Instant;
 
 use crate::balance::peak_ewma::EwmaCell;
 use crate::balance::weighted::WrrCell;
-use crate::balance::{self, rng, Strategy};
+use crate::balance::{self, Strategy};
 use crate::config::{BackendAddress, BackendConfig, Config, HostMatch, PoolConfig};
 use crate::discovery::{self, Addresses};
 use crate::health::{Health, Passive};
 use crate::metrics::{BackendStats, PoolStats};
 use crate::proxy::retry::Budget;
+use crate::rng;
 use crate::shard::Sharded;
 use leaving::{Departures, Key, Known};
 

@@ -10,7 +10,8 @@
 use std::cmp::Ordering as Order;
 use std::sync::atomic::Ordering;
 
-use super::{rng, PickRequest, Strategy};
+use super::{PickRequest, Strategy};
+use crate::rng;
 use crate::snapshot::Backend;
 
 /// Draws of a candidate pair before the pass over every backend.

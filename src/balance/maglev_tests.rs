@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::balance::key::hash_bytes;
-use crate::balance::rng;
 use crate::balance::testing::{backend, backends, counts, set_healthy};
+use crate::rng;
 
 const KEYS: u64 = 100_000;
 

@@ -3,8 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::balance::rng;
 use crate::balance::testing::{backends, set_healthy};
+use crate::rng;
 
 const MS: Duration = Duration::from_millis(1);
 

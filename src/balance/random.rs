@@ -1,14 +1,15 @@
 //! `random`: weighted random, O(log n) per pick.
 //!
 //! [`WeightedRandom::new`] stores the cumulative weights once per snapshot; a pick draws a
-//! number below the total from the thread's generator ([`super::rng`], seeded once per
+//! number below the total from the thread's generator ([`crate::rng`], seeded once per
 //! thread) and binary-searches it. An unusable backend costs a redraw, a few at most;
 //! after that a single pass draws among the usable backends only, so a pick stays bounded
 //! however many backends are down. A backend in slow start keeps a draw with the
 //! probability of its ramp (rejection sampling), so its share follows its ramped weight
 //! without rebuilding the cumulative table.
 
-use super::{rng, PickRequest, Strategy};
+use super::{PickRequest, Strategy};
+use crate::rng;
 use crate::snapshot::Backend;
 
 /// Redraws before falling back to the pass over usable backends.

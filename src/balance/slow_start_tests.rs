@@ -1,6 +1,7 @@
 //! Slow start in each weighted strategy: a backend at the start of its ramp (10% of its
 //! weight) gets about a tenth of its usual share, then all of it once the ramp is over.
 
+use crate::rng;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! Tests for sticky ids, the pinned pick and the Set-Cookie value.
 
 use super::*;
-use crate::balance::rng;
 use crate::balance::testing::{backend, backends, set_healthy};
 use crate::config::StickyConfig;
+use crate::rng;
 
 fn settings(secret: Option<&str>) -> PoolConfig {
     let mut settings = PoolConfig::new("web", StrategyKind::Sticky, Vec::new());

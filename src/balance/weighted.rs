@@ -56,7 +56,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
-use super::{rng, PickRequest, Strategy};
+use super::{PickRequest, Strategy};
+use crate::rng;
 use crate::shard::Sharded;
 use crate::snapshot::Backend;
 

@@ -1,8 +1,8 @@
 //! Tests for smooth weighted round robin, against a plain transcription of nginx's loop.
 
 use super::*;
-use crate::balance::rng::WyRand;
 use crate::balance::testing::{backends, counts, reweighted, set_healthy};
+use crate::rng::WyRand;
 
 /// nginx's `ngx_http_upstream_get_peer`, weights only: the reference.
 struct Nginx {

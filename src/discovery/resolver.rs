@@ -17,9 +17,9 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use super::hosts::Hosts;
 use super::wire::{self, Message, RCODE_NOERROR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA};
-use crate::balance::rng;
 use crate::config::dns::{MAX_DNS_SERVERS, MAX_DNS_TIMEOUT};
 use crate::config::DnsConfig;
+use crate::rng;
 
 /// Where the system resolver's settings live.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";

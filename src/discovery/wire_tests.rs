@@ -130,7 +130,7 @@ fn mutated_messages_never_panic() {
     record(&mut good, &[0xC0, 38], TYPE_AAAA, 30, &[0xFD; 16]);
     assert_eq!(decode(&good).unwrap().answers.len(), 3);
     // Deterministic: the same mutations on every run.
-    let mut rng = crate::balance::rng::WyRand::new(0x5EED);
+    let mut rng = crate::rng::WyRand::new(0x5EED);
     for _ in 0..20_000 {
         let mut msg = good.clone();
         for _ in 0..=rng.next_u64() % 4 {

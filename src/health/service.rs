@@ -21,10 +21,10 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use super::probe::{Probe, ProbeError};
 use super::{probe_result, step, Event, Rules, Subject};
-use crate::balance::rng;
 use crate::config::{HealthConfig, PassiveConfig};
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
+use crate::rng;
 use crate::server::Shared;
 use crate::snapshot::{Backend, BackendLive, Pool, Snapshot};
 
