@@ -1,15 +1,18 @@
 //! Connections that are not in a request hold no buffers: a connection that has sent
 //! nothing yet, and a keep-alive connection between requests (issue #9, item 8).
 //!
-//! One test in this binary, because the gauge it reads
-//! (`weir::proxy::buffers::held`) counts every weir in the process.
+//! A binary of its own, apart from `tests/it`, because the gauge it reads
+//! (`weir::proxy::buffers::held`) counts the buffers of every weir in the process: the
+//! other integration tests, running in parallel in one process, would move it.
 
-mod common;
+// The helpers of `tests/it`; this binary uses only a few of them.
+#[allow(dead_code, unused_imports)]
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
-use common::Weir;
+use support::common::Weir;
 use support::{connect, roundtrip, TestBackend};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};

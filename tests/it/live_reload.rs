@@ -1,0 +1,156 @@
+//! Live changes under load, against the `weir` binary: while keep-alive clients send GETs
+//! and POSTs through three backends, the test makes 100 API mutations and reloads
+//! (backend add, weight change, drain, reactivate, remove, config file edit picked up by
+//! the watcher or by SIGHUP, API reload). Not one client request may fail, and no connection
+//! may be reset.
+
+use crate::support::{self, admin, common};
+
+use admin::{admin_addr, authed, backends, config_with_token, pools_until, temp_dir};
+use common::{write_config, WeirProcess};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{connect, roundtrip, TestBackend};
+use tokio::time::sleep;
+
+/// Keep-alive clients running during the changes.
+const CLIENTS: usize = 4;
+/// Mutations and reloads made, as the issue asks.
+const CHANGES: usize = 100;
+/// Pause between two changes, so client requests interleave with every one of them.
+const BETWEEN: Duration = Duration::from_millis(15);
+/// Pause between two requests of a client: steady load, not a benchmark, on a shared
+/// two-core CI machine.
+const THINK: Duration = Duration::from_millis(1);
+
+/// What the clients saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Connections that broke (reset, early close) under a request.
+    broken: AtomicU64,
+    /// Responses that ended a connection with `Connection: close`.
+    closed: AtomicU64,
+}
+
+/// One client: alternately GET / and POST /echo-body on one keep-alive connection,
+/// checking every answer, until `stop`.
+async fn client(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let mut stream = connect(addr).await.expect("connect");
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        sleep(THINK).await;
+        n += 1;
+        let body = format!("client {id} request {n}");
+        let (request, post) = if n % 2 == 0 {
+            let head = "POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n";
+            (format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()), true)
+        } else {
+            ("GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), false)
+        };
+        match roundtrip(&mut stream, request.as_bytes()).await {
+            Ok(response) => {
+                let good = response.status == 200 && (!post || response.body == body.as_bytes());
+                let counter = if good { &tally.ok } else { &tally.failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if !good {
+                    eprintln!("client {id}: bad answer {} {}", response.status, response.text());
+                }
+                if response.has_connection_close() {
+                    tally.closed.fetch_add(1, Ordering::Relaxed);
+                    stream = connect(addr).await.expect("reconnect");
+                }
+            }
+            Err(error) => {
+                eprintln!("client {id}: connection broke: {error}");
+                tally.broken.fetch_add(1, Ordering::Relaxed);
+                stream = connect(addr).await.expect("reconnect");
+            }
+        }
+    }
+}
+
+/// The weight of C in the config file written in `cycle`.
+fn weight_c(cycle: usize) -> u32 {
+    2 + (cycle % 2) as u32
+}
+
+/// The config file with C at `weight_c`.
+fn config_file(a: SocketAddr, b: SocketAddr, c: SocketAddr, weight_c: u32) -> String {
+    let plain = config_with_token(&[a, b]);
+    let listed = format!("\"{a}\", \"{b}\"");
+    plain.replace(&listed, &format!("{listed}, {{ address = \"{c}\", weight = {weight_c} }}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hundred_changes_under_load_fail_no_request() {
+    let (a, b, c) = (
+        TestBackend::start("A").await,
+        TestBackend::start("B").await,
+        TestBackend::start("C").await,
+    );
+    let d = TestBackend::start("D").await;
+    let dir = temp_dir("live");
+    let path = dir.join("weir.toml");
+    write_config(&path, &config_file(a.addr(), b.addr(), c.addr(), 1));
+    let (process, addr) = WeirProcess::start(&["-c", path.to_str().unwrap()]).await;
+    let admin = admin_addr(&process).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| tokio::spawn(client(addr, id, Arc::clone(&stop), Arc::clone(&tally))))
+        .collect();
+
+    let web = "/api/v1/pools/web/backends";
+    let of = |backend: &TestBackend| format!("{web}/{}", backend.addr());
+    let add_d = format!(r#"{{"address": "{}"}}"#, d.addr());
+    for change in 0..CHANGES {
+        let cycle = change / 10;
+        let status = match change % 10 {
+            0 => authed(admin, "POST", web, Some(&add_d)).await.status,
+            1 => authed(admin, "PATCH", &of(&d), Some(r#"{"weight": 3}"#)).await.status,
+            2 => authed(admin, "PATCH", &of(&b), Some(r#"{"state": "drain"}"#)).await.status,
+            3 => authed(admin, "PATCH", &of(&b), Some(r#"{"state": "active"}"#)).await.status,
+            4 => authed(admin, "DELETE", &of(&d), None).await.status,
+            5 => authed(admin, "PATCH", &of(&a), Some(r#"{"weight": 4}"#)).await.status,
+            6 => authed(admin, "PATCH", &of(&a), Some(r#"{"weight": 1}"#)).await.status,
+            7 => {
+                write_config(&path, &config_file(a.addr(), b.addr(), c.addr(), weight_c(cycle)));
+                200
+            }
+            8 => {
+                // Odd cycles reload the edit by SIGHUP, even ones leave it to the file
+                // watcher. Either way the next API change waits for it, so it is not
+                // based on the file version the edit replaces.
+                if cycle % 2 == 1 {
+                    process.signal("HUP");
+                }
+                let (label, weight) = (c.addr().to_string(), u64::from(weight_c(cycle)));
+                pools_until(admin, "the edited weight", |doc| {
+                    backends(doc, "web").iter().any(|b| b.0 == label && b.2 == weight)
+                })
+                .await;
+                200
+            }
+            _ => authed(admin, "POST", "/api/v1/reload", None).await.status,
+        };
+        assert!((200..300).contains(&status), "change {change} answered {status}");
+        sleep(BETWEEN).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in clients {
+        task.await.expect("client task");
+    }
+    let (ok, failed) = (tally.ok.load(Ordering::Relaxed), tally.failed.load(Ordering::Relaxed));
+    let (broken, closed) =
+        (tally.broken.load(Ordering::Relaxed), tally.closed.load(Ordering::Relaxed));
+    eprintln!("requests ok {ok}, failed {failed}, broken connections {broken}, closed {closed}");
+    assert_eq!((failed, broken), (0, 0), "failed requests and broken connections");
+    assert!(ok >= CHANGES as u64, "the clients ran through the changes: {ok} requests");
+    assert!(d.requests() > 0 && b.requests() > 0, "traffic followed the changes");
+    let stderr = process.stderr();
+    assert!(!stderr.contains("panicked"), "weir panicked:\n{stderr}");
+}
