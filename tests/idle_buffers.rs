@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::common::Weir;
+use support::Balancer;
 use support::{connect, roundtrip, TestBackend};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
@@ -46,7 +46,7 @@ async fn silent_and_idle_connections_hold_no_buffers() {
     // One worker: it serves connections in the order it accepted them, so once the
     // request sent after the silent connections is answered, every silent connection
     // has been accepted and has started waiting.
-    let weir = Weir::start_with(&[backend.addr()], |config| config.server.workers = 1);
+    let weir = Balancer::over(&[backend.addr()], |config| config.server.workers = 1);
     let mut silent = Vec::new();
     for _ in 0..CONNECTIONS {
         silent.push(connect(weir.addr()).await.expect("connect"));

@@ -2,15 +2,14 @@
 //! every documented field, and a writer that cannot keep up (its stdout pipe is never
 //! read) drops lines, counted in a metric, instead of stalling traffic.
 
-use crate::support::{self, common, observe};
+use crate::support::process::write_config;
+use crate::support::scrape::{metric, scrape};
+use crate::support::{self, connect, roundtrip, send, Balancer, TestBackend};
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{send, write_config};
-use observe::{metric, scrape};
-use support::{connect, roundtrip, TestBackend};
 use tokio::io::AsyncWriteExt;
 use weir::access_log::{Format, Target};
 
@@ -36,12 +35,12 @@ async fn json_lines_parse_with_every_field() {
     // Method: 10 GETs, a POST and one refused request (bad framing), then a drain that
     // flushes.
     let backend = TestBackend::start("a").await;
-    let path = common::temp_path("access.json");
-    let mut config = common::config_for(&[backend.addr()]);
+    let path = support::process::temp_path("access.json");
+    let mut config = support::config_for(&[backend.addr()]);
     config.log.access = Target::Path(path.clone());
     config.log.format = Format::Json;
-    let handle = weir::server::start(config).expect("weir starts");
-    let addr = handle.listen_addrs()[0];
+    let weir = Balancer::start(config);
+    let addr = weir.addr();
     for i in 0..10 {
         let req = format!("GET /item?n={i} HTTP/1.1\r\nHost: t\r\nUser-Agent: test/1\r\n\r\n");
         assert_eq!(send(addr, req.as_bytes()).await.status, 200);
@@ -50,7 +49,7 @@ async fn json_lines_parse_with_every_field() {
     assert_eq!(send(addr, post).await.status, 200);
     let bad = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
     assert_eq!(send(addr, bad).await.status, 400);
-    tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("drain");
+    weir.stop().await;
     let text = std::fs::read_to_string(&path).expect("access log written");
     let lines: Vec<serde_json::Value> =
         text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
@@ -82,7 +81,7 @@ async fn a_writer_that_falls_behind_drops_lines_and_traffic_flows() {
     // Goal: with the log writer blocked (stdout is a pipe nobody reads), every request
     // still succeeds and the dropped lines are counted. Method: the binary, 24,000 GETs.
     let backend = TestBackend::start("a").await;
-    let path = common::temp_path("stalled.toml");
+    let path = support::process::temp_path("stalled.toml");
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [log]\naccess = \"stdout\"\nformat = \"json\"\n\
@@ -141,7 +140,7 @@ async fn addresses(
             let client = seen.lines().find(|l| l.contains("listening on") && !l.contains("admin"));
             let admin = seen.lines().find(|l| l.contains("admin listening on"));
             if let (Some(client), Some(admin)) = (client, admin) {
-                let parse = |l: &str| common::address_after(l, "http://");
+                let parse = |l: &str| support::process::address_after(l, "http://");
                 return Some((parse(client), parse(admin)));
             }
         }

@@ -3,11 +3,14 @@
 //! keep-alive connections, `[admin] metrics = false` hides `/metrics`, and `/status` is
 //! one self-contained page.
 
-use crate::support::{self, observe};
+use crate::support::admin::admin_get;
+use crate::support::balancer::add_routed_pool;
+use crate::support::scrape::SETTLE;
+use crate::support::{
+    self, connect, raw_request, read_response_for_head, roundtrip, Balancer, TestBackend,
+};
 
-use observe::{add_routed_pool, admin_get, Balancer, SETTLE};
 use serde_json::Value;
-use support::{connect, raw_request, read_response_for_head, roundtrip, TestBackend};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep, Instant};
 
@@ -35,17 +38,17 @@ async fn pools_document_follows_the_schema() {
     let web = TestBackend::start("web").await;
     let slow = TestBackend::start("slow").await;
     let failing = TestBackend::start("failing").await;
-    let weir = Balancer::start(&[web.addr()], |config| {
+    let weir = Balancer::with_admin(&[web.addr()], |config| {
         add_routed_pool(config, "slow", slow.addr(), "/slow");
         add_routed_pool(config, "failing", failing.addr(), "/status/");
     });
-    let mut stream = connect(weir.addr).await.expect("connect");
+    let mut stream = connect(weir.addr()).await.expect("connect");
     for path in ["/slow?ms=30"; 4].into_iter().chain(["/status/503"; 3]) {
         let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
         roundtrip(&mut stream, req.as_bytes()).await.expect("response");
     }
     let backend = |doc: &Value, pool: usize| doc["pools"][pool]["backends"][0].clone();
-    let doc = pools_until(weir.admin, |doc| {
+    let doc = pools_until(weir.admin(), |doc| {
         backend(doc, 1)["requests"]["2xx"] == 4 && backend(doc, 2)["requests"]["5xx"] == 3
     })
     .await;
@@ -93,8 +96,8 @@ async fn methods_paths_and_bodies_on_one_connection() {
     // that must parse cleanly after it, then a 404; oversized and chunked bodies are
     // refused with 413 and 411.
     let backend = TestBackend::start("b").await;
-    let weir = Balancer::start(&[backend.addr()], |_| {});
-    let mut stream = connect(weir.admin).await.expect("connect admin");
+    let weir = Balancer::with_admin(&[backend.addr()], |_| {});
+    let mut stream = connect(weir.admin()).await.expect("connect admin");
     let body = r#"{"address": "127.0.0.1:1", "weight": 1}"#;
     let put = format!(
         "PUT /api/v1/pools HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
@@ -124,14 +127,14 @@ async fn methods_paths_and_bodies_on_one_connection() {
     assert_eq!((response.status, response.header("location")), (302, Some("/status")));
 
     let big = "POST /api/v1/pools HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n";
-    let raw = String::from_utf8_lossy(&raw_request(weir.admin, big.as_bytes()).await).to_string();
+    let raw = String::from_utf8_lossy(&raw_request(weir.admin(), big.as_bytes()).await).to_string();
     assert!(raw.starts_with("HTTP/1.1 413 "), "{raw}");
     let chunked = "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     let raw =
-        String::from_utf8_lossy(&raw_request(weir.admin, chunked.as_bytes()).await).to_string();
+        String::from_utf8_lossy(&raw_request(weir.admin(), chunked.as_bytes()).await).to_string();
     assert!(raw.starts_with("HTTP/1.1 411 "), "{raw}");
     let bad = String::from_utf8_lossy(
-        &raw_request(weir.admin, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").await,
+        &raw_request(weir.admin(), b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").await,
     )
     .to_string();
     assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
@@ -141,18 +144,18 @@ async fn methods_paths_and_bodies_on_one_connection() {
 async fn metrics_off_hides_the_endpoint() {
     // Goal: `[admin] metrics = false` turns /metrics off and leaves the rest on.
     let backend = TestBackend::start("b").await;
-    let weir = Balancer::start(&[backend.addr()], |c| c.admin.metrics = false);
-    assert_eq!(admin_get(weir.admin, "/metrics").await.status, 404);
-    assert_eq!(admin_get(weir.admin, "/api/v1/pools").await.status, 200);
-    assert_eq!(admin_get(weir.admin, "/healthz").await.status, 200);
+    let weir = Balancer::with_admin(&[backend.addr()], |c| c.admin.metrics = false);
+    assert_eq!(admin_get(weir.admin(), "/metrics").await.status, 404);
+    assert_eq!(admin_get(weir.admin(), "/api/v1/pools").await.status, 200);
+    assert_eq!(admin_get(weir.admin(), "/healthz").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_is_self_contained() {
     // Goal: /status is one page with no external assets that polls the JSON API.
     let backend = TestBackend::start("b").await;
-    let weir = Balancer::start(&[backend.addr()], |_| {});
-    let response = admin_get(weir.admin, "/status").await;
+    let weir = Balancer::with_admin(&[backend.addr()], |_| {});
+    let response = admin_get(weir.admin(), "/status").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("text/html; charset=utf-8"));
     let csp = response.header("content-security-policy").expect("CSP header");

@@ -3,12 +3,10 @@
 //! answering when every other slot is taken, and a connection that sends no byte is
 //! closed after the first-byte deadline.
 
-use crate::support::{self, observe};
+use crate::support::{Balancer, TestBackend};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use observe::Balancer;
-use support::TestBackend;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use weir::admin::http::{ADMIN_FIRST_BYTE_TIMEOUT, ADMIN_REQUEST_TIMEOUT};
@@ -62,10 +60,10 @@ async fn silent_connections_from_one_address_lock_out_no_one() {
     // Goal: the cap's worth of silent connections from one address leaves the listener
     // answering. Method: 64 silent connections from 127.0.0.1, then curl from 127.0.0.2.
     let backend = TestBackend::start("web").await;
-    let weir = Balancer::start(&[backend.addr()], |_| {});
-    let _held = silent(1, weir.admin, MAX_ADMIN_CONNECTIONS).await;
-    healthz_and_metrics_answer(2, weir.admin).await;
-    let (status, _) = curl_from(2, weir.admin, "/api/v1/pools").await;
+    let weir = Balancer::with_admin(&[backend.addr()], |_| {});
+    let _held = silent(1, weir.admin(), MAX_ADMIN_CONNECTIONS).await;
+    healthz_and_metrics_answer(2, weir.admin()).await;
+    let (status, _) = curl_from(2, weir.admin(), "/api/v1/pools").await;
     assert_eq!(status, 200, "another client still gets the whole API");
 }
 
@@ -74,23 +72,23 @@ async fn healthz_and_metrics_answer_when_every_slot_is_taken() {
     // Goal: with every ordinary slot held (many addresses, each at its own cap), the
     // reserve still answers health checks and scrapes, and only those.
     let backend = TestBackend::start("web").await;
-    let weir = Balancer::start(&[backend.addr()], |_| {});
+    let weir = Balancer::with_admin(&[backend.addr()], |_| {});
     let clients = MAX_ADMIN_CONNECTIONS.div_ceil(MAX_ADMIN_CONNECTIONS_PER_CLIENT);
     let mut held = Vec::new();
     for host in 0..clients {
         let host = 2 + u8::try_from(host).expect("few clients");
-        held.extend(silent(host, weir.admin, MAX_ADMIN_CONNECTIONS_PER_CLIENT).await);
+        held.extend(silent(host, weir.admin(), MAX_ADMIN_CONNECTIONS_PER_CLIENT).await);
     }
-    healthz_and_metrics_answer(1, weir.admin).await;
-    let (status, body) = curl_from(1, weir.admin, "/api/v1/pools").await;
+    healthz_and_metrics_answer(1, weir.admin()).await;
+    let (status, body) = curl_from(1, weir.admin(), "/api/v1/pools").await;
     assert_eq!(status, 503, "the reserve serves only /healthz and /metrics: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_sends_nothing_is_closed_after_the_first_byte_deadline() {
     let backend = TestBackend::start("web").await;
-    let weir = Balancer::start(&[backend.addr()], |_| {});
-    let mut held = silent(1, weir.admin, MAX_ADMIN_CONNECTIONS).await;
+    let weir = Balancer::with_admin(&[backend.addr()], |_| {});
+    let mut held = silent(1, weir.admin(), MAX_ADMIN_CONNECTIONS).await;
     // Bounded well past the deadline and well short of the 30 s keep-alive idle timeout,
     // which was the only bound before.
     let limit = ADMIN_FIRST_BYTE_TIMEOUT * 3;
@@ -101,15 +99,15 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_first_byte_deadline
         assert!(closed, "a silent connection is still open after {limit:?}: {read:?}");
     }
     // Once they are gone, their address is served again.
-    healthz_and_metrics_answer(1, weir.admin).await;
+    healthz_and_metrics_answer(1, weir.admin()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_that_trickles_past_the_request_deadline_gets_408() {
     use tokio::io::AsyncWriteExt;
     let backend = TestBackend::start("web").await;
-    let weir = Balancer::start(&[backend.addr()], |_| {});
-    let mut stream = connect_from(1, weir.admin).await;
+    let weir = Balancer::with_admin(&[backend.addr()], |_| {});
+    let mut stream = connect_from(1, weir.admin()).await;
     stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n").await.expect("write");
     let mut answer = Vec::new();
     let limit = ADMIN_REQUEST_TIMEOUT * 3;

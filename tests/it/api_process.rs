@@ -4,17 +4,16 @@
 //! a later edit of the config file wins over the API for what it changes, and an edit
 //! made during start is reloaded; refused calls are logged, at most ten a second.
 
-use crate::support::{self, admin, common, observe};
-
-use admin::{
-    admin_addr, authed, backends, call, config_with_token, pools, pools_until, temp_dir, REACT,
+use crate::support::admin::{
+    admin_addr, authed, backends, call, config_with_token, pools, pools_until, REACT,
 };
-use common::{get_close, write_config, WeirProcess};
-use observe::{metric, scrape};
+use crate::support::dns::{DnsMode, TestDns};
+use crate::support::process::{temp_dir, write_config, WeirProcess};
+use crate::support::scrape::{metric, scrape};
+use crate::support::{get_close, raw_request, TestBackend};
+
 use std::net::SocketAddr;
 use std::path::Path;
-use support::dns::{DnsMode, TestDns};
-use support::{raw_request, TestBackend};
 use tokio::time::{sleep, Instant};
 
 /// Starts the binary on the config at `path`, with `env`; returns it, its client and its
@@ -100,7 +99,7 @@ async fn a_crash_while_writing_the_state_keeps_the_previous_state() {
     let request = format!(
         "POST /api/v1/pools/web/backends HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\n\
          Content-Length: {}\r\n\r\n{body}",
-        admin::TOKEN,
+        crate::support::admin::TOKEN,
         body.len()
     );
     let temp = format!(".weir.state.json.{}.tmp", process.pid());

@@ -3,14 +3,13 @@
 //! as the running snapshot has it, pools the API can leave empty answer 503, and no
 //! change is accepted while a binary upgrade hands over (it would be lost).
 
-use crate::support::{self, admin, common, observe};
+use crate::support::admin::{call, TOKEN};
+use crate::support::{self, Balancer};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin::{call, TOKEN};
-use observe::Balancer;
 use weir::config::{BackendAddress, BackendConfig, Config, StrategyKind};
 use weir::control::Refusal;
 use weir::snapshot::{BackendState, Snapshot};
@@ -23,7 +22,7 @@ fn backend(text: &str) -> BackendConfig {
 }
 
 fn two_backends() -> Config {
-    common::config_for(&["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()])
+    support::config_for(&["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()])
 }
 
 fn labels(snapshot: &Snapshot) -> Vec<String> {
@@ -39,13 +38,13 @@ fn failed_state_write_keeps_live_state_of_removed_backend() {
     // Goal: an edit refused because the state file cannot be written (its path is a
     // non-empty directory, so the rename fails even as root) changes nothing: the idle
     // backend it removed keeps its live state (same id, no slow start) afterwards.
-    let dir = common::temp_path("state-fail");
+    let dir = support::process::temp_path("state-fail");
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("state.json");
     let mut config = two_backends();
     config.admin.state_file = Some(state.to_string_lossy().into_owned());
-    let handle = weir::server::start(config).unwrap();
-    let shared = Arc::clone(handle.shared());
+    let weir = Balancer::start(config);
+    let shared = Arc::clone(weir.shared());
     let live_before = Arc::clone(&shared.snapshot.load().pools[0].backends[1].live);
     std::fs::create_dir_all(state.join("x")).unwrap();
     let refused = shared.edit(|config| {
@@ -65,15 +64,14 @@ fn failed_state_write_keeps_live_state_of_removed_backend() {
     let kept = &after.pools[0].backends[1];
     assert!(Arc::ptr_eq(&live_before, &kept.live), "backend 2 lost its live state");
     assert_eq!(kept.ramp_permille(), None, "no slow start for a backend that never left");
-    handle.shutdown();
 }
 
 #[test]
 fn failed_build_forgets_its_remove_now_mark() {
     // Goal: a `?now=true` removal refused by the build (an unresolvable backend in the
     // same change) leaves no mark: a later plain removal of the busy backend drains it.
-    let handle = weir::server::start(two_backends()).unwrap();
-    let shared = Arc::clone(handle.shared());
+    let weir = Balancer::start(two_backends());
+    let shared = Arc::clone(weir.shared());
     let busy = Arc::clone(&shared.snapshot.load().pools[0].backends[1].live);
     let refused = shared.edit(|config| {
         config.pools[0].backends.remove(1);
@@ -92,7 +90,6 @@ fn failed_build_forgets_its_remove_now_mark() {
     let states: Vec<_> = after.pools[0].backends.iter().map(|b| b.state).collect();
     assert_eq!(states, [BackendState::Active, BackendState::Leaving], "busy backend drains");
     busy.in_flight.store(0, Ordering::Relaxed);
-    handle.shutdown();
 }
 
 #[test]
@@ -101,14 +98,14 @@ fn re_added_resolve_backend_gets_its_addresses_back() {
     // notices has its discovered addresses again, though the DNS answer never changes.
     let dns = support::dns::TestDns::start();
     dns.set_a("api.weir.test", &["127.0.0.5".parse().unwrap()]);
-    let mut config = common::config_for(&["127.0.0.1:1".parse().unwrap()]);
+    let mut config = support::config_for(&["127.0.0.1:1".parse().unwrap()]);
     config.dns.servers = vec![dns.addr()];
     config.dns.timeout = Some(Duration::from_millis(200));
     let named = BackendConfig { resolve: true, ..backend("api.weir.test:80") };
     config.pools[0].backends.push(named.clone());
     config.pools[0].dns_refresh = Duration::from_secs(1);
-    let handle = weir::server::start(config).unwrap();
-    let shared = Arc::clone(handle.shared());
+    let weir = Balancer::start(config);
+    let shared = Arc::clone(weir.shared());
     assert_eq!(labels(&shared.snapshot.load()), ["127.0.0.1:1", "127.0.0.5:80"]);
     let removed = shared.edit(|c| {
         c.pools[0].backends.pop();
@@ -127,7 +124,6 @@ fn re_added_resolve_backend_gets_its_addresses_back() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(labels(&shared.snapshot.load()), ["127.0.0.1:1", "127.0.0.5:80"]);
-    handle.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,9 +140,8 @@ async fn every_strategy_answers_503_for_an_empty_pool() {
         StrategyKind::PeakEwma,
     ];
     for kind in kinds {
-        let handle = weir::server::start(common::config_for(&["127.0.0.1:1".parse().unwrap()]));
-        let handle = handle.unwrap();
-        let shared = Arc::clone(handle.shared());
+        let weir = Balancer::over(&["127.0.0.1:1".parse().unwrap()], |_| {});
+        let shared = Arc::clone(weir.shared());
         let key = (kind == StrategyKind::ConsistentHash)
             .then(|| weir::balance::key::HashKey::parse("path").unwrap());
         let spec = weir::state::PoolSpec {
@@ -160,9 +155,9 @@ async fn every_strategy_answers_503_for_an_empty_pool() {
             Ok(None)
         });
         added.map_err(|r| r.message).unwrap();
-        let response = common::get_close(handle.listen_addrs()[0], "/x").await;
+        let response = support::get_close(weir.addr(), "/x").await;
         assert_eq!(response.status, 503, "{kind:?}");
-        tokio::task::spawn_blocking(move || handle.shutdown()).await.unwrap();
+        weir.stop().await;
     }
 }
 
@@ -172,7 +167,7 @@ async fn api_changes_are_refused_while_an_upgrade_hands_over() {
     // changes 503 with a JSON error (the new process reads the state file as it starts,
     // so a change here would be lost); once the upgrade failed, changes work again.
     let backends = ["127.0.0.1:1".parse().unwrap()];
-    let weir = Balancer::start(&backends, |c| c.admin.token = Some(TOKEN.to_string()));
+    let weir = Balancer::with_admin(&backends, |c| c.admin.token = Some(TOKEN.to_string()));
     let shared = Arc::clone(weir.handle().shared());
     // A "new binary" that never connects and exits after a second: the handover fails.
     let args = vec!["-c".into(), "sleep 1".into()];
@@ -183,7 +178,7 @@ async fn api_changes_are_refused_while_an_upgrade_hands_over() {
     let mut refused = None;
     // Bounded by the child's exit, which ends the handover.
     while refused.is_none() && !upgrade.is_finished() {
-        let reply = call(weir.admin, "PATCH", patch, Some(TOKEN), body).await;
+        let reply = call(weir.admin(), "PATCH", patch, Some(TOKEN), body).await;
         refused = (reply.status == 503).then_some(reply);
     }
     let refused = refused.expect("a change during the handover is refused");
@@ -191,6 +186,6 @@ async fn api_changes_are_refused_while_an_upgrade_hands_over() {
     assert!(error.contains("upgrade in progress"), "{:?}", refused.json);
     let outcome = tokio::task::spawn_blocking(move || upgrade.join().unwrap()).await.unwrap();
     assert!(outcome.is_err(), "{outcome:?}");
-    let after = call(weir.admin, "PATCH", patch, Some(TOKEN), body).await;
+    let after = call(weir.admin(), "PATCH", patch, Some(TOKEN), body).await;
     assert_eq!(after.status, 200, "{:?}", after.json);
 }

@@ -3,13 +3,12 @@
 //! change on SIGHUP. Backends are real HTTP/1.1 servers on loopback; each answers with
 //! its name in `X-Backend`.
 
-use crate::support::{self, common};
+use crate::support::process::{write_config, WeirProcess};
+use crate::support::{self, send, Balancer, Response, TestBackend};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use common::{send, write_config, Weir, WeirProcess};
-use support::{Response, TestBackend};
 use weir::config::{HashConfig, StickyConfig, StrategyKind};
 
 const COOKIE: &str = "weir_affinity";
@@ -42,8 +41,8 @@ fn set_cookie_id(response: &Response) -> Option<String> {
     Some(value.to_string())
 }
 
-fn sticky_weir(backends: &[SocketAddr]) -> Weir {
-    Weir::start_with(backends, |config| {
+fn sticky_weir(backends: &[SocketAddr]) -> Balancer {
+    Balancer::over(backends, |config| {
         config.pools[0].strategy = StrategyKind::Sticky;
         config.pools[0].sticky = Some(StickyConfig::default());
     })
@@ -94,7 +93,7 @@ async fn tampered_cookie_is_treated_as_absent() {
 async fn consistent_hash_sends_a_key_to_one_backend() {
     // Goal: the same X-User-Id always reaches the same backend; many keys use them all.
     let servers = backends(&["a", "b", "c"]).await;
-    let weir = Weir::start_with(&addrs(&servers), |config| {
+    let weir = Balancer::over(&addrs(&servers), |config| {
         config.pools[0].strategy = StrategyKind::ConsistentHash;
         let key = weir::balance::key::HashKey::parse("header:x-user-id").unwrap();
         config.pools[0].hash = Some(HashConfig { key, table_size: 65_537 });
@@ -130,8 +129,8 @@ async fn two_processes_agree_on_keys_and_cookies() {
     // different order, map keys and sticky cookies to the same backends.
     let servers = backends(&["a", "b", "c", "d"]).await;
     let mut forward = addrs(&servers);
-    let one = common::temp_path("one.toml");
-    let two = common::temp_path("two.toml");
+    let one = support::process::temp_path("one.toml");
+    let two = support::process::temp_path("two.toml");
     write_config(&one, &hash_and_sticky_config(&forward));
     forward.reverse();
     write_config(&two, &hash_and_sticky_config(&forward));
@@ -175,7 +174,7 @@ async fn sighup_weight_change_applies_to_the_next_picks() {
     // the new weights. One worker, so the smooth sequence is exact.
     let servers = backends(&["a", "b"]).await;
     let (a, b) = (servers[0].addr(), servers[1].addr());
-    let path = common::temp_path("weights.toml");
+    let path = support::process::temp_path("weights.toml");
     write_config(&path, &weighted_config(a, b, 1));
     let (process, addr) = WeirProcess::start(&["-c", path.to_str().unwrap()]).await;
     let before = shares(addr, 20).await;

@@ -3,15 +3,14 @@
 //! same with the real `curl` client, and the binary's memory use while streaming 100 MiB.
 //! Every body is checked by length and FNV-1a hash, never by keeping it in memory.
 
-use crate::support::{self, common};
+use crate::support::process::{temp_path, WeirProcess};
+use crate::support::{
+    self, connect, curl, pattern_hash, read_response, read_response_hashed, upload_summary,
+    Balancer, PatternSource, Response, TestBackend, IO_CHUNK,
+};
 
-use common::{curl, temp_path, Weir, WeirProcess};
 use std::io::Write;
 use std::net::SocketAddr;
-use support::{
-    connect, pattern_hash, read_response, read_response_hashed, upload_summary, PatternSource,
-    Response, TestBackend, IO_CHUNK,
-};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 const MIB: u64 = 1024 * 1024;
@@ -63,7 +62,7 @@ async fn small_uploads_arrive_intact_on_one_connection() {
     // Goal: 0 B, 1 B and 64 KiB POST/PUT bodies arrive intact in both framings. Method:
     // send all twelve on one keep-alive connection and compare the backend's hash.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     for n in [0, 1, 64 * 1024] {
         for method in ["POST", "PUT"] {
@@ -80,7 +79,7 @@ async fn upload_100mib_content_length() {
     // Goal: 100 MiB POST and PUT bodies with Content-Length arrive intact. Method: stream
     // the pattern and compare the backend's length and hash.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     for method in ["POST", "PUT"] {
         let resp = upload(&mut s, method, BIG, false).await;
@@ -93,7 +92,7 @@ async fn upload_100mib_chunked() {
     // Goal: 100 MiB chunked POST and PUT bodies arrive intact. Method: stream the pattern
     // in chunks of varying sizes and compare the backend's length and hash.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     for method in ["POST", "PUT"] {
         let resp = upload(&mut s, method, BIG, true).await;
@@ -118,7 +117,7 @@ async fn download_100mib_both_framings() {
     // Goal: 100 MiB responses arrive intact with Content-Length and chunked framing.
     // Method: hash the body as it streams in and compare with the pattern's hash.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     check_download(weir.addr(), BIG, false).await;
     check_download(weir.addr(), BIG, true).await;
 }
@@ -143,7 +142,7 @@ async fn curl_uploads_arrive_intact() {
     // Goal: uploads from the real curl client arrive intact. Method: POST a 5 MiB file
     // with Content-Length (curl adds Expect: 100-continue) and PUT it chunked.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let n = 5 * MIB + 7;
     let file = pattern_file(n);
     let url = format!("http://{}/upload", weir.addr());
@@ -162,7 +161,7 @@ async fn curl_downloads_arrive_intact() {
     // Goal: downloads read by the real curl client arrive intact. Method: save a 20 MiB
     // body in each framing to a file and hash the file.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let n = 20 * MIB + 3;
     for chunked in [0, 1] {
         let path = temp_path("download.bin");

@@ -2,9 +2,9 @@
 //! key as FILE:LINE:COL with exit status 2; `weir demo` serves three distinct backends
 //! round robin and stops on SIGTERM.
 
-use crate::support::common;
+use crate::support::get_close;
+use crate::support::process::{address_after, config_toml, temp_path, write_config, WeirProcess};
 
-use common::{address_after, config_toml, get_close, temp_path, write_config, WeirProcess};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Command, Output};

@@ -4,15 +4,12 @@
 //! second, round robin or sticky. A connect failure sent nothing, so its retry must not
 //! wait on the retry budget, which is there against load amplification.
 
-use crate::support::{self, common, health};
+use crate::support::{self, config_for, connect, roundtrip, Balancer, TestBackend};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::config_for;
-use health::Balancer;
-use support::{connect, roundtrip, TestBackend};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -36,7 +33,7 @@ type Failures = Arc<Mutex<Vec<String>>>;
 async fn cookie_for(weir: &Balancer, name: &str) -> String {
     // Bounded: the base strategy is round robin over 3 backends (see `kill_under_load`).
     for _ in 0..6 {
-        let response = common::get_close(weir.addr(), "/").await;
+        let response = support::get_close(weir.addr(), "/").await;
         if response.text() == name {
             let set_cookie = response.header("set-cookie").expect("a sticky cookie");
             return set_cookie.split(';').next().expect("name=value").to_string();
@@ -188,7 +185,7 @@ async fn a_blackholed_backend_costs_waits_not_errors() {
     // Round robin puts every third request on the blackholed backend until passive health
     // ejects it (5 timeouts in a row): more retries a second than the old budget floor.
     for number in 0..20 {
-        let response = common::get_close(weir.addr(), "/").await;
+        let response = support::get_close(weir.addr(), "/").await;
         assert_eq!(response.status, 200, "request {number}: {}", response.text());
     }
     let timeouts = weir.backend_total(hole.addr, |s| s.connect_failures.get());

@@ -3,15 +3,13 @@
 //! 127.0.0.1, 127.0.0.2 and 127.0.0.3 (all loopback on Linux), so one name and port
 //! reach each of them.
 
-use crate::support::{self, common, health};
+use crate::support::dns::{DnsMode, TestDns};
+use crate::support::process::WeirProcess;
+use crate::support::{self, get_close, BackendOptions, Balancer, TestBackend};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{get_close, WeirProcess};
-use health::Balancer;
-use support::dns::{DnsMode, TestDns};
-use support::{BackendOptions, TestBackend};
 use tokio::time::{sleep, Instant};
 use weir::config::{
     BackendAddress, BackendConfig, Config, DnsConfig, HealthConfig, PoolConfig, StrategyKind,
@@ -168,7 +166,7 @@ async fn joining_addresses_ramp_and_host_names_the_configured_name() {
     config.pools[0].slow_start = Some(Duration::from_secs(60));
     let weir = Balancer::start(config);
     // HTTP/1.0 without Host: weir names the backend by its configured name, not its IP.
-    let response = common::send(weir.addr(), b"GET /echo-head HTTP/1.0\r\n\r\n").await;
+    let response = support::send(weir.addr(), b"GET /echo-head HTTP/1.0\r\n\r\n").await;
     let host = format!("host: {NAME}:{}", one.addr().port());
     assert!(response.text().to_ascii_lowercase().contains(&host), "{}", response.text());
 
@@ -192,7 +190,7 @@ async fn reload_adds_a_discovered_backend() {
     let weir = Balancer::start(config.clone());
     assert_eq!(labels(&weir), [label(&one)]);
     config.pools[0].backends.extend(resolved);
-    weir.reload(config);
+    weir.reload(config).expect("reload");
     assert!(follows(&weir, &[&one, &two], FOLLOW).await.is_some(), "{:?}", labels(&weir));
     assert_eq!(answered_by(&weir, 10).await, ["one", "two"]);
 }
@@ -231,7 +229,7 @@ async fn curl_url(url: &str) -> String {
 #[tokio::test]
 async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once() {
     let (dns, [one, _two, _three], _) = setup(&[ip(2)]).await;
-    let path = common::temp_path("dns.toml");
+    let path = support::process::temp_path("dns.toml");
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [dns]\nservers = [\"{}\"]\ntimeout = \"200ms\"\n\
@@ -240,7 +238,7 @@ async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once()
         dns.addr(),
         one.addr().port()
     );
-    common::write_config(&path, &text);
+    support::process::write_config(&path, &text);
     let args = ["-c", path.to_str().unwrap(), "--log-level", "info"];
     let (weir, addr) = WeirProcess::start(&args).await;
     assert_eq!(curl(addr).await, "two");
@@ -260,7 +258,7 @@ async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once()
     let stderr = weir.stderr();
     assert_eq!(stderr.lines().filter(warned).count(), 1, "{stderr}");
     let admin = weir.wait_stderr(|l| l.contains("admin listening on http://")).await.unwrap();
-    let admin = common::address_after(&admin, "http://");
+    let admin = support::process::address_after(&admin, "http://");
     let metrics = curl_url(&format!("http://{admin}/metrics")).await;
     let failed = format!("weir_dns_lookups_total{{host=\"{NAME}\",result=\"failed\"}} ");
     let count = metrics.lines().find_map(|l| l.strip_prefix(&failed)?.parse::<u64>().ok());

@@ -2,12 +2,11 @@
 //! answers with their TTL, CNAME chains, NXDOMAIN, silence and SERVFAIL, truncated UDP
 //! replies retried over TCP, and stray replies with a wrong id.
 
-use crate::support;
+use crate::support::dns::{DnsMode, TestDns};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use support::dns::{DnsMode, TestDns};
 use weir::config::DnsConfig;
 use weir::discovery::resolver::{Failure, Found, Resolver};
 

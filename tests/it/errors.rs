@@ -2,12 +2,10 @@
 //! request head, 431 for an oversized head. Each must be a short text/plain body that
 //! names the cause.
 
-use crate::support::{self, common};
+use crate::support::{connect, get_close, read_response, Balancer, Response, TestBackend};
 
-use common::{get_close, Weir};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{connect, read_response, Response, TestBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, timeout};
 
@@ -36,7 +34,7 @@ fn dead_address() -> SocketAddr {
 async fn refused_backend_gives_502() {
     // Goal: a backend that refuses connections gives 502 naming the connect failure.
     // Method: point the pool at a port nothing listens on.
-    let weir = Weir::start_with(&[dead_address()], |_| {});
+    let weir = Balancer::over(&[dead_address()], |_| {});
     let resp = get_close(weir.addr(), "/").await;
     assert_error(&resp, 502, "connect");
 }
@@ -46,7 +44,7 @@ async fn slow_backend_gives_504() {
     // Goal: a backend slower than response_timeout gives 504 naming the timeout. Method:
     // `/slow?ms=2000` with a 300 ms response timeout.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| c.pools[0].response_timeout = SHORT);
+    let weir = Balancer::over(&[backend.addr()], |c| c.pools[0].response_timeout = SHORT);
     let resp = get_close(weir.addr(), "/slow?ms=2000").await;
     assert_error(&resp, 504, "timeout");
     let ok = get_close(weir.addr(), "/").await;
@@ -58,7 +56,7 @@ async fn slow_request_head_gives_408() {
     // Goal: a client that stalls mid-head gets 408 and is disconnected. Method: send half
     // a head, wait past a 300 ms header_timeout, read the answer and then EOF.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| c.server.header_timeout = SHORT);
+    let weir = Balancer::over(&[backend.addr()], |c| c.server.header_timeout = SHORT);
     let mut s = connect(weir.addr()).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: te").await.unwrap();
     sleep(SHORT * 2).await;
@@ -76,7 +74,7 @@ async fn oversized_head_gives_431() {
     // Goal: a head over max_header_bytes, or with more than max_headers fields, gets 431.
     // Method: a 4 KiB limit with an 8 KiB field; a 10-field limit with 20 fields.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| {
+    let weir = Balancer::over(&[backend.addr()], |c| {
         c.server.max_header_bytes = 4096;
         c.server.max_headers = 10;
     });

@@ -3,11 +3,9 @@
 //! codings before chunked get 501; the connection closes, and the backend never sees
 //! them; responses with bad framing give the client a 502.
 
-use crate::support::{self, common};
+use crate::support::{connect, get_close, read_response, Balancer, TestBackend};
 
-use common::{get_close, Weir};
 use std::time::Duration;
-use support::{connect, read_response, TestBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -25,7 +23,7 @@ async fn assert_refused(req: &str, keyword: &str) {
 /// [`assert_refused`] with another status.
 async fn assert_refused_with(req: &str, status: u16, keyword: &str) {
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();
     let resp = read_response(&mut s).await.expect("a response to a bad request");
@@ -97,7 +95,7 @@ async fn bad_response_framing_gives_502() {
     // Goal: a response with ambiguous or unknown framing becomes a 502 with a cause.
     // Method: the backend's /bad/cl-te, /bad/double-cl and /bad/te routes.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let cases = [
         ("/bad/cl-te", "transfer-encoding"),
         ("/bad/double-cl", "content-length"),

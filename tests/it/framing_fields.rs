@@ -7,12 +7,12 @@
 //! - `Content-Length: 5, 5` goes on as one value; chunk extensions are stripped; 204, 304
 //!   and 1xx responses lose their framing fields.
 
-use crate::support::{self, common};
+use crate::support::{
+    connect, curl, read_response, roundtrip, Balancer, Recorded, Recorder, Response,
+};
 
-use common::{curl, Weir};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{connect, read_response, roundtrip, Recorded, Recorder, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -25,8 +25,8 @@ const SMUGGLED: &str = "GET /SMUGGLED HTTP/1.1\r\nHost: x\r\nX-Ignore: ";
 
 /// weir with one worker in front of `backend`: both clients share its upstream pool, so
 /// a smuggled request would capture the second client's.
-fn one_worker(backend: &Recorder) -> Weir {
-    Weir::start_with(&[backend.addr()], |c| c.server.workers = 1)
+fn one_worker(backend: &Recorder) -> Balancer {
+    Balancer::over(&[backend.addr()], |c| c.server.workers = 1)
 }
 
 /// Client A sends `attack` (curl arguments) to /a; then client B, on its own connection,

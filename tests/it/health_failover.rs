@@ -6,13 +6,11 @@
 //! - POST load with bodies over the 64 KiB replay buffer: only requests already sent to
 //!   the dying backend may fail, and none of them is sent again.
 
-use crate::support::{self, common, health};
+use crate::support::load::Load;
+use crate::support::{self, config_for, pattern_bytes, BackendOptions, Balancer, TestBackend};
 
 use std::time::Duration;
 
-use common::config_for;
-use health::{Balancer, Load};
-use support::{pattern_bytes, BackendOptions, TestBackend};
 use tokio::time::{sleep, Instant};
 use weir::config::HealthConfig;
 
@@ -33,7 +31,7 @@ async fn three_backends() -> Vec<TestBackend> {
     ]
 }
 
-fn served_by(samples: &[health::Sample], name: &str, after: Instant) -> usize {
+fn served_by(samples: &[support::load::Sample], name: &str, after: Instant) -> usize {
     samples.iter().filter(|s| s.at > after && s.backend.as_deref() == Some(name)).count()
 }
 
@@ -55,7 +53,7 @@ async fn a_killed_backend_costs_no_request_and_comes_back() {
         config
     });
     let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
-    let load = Load::start(weir.addr(), CLIENTS, PAUSE, request);
+    let load = Load::repeat(weir.addr(), CLIENTS, PAUSE, request);
     sleep(Duration::from_millis(500)).await;
     let warm = Instant::now();
     assert!(["a", "b", "c"].iter().all(|n| served_by(
@@ -117,7 +115,7 @@ async fn large_posts_in_flight_to_a_dying_backend_fail_and_are_not_replayed() {
         format!("POST /slow?ms=100 HTTP/1.1\r\nHost: test\r\nContent-Length: {BODY}\r\n\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(&pattern_bytes(BODY));
-    let load = Load::start(weir.addr(), CLIENTS, PAUSE, request);
+    let load = Load::repeat(weir.addr(), CLIENTS, PAUSE, request);
     sleep(Duration::from_millis(600)).await;
     let b_addr = backends[1].addr();
     // Kill b while it holds a request.

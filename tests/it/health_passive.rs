@@ -2,14 +2,13 @@
 //! ejected by real traffic, gets no traffic while ejected, fails one half-open trial (and
 //! is ejected for twice as long), then recovers through the next trial.
 
-use crate::support::{self, common, health};
+use crate::support::load::Load;
+use crate::support::slow_backend::SlowBackend;
+use crate::support::{config_for, Balancer, TestBackend};
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::config_for;
-use health::{Balancer, Load, SlowBackend};
-use support::TestBackend;
 use tokio::time::{sleep, Instant};
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(150);
@@ -34,7 +33,7 @@ async fn a_slow_backend_is_ejected_and_recovers_through_half_open() {
     });
     slow.slow.store(true, Ordering::SeqCst);
     let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
-    let load = Load::start(weir.addr(), 2, Duration::from_millis(20), request);
+    let load = Load::repeat(weir.addr(), 2, Duration::from_millis(20), request);
 
     // Three timeouts in a row eject it; the timed-out GETs were retried on `fast`.
     let ejected = weir.wait_for(Duration::from_secs(5), |w| w.status(slow.addr).state == "ejected");

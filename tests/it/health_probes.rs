@@ -1,13 +1,10 @@
 //! Active probes: one prober per backend for the whole process, whatever the number of
 //! workers, across reloads; TCP probes; and probes with their own Host and statuses.
 
-use crate::support::{self, common, health};
+use crate::support::{config_for, Balancer, TestBackend};
 
 use std::time::Duration;
 
-use common::config_for;
-use health::Balancer;
-use support::TestBackend;
 use tokio::time::sleep;
 use weir::config::{BackendAddress, Config, HealthConfig, ProbeKind, StatusSet};
 
@@ -53,7 +50,7 @@ async fn one_probe_per_backend_per_interval_with_four_workers() {
     // A reload (even one that changes the probes) leaves one prober per backend.
     let mut config = probed(&[&a, &b], 4, every_100ms());
     config.pools[0].health.as_mut().unwrap().timeout = Duration::from_millis(500);
-    weir.reload(config);
+    weir.reload(config).expect("reload");
     sleep(INTERVAL * 2).await;
     let (counts, expected) = probes_in_window(&[&a, &b]).await;
     for count in counts {
@@ -80,13 +77,13 @@ async fn http_probes_check_the_status_and_tcp_probes_the_connect() {
     // A 503 the probe was told to expect is healthy.
     let mut accepting = every_100ms();
     accepting.expect_status = StatusSet::range(200, 503);
-    weir.reload(probed(&[&a, &b], 2, accepting));
+    weir.reload(probed(&[&a, &b], 2, accepting)).expect("reload");
     a.set_healthy(false);
     sleep(INTERVAL * 6).await;
     assert!(weir.status(a.addr()).healthy, "{:?}", weir.status(a.addr()));
     // TCP probes only connect: a stopped backend fails them.
     let tcp = HealthConfig { kind: ProbeKind::Tcp, ..every_100ms() };
-    weir.reload(probed(&[&a, &b], 2, tcp));
+    weir.reload(probed(&[&a, &b], 2, tcp)).expect("reload");
     b.stop();
     let down = weir.wait_for(Duration::from_secs(2), |w| !w.status(b.addr()).healthy).await;
     assert!(down.is_some(), "{:?}", weir.status(b.addr()));

@@ -2,12 +2,11 @@
 //! restart, the other listeners and the connections on a removed one carry on, and an
 //! address that cannot be bound refuses the whole reload. Also by SIGHUP on the binary.
 
-use crate::support::{self, common};
+use crate::support::process::{temp_path, write_config, WeirProcess};
+use crate::support::{self, config_for, connect, get_close, roundtrip, Balancer, TestBackend};
 
-use common::{config_for, get_close, temp_path, write_config, WeirProcess};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{connect, roundtrip, TestBackend};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 use weir::config::Config;
@@ -54,8 +53,9 @@ async fn reload_adds_and_removes_listeners_without_disturbing_others() {
     // request finish); reload with an address taken by another socket: refused whole.
     let a = TestBackend::start("A").await;
     let base = config_for(&[a.addr()]);
-    let handle = weir::server::start(base.clone()).expect("weir starts");
-    let first = handle.listen_addrs()[0];
+    let weir = Balancer::start(base.clone());
+    let handle = weir.handle();
+    let first = weir.addr();
     let mut kept = connect(first).await.expect("connect");
     keep_alive_ok(&mut kept).await;
     let before = a.requests();
@@ -92,7 +92,7 @@ async fn reload_adds_and_removes_listeners_without_disturbing_others() {
     assert_eq!(handle.listen_addrs(), vec![second], "a refused reload changes nothing");
     assert_eq!(handle.shared().snapshot.load().generation, generation);
     assert_eq!(get_close(second, "/").await.text(), "A");
-    tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("shutdown");
+    weir.stop().await;
 }
 
 /// A config file for the binary with the given `listen` list and worker count.
@@ -119,7 +119,7 @@ async fn sighup_adds_and_removes_a_listener() {
     process.signal("HUP");
     let line = process.wait_stderr(|l| l.contains("listening on http://127.0.0.2:")).await;
     let line = line.unwrap_or_else(|| panic!("no new listener:\n{}", process.stderr()));
-    let second = common::address_after(&line, "http://");
+    let second = support::process::address_after(&line, "http://");
     assert_eq!(get_close(second, "/").await.text(), "A");
     assert_eq!(get_close(first, "/").await.text(), "A");
     let warned = process.wait_stderr(|l| l.contains("worker count change")).await;

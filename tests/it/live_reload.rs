@@ -4,15 +4,13 @@
 //! the watcher or by SIGHUP, API reload). Not one client request may fail, and no connection
 //! may be reset.
 
-use crate::support::{self, admin, common};
+use crate::support::admin::{admin_addr, authed, backends, config_with_token, pools_until};
+use crate::support::load::{Client, Load, Request};
+use crate::support::process::{temp_dir, write_config, WeirProcess};
+use crate::support::TestBackend;
 
-use admin::{admin_addr, authed, backends, config_with_token, pools_until, temp_dir};
-use common::{write_config, WeirProcess};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use support::{connect, roundtrip, TestBackend};
 use tokio::time::sleep;
 
 /// Keep-alive clients running during the changes.
@@ -25,52 +23,13 @@ const BETWEEN: Duration = Duration::from_millis(15);
 /// two-core CI machine.
 const THINK: Duration = Duration::from_millis(1);
 
-/// What the clients saw.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    /// Connections that broke (reset, early close) under a request.
-    broken: AtomicU64,
-    /// Responses that ended a connection with `Connection: close`.
-    closed: AtomicU64,
-}
-
-/// One client: alternately GET / and POST /echo-body on one keep-alive connection,
-/// checking every answer, until `stop`.
-async fn client(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let mut stream = connect(addr).await.expect("connect");
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        sleep(THINK).await;
-        n += 1;
-        let body = format!("client {id} request {n}");
-        let (request, post) = if n % 2 == 0 {
-            let head = "POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n";
-            (format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()), true)
-        } else {
-            ("GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), false)
-        };
-        match roundtrip(&mut stream, request.as_bytes()).await {
-            Ok(response) => {
-                let good = response.status == 200 && (!post || response.body == body.as_bytes());
-                let counter = if good { &tally.ok } else { &tally.failed };
-                counter.fetch_add(1, Ordering::Relaxed);
-                if !good {
-                    eprintln!("client {id}: bad answer {} {}", response.status, response.text());
-                }
-                if response.has_connection_close() {
-                    tally.closed.fetch_add(1, Ordering::Relaxed);
-                    stream = connect(addr).await.expect("reconnect");
-                }
-            }
-            Err(error) => {
-                eprintln!("client {id}: connection broke: {error}");
-                tally.broken.fetch_add(1, Ordering::Relaxed);
-                stream = connect(addr).await.expect("reconnect");
-            }
-        }
-    }
+/// One keep-alive client: alternately `GET /` and an echoed POST, every answer checked.
+fn client(id: usize) -> Client {
+    let next = move |n: usize| match n % 2 {
+        0 => Request::Get("/".to_string()),
+        _ => Request::Echo(format!("client {id} request {n}")),
+    };
+    Client::new("client", THINK, next)
 }
 
 /// The weight of C in the config file written in `cycle`.
@@ -98,11 +57,7 @@ async fn one_hundred_changes_under_load_fail_no_request() {
     write_config(&path, &config_file(a.addr(), b.addr(), c.addr(), 1));
     let (process, addr) = WeirProcess::start(&["-c", path.to_str().unwrap()]).await;
     let admin = admin_addr(&process).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client(addr, id, Arc::clone(&stop), Arc::clone(&tally))))
-        .collect();
+    let load = Load::start(addr, (0..CLIENTS).map(client));
 
     let web = "/api/v1/pools/web/backends";
     let of = |backend: &TestBackend| format!("{web}/{}", backend.addr());
@@ -140,16 +95,14 @@ async fn one_hundred_changes_under_load_fail_no_request() {
         assert!((200..300).contains(&status), "change {change} answered {status}");
         sleep(BETWEEN).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for task in clients {
-        task.await.expect("client task");
-    }
-    let (ok, failed) = (tally.ok.load(Ordering::Relaxed), tally.failed.load(Ordering::Relaxed));
-    let (broken, closed) =
-        (tally.broken.load(Ordering::Relaxed), tally.closed.load(Ordering::Relaxed));
-    eprintln!("requests ok {ok}, failed {failed}, broken connections {broken}, closed {closed}");
-    assert_eq!((failed, broken), (0, 0), "failed requests and broken connections");
-    assert!(ok >= CHANGES as u64, "the clients ran through the changes: {ok} requests");
+    let (sent, samples) = load.finish().await;
+    // Failed requests, and connections that broke (reset, early close) under a request.
+    let failed: Vec<_> = samples.iter().filter(|s| !s.ok()).collect();
+    let closed = samples.iter().filter(|s| s.closed).count();
+    let ok = samples.len() - failed.len();
+    eprintln!("requests sent {sent}, ok {ok}, failed {}, closed {closed}", failed.len());
+    assert!(failed.is_empty(), "failed requests and broken connections: {failed:?}");
+    assert!(ok >= CHANGES, "the clients ran through the changes: {ok} requests");
     assert!(d.requests() > 0 && b.requests() > 0, "traffic followed the changes");
     let stderr = process.stderr();
     assert!(!stderr.contains("panicked"), "weir panicked:\n{stderr}");

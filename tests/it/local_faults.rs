@@ -4,14 +4,13 @@
 //! marked unhealthy, the requests get a short local 503 and the local-error metric counts
 //! them. Accept errors are logged at most ten a second.
 
-use crate::support::{self, common};
+use crate::support::process::{address_after, temp_path, write_config, WeirProcess};
+use crate::support::{self, connect, roundtrip, TestBackend};
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{address_after, temp_path, write_config, WeirProcess};
-use support::{connect, roundtrip, TestBackend};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -41,7 +40,7 @@ fn set_file_limit(pid: u32, limit: usize) {
 
 /// The value of the first `/metrics` line that holds every one of `parts`.
 async fn metric(admin: SocketAddr, parts: &[&str]) -> Option<f64> {
-    let text = common::get_close(admin, "/metrics").await.text();
+    let text = support::get_close(admin, "/metrics").await.text();
     let line = text.lines().find(|line| parts.iter().all(|part| line.contains(part)))?;
     line.rsplit(' ').next()?.parse().ok()
 }

@@ -2,12 +2,12 @@
 //! match the requests sent, connection reuse, failures by kind, totals that add up every
 //! worker, and a scrape that `promtool check metrics` accepts.
 
-use crate::support::{self, common, observe};
+use crate::support::balancer::add_routed_pool;
+use crate::support::scrape::{metric, scrape, scrape_until};
+use crate::support::{self, connect, roundtrip, Balancer, TestBackend};
 
-use observe::{add_routed_pool, metric, scrape, scrape_until, Balancer};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use support::{connect, roundtrip, TestBackend};
 
 /// Requests to the failing backend in the two-backend test.
 const FAILING_REQUESTS: usize = 20;
@@ -29,7 +29,7 @@ async fn keep_alive_gets(addr: SocketAddr, path: &str, count: usize) -> Vec<u16>
 async fn fresh_gets(addr: SocketAddr, path: &str, count: usize) -> Vec<u16> {
     let mut statuses = Vec::with_capacity(count);
     for _ in 0..count {
-        statuses.push(common::get_close(addr, path).await.status);
+        statuses.push(support::get_close(addr, path).await.status);
     }
     statuses
 }
@@ -45,7 +45,7 @@ async fn two_backends() -> (Balancer, String, String, [TestBackend; 2]) {
     let failing = TestBackend::start("failing").await;
     let slow = TestBackend::start("slow").await;
     let (f, s) = (failing.addr(), slow.addr());
-    let weir = Balancer::start(&[f], |config| {
+    let weir = Balancer::with_admin(&[f], |config| {
         add_routed_pool(config, "failing", f, "/status/");
         add_routed_pool(config, "slow", s, "/slow");
     });
@@ -59,16 +59,16 @@ async fn per_backend_counts_histograms_and_reuse() {
     // connection; the scrape must show exactly those counts by class, histogram counts
     // equal to the requests, durations of at least 50 ms, and pooled connections reused.
     let (weir, failing, slow, _backends) = two_backends().await;
-    let statuses = keep_alive_gets(weir.addr, "/status/503", FAILING_REQUESTS).await;
+    let statuses = keep_alive_gets(weir.addr(), "/status/503", FAILING_REQUESTS).await;
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
-    let statuses = keep_alive_gets(weir.addr, "/slow?ms=50", SLOW_REQUESTS).await;
+    let statuses = keep_alive_gets(weir.addr(), "/slow?ms=50", SLOW_REQUESTS).await;
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
 
     let f = [("pool", "failing"), ("backend", failing.as_str())];
     let s = [("pool", "slow"), ("backend", slow.as_str())];
     let count = "weir_backend_request_duration_seconds_count";
-    scrape_until(weir.admin, count, &f, FAILING_REQUESTS as f64).await;
-    let text = scrape_until(weir.admin, count, &s, SLOW_REQUESTS as f64).await;
+    scrape_until(weir.admin(), count, &f, FAILING_REQUESTS as f64).await;
+    let text = scrape_until(weir.admin(), count, &s, SLOW_REQUESTS as f64).await;
 
     let by_class = |labels: &[(&str, &str)], class: &str| {
         let mut labels = labels.to_vec();
@@ -107,14 +107,14 @@ async fn refused_backend_counts_connect_failures() {
     // Goal: a backend that refuses connections shows up as connect failures. Method:
     // point a pool at a closed port, send 3 requests, expect 502s and kind="connect".
     let dead = refused_addr();
-    let weir = Balancer::start(&[dead], |_| {});
-    let statuses = fresh_gets(weir.addr, "/", 3).await;
+    let weir = Balancer::with_admin(&[dead], |_| {});
+    let statuses = fresh_gets(weir.addr(), "/", 3).await;
     assert!(statuses.iter().all(|&s| s == 502), "{statuses:?}");
     let dead = dead.to_string();
     let labels = [("pool", "web"), ("backend", dead.as_str()), ("kind", "connect")];
-    let deadline = tokio::time::Instant::now() + observe::SETTLE;
+    let deadline = tokio::time::Instant::now() + support::scrape::SETTLE;
     let text = loop {
-        let text = scrape(weir.admin).await;
+        let text = scrape(weir.admin()).await;
         if metric(&text, "weir_backend_failures_total", &labels).unwrap_or(0.0) >= 3.0 {
             break text;
         }
@@ -139,9 +139,9 @@ async fn scrape_adds_up_all_four_workers() {
     // connections (the kernel spreads them over the workers' SO_REUSEPORT sockets) of 10
     // requests each; weir_requests_total{2xx} and the backend's count must equal 400.
     let backend = TestBackend::start("b").await;
-    let weir = Balancer::start(&[backend.addr()], |c| c.server.workers = 4);
+    let weir = Balancer::with_admin(&[backend.addr()], |c| c.server.workers = 4);
     let tasks: Vec<_> = (0..CONNECTIONS)
-        .map(|_| tokio::spawn(keep_alive_gets(weir.addr, "/", REQUESTS_PER_CONNECTION)))
+        .map(|_| tokio::spawn(keep_alive_gets(weir.addr(), "/", REQUESTS_PER_CONNECTION)))
         .collect();
     for task in tasks {
         let statuses = task.await.expect("client task");
@@ -149,7 +149,7 @@ async fn scrape_adds_up_all_four_workers() {
     }
     let sent = (CONNECTIONS * REQUESTS_PER_CONNECTION) as f64;
     let text =
-        scrape_until(weir.admin, "weir_requests_total", &[("code_class", "2xx")], sent).await;
+        scrape_until(weir.admin(), "weir_requests_total", &[("code_class", "2xx")], sent).await;
     let addr = backend.addr().to_string();
     let labels = [("backend", addr.as_str()), ("code_class", "2xx")];
     assert_eq!(metric(&text, "weir_backend_requests_total", &labels), Some(sent));
@@ -172,14 +172,14 @@ async fn promtool_accepts_a_scrape() {
         return;
     }
     let (weir, _, _, _backends) = two_backends().await;
-    keep_alive_gets(weir.addr, "/status/503", 3).await;
-    keep_alive_gets(weir.addr, "/slow?ms=5", 3).await;
+    keep_alive_gets(weir.addr(), "/status/503", 3).await;
+    keep_alive_gets(weir.addr(), "/slow?ms=5", 3).await;
     let dead = refused_addr();
     let mut config = weir.handle().shared().snapshot.load().config.as_ref().clone();
     add_routed_pool(&mut config, "dead \"quoted\"", dead, "/dead");
     weir.handle().reload(config).expect("reload");
-    fresh_gets(weir.addr, "/dead", 2).await;
-    let text = scrape(weir.admin).await;
+    fresh_gets(weir.addr(), "/dead", 2).await;
+    let text = scrape(weir.admin()).await;
     assert!(text.contains("pool=\"dead \\\"quoted\\\"\""), "escaped label:\n{text}");
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
@@ -203,18 +203,18 @@ async fn idle_pool_size_and_status_failures_are_exported() {
     // one keep-alive client doing 5 GETs and 3 requests answered 503 with
     // failure_statuses = [503] (passive ejection off, so the backend stays in).
     let backend = TestBackend::start("a").await;
-    let weir = Balancer::start(&[backend.addr()], |config| {
+    let weir = Balancer::with_admin(&[backend.addr()], |config| {
         config.pools[0].passive.failure_statuses = weir::config::StatusSet::range(503, 503);
         config.pools[0].passive.consecutive_failures = 0;
     });
-    let statuses = keep_alive_gets(weir.addr, "/", 5).await;
+    let statuses = keep_alive_gets(weir.addr(), "/", 5).await;
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    let statuses = keep_alive_gets(weir.addr, "/status/503", 3).await;
+    let statuses = keep_alive_gets(weir.addr(), "/status/503", 3).await;
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
     let labels = [("pool", "web"), ("backend", &*backend.addr().to_string())];
     let mut status = labels.to_vec();
     status.push(("kind", "status"));
-    let text = scrape_until(weir.admin, "weir_backend_failures_total", &status, 3.0).await;
+    let text = scrape_until(weir.admin(), "weir_backend_failures_total", &status, 3.0).await;
     assert_eq!(metric(&text, "weir_backend_failures_total", &status), Some(3.0));
     // The two client connections may land on one worker or on both, and each worker
     // pools its own upstream connection.

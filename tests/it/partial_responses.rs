@@ -3,7 +3,8 @@
 //! byte reached the client is a 502, and after the head went out the connection closes.
 //! The upstream connection of a broken response is never reused.
 
-use crate::support::{self, common, observe};
+use crate::support::scrape::{metric, scrape_until};
+use crate::support::{self, read_head, Balancer};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,8 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use observe::{metric, scrape_until, Balancer};
-use support::read_head;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -66,7 +65,7 @@ async fn scripted_backend(
 /// weir with its admin listener and a JSON access log at `log`.
 fn balancer(backend: SocketAddr, log: &Path) -> Balancer {
     let log = log.to_path_buf();
-    Balancer::start(&[backend], |c| {
+    Balancer::with_admin(&[backend], |c| {
         c.log.access = weir::access_log::Target::Path(log);
         c.log.format = weir::access_log::Format::Json;
     })
@@ -120,9 +119,9 @@ async fn a_body_cut_by_the_backend_is_logged_as_sent() {
     // Method: the backend announces 100 bytes, sends 10 and closes.
     let piece = [&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"[..], &[b'x'; 10]].concat();
     let (backend, _) = scripted_backend(vec![piece], None).await;
-    let log = common::temp_path("cut.json");
+    let log = support::process::temp_path("cut.json");
     let weir = balancer(backend, &log);
-    let got = get_to_eof(weir.addr).await;
+    let got = get_to_eof(weir.addr()).await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("\r\n\r\nxxxxxxxxxx"), "{text}");
@@ -133,7 +132,7 @@ async fn a_body_cut_by_the_backend_is_logged_as_sent() {
         "{line}"
     );
     assert!(line["error"].as_str().is_some_and(|e| e.contains("closed")), "{line}");
-    assert_counted(weir.admin, 1.0, 0.0).await;
+    assert_counted(weir.admin(), 1.0, 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,19 +144,19 @@ async fn a_malformed_chunked_body_before_any_byte_sent_gives_502() {
     let piece = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec();
     let (_keep, release) = mpsc::channel(1);
     let (backend, accepted) = scripted_backend(vec![piece], Some(release)).await;
-    let log = common::temp_path("bad-chunk.json");
+    let log = support::process::temp_path("bad-chunk.json");
     let weir = balancer(backend, &log);
-    let got = get_to_eof(weir.addr).await;
+    let got = get_to_eof(weir.addr()).await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 502"), "{text:?}");
     assert!(text.to_ascii_lowercase().contains("chunked"), "{text}");
     let line = &log_lines(&log, 1).await[0];
     assert_eq!(line["status"].as_u64(), Some(502), "{line}");
     assert!(line["error"].as_str().is_some(), "{line}");
-    let next = common::get_close(weir.addr, "/next").await;
+    let next = support::get_close(weir.addr(), "/next").await;
     assert_eq!((next.status, next.text().as_str()), (200, "ok"));
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "the broken connection was reused");
-    assert_counted(weir.admin, 1.0, 1.0).await;
+    assert_counted(weir.admin(), 1.0, 1.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,9 +168,9 @@ async fn a_malformed_chunk_after_the_head_went_out_closes_the_client() {
     let (release_tx, release) = mpsc::channel(1);
     let (backend, accepted) =
         scripted_backend(vec![first, b"zz\r\n".to_vec()], Some(release)).await;
-    let log = common::temp_path("late-bad-chunk.json");
+    let log = support::process::temp_path("late-bad-chunk.json");
     let weir = balancer(backend, &log);
-    let mut client = TcpStream::connect(weir.addr).await.expect("connect to weir");
+    let mut client = TcpStream::connect(weir.addr()).await.expect("connect to weir");
     client.write_all(b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n").await.expect("send");
     read_until(&mut client, b"hello\r\n").await;
     release_tx.send(()).await.expect("backend waiting");
@@ -186,10 +185,10 @@ async fn a_malformed_chunk_after_the_head_went_out_closes_the_client() {
         "{line}"
     );
     assert!(line["error"].as_str().is_some_and(|e| e.contains("chunked")), "{line}");
-    let next = common::get_close(weir.addr, "/next").await;
+    let next = support::get_close(weir.addr(), "/next").await;
     assert_eq!((next.status, next.text().as_str()), (200, "ok"));
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "the broken connection was reused");
-    assert_counted(weir.admin, 2.0, 0.0).await;
+    assert_counted(weir.admin(), 2.0, 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +201,7 @@ async fn a_response_cut_after_the_head_is_warned_about_with_the_backend() {
     let (backend, _) = scripted_backend(vec![first, b"zz\r\n".to_vec()], Some(release)).await;
     let backend_arg = backend.to_string();
     let args = ["-b", &backend_arg, "-l", "127.0.0.1:0", "--admin", "off"];
-    let (weir, addr) = common::WeirProcess::start(&args).await;
+    let (weir, addr) = support::process::WeirProcess::start(&args).await;
     let mut client = TcpStream::connect(addr).await.expect("connect to weir");
     client.write_all(b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n").await.expect("send");
     read_until(&mut client, b"hello\r\n").await;

@@ -2,11 +2,12 @@
 //! connection per worker, and a backend that closes idle connections never costs a client
 //! an error.
 
-use crate::support::{self, common};
+use crate::support::{
+    connect, get_close, hash_bytes, roundtrip, upload_summary, BackendOptions, Balancer,
+    TestBackend,
+};
 
-use common::{get_close, Weir};
 use std::time::Duration;
-use support::{connect, hash_bytes, roundtrip, upload_summary, BackendOptions, TestBackend};
 use tokio::time::sleep;
 
 /// Sequential client connections in the reuse test.
@@ -20,7 +21,7 @@ async fn sequential_connections_reuse_upstream() {
     // sequential requests, each on a new client connection with `Connection: close`; the
     // backend must accept at most one connection per worker.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| c.server.workers = WORKERS);
+    let weir = Balancer::over(&[backend.addr()], |c| c.server.workers = WORKERS);
     for i in 0..SEQUENTIAL_REQUESTS {
         let resp = get_close(weir.addr(), "/").await;
         assert_eq!((resp.status, resp.text().as_str()), (200, "b"), "request {i}");
@@ -43,7 +44,7 @@ async fn backend_closing_idle_connections_causes_no_errors() {
         ..BackendOptions::default()
     };
     let backend = TestBackend::start_with("b", opts).await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut kept = connect(weir.addr()).await.unwrap();
     let body = b"payload";
     let post = format!(

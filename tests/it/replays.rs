@@ -2,15 +2,13 @@
 //! request is replayed once on a new connection, a non-idempotent one never, because the
 //! backend may already have run it. Counted at a raw backend.
 
-use crate::support::{self, common};
+use crate::support::{connect, read_head, read_response, roundtrip, Balancer};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Weir;
-use support::{connect, read_head, read_response, roundtrip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
@@ -96,7 +94,7 @@ async fn serve(
 /// connection: a GET that leaves a pooled upstream connection, then `request` on it.
 /// Returns the status of the answer to `request`.
 async fn after_a_pooled_exchange(backend: &Hangup, request: &[u8]) -> u16 {
-    let weir = Weir::start_with(&[backend.addr], |config| config.server.workers = 1);
+    let weir = Balancer::over(&[backend.addr], |config| config.server.workers = 1);
     let mut client = connect(weir.addr()).await.expect("connect");
     let warm = b"GET /warm HTTP/1.1\r\nHost: test\r\n\r\n";
     let response = timeout(WAIT, roundtrip(&mut client, warm)).await.expect("in time");
@@ -133,7 +131,7 @@ async fn an_interim_response_counts_as_a_response_byte_so_the_put_is_not_replaye
     // PUT with `Expect: 100-continue` that the backend answers with 100, reads and
     // closes on.
     let backend = Hangup::start().await;
-    let weir = Weir::start_with(&[backend.addr], |config| config.server.workers = 1);
+    let weir = Balancer::over(&[backend.addr], |config| config.server.workers = 1);
     let mut client = connect(weir.addr()).await.expect("connect");
     let warm = b"GET /warm HTTP/1.1\r\nHost: test\r\n\r\n";
     let response = timeout(WAIT, roundtrip(&mut client, warm)).await.expect("in time");

@@ -2,13 +2,11 @@
 //! and the retry budget keeps the extra load on the sick pool at its 20% (plus a floor of
 //! 3 a second), counted at the backends themselves.
 
-use crate::support::{self, common, health};
+use crate::support::load::Load;
+use crate::support::{config_for, Balancer, TestBackend};
 
 use std::time::Duration;
 
-use common::config_for;
-use health::{Balancer, Load};
-use support::TestBackend;
 use tokio::time::{sleep, Instant};
 use weir::config::StatusSet;
 
@@ -34,7 +32,7 @@ async fn retries_on_503_stay_within_the_budget() {
     });
     let request = b"GET /status/503 HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
     let started = Instant::now();
-    let load = Load::start(weir.addr(), CLIENTS, Duration::from_millis(2), request);
+    let load = Load::repeat(weir.addr(), CLIENTS, Duration::from_millis(2), request);
     sleep(RUN).await;
     let (sent, samples) = load.finish().await;
     let elapsed = started.elapsed().as_secs_f64();

@@ -3,12 +3,11 @@
 //! must get a 4xx or a close, weir must keep serving the next normal request, and its
 //! stderr must show no panic.
 
-use crate::support::{self, common};
+use crate::support::process::WeirProcess;
+use crate::support::{connect, get_close, TestBackend};
 
-use common::{get_close, WeirProcess};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{connect, TestBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 

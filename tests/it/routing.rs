@@ -4,10 +4,8 @@
 //! a routed path reach that route's pool, while the backend sees the path as received;
 //! malformed targets get 400 and reach no backend.
 
-use crate::support::{self, common};
+use crate::support::{connect, read_response, send, Balancer, Response, TestBackend};
 
-use common::{send, Weir};
-use support::{connect, read_response, Response, TestBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir::config::{HostMatch, RouteConfig, StrategyKind};
 
@@ -17,7 +15,7 @@ struct Routed {
     web: TestBackend,
     admin: TestBackend,
     internal: TestBackend,
-    weir: Weir,
+    weir: Balancer,
 }
 
 impl Routed {
@@ -26,7 +24,7 @@ impl Routed {
         let admin = TestBackend::start("admin").await;
         let internal = TestBackend::start("internal").await;
         let (admin_addr, internal_addr) = (admin.addr(), internal.addr());
-        let weir = Weir::start_with(&[web.addr()], |config| {
+        let weir = Balancer::over(&[web.addr()], |config| {
             let pool = |name: &str, addr: std::net::SocketAddr| {
                 let mut pool = config.pools[0].clone();
                 pool.name = name.into();

@@ -3,16 +3,14 @@
 //! close-delimited and HTTP/1.0 responses, a WebSocket echo over an upgrade, and the
 //! tunnel idle timeout.
 
-use crate::support::{self, common};
-
-use common::Weir;
-use std::time::Duration;
-use support::ws::{OP_BINARY, OP_CLOSE, OP_TEXT};
-use support::{
-    connect, hash_bytes, read_response, read_response_for_head, roundtrip, upload_summary,
+use crate::support::ws::{OP_BINARY, OP_CLOSE, OP_TEXT};
+use crate::support::{
+    self, connect, hash_bytes, read_response, read_response_for_head, roundtrip, upload_summary,
     ws_client_handshake_request, ws_encode_client_frame, ws_expected_accept, ws_read_frame,
-    Response, TestBackend,
+    Balancer, Response, TestBackend,
 };
+
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -64,7 +62,7 @@ async fn response_trailers_are_relayed() {
     // Goal: a chunked response's trailers reach the client. Method: GET /trailers, check
     // body and trailer fields, then reuse the connection.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     let resp = roundtrip(&mut s, b"GET /trailers HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
     assert_eq!(resp.status, 200);
@@ -79,7 +77,7 @@ async fn upload_trailers_reach_backend() {
     // Goal: a chunked request's trailers reach the backend. Method: POST /upload with two
     // trailer fields; the backend lists the trailers it received in X-Trailers.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     let req = b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\
         Trailer: X-Sum, X-Note\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\
@@ -96,7 +94,7 @@ async fn expect_continue_relays_100_then_final() {
     // Goal: `Expect: 100-continue` works end to end. Method: send only the head, wait for
     // the backend's 100 Continue through weir, then send the body and read the 200.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     let head = b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\
         Expect: 100-continue\r\n\r\n";
@@ -115,7 +113,7 @@ async fn expect_rejected_gives_417_without_body() {
     // Goal: a backend's refusal of `Expect: 100-continue` reaches the client before any
     // body is sent. Method: send only the head of POST /expect-reject and read a 417.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     let head = b"POST /expect-reject HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\
         Expect: 100-continue\r\n\r\n";
@@ -137,7 +135,7 @@ async fn head_has_headers_but_no_body() {
     // Goal: HEAD answers carry headers, no body, and keep the connection usable. Method:
     // HEAD responses announcing a length and chunked framing, each followed by a GET.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     let resp = head(&mut s, "/download?bytes=1000").await;
     assert_eq!(resp.status, 200);
@@ -157,7 +155,7 @@ async fn no_content_and_not_modified_have_no_body() {
     // Goal: 204 and 304 responses have no body and keep the connection usable. Method:
     // read each, then check the next response on the same connection is intact.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     for status in [204u16, 304] {
         let req = format!("GET /status/{status} HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -173,7 +171,7 @@ async fn close_delimited_response_then_close() {
     // Goal: a response ended by the backend closing arrives whole, then weir closes the
     // client connection. Method: GET /close-delimited, read the body, expect EOF.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     s.write_all(b"GET /close-delimited HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
     let resp = read_response(&mut s).await.expect("close-delimited response");
@@ -187,7 +185,7 @@ async fn http10_backend_response_is_relayed() {
     // Goal: an HTTP/1.0 backend's unframed response reaches an HTTP/1.1 client whole.
     // Method: GET /http10, check status and body, then check weir still serves.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     s.write_all(b"GET /http10 HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
     let resp = read_response(&mut s).await.expect("response from an HTTP/1.0 backend");
@@ -203,7 +201,7 @@ async fn websocket_echo_through_upgrade() {
     // Goal: a WebSocket upgrade is relayed and frames flow both ways. Method: handshake
     // on /ws, check the 101 and accept key, echo a text and a binary frame, then close.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start(&backend);
+    let weir = Balancer::front(&backend);
     let mut s = connect(weir.addr()).await.unwrap();
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     s.write_all(&ws_client_handshake_request("test", "/ws", key)).await.unwrap();
@@ -235,7 +233,7 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
     // the last echo (less SLACK for the gap between weir's write and our read).
     const LIMIT: Duration = Duration::from_millis(400);
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
+    let weir = Balancer::over(&[backend.addr()], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
     let mut s = connect(weir.addr()).await.unwrap();
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     s.write_all(&ws_client_handshake_request("test", "/ws", key)).await.unwrap();
@@ -283,7 +281,7 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
         }
         let _ = up.read(&mut buf).await; // quiet until weir closes
     });
-    let weir = Weir::start_with(&[backend], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
+    let weir = Balancer::over(&[backend], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
     let mut s = connect(weir.addr()).await.unwrap();
     let request =
         "GET /push HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";

@@ -2,12 +2,11 @@
 //! in-flight request, SIGHUP with a broken file keeps serving and logs FILE:LINE:COL, and
 //! SIGTERM lets an in-flight request finish before exiting 0.
 
-use crate::support::{self, common};
+use crate::support::process::{config_toml, temp_path, write_config, WeirProcess};
+use crate::support::{get_close, Response, TestBackend};
 
-use common::{config_toml, get_close, temp_path, write_config, WeirProcess};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{Response, TestBackend};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 

@@ -8,12 +8,10 @@
 //! timeout is far longer: weir's write to it is blocked all through each pause, so weir
 //! must charge the wait to that peer's timeout, not to the other side's.
 
-use crate::support::{self, common};
+use crate::support::{self, read_head, Balancer};
 
-use common::Weir;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::read_head;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{sleep, timeout, Instant};
@@ -112,7 +110,7 @@ async fn a_client_that_pauses_longer_than_the_backend_idle_timeout_gets_the_whol
         let _ = conn.write_all(&vec![b'x'; PAUSED_BODY]).await;
     })
     .await;
-    let weir = Weir::start_with(&[backend], |c| {
+    let weir = Balancer::over(&[backend], |c| {
         c.pools[0].read_timeout = TIMEOUT;
         c.server.send_timeout = PATIENT;
     });
@@ -136,7 +134,7 @@ async fn a_backend_that_pauses_longer_than_the_client_body_timeout_gets_the_whol
         let _ = conn.write_all(reply.as_bytes()).await;
     })
     .await;
-    let weir = Weir::start_with(&[backend], |c| {
+    let weir = Balancer::over(&[backend], |c| {
         c.server.body_timeout = TIMEOUT;
         c.pools[0].read_timeout = PATIENT;
         // Bounds the failure: a request weir stopped sending gets its 504 after this.
@@ -170,7 +168,7 @@ async fn a_backend_that_stops_sending_mid_body_times_out() {
         let _ = stalled_rx.await;
     })
     .await;
-    let weir = Weir::start_with(&[backend], |c| c.pools[0].read_timeout = TIMEOUT);
+    let weir = Balancer::over(&[backend], |c| c.pools[0].read_timeout = TIMEOUT);
     let (mut client, _) = get_head(weir.addr()).await;
     let mut body = Vec::new();
     let read = timeout(WAIT, client.read_to_end(&mut body)).await.expect("closed in time");
@@ -203,8 +201,8 @@ async fn a_client_that_stops_reading_is_cut_after_the_send_timeout() {
         let _ = conn.write_all(&vec![b'x'; BODY]).await;
     })
     .await;
-    let log = common::temp_path("stalled-client.json");
-    let weir = Weir::start_with(&[backend], |c| {
+    let log = support::process::temp_path("stalled-client.json");
+    let weir = Balancer::over(&[backend], |c| {
         c.server.send_timeout = TIMEOUT;
         c.log.access = weir::access_log::Target::Path(log.clone());
         c.log.format = weir::access_log::Format::Json;

@@ -4,47 +4,17 @@
 //! Skipped when chromium, chromedriver or python3 is missing, except under CI=true,
 //! where .ci/run installs them and their absence fails the test.
 
-use crate::support::{self, common, observe};
+use crate::support::balancer::add_routed_pool;
+use crate::support::load::{Client, Load, Request};
+use crate::support::{self, Balancer, TestBackend};
 
-use observe::{add_routed_pool, Balancer};
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::{connect, roundtrip, TestBackend};
-
-/// Most requests one load task sends; the stop flag normally ends it much sooner.
-const MAX_LOAD_REQUESTS: usize = 200_000;
 
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
-}
-
-/// Sends GETs, cycling through `paths`, one every `pause`, until `stop` is set.
-/// Reconnects after an error, so a closed connection never ends the load.
-async fn load(
-    addr: SocketAddr,
-    paths: &'static [&'static str],
-    pause: Duration,
-    stop: Arc<AtomicBool>,
-) {
-    let mut stream = None;
-    for i in 0..MAX_LOAD_REQUESTS {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        if stream.is_none() {
-            stream = connect(addr).await.ok();
-        }
-        if let Some(conn) = stream.as_mut() {
-            let req = format!("GET {} HTTP/1.1\r\nHost: load\r\n\r\n", paths[i % paths.len()]);
-            if roundtrip(conn, req.as_bytes()).await.is_err() {
-                stream = None;
-            }
-        }
-        tokio::time::sleep(pause).await;
-    }
 }
 
 /// Paths of the flaky pool's load: one request in eight gets a 503.
@@ -59,16 +29,15 @@ const FLAKY: &[&str] = &[
     "/status/200",
 ];
 
-/// Load on every pool until `stop` is set: about 130 requests/s in all.
-fn start_load(addr: SocketAddr, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Load on every pool, GETs cycling through each plan's paths: about 130 requests/s in all.
+fn start_load(addr: SocketAddr) -> Load {
     let plans: [(&'static [&'static str], u64); 4] =
         [(&["/"], 12), (&["/"], 20), (&["/slow?ms=40"], 30), (FLAKY, 25)];
-    plans
-        .into_iter()
-        .map(|(paths, ms)| {
-            tokio::spawn(load(addr, paths, Duration::from_millis(ms), Arc::clone(stop)))
-        })
-        .collect()
+    let client = |(paths, ms): (&'static [&'static str], u64)| {
+        let next = move |n: usize| Request::Get(paths[n % paths.len()].to_string());
+        Client::new("status page load", Duration::from_millis(ms), next)
+    };
+    Load::start(addr, plans.map(client))
 }
 
 /// Runs the browser script against `url`; returns its success and its output.
@@ -109,23 +78,19 @@ async fn status_page_renders_in_headless_chromium() {
     let slow = TestBackend::start("slow").await;
     let flaky = TestBackend::start("flaky").await;
     let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let weir = Balancer::start(&[a.addr(), b.addr()], |config| {
+    let weir = Balancer::with_admin(&[a.addr(), b.addr()], |config| {
         add_routed_pool(config, "slow", slow.addr(), "/slow");
         add_routed_pool(config, "flaky", flaky.addr(), "/status/");
-        let extra = common::config_for(&[down]).pools.remove(0).backends.remove(0);
+        let extra = support::config_for(&[down]).pools.remove(0).backends.remove(0);
         config.pools.last_mut().expect("flaky pool").backends.push(extra);
     });
     let snapshot = weir.handle().shared().snapshot.load();
     for (_, backend) in snapshot.backends().filter(|(_, b)| b.label == down.to_string()) {
         backend.live.healthy.store(false, Ordering::Relaxed);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = start_load(weir.addr, &stop);
-    let (passed, output) = run_browser_script(format!("http://{}/status", weir.admin), 5).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("load task");
-    }
+    let load = start_load(weir.addr());
+    let (passed, output) = run_browser_script(format!("http://{}/status", weir.admin()), 5).await;
+    load.finish().await;
     eprintln!("{output}");
     assert!(passed, "browser check failed:\n{output}");
 }

@@ -3,11 +3,9 @@
 //! (`proxy::timer::Alarm`): these tests pin down that a later deadline is honoured, an
 //! earlier one is not missed, and a stale one never closes a connection early.
 
-use crate::support::{self, common};
+use crate::support::{connect, roundtrip, Balancer, TestBackend};
 
-use common::Weir;
 use std::time::{Duration, Instant};
-use support::{connect, roundtrip, TestBackend};
 use tokio::io::AsyncReadExt;
 use tokio::time::{sleep, timeout};
 
@@ -34,7 +32,7 @@ async fn each_request_pushes_the_keepalive_deadline_back() {
     // one timeout) all succeed on one connection; then it closes after 400 ms idle.
     let keepalive = Duration::from_millis(400);
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| c.server.keepalive_timeout = keepalive);
+    let weir = Balancer::over(&[backend.addr()], |c| c.server.keepalive_timeout = keepalive);
     let mut s = connect(weir.addr()).await.unwrap();
     let mut last_response = Instant::now();
     for i in 0..5 {
@@ -58,7 +56,7 @@ async fn a_response_timeout_fires_on_a_connection_armed_for_a_longer_idle_wait()
     // missed. Method: keepalive_timeout 60 s, response_timeout 300 ms; a fast request,
     // an idle pause, then a request the backend answers after 3 s: 504 well before that.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| {
+    let weir = Balancer::over(&[backend.addr()], |c| {
         c.server.keepalive_timeout = Duration::from_secs(60);
         c.pools[0].response_timeout = Duration::from_millis(300);
     });
@@ -81,7 +79,7 @@ async fn a_stale_response_deadline_does_not_close_an_idle_connection() {
     // response_timeout 200 ms, keepalive_timeout 3 s; a request, 800 ms idle (four
     // response timeouts), a second request on the same connection.
     let backend = TestBackend::start("b").await;
-    let weir = Weir::start_with(&[backend.addr()], |c| {
+    let weir = Balancer::over(&[backend.addr()], |c| {
         c.server.keepalive_timeout = Duration::from_secs(3);
         c.pools[0].response_timeout = Duration::from_millis(200);
     });

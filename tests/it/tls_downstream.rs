@@ -1,7 +1,8 @@
 //! TLS termination end to end: `[[server.tls]]` listeners in front of a plain backend,
 //! with certificates made by rcgen at test time, checked with a rustls client and curl.
 
-use crate::support::{self, common};
+use crate::support::tls::{Issued, Pki};
+use crate::support::{self, read_response, Balancer, TestBackend};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +12,6 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use support::tls::{Issued, Pki};
-use support::{read_response, TestBackend};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weir::config::{Config, TlsListenerConfig};
@@ -27,7 +26,7 @@ const AFTER_RELOAD: usize = 20;
 
 /// weir with one TLS listener on 127.0.0.1:0 (and no plain one) serving `certs`.
 fn tls_config(backend: SocketAddr, certs: Vec<(PathBuf, PathBuf)>) -> Config {
-    let mut config = common::config_for(&[backend]);
+    let mut config = support::config_for(&[backend]);
     config.server.listen = Vec::new();
     config.server.tls = vec![TlsListenerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -87,7 +86,7 @@ async fn sni_picks_the_certificate_and_forwarded_proto_is_https() {
     let pki = Pki::new("sni");
     let (a, b) = (pki.server(&["a.test"], "a"), pki.server(&["b.test"], "b"));
     let backend = TestBackend::start("origin").await;
-    let lb = support::tls::Lb::start(tls_config(backend.addr(), vec![pair(&a), pair(&b)]));
+    let lb = Balancer::start(tls_config(backend.addr(), vec![pair(&a), pair(&b)]));
     let connector = client(&pki);
     let mut to_a = dial(&connector, lb.tls_addr(), "a.test").await;
     assert_eq!(presented(&to_a), a.der);
@@ -158,7 +157,7 @@ async fn certificate_reload_under_load_drops_no_connection() {
     copy_pair(&old, &cert, &key);
     let backend = TestBackend::start("origin").await;
     let config = tls_config(backend.addr(), vec![(cert.clone(), key.clone())]);
-    let lb = support::tls::Lb::start(config.clone());
+    let lb = Balancer::start(config.clone());
     let connector = client(&pki);
     let (reloaded, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let mut clients = Vec::new();
@@ -191,8 +190,8 @@ async fn reload_adds_a_tls_listener_and_refuses_turning_one_plain() {
     let pki = Pki::new("add");
     let cert = pki.server(&["a.test"], "a");
     let backend = TestBackend::start("origin").await;
-    let plain = common::config_for(&[backend.addr()]);
-    let lb = support::tls::Lb::start(plain.clone());
+    let plain = support::config_for(&[backend.addr()]);
+    let lb = Balancer::start(plain.clone());
     let mut with_tls = tls_config(backend.addr(), vec![pair(&cert)]);
     with_tls.server.listen = plain.server.listen.clone();
     // Another loopback address: one address cannot be both plain and TLS.

@@ -2,12 +2,11 @@
 //! at test time), checked at the backend (accepted connections, full and resumed
 //! handshakes), in weir's responses and in its metrics.
 
-use crate::support::{self, common};
+use crate::support::tls::{https_config, trusting, Pki, TlsBackend};
+use crate::support::{self, get_close, Balancer};
 
 use std::time::Duration;
 
-use common::get_close;
-use support::tls::{https_config, trusting, Lb, Pki, TlsBackend};
 use weir::tls::ClientSettings;
 
 /// Sequential client connections in the pooling test.
@@ -40,7 +39,7 @@ async fn sequential_requests_use_one_tls_connection_per_worker() {
     let pki = Pki::new("pool");
     let backend =
         TlsBackend::start("b", pki.server_config(&pki.server(&["localhost"], "b"), false)).await;
-    let lb = Lb::start(https_config(backend.addr(), trusting(&pki)));
+    let lb = Balancer::start(https_config(backend.addr(), trusting(&pki)));
     for i in 0..SEQUENTIAL_REQUESTS {
         let resp = get_close(lb.addr(), "/").await;
         assert_eq!((resp.status, resp.text().as_str()), (200, "b"), "request {i}");
@@ -67,7 +66,7 @@ async fn new_connections_resume_on_every_worker() {
         TlsBackend::start("r", pki.server_config(&pki.server(&["localhost"], "r"), false)).await;
     let mut config = https_config(backend.addr(), trusting(&pki));
     config.pools[0].max_idle = 0;
-    let lb = Lb::start(config);
+    let lb = Balancer::start(config);
     for i in 0..UNPOOLED_REQUESTS {
         let resp = get_close(lb.addr(), "/").await;
         assert_eq!((resp.status, resp.text().as_str()), (200, "r"), "request {i}");
@@ -91,7 +90,7 @@ async fn connection_after_the_pool_dropped_resumes() {
     let mut config = https_config(backend.addr(), trusting(&pki));
     config.server.workers = 1;
     config.pools[0].idle_timeout = Duration::from_millis(100);
-    let lb = Lb::start(config);
+    let lb = Balancer::start(config);
     assert_eq!(get_close(lb.addr(), "/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(get_close(lb.addr(), "/").await.status, 200);
@@ -114,12 +113,12 @@ async fn mutual_tls_works_and_is_refused_without_the_client_certificate() {
         client_key: Some(client.key.clone()),
         ..trusting(&pki)
     };
-    let lb = Lb::start(https_config(backend.addr(), with_cert));
+    let lb = Balancer::start(https_config(backend.addr(), with_cert));
     let resp = get_close(lb.addr(), "/").await;
     assert_eq!((resp.status, resp.text().as_str()), (200, "m"));
     drop(lb);
     let failed_before = backend.failed_handshakes();
-    let lb = Lb::start(https_config(backend.addr(), trusting(&pki)));
+    let lb = Balancer::start(https_config(backend.addr(), trusting(&pki)));
     let resp = get_close(lb.addr(), "/").await;
     assert_eq!(resp.status, 502, "{}", resp.text());
     // TLS 1.3: the backend's refusal arrives as an alert on weir's first read.
@@ -136,7 +135,7 @@ async fn wrong_ca_gives_502_with_the_reason_and_counts_for_health() {
     let (pki, other) = (Pki::new("right"), Pki::new("wrong"));
     let backend =
         TlsBackend::start("w", pki.server_config(&pki.server(&["localhost"], "w"), false)).await;
-    let lb = Lb::start(https_config(backend.addr(), trusting(&other)));
+    let lb = Balancer::start(https_config(backend.addr(), trusting(&other)));
     for _ in 0..5 {
         let resp = get_close(lb.addr(), "/").await;
         assert_eq!(resp.status, 502);
@@ -155,10 +154,10 @@ async fn expired_certificate_gives_502() {
     let expired = pki.expired_server(&["localhost"], "e");
     let backend = TlsBackend::start("e", pki.server_config(&expired, false)).await;
     let mut config = https_config(backend.addr(), trusting(&pki));
-    let log = common::temp_path("tls-access.json");
+    let log = support::process::temp_path("tls-access.json");
     config.log.access = weir::access_log::Target::Path(log.clone());
     config.log.format = weir::access_log::Format::Json;
-    let lb = Lb::start(config);
+    let lb = Balancer::start(config);
     let resp = get_close(lb.addr(), "/").await;
     assert_eq!(resp.status, 502);
     assert_eq!(resp.text(), "upstream TLS error: certificate expired\n");
@@ -180,7 +179,7 @@ async fn insecure_flag_bypasses_verification_and_warns() {
         TlsBackend::start("k", pki.server_config(&pki.server(&["localhost"], "k"), false)).await;
     let url = format!("https://{}", backend.addr());
     let base = ["-b", url.as_str(), "-l", "127.0.0.1:0", "--admin", "off", "-w", "1"];
-    let (weir, addr) = common::WeirProcess::start(&[&base[..], &["-k"]].concat()).await;
+    let (weir, addr) = support::process::WeirProcess::start(&[&base[..], &["-k"]].concat()).await;
     let resp = get_close(addr, "/").await;
     assert_eq!((resp.status, resp.text().as_str()), (200, "k"));
     let stderr = weir.stderr();
@@ -190,7 +189,7 @@ async fn insecure_flag_bypasses_verification_and_warns() {
     );
     assert!(stderr.contains("INSECURE: TLS certificate verification is OFF"), "{stderr}");
     drop(weir);
-    let (weir, addr) = common::WeirProcess::start(&base).await;
+    let (weir, addr) = support::process::WeirProcess::start(&base).await;
     let resp = get_close(addr, "/").await;
     assert_eq!(resp.status, 502);
     assert!(resp.text().starts_with("upstream TLS error: "), "{}", resp.text());
@@ -213,7 +212,7 @@ async fn active_probes_to_https_backends_speak_tls() {
             unhealthy_threshold: 1,
             ..weir::config::HealthConfig::default()
         });
-        Lb::start(config)
+        Balancer::start(config)
     };
     let lb = probed(trusting(&pki));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -240,7 +239,7 @@ async fn pooled_connection_closed_with_close_notify_is_not_reused() {
     let backend = TlsBackend::start_with("n", config, Some(Duration::from_millis(100))).await;
     let mut config = https_config(backend.addr(), trusting(&pki));
     config.server.workers = 1;
-    let lb = Lb::start(config);
+    let lb = Balancer::start(config);
     assert_eq!(get_close(lb.addr(), "/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let resp = get_close(lb.addr(), "/").await;
@@ -266,7 +265,7 @@ async fn pooled_connections_follow_the_tls_identity_across_reloads() {
         config.server.workers = 1;
         config
     };
-    let lb = Lb::start(config("localhost"));
+    let lb = Balancer::start(config("localhost"));
     assert_eq!(get_close(lb.addr(), "/").await.status, 200);
     lb.reload(config("localhost")).expect("same settings reload");
     assert_eq!(get_close(lb.addr(), "/").await.status, 200);

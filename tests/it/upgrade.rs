@@ -3,16 +3,15 @@
 //! 0 after draining; an upgrade whose new process cannot start leaves the old one serving;
 //! `weir upgrade` reports both outcomes.
 
-use crate::support::{self, common, upgrade_load};
+use crate::support::load::{Load, Sample};
+use crate::support::process::{temp_path, write_config, WeirProcess};
+use crate::support::{self, get_close, TestBackend};
 
-use common::{get_close, temp_path, write_config, WeirProcess};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::TestBackend;
 use tokio::time::{sleep, Instant};
-use upgrade_load::Load;
 
 /// Bound on every wait for a process to react.
 const REACT: Duration = Duration::from_secs(20);
@@ -132,7 +131,7 @@ async fn usr2_under_load_hands_over_with_zero_failed_requests() {
     write_config(&config, &text);
     let (mut old, addr) = WeirProcess::start(&["-c", config.to_str().unwrap()]).await;
     assert_eq!(wait_pid_file(&pid_path, None).await, old.pid());
-    let load = Load::start(addr);
+    let load = Load::mixed(addr);
     sleep(LOAD_SPELL).await;
     let slow = tokio::spawn(async move { get_close(addr, "/slow?ms=1500").await });
     let deadline = Instant::now() + REACT;
@@ -150,15 +149,17 @@ async fn usr2_under_load_hands_over_with_zero_failed_requests() {
     let served_by_old = load.served();
     sleep(LOAD_SPELL).await;
     let served_after = load.served() - served_by_old;
-    let tallies = load.finish().await;
-    eprintln!("served after the old process exited: {served_after}; tallies: {tallies:?}");
-    for (name, tally) in &tallies {
-        assert!(tally.failures.is_empty(), "{name}: {:?}\n{}", tally.failures, old.stderr());
-        assert!(tally.ok > 0, "{name} served nothing");
-    }
-    // Each keep-alive client was on the old process and was told to close, not cut off.
-    for (name, tally) in tallies.iter().filter(|(name, _)| name.starts_with("keep-alive")) {
-        assert!(tally.closes >= 1, "{name} never saw Connection: close");
+    let (sent, samples) = load.finish().await;
+    eprintln!("served after the old process exited: {served_after} of {sent} requests sent");
+    for name in ["fresh GET", "fresh POST", "keep-alive GET", "keep-alive POST"] {
+        let mine: Vec<&Sample> = samples.iter().filter(|s| s.client == name).collect();
+        let failures: Vec<_> = mine.iter().filter(|s| !s.ok()).collect();
+        assert!(failures.is_empty(), "{name}: {failures:?}\n{}", old.stderr());
+        assert!(mine.iter().any(|s| s.ok()), "{name} served nothing");
+        // Each keep-alive client was on the old process and was told to close, not cut off.
+        if name.starts_with("keep-alive") {
+            assert!(mine.iter().any(|s| s.closed), "{name} never saw Connection: close");
+        }
     }
     assert!(served_after > 0, "nothing served after the old process exited");
     assert!(!new.gone(), "the new process is not running");
@@ -216,7 +217,7 @@ async fn logged_listener(process: &WeirProcess, ip: &str) -> SocketAddr {
     let marker = format!("listening on http://{ip}:");
     let line = process.wait_stderr(|l| l.contains(&marker)).await;
     let line = line.unwrap_or_else(|| panic!("no `{marker}`:\n{}", process.stderr()));
-    common::address_after(&line, "http://")
+    support::process::address_after(&line, "http://")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,11 +3,9 @@
 //! and a connection that stays idle closes `DRAIN_IDLE_GRACE` (1 s) later, or by the drain
 //! deadline if that comes first.
 
-use crate::support::{self, common};
+use crate::support::{config_for, connect, roundtrip, Balancer, TestBackend};
 
-use common::config_for;
 use std::time::Duration;
-use support::{connect, roundtrip, TestBackend};
 use tokio::io::AsyncReadExt;
 use tokio::time::{sleep, Instant};
 
@@ -31,12 +29,12 @@ async fn request_on_idle_connection_during_drain_gets_connection_close() {
     // a keep-alive connection, begin the drain, a second request on the same connection:
     // 200 with Connection: close, then EOF; new connections are refused meanwhile.
     let a = TestBackend::start("A").await;
-    let handle = weir::server::start(config_for(&[a.addr()])).expect("weir starts");
-    let addr = handle.listen_addrs()[0];
+    let weir = Balancer::front(&a);
+    let addr = weir.addr();
     let mut stream = connect(addr).await.expect("connect");
     let first = roundtrip(&mut stream, GET).await.expect("first response");
     assert_eq!((first.status, first.has_connection_close()), (200, false));
-    handle.begin_shutdown();
+    weir.handle().begin_shutdown();
     sleep(SETTLE).await;
     let second = roundtrip(&mut stream, GET).await.expect("a response, not a cut");
     assert_eq!((second.status, second.text().as_str()), (200, "A"));
@@ -47,7 +45,7 @@ async fn request_on_idle_connection_during_drain_gets_connection_close() {
         assert!(Instant::now() < deadline, "a draining weir still accepts");
         sleep(SETTLE).await;
     }
-    tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("shutdown");
+    weir.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,11 +57,10 @@ async fn idle_connection_closes_by_the_drain_deadline() {
     let mut config = config_for(&[a.addr()]);
     config.server.drain_timeout = Duration::from_millis(300);
     config.server.keepalive_timeout = Duration::from_secs(60);
-    let handle = weir::server::start(config).expect("weir starts");
-    let mut stream = connect(handle.listen_addrs()[0]).await.expect("connect");
+    let weir = Balancer::start(config);
+    let mut stream = connect(weir.addr()).await.expect("connect");
     assert_eq!(roundtrip(&mut stream, GET).await.expect("response").status, 200);
-    let shutdown = tokio::task::spawn_blocking(move || handle.shutdown());
-    tokio::time::timeout(REACT, shutdown).await.expect("shutdown ends").expect("join");
+    tokio::time::timeout(REACT, weir.stop()).await.expect("shutdown ends");
     assert!(closes(&mut stream).await, "the idle connection is closed at the deadline");
 }
 
@@ -78,10 +75,10 @@ async fn idle_connection_closes_after_the_grace_not_the_drain_timeout() {
     let mut config = config_for(&[a.addr()]);
     config.server.drain_timeout = Duration::from_secs(60);
     config.server.keepalive_timeout = Duration::from_secs(60);
-    let handle = weir::server::start(config).expect("weir starts");
-    let mut stream = connect(handle.listen_addrs()[0]).await.expect("connect");
+    let weir = Balancer::start(config);
+    let mut stream = connect(weir.addr()).await.expect("connect");
     assert_eq!(roundtrip(&mut stream, GET).await.expect("response").status, 200);
-    let shutdown = tokio::task::spawn_blocking(move || handle.shutdown());
+    let shutdown = tokio::spawn(weir.stop());
     assert!(closes(&mut stream).await, "the idle connection is closed after the grace");
     tokio::time::timeout(REACT, shutdown).await.expect("shutdown ends").expect("join");
 }

@@ -1,10 +1,8 @@
-//! Helpers for the admin API tests: calls with a method, a bearer token and a JSON body,
-//! the backends a pools document lists, and the `weir` binary with its admin address.
-// Each test binary uses only some helpers.
-#![allow(dead_code)]
-
-use crate::support::common::{address_after, WeirProcess};
-use crate::support::{connect, roundtrip};
+//! Calls to the admin listener: `GET`, and calls with a method, a bearer token and a JSON
+//! body; the backends a pools document lists, and the `weir` binary with its admin
+//! address.
+use super::process::{address_after, WeirProcess};
+use super::{connect, roundtrip, Response};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,6 +42,13 @@ pub async fn call(
     let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     let www_authenticate = response.header("www-authenticate").map(str::to_string);
     Reply { status: response.status, json, www_authenticate }
+}
+
+/// `GET path` on a fresh connection to `admin`, without a token.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> Response {
+    let mut stream = connect(admin).await.expect("connect to admin");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n");
+    roundtrip(&mut stream, req.as_bytes()).await.expect("admin response")
 }
 
 /// [`call`] with the test token.
@@ -103,11 +108,4 @@ pub fn config_with_token(backends: &[SocketAddr]) -> String {
          [[pool]]\nname = \"web\"\nbackends = [{}]\n",
         list.join(", ")
     )
-}
-
-/// A fresh directory for one test's config and state files.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = crate::support::common::temp_path(name);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
 }

@@ -193,11 +193,6 @@ impl TestBackend {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Connections currently open on the backend side.
-    pub fn open_connections(&self) -> usize {
-        self.shared.reg.lock().unwrap().conns.len()
-    }
-
     /// Raw bytes of the most recent request head.
     pub fn last_request_head(&self) -> Option<Vec<u8>> {
         self.shared.last_head.lock().unwrap().clone()
@@ -211,10 +206,6 @@ impl TestBackend {
     /// Stops listening and closes every open connection, synchronously.
     pub fn stop(&self) {
         self.shared.stop();
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.shared.reg.lock().unwrap().stopped
     }
 }
 

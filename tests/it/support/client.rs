@@ -19,8 +19,11 @@ use tokio::time::{timeout, Instant};
 #[derive(Clone, Debug, Default)]
 pub struct Response {
     pub status: u16,
-    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0. Read only through `Debug`, in
+    /// failure messages, like `reason` and `raw_head`.
+    #[allow(dead_code)]
     pub version: u8,
+    #[allow(dead_code)]
     pub reason: String,
     pub headers: Vec<(String, Vec<u8>)>,
     /// Trailer fields of a chunked body.
@@ -30,6 +33,7 @@ pub struct Response {
     /// Body bytes received (decoded), also counted when read with a sink.
     pub body_len: u64,
     /// Exact bytes of the head, including the final CRLFCRLF.
+    #[allow(dead_code)]
     pub raw_head: Vec<u8>,
 }
 
@@ -220,14 +224,6 @@ pub async fn raw_request_timeout(addr: SocketAddr, bytes: &[u8], limit: Duration
     out
 }
 
-/// Sends `GET path` with `Host: test` on a new connection and reads the reply.
-pub async fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
-    let mut s = connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    read_response(&mut s).await
-}
-
 /// Sends `req` on an existing connection and reads one (final) response,
 /// skipping `100 Continue` interim responses.
 pub async fn roundtrip<S>(s: &mut S, req: &[u8]) -> io::Result<Response>
@@ -242,4 +238,34 @@ where
         }
     }
     Err(invalid("too many interim responses"))
+}
+
+/// Sends `req` on a new connection and reads one final response.
+pub async fn send(addr: SocketAddr, req: &[u8]) -> Response {
+    let mut stream = connect(addr).await.expect("connect to weir");
+    roundtrip(&mut stream, req).await.expect("response from weir")
+}
+
+/// `GET path` with `Connection: close` on a new connection.
+pub async fn get_close(addr: SocketAddr, path: &str) -> Response {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let mut stream = connect(addr).await.expect("connect to weir");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    read_response(&mut stream).await.expect("response from weir")
+}
+
+/// Time limit for one curl run: long enough for the 100 MiB transfers of the bodies tests.
+const CURL_MAX_SECS: &str = "120";
+
+/// Runs the real `curl` client with `args`; returns its stdout, asserting it succeeded.
+pub async fn curl(args: &[&str]) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", CURL_MAX_SECS])
+        .args(args)
+        .output()
+        .await
+        .expect("run curl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "curl {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,5 +1,13 @@
 //! Shared support for weir's integration tests.
 //!
+//! * [`Balancer`] (in `balancer.rs`): weir in-process on 127.0.0.1 port 0, stopped when
+//!   dropped, with its live state (health, counters, metrics) readable; [`config_for`]
+//!   is the configuration most tests start from.
+//! * [`process::WeirProcess`] (in `process.rs`): the `weir` binary as a child process,
+//!   with its output captured; scratch paths and config files for it.
+//! * [`load::Load`] (in `load.rs`): steady client loops that record every answer, for
+//!   tests that change things under traffic.
+//! * [`admin`] and [`scrape`]: calls to the admin API, and a reader for `/metrics`.
 //! * [`TestBackend`] (in `backend.rs`; request handling in `routes.rs`): a
 //!   real HTTP/1.1 origin server on 127.0.0.1 with routes for echoing,
 //!   uploads, streaming downloads, trailers, bad framing, slow responses and
@@ -8,6 +16,8 @@
 //!   truncation the test controls.
 //! * [`Recorder`] (in `recorder.rs`): a raw backend that records each request as it
 //!   arrived and answers from a script, to count exactly what reaches a backend.
+//! * [`slow_backend::SlowBackend`]: a backend whose slowness a test switches on and off.
+//! * TLS (in `tls.rs`): a test CA with its certificates, and an HTTPS backend.
 //! * WebSocket helpers (in `ws.rs`): handshake, frame encoding and reading.
 //! * Deterministic body pattern and hash ([`pattern_byte`], [`BodyHasher`]).
 //! * Client helpers (in `client.rs`): [`raw_request`], [`read_response`] and
@@ -15,28 +25,27 @@
 //!   they are safe on keep-alive, pipelined and upgraded connections.
 //!
 //! Every read loop is bounded in size, and client reads have timeouts.
-// Each test binary uses only some helpers; re-exports may go unused too.
-#![allow(dead_code, unused_imports)]
 
 pub mod admin;
 pub mod backend;
+pub mod balancer;
 pub mod client;
-pub mod common;
 pub mod dns;
-pub mod health;
-pub mod observe;
+pub mod load;
+pub mod process;
 pub mod recorder;
 mod routes;
+pub mod scrape;
+pub mod slow_backend;
 pub mod tls;
-pub mod upgrade_load;
 pub mod ws;
 
 pub use backend::{BackendOptions, TestBackend};
+pub use balancer::{config_for, Balancer};
 pub use client::*;
 pub use recorder::{Recorded, Recorder};
 pub use ws::{
-    ws_client_handshake_request, ws_encode_client_frame, ws_encode_server_frame,
-    ws_expected_accept, ws_read_frame,
+    ws_client_handshake_request, ws_encode_client_frame, ws_expected_accept, ws_read_frame,
 };
 
 use std::io;
@@ -89,10 +98,6 @@ impl BodyHasher {
     /// Number of bytes hashed so far.
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub fn finish(&self) -> u64 {

@@ -5,10 +5,7 @@
 use super::backend::{Conn, Shared};
 use super::client::{has_token, lookup};
 use super::ws::{serve_echo, ws_expected_accept};
-use super::{
-    invalid, read_chunked_into, read_exact_into, upload_summary, BodyHasher, PatternSource,
-    IO_CHUNK,
-};
+use super::{invalid, read_chunked_into, read_exact_into, upload_summary, BodyHasher, IO_CHUNK};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::MAX_HEAD;
+use weir::config::BackendAddress;
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
 
@@ -283,83 +284,14 @@ where
     }
 }
 
-/// weir running in-process, with the handle kept for metrics and reloads. Dropping it
-/// drains and joins on a side thread, so the test runtime never blocks.
-pub struct Lb {
-    handle: Option<weir::server::Handle>,
-}
-
-impl Lb {
-    /// Starts weir with `config`.
-    pub fn start(config: weir::config::Config) -> Lb {
-        Lb { handle: Some(weir::server::start(config).expect("weir starts")) }
-    }
-
-    fn handle(&self) -> &weir::server::Handle {
-        self.handle.as_ref().expect("running")
-    }
-
-    /// The first plain listener.
-    pub fn addr(&self) -> SocketAddr {
-        self.handle().listen_addrs()[0]
-    }
-
-    /// The first TLS listener.
-    pub fn tls_addr(&self) -> SocketAddr {
-        self.handle().tls_addrs()[0]
-    }
-
-    /// Reloads with `config`.
-    pub fn reload(&self, config: weir::config::Config) -> Result<u64, String> {
-        self.handle().reload(config)
-    }
-
-    /// The Prometheus text weir would serve now.
-    pub fn metrics(&self) -> String {
-        let shared = self.handle().shared();
-        weir::metrics::render(&shared.frontend, &shared.snapshot.load())
-    }
-
-    /// The value of the series whose line starts with `series` (name and labels).
-    pub fn metric(&self, series: &str) -> Option<u64> {
-        let text = self.metrics();
-        let line = text.lines().find(|line| line.starts_with(series))?;
-        line.rsplit(' ').next()?.parse().ok()
-    }
-}
-
-impl Lb {
-    /// Drains and waits until weir stopped (the access log is flushed then).
-    pub async fn stop(mut self) {
-        if let Some(handle) = self.handle.take() {
-            tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("drain");
-        }
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.begin_shutdown();
-            std::thread::spawn(move || handle.shutdown());
-        }
-    }
-}
-
 /// A configuration with one pool `web` over the `https://` backend at `addr`, reached
 /// with `tls`; listening on 127.0.0.1:0 with two workers and no admin listener.
 pub fn https_config(addr: SocketAddr, tls: weir::tls::ClientSettings) -> weir::config::Config {
-    use weir::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().expect("literal address")];
-    config.server.workers = 2;
-    config.server.drain_timeout = std::time::Duration::from_secs(2);
-    config.admin.listen = None;
-    let address = BackendAddress::parse(&format!("https://{addr}")).expect("https address");
-    let backends = vec![BackendConfig { address, weight: 1, resolve: false }];
-    let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, backends);
+    let mut config = super::config_for(&[addr]);
+    let pool = &mut config.pools[0];
+    let address = format!("https://{addr}");
+    pool.backends[0].address = BackendAddress::parse(&address).expect("https address");
     pool.tls = Some(tls);
-    config.pools.push(pool);
     config
 }
 

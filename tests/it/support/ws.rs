@@ -12,7 +12,6 @@ pub const WS_MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
 /// Most frames the echo server handles on one connection.
 pub const WS_MAX_FRAMES: usize = 1_000_000;
 
-pub const OP_CONT: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
@@ -127,11 +126,6 @@ fn encode_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) ->
 /// A masked, final (FIN) client frame.
 pub fn ws_encode_client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     encode_frame(true, opcode, payload, Some(mask))
-}
-
-/// An unmasked, final (FIN) server frame.
-pub fn ws_encode_server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    encode_frame(true, opcode, payload, None)
 }
 
 /// One decoded frame.

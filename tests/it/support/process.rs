@@ -1,10 +1,7 @@
-//! Shared helpers for weir's integration tests: start weir in-process on port 0 in front
-//! of test backends, run the `weir` binary with its stderr captured, read its memory use
-//! from `/proc`, and send simple requests. Every wait is bounded by a timeout.
-// Each test binary uses only some helpers.
-#![allow(dead_code)]
+//! The `weir` binary as a child process, with its output captured, its memory use read
+//! from `/proc`, and the config files and scratch paths it runs with. Every wait is
+//! bounded by a timeout.
 
-use crate::support::{connect, read_response, Response, TestBackend};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,102 +9,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep, Instant};
-use weir::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
-use weir::server::Handle;
 
 /// How long to wait for the binary to log its listening address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Poll interval of the bounded waits below.
 const POLL: Duration = Duration::from_millis(20);
-
-/// A configuration with one round-robin pool `web` over `backends`, listening on
-/// 127.0.0.1:0 with two workers and no admin listener.
-pub fn config_for(backends: &[SocketAddr]) -> Config {
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().expect("literal address")];
-    config.server.workers = 2;
-    config.server.drain_timeout = Duration::from_secs(2);
-    config.admin.listen = None;
-    let list = backends
-        .iter()
-        .map(|addr| BackendConfig {
-            address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"),
-            weight: 1,
-            resolve: false,
-        })
-        .collect();
-    config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, list));
-    config
-}
-
-/// weir running in-process; dropping it starts a drain and joins on a side thread, so the
-/// test runtime (which also runs the backends) never blocks.
-pub struct Weir {
-    handle: Option<Handle>,
-    addr: SocketAddr,
-}
-
-impl Weir {
-    /// Starts weir in front of `backend` with [`config_for`] defaults.
-    pub fn start(backend: &TestBackend) -> Weir {
-        Weir::start_with(&[backend.addr()], |_| {})
-    }
-
-    /// Starts weir in front of `backends`, after `tweak` adjusts the configuration.
-    pub fn start_with(backends: &[SocketAddr], tweak: impl FnOnce(&mut Config)) -> Weir {
-        let mut config = config_for(backends);
-        tweak(&mut config);
-        let handle = weir::server::start(config).expect("weir starts");
-        let addr = handle.listen_addrs()[0];
-        Weir { handle: Some(handle), addr }
-    }
-
-    /// The client listener address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Weir {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.begin_shutdown();
-            std::thread::spawn(move || handle.shutdown());
-        }
-    }
-}
-
-/// Sends `req` on a new connection and reads one final response.
-pub async fn send(addr: SocketAddr, req: &[u8]) -> Response {
-    let mut stream = connect(addr).await.expect("connect to weir");
-    crate::support::roundtrip(&mut stream, req).await.expect("response from weir")
-}
-
-/// `GET path` with `Connection: close` on a new connection.
-pub async fn get_close(addr: SocketAddr, path: &str) -> Response {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    let mut stream = connect(addr).await.expect("connect to weir");
-    stream.write_all(req.as_bytes()).await.expect("write");
-    read_response(&mut stream).await.expect("response from weir")
-}
-
-/// Time limit for one curl run: long enough for the 100 MiB transfers of tests/bodies.rs.
-const CURL_MAX_SECS: &str = "120";
-
-/// Runs the real `curl` client with `args`; returns its stdout, asserting it succeeded.
-pub async fn curl(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("curl")
-        .args(["-s", "-S", "--max-time", CURL_MAX_SECS])
-        .args(args)
-        .output()
-        .await
-        .expect("run curl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "curl {args:?} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A unique path under Cargo's per-test temporary directory.
 pub fn temp_path(name: &str) -> PathBuf {
@@ -115,6 +22,13 @@ pub fn temp_path(name: &str) -> PathBuf {
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     dir.join(format!("weir-{}-{n}-{name}", std::process::id()))
+}
+
+/// A fresh directory for one test's config and state files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = temp_path(name);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
 }
 
 /// Lines read from one pipe of a child, by a background thread.
