@@ -1,15 +1,18 @@
 //! Connections that are not in a request hold no buffers: a connection that has sent
 //! nothing yet, and a keep-alive connection between requests (issue #9, item 8).
 //!
-//! One test in this binary, because the gauge it reads
-//! (`weir::proxy::buffers::held`) counts every weir in the process.
+//! A binary of its own, apart from `tests/it`, because the gauge it reads
+//! (`weir::proxy::buffers::held`) counts the buffers of every weir in the process: the
+//! other integration tests, running in parallel in one process, would move it.
 
-mod common;
+// The helpers of `tests/it`; this binary uses only a few of them.
+#[allow(dead_code, unused_imports)]
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
-use common::Weir;
+use support::Balancer;
 use support::{connect, roundtrip, TestBackend};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
@@ -43,7 +46,7 @@ async fn silent_and_idle_connections_hold_no_buffers() {
     // One worker: it serves connections in the order it accepted them, so once the
     // request sent after the silent connections is answered, every silent connection
     // has been accepted and has started waiting.
-    let weir = Weir::start_with(&[backend.addr()], |config| config.server.workers = 1);
+    let weir = Balancer::over(&[backend.addr()], |config| config.server.workers = 1);
     let mut silent = Vec::new();
     for _ in 0..CONNECTIONS {
         silent.push(connect(weir.addr()).await.expect("connect"));

@@ -1,0 +1,202 @@
+//! The `weir` binary as a child process, with its output captured, its memory use read
+//! from `/proc`, and the config files and scratch paths it runs with. Every wait is
+//! bounded by a timeout.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+/// How long to wait for the binary to log its listening address.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Poll interval of the bounded waits below.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A unique path under Cargo's per-test temporary directory.
+pub fn temp_path(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    dir.join(format!("weir-{}-{n}-{name}", std::process::id()))
+}
+
+/// A fresh directory for one test's config and state files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = temp_path(name);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Lines read from one pipe of a child, by a background thread.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn collect_lines<R: std::io::Read + Send + 'static>(pipe: R) -> Lines {
+    let lines: Lines = Arc::default();
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        // Bounded by the pipe: it ends when the child exits.
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// The `weir` binary running as a child process; killed when dropped.
+pub struct WeirProcess {
+    child: Child,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+impl WeirProcess {
+    /// Spawns `weir ARGS` with stdout and stderr captured.
+    pub fn spawn(args: &[&str]) -> WeirProcess {
+        WeirProcess::spawn_env(args, &[])
+    }
+
+    /// [`WeirProcess::spawn`] with extra environment variables.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> WeirProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
+        let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
+        WeirProcess { child, stdout, stderr }
+    }
+
+    /// Spawns `weir ARGS` and waits for its client listener address.
+    /// Fails at once, with its stderr, if the process exits first.
+    pub async fn start(args: &[&str]) -> (WeirProcess, SocketAddr) {
+        WeirProcess::start_env(args, &[]).await
+    }
+
+    /// [`WeirProcess::start`] with extra environment variables.
+    pub async fn start_env(args: &[&str], env: &[(&str, &str)]) -> (WeirProcess, SocketAddr) {
+        let mut process = WeirProcess::spawn_env(args, env);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let is_listening = |l: &String| l.contains("listening on http://") && !l.contains("admin");
+        loop {
+            let line = process.stderr.lock().unwrap().iter().find(|l| is_listening(l)).cloned();
+            if let Some(line) = line {
+                return (process, address_after(&line, "http://"));
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                sleep(POLL).await;
+                panic!("weir {args:?} exited ({status}) before listening:\n{}", process.stderr());
+            }
+            assert!(Instant::now() < deadline, "weir never listened:\n{}", process.stderr());
+            sleep(POLL).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// The first stderr line matching `pred`, waiting up to [`STARTUP_TIMEOUT`].
+    pub async fn wait_stderr(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        wait_line(&self.stderr, pred).await
+    }
+
+    /// The first stdout line matching `pred`, waiting up to [`STARTUP_TIMEOUT`].
+    pub async fn wait_stdout(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        wait_line(&self.stdout, pred).await
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            sleep(POLL).await;
+        }
+    }
+
+    /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let text = std::fs::read_to_string(&path).expect("read /proc status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} missing in {path}"))
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_line(lines: &Lines, pred: impl Fn(&str) -> bool) -> Option<String> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while Instant::now() < deadline {
+        let found = lines.lock().unwrap().iter().find(|l| pred(l)).cloned();
+        if found.is_some() {
+            return found;
+        }
+        sleep(POLL).await;
+    }
+    None
+}
+
+/// Parses the `HOST:PORT` that follows `marker` in `line`.
+pub fn address_after(line: &str, marker: &str) -> SocketAddr {
+    let start = line.find(marker).expect("marker in line") + marker.len();
+    let text: String = line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    text.parse().unwrap_or_else(|_| panic!("no address in `{line}`"))
+}
+
+/// A config file for the binary: listener and admin on port 0, two workers, and one
+/// round-robin pool `web` over `backend`.
+pub fn config_toml(backend: SocketAddr) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[pool]]\nname = \"web\"\nstrategy = \"round_robin\"\n\
+         backends = [{{ address = \"{backend}\" }}]\n"
+    )
+}
+
+/// Replaces the file at `path` with `text` atomically (write aside, then rename), so a
+/// reload never reads half a file.
+pub fn write_config(path: &std::path::Path, text: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text).expect("write config");
+    std::fs::rename(&aside, path).expect("rename config");
+}
