@@ -8,6 +8,7 @@
 
 pub mod affinity;
 pub mod buffers;
+pub mod class;
 pub mod exchange;
 mod failure;
 pub mod forward;

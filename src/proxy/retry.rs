@@ -21,8 +21,10 @@
 //!   ([`held`]) that reads the response head before relaying anything; a listed status
 //!   goes to another backend if a retry is allowed then, and is relayed otherwise.
 //! - a response already begun is never retried.
-//! - **local exhaustion** ([`ConnectError::Local`]): weir is out of files, memory or
-//!   ports; another backend would fail the same way, so the request stops here.
+//! - **local exhaustion** ([`crate::pool::ConnectError::Local`]): weir is out of files,
+//!   memory or ports; another backend would fail the same way, so the request stops here.
+//!
+//! Which failure is which is decided once, by the failure's [`Class`] ([`Retry`]).
 //!
 //! A retry always goes to a backend not tried yet; when none is usable the request fails
 //! with the last error. At most `attempts` retries. Each spends the pool's [`Budget`],
@@ -40,7 +42,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::exchange::Failure;
+use super::class::{Class, Retry};
 use super::pump::Capture;
 use crate::balance::PickRequest;
 use crate::config::health::MAX_RETRY_ATTEMPTS;
@@ -50,7 +52,6 @@ use crate::health::Trial;
 use crate::http1::chunked::Decoder;
 use crate::http1::request::RequestInfo;
 use crate::http1::BodyKind;
-use crate::pool::ConnectError;
 use crate::shard::Sharded;
 use crate::snapshot::Pool;
 
@@ -145,25 +146,6 @@ fn tick(now: Instant) -> u64 {
 
 thread_local! {
     static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A failed attempt.
-#[derive(Debug)]
-pub enum AttemptError {
-    /// No connection.
-    Connect(ConnectError),
-    /// A failed exchange.
-    Exchange(Failure),
-    /// A held exchange got a retriable status and a retry was already arranged.
-    Status(u16),
-    /// The TLS handshake with an `https://` backend failed; nothing was sent.
-    Tls(crate::tls::TlsError),
-}
-
-impl From<ConnectError> for AttemptError {
-    fn from(error: ConnectError) -> Self {
-        AttemptError::Connect(error)
-    }
 }
 
 /// What to do after a failed attempt.
@@ -265,46 +247,43 @@ impl<'p> Plan<'p> {
         }
     }
 
-    /// Decides what follows the failed attempt on backend [`Self::current`].
+    /// Decides what follows the failed attempt on backend [`Self::current`], from the
+    /// failure's [`Class`].
     pub fn next(
         &mut self,
         pool: &'p Pool,
         info: &RequestInfo,
-        error: &AttemptError,
+        class: &Class<'_>,
         now: Instant,
     ) -> Next<'p> {
-        if matches!(error, AttemptError::Connect(ConnectError::Local(..))) {
-            // weir is out of files, memory or ports: another backend would fail alike.
-            return Next::Stop;
-        }
-        let on = &pool.settings.retry.on;
         let idempotent = info.method.is_idempotent();
         let stats = pool.backends[self.current()].live.stats.local();
-        let silent =
-            matches!(error, AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }));
-        if silent && idempotent && self.reused && !self.stale_used && self.replayable(info) {
+        if class.maybe_stale
+            && idempotent
+            && self.reused
+            && !self.stale_used
+            && self.replayable(info)
+        {
             (self.stale_used, self.fresh) = (true, true);
             stats.stale_retries.inc();
             stats.retries.inc();
             return Next::Fresh;
         }
-        let retriable = match error {
-            // A failed handshake sent no request either: it retries as a connect failure.
-            AttemptError::Connect(_) | AttemptError::Tls(_) => on.connect_failure,
-            AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }) => on.reset,
-            AttemptError::Exchange(Failure::Timeout) => on.timeout,
-            AttemptError::Status(_) => {
+        let (any_method, budgeted) = match class.retry {
+            Retry::Never => return Next::Stop,
+            Retry::Arranged => {
                 return self.pending.take().map_or(Next::Stop, |(i, t)| Next::Backend(i, t));
             }
-            AttemptError::Exchange(_) => false,
+            Retry::On { when, .. } if !when.listed_in(&pool.settings.retry.on) => {
+                return Next::Stop;
+            }
+            Retry::On { any_method, budgeted, .. } => (any_method, budgeted),
         };
-        // A connect failure sent nothing on this attempt, but an earlier one may have
-        // consumed the body: every retry needs the whole request.
-        let sent_bytes = !matches!(error, AttemptError::Connect(_) | AttemptError::Tls(_));
-        if !retriable || !self.replayable(info) || (sent_bytes && !idempotent) {
+        // A failure that sent nothing on this attempt may follow one that consumed the
+        // body: every retry needs the whole request.
+        if !self.replayable(info) || (!any_method && !idempotent) {
             return Next::Stop;
         }
-        let budgeted = !matches!(error, AttemptError::Connect(_));
         match self.another(pool, now, budgeted) {
             Some((index, trial)) => Next::Backend(index, trial),
             None => Next::Stop,
