@@ -374,4 +374,4 @@ fn push_status(out: &mut Vec<u8>, status: u16) {
 
 #[cfg(test)]
 #[path = "response_tests.rs"]
-mod tests;
+pub(crate) mod tests;
