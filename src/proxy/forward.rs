@@ -11,7 +11,7 @@ use super::buffers::Buffers;
 use super::class::{AttemptError, Class, Counter, Health};
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
 use super::failure::{fail, Failed};
-use super::io::{Stream, Upstream};
+use super::io::Stream;
 use super::logging::{Done, Pending};
 use super::pump::Capture;
 use super::retry::held::{self, Held};
@@ -26,7 +26,7 @@ use crate::http1::request::{push_field, Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::local_fault::Op;
-use crate::pool;
+use crate::pool::{self, Upstream};
 use crate::route;
 use crate::snapshot::{Backend, BackendLive, Pool};
 
