@@ -30,6 +30,7 @@
 //! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
 //!   thread, with its own stub resolver.
 //! - [`route`]: host and path-prefix routing to pools.
+//! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
 //! - [`shard`]: per-worker padded slots, so hot-path counters never share a cache line.
@@ -68,6 +69,7 @@ pub mod metrics;
 pub mod pid_file;
 pub mod pool;
 pub mod proxy;
+pub mod retry_budget;
 pub mod route;
 pub mod run;
 pub mod server;

@@ -1,7 +1,6 @@
-//! Tests of the retry policy: the budget, and what follows each kind of failure.
+//! Tests of the retry policy: what follows each kind of failure, within the budget.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -12,33 +11,6 @@ use crate::pool::ConnectError;
 use crate::proxy::class::AttemptError;
 use crate::proxy::exchange::{Cut, Failure};
 use crate::snapshot::{Registry, Snapshot};
-
-fn retry(budget_percent: u32, min_per_second: u32) -> RetryConfig {
-    RetryConfig { budget_percent, min_per_second, ..RetryConfig::default() }
-}
-
-#[tokio::test(start_paused = true)]
-async fn budget_allows_a_share_of_requests_or_the_floor() {
-    let budget = Budget::new(1);
-    let config = retry(20, 3);
-    let now = Instant::now();
-    // No traffic: the floor.
-    assert_eq!((0..10).filter(|_| budget.try_retry(&config, now)).count(), 3);
-    // 100 requests in the window: 20 retries in all.
-    (0..100).for_each(|_| budget.on_request(now));
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, now)).count(), 17);
-    // A second later the window has slid past all of it.
-    let later = now + Duration::from_millis(1000);
-    assert_eq!((0..10).filter(|_| budget.try_retry(&config, later)).count(), 3);
-    // Half a second later, half the window remains (requests and retries alike).
-    let budget = Budget::new(1);
-    (0..100).for_each(|_| budget.on_request(now));
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, now)).count(), 20);
-    let half = now + Duration::from_millis(500);
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, half)).count(), 0);
-    (0..100).for_each(|_| budget.on_request(half));
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, half)).count(), 20);
-}
 
 fn snapshot(setup: fn(&mut PoolConfig)) -> Snapshot {
     let backends = (0..3)
