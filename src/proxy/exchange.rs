@@ -205,7 +205,7 @@ pub async fn run<C: Stream, U: Stream>(
     .await?;
     let header_latency = started.elapsed();
     upstream_buf.advance(info.head_len);
-    crate::http1::request::append_lines(reply, extra_header);
+    crate::http1::lines::append_lines(reply, extra_header);
     if info.status == 101 {
         let sent = write_all(&mut client_write, reply, limits.send_timeout).await;
         sent.map_err(|_| Failure::ClientGone)?;

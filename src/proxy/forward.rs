@@ -22,7 +22,8 @@ use crate::balance::{self, PickRequest};
 use crate::config::{PoolConfig, ServerConfig};
 use crate::health::select::{self, Picked};
 use crate::health::{self, Cause, Observed, Rules, Subject, Trial};
-use crate::http1::request::{push_field, Method, RequestInfo};
+use crate::http1::lines::push_field;
+use crate::http1::request::{Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::local_fault::Op;
@@ -208,7 +209,7 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
         let authority = backend.address.authority();
         let mut host = Vec::with_capacity(authority.len() + 8);
         push_field(&mut host, b"Host", authority.as_bytes());
-        crate::http1::request::append_lines(head, &host);
+        crate::http1::lines::append_lines(head, &host);
     }
     if let Some(sticky) = &pool.settings.sticky {
         affinity::strip_cookie(sticky, head);

@@ -77,7 +77,7 @@ where
         return Ok(Held::Retry(info.status));
     }
     buf.advance(info.head_len);
-    crate::http1::request::append_lines(reply, extra_header);
+    crate::http1::lines::append_lines(reply, extra_header);
     let mut pump = exchange::download(&info, &limits, reply);
     let reply_head = pump.staged.len() as u64;
     let body = pump.run(buf, upstream, client).await;
