@@ -16,7 +16,6 @@ pub mod io;
 pub mod logging;
 pub mod pump;
 pub mod reply;
-mod response_head;
 pub mod retry;
 pub mod timer;
 pub mod tunnel;

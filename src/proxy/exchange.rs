@@ -14,11 +14,13 @@ use tokio::time::Instant;
 
 use super::io::{Stream, Writer};
 use super::pump::{write_all, Capture, Pump, PumpError};
-use super::response_head::HeadReader;
 use super::timer::Alarm;
 use crate::http1::request::RequestInfo;
 use crate::http1::response::{Exchange, ResponseInfo};
 use crate::http1::BodyKind;
+
+mod head;
+pub(super) use head::HeadReader;
 
 /// Where the request body comes from on this attempt.
 pub enum Upload<'a> {

@@ -17,10 +17,9 @@ use tokio::time::Instant;
 use crate::config::StatusSet;
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
-use crate::proxy::exchange::{self, Failure, Io, Limits, Outcome};
+use crate::proxy::exchange::{self, Failure, HeadReader, Io, Limits, Outcome};
 use crate::proxy::io::Writer;
 use crate::proxy::pump::write_all;
-use crate::proxy::response_head::HeadReader;
 
 /// How a held exchange ended without failing.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
-//! Reading a response head: the one reader of the streaming exchange
-//! ([`super::exchange::run`]) and the held one ([`super::retry::held::run`]). It reads
+//! Reading a response head: the one reader of the streaming exchange ([`super::run`])
+//! and the held one ([`crate::proxy::retry::held::run`]). It reads
 //! until a final head is whole, relays interim 1xx heads to the client as they come, and
 //! tells why the backend stopped if it does before a final head.
 
@@ -10,16 +10,16 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-use super::exchange::{Failure, Limits};
-use super::io::Writer;
-use super::pump::{write_all, PumpError};
-use super::timer::Alarm;
+use super::{Failure, Limits};
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::Parsed;
+use crate::proxy::io::Writer;
+use crate::proxy::pump::{write_all, PumpError};
+use crate::proxy::timer::Alarm;
 
 /// Reads the response head, while the request is still being sent if it is, relaying
 /// interim responses to the client.
-pub(super) struct HeadReader<'a, R, W> {
+pub(in crate::proxy) struct HeadReader<'a, R, W> {
     /// The upstream connection, or its read half.
     pub upstream: &'a mut R,
     /// Upstream input; the head is at its front once read.
