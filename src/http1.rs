@@ -15,11 +15,11 @@
 //!   time.
 
 pub mod chunked;
-pub mod fields;
-pub mod lines;
+pub(crate) mod fields;
+pub(crate) mod lines;
 pub mod request;
 pub mod response;
-pub mod target;
+pub(crate) mod target;
 
 /// Most header fields httparse will look at in one head. The configured `max_headers`
 /// (at most this) is enforced on top; this bound only sizes the stack array.

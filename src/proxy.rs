@@ -8,17 +8,17 @@
 
 pub mod affinity;
 pub mod buffers;
-pub mod class;
+pub(crate) mod class;
 pub mod exchange;
 mod failure;
-pub mod forward;
-pub mod io;
-pub mod logging;
+pub(crate) mod forward;
+pub(crate) mod io;
+pub(crate) mod logging;
 pub mod pump;
-pub mod reply;
-pub mod retry;
+pub(crate) mod reply;
+pub(crate) mod retry;
 pub mod timer;
-pub mod tunnel;
+pub(crate) mod tunnel;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
