@@ -11,14 +11,15 @@
 //! - [`response`]: response head parsing, framing checks and the downstream rewrite.
 //! - [`chunked`]: the chunked transfer-coding state machine.
 //! - [`target`]: request-target forms, and the normalised path routing matches on.
-//! - `lines`: copies kept field lines into a rewritten head, one copy per run of lines.
+//! - [`lines`]: the head writers: new field lines, and kept lines copied one run at a
+//!   time.
 
 pub mod chunked;
-pub mod fields;
-mod lines;
+pub(crate) mod fields;
+pub(crate) mod lines;
 pub mod request;
 pub mod response;
-pub mod target;
+pub(crate) mod target;
 
 /// Most header fields httparse will look at in one head. The configured `max_headers`
 /// (at most this) is enforced on top; this bound only sizes the stack array.

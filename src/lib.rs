@@ -30,6 +30,7 @@
 //! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
 //!   thread, with its own stub resolver.
 //! - [`route`]: host and path-prefix routing to pools.
+//! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.
 //! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
 //!   that survives swaps.
 //! - [`shard`]: per-worker padded slots, so hot-path counters never share a cache line.
@@ -57,7 +58,7 @@
 //!   process        5 │ cli · run · demo · flags · server · upgrade
 //!   control plane  4 │ control · state · admin
 //!   data plane     3 │ proxy · worker · drain · listeners
-//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · route · pool · access_log
+//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · pool · access_log
 //!   codecs         1 │ http1 · tls · config
 //!   base           0 │ json · shard · rng · log_budget · pid_file
 //! ```
@@ -93,6 +94,7 @@ pub mod metrics;
 pub mod pid_file;
 pub mod pool;
 pub mod proxy;
+pub mod retry_budget;
 pub mod rng;
 pub mod route;
 pub mod run;

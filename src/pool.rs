@@ -19,8 +19,33 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::local_fault::LocalFault;
-use crate::proxy::io::Upstream;
 use crate::snapshot::{Backend, BackendLive};
+use crate::tls::client::ClientTls;
+
+/// An upstream connection: plain, or TLS to an `https://` backend. The data path matches
+/// on it once per attempt and then runs code specialised for the variant.
+#[derive(Debug)]
+pub enum Upstream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP. Boxed: a TLS session is a few KiB of state, and the plain variant
+    /// should not carry its size around.
+    Tls(Box<ClientTls>),
+}
+
+impl Upstream {
+    /// Whether an idle pooled connection has nothing to read, so it may be reused: data
+    /// means a protocol error, an EOF or a TLS `close_notify` means the backend closed it.
+    pub fn is_quiet(&mut self) -> bool {
+        match self {
+            Upstream::Plain(tcp) => {
+                let mut probe = [0u8; 1];
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Upstream::Tls(tls) => crate::tls::client::is_idle_quiet(tls),
+        }
+    }
+}
 
 /// Most backends a worker keeps idle lists for at once. Lists of removed backends are
 /// dropped by [`sweep`]; this bounds the map if backends churn faster than that.

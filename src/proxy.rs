@@ -8,17 +8,19 @@
 
 pub mod affinity;
 pub mod buffers;
+pub(crate) mod class;
 pub mod exchange;
 mod failure;
-pub mod forward;
-pub mod io;
-pub mod logging;
+pub(crate) mod forward;
+pub(crate) mod io;
+pub(crate) mod logging;
 pub mod pump;
-pub mod reply;
-pub mod retry;
+pub(crate) mod reply;
+pub(crate) mod retry;
 pub mod timer;
-pub mod tunnel;
+pub(crate) mod tunnel;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
@@ -108,7 +110,7 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         if spare.is_none() {
             // The timeout is copied out so an idle connection pins no snapshot.
             let idle = {
-                let snapshot = crate::worker::snapshot(&client.shared);
+                let snapshot = current_snapshot(&client.shared);
                 let server = &snapshot.config.server;
                 if first {
                     server.header_timeout
@@ -123,7 +125,7 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         }
         // Loaded once the request has begun to arrive, never before an idle wait: a
         // request that arrives after a change (a backend removed or drained) must see it.
-        let snapshot = crate::worker::snapshot(&client.shared);
+        let snapshot = current_snapshot(&client.shared);
         let started_first = std::mem::replace(&mut first, false);
         let buffers = spare.take().unwrap_or_else(buffers::take);
         let conn = Conn { client: &client, alarm: &mut alarm, started: Instant::now() };
@@ -313,6 +315,27 @@ async fn read_head<S: Stream>(
 
 /// The snapshot type the data path holds across awaits: a worker-local handle.
 pub type SnapshotRef = Rc<Arc<Snapshot>>;
+
+thread_local! {
+    static SNAPSHOT: RefCell<Option<SnapshotRef>> = const { RefCell::new(None) };
+}
+
+/// The current snapshot as a worker-local handle: cloning it costs no atomic operation,
+/// and it is refreshed when a reload swapped a new snapshot in.
+fn current_snapshot(shared: &Shared) -> SnapshotRef {
+    let current = shared.snapshot.load();
+    SNAPSHOT.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        match cache.as_ref() {
+            Some(cached) if Arc::ptr_eq(cached, &current) => Rc::clone(cached),
+            _ => {
+                let fresh = Rc::new(Arc::clone(&current));
+                *cache = Some(Rc::clone(&fresh));
+                fresh
+            }
+        }
+    })
+}
 
 #[cfg(test)]
 mod tests {

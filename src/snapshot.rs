@@ -26,7 +26,7 @@ use crate::config::{BackendAddress, BackendConfig, Config, HostMatch, PoolConfig
 use crate::discovery::{self, Addresses};
 use crate::health::{Health, Passive};
 use crate::metrics::{BackendStats, PoolStats};
-use crate::proxy::retry::Budget;
+use crate::retry_budget::Budget;
 use crate::rng;
 use crate::shard::Sharded;
 use leaving::{Departures, Key, Known};

@@ -3,7 +3,7 @@
 //! workers and a connection never changes thread. Worker-local state (the connection
 //! pool, buffers, the cached snapshot handle) needs no lock.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ pub use crate::drain::Drain;
 use crate::listeners::LISTEN_BACKLOG;
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
-use crate::proxy::{self, Client, SnapshotRef};
+use crate::proxy::{self, Client};
 use crate::server::Shared;
 use crate::tls::Acceptor as TlsAcceptor;
 
@@ -42,27 +42,6 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often a draining worker checks whether its connections are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
-
-thread_local! {
-    static SNAPSHOT: RefCell<Option<SnapshotRef>> = const { RefCell::new(None) };
-}
-
-/// The current snapshot as a worker-local handle: cloning it costs no atomic operation,
-/// and it is refreshed when a reload swapped a new snapshot in.
-pub fn snapshot(shared: &Shared) -> SnapshotRef {
-    let current = shared.snapshot.load();
-    SNAPSHOT.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        match cache.as_ref() {
-            Some(cached) if Arc::ptr_eq(cached, &current) => Rc::clone(cached),
-            _ => {
-                let fresh = Rc::new(Arc::clone(&current));
-                *cache = Some(Rc::clone(&fresh));
-                fresh
-            }
-        }
-    })
-}
 
 /// Starts worker `index`; it takes its listening sockets from `shared.listeners`.
 pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {

@@ -1,4 +1,6 @@
-//! Copies received lines into a rewritten head, one copy per run of adjacent lines.
+//! The head writers of both directions: [`push_field`], [`push_line`] and
+//! [`append_lines`] write new lines, and [`Lines`] copies received lines into a rewritten
+//! head, one copy per run of adjacent lines.
 //!
 //! Most heads pass through with a field or two removed, and the kept lines sit next to
 //! each other in the input buffer. Copying each run of adjacent, unchanged lines with one
@@ -223,5 +225,14 @@ Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n";
         let mut out = b"X-Forwarded-For: 1.1.1.1\r\nX-B: 2\r\n".to_vec();
         append_to_value(&mut out, 24, b"10.0.0.1");
         assert_eq!(out, b"X-Forwarded-For: 1.1.1.1, 10.0.0.1\r\nX-B: 2\r\n");
+    }
+
+    #[test]
+    fn append_lines_goes_before_the_end_of_the_head() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        append_lines(&mut head, b"X-A: 1\r\nX-B: 2\r\n");
+        assert_eq!(head, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n");
+        append_lines(&mut head, b"");
+        assert!(head.ends_with(b"X-B: 2\r\n\r\n"));
     }
 }

@@ -10,7 +10,6 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
-pub use super::lines::{append_lines, push_field, push_line};
 use super::lines::{append_to_value, Lines};
 use super::target::{self, Target};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};

@@ -87,15 +87,6 @@ fn partial_heads_wait_for_more() {
 }
 
 #[test]
-fn append_lines_goes_before_the_end_of_the_head() {
-    let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
-    append_lines(&mut head, b"X-A: 1\r\nX-B: 2\r\n");
-    assert_eq!(head, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n");
-    append_lines(&mut head, b"");
-    assert!(head.ends_with(b"X-B: 2\r\n\r\n"));
-}
-
-#[test]
 fn field_lines_pass_as_received_with_a_crlf() {
     // No space, extra spaces and a tab after the colon, trailing white space, a bare LF
     // line ending and an empty value: the line is copied up to the value's end, then CRLF.

@@ -8,8 +8,7 @@
 use std::mem::MaybeUninit;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
-use super::lines::Lines;
-use super::request::push_field;
+use super::lines::{push_field, Lines};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
 
 /// Facts about the exchange that decide the response's framing and connection header.
@@ -374,4 +373,4 @@ fn push_status(out: &mut Vec<u8>, status: u16) {
 
 #[cfg(test)]
 #[path = "response_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,6 +1,7 @@
 use super::*;
 
-fn exchange() -> Exchange {
+/// A keep-alive HTTP/1.1 GET, no upgrade (also the proxy tests' plain exchange).
+pub(crate) fn exchange() -> Exchange {
     Exchange {
         head_request: false,
         upgrade_requested: false,

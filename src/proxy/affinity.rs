@@ -9,7 +9,7 @@ use crate::balance::key::cookie_value;
 use crate::balance::PickRequest;
 use crate::config::StickyConfig;
 use crate::http1::fields;
-use crate::http1::request::push_field;
+use crate::http1::lines::push_field;
 use crate::http1::HEADER_SLOTS;
 use crate::snapshot::Pool;
 

@@ -5,20 +5,22 @@
 //! echoes as it reads, never deadlocks against weir. Interim 1xx responses (such as
 //! `100 Continue`) are relayed to the client as they come.
 
-use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
 use super::io::{Stream, Writer};
 use super::pump::{write_all, Capture, Pump, PumpError};
 use super::timer::Alarm;
 use crate::http1::request::RequestInfo;
-use crate::http1::response::{self, Exchange, ResponseInfo};
-use crate::http1::{BodyKind, Parsed};
+use crate::http1::response::{Exchange, ResponseInfo};
+use crate::http1::BodyKind;
+
+mod head;
+pub(super) use head::HeadReader;
 
 /// Where the request body comes from on this attempt.
 pub enum Upload<'a> {
@@ -205,7 +207,7 @@ pub async fn run<C: Stream, U: Stream>(
     .await?;
     let header_latency = started.elapsed();
     upstream_buf.advance(info.head_len);
-    crate::http1::request::append_lines(reply, extra_header);
+    crate::http1::lines::append_lines(reply, extra_header);
     if info.status == 101 {
         let sent = write_all(&mut client_write, reply, limits.send_timeout).await;
         sent.map_err(|_| Failure::ClientGone)?;
@@ -331,110 +333,6 @@ where
     }
 }
 
-/// Reads the response head while the request is still being sent, relaying interim
-/// responses to the client.
-struct HeadReader<'a, R, W> {
-    upstream: &'a mut R,
-    buf: &'a mut BytesMut,
-    reply: &'a mut Vec<u8>,
-    client: &'a mut W,
-    exchange: &'a Exchange,
-    limits: &'a Limits,
-    alarm: &'a mut Alarm,
-    /// When the request was sent, if known without a clock read: a request without a
-    /// body goes out in the first poll.
-    sent_at: Option<Instant>,
-    /// Some byte came from the backend, an interim head included: a close is then no
-    /// idle-close race, and the request is not replayed.
-    received: bool,
-}
-
-impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
-    /// Returns the final response head; `reply` then holds its client-bound form. The
-    /// response timeout runs from the moment the whole request was sent.
-    async fn read<U>(
-        &mut self,
-        mut upload: Pin<&mut U>,
-        uploaded: &mut Option<Result<u64, PumpError>>,
-    ) -> Result<ResponseInfo, Failure>
-    where
-        U: Future<Output = Result<u64, PumpError>>,
-    {
-        // Bounded: each pass reads bytes into a head bounded by `max_header_bytes`, or
-        // finishes the upload (once), or ends at the deadline.
-        loop {
-            tokio::select! {
-                biased;
-                result = upload.as_mut(), if uploaded.is_none() => {
-                    if let Some(failure) = result.as_ref().err().and_then(client_side) {
-                        return Err(failure);
-                    }
-                    *uploaded = Some(result);
-                    let sent_at = self.sent_at.unwrap_or_else(Instant::now);
-                    self.alarm.set(sent_at + self.limits.response_timeout);
-                }
-                read = self.upstream.read_buf(self.buf) => {
-                    if !matches!(read, Ok(n) if n > 0) {
-                        let request_sent = matches!(uploaded, Some(Ok(_)));
-                        return Err(closed(read.err(), !self.received, request_sent));
-                    }
-                    self.received = true;
-                    if let Some(info) = self.parse().await? {
-                        return Ok(info);
-                    }
-                }
-                () = self.alarm.expired(), if uploaded.is_some() => return Err(Failure::Timeout),
-            }
-        }
-    }
-
-    /// Parses what arrived: `Some` for a final head, `None` to read on.
-    async fn parse(&mut self) -> Result<Option<ResponseInfo>, Failure> {
-        // Bounded: each pass consumes one interim head.
-        loop {
-            match response::parse(self.buf, self.exchange, self.reply) {
-                Err(error) => return Err(Failure::BadResponse(error.0)),
-                Ok(Parsed::Partial) if self.buf.len() >= self.limits.max_header_bytes => {
-                    return Err(Failure::BadResponse("upstream response head too large"));
-                }
-                Ok(Parsed::Partial) => return Ok(None),
-                Ok(Parsed::Complete(info)) if info.is_interim() => {
-                    self.buf.advance(info.head_len);
-                    let relayed = write_all(self.client, self.reply, self.limits.send_timeout);
-                    let relayed = relayed.await;
-                    relayed.map_err(|_| Failure::ClientGone)?;
-                    if self.buf.is_empty() {
-                        return Ok(None);
-                    }
-                }
-                Ok(Parsed::Complete(info)) => return Ok(Some(info)),
-            }
-        }
-    }
-}
-
-/// Why the upstream stopped before a response head: a TLS alert (such as a refused client
-/// certificate) when the read error carries one, else a closed connection.
-pub fn closed(error: Option<std::io::Error>, silent: bool, request_sent: bool) -> Failure {
-    match error.map(crate::tls::TlsError::from_io) {
-        Some(crate::tls::TlsError::Io(_)) | None => {
-            Failure::UpstreamClosed { silent, request_sent }
-        }
-        Some(tls) => Failure::UpstreamTls(tls),
-    }
-}
-
-/// Maps an upload error to a failure if the client caused it; upstream write errors are
-/// not final, because the backend may still have answered (say, 413 then close).
-fn client_side(error: &PumpError) -> Option<Failure> {
-    match error {
-        PumpError::Read(_) | PumpError::Eof => Some(Failure::ClientGone),
-        PumpError::ReadTimeout => Some(Failure::ClientTimeout),
-        PumpError::Framing(_) => Some(Failure::ClientBadBody),
-        PumpError::Write(_) => None,
-    }
-}
-
 fn finish(
     info: ResponseInfo,
     uploaded: Option<Result<u64, PumpError>>,
@@ -464,4 +362,4 @@ fn finish(
 
 #[cfg(test)]
 #[path = "exchange_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of one exchange: the one-write path, and bounded writes.
 
 use super::*;
+pub(in crate::proxy) use crate::http1::response::tests::exchange as plain_get;
 
 fn info(body: BodyKind, dechunk: bool) -> ResponseInfo {
     ResponseInfo {
@@ -29,7 +30,7 @@ fn only_a_body_already_buffered_after_a_sent_request_takes_the_one_write_path() 
 }
 
 /// Limits with short backend and client write bounds.
-fn limits() -> Limits {
+pub(in crate::proxy) fn limits() -> Limits {
     Limits {
         body_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),
@@ -93,13 +94,7 @@ async fn a_request_head_a_backend_takes_no_byte_of_fails_after_read_timeout() {
 #[tokio::test(start_paused = true)]
 async fn an_interim_head_a_client_takes_no_byte_of_fails_after_send_timeout() {
     let (mut client, _far) = unread_peer();
-    let exchange = Exchange {
-        head_request: false,
-        upgrade_requested: false,
-        client_http10: false,
-        close_client: false,
-        max_headers: 100,
-    };
+    let exchange = plain_get();
     let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
     let (mut reply, mut alarm) = (Vec::new(), Alarm::default());
     let mut reader = HeadReader {

@@ -8,24 +8,26 @@ use bytes::Buf;
 use tokio::time::Instant;
 
 use super::buffers::Buffers;
+use super::class::{AttemptError, Class, Counter, Health};
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
-use super::failure::fail;
-use super::io::{Stream, Upstream};
+use super::failure::{fail, Failed};
+use super::io::Stream;
 use super::logging::{Done, Pending};
 use super::pump::Capture;
 use super::retry::held::{self, Held};
-use super::retry::{AttemptError, Next, Plan};
+use super::retry::{Next, Plan};
 use super::timer::Alarm;
 use super::{affinity, reply, Client, Conn, SnapshotRef};
 use crate::balance::{self, PickRequest};
 use crate::config::{PoolConfig, ServerConfig};
 use crate::health::select::{self, Picked};
 use crate::health::{self, Cause, Observed, Rules, Subject, Trial};
-use crate::http1::request::{push_field, Method, RequestInfo};
+use crate::http1::lines::push_field;
+use crate::http1::request::{Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::local_fault::Op;
-use crate::pool::{self, ConnectError};
+use crate::pool::{self, Upstream};
 use crate::route;
 use crate::snapshot::{Backend, BackendLive, Pool};
 
@@ -82,20 +84,22 @@ pub async fn handle<S: Stream>(
         let request =
             Request { info: &info, draining, set_cookie: &set_cookie, alarm: &mut *alarm, started };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
-        tell_health(pool, backend, &result, plan.reused, &mut trial);
         let error = match result {
             Ok((outcome, upstream)) => {
+                tell_health(pool, backend, Health::Status(outcome.status), &mut trial);
                 let ended = Instant::now();
                 record(client, pool, backend, &outcome, started, ended);
-                logged.finish(client, done(pool, backend, Some(&outcome), plan.retries(), None));
+                logged.finish(client, done(pool, backend, Ok(&outcome), plan.retries()));
                 let settings = &pool.settings;
                 return finish(stream, backend, settings, buffers, outcome, upstream, ended).await;
             }
             Err(error) => error,
         };
+        let class = error.class();
+        tell_health(pool, backend, class.heard(plan.reused), &mut trial);
         started = Instant::now();
-        let next = plan.next(pool, &info, &error, started);
-        count_failure(client, backend, &error, &next);
+        let next = plan.next(pool, &info, &class, started);
+        count_failure(client, backend, &class, &next);
         match next {
             Next::Fresh => {}
             Next::Backend(next, next_trial) => {
@@ -105,12 +109,9 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
-                let timeout = server.send_timeout;
                 let failed =
-                    fail(stream, client, backend, buffers, error, keep_after_error, timeout).await;
-                let mut done = done(pool, backend, None, plan.retries(), Some(failed.cause));
-                (done.status, done.bytes_out) = (failed.status, failed.body_bytes);
-                logged.finish(client, done);
+                    fail(stream, client, backend, buffers, &class, keep_after_error, server).await;
+                logged.finish(client, done(pool, backend, Err(&failed), plan.retries()));
                 return failed.keep;
             }
         }
@@ -118,77 +119,35 @@ pub async fn handle<S: Stream>(
 }
 
 /// Reports what an attempt says about the backend to health checking (passive checks,
-/// and the trial request of a backend that is being tried again).
-fn tell_health(
-    pool: &Pool,
-    backend: &Backend,
-    result: &Result<(Outcome, Upstream), AttemptError>,
-    reused: bool,
-    trial: &mut Option<Trial>,
-) {
-    if let Some(observed) = observed(&pool.settings, result, reused) {
-        if matches!(observed, Observed::Failure(Cause::Status(_))) {
+/// and the trial request of a backend that is being tried again). Client-side failures,
+/// aborted responses and stale pooled connections say nothing ([`Health::Nothing`]).
+fn tell_health(pool: &Pool, backend: &Backend, heard: Health, trial: &mut Option<Trial>) {
+    let observed = match heard {
+        Health::Nothing => return,
+        Health::Failure(cause) => Observed::Failure(cause),
+        Health::Status(status) if pool.settings.passive.failure_statuses.contains(status) => {
             backend.live.stats.local().status_failures.inc();
+            Observed::Failure(Cause::Status(status))
         }
-        report(pool, backend, observed, trial.take());
-    }
-}
-
-/// What an attempt tells passive health checking, if anything: client-side failures,
-/// aborted responses and stale pooled connections say nothing about the backend.
-fn observed(
-    settings: &PoolConfig,
-    result: &Result<(Outcome, Upstream), AttemptError>,
-    reused: bool,
-) -> Option<Observed> {
-    let status = |status: u16| match settings.passive.failure_statuses.contains(status) {
-        true => Observed::Failure(Cause::Status(status)),
-        false => Observed::Success,
+        Health::Status(_) => Observed::Success,
     };
-    Some(match result {
-        Ok((outcome, _)) => status(outcome.status),
-        Err(AttemptError::Status(code)) => status(*code),
-        Err(AttemptError::Connect(ConnectError::Timeout)) => {
-            Observed::Failure(Cause::ConnectTimeout)
-        }
-        // weir ran out of files, memory or ports: the backend was never reached.
-        Err(AttemptError::Connect(ConnectError::Local(..))) => return None,
-        // A refused handshake (untrusted, expired or wrong-name certificate, a refused
-        // client certificate) means no request can get through: a failed connect.
-        Err(
-            AttemptError::Connect(ConnectError::Failed(_))
-            | AttemptError::Tls(_)
-            | AttemptError::Exchange(Failure::UpstreamTls(_)),
-        ) => Observed::Failure(Cause::Connect),
-        Err(AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. })) if reused => {
-            return None
-        }
-        Err(AttemptError::Exchange(Failure::UpstreamClosed { .. })) => {
-            Observed::Failure(Cause::Reset)
-        }
-        Err(AttemptError::Exchange(Failure::Timeout)) => Observed::Failure(Cause::Timeout),
-        Err(AttemptError::Exchange(Failure::BadResponse(_))) => {
-            Observed::Failure(Cause::BadResponse)
-        }
-        Err(AttemptError::Exchange(_)) => return None,
-    })
+    report(pool, backend, observed, trial.take());
 }
 
-/// Counts a failed exchange with `backend`, retried or not; a stale pooled connection
-/// replayed on a fresh one is not a failure, and connect failures are counted where the
-/// connection is made. Local exhaustion is counted as weir's, not the backend's.
-fn count_failure(client: &Client, backend: &Backend, error: &AttemptError, next: &Next<'_>) {
+/// Counts a failed attempt on the counter its class names, retried or not; a stale
+/// pooled connection replayed on a fresh one is not a reset. Local exhaustion is counted
+/// as weir's, not the backend's.
+fn count_failure(client: &Client, backend: &Backend, class: &Class<'_>, next: &Next<'_>) {
     let stats = backend.live.stats.local();
-    match error {
-        AttemptError::Connect(ConnectError::Local(fault, _)) => {
-            client.shared.frontend.local().local_errors.record(Op::Connect, *fault);
+    match class.counter {
+        Counter::LocalError(fault) => {
+            client.shared.frontend.local().local_errors.record(Op::Connect, fault);
         }
-        AttemptError::Exchange(Failure::UpstreamClosed { .. }) if !matches!(next, Next::Fresh) => {
-            stats.resets.inc();
-        }
-        AttemptError::Exchange(Failure::Timeout) => stats.timeouts.inc(),
-        AttemptError::Exchange(Failure::UpstreamTls(error)) => stats.tls.failure(error),
-        _ => {}
+        Counter::ConnectFailure => stats.connect_failures.inc(),
+        Counter::Reset if !matches!(next, Next::Fresh) => stats.resets.inc(),
+        Counter::Timeout => stats.timeouts.inc(),
+        Counter::Tls(error) => stats.tls.failure(error),
+        Counter::Reset | Counter::None => {}
     }
 }
 
@@ -250,7 +209,7 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
         let authority = backend.address.authority();
         let mut host = Vec::with_capacity(authority.len() + 8);
         push_field(&mut host, b"Host", authority.as_bytes());
-        crate::http1::request::append_lines(head, &host);
+        crate::http1::lines::append_lines(head, &host);
     }
     if let Some(sticky) = &pool.settings.sticky {
         affinity::strip_cookie(sticky, head);
@@ -388,17 +347,10 @@ fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
 }
 
 /// Opens a new upstream connection, with a TLS handshake for an `https://` backend.
+/// Failures are counted by their class ([`count_failure`]).
 async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, AttemptError> {
+    let tcp = pool::connect(backend, settings.connect_timeout).await?;
     let stats = backend.live.stats.local();
-    let tcp = match pool::connect(backend, settings.connect_timeout).await {
-        Ok(tcp) => tcp,
-        // weir's own exhaustion is counted as such, where the client is known.
-        Err(error @ ConnectError::Local(..)) => return Err(AttemptError::Connect(error)),
-        Err(error) => {
-            stats.connect_failures.inc();
-            return Err(AttemptError::Connect(error));
-        }
-    };
     stats.connections_opened.inc();
     let Some(connector) = &backend.live.tls else {
         return Ok(Upstream::Plain(tcp));
@@ -410,10 +362,7 @@ async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, A
             stats.tls.handshake(handshake.resumed);
             Ok(Upstream::Tls(Box::new(tls)))
         }
-        Err(error) => {
-            stats.tls.failure(&error);
-            Err(AttemptError::Tls(error))
-        }
+        Err(error) => Err(AttemptError::Tls(error)),
     }
 }
 
@@ -470,22 +419,34 @@ async fn finish<S: Stream>(
     outcome.keep_client
 }
 
-/// The log fields of a request that reached `backend`.
+/// The log fields of a request that reached `backend`: its relayed response, or what
+/// the client got of its failure.
 fn done<'a>(
     pool: &'a Pool,
     backend: &'a Backend,
-    outcome: Option<&Outcome>,
+    result: Result<&Outcome, &Failed>,
     retries: u32,
-    error: Option<&'static str>,
 ) -> Done<'a> {
-    Done {
-        status: outcome.map_or(0, |o| o.status),
-        bytes_in: outcome.map_or(0, |o| o.body_bytes_sent),
-        bytes_out: outcome.map_or(0, |o| o.body_bytes_written),
-        upstream: outcome.map(|o| o.header_latency),
-        backend: Some(&backend.label),
-        pool: Some(&pool.name),
-        retries,
-        error,
+    let (backend, pool) = (Some(backend.label.as_str()), Some(pool.name.as_str()));
+    match result {
+        Ok(outcome) => Done {
+            status: outcome.status,
+            bytes_in: outcome.body_bytes_sent,
+            bytes_out: outcome.body_bytes_written,
+            upstream: Some(outcome.header_latency),
+            backend,
+            pool,
+            retries,
+            error: None,
+        },
+        Err(failed) => Done {
+            status: failed.status,
+            bytes_out: failed.body_bytes,
+            backend,
+            pool,
+            retries,
+            error: Some(failed.cause),
+            ..Done::default()
+        },
     }
 }

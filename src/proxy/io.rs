@@ -5,13 +5,17 @@
 //! calls `TcpStream` directly: its halves are tokio's borrowed `split` halves, with no
 //! lock and no allocation. A TLS stream cannot be split that way (one rustls state serves
 //! both directions), so its halves share it through tokio's `split`, which takes a short
-//! lock around each poll; that cost is only paid by TLS connections.
+//! lock around each poll; that cost is only paid by TLS connections. The upstream
+//! connection itself, plain or TLS, is [`crate::pool::Upstream`], kept by the pool.
 
 use std::future::Future;
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::{tcp, TcpStream};
+
+use crate::tls::client::ClientTls;
+use crate::tls::server::ServerTls;
 
 /// Something the data path writes to, and whether it may keep written bytes until
 /// flushed. rustls does (a record waits for room in the socket); a socket and its write
@@ -66,11 +70,6 @@ impl Stream for TcpStream {
     }
 }
 
-/// A TLS connection to a backend.
-pub type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
-/// A TLS connection from a client.
-pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
-
 /// Whether rustls holds decrypted bytes (or a close) that a read returns at once, without
 /// the socket becoming readable again.
 fn has_pending<D>(session: &mut rustls::ConnectionCommon<D>) -> bool {
@@ -104,28 +103,3 @@ macro_rules! tls_stream {
 
 tls_stream!(ClientTls);
 tls_stream!(ServerTls);
-
-/// An upstream connection: plain, or TLS to an `https://` backend. The data path matches
-/// on it once per attempt and then runs code specialised for the variant.
-#[derive(Debug)]
-pub enum Upstream {
-    /// Plain TCP.
-    Plain(TcpStream),
-    /// TLS over TCP. Boxed: a TLS session is a few KiB of state, and the plain variant
-    /// should not carry its size around.
-    Tls(Box<ClientTls>),
-}
-
-impl Upstream {
-    /// Whether an idle pooled connection has nothing to read, so it may be reused: data
-    /// means a protocol error, an EOF or a TLS `close_notify` means the backend closed it.
-    pub fn is_quiet(&mut self) -> bool {
-        match self {
-            Upstream::Plain(tcp) => {
-                let mut probe = [0u8; 1];
-                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-            Upstream::Tls(tls) => crate::tls::client::is_idle_quiet(tls),
-        }
-    }
-}

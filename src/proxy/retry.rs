@@ -21,11 +21,14 @@
 //!   ([`held`]) that reads the response head before relaying anything; a listed status
 //!   goes to another backend if a retry is allowed then, and is relayed otherwise.
 //! - a response already begun is never retried.
-//! - **local exhaustion** ([`ConnectError::Local`]): weir is out of files, memory or
-//!   ports; another backend would fail the same way, so the request stops here.
+//! - **local exhaustion** ([`crate::pool::ConnectError::Local`]): weir is out of files,
+//!   memory or ports; another backend would fail the same way, so the request stops here.
+//!
+//! Which failure is which is decided once, by the failure's [`Class`] ([`Retry`]).
 //!
 //! A retry always goes to a backend not tried yet; when none is usable the request fails
-//! with the last error. At most `attempts` retries. Each spends the pool's [`Budget`],
+//! with the last error. At most `attempts` retries. Each spends the pool's retry budget
+//! ([`crate::retry_budget::Budget`]),
 //! except after a failed TCP connect: that attempt sent nothing and loaded no backend, so
 //! its retry only puts the request where it would have gone had the dead backend not been
 //! picked. The budget is there against load amplification, and starving these retries
@@ -35,30 +38,22 @@
 pub mod held;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::exchange::Failure;
+use super::class::{Class, Retry};
 use super::pump::Capture;
 use crate::balance::PickRequest;
 use crate::config::health::MAX_RETRY_ATTEMPTS;
-use crate::config::RetryConfig;
 use crate::health::select;
 use crate::health::Trial;
 use crate::http1::chunked::Decoder;
 use crate::http1::request::RequestInfo;
 use crate::http1::BodyKind;
-use crate::pool::ConnectError;
-use crate::shard::Sharded;
 use crate::snapshot::Pool;
 
 /// Most backends one request tries: the first plus the most retries a config allows.
 pub const MAX_TRIES: usize = MAX_RETRY_ATTEMPTS as usize + 1;
-/// The budget window is one second of this many buckets, so it slides by a tenth of a
-/// second: fine enough to follow a burst, coarse enough to stay ten counters.
-const BUCKETS: u64 = 10;
 /// Replay buffers kept per worker: one per request in progress is enough to never
 /// allocate in steady state, and a few cover bursts.
 const SPARE_BUFFERS: usize = 4;
@@ -67,103 +62,8 @@ const SPARE_BUFFERS: usize = 4;
 /// uploads does not pin memory per worker.
 const SPARE_CAPACITY_MAX: usize = 128 * 1024;
 
-/// One bucket of a sliding window.
-#[derive(Debug, Default)]
-struct Slot {
-    tick: AtomicU64,
-    count: AtomicU64,
-}
-
-/// Counts in a sliding window of [`BUCKETS`] buckets.
-#[derive(Debug, Default)]
-struct Window([Slot; BUCKETS as usize]);
-
-impl Window {
-    fn add(&self, tick: u64) {
-        let slot = &self.0[(tick % BUCKETS) as usize];
-        if slot.tick.load(Relaxed) != tick && slot.tick.swap(tick, Relaxed) != tick {
-            // Racing writers may lose a count here; the budget is an estimate.
-            slot.count.store(0, Relaxed);
-        }
-        slot.count.fetch_add(1, Relaxed);
-    }
-
-    fn sum(&self, tick: u64) -> u64 {
-        let live = |slot: &&Slot| tick.wrapping_sub(slot.tick.load(Relaxed)) < BUCKETS;
-        self.0.iter().filter(live).map(|slot| slot.count.load(Relaxed)).sum()
-    }
-}
-
-/// The retry budget of a pool: over the last second, retries may add at most
-/// `budget_percent` of the requests, or `min_per_second`, whichever is more. Requests are
-/// counted per worker (no shared write on the request path); retries, which are rare,
-/// in one shared window.
-#[derive(Debug)]
-pub struct Budget {
-    requests: Sharded<Window>,
-    retries: Window,
-}
-
-impl Budget {
-    /// An empty budget for `workers` workers.
-    pub fn new(workers: usize) -> Budget {
-        Budget { requests: Sharded::new(workers), retries: Window::default() }
-    }
-
-    /// Counts one client request at `now`.
-    pub fn on_request(&self, now: Instant) {
-        self.requests.local().add(tick(now));
-    }
-
-    /// Spends one retry at `now` if the budget allows it.
-    pub fn try_retry(&self, config: &RetryConfig, now: Instant) -> bool {
-        let tick = tick(now);
-        let requests: u64 = self.requests.iter().map(|window| window.sum(tick)).sum();
-        let by_share = requests * u64::from(config.budget_percent) / 100;
-        let allowed = by_share.max(u64::from(config.min_per_second));
-        if self.retries.sum(tick) >= allowed {
-            return false;
-        }
-        self.retries.add(tick);
-        true
-    }
-}
-
-/// The bucket of `now`, counted from a process-wide origin a day before first use (so
-/// instants taken just before it still count).
-fn tick(now: Instant) -> u64 {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let origin = *ORIGIN.get_or_init(|| {
-        let now = Instant::now();
-        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
-    });
-    // Integer seconds and milliseconds: no 128-bit division on the request path.
-    let elapsed = now.saturating_duration_since(origin);
-    let bucket_ms = (1000 / BUCKETS) as u32;
-    elapsed.as_secs() * BUCKETS + u64::from(elapsed.subsec_millis() / bucket_ms) + BUCKETS
-}
-
 thread_local! {
     static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A failed attempt.
-#[derive(Debug)]
-pub enum AttemptError {
-    /// No connection.
-    Connect(ConnectError),
-    /// A failed exchange.
-    Exchange(Failure),
-    /// A held exchange got a retriable status and a retry was already arranged.
-    Status(u16),
-    /// The TLS handshake with an `https://` backend failed; nothing was sent.
-    Tls(crate::tls::TlsError),
-}
-
-impl From<ConnectError> for AttemptError {
-    fn from(error: ConnectError) -> Self {
-        AttemptError::Connect(error)
-    }
 }
 
 /// What to do after a failed attempt.
@@ -265,46 +165,43 @@ impl<'p> Plan<'p> {
         }
     }
 
-    /// Decides what follows the failed attempt on backend [`Self::current`].
+    /// Decides what follows the failed attempt on backend [`Self::current`], from the
+    /// failure's [`Class`].
     pub fn next(
         &mut self,
         pool: &'p Pool,
         info: &RequestInfo,
-        error: &AttemptError,
+        class: &Class<'_>,
         now: Instant,
     ) -> Next<'p> {
-        if matches!(error, AttemptError::Connect(ConnectError::Local(..))) {
-            // weir is out of files, memory or ports: another backend would fail alike.
-            return Next::Stop;
-        }
-        let on = &pool.settings.retry.on;
         let idempotent = info.method.is_idempotent();
         let stats = pool.backends[self.current()].live.stats.local();
-        let silent =
-            matches!(error, AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }));
-        if silent && idempotent && self.reused && !self.stale_used && self.replayable(info) {
+        if class.maybe_stale
+            && idempotent
+            && self.reused
+            && !self.stale_used
+            && self.replayable(info)
+        {
             (self.stale_used, self.fresh) = (true, true);
             stats.stale_retries.inc();
             stats.retries.inc();
             return Next::Fresh;
         }
-        let retriable = match error {
-            // A failed handshake sent no request either: it retries as a connect failure.
-            AttemptError::Connect(_) | AttemptError::Tls(_) => on.connect_failure,
-            AttemptError::Exchange(Failure::UpstreamClosed { silent: true, .. }) => on.reset,
-            AttemptError::Exchange(Failure::Timeout) => on.timeout,
-            AttemptError::Status(_) => {
+        let (any_method, budgeted) = match class.retry {
+            Retry::Never => return Next::Stop,
+            Retry::Arranged => {
                 return self.pending.take().map_or(Next::Stop, |(i, t)| Next::Backend(i, t));
             }
-            AttemptError::Exchange(_) => false,
+            Retry::On { when, .. } if !when.listed_in(&pool.settings.retry.on) => {
+                return Next::Stop;
+            }
+            Retry::On { any_method, budgeted, .. } => (any_method, budgeted),
         };
-        // A connect failure sent nothing on this attempt, but an earlier one may have
-        // consumed the body: every retry needs the whole request.
-        let sent_bytes = !matches!(error, AttemptError::Connect(_) | AttemptError::Tls(_));
-        if !retriable || !self.replayable(info) || (sent_bytes && !idempotent) {
+        // A failure that sent nothing on this attempt may follow one that consumed the
+        // body: every retry needs the whole request.
+        if !self.replayable(info) || (!any_method && !idempotent) {
             return Next::Stop;
         }
-        let budgeted = !matches!(error, AttemptError::Connect(_));
         match self.another(pool, now, budgeted) {
             Some((index, trial)) => Next::Backend(index, trial),
             None => Next::Stop,

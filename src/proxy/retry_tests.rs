@@ -1,42 +1,16 @@
-//! Tests of the retry policy: the budget, and what follows each kind of failure.
+//! Tests of the retry policy: what follows each kind of failure, within the budget.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::*;
 use crate::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
 use crate::http1::request::Method;
-use crate::proxy::exchange::Cut;
+use crate::pool::ConnectError;
+use crate::proxy::class::AttemptError;
+use crate::proxy::exchange::{Cut, Failure};
 use crate::snapshot::{Registry, Snapshot};
-
-fn retry(budget_percent: u32, min_per_second: u32) -> RetryConfig {
-    RetryConfig { budget_percent, min_per_second, ..RetryConfig::default() }
-}
-
-#[tokio::test(start_paused = true)]
-async fn budget_allows_a_share_of_requests_or_the_floor() {
-    let budget = Budget::new(1);
-    let config = retry(20, 3);
-    let now = Instant::now();
-    // No traffic: the floor.
-    assert_eq!((0..10).filter(|_| budget.try_retry(&config, now)).count(), 3);
-    // 100 requests in the window: 20 retries in all.
-    (0..100).for_each(|_| budget.on_request(now));
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, now)).count(), 17);
-    // A second later the window has slid past all of it.
-    let later = now + Duration::from_millis(1000);
-    assert_eq!((0..10).filter(|_| budget.try_retry(&config, later)).count(), 3);
-    // Half a second later, half the window remains (requests and retries alike).
-    let budget = Budget::new(1);
-    (0..100).for_each(|_| budget.on_request(now));
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, now)).count(), 20);
-    let half = now + Duration::from_millis(500);
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, half)).count(), 0);
-    (0..100).for_each(|_| budget.on_request(half));
-    assert_eq!((0..50).filter(|_| budget.try_retry(&config, half)).count(), 20);
-}
 
 fn snapshot(setup: fn(&mut PoolConfig)) -> Snapshot {
     let backends = (0..3)
@@ -110,7 +84,7 @@ async fn what_follows_each_failure() {
     for (number, (info, error, reused, expected)) in cases.into_iter().enumerate() {
         let mut plan = Plan::new(0);
         (plan.sent, plan.reused) = (true, reused);
-        let next = plan.next(pool, info, &error, now);
+        let next = plan.next(pool, info, &error.class(), now);
         assert_eq!(verdict(&next), expected, "case {number}: {error:?}");
         if let Next::Backend(index, _) = next {
             assert_ne!(index, 0, "a retry goes to another backend");
@@ -127,7 +101,7 @@ async fn retries_stop_at_attempts_and_never_revisit_a_backend() {
     let mut seen = vec![1];
     // Three backends: two retries, then nothing is left.
     loop {
-        match plan.next(pool, &get, &refused(), Instant::now()) {
+        match plan.next(pool, &get, &refused().class(), Instant::now()) {
             Next::Backend(index, _) => seen.push(index),
             Next::Stop => break,
             Next::Fresh => unreachable!(),
@@ -138,8 +112,8 @@ async fn retries_stop_at_attempts_and_never_revisit_a_backend() {
     let snapshot = self::snapshot(|pool| pool.retry.attempts = 1);
     let mut plan = Plan::new(0);
     let pool = &snapshot.pools[0];
-    assert_eq!(verdict(&plan.next(pool, &get, &refused(), Instant::now())), "other");
-    assert_eq!(verdict(&plan.next(pool, &get, &refused(), Instant::now())), "stop");
+    assert_eq!(verdict(&plan.next(pool, &get, &refused().class(), Instant::now())), "other");
+    assert_eq!(verdict(&plan.next(pool, &get, &refused().class(), Instant::now())), "stop");
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,10 +128,10 @@ async fn a_body_is_replayed_only_when_fully_captured() {
     let capture = plan.capture.as_mut().expect("a copy is kept");
     capture.bytes.extend_from_slice(b"01234");
     assert!(!plan.replayable(&put), "half the body");
-    assert_eq!(verdict(&plan.next(pool, &put, &reset(), Instant::now())), "stop");
+    assert_eq!(verdict(&plan.next(pool, &put, &reset().class(), Instant::now())), "stop");
     plan.capture.as_mut().unwrap().bytes.extend_from_slice(b"56789");
     assert!(plan.replayable(&put));
-    assert_eq!(verdict(&plan.next(pool, &put, &reset(), Instant::now())), "other");
+    assert_eq!(verdict(&plan.next(pool, &put, &reset().class(), Instant::now())), "other");
     // A body known to exceed the replay buffer is not even copied.
     let big = request(Method::Put, BodyKind::Length(17));
     let mut plan = Plan::new(0);
@@ -187,7 +161,7 @@ async fn an_exhausted_budget_stops_retries_and_is_counted() {
     for expected in ["other", "stop"] {
         let mut plan = Plan::new(0);
         plan.sent = true;
-        assert_eq!(verdict(&plan.next(pool, &get, &reset(), now)), expected);
+        assert_eq!(verdict(&plan.next(pool, &get, &reset().class(), now)), expected);
     }
     let exhausted: u64 = pool.live.stats.iter().map(|s| s.budget_exhausted.get()).sum();
     assert_eq!(exhausted, 1);
@@ -210,8 +184,8 @@ async fn connect_failures_retry_outside_the_budget_within_attempts() {
     assert!(pool.live.budget.try_retry(&pool.settings.retry, now));
     for _ in 0..10 {
         let mut plan = Plan::new(0);
-        assert_eq!(verdict(&plan.next(pool, &get, &refused(), now)), "other");
-        assert_eq!(verdict(&plan.next(pool, &get, &refused(), now)), "stop");
+        assert_eq!(verdict(&plan.next(pool, &get, &refused().class(), now)), "other");
+        assert_eq!(verdict(&plan.next(pool, &get, &refused().class(), now)), "stop");
     }
     let exhausted: u64 = pool.live.stats.iter().map(|s| s.budget_exhausted.get()).sum();
     assert_eq!(exhausted, 0, "the budget was not asked");

@@ -25,6 +25,9 @@ use super::insecure::AcceptAnyCertificate;
 use super::session::SessionCache;
 use super::{files, TlsError, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT};
 
+/// A TLS connection to a backend.
+pub type ClientTls = TlsStream<TcpStream>;
+
 /// How to speak TLS to one backend (`[pool.tls]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {

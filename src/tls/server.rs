@@ -21,6 +21,9 @@ use tokio_rustls::TlsAcceptor;
 use super::sni::SniResolver;
 use super::{TlsError, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT};
 
+/// A TLS connection from a client.
+pub type ServerTls = TlsStream<TcpStream>;
+
 /// TLS 1.2 sessions kept by ID for clients that do not take tickets. An entry is about
 /// 200 bytes.
 const SESSION_CACHE_ENTRIES: usize = 4096;

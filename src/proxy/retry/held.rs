@@ -3,19 +3,21 @@
 //!
 //! Only requests without a body use it (see [`super::Plan::holds_status`]), so the
 //! request is one write of the head, and it stays in `Io::head` for the next attempt.
-//! Interim 1xx responses are relayed as they come, as [`exchange::run`] does; they are
-//! not the response itself.
+//! The head is read by the same reader as [`exchange::run`]'s, which relays interim 1xx
+//! responses as they come; they are not the response itself.
 //!
 //! [`exchange::run`]: crate::proxy::exchange::run
 
+use std::pin::pin;
+
 use bytes::Buf;
 use tokio::io::AsyncRead;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use crate::config::StatusSet;
-use crate::http1::response::{self, Exchange, ResponseInfo};
-use crate::http1::{BodyKind, Parsed};
-use crate::proxy::exchange::{self, Failure, Io, Limits, Outcome};
+use crate::http1::response::Exchange;
+use crate::http1::BodyKind;
+use crate::proxy::exchange::{self, Failure, HeadReader, Io, Limits, Outcome};
 use crate::proxy::io::Writer;
 use crate::proxy::pump::write_all;
 
@@ -44,40 +46,37 @@ where
     C: Writer,
     U: AsyncRead + Writer,
 {
-    let Io { head, reply, upstream: buf, extra_header, .. } = io;
+    let Io { head, reply, upstream: buf, extra_header, alarm, .. } = io;
     buf.clear();
     let started = Instant::now();
     let head_len = head.len() as u64;
-    let not_sent = Failure::UpstreamClosed { silent: true, request_sent: false };
     // A backend that takes no byte of the head for read_timeout is given up on, as in
     // the body pump.
     if write_all(upstream, head, limits.read_timeout).await.is_err() {
-        return Err(not_sent);
+        return Err(Failure::UpstreamClosed { silent: true, request_sent: false });
     }
-    let deadline = Instant::now() + limits.response_timeout;
-    // Some byte came, an interim head included: a close is then no idle-close race.
-    let mut received = false;
-    // Bounded: each pass reads bytes into a head bounded by `max_header_bytes`, or ends at
-    // the deadline.
-    let info = loop {
-        match timeout_at(deadline, tokio::io::AsyncReadExt::read_buf(upstream, buf)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Ok(0)) => {
-                return Err(Failure::UpstreamClosed { silent: !received, request_sent: true })
-            }
-            Ok(Err(error)) => return Err(exchange::closed(Some(error), !received, true)),
-            Ok(Ok(_)) => received = true,
-        }
-        if let Some(info) = parse(buf, &exchange, reply, client, &limits).await? {
-            break info;
-        }
-    };
+    // The request is sent: the response timeout runs from now.
+    alarm.set(Instant::now() + limits.response_timeout);
+    let mut uploaded = Some(Ok(head_len));
+    let info = HeadReader {
+        upstream: &mut *upstream,
+        buf: &mut *buf,
+        reply: &mut *reply,
+        client: &mut *client,
+        exchange: &exchange,
+        limits: &limits,
+        alarm,
+        sent_at: None,
+        received: false,
+    }
+    .read(pin!(std::future::pending()), &mut uploaded)
+    .await?;
     let header_latency = started.elapsed();
     if retry_on.contains(info.status) && may_retry(info.status) {
         return Ok(Held::Retry(info.status));
     }
     buf.advance(info.head_len);
-    crate::http1::request::append_lines(reply, extra_header);
+    crate::http1::lines::append_lines(reply, extra_header);
     let mut pump = exchange::download(&info, &limits, reply);
     let reply_head = pump.staged.len() as u64;
     let body = pump.run(buf, upstream, client).await;
@@ -99,31 +98,65 @@ where
     }))
 }
 
-/// Parses what arrived, relaying interim heads: `Some` for a final head, `None` to read on.
-async fn parse<C: Writer>(
-    buf: &mut bytes::BytesMut,
-    exchange: &Exchange,
-    reply: &mut Vec<u8>,
-    client: &mut C,
-    limits: &Limits,
-) -> Result<Option<ResponseInfo>, Failure> {
-    // Bounded: each pass consumes one interim head.
-    loop {
-        match response::parse(buf, exchange, reply) {
-            Err(error) => return Err(Failure::BadResponse(error.0)),
-            Ok(Parsed::Partial) if buf.len() >= limits.max_header_bytes => {
-                return Err(Failure::BadResponse("upstream response head too large"));
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::proxy::exchange::tests::{limits, plain_get};
+    use crate::proxy::timer::Alarm;
+
+    /// A held GET to a backend that reads it, then keeps the connection open without a
+    /// word (`keep`) or closes it; returns the result and how long it took.
+    async fn held_get(keep: bool) -> (Result<Held, Failure>, Duration) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut upstream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut backend, _) = listener.accept().await.expect("accept");
+        let (near, _far) = tokio::io::duplex(1024);
+        let (_, mut client) = tokio::io::split(near);
+        let (mut input, mut upstream_buf) = (BytesMut::new(), BytesMut::new());
+        let (mut head, mut reply) = (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), Vec::new());
+        let mut alarm = Alarm::default();
+        let started = Instant::now();
+        let io = Io {
+            input: &mut input,
+            head: &mut head,
+            reply: &mut reply,
+            upstream: &mut upstream_buf,
+            extra_header: b"",
+            alarm: &mut alarm,
+            started,
+        };
+        let (exchange, limits) = (plain_get(), limits());
+        let backend = tokio::spawn(async move {
+            let mut request = [0u8; 64];
+            let _ = backend.read(&mut request).await;
+            if keep {
+                std::future::pending::<()>().await;
             }
-            Ok(Parsed::Partial) => return Ok(None),
-            Ok(Parsed::Complete(info)) if info.is_interim() => {
-                buf.advance(info.head_len);
-                let relayed = write_all(client, reply, limits.send_timeout).await;
-                relayed.map_err(|_| Failure::ClientGone)?;
-                if buf.is_empty() {
-                    return Ok(None);
-                }
-            }
-            Ok(Parsed::Complete(info)) => return Ok(Some(info)),
-        }
+        });
+        let statuses = StatusSet::empty();
+        let run = run(&mut client, &mut upstream, io, exchange, limits, &statuses, |_| false);
+        let result = run.await;
+        backend.abort();
+        (result, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_exchange_gives_up_at_the_response_timeout() {
+        let (result, took) = held_get(true).await;
+        assert!(matches!(result, Err(Failure::Timeout)), "{result:?}");
+        assert_eq!(took, limits().response_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_closes_without_a_byte_is_a_silent_close_of_a_sent_request() {
+        let (result, _) = held_get(false).await;
+        let silent = Failure::UpstreamClosed { silent: true, request_sent: true };
+        assert_eq!(format!("{result:?}"), format!("{:?}", Err::<Held, _>(silent)));
     }
 }
