@@ -14,10 +14,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{validate, Config};
-use crate::health::Passive;
 use crate::server::Shared;
 use crate::shard::Counter;
-use crate::snapshot::{Registry, Snapshot};
+use crate::snapshot::{BuildError, Built, Registry, Snapshot};
 use crate::state;
 
 /// Re-reads the configuration the process was started with (file and flags).
@@ -162,11 +161,13 @@ impl Shared {
         }
         // Names the running config has are not resolved again: a slow or failing
         // resolver must not hold the admin API (and its locks) up on unrelated changes.
-        let built = self.build(&mut registry, &config, false).map_err(|m| Refusal::new(400, m));
-        let saved_state = built.and_then(|snapshot| match control.save(&config) {
-            Ok(()) => Ok(snapshot),
+        let built = self.build(&mut registry, &config, false);
+        let built = built.map_err(|error| Refusal::new(400, error.to_string()));
+        // Nothing the build did reaches live state until the snapshot is published, so a
+        // state file that cannot be written refuses the change without a trace.
+        let saved_state = built.and_then(|built| match control.save(&config) {
+            Ok(()) => Ok(built),
             Err(error) => {
-                undo_shared_effects(&current, &snapshot);
                 // Too large is this change's doing; anything else is the server's.
                 let status = if error.kind() == ErrorKind::FileTooLarge { 400 } else { 500 };
                 let message = format!("cannot write the state file ({error}); nothing changed");
@@ -174,7 +175,7 @@ impl Shared {
             }
         });
         match saved_state {
-            Ok(snapshot) => Ok(self.swap(snapshot, "configuration changed by the admin API")),
+            Ok(built) => Ok(self.swap(built, "configuration changed by the admin API")),
             Err(refusal) => {
                 *registry = saved;
                 Err(refusal)
@@ -231,7 +232,7 @@ impl Shared {
             self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
         // New addresses are bound first: one that cannot be bound refuses the reload.
         let listeners = self.prepare_listeners(&file)?;
-        let snapshot = self.build(&mut registry, &running, true)?;
+        let snapshot = self.build(&mut registry, &running, true).map_err(|e| e.to_string())?;
         control.file = Arc::new(file);
         if !notes.is_empty() {
             control.persist(&running);
@@ -249,7 +250,7 @@ impl Shared {
         registry: &mut Registry,
         config: &Arc<Config>,
         fresh: bool,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Built, BuildError> {
         let generation = self.snapshot.load().generation + 1;
         if fresh {
             registry.build(config, generation)
@@ -258,10 +259,11 @@ impl Shared {
         }
     }
 
-    /// Swaps `snapshot` in and logs `what` happened.
-    fn swap(&self, snapshot: Snapshot, what: &str) -> Arc<Snapshot> {
-        debug_assert_eq!(snapshot.generation, self.snapshot.load().generation + 1);
-        let snapshot = Arc::new(snapshot);
+    /// Publishes `built` (its effects on live state), swaps it in and logs `what`
+    /// happened.
+    pub(crate) fn swap(&self, built: Built, what: &str) -> Arc<Snapshot> {
+        debug_assert_eq!(built.snapshot().generation, self.snapshot.load().generation + 1);
+        let snapshot = Arc::new(built.publish());
         self.snapshot.store(Arc::clone(&snapshot));
         self.snapshot_changed();
         tracing::info!(generation = snapshot.generation, "{what}");
@@ -288,29 +290,11 @@ impl Shared {
             let current = self.snapshot.load_full();
             // The config did not change: fixed backends keep the addresses they have.
             match registry.rebuild(&current.config, current.generation + 1) {
-                Ok(snapshot) => drop(self.swap(snapshot, "drained backends removed")),
+                Ok(built) => drop(self.swap(built, "drained backends removed")),
                 Err(error) => tracing::warn!("cannot rebuild after a drain: {error}"),
             }
         }
         registry.has_departures()
-    }
-}
-
-/// Undoes what building `unused`, which will not be swapped in, did to the pool and
-/// backend state it shares with `current`: pool sizes, and the ejection slots of ejected
-/// backends it left out. (Panic mode, which it cleared, is decided again by the next
-/// request that finds no healthy backend.)
-fn undo_shared_effects(current: &Snapshot, unused: &Snapshot) {
-    for pool in &current.pools {
-        let size = u32::try_from(pool.backends.len()).unwrap_or(u32::MAX);
-        pool.live.size.store(size, std::sync::atomic::Ordering::Relaxed);
-    }
-    let kept: std::collections::HashSet<u64> = unused.backends().map(|(_, b)| b.live.id).collect();
-    for (_, backend) in current.backends() {
-        let live = &backend.live;
-        if !kept.contains(&live.id) && live.health.machine().passive != Passive::Clear {
-            live.pool.ejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 }
 
@@ -332,9 +316,11 @@ pub fn spawn_drainer(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::sync::atomic::Ordering;
 
-    use crate::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
+    use crate::config::StrategyKind;
+    use crate::config::{BackendAddress, BackendConfig, Config, HealthConfig, PoolConfig};
     use crate::health::{step, Event, Passive, Rules, Subject};
 
     fn config(ports: &[u16]) -> Config {
@@ -349,20 +335,26 @@ mod tests {
         config
     }
 
+    /// Starts weir with `config` and a state file that cannot be written once started
+    /// (its directory is a regular file), so every API change is refused with 500.
+    /// Returns the handle and the directory to remove.
+    fn start_unwritable(mut config: Config, name: &str) -> (crate::server::Handle, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("weir-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let parent = dir.join("not-a-dir");
+        config.admin.state_file = Some(parent.join("state.json").to_string_lossy().into_owned());
+        let handle = crate::server::start(config).unwrap();
+        std::fs::write(&parent, "").unwrap();
+        (handle, dir)
+    }
+
     #[test]
     fn a_change_the_state_file_refuses_keeps_pool_state() {
         // Goal: a change refused because the state file cannot be written leaves the
         // pool state it shares with the running snapshot as it was: the size, and the
         // ejection slot of an ejected backend the change would have removed.
-        let dir = std::env::temp_dir().join(format!("weir-control-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut config = config(&[1, 2]);
-        let parent = dir.join("not-a-dir");
-        config.admin.state_file = Some(parent.join("state.json").to_string_lossy().into_owned());
-        let handle = crate::server::start(config).unwrap();
-        // The state file's directory is a regular file now: every save fails.
-        std::fs::write(&parent, "").unwrap();
+        let (handle, dir) = start_unwritable(config(&[1, 2]), "control-pool");
         let shared = std::sync::Arc::clone(handle.shared());
         let snapshot = shared.snapshot.load_full();
         let (pool, backend) = (&snapshot.pools[0], &snapshot.pools[0].backends[1]);
@@ -377,6 +369,35 @@ mod tests {
         assert_eq!(refused.err().map(|r| r.status), Some(500));
         assert_eq!(pool.live.ejected.load(Ordering::Relaxed), 1, "the slot is still held");
         assert_eq!(pool.live.size.load(Ordering::Relaxed), 2);
+        handle.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_change_that_removes_probes_keeps_a_failed_backend_down() {
+        // Goal: a change that turns probes off, refused because the state file cannot be
+        // written, leaves a backend the probes took out down: building the snapshot that
+        // was never swapped in must not have published it as healthy.
+        let mut config = config(&[1, 2]);
+        // Probes that do not run during the test: the flag is set by hand below.
+        let interval = std::time::Duration::from_secs(3600);
+        let probes = HealthConfig { interval, unhealthy_threshold: 1, ..HealthConfig::default() };
+        config.pools[0].health = Some(probes);
+        let (handle, dir) = start_unwritable(config, "control-probes");
+        let shared = std::sync::Arc::clone(handle.shared());
+        let snapshot = shared.snapshot.load_full();
+        let (pool, backend) = (&snapshot.pools[0], &snapshot.pools[0].backends[1]);
+        let failed = Event::Probe { ok: false, detail: "test" };
+        step(Subject::of("web", backend), Rules::of(&pool.settings), failed);
+        assert!(!backend.live.is_healthy(), "the probe took it out");
+        let refused = shared.edit(|config| {
+            config.pools[0].health = None;
+            Ok(None)
+        });
+        assert_eq!(refused.err().map(|r| r.status), Some(500));
+        let running = shared.snapshot.load_full();
+        assert!(running.pools[0].settings.health.is_some(), "the change was refused");
+        assert!(!running.pools[0].backends[1].live.is_healthy(), "still down after the refusal");
         handle.shutdown();
         std::fs::remove_dir_all(&dir).unwrap();
     }

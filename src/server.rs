@@ -93,7 +93,7 @@ pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
     let mut registry = Registry::new(workers);
     let discovery = Discovery::start(&config);
     registry.discovered_mut().extend(discovery.addresses());
-    let snapshot = registry.build(&config, 1).map_err(io::Error::other)?;
+    let snapshot = registry.build(&config, 1).map_err(io::Error::other)?.publish();
     let (shutdown, _) = watch::channel(false);
     let listen = &every_listener(&config);
     let acceptors = acceptors(&config, None)?;
@@ -210,12 +210,9 @@ impl Shared {
         registry.discovered_mut().extend(changed);
         // Loaded under the lock, so a reload cannot slip in between and be undone.
         let current = self.snapshot.load_full();
-        let snapshot = registry.rebuild(&current.config, current.generation + 1)?;
-        let generation = snapshot.generation;
-        self.snapshot.store(Arc::new(snapshot));
-        self.snapshot_changed();
-        tracing::info!(generation, "backend addresses changed");
-        Ok(generation)
+        let built = registry.rebuild(&current.config, current.generation + 1);
+        let built = built.map_err(|error| error.to_string())?;
+        Ok(self.swap(built, "backend addresses changed").generation)
     }
 }
 
