@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server::Shared;
+use crate::control::Plane;
 
 /// Requests served on one admin connection before it is closed (the client reconnects);
 /// a scrape every 15 s reaches it after about 40 hours.
@@ -45,7 +45,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Starts the admin thread.
-pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> io::Result<JoinHandle<()>> {
+pub fn spawn(shared: Arc<Plane>, listener: std::net::TcpListener) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-admin".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -58,13 +58,13 @@ pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> io::Result
     })
 }
 
-async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
+async fn serve(shared: Arc<Plane>, listener: std::net::TcpListener) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         tracing::error!("cannot register admin listener");
         return;
     };
     let slots = Arc::new(slots::Slots::default());
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = shared.data().shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -75,7 +75,7 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
             Err(error) => {
                 // Out of files, say: counted, logged within a budget, and paced, as the
                 // workers' accept loops are.
-                crate::worker::accept_failed(&shared, &error).await;
+                crate::worker::accept_failed(shared.data(), &error).await;
                 continue;
             }
         };
@@ -97,7 +97,7 @@ const RESERVE_PATHS: &[&str] = &["/healthz", "/metrics"];
 
 /// Serves one request on a reserve slot (see [`slots`]): `/healthz` and `/metrics`
 /// only, anything else 503, then closes.
-async fn reserve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+async fn reserve_connection(mut stream: TcpStream, shared: &Plane) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
     let request =
@@ -119,7 +119,7 @@ async fn reserve_connection(mut stream: TcpStream, shared: &Shared) -> io::Resul
 
 /// Serves requests on one connection until the client closes, goes idle, asks to close
 /// or sends something refused.
-async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+async fn connection(mut stream: TcpStream, shared: &Plane) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {

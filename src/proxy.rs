@@ -32,17 +32,17 @@ use crate::config::ServerConfig;
 use crate::drain::Watch;
 use crate::http1::request::{self, Forwarding, RequestInfo};
 use crate::http1::Parsed;
-use crate::server::Shared;
 use crate::snapshot::Snapshot;
 use crate::tls::Acceptor;
+use crate::worker::Context;
 use buffers::Buffers;
 use io::Stream;
 use timer::Alarm;
 
 /// What one client connection knows about itself.
 pub struct Client {
-    /// State shared by all workers.
-    pub shared: Arc<Shared>,
+    /// What the data path shares across workers.
+    pub shared: Arc<Context>,
     /// The peer's address.
     pub peer: SocketAddr,
     /// The peer's IP as text, for `X-Forwarded-For`.

@@ -17,13 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+mod context;
+
 pub use crate::drain::Drain;
 use crate::listeners::LISTEN_BACKLOG;
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
 use crate::proxy::{self, Client, SnapshotRef};
-use crate::server::Shared;
 use crate::tls::Acceptor as TlsAcceptor;
+pub use context::Context;
 
 /// Pause after a failed accept (such as EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -49,7 +51,7 @@ thread_local! {
 
 /// The current snapshot as a worker-local handle: cloning it costs no atomic operation,
 /// and it is refreshed when a reload swapped a new snapshot in.
-pub fn snapshot(shared: &Shared) -> SnapshotRef {
+pub fn snapshot(shared: &Context) -> SnapshotRef {
     let current = shared.snapshot.load();
     SNAPSHOT.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -65,7 +67,7 @@ pub fn snapshot(shared: &Shared) -> SnapshotRef {
 }
 
 /// Starts worker `index`; it takes its listening sockets from `shared.listeners`.
-pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
+pub fn spawn(index: usize, shared: Arc<Context>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{index}")).spawn(move || {
         crate::shard::set_worker_shard(index);
         let options = tokio::runtime::LocalOptions::default();
@@ -84,13 +86,13 @@ pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
 /// What every accept loop of one worker shares.
 #[derive(Clone)]
 struct Acceptor {
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     active: Rc<Cell<usize>>,
     drain: Rc<Drain>,
     metrics: bool,
 }
 
-async fn run(shared: Arc<Shared>, index: usize) {
+async fn run(shared: Arc<Context>, index: usize) {
     let acceptor = Acceptor {
         metrics: shared.snapshot.load().config.admin.metrics,
         shared: Arc::clone(&shared),
@@ -148,7 +150,7 @@ fn reconcile(acceptor: &Acceptor, index: usize, loops: &mut HashMap<u64, Rc<Drai
     }
 }
 
-async fn sweep_loop(shared: Arc<Shared>) {
+async fn sweep_loop(shared: Arc<Context>) {
     loop {
         tokio::time::sleep(POOL_SWEEP_INTERVAL).await;
         let snapshot = shared.snapshot.load();
@@ -159,7 +161,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
 /// Keeps the per-connection bookkeeping exact even if the connection task panics.
 struct ConnectionGuard {
     active: Rc<Cell<usize>>,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -205,7 +207,7 @@ async fn accept_loop(
 /// [`ACCEPT_ERRORS_LOGGED_PER_SECOND`] and pauses [`ACCEPT_BACKOFF`]: out of files, every
 /// worker (and the admin listener) fails an accept each backoff for as long as it lasts,
 /// and without the pause the loop would spin.
-pub(crate) async fn accept_failed(shared: &Shared, error: &io::Error) {
+pub(crate) async fn accept_failed(shared: &Context, error: &io::Error) {
     if let Some(fault) = LocalFault::of(error) {
         shared.frontend.local().local_errors.record(Op::Accept, fault);
     }
@@ -314,7 +316,7 @@ mod tests {
         config.server.workers = 1;
         config.admin.listen = None;
         let handle = crate::server::start(config).expect("weir starts");
-        let shared = Arc::clone(handle.shared());
+        let shared = Arc::clone(handle.context());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let stream = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("dial");
         let permit = Arc::clone(&shared.connections).try_acquire_owned().expect("a permit");

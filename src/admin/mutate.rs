@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Each change is checked by the config file's rules, then applied as one snapshot
-//! ([`Shared::edit`]). The answer is the new document (`/api/v1/pools`, or
+//! ([`Plane::edit`]). The answer is the new document (`/api/v1/pools`, or
 //! `/api/v1/routes` for route changes) with its `generation`; a refusal is
 //! `{"error": ...}` and changes nothing.
 
@@ -24,8 +24,8 @@ use super::http::{Request, Response};
 use super::routes::json_error;
 use super::{api, auth};
 use crate::config::{Config, PoolConfig};
+use crate::control::Plane;
 use crate::control::Refusal;
-use crate::server::Shared;
 use crate::state::{self, PoolSpec};
 
 /// One API call, by path.
@@ -72,7 +72,7 @@ impl Call {
 }
 
 /// Answers `request` if its path is one of the API's; `None` otherwise.
-pub fn handle(request: &Request, shared: &Shared) -> Option<Response> {
+pub fn handle(request: &Request, shared: &Plane) -> Option<Response> {
     let call = Call::parse(&request.path)?;
     let methods = call.methods();
     let method = request.method.as_str();
@@ -80,11 +80,11 @@ pub fn handle(request: &Request, shared: &Shared) -> Option<Response> {
         let allow = methods.join(", ");
         return Some(json_error(405, "method not allowed").with_header("Allow", allow));
     }
-    let snapshot = shared.snapshot.load_full();
+    let snapshot = shared.data().snapshot.load_full();
     if method == "GET" || method == "HEAD" {
         let document = match call {
             Call::Routes => api::routes(&snapshot),
-            _ => api::pools(&snapshot, &shared.frontend),
+            _ => api::pools(&snapshot, &shared.data().frontend),
         };
         return Some(Response::json(200, document).with_header("Cache-Control", "no-store"));
     }
@@ -95,7 +95,7 @@ pub fn handle(request: &Request, shared: &Shared) -> Option<Response> {
     Some(mutate(call, request, shared).unwrap_or_else(|r| json_error(r.status, &r.message)))
 }
 
-fn mutate(call: Call, request: &Request, shared: &Shared) -> Result<Response, Refusal> {
+fn mutate(call: Call, request: &Request, shared: &Plane) -> Result<Response, Refusal> {
     // A POST creates something (201), except a reload.
     let status = if request.method == "POST" { 201 } else { 200 };
     let snapshot = match call {
@@ -124,14 +124,17 @@ fn mutate(call: Call, request: &Request, shared: &Shared) -> Result<Response, Re
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
     };
-    Ok(Response::json(status, api::pools(&snapshot, &shared.frontend)))
+    Ok(Response::json(status, api::pools(&snapshot, &shared.data().frontend)))
 }
 
 type Removed = Result<Option<(String, String)>, Refusal>;
 
-fn reload(shared: &Shared) -> Result<Response, Refusal> {
+fn reload(shared: &Plane) -> Result<Response, Refusal> {
     match shared.reload_from_source() {
-        Ok(_) => Ok(Response::json(200, api::pools(&shared.snapshot.load(), &shared.frontend))),
+        Ok(_) => Ok(Response::json(
+            200,
+            api::pools(&shared.data().snapshot.load(), &shared.data().frontend),
+        )),
         Err(errors) => Ok(body::errors_response(400, &errors)),
     }
 }

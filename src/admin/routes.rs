@@ -5,9 +5,9 @@
 
 use super::http::{Request, Response};
 use super::{mutate, STATUS_PAGE};
+use crate::control::Plane;
 use crate::json::JsonWriter;
 use crate::metrics;
-use crate::server::Shared;
 
 /// Methods allowed on read-only endpoints.
 const READ_ONLY: &[&str] = &["GET", "HEAD"];
@@ -17,7 +17,7 @@ const ENDPOINTS: &[(&str, &[&str])] =
     &[("/", READ_ONLY), ("/healthz", READ_ONLY), ("/metrics", READ_ONLY), ("/status", READ_ONLY)];
 
 /// Answers one admin request.
-pub fn handle(request: &Request, shared: &Shared) -> Response {
+pub fn handle(request: &Request, shared: &Plane) -> Response {
     if let Some(response) = mutate::handle(request, shared) {
         return response;
     }
@@ -35,11 +35,12 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
         "/" => Response::text(302, "see /status\n").with_header("Location", "/status"),
         "/healthz" => Response::text(200, "ok\n"),
         "/metrics" => {
-            let snapshot = shared.snapshot.load();
-            let mut body = metrics::render(&shared.frontend, &snapshot);
-            metrics::render::render_access_log(&mut body, shared.access_log.dropped());
-            shared.dns.render(&mut body);
-            let reloads = &shared.reloads;
+            let data = shared.data();
+            let snapshot = data.snapshot.load();
+            let mut body = metrics::render(&data.frontend, &snapshot);
+            metrics::render::render_access_log(&mut body, data.access_log.dropped());
+            shared.dns().render(&mut body);
+            let reloads = shared.reloads();
             metrics::render::render_reloads(
                 &mut body,
                 reloads.success.get(),
@@ -58,8 +59,8 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
 const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
                    connect-src 'self'; img-src data:";
 
-fn metrics_enabled(shared: &Shared) -> bool {
-    shared.snapshot.load().config.admin.metrics
+fn metrics_enabled(shared: &Plane) -> bool {
+    shared.data().snapshot.load().config.admin.metrics
 }
 
 /// A JSON error body: `{"error": message}`.

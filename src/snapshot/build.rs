@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::leaving::Known;
+use super::leaving::{Key, Known};
 use super::resolve::connector;
 use super::{Backend, BackendLive, BackendState, Pool, PoolLive, Registry, Route, Snapshot};
 use crate::balance;
@@ -146,10 +146,10 @@ impl Registry {
         // `discovered` is not pruned here: the DNS thread only pushes addresses that
         // changed, so a name removed and added back before its next pass would stay
         // without any. The DNS thread prunes it when it forgets the name.
-        let (pools, kept, kept_pools, known) = self.pools_of(config, generation, resolved);
-        let left = self.live.iter().filter(|(key, _)| !kept.contains_key(*key));
+        let (pools, kept) = self.pools_of(config, generation, resolved);
+        let left = self.live.iter().filter(|(key, _)| !kept.live.contains_key(*key));
         let left = left.map(|(_, live)| Arc::clone(live)).collect();
-        (self.live, self.pools, self.known) = (kept, kept_pools, known);
+        (self.live, self.pools, self.known) = (kept.live, kept.pools, kept.known);
         let routes = compile_routes(config);
         let snapshot = Snapshot { generation, pools, routes, config: Arc::clone(config) };
         Ok(Built { snapshot, left })
@@ -162,7 +162,7 @@ impl Registry {
         config: &Config,
         generation: u64,
         resolved: Vec<(Vec<SocketAddr>, Option<Connector>)>,
-    ) -> (Vec<Pool>, LiveMap, HashMap<String, Arc<PoolLive>>, HashMap<super::Key, Known>) {
+    ) -> (Vec<Pool>, Kept) {
         let mut resolved = resolved.into_iter();
         let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
         let mut known = HashMap::new();
@@ -200,7 +200,7 @@ impl Registry {
             }
             pools.push(compile_pool(pool, backends, live));
         }
-        (pools, kept, kept_pools, known)
+        (pools, Kept { live: kept, pools: kept_pools, known })
     }
 
     /// One backend of `pool`, with its live state: kept, or new (and ramping if it
@@ -247,8 +247,13 @@ impl Registry {
     }
 }
 
-/// Live backend state by identity.
-type LiveMap = HashMap<super::Key, Arc<BackendLive>>;
+/// What the registry keeps of a build: live state of backends (departing ones
+/// included) and pools, and what it knew of each configured backend.
+struct Kept {
+    live: HashMap<Key, Arc<BackendLive>>,
+    pools: HashMap<String, Arc<PoolLive>>,
+    known: HashMap<Key, Known>,
+}
 
 /// A pool of this snapshot: the strategy over `backends`. Its pool-level flags are set
 /// when the snapshot is published.
