@@ -27,7 +27,48 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::control::Plane;
+use crate::control::{EditError, Plane};
+
+/// Why an API call was refused: the status and the message for `{"error": ...}`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `status`.
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal { status, message: message.into() }
+    }
+}
+
+/// The status of each cause the control plane refuses a change for, decided here at the
+/// API's edge.
+impl From<EditError<Refusal>> for Refusal {
+    fn from(error: EditError<Refusal>) -> Refusal {
+        let status = match &error {
+            EditError::Change(refusal) => refusal.status,
+            EditError::Invalid(_) | EditError::Build(_) => 400,
+            // Too large is this change's doing; anything else is the server's.
+            EditError::StateFile(io) if io.kind() == io::ErrorKind::FileTooLarge => 400,
+            EditError::StateFile(_) | EditError::Poisoned => 500,
+            EditError::Upgrading => 503,
+        };
+        match error {
+            EditError::Change(refusal) => refusal,
+            other => Refusal::new(status, other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// Requests served on one admin connection before it is closed (the client reconnects);
 /// a scrape every 15 s reaches it after about 40 hours.

@@ -7,6 +7,7 @@
 //! only then is the snapshot swapped in, atomically. The control mutex serialises
 //! changes; it is always taken before the registry mutex. [`Plane`] owns all of it.
 
+mod error;
 pub mod listeners;
 mod plane;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::shard::Counter;
 use crate::state;
+pub use error::{EditError, ReloadError, StateError};
 pub use plane::Plane;
 
 /// Re-reads the configuration the process was started with (file and flags).
@@ -54,29 +56,13 @@ pub struct ReloadStats {
     pub failure: Counter,
 }
 
-/// Why an API change was refused: the status and the message for `{"error": ...}`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// HTTP status.
-    pub status: u16,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl Refusal {
-    /// A refusal with `status`.
-    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
-        Refusal { status, message: message.into() }
-    }
-}
-
 /// Reads the state file for `file` and applies it. Returns the control state and the
 /// configuration to start with. Fails when the state file is unreadable or malformed:
 /// starting without the API's changes would silently undo them.
-pub fn prepare(file: Config) -> Result<(Control, Config), String> {
+pub fn prepare(file: Config) -> Result<(Control, Config), StateError> {
     let state_path = state::path_for(&file);
     let overrides = match &state_path {
-        Some(path) => state::file::load(path)?,
+        Some(path) => state::file::load(path).map_err(StateError)?,
         None => state::Overrides::default(),
     };
     match &state_path {

@@ -302,9 +302,8 @@ pub trait Host: Send + Sync + 'static {
     fn config(&self) -> Arc<Config>;
     /// Becomes true once, when the balancer starts draining.
     fn shutdown(&self) -> tokio::sync::watch::Receiver<bool>;
-    /// New address sets of names: swap in a snapshot built with them; returns its
-    /// generation.
-    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, String>;
+    /// New address sets of names: swap in a snapshot built with them, or log why not.
+    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>);
     /// Forget the addresses of names the running configuration no longer has.
     fn forget_names(&self);
 }
@@ -360,9 +359,7 @@ async fn run(host: Arc<dyn Host>, mut discovery: Discovery) {
         for (host, addrs) in &changed {
             tracing::info!(host, "dns: {host} now resolves to {addrs:?}");
         }
-        if let Err(error) = host.rediscovered(changed) {
-            tracing::error!("dns: new addresses not applied: {error}");
-        }
+        host.rediscovered(changed);
     }
 }
 

@@ -16,14 +16,15 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::access_log::AccessLog;
 use crate::admin;
-use crate::config::{Config, MAX_WORKERS};
+use crate::admin::Refusal;
+use crate::config::{validate, Config, MAX_WORKERS};
 use crate::control::listeners::{acceptors, every_listener};
-use crate::control::{self, Loader, Plane, Refusal};
+use crate::control::{self, Loader, Plane, ReloadError, StateError};
 use crate::discovery::{self, Discovery};
 use crate::health;
 use crate::listeners::{Inherited, Listeners};
 use crate::shard::Sharded;
-use crate::snapshot::{Registry, Snapshot};
+use crate::snapshot::{BuildError, Registry, Snapshot};
 use crate::worker::{self, Context};
 
 /// A running balancer's two halves: the data path's view, which the workers hold, and
@@ -58,17 +59,62 @@ impl Shared {
         self.plane.set_upgrading(upgrading);
     }
 
-    /// Applies an admin API change ([`Plane::edit`]).
+    /// Applies an admin API change ([`Plane::edit`]), refused as the admin API would.
     pub fn edit(
         &self,
         change: impl FnOnce(&mut Config) -> Result<Option<(String, String)>, Refusal>,
     ) -> Result<Arc<Snapshot>, Refusal> {
-        self.plane.edit(change)
+        self.plane.edit(change).map_err(Refusal::from)
     }
 
     /// Re-reads the config file and reloads it ([`Plane::reload_from_source`]).
-    pub fn reload_from_source(&self) -> Result<u64, Vec<String>> {
+    pub fn reload_from_source(&self) -> Result<u64, ReloadError> {
         self.plane.reload_from_source()
+    }
+}
+
+/// Why a balancer did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The admin listener would be open to the network without a token.
+    Exposure(String),
+    /// The state file is unreadable or malformed.
+    State(StateError),
+    /// The first snapshot cannot be built (a backend does not resolve).
+    Build(BuildError),
+    /// A socket cannot be bound, a TLS listener's certificates cannot be read, the
+    /// access log cannot be opened, or a thread cannot be started.
+    Io(io::Error),
+}
+
+impl StartError {
+    /// Whether the configuration is at fault (`weir` exits 2, as for a bad config file):
+    /// a bad state file.
+    pub fn is_config_problem(&self) -> bool {
+        match self {
+            StartError::State(_) => true,
+            StartError::Io(error) => error.kind() == io::ErrorKind::InvalidData,
+            StartError::Exposure(_) | StartError::Build(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exposure(message) => f.write_str(message),
+            StartError::State(error) => error.fmt(f),
+            StartError::Build(error) => error.fmt(f),
+            StartError::Io(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<io::Error> for StartError {
+    fn from(error: io::Error) -> StartError {
+        StartError::Io(error)
     }
 }
 
@@ -95,22 +141,20 @@ pub fn worker_count(config: &Config) -> usize {
 /// Starts a balancer. Fails if a socket cannot be bound, a backend cannot be resolved,
 /// the state file cannot be read, or the admin listener would be open to the network
 /// without a token.
-pub fn start(config: Config) -> io::Result<Handle> {
+pub fn start(config: Config) -> Result<Handle, StartError> {
     start_with(config, Inherited::default())
 }
 
 /// Starts a balancer on the sockets a binary upgrade handed over, binding what is missing.
-pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
-    admin::auth::check_exposure(&config)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartError> {
+    validate::exposure(&config).map_err(StartError::Exposure)?;
     let workers = worker_count(&config);
-    let (control, config) =
-        control::prepare(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (control, config) = control::prepare(config).map_err(StartError::State)?;
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
     let discovery = Discovery::start(&config);
     registry.discovered_mut().extend(discovery.addresses());
-    let snapshot = registry.build(&config, 1).map_err(io::Error::other)?.publish();
+    let snapshot = registry.build(&config, 1).map_err(StartError::Build)?.publish();
     let (shutdown, _) = watch::channel(false);
     let listen = &every_listener(&config);
     let acceptors = acceptors(&config, None)?;
@@ -197,7 +241,7 @@ impl Handle {
     /// are applied over it), with its listener changes. On error the running snapshot
     /// stays.
     pub fn reload(&self, config: Config) -> Result<u64, String> {
-        self.shared.plane.reload(config)
+        self.shared.plane.reload(config).map_err(|error| error.to_string())
     }
 
     /// Starts draining: stop accepting and finish in-flight requests. A keep-alive

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use api_support::{call, TOKEN};
 use observe::Balancer;
+use weir::admin::Refusal;
 use weir::config::{BackendAddress, BackendConfig, Config, StrategyKind};
-use weir::control::Refusal;
 use weir::snapshot::{BackendState, Snapshot};
 
 /// Longest wait for the DNS thread to bring addresses back.

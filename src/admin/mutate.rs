@@ -22,10 +22,10 @@ use serde_json::Value;
 use super::body::{self, Fields};
 use super::http::{Request, Response};
 use super::routes::json_error;
+use super::Refusal;
 use super::{api, auth};
 use crate::config::{Config, PoolConfig};
 use crate::control::Plane;
-use crate::control::Refusal;
 use crate::state::{self, PoolSpec};
 
 /// One API call, by path.
@@ -135,7 +135,7 @@ fn reload(shared: &Plane) -> Result<Response, Refusal> {
             200,
             api::pools(&shared.data().snapshot.load(), &shared.data().frontend),
         )),
-        Err(errors) => Ok(body::errors_response(400, &errors)),
+        Err(error) => Ok(body::errors_response(400, &error.messages())),
     }
 }
 

@@ -2,14 +2,13 @@
 //! configuration (API edits, reloads, DNS discovery, backends that finished draining)
 //! goes through it, and it alone builds and swaps snapshots.
 
-use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 use tokio::sync::{watch, Notify};
 
-use super::{listeners, Control, Loader, Refusal, ReloadStats};
+use super::{listeners, Control, EditError, Loader, ReloadError, ReloadStats};
 use crate::config::{validate, Config};
 use crate::discovery;
 use crate::metrics::FrontendStats;
@@ -103,22 +102,20 @@ impl Plane {
     /// checked, built, persisted and swapped in. `change` may name a backend, as (pool,
     /// `HOST:PORT`), that it removed and that skips its drain. On any error nothing
     /// changes.
-    pub fn edit(
+    pub fn edit<E>(
         &self,
-        change: impl FnOnce(&mut Config) -> Result<Option<(String, String)>, Refusal>,
-    ) -> Result<Arc<Snapshot>, Refusal> {
-        let poisoned = || Refusal::new(500, "internal lock poisoned");
-        let control = self.control.lock().map_err(|_| poisoned())?;
+        change: impl FnOnce(&mut Config) -> Result<Option<(String, String)>, E>,
+    ) -> Result<Arc<Snapshot>, EditError<E>> {
+        let control = self.control.lock().map_err(|_| EditError::Poisoned)?;
         if control.upgrading {
-            let message = "binary upgrade in progress; retry the change on the new process";
-            return Err(Refusal::new(503, message));
+            return Err(EditError::Upgrading);
         }
         let current = self.data.snapshot.load_full();
         let mut config = (*current.config).clone();
-        let remove_now = change(&mut config)?;
-        validate::check(&config).map_err(|message| Refusal::new(400, message))?;
+        let remove_now = change(&mut config).map_err(EditError::Change)?;
+        validate::check(&config).map_err(EditError::Invalid)?;
         let config = Arc::new(config);
-        let mut registry = self.registry.lock().map_err(|_| poisoned())?;
+        let mut registry = self.registry.lock().map_err(|_| EditError::Poisoned)?;
         // Put back on any error, so a refused change leaves no trace: no `?now=true` mark,
         // and removed backends keep their live state (id, counters, health).
         let saved = registry.clone();
@@ -127,18 +124,12 @@ impl Plane {
         }
         // Names the running config has are not resolved again: a slow or failing
         // resolver must not hold the admin API (and its locks) up on unrelated changes.
-        let built = self.build(&mut registry, &config, false);
-        let built = built.map_err(|error| Refusal::new(400, error.to_string()));
+        let built = self.build(&mut registry, &config, false).map_err(EditError::Build);
         // Nothing the build did reaches live state until the snapshot is published, so a
         // state file that cannot be written refuses the change without a trace.
         let saved_state = built.and_then(|built| match control.save(&config) {
             Ok(()) => Ok(built),
-            Err(error) => {
-                // Too large is this change's doing; anything else is the server's.
-                let status = if error.kind() == ErrorKind::FileTooLarge { 400 } else { 500 };
-                let message = format!("cannot write the state file ({error}); nothing changed");
-                Err(Refusal::new(status, message))
-            }
+            Err(error) => Err(EditError::StateFile(error)),
         });
         match saved_state {
             Ok(built) => Ok(self.swap(built, "configuration changed by the admin API")),
@@ -152,7 +143,7 @@ impl Plane {
     /// Swaps in a snapshot built from a freshly read config file, with the API's changes
     /// applied over it where the file did not change under them. On error the running
     /// snapshot stays. Counted in `weir_config_reloads_total`.
-    pub fn reload(&self, file: Config) -> Result<u64, String> {
+    pub fn reload(&self, file: Config) -> Result<u64, ReloadError> {
         let result = self.reload_file(file);
         let counter = if result.is_ok() { &self.reloads.success } else { &self.reloads.failure };
         counter.inc();
@@ -161,16 +152,16 @@ impl Plane {
 
     /// Re-reads the config file with the loader and reloads it; every problem is returned
     /// (file problems as `FILE:LINE:COL: message`) and counted as a failed reload.
-    pub fn reload_from_source(&self) -> Result<u64, Vec<String>> {
+    pub fn reload_from_source(&self) -> Result<u64, ReloadError> {
         let loaded = match self.control.lock() {
             Ok(control) => match &control.loader {
-                Some(load) => load(),
-                None => Err(vec!["no config file to reload: weir was started without one".into()]),
+                Some(load) => load().map_err(ReloadError::Load),
+                None => Err(ReloadError::NoSource),
             },
-            Err(_) => Err(vec!["internal lock poisoned".into()]),
+            Err(_) => Err(ReloadError::Poisoned("internal")),
         };
         match loaded {
-            Ok(config) => self.reload(config).map_err(|error| vec![error]),
+            Ok(config) => self.reload(config),
             Err(errors) => {
                 self.reloads.failure.inc();
                 Err(errors)
@@ -178,8 +169,8 @@ impl Plane {
         }
     }
 
-    fn reload_file(&self, file: Config) -> Result<u64, String> {
-        let mut control = self.control.lock().map_err(|_| "control lock poisoned".to_string())?;
+    fn reload_file(&self, file: Config) -> Result<u64, ReloadError> {
+        let mut control = self.control.lock().map_err(|_| ReloadError::Poisoned("control"))?;
         let current = self.data.snapshot.load_full();
         if file.server.workers != current.config.server.workers {
             tracing::warn!("a worker count change takes effect on restart or binary upgrade");
@@ -189,16 +180,16 @@ impl Plane {
         // The admin listener is bound at start and a reload cannot move it, so the token
         // rule is checked against the address it really listens on.
         running.admin.listen = current.config.admin.listen;
-        crate::admin::auth::check_exposure(&running)?;
+        validate::exposure(&running).map_err(ReloadError::Exposure)?;
         for note in &notes {
             tracing::warn!("reload: {note}");
         }
         let running = Arc::new(running);
-        let mut registry =
-            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+        let mut registry = self.registry.lock().map_err(|_| ReloadError::Poisoned("registry"))?;
         // New addresses are bound first: one that cannot be bound refuses the reload.
-        let listeners = listeners::prepare(&self.data.listeners, &file)?;
-        let snapshot = self.build(&mut registry, &running, true).map_err(|e| e.to_string())?;
+        let listeners = listeners::prepare(&self.data.listeners, &file);
+        let listeners = listeners.map_err(ReloadError::Listeners)?;
+        let snapshot = self.build(&mut registry, &running, true).map_err(ReloadError::Build)?;
         control.file = Arc::new(file);
         if !notes.is_empty() {
             control.persist(&running);
@@ -262,15 +253,15 @@ impl Plane {
     }
 
     /// Records new address sets of `resolve = true` names ([`crate::discovery`]) and
-    /// swaps in a snapshot of the running config built with them.
-    pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, String> {
-        let mut registry =
-            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
+    /// swaps in a snapshot of the running config built with them. Refused for the
+    /// causes a reload is ([`ReloadError::Build`], a poisoned lock).
+    pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, ReloadError> {
+        let mut registry = self.registry.lock().map_err(|_| ReloadError::Poisoned("registry"))?;
         registry.discovered_mut().extend(changed);
         // Loaded under the lock, so a reload cannot slip in between and be undone.
         let current = self.data.snapshot.load_full();
         let built = registry.rebuild(&current.config, current.generation + 1);
-        let built = built.map_err(|error| error.to_string())?;
+        let built = built.map_err(ReloadError::Build)?;
         Ok(self.swap(built, "backend addresses changed").generation)
     }
 
@@ -293,8 +284,10 @@ impl discovery::Host for Plane {
         self.data.shutdown.subscribe()
     }
 
-    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, String> {
-        self.rediscover(changed)
+    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>) {
+        if let Err(error) = self.rediscover(changed) {
+            tracing::error!("dns: new addresses not applied: {error}");
+        }
     }
 
     fn forget_names(&self) {
