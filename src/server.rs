@@ -11,9 +11,6 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
-use tokio::sync::{watch, Semaphore};
-
 use crate::access_log::AccessLog;
 use crate::admin;
 use crate::admin::Refusal;
@@ -23,7 +20,6 @@ use crate::control::{self, Loader, Plane, ReloadError, StateError};
 use crate::discovery::{self, Discovery};
 use crate::health;
 use crate::listeners::{Inherited, Listeners};
-use crate::shard::Sharded;
 use crate::snapshot::{BuildError, Registry, Snapshot};
 use crate::worker::{self, Context};
 
@@ -155,17 +151,11 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     let discovery = Discovery::start(&config);
     registry.discovered_mut().extend(discovery.addresses());
     let snapshot = registry.build(&config, 1).map_err(StartError::Build)?.publish();
-    let (shutdown, _) = watch::channel(false);
     let listen = &every_listener(&config);
     let acceptors = acceptors(&config, None)?;
-    let data = Arc::new(Context {
-        snapshot: ArcSwap::from_pointee(snapshot),
-        frontend: Sharded::new(workers),
-        connections: Arc::new(Semaphore::new(config.server.max_connections)),
-        shutdown,
-        access_log: AccessLog::start(config.log.access.clone(), config.log.format)?,
-        listeners: Listeners::open(listen, workers, inherited)?,
-    });
+    let access_log = AccessLog::start(config.log.access.clone(), config.log.format)?;
+    let listeners = Listeners::open(listen, workers, inherited)?;
+    let data = Arc::new(Context::new(snapshot, workers, access_log, listeners));
     let plane = Arc::new(Plane::new(Arc::clone(&data), control, registry, discovery.stats()));
     // Before any worker takes a socket: the TLS addresses are known from the start.
     data.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
@@ -230,11 +220,6 @@ impl Handle {
     /// The balancer's shared state: the data path's view and the control plane.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
-    }
-
-    /// The data path's view, as the workers hold it.
-    pub fn context(&self) -> &Arc<Context> {
-        &self.shared.data
     }
 
     /// Swaps in a snapshot built from `config` (a freshly read config file; API changes

@@ -312,11 +312,14 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn an_idle_plain_connection_task_stays_small() {
         let mut config = crate::config::Config::default();
-        config.server.listen = vec!["127.0.0.1:0".parse().expect("literal address")];
         config.server.workers = 1;
         config.admin.listen = None;
-        let handle = crate::server::start(config).expect("weir starts");
-        let shared = Arc::clone(handle.context());
+        let registry = crate::snapshot::Registry::new(1).build(&Arc::new(config), 1);
+        let snapshot = registry.expect("no backends to resolve").publish();
+        let listeners = crate::listeners::Listeners::open(&[], 1, Default::default());
+        let listeners = listeners.expect("no addresses to bind");
+        let access_log = crate::access_log::AccessLog::off();
+        let shared = Arc::new(Context::new(snapshot, 1, access_log, listeners));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let stream = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("dial");
         let permit = Arc::clone(&shared.connections).try_acquire_owned().expect("a permit");
@@ -335,6 +338,5 @@ mod tests {
         let bytes = std::mem::size_of_val(&task);
         assert!(bytes <= MAX_PLAIN_TASK_BYTES, "a plain connection task takes {bytes} bytes");
         drop(task);
-        tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("shutdown");
     }
 }

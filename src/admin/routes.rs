@@ -17,15 +17,15 @@ const ENDPOINTS: &[(&str, &[&str])] =
     &[("/", READ_ONLY), ("/healthz", READ_ONLY), ("/metrics", READ_ONLY), ("/status", READ_ONLY)];
 
 /// Answers one admin request.
-pub fn handle(request: &Request, shared: &Plane) -> Response {
-    if let Some(response) = mutate::handle(request, shared) {
+pub fn handle(request: &Request, plane: &Plane) -> Response {
+    if let Some(response) = mutate::handle(request, plane) {
         return response;
     }
     let path = request.path.as_str();
     let Some(&(_, methods)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return not_found(path);
     };
-    if !metrics_enabled(shared) && path == "/metrics" {
+    if !metrics_enabled(plane) && path == "/metrics" {
         return not_found(path);
     }
     if !methods.contains(&request.method.as_str()) {
@@ -35,12 +35,12 @@ pub fn handle(request: &Request, shared: &Plane) -> Response {
         "/" => Response::text(302, "see /status\n").with_header("Location", "/status"),
         "/healthz" => Response::text(200, "ok\n"),
         "/metrics" => {
-            let data = shared.data();
+            let data = plane.data();
             let snapshot = data.snapshot.load();
             let mut body = metrics::render(&data.frontend, &snapshot);
             metrics::render::render_access_log(&mut body, data.access_log.dropped());
-            shared.dns().render(&mut body);
-            let reloads = shared.reloads();
+            plane.dns().render(&mut body);
+            let reloads = plane.reloads();
             metrics::render::render_reloads(
                 &mut body,
                 reloads.success.get(),
@@ -59,8 +59,8 @@ pub fn handle(request: &Request, shared: &Plane) -> Response {
 const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
                    connect-src 'self'; img-src data:";
 
-fn metrics_enabled(shared: &Plane) -> bool {
-    shared.data().snapshot.load().config.admin.metrics
+fn metrics_enabled(plane: &Plane) -> bool {
+    plane.data().snapshot.load().config.admin.metrics
 }
 
 /// A JSON error body: `{"error": message}`.

@@ -83,31 +83,31 @@ pub trait Host: Send + Sync + 'static {
     fn frontend(&self) -> &Sharded<FrontendStats>;
 }
 
-/// Starts the health thread for the balancer `shared` runs. It stops when the balancer
+/// Starts the health thread for the balancer `host` runs. It stops when the balancer
 /// starts draining.
-pub fn spawn(shared: Arc<dyn Host>) -> io::Result<JoinHandle<()>> {
+pub fn spawn(host: Arc<dyn Host>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-health".to_string()).spawn(move || {
         let built = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match built {
-            Ok(runtime) => runtime.block_on(run(shared)),
+            Ok(runtime) => runtime.block_on(run(host)),
             Err(error) => tracing::error!("cannot start the health thread: {error}"),
         }
     })
 }
 
-async fn run(shared: Arc<dyn Host>) {
+async fn run(host: Arc<dyn Host>) {
     let mut wardens: HashMap<u64, Warden> = HashMap::new();
-    let mut shutdown = shared.shutdown();
+    let mut shutdown = host.shutdown();
     let mut generation = 0;
     loop {
-        let snapshot = shared.current();
+        let snapshot = host.current();
         if snapshot.generation != generation {
             generation = snapshot.generation;
-            resync(&snapshot, &mut wardens, &shared);
+            resync(&snapshot, &mut wardens, &host);
         }
         tokio::select! {
             _ = shutdown.wait_for(|draining| *draining) => break,
-            () = shared.changed().notified() => {}
+            () = host.changed().notified() => {}
             () = sleep(RESYNC_POLL) => {}
         }
     }
@@ -115,7 +115,7 @@ async fn run(shared: Arc<dyn Host>) {
 }
 
 /// Starts, restarts and stops wardens to match `snapshot`.
-fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<dyn Host>) {
+fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, host: &Arc<dyn Host>) {
     let mut current = HashSet::new();
     for (pool, backend) in snapshot.backends() {
         let id = backend.live.id;
@@ -127,7 +127,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<
         if let Some(old) = wardens.remove(&id) {
             old.task.abort();
         }
-        let task = tokio::spawn(watch(Arc::clone(&backend.live), duty.clone(), Arc::clone(shared)));
+        let task = tokio::spawn(watch(Arc::clone(&backend.live), duty.clone(), Arc::clone(host)));
         wardens.insert(id, Warden { duty, task });
     }
     wardens.retain(|id, warden| {
@@ -140,7 +140,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<
 }
 
 /// One backend's warden: probes on schedule, and the ejection timer.
-async fn watch(live: Arc<BackendLive>, duty: Duty, shared: Arc<dyn Host>) {
+async fn watch(live: Arc<BackendLive>, duty: Duty, host: Arc<dyn Host>) {
     let probe = duty
         .health
         .as_ref()
@@ -153,7 +153,7 @@ async fn watch(live: Arc<BackendLive>, duty: Duty, shared: Arc<dyn Host>) {
             () = at(next_probe) => {
                 if let (Some((probe, config)), Some(due)) = (&probe, next_probe) {
                     match probe.run(&duty.addrs).await {
-                        Err(ProbeError::Local(fault)) => probe_skipped(&*shared, &duty, fault),
+                        Err(ProbeError::Local(fault)) => probe_skipped(&*host, &duty, fault),
                         Err(ProbeError::Backend(detail)) => {
                             probe_result(subject(), duty.rules(), false, &detail);
                         }
@@ -178,8 +178,8 @@ static SKIPPED_PROBE_LOG: Mutex<LogBudget> =
 
 /// A probe weir could not run (out of files, memory or ports) is no verdict on the
 /// backend: it is counted and logged as weir's fault, and the backend's health stays.
-fn probe_skipped(shared: &dyn Host, duty: &Duty, fault: LocalFault) {
-    shared.frontend().local().local_errors.record(Op::Probe, fault);
+fn probe_skipped(host: &dyn Host, duty: &Duty, fault: LocalFault) {
+    host.frontend().local().local_errors.record(Op::Probe, fault);
     if let Some(left_out) = LogBudget::take_shared(&SKIPPED_PROBE_LOG) {
         let (backend, kind) = (&duty.label, fault.label());
         tracing::warn!(%backend, "health probe not run: weir is out of resources ({kind}; {left_out} earlier not logged)");

@@ -30,3 +30,24 @@ pub struct Context {
     /// remove addresses.
     pub listeners: Listeners,
 }
+
+impl Context {
+    /// The view of a balancer that starts with `snapshot` and `workers` workers, before
+    /// it serves: not draining, every connection permit free.
+    pub fn new(
+        snapshot: Snapshot,
+        workers: usize,
+        access_log: AccessLog,
+        listeners: Listeners,
+    ) -> Context {
+        let permits = snapshot.config.server.max_connections;
+        Context {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            frontend: Sharded::new(workers),
+            connections: Arc::new(Semaphore::new(permits)),
+            shutdown: watch::channel(false).0,
+            access_log,
+            listeners,
+        }
+    }
+}
