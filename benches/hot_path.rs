@@ -72,7 +72,7 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
             pool: "api".into(),
         },
     ];
-    Registry::new(1).build(&Arc::new(config), 1).unwrap()
+    Registry::new(1).build(&Arc::new(config), 1).unwrap().publish()
 }
 
 fn bench_route(c: &mut Criterion) {

@@ -5,7 +5,8 @@
 //! - [`routes`]: endpoints, 404 and 405.
 //! - [`api`]: the `/api/v1/pools` and `/api/v1/routes` documents.
 //! - [`mutate`]: the mutating API (backends, pools, routes, reload).
-//! - [`auth`]: the bearer token, and the refusal to expose the API without one.
+//! - [`auth`]: the bearer token (the rule against an open API without one is
+//!   [`crate::config::validate::exposure`]).
 //! - [`slots`]: how many connections, in all and per client address, and the reserve
 //!   that keeps `/healthz` and `/metrics` answering.
 //! - `status.html`: the status page, one self-contained file served as is.
@@ -26,7 +27,48 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server::Shared;
+use crate::control::{EditError, Plane};
+
+/// Why an API call was refused: the status and the message for `{"error": ...}`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `status`.
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal { status, message: message.into() }
+    }
+}
+
+/// The status of each cause the control plane refuses a change for, decided here at the
+/// API's edge.
+impl From<EditError<Refusal>> for Refusal {
+    fn from(error: EditError<Refusal>) -> Refusal {
+        let status = match &error {
+            EditError::Change(refusal) => refusal.status,
+            EditError::Invalid(_) | EditError::Build(_) => 400,
+            // Too large is this change's doing; anything else is the server's.
+            EditError::StateFile(io) if io.kind() == io::ErrorKind::FileTooLarge => 400,
+            EditError::StateFile(_) | EditError::Poisoned => 500,
+            EditError::Upgrading => 503,
+        };
+        match error {
+            EditError::Change(refusal) => refusal,
+            other => Refusal::new(status, other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// Requests served on one admin connection before it is closed (the client reconnects);
 /// a scrape every 15 s reaches it after about 40 hours.
@@ -44,7 +86,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Starts the admin thread.
-pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> io::Result<JoinHandle<()>> {
+pub fn spawn(plane: Arc<Plane>, listener: std::net::TcpListener) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-admin".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -53,17 +95,17 @@ pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> io::Result
                 return;
             }
         };
-        runtime.block_on(serve(shared, listener));
+        runtime.block_on(serve(plane, listener));
     })
 }
 
-async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
+async fn serve(plane: Arc<Plane>, listener: std::net::TcpListener) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         tracing::error!("cannot register admin listener");
         return;
     };
     let slots = Arc::new(slots::Slots::default());
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = plane.data().shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -74,17 +116,17 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
             Err(error) => {
                 // Out of files, say: counted, logged within a budget, and paced, as the
                 // workers' accept loops are.
-                crate::worker::accept_failed(&shared, &error).await;
+                crate::worker::accept_failed(plane.data(), &error).await;
                 continue;
             }
         };
         // No slot: the connection is closed unanswered, as at any connection limit.
         let Some(slot) = slots.take(peer.ip()) else { continue };
-        let shared = Arc::clone(&shared);
+        let plane = Arc::clone(&plane);
         tokio::spawn(async move {
             let _ = match slot.kind() {
-                slots::Kind::Ordinary => connection(stream, &shared).await,
-                slots::Kind::Reserve => reserve_connection(stream, &shared).await,
+                slots::Kind::Ordinary => connection(stream, &plane).await,
+                slots::Kind::Reserve => reserve_connection(stream, &plane).await,
             };
             drop(slot);
         });
@@ -96,7 +138,7 @@ const RESERVE_PATHS: &[&str] = &["/healthz", "/metrics"];
 
 /// Serves one request on a reserve slot (see [`slots`]): `/healthz` and `/metrics`
 /// only, anything else 503, then closes.
-async fn reserve_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+async fn reserve_connection(mut stream: TcpStream, plane: &Plane) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
     let request =
@@ -108,7 +150,7 @@ async fn reserve_connection(mut stream: TcpStream, shared: &Shared) -> io::Resul
             }
         };
     let response = if RESERVE_PATHS.contains(&request.path.as_str()) {
-        routes::handle(&request, shared)
+        routes::handle(&request, plane)
     } else {
         http::Response::text(503, "admin listener busy: only /healthz and /metrics are served\n")
             .with_header("Retry-After", "1")
@@ -118,7 +160,7 @@ async fn reserve_connection(mut stream: TcpStream, shared: &Shared) -> io::Resul
 
 /// Serves requests on one connection until the client closes, goes idle, asks to close
 /// or sends something refused.
-async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+async fn connection(mut stream: TcpStream, plane: &Plane) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
@@ -134,7 +176,7 @@ async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
             }
         };
         request.peer = stream.peer_addr().ok();
-        let response = routes::handle(&request, shared);
+        let response = routes::handle(&request, plane);
         let close = request.close || served == MAX_REQUESTS_PER_CONNECTION;
         http::write_response(&mut stream, &response, request.is_head(), close).await?;
         if close {

@@ -90,6 +90,19 @@ pub fn build(settings: &PoolConfig, backends: &[Backend]) -> Box<dyn Strategy> {
     }
 }
 
+/// Sets what a pool's strategy keeps in the live state its backends share with other
+/// snapshots (peak EWMA's decay window). Runs when a snapshot is published, not when it
+/// is built, so a change refused after its build leaves the running state alone.
+pub fn activate(settings: &PoolConfig, backends: &[Backend]) {
+    let kind = match settings.strategy {
+        StrategyKind::Sticky => settings.sticky.clone().unwrap_or_default().base,
+        kind => kind,
+    };
+    if kind == StrategyKind::PeakEwma {
+        peak_ewma::set_decay(backends, settings.ewma_decay);
+    }
+}
+
 /// Builds a non-sticky strategy of `kind` (the base of a sticky pool is one of these).
 fn build_kind(
     kind: StrategyKind,
@@ -108,7 +121,8 @@ fn build_kind(
                 .map_or(crate::config::hash::DEFAULT_TABLE_SIZE, |h| h.table_size);
             Box::new(Maglev::new(backends, size))
         }
-        StrategyKind::PeakEwma => Box::new(PeakEwma::new(backends, settings.ewma_decay)),
+        // The decay window is live state; `activate` sets it when the snapshot is published.
+        StrategyKind::PeakEwma => Box::new(PeakEwma),
         // Validation refuses a sticky base; should one get here, plain least requests is
         // the documented default base.
         StrategyKind::Sticky => Box::new(LeastRequests),

@@ -4,7 +4,7 @@
 //! The `weir-dns` thread owns one `Entry` per name. A name is looked up again after its
 //! record TTL, clamped to [`MIN_REFRESH`] and the pool's `dns_refresh` (the lowest, when
 //! pools share a name). When the address set of any name changes, the thread hands the
-//! new sets to [`Shared::rediscover`], which rebuilds the snapshot from the running
+//! new sets to its [`Host`] (the control plane), which rebuilds the snapshot from the running
 //! config: each address becomes a backend of its own (label `IP:PORT`, Host and probes
 //! still naming the configured host), new ones join with slow start, vanished ones leave
 //! the snapshot and so drain. A failed lookup, or one that finds no address, keeps the
@@ -33,7 +33,6 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::config::dns::MIN_DNS_REFRESH;
 use crate::config::{BackendConfig, Config};
-use crate::server::Shared;
 use resolver::{Failure, Found, Lookup, Resolver};
 
 /// The last known addresses of each name (normalized by [`wire::normalize`]): what a
@@ -295,28 +294,42 @@ async fn resolve_all(
     results
 }
 
-/// Starts the `weir-dns` thread for the balancer whose state is `shared`, going on from
-/// what `discovery` found at start. It stops when the balancer starts draining.
-pub fn spawn(shared: Arc<Shared>, discovery: Discovery) -> io::Result<JoinHandle<()>> {
+/// Who the `weir-dns` thread works for: the owner of the running configuration, which
+/// rebuilds the snapshot with what the thread finds. The thread never touches the
+/// registry itself.
+pub trait Host: Send + Sync + 'static {
+    /// The running configuration: the names to discover.
+    fn config(&self) -> Arc<Config>;
+    /// Becomes true once, when the balancer starts draining.
+    fn shutdown(&self) -> tokio::sync::watch::Receiver<bool>;
+    /// New address sets of names: swap in a snapshot built with them, or log why not.
+    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>);
+    /// Forget the addresses of names the running configuration no longer has.
+    fn forget_names(&self);
+}
+
+/// Starts the `weir-dns` thread for the balancer `host` runs, going on from what
+/// `discovery` found at start. It stops when the balancer starts draining.
+pub fn spawn(host: Arc<dyn Host>, discovery: Discovery) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-dns".to_string()).spawn(move || {
         let built = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match built {
-            Ok(runtime) => runtime.block_on(run(shared, discovery)),
+            Ok(runtime) => runtime.block_on(run(host, discovery)),
             Err(error) => tracing::error!("cannot start the DNS discovery thread: {error}"),
         }
     })
 }
 
-async fn run(shared: Arc<Shared>, mut discovery: Discovery) {
-    let mut shutdown = shared.shutdown.subscribe();
+async fn run(host: Arc<dyn Host>, mut discovery: Discovery) {
+    let mut shutdown = host.shutdown();
     loop {
-        let config = Arc::clone(&shared.snapshot.load().config);
+        let config = host.config();
         let now = Instant::now();
         if discovery.sync(&config, now) {
             // Only this thread prunes the registry's addresses, together with its own
             // entries: a name added back later is looked up again and its addresses
             // pushed, even if they did not change.
-            shared.prune_discovered();
+            host.forget_names();
         }
         let due = discovery.due(now);
         if due.is_empty() {
@@ -346,19 +359,7 @@ async fn run(shared: Arc<Shared>, mut discovery: Discovery) {
         for (host, addrs) in &changed {
             tracing::info!(host, "dns: {host} now resolves to {addrs:?}");
         }
-        if let Err(error) = shared.rediscover(changed) {
-            tracing::error!("dns: new addresses not applied: {error}");
-        }
-    }
-}
-
-impl Shared {
-    /// Forgets the discovered addresses of names the running config no longer has.
-    fn prune_discovered(&self) {
-        let Ok(mut registry) = self.registry.lock() else { return };
-        // Loaded under the lock: a change that adds a name back keeps its addresses.
-        let current = self.snapshot.load_full();
-        registry.prune_discovered(&current.config);
+        host.rediscovered(changed);
     }
 }
 

@@ -57,7 +57,7 @@
 //! ```text
 //!   process        5 │ cli · run · demo · flags · server · upgrade
 //!   control plane  4 │ control · state · admin
-//!   data plane     3 │ proxy · worker · drain · listeners
+//!   data plane     3 │ context · proxy · worker · drain · listeners
 //!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · pool · access_log
 //!   codecs         1 │ http1 · tls · config
 //!   base           0 │ json · shard · rng · log_budget · pid_file
@@ -72,12 +72,16 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Module docs link crate-private modules: they are written for maintainers, who read them
+// with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod control;
 pub mod demo;
 pub mod discovery;

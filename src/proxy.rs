@@ -31,10 +31,10 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
+use crate::context::Context;
 use crate::drain::Watch;
 use crate::http1::request::{self, Forwarding, RequestInfo};
 use crate::http1::Parsed;
-use crate::server::Shared;
 use crate::snapshot::Snapshot;
 use crate::tls::Acceptor;
 use buffers::Buffers;
@@ -43,8 +43,8 @@ use timer::Alarm;
 
 /// What one client connection knows about itself.
 pub struct Client {
-    /// State shared by all workers.
-    pub shared: Arc<Shared>,
+    /// What the data path shares across workers.
+    pub shared: Arc<Context>,
     /// The peer's address.
     pub peer: SocketAddr,
     /// The peer's IP as text, for `X-Forwarded-For`.
@@ -322,7 +322,7 @@ thread_local! {
 
 /// The current snapshot as a worker-local handle: cloning it costs no atomic operation,
 /// and it is refreshed when a reload swapped a new snapshot in.
-fn current_snapshot(shared: &Shared) -> SnapshotRef {
+fn current_snapshot(shared: &Context) -> SnapshotRef {
     let current = shared.snapshot.load();
     SNAPSHOT.with(|cache| {
         let mut cache = cache.borrow_mut();

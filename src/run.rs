@@ -35,7 +35,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = crate::admin::auth::check_exposure(&config) {
+    if let Err(error) = crate::config::validate::exposure(&config) {
         eprintln!("weir: {error}");
         return ExitCode::from(2);
     }
@@ -93,8 +93,11 @@ fn start(config: crate::config::Config, pid_path: Option<&Path>) -> Result<Handl
         Err(error) => {
             eprintln!("weir: {error}");
             // A bad state file is a configuration problem, as a bad config file is.
-            let config_problem = error.kind() == std::io::ErrorKind::InvalidData;
-            return Err(if config_problem { ExitCode::from(2) } else { ExitCode::FAILURE });
+            return Err(if error.is_config_problem() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            });
         }
     };
     if let Some(path) = pid_path {
@@ -270,7 +273,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 /// Re-reads the config file (with the flags) and swaps it in, or logs why not.
 pub fn reload(handle: &Handle) {
     if let Err(errors) = handle.shared().reload_from_source() {
-        for error in errors {
+        for error in errors.messages() {
             tracing::error!("reload refused, running config kept: {error}");
         }
     }

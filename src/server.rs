@@ -6,53 +6,113 @@
 //! `shutdown` stops accepting and drains.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-
-use arc_swap::ArcSwap;
-use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::access_log::AccessLog;
 use crate::admin;
-use crate::config::{Config, MAX_WORKERS};
-use crate::control::{self, Control, ReloadStats};
+use crate::admin::Refusal;
+use crate::config::{validate, Config, MAX_WORKERS};
+use crate::context::Context;
+use crate::control::listeners::{acceptors, every_listener};
+use crate::control::{self, Loader, Plane, ReloadError, StateError};
 use crate::discovery::{self, Discovery};
 use crate::health;
 use crate::listeners::{Inherited, Listeners};
-use crate::metrics::FrontendStats;
-use crate::shard::Sharded;
-use crate::snapshot::{Registry, Snapshot};
-use crate::tls::Acceptor;
+use crate::snapshot::{BuildError, Registry, Snapshot};
 use crate::worker;
 
-/// State shared by every worker and the admin listener.
+/// A running balancer's two halves: the data path's view, which the workers hold, and
+/// the control plane, which the admin listener, the health, DNS and drain threads and
+/// signals go through. It reads as the data path's [`Context`] (`shared.snapshot`).
 pub struct Shared {
-    /// The current snapshot; the request path only loads it.
-    pub snapshot: ArcSwap<Snapshot>,
-    /// Frontend counters.
-    pub frontend: Sharded<FrontendStats>,
-    /// Permits for client connections (`max_connections`).
-    pub connections: Arc<Semaphore>,
-    /// Set to true once to start draining.
-    pub shutdown: watch::Sender<bool>,
-    /// Wakes the health thread after a reload, so probers follow the new snapshot.
-    pub health_wake: Notify,
-    /// The drain thread, unparked when a new snapshot may have started a drain and at
-    /// shutdown (see `control::spawn_drainer`).
-    pub(crate) drainer: std::sync::OnceLock<std::thread::Thread>,
-    /// The access log (`[log]`); fixed at start, a change needs a restart.
-    pub access_log: AccessLog,
-    /// Counters of DNS discovery, for `/metrics`.
-    pub dns: Arc<discovery::stats::Stats>,
-    /// The client listening sockets; reloads add and remove addresses.
-    pub listeners: Listeners,
-    /// Live backend state by identity; locked only while building a snapshot.
-    pub(crate) registry: Mutex<Registry>,
-    /// The config file's view, the state file and the loader; serialises changes.
-    pub(crate) control: Mutex<Control>,
-    /// `weir_config_reloads_total{result}`.
-    pub reloads: ReloadStats,
+    data: Arc<Context>,
+    plane: Arc<Plane>,
+}
+
+impl Deref for Shared {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.data
+    }
+}
+
+impl Shared {
+    /// The control plane.
+    pub fn plane(&self) -> &Arc<Plane> {
+        &self.plane
+    }
+
+    /// Replaces how the config file is re-read (the binary adds its flags).
+    pub fn set_loader(&self, loader: Loader) {
+        self.plane.set_loader(loader);
+    }
+
+    /// Refuses API changes from now on, or again accepts them ([`Plane::set_upgrading`]).
+    pub fn set_upgrading(&self, upgrading: bool) {
+        self.plane.set_upgrading(upgrading);
+    }
+
+    /// Applies an admin API change ([`Plane::edit`]), refused as the admin API would.
+    pub fn edit(
+        &self,
+        change: impl FnOnce(&mut Config) -> Result<Option<(String, String)>, Refusal>,
+    ) -> Result<Arc<Snapshot>, Refusal> {
+        self.plane.edit(change).map_err(Refusal::from)
+    }
+
+    /// Re-reads the config file and reloads it ([`Plane::reload_from_source`]).
+    pub fn reload_from_source(&self) -> Result<u64, ReloadError> {
+        self.plane.reload_from_source()
+    }
+}
+
+/// Why a balancer did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The admin listener would be open to the network without a token.
+    Exposure(String),
+    /// The state file is unreadable or malformed.
+    State(StateError),
+    /// The first snapshot cannot be built (a backend does not resolve).
+    Build(BuildError),
+    /// A socket cannot be bound, a TLS listener's certificates cannot be read, the
+    /// access log cannot be opened, or a thread cannot be started.
+    Io(io::Error),
+}
+
+impl StartError {
+    /// Whether the configuration is at fault (`weir` exits 2, as for a bad config file):
+    /// a bad state file.
+    pub fn is_config_problem(&self) -> bool {
+        match self {
+            StartError::State(_) => true,
+            StartError::Io(error) => error.kind() == io::ErrorKind::InvalidData,
+            StartError::Exposure(_) | StartError::Build(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exposure(message) => f.write_str(message),
+            StartError::State(error) => error.fmt(f),
+            StartError::Build(error) => error.fmt(f),
+            StartError::Io(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<io::Error> for StartError {
+    fn from(error: io::Error) -> StartError {
+        StartError::Io(error)
+    }
 }
 
 /// How long shutdown waits for the access-log writer to flush queued lines: long enough
@@ -78,76 +138,68 @@ pub fn worker_count(config: &Config) -> usize {
 /// Starts a balancer. Fails if a socket cannot be bound, a backend cannot be resolved,
 /// the state file cannot be read, or the admin listener would be open to the network
 /// without a token.
-pub fn start(config: Config) -> io::Result<Handle> {
+pub fn start(config: Config) -> Result<Handle, StartError> {
     start_with(config, Inherited::default())
 }
 
 /// Starts a balancer on the sockets a binary upgrade handed over, binding what is missing.
-pub fn start_with(config: Config, inherited: Inherited) -> io::Result<Handle> {
-    admin::auth::check_exposure(&config)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartError> {
+    validate::exposure(&config).map_err(StartError::Exposure)?;
     let workers = worker_count(&config);
-    let (control, config) =
-        control::prepare(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (control, config) = control::prepare(config).map_err(StartError::State)?;
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
     let discovery = Discovery::start(&config);
     registry.discovered_mut().extend(discovery.addresses());
-    let snapshot = registry.build(&config, 1).map_err(io::Error::other)?;
-    let (shutdown, _) = watch::channel(false);
+    let snapshot = registry.build(&config, 1).map_err(StartError::Build)?.publish();
     let listen = &every_listener(&config);
     let acceptors = acceptors(&config, None)?;
-    let shared = Arc::new(Shared {
-        snapshot: ArcSwap::from_pointee(snapshot),
-        frontend: Sharded::new(workers),
-        connections: Arc::new(Semaphore::new(config.server.max_connections)),
-        shutdown,
-        health_wake: Notify::new(),
-        drainer: std::sync::OnceLock::new(),
-        access_log: AccessLog::start(config.log.access.clone(), config.log.format)?,
-        dns: discovery.stats(),
-        listeners: Listeners::open(listen, workers, inherited)?,
-        registry: Mutex::new(registry),
-        control: Mutex::new(control),
-        reloads: ReloadStats::default(),
-    });
+    let access_log = AccessLog::start(config.log.access.clone(), config.log.format)?;
+    let listeners = Listeners::open(listen, workers, inherited)?;
+    let data = Arc::new(Context::new(snapshot, workers, access_log, listeners));
+    let plane = Arc::new(Plane::new(Arc::clone(&data), control, registry, discovery.stats()));
     // Before any worker takes a socket: the TLS addresses are known from the start.
-    shared.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
-    let inherited_admin = shared.listeners.take_admin(config.admin.listen);
-    let admin_listener = match config.admin.listen {
-        Some(addr) => {
-            let listener = match inherited_admin {
-                Some(inherited) => inherited,
-                None => admin::bind(addr)?,
-            };
-            shared.listeners.keep_admin(addr, &listener)?;
-            Some(listener)
-        }
-        None => None,
-    };
+    data.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
+    let admin_listener = admin_listener(&config, &data.listeners)?;
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let mut threads = Vec::with_capacity(workers + 4);
     for index in 0..workers {
-        threads.push(worker::spawn(index, Arc::clone(&shared))?);
+        threads.push(worker::spawn(index, Arc::clone(&data))?);
     }
     // One prober per backend for the whole process, whatever the number of workers.
-    threads.push(health::service::spawn(Arc::clone(&shared))?);
-    threads.push(discovery::spawn(Arc::clone(&shared), discovery)?);
-    threads.push(control::spawn_drainer(Arc::clone(&shared))?);
+    threads.push(health::service::spawn(Arc::clone(&plane) as _)?);
+    threads.push(discovery::spawn(Arc::clone(&plane) as _, discovery)?);
+    threads.push(control::spawn_drainer(Arc::clone(&plane))?);
     if let Some(listener) = admin_listener {
-        threads.push(admin::spawn(Arc::clone(&shared), listener)?);
+        threads.push(admin::spawn(Arc::clone(&plane), listener)?);
     }
-    for addr in shared.listeners.addrs_of_kind(false) {
+    for addr in data.listeners.addrs_of_kind(false) {
         tracing::info!(workers, "listening on http://{addr}");
     }
-    for addr in shared.listeners.addrs_of_kind(true) {
+    for addr in data.listeners.addrs_of_kind(true) {
         tracing::info!(workers, "listening on https://{addr}");
     }
-    shared.listeners.retire_unconfigured(listen);
+    data.listeners.retire_unconfigured(listen);
     if let Some(addr) = admin_addr {
         tracing::info!("admin listening on http://{addr}");
     }
-    Ok(Handle { shared, admin_addr, threads })
+    Ok(Handle { shared: Arc::new(Shared { data, plane }), admin_addr, threads })
+}
+
+/// The admin socket, if the admin listener is on: handed over by a binary upgrade, or
+/// bound now.
+fn admin_listener(
+    config: &Config,
+    listeners: &Listeners,
+) -> io::Result<Option<std::net::TcpListener>> {
+    let inherited = listeners.take_admin(config.admin.listen);
+    let Some(addr) = config.admin.listen else { return Ok(None) };
+    let listener = match inherited {
+        Some(inherited) => inherited,
+        None => admin::bind(addr)?,
+    };
+    listeners.keep_admin(addr, &listener)?;
+    Ok(Some(listener))
 }
 
 impl Handle {
@@ -166,7 +218,7 @@ impl Handle {
         self.admin_addr
     }
 
-    /// State shared with the workers (for tests and the admin API).
+    /// The balancer's shared state: the data path's view and the control plane.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -175,7 +227,7 @@ impl Handle {
     /// are applied over it), with its listener changes. On error the running snapshot
     /// stays.
     pub fn reload(&self, config: Config) -> Result<u64, String> {
-        self.shared.reload(config)
+        self.shared.plane.reload(config).map_err(|error| error.to_string())
     }
 
     /// Starts draining: stop accepting and finish in-flight requests. A keep-alive
@@ -183,9 +235,7 @@ impl Handle {
     /// idle timeout, or at the drain deadline.
     pub fn begin_shutdown(&self) {
         self.shared.shutdown.send_replace(true);
-        if let Some(drainer) = self.shared.drainer.get() {
-            drainer.unpark();
-        }
+        self.shared.plane.wake_drainer();
         self.shared.listeners.release();
     }
 
@@ -199,100 +249,4 @@ impl Handle {
             tracing::warn!("access log writer did not finish in time; lines may be lost");
         }
     }
-}
-
-impl Shared {
-    /// Records new address sets of `resolve = true` names ([`crate::discovery`]) and
-    /// swaps in a snapshot of the running config built with them.
-    pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, String> {
-        let mut registry =
-            self.registry.lock().map_err(|_| "registry lock poisoned".to_string())?;
-        registry.discovered_mut().extend(changed);
-        // Loaded under the lock, so a reload cannot slip in between and be undone.
-        let current = self.snapshot.load_full();
-        let snapshot = registry.rebuild(&current.config, current.generation + 1)?;
-        let generation = snapshot.generation;
-        self.snapshot.store(Arc::new(snapshot));
-        self.snapshot_changed();
-        tracing::info!(generation, "backend addresses changed");
-        Ok(generation)
-    }
-}
-
-/// A reload's listener changes, checked and bound but not applied yet.
-pub(crate) struct ListenerChanges {
-    plan: crate::listeners::Plan,
-    tls: Vec<TlsListener>,
-}
-
-impl Shared {
-    /// Binds a reload's new addresses (plain and TLS) and reads every TLS listener's
-    /// certificates, changing nothing yet: a broken certificate, an address that cannot
-    /// be bound, or one turning between plain and TLS refuses the reload.
-    pub(crate) fn prepare_listeners(&self, config: &Config) -> Result<ListenerChanges, String> {
-        let tls = acceptors(config, Some(&self.listeners)).map_err(|e| e.to_string())?;
-        let listeners = &self.listeners;
-        if let Some(addr) = config.server.listen.iter().find(|a| listeners.acceptor(**a).is_some())
-        {
-            let message = "it is a TLS listener now; changing that takes a restart";
-            return Err(format!("listener {addr}: {message}"));
-        }
-        let plan = listeners.prepare(&every_listener(config)).map_err(|e| e.to_string())?;
-        Ok(ListenerChanges { plan, tls })
-    }
-
-    /// Applies what [`Shared::prepare_listeners`] prepared: new certificates for new
-    /// connections, then the added and removed addresses.
-    pub(crate) fn apply_listeners(&self, changes: ListenerChanges) {
-        let mut tls = std::collections::HashMap::with_capacity(changes.tls.len());
-        for (addr, acceptor, certificates) in changes.tls {
-            if let Some(certificates) = certificates {
-                acceptor.install(certificates);
-            }
-            tls.insert(addr, acceptor);
-        }
-        self.listeners.set_tls(tls);
-        self.listeners.commit(changes.plan);
-    }
-}
-
-/// Every listen address: the plain ones, then the `[[server.tls]]` ones.
-fn every_listener(config: &Config) -> Vec<SocketAddr> {
-    let tls = config.server.tls.iter().map(|listener| listener.listen);
-    config.server.listen.iter().copied().chain(tls).collect()
-}
-
-/// What a TLS listener runs with after a start or reload: its acceptor, and certificates
-/// to install in it (for an acceptor that already serves, on reload).
-type TlsListener = (SocketAddr, Arc<Acceptor>, Option<crate::tls::server::Prepared>);
-
-/// The acceptor of every `[[server.tls]]` listener, reading its certificates: the one
-/// already serving the address (`running`, on reload) with new certificates prepared but
-/// not installed, or a new one. Nothing changes until the caller installs them, so a
-/// broken certificate refuses the whole reload and every listener keeps what it served.
-/// An address cannot change between plain and TLS without a restart.
-fn acceptors(config: &Config, running: Option<&Listeners>) -> io::Result<Vec<TlsListener>> {
-    let mut out = Vec::with_capacity(config.server.tls.len());
-    for listener in &config.server.tls {
-        let addr = listener.listen;
-        let context = |error| io::Error::other(format!("TLS listener {addr}: {error}"));
-        if config.server.listen.contains(&addr) {
-            let message = "it is also a plain HTTP listener";
-            return Err(io::Error::other(format!("TLS listener {addr}: {message}")));
-        }
-        let existing = running.and_then(|listeners| listeners.acceptor(addr));
-        let serving = running.is_some_and(|listeners| listeners.is_open(addr));
-        out.push(match existing {
-            Some(acceptor) => {
-                let certificates = acceptor.prepare(&listener.settings).map_err(context)?;
-                (addr, acceptor, Some(certificates))
-            }
-            None if serving => {
-                let message = "it is a plain HTTP listener now; changing that takes a restart";
-                return Err(io::Error::other(format!("TLS listener {addr}: {message}")));
-            }
-            None => (addr, Arc::new(Acceptor::new(&listener.settings).map_err(context)?), None),
-        });
-    }
-    Ok(out)
 }

@@ -17,24 +17,23 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use crate::balance::peak_ewma::EwmaCell;
 use crate::balance::weighted::WrrCell;
-use crate::balance::{self, Strategy};
-use crate::config::{BackendAddress, BackendConfig, Config, HostMatch, PoolConfig};
+use crate::balance::Strategy;
+use crate::config::{BackendAddress, Config, HostMatch, PoolConfig};
 use crate::discovery::{self, Addresses};
-use crate::health::{Health, Passive};
+use crate::health::Health;
 use crate::metrics::{BackendStats, PoolStats};
 use crate::retry_budget::Budget;
 use crate::rng;
 use crate::shard::Sharded;
 use leaving::{Departures, Key, Known};
 
+mod build;
 pub mod leaving;
 mod resolve;
 use crate::tls::Connector;
-use resolve::connector;
+pub use build::{BuildError, Built};
 
 /// State of one pool that outlives snapshots, keyed by pool name.
 #[derive(Debug)]
@@ -325,156 +324,4 @@ impl Registry {
         let names = discovery::names(config);
         self.discovered.retain(|host, _| names.contains_key(host));
     }
-
-    /// [`Self::build`] after a DNS discovery change, a drain or an API change: backends
-    /// without `resolve = true` keep the addresses they resolved to at load instead of
-    /// being resolved again (a name not seen before is resolved).
-    pub fn rebuild(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
-        self.build_with(config, generation, false)
-    }
-
-    /// Builds a snapshot from `config`, reusing live state for backends that remain and
-    /// forgetting the rest, except removed backends with requests in flight, which stay
-    /// as [`BackendState::Leaving`] until they finish. Fails without side effects if a
-    /// backend does not resolve. Backends that join after the first snapshot start their
-    /// slow start.
-    pub fn build(&mut self, config: &Arc<Config>, generation: u64) -> Result<Snapshot, String> {
-        self.build_with(config, generation, true)
-    }
-
-    /// [`Self::build`], resolving fixed backends again only if `fresh`.
-    fn build_with(
-        &mut self,
-        config: &Arc<Config>,
-        generation: u64,
-        fresh: bool,
-    ) -> Result<Snapshot, String> {
-        let mut fixed = HashMap::new();
-        let mut resolved = Vec::new();
-        for pool in &config.pools {
-            for backend in &pool.backends {
-                let addrs = self.fixed_addresses(backend, fresh, &mut fixed)?;
-                resolved.push((addrs, connector(pool, backend)?));
-            }
-        }
-        self.fixed = fixed;
-        // `discovered` is not pruned here: the DNS thread only pushes addresses that
-        // changed, so a name removed and added back before its next pass would stay
-        // without any. The DNS thread prunes it when it forgets the name.
-        let mut resolved = resolved.into_iter();
-        let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
-        let mut known = HashMap::new();
-        let mut built = Vec::with_capacity(config.pools.len());
-        for pool in &config.pools {
-            let live = self.pools.get(&pool.name).cloned();
-            let live = live.unwrap_or_else(|| Arc::new(PoolLive::new(self.workers)));
-            kept_pools.insert(pool.name.clone(), Arc::clone(&live));
-            let mut backends: Vec<Backend> = Vec::with_capacity(pool.backends.len());
-            for backend in &pool.backends {
-                let (fixed, tls) = resolved.next().unwrap_or_default();
-                for (label, addrs) in discovery::expand(backend, fixed, &self.discovered) {
-                    if backends.iter().any(|b| b.label.eq_ignore_ascii_case(&label)) {
-                        // Two names (or a name and a fixed backend) share an address.
-                        tracing::debug!(pool = pool.name, "{label} is in the pool already");
-                        continue;
-                    }
-                    let joins = generation > 1;
-                    let resolved = (addrs, tls.clone());
-                    let one = self.backend(pool, backend, label, resolved, &live, joins);
-                    let key = (pool.name.clone(), one.label.clone());
-                    known.insert(key.clone(), Known::of(&one));
-                    kept.insert(key, Arc::clone(&one.live));
-                    backends.push(one);
-                }
-            }
-            built.push((pool, backends, live));
-        }
-        self.track_departures(config, &known);
-        let mut pools = Vec::with_capacity(built.len());
-        for (pool, mut backends, live) in built {
-            for (key, departing) in self.departures.of_pool(&pool.name) {
-                kept.insert(key, Arc::clone(&departing.live));
-                backends.push(departing);
-            }
-            pools.push(compile_pool(pool, backends, live));
-        }
-        for (key, live) in &self.live {
-            if !kept.contains_key(key) && live.health.machine().passive != Passive::Clear {
-                live.pool.release_ejection();
-            }
-        }
-        (self.live, self.pools, self.known) = (kept, kept_pools, known);
-        let routes = compile_routes(config);
-        Ok(Snapshot { generation, pools, routes, config: Arc::clone(config) })
-    }
-
-    /// One backend of `pool`, with its live state: kept, or new (and ramping if it
-    /// `joins` a running balancer).
-    fn backend(
-        &mut self,
-        pool: &PoolConfig,
-        backend: &BackendConfig,
-        label: String,
-        (resolved, tls): (Vec<SocketAddr>, Option<Connector>),
-        pool_live: &Arc<PoolLive>,
-        joins: bool,
-    ) -> Backend {
-        let key = (pool.name.clone(), label.clone());
-        let identity = tls.as_ref().map_or(0, Connector::identity);
-        // Same TLS identity: keep the live state, with its connector and session cache.
-        let kept = self.live.get(&key).filter(|live| live.tls_identity() == identity);
-        let live = match kept {
-            Some(live) => Arc::clone(live),
-            None => {
-                let id = self.next_id;
-                self.next_id += 1;
-                let mut live = BackendLive::in_pool(id, self.workers, Arc::clone(pool_live));
-                live.tls = tls;
-                if joins {
-                    live.health.start_ramp(pool.slow_start, Instant::now());
-                }
-                Arc::new(live)
-            }
-        };
-        // Drain marks name the configured identity, which covers every address a
-        // `resolve = true` backend expands into.
-        let identity = backend.address.authority();
-        let draining = pool.draining.iter().any(|d| d.eq_ignore_ascii_case(&identity));
-        let state = if draining { BackendState::Draining } else { BackendState::Active };
-        let built = Backend {
-            address: backend.address.clone(),
-            label,
-            resolved,
-            weight: backend.weight,
-            state,
-            live,
-        };
-        if pool.health.is_none() {
-            // The active flag has no owner any more.
-            let subject = crate::health::Subject::of(&pool.name, &built);
-            let rules = crate::health::Rules::of(pool);
-            crate::health::step(subject, rules, crate::health::Event::ProbesRemoved);
-        }
-        built
-    }
-}
-
-/// A pool of this snapshot: the strategy over `backends`, and fresh pool-level flags.
-fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLive>) -> Pool {
-    live.size.store(u32::try_from(backends.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
-    // Panic mode is decided again by the first request that finds no healthy backend.
-    live.panic.store(false, Ordering::Relaxed);
-    let strategy = balance::build(settings, &backends);
-    Pool { name: settings.name.clone(), backends, strategy, settings: settings.clone(), live }
-}
-
-fn compile_routes(config: &Config) -> Vec<Route> {
-    config
-        .routes
-        .iter()
-        .filter_map(|route| {
-            let pool = config.pools.iter().position(|p| p.name == route.pool)?;
-            Some(Route { host: route.host.clone(), path_prefix: route.path_prefix.clone(), pool })
-        })
-        .collect()
 }

@@ -26,6 +26,7 @@ use crate::config::{
     validate, BackendConfig, Config, HashConfig, HostMatch, PoolConfig, RouteConfig, StickyConfig,
     StrategyKind,
 };
+use crate::json::JsonWriter;
 
 /// Name of the state file beside the config file when `[admin] state_file` is not set.
 pub const DEFAULT_STATE_FILE: &str = "weir.state.json";
@@ -125,6 +126,25 @@ pub fn host_text(host: &HostMatch) -> String {
         HostMatch::Exact(name) => name.clone(),
         HostMatch::Suffix(suffix) => format!("*{suffix}"),
     }
+}
+
+/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool"}`; the state file
+/// uses the same form, and the admin API's `/api/v1/routes` shows it.
+pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
+    json.begin_array();
+    for (index, route) in routes.iter().enumerate() {
+        json.begin_object();
+        json.key("index");
+        json.u64(index as u64);
+        json.key("host");
+        json.opt_string(route.host.as_ref().map(host_text).as_deref());
+        json.key("path_prefix");
+        json.opt_string(route.path_prefix.as_deref());
+        json.key("pool");
+        json.string(&route.pool);
+        json.end_object();
+    }
+    json.end_array();
 }
 
 fn spec(pool: &PoolConfig) -> PoolSpec {

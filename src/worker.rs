@@ -17,12 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::context::Context;
 pub use crate::drain::Drain;
 use crate::listeners::LISTEN_BACKLOG;
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
 use crate::proxy::{self, Client};
-use crate::server::Shared;
 use crate::tls::Acceptor as TlsAcceptor;
 
 /// Pause after a failed accept (such as EMFILE) so the loop does not spin.
@@ -44,7 +44,7 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Starts worker `index`; it takes its listening sockets from `shared.listeners`.
-pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
+pub fn spawn(index: usize, shared: Arc<Context>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{index}")).spawn(move || {
         crate::shard::set_worker_shard(index);
         let options = tokio::runtime::LocalOptions::default();
@@ -63,13 +63,13 @@ pub fn spawn(index: usize, shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
 /// What every accept loop of one worker shares.
 #[derive(Clone)]
 struct Acceptor {
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     active: Rc<Cell<usize>>,
     drain: Rc<Drain>,
     metrics: bool,
 }
 
-async fn run(shared: Arc<Shared>, index: usize) {
+async fn run(shared: Arc<Context>, index: usize) {
     let acceptor = Acceptor {
         metrics: shared.snapshot.load().config.admin.metrics,
         shared: Arc::clone(&shared),
@@ -127,7 +127,7 @@ fn reconcile(acceptor: &Acceptor, index: usize, loops: &mut HashMap<u64, Rc<Drai
     }
 }
 
-async fn sweep_loop(shared: Arc<Shared>) {
+async fn sweep_loop(shared: Arc<Context>) {
     loop {
         tokio::time::sleep(POOL_SWEEP_INTERVAL).await;
         let snapshot = shared.snapshot.load();
@@ -138,7 +138,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
 /// Keeps the per-connection bookkeeping exact even if the connection task panics.
 struct ConnectionGuard {
     active: Rc<Cell<usize>>,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -184,7 +184,7 @@ async fn accept_loop(
 /// [`ACCEPT_ERRORS_LOGGED_PER_SECOND`] and pauses [`ACCEPT_BACKOFF`]: out of files, every
 /// worker (and the admin listener) fails an accept each backoff for as long as it lasts,
 /// and without the pause the loop would spin.
-pub(crate) async fn accept_failed(shared: &Shared, error: &io::Error) {
+pub(crate) async fn accept_failed(shared: &Context, error: &io::Error) {
     if let Some(fault) = LocalFault::of(error) {
         shared.frontend.local().local_errors.record(Op::Accept, fault);
     }
@@ -289,11 +289,14 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn an_idle_plain_connection_task_stays_small() {
         let mut config = crate::config::Config::default();
-        config.server.listen = vec!["127.0.0.1:0".parse().expect("literal address")];
         config.server.workers = 1;
         config.admin.listen = None;
-        let handle = crate::server::start(config).expect("weir starts");
-        let shared = Arc::clone(handle.shared());
+        let registry = crate::snapshot::Registry::new(1).build(&Arc::new(config), 1);
+        let snapshot = registry.expect("no backends to resolve").publish();
+        let listeners = crate::listeners::Listeners::open(&[], 1, Default::default());
+        let listeners = listeners.expect("no addresses to bind");
+        let access_log = crate::access_log::AccessLog::off();
+        let shared = Arc::new(Context::new(snapshot, 1, access_log, listeners));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let stream = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("dial");
         let permit = Arc::clone(&shared.connections).try_acquire_owned().expect("a permit");
@@ -312,6 +315,5 @@ mod tests {
         let bytes = std::mem::size_of_val(&task);
         assert!(bytes <= MAX_PLAIN_TASK_BYTES, "a plain connection task takes {bytes} bytes");
         drop(task);
-        tokio::task::spawn_blocking(move || handle.shutdown()).await.expect("shutdown");
     }
 }

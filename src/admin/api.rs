@@ -7,11 +7,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{RouteConfig, StrategyKind};
+use crate::config::StrategyKind;
 use crate::json::JsonWriter;
 use crate::metrics::{BackendStats, FrontendStats, DURATION_BUCKETS_US};
 use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
+use crate::state::write_routes;
 
 /// Status-class keys, in counter order.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -56,25 +57,6 @@ pub fn routes(snapshot: &Snapshot) -> String {
     write_routes(&mut json, &snapshot.config.routes);
     json.end_object();
     json.finish()
-}
-
-/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool"}`; the state file
-/// uses the same form.
-pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
-    json.begin_array();
-    for (index, route) in routes.iter().enumerate() {
-        json.begin_object();
-        json.key("index");
-        json.u64(index as u64);
-        json.key("host");
-        json.opt_string(route.host.as_ref().map(crate::state::host_text).as_deref());
-        json.key("path_prefix");
-        json.opt_string(route.path_prefix.as_deref());
-        json.key("pool");
-        json.string(&route.pool);
-        json.end_object();
-    }
-    json.end_array();
 }
 
 /// Milliseconds since the Unix epoch, so readers compute rates from the server's clock.

@@ -3,26 +3,15 @@
 //! Mutating calls need `Authorization: Bearer TOKEN` when `[admin] token` is set; reads
 //! (`GET`, `HEAD`) never do, so scrapers and the status page need no secret. weir refuses
 //! to start with an admin listener on a non-loopback address and no token, so an
-//! unauthenticated mutating API is only ever reachable from the host itself.
+//! unauthenticated mutating API is only ever reachable from the host itself
+//! ([`crate::config::validate::exposure`]).
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use super::http::{Request, Response};
 use super::routes::json_error;
-use crate::config::Config;
 use crate::log_budget::LogBudget;
-
-/// Checks that the admin listener is not open to the network without a token.
-pub fn check_exposure(config: &Config) -> Result<(), String> {
-    match config.admin.listen {
-        Some(addr) if !addr.ip().is_loopback() && config.admin.token.is_none() => Err(format!(
-            "the admin listener {addr} is not on loopback and `[admin] token` is not set; \
-             set a token or listen on 127.0.0.1"
-        )),
-        _ => Ok(()),
-    }
-}
 
 /// `Ok` when `request` may mutate: no token is configured, or it carries the right one.
 /// Otherwise the 401 to send; the refusal is logged with the peer address.
@@ -91,17 +80,5 @@ mod tests {
         assert_eq!(bearer("bearer  abc "), Some("abc"));
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer"), None);
-    }
-
-    #[test]
-    fn refuses_open_admin_without_token() {
-        let mut config = Config::default();
-        config.admin.listen = Some("0.0.0.0:9901".parse().unwrap());
-        assert!(check_exposure(&config).unwrap_err().contains("token"));
-        config.admin.token = Some("t".into());
-        assert!(check_exposure(&config).is_ok());
-        config.admin.token = None;
-        config.admin.listen = Some("[::1]:9901".parse().unwrap());
-        assert!(check_exposure(&config).is_ok());
     }
 }

@@ -8,10 +8,10 @@
 use serde_json::{Map, Value};
 
 use super::http::{Request, Response};
+use super::Refusal;
 use crate::config::parse::value;
 use crate::config::HashKey;
 use crate::config::{BackendAddress, BackendConfig, StrategyKind, MAX_WEIGHT};
-use crate::control::Refusal;
 use crate::json::JsonWriter;
 
 /// Most backends in one `POST /api/v1/pools` body; a pool of more is a config file's job.

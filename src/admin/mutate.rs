@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Each change is checked by the config file's rules, then applied as one snapshot
-//! ([`Shared::edit`]). The answer is the new document (`/api/v1/pools`, or
+//! ([`Plane::edit`]). The answer is the new document (`/api/v1/pools`, or
 //! `/api/v1/routes` for route changes) with its `generation`; a refusal is
 //! `{"error": ...}` and changes nothing.
 
@@ -22,10 +22,10 @@ use serde_json::Value;
 use super::body::{self, Fields};
 use super::http::{Request, Response};
 use super::routes::json_error;
+use super::Refusal;
 use super::{api, auth};
 use crate::config::{Config, PoolConfig};
-use crate::control::Refusal;
-use crate::server::Shared;
+use crate::control::Plane;
 use crate::state::{self, PoolSpec};
 
 /// One API call, by path.
@@ -72,7 +72,7 @@ impl Call {
 }
 
 /// Answers `request` if its path is one of the API's; `None` otherwise.
-pub fn handle(request: &Request, shared: &Shared) -> Option<Response> {
+pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
     let call = Call::parse(&request.path)?;
     let methods = call.methods();
     let method = request.method.as_str();
@@ -80,11 +80,11 @@ pub fn handle(request: &Request, shared: &Shared) -> Option<Response> {
         let allow = methods.join(", ");
         return Some(json_error(405, "method not allowed").with_header("Allow", allow));
     }
-    let snapshot = shared.snapshot.load_full();
+    let snapshot = plane.data().snapshot.load_full();
     if method == "GET" || method == "HEAD" {
         let document = match call {
             Call::Routes => api::routes(&snapshot),
-            _ => api::pools(&snapshot, &shared.frontend),
+            _ => api::pools(&snapshot, &plane.data().frontend),
         };
         return Some(Response::json(200, document).with_header("Cache-Control", "no-store"));
     }
@@ -92,47 +92,50 @@ pub fn handle(request: &Request, shared: &Shared) -> Option<Response> {
         return Some(refusal);
     }
     drop(snapshot);
-    Some(mutate(call, request, shared).unwrap_or_else(|r| json_error(r.status, &r.message)))
+    Some(mutate(call, request, plane).unwrap_or_else(|r| json_error(r.status, &r.message)))
 }
 
-fn mutate(call: Call, request: &Request, shared: &Shared) -> Result<Response, Refusal> {
+fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refusal> {
     // A POST creates something (201), except a reload.
     let status = if request.method == "POST" { 201 } else { 200 };
     let snapshot = match call {
-        Call::Reload => return reload(shared),
-        Call::Pools => shared.edit(add_pool(body::object(request)?)?)?,
-        Call::Pool(pool) => shared.edit(move |config| remove_pool(config, &pool))?,
+        Call::Reload => return reload(plane),
+        Call::Pools => plane.edit(add_pool(body::object(request)?)?)?,
+        Call::Pool(pool) => plane.edit(move |config| remove_pool(config, &pool))?,
         Call::Backends(pool) => {
             let fields = body::object(request)?;
-            shared.edit(move |config| add_backend(config, &pool, fields))?
+            plane.edit(move |config| add_backend(config, &pool, fields))?
         }
         Call::Backend(pool, address) if request.method == "PATCH" => {
             let fields = body::object(request)?;
-            shared.edit(move |config| patch_backend(config, &pool, &address, fields))?
+            plane.edit(move |config| patch_backend(config, &pool, &address, fields))?
         }
         Call::Backend(pool, address) => {
             let now = body::query_flag(&request.query, "now");
-            shared.edit(move |config| remove_backend(config, &pool, &address, now))?
+            plane.edit(move |config| remove_backend(config, &pool, &address, now))?
         }
         Call::Routes => {
             let fields = body::object(request)?;
-            let snapshot = shared.edit(move |config| add_route(config, fields))?;
+            let snapshot = plane.edit(move |config| add_route(config, fields))?;
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
         Call::Route(index) => {
-            let snapshot = shared.edit(move |config| remove_route(config, &index))?;
+            let snapshot = plane.edit(move |config| remove_route(config, &index))?;
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
     };
-    Ok(Response::json(status, api::pools(&snapshot, &shared.frontend)))
+    Ok(Response::json(status, api::pools(&snapshot, &plane.data().frontend)))
 }
 
 type Removed = Result<Option<(String, String)>, Refusal>;
 
-fn reload(shared: &Shared) -> Result<Response, Refusal> {
-    match shared.reload_from_source() {
-        Ok(_) => Ok(Response::json(200, api::pools(&shared.snapshot.load(), &shared.frontend))),
-        Err(errors) => Ok(body::errors_response(400, &errors)),
+fn reload(plane: &Plane) -> Result<Response, Refusal> {
+    match plane.reload_from_source() {
+        Ok(_) => Ok(Response::json(
+            200,
+            api::pools(&plane.data().snapshot.load(), &plane.data().frontend),
+        )),
+        Err(error) => Ok(body::errors_response(400, &error.messages())),
     }
 }
 

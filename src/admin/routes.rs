@@ -5,8 +5,8 @@
 
 use super::http::{Request, Response};
 use super::{mutate, STATUS_PAGE};
+use crate::control::Plane;
 use crate::json::JsonWriter;
-use crate::server::Shared;
 
 /// Methods allowed on read-only endpoints.
 const READ_ONLY: &[&str] = &["GET", "HEAD"];
@@ -16,15 +16,15 @@ const ENDPOINTS: &[(&str, &[&str])] =
     &[("/", READ_ONLY), ("/healthz", READ_ONLY), ("/metrics", READ_ONLY), ("/status", READ_ONLY)];
 
 /// Answers one admin request.
-pub fn handle(request: &Request, shared: &Shared) -> Response {
-    if let Some(response) = mutate::handle(request, shared) {
+pub fn handle(request: &Request, plane: &Plane) -> Response {
+    if let Some(response) = mutate::handle(request, plane) {
         return response;
     }
     let path = request.path.as_str();
     let Some(&(_, methods)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return not_found(path);
     };
-    if !metrics_enabled(shared) && path == "/metrics" {
+    if !metrics_enabled(plane) && path == "/metrics" {
         return not_found(path);
     }
     if !methods.contains(&request.method.as_str()) {
@@ -34,11 +34,12 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
         "/" => Response::text(302, "see /status\n").with_header("Location", "/status"),
         "/healthz" => Response::text(200, "ok\n"),
         "/metrics" => {
-            let snapshot = shared.snapshot.load();
-            let mut body = crate::exposition::render(&shared.frontend, &snapshot);
-            crate::exposition::render_access_log(&mut body, shared.access_log.dropped());
-            shared.dns.render(&mut body);
-            let reloads = &shared.reloads;
+            let data = plane.data();
+            let snapshot = data.snapshot.load();
+            let mut body = crate::exposition::render(&data.frontend, &snapshot);
+            crate::exposition::render_access_log(&mut body, data.access_log.dropped());
+            plane.dns().render(&mut body);
+            let reloads = plane.reloads();
             crate::exposition::render_reloads(
                 &mut body,
                 reloads.success.get(),
@@ -57,8 +58,8 @@ pub fn handle(request: &Request, shared: &Shared) -> Response {
 const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
                    connect-src 'self'; img-src data:";
 
-fn metrics_enabled(shared: &Shared) -> bool {
-    shared.snapshot.load().config.admin.metrics
+fn metrics_enabled(plane: &Plane) -> bool {
+    plane.data().snapshot.load().config.admin.metrics
 }
 
 /// A JSON error body: `{"error": message}`.

@@ -98,11 +98,19 @@ pub fn observe_latency(live: &BackendLive, rtt: Duration, now: Instant) {
 #[derive(Debug, Default)]
 pub struct PeakEwma;
 
+/// Sets the decay window of `backends`, which live state keeps across snapshots: done
+/// when a snapshot is published ([`crate::balance::activate`]), so a refused change
+/// leaves the running window alone.
+pub fn set_decay(backends: &[Backend], decay: Duration) {
+    let nanos = decay.as_nanos().clamp(1, u128::from(u64::MAX)) as u64;
+    backends.iter().for_each(|b| b.live.ewma.decay.store(nanos, Relaxed));
+}
+
 impl PeakEwma {
-    /// Sets the decay window of `backends` to `decay`.
+    /// Sets the decay window of `backends` to `decay` at once, as publishing a snapshot
+    /// does ([`set_decay`]); a snapshot build makes the strategy without it.
     pub fn new(backends: &[Backend], decay: Duration) -> PeakEwma {
-        let nanos = decay.as_nanos().clamp(1, u128::from(u64::MAX)) as u64;
-        backends.iter().for_each(|b| b.live.ewma.decay.store(nanos, Relaxed));
+        set_decay(backends, decay);
         PeakEwma
     }
 

@@ -63,6 +63,19 @@ fn check_pool(pool: &PoolConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that the admin listener is not open to the network without a token. Not part
+/// of [`check`]: it applies to the address the admin listener really binds, which a
+/// reload cannot move.
+pub fn exposure(config: &Config) -> Result<(), String> {
+    match config.admin.listen {
+        Some(addr) if !addr.ip().is_loopback() && config.admin.token.is_none() => Err(format!(
+            "the admin listener {addr} is not on loopback and `[admin] token` is not set; \
+             set a token or listen on 127.0.0.1"
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +122,17 @@ mod tests {
         let mut c = config();
         c.pools.clear();
         assert!(check(&c).is_err());
+    }
+
+    #[test]
+    fn refuses_open_admin_without_token() {
+        let mut config = Config::default();
+        config.admin.listen = Some("0.0.0.0:9901".parse().unwrap());
+        assert!(exposure(&config).unwrap_err().contains("token"));
+        config.admin.token = Some("t".into());
+        assert!(exposure(&config).is_ok());
+        config.admin.token = None;
+        config.admin.listen = Some("[::1]:9901".parse().unwrap());
+        assert!(exposure(&config).is_ok());
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle as Task;
 use tokio::time::{sleep, sleep_until, Instant};
 
@@ -24,8 +25,9 @@ use super::{probe_result, step, Event, Rules, Subject};
 use crate::config::{HealthConfig, PassiveConfig};
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
+use crate::metrics::FrontendStats;
 use crate::rng;
-use crate::server::Shared;
+use crate::shard::Sharded;
 use crate::snapshot::{Backend, BackendLive, Pool, Snapshot};
 
 /// How often the thread looks for a new snapshot without being woken: a safety net, as
@@ -68,31 +70,44 @@ struct Warden {
     task: Task<()>,
 }
 
-/// Starts the health thread for the balancer whose state is `shared`. It stops when the
-/// balancer starts draining.
-pub fn spawn(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
+/// What the health thread follows: the snapshot the control plane swaps in. Health state
+/// itself lives in [`BackendLive`]; the thread changes nothing else.
+pub trait Host: Send + Sync + 'static {
+    /// The running snapshot.
+    fn current(&self) -> Arc<Snapshot>;
+    /// Becomes true once, when the balancer starts draining.
+    fn shutdown(&self) -> watch::Receiver<bool>;
+    /// Notified after every swap.
+    fn changed(&self) -> &Notify;
+    /// The frontend counters, where probes weir could not run count as local errors.
+    fn frontend(&self) -> &Sharded<FrontendStats>;
+}
+
+/// Starts the health thread for the balancer `host` runs. It stops when the balancer
+/// starts draining.
+pub fn spawn(host: Arc<dyn Host>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-health".to_string()).spawn(move || {
         let built = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match built {
-            Ok(runtime) => runtime.block_on(run(shared)),
+            Ok(runtime) => runtime.block_on(run(host)),
             Err(error) => tracing::error!("cannot start the health thread: {error}"),
         }
     })
 }
 
-async fn run(shared: Arc<Shared>) {
+async fn run(host: Arc<dyn Host>) {
     let mut wardens: HashMap<u64, Warden> = HashMap::new();
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = host.shutdown();
     let mut generation = 0;
     loop {
-        let snapshot = shared.snapshot.load_full();
+        let snapshot = host.current();
         if snapshot.generation != generation {
             generation = snapshot.generation;
-            resync(&snapshot, &mut wardens, &shared);
+            resync(&snapshot, &mut wardens, &host);
         }
         tokio::select! {
             _ = shutdown.wait_for(|draining| *draining) => break,
-            () = shared.health_wake.notified() => {}
+            () = host.changed().notified() => {}
             () = sleep(RESYNC_POLL) => {}
         }
     }
@@ -100,7 +115,7 @@ async fn run(shared: Arc<Shared>) {
 }
 
 /// Starts, restarts and stops wardens to match `snapshot`.
-fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<Shared>) {
+fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, host: &Arc<dyn Host>) {
     let mut current = HashSet::new();
     for (pool, backend) in snapshot.backends() {
         let id = backend.live.id;
@@ -112,7 +127,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<
         if let Some(old) = wardens.remove(&id) {
             old.task.abort();
         }
-        let task = tokio::spawn(watch(Arc::clone(&backend.live), duty.clone(), Arc::clone(shared)));
+        let task = tokio::spawn(watch(Arc::clone(&backend.live), duty.clone(), Arc::clone(host)));
         wardens.insert(id, Warden { duty, task });
     }
     wardens.retain(|id, warden| {
@@ -125,7 +140,7 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, shared: &Arc<
 }
 
 /// One backend's warden: probes on schedule, and the ejection timer.
-async fn watch(live: Arc<BackendLive>, duty: Duty, shared: Arc<Shared>) {
+async fn watch(live: Arc<BackendLive>, duty: Duty, host: Arc<dyn Host>) {
     let probe = duty
         .health
         .as_ref()
@@ -138,7 +153,7 @@ async fn watch(live: Arc<BackendLive>, duty: Duty, shared: Arc<Shared>) {
             () = at(next_probe) => {
                 if let (Some((probe, config)), Some(due)) = (&probe, next_probe) {
                     match probe.run(&duty.addrs).await {
-                        Err(ProbeError::Local(fault)) => probe_skipped(&shared, &duty, fault),
+                        Err(ProbeError::Local(fault)) => probe_skipped(&*host, &duty, fault),
                         Err(ProbeError::Backend(detail)) => {
                             probe_result(subject(), duty.rules(), false, &detail);
                         }
@@ -163,8 +178,8 @@ static SKIPPED_PROBE_LOG: Mutex<LogBudget> =
 
 /// A probe weir could not run (out of files, memory or ports) is no verdict on the
 /// backend: it is counted and logged as weir's fault, and the backend's health stays.
-fn probe_skipped(shared: &Shared, duty: &Duty, fault: LocalFault) {
-    shared.frontend.local().local_errors.record(Op::Probe, fault);
+fn probe_skipped(host: &dyn Host, duty: &Duty, fault: LocalFault) {
+    host.frontend().local().local_errors.record(Op::Probe, fault);
     if let Some(left_out) = LogBudget::take_shared(&SKIPPED_PROBE_LOG) {
         let (backend, kind) = (&duty.label, fault.label());
         tracing::warn!(%backend, "health probe not run: weir is out of resources ({kind}; {left_out} earlier not logged)");

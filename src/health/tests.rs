@@ -31,7 +31,7 @@ fn snapshot(n: usize, setup: fn(&mut PoolConfig)) -> (Registry, Arc<Config>, Sna
     config.pools.push(pool);
     let config = Arc::new(config);
     let mut registry = Registry::new(1);
-    let built = registry.build(&config, 1).expect("loopback resolves");
+    let built = registry.build(&config, 1).expect("loopback resolves").publish();
     (registry, config, built)
 }
 
@@ -316,7 +316,7 @@ async fn a_backend_joining_by_reload_ramps() {
     let mut grown = (*config).clone();
     let address = BackendAddress::parse("127.0.0.1:10001").unwrap();
     grown.pools[0].backends.push(BackendConfig { address, weight: 2, resolve: false });
-    let second = registry.build(&Arc::new(grown), 2).unwrap();
+    let second = registry.build(&Arc::new(grown), 2).unwrap().publish();
     let (old, new) = (&second.pools[0].backends[0], &second.pools[0].backends[1]);
     assert_eq!(old.ramp_permille(), None);
     assert_eq!(new.effective_weight_milli(), 200, "10% of weight 2");

@@ -24,7 +24,7 @@ fn snapshot(setup: fn(&mut PoolConfig)) -> Snapshot {
     setup(&mut pool);
     let mut config = Config::default();
     config.pools.push(pool);
-    Registry::new(1).build(&Arc::new(config), 1).expect("loopback resolves")
+    Registry::new(1).build(&Arc::new(config), 1).expect("loopback resolves").publish()
 }
 
 fn request(method: Method, body: BodyKind) -> RequestInfo {

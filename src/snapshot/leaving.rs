@@ -188,10 +188,10 @@ mod tests {
     #[test]
     fn a_busy_removed_backend_lingers_until_its_requests_finish() {
         let mut registry = Registry::new(1);
-        let first = registry.build(&config(&[1, 2]), 1).unwrap();
+        let first = registry.build(&config(&[1, 2]), 1).unwrap().publish();
         let busy = Arc::clone(&first.pools[0].backends[1].live);
         busy.in_flight.store(1, Ordering::Relaxed);
-        let second = registry.build(&config(&[1]), 2).unwrap();
+        let second = registry.build(&config(&[1]), 2).unwrap().publish();
         let leaving = ("127.0.0.1:2".to_string(), BackendState::Leaving);
         assert_eq!(states(&second)[1], leaving);
         assert!(!second.pools[0].backends[1].is_usable());
@@ -199,23 +199,27 @@ mod tests {
         assert!(!registry.settle(), "still busy");
         busy.in_flight.store(0, Ordering::Relaxed);
         assert!(registry.settle());
-        let third = registry.build(&config(&[1]), 3).unwrap();
+        let third = registry.build(&config(&[1]), 3).unwrap().publish();
         assert_eq!(states(&third).len(), 1);
     }
 
     #[test]
     fn idle_or_now_removals_leave_at_once_and_re_adding_cancels() {
         let mut registry = Registry::new(1);
-        let first = registry.build(&config(&[1, 2, 3]), 1).unwrap();
-        assert_eq!(states(&registry.build(&config(&[1, 2]), 2).unwrap()).len(), 2, "idle");
+        let first = registry.build(&config(&[1, 2, 3]), 1).unwrap().publish();
+        assert_eq!(
+            states(&registry.build(&config(&[1, 2]), 2).unwrap().publish()).len(),
+            2,
+            "idle"
+        );
         first.pools[0].backends[1].live.in_flight.store(1, Ordering::Relaxed);
         registry.remove_now("web", "127.0.0.1:2");
-        assert_eq!(states(&registry.build(&config(&[1]), 3).unwrap()).len(), 1, "now");
-        let again = registry.build(&config(&[1, 2]), 4).unwrap();
+        assert_eq!(states(&registry.build(&config(&[1]), 3).unwrap().publish()).len(), 1, "now");
+        let again = registry.build(&config(&[1, 2]), 4).unwrap().publish();
         assert_eq!(states(&again)[1].1, BackendState::Active);
         again.pools[0].backends[1].live.in_flight.store(1, Ordering::Relaxed);
-        assert!(registry.build(&config(&[1]), 5).unwrap().pools[0].backends.len() == 2);
-        let back = registry.build(&config(&[1, 2]), 6).unwrap();
+        assert!(registry.build(&config(&[1]), 5).unwrap().publish().pools[0].backends.len() == 2);
+        let back = registry.build(&config(&[1, 2]), 6).unwrap().publish();
         assert_eq!(
             states(&back),
             [

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use super::Registry;
+use super::{BuildError, Registry};
 use crate::config::{BackendAddress, BackendConfig, PoolConfig};
 use crate::tls::Connector;
 
@@ -22,7 +22,7 @@ impl Registry {
         backend: &BackendConfig,
         fresh: bool,
         fixed: &mut HashMap<String, Vec<SocketAddr>>,
-    ) -> Result<Vec<SocketAddr>, String> {
+    ) -> Result<Vec<SocketAddr>, BuildError> {
         if backend.resolve {
             return Ok(Vec::new());
         }
@@ -41,25 +41,28 @@ impl Registry {
 pub(super) fn connector(
     pool: &PoolConfig,
     backend: &BackendConfig,
-) -> Result<Option<Connector>, String> {
+) -> Result<Option<Connector>, BuildError> {
     if backend.address.scheme != crate::config::Scheme::Https {
         return Ok(None);
     }
     let settings = pool.tls.clone().unwrap_or_default();
-    Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| {
-        format!("pool {} backend {}: TLS: {error}", pool.name, backend.address.authority())
+    Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| BuildError::Tls {
+        pool: pool.name.clone(),
+        backend: backend.address.authority(),
+        error,
     })
 }
 
 /// Resolves a backend host once, at load; `resolve = true` backends are discovered
 /// instead ([`crate::discovery`]).
-fn resolve(address: &BackendAddress) -> Result<Vec<SocketAddr>, String> {
+fn resolve(address: &BackendAddress) -> Result<Vec<SocketAddr>, BuildError> {
+    let backend = || address.authority();
     let addrs: Vec<SocketAddr> = (address.host.as_str(), address.port)
         .to_socket_addrs()
-        .map_err(|e| format!("backend {}: cannot resolve: {e}", address.authority()))?
+        .map_err(|error| BuildError::Resolve { backend: backend(), error })?
         .collect();
     if addrs.is_empty() {
-        return Err(format!("backend {}: resolves to no address", address.authority()));
+        return Err(BuildError::NoAddress { backend: backend() });
     }
     Ok(addrs)
 }

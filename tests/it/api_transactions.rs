@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir::admin::Refusal;
 use weir::config::{BackendAddress, BackendConfig, Config, StrategyKind};
-use weir::control::Refusal;
 use weir::snapshot::{BackendState, Snapshot};
 
 /// Longest wait for the DNS thread to bring addresses back.
