@@ -21,20 +21,38 @@ CONF
     nginx -e stderr -p "$tmp" -c "$tmp/origin.conf" 2>"$tmp/origin.log" & pids+=($!)
 }
 
-# alternate ROUNDS SECONDS NAME_A PORT_A NAME_B PORT_B: wrk -t1 -c64 rounds, A B A B ...;
-# leaves one req/s figure per line in $tmp/NAME_A and $tmp/NAME_B.
+# alternate ROUNDS SECONDS NAME_A PORT_A NAME_B PORT_B [PID_A PID_B]: wrk -t1 -c64 rounds,
+# A B A B ...; leaves one req/s figure per line in $tmp/NAME_A and $tmp/NAME_B. With pids,
+# also the proxy's CPU time per request (user + system, µs) in $tmp/NAME_A.cpu and
+# $tmp/NAME_B.cpu. WRK_SCRIPT (e.g. bench/wrk/post.lua) picks the request; default GET /.
 alternate() {
-    local rounds=$1 seconds=$2 a=$3 port_a=$4 b=$5 port_b=$6 side port rps
-    for port in "$port_a" "$port_b"; do wrk -t1 -c64 -d1s "http://127.0.0.1:$port/" >/dev/null; done
-    : > "$tmp/$a"; : > "$tmp/$b"
+    local rounds=$1 seconds=$2 a=$3 port_a=$4 b=$5 port_b=$6 pid_a=${7:-} pid_b=${8:-}
+    local side port pid rps out before after script=()
+    [ -n "${WRK_SCRIPT:-}" ] && script=(-s "$WRK_SCRIPT")
+    for port in "$port_a" "$port_b"; do
+        wrk -t1 -c64 -d1s "${script[@]}" "http://127.0.0.1:$port/" >/dev/null
+    done
+    : > "$tmp/$a"; : > "$tmp/$b"; : > "$tmp/$a.cpu"; : > "$tmp/$b.cpu"
     for round in $(seq "$rounds"); do
         for side in "$a" "$b"; do
             port=$([ "$side" = "$a" ] && echo "$port_a" || echo "$port_b")
-            rps=$(wrk -t1 -c64 -d"${seconds}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
-            echo "round $round $side $rps req/s"
+            pid=$([ "$side" = "$a" ] && echo "$pid_a" || echo "$pid_b")
+            [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+            out=$(wrk -t1 -c64 -d"${seconds}s" "${script[@]}" "http://127.0.0.1:$port/")
+            rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
             echo "$rps" >> "$tmp/$side"
+            if [ -n "$pid" ]; then
+                after=$(cpu_ticks "$pid")
+                python3 -c "print(round(($after - $before) / $(getconf CLK_TCK) * 1e6 / ($rps * $seconds), 2))" >> "$tmp/$side.cpu"
+                echo "round $round $side $rps req/s $(tail -1 "$tmp/$side.cpu") µs CPU/req"
+            else
+                echo "round $round $side $rps req/s"
+            fi
         done
     done
 }
+
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

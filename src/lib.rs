@@ -1,66 +1,27 @@
 //! weir: a streaming HTTP/1.1 load balancer.
 //!
-//! # Layout
-//!
 //! The crate is a library so that integration tests can start a balancer in-process on
 //! port 0; `src/main.rs` only calls [`cli::main`].
 //!
-//! - [`cli`]: command-line flags, `weir check`, and how flags override the file.
-//! - [`config`]: the one configuration struct with defaults; [`config::parse`] reads TOML
-//!   and reports every problem as `FILE:LINE:COL: message`.
-//! - [`run`]: the process around a balancer: signals, reload on SIGHUP, drain on SIGTERM,
-//!   binary upgrade on SIGUSR2.
-//! - [`server`]: start, reload and stop a balancer in-process ([`server::Handle`]).
-//! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
-//!   `SO_REUSEPORT` listeners.
-//! - [`drain`]: a worker's drain signal; idle connections watch it at no cost per
-//!   request.
-//! - [`listeners`]: the table of client listening sockets that workers follow; reloads
-//!   add and remove addresses, upgrades hand the sockets over.
-//! - [`upgrade`]: zero-downtime binary upgrade (SIGUSR2, `weir upgrade`): start the
-//!   binary again, hand it every listening socket, drain.
-//! - [`pid_file`]: the pid file that `weir upgrade` and scripts read.
-//! - [`proxy`]: the data path, one task per client connection: head, route, pick,
-//!   exchange, keep-alive.
-//! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
-//! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
-//! - [`balance`]: backend selection strategies behind one small trait.
-//! - [`health`]: one health state machine per backend, fed by active probes (on the
-//!   `weir-health` thread) and by the outcomes of real requests.
-//! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
-//!   thread, with its own stub resolver.
-//! - [`route`]: host and path-prefix routing to pools.
-//! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.
-//! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
-//!   that survives swaps.
-//! - [`shard`]: per-worker padded slots, so hot-path counters never share a cache line.
-//! - [`json`]: the small JSON writer of the admin API, state file and access log.
-//! - [`metrics`]: the counters weir exposes, and Prometheus text helpers.
-//! - [`exposition`]: the `/metrics` text of a snapshot and the frontend counters.
-//! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
-//!   the mutating API and its bearer token.
-//! - [`control`]: live configuration changes (API edits, reloads), serialised, built into
-//!   one snapshot each, and the thread that lets drained backends go.
-//! - [`state`]: the state file that keeps API changes across restarts and reloads.
-//! - [`access_log`]: one line per request through a bounded channel to a writer thread.
-//! - [`tls`]: rustls client connectors (pooled, resumed sessions shared by all
-//!   workers) and SNI-aware acceptors with certificate reload; the data path runs over
-//!   them through [`proxy::io`].
-//! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
-
 //! # Layers
 //!
 //! Modules are layered, and imports point only down (or to a module of the same layer).
-//! `.ci/layers.py` reads this table and fails CI on an upward import or on a new import
-//! cycle inside a layer.
+//! `.ci/layers.py` reads the table below and fails CI on an upward import, or on an
+//! import cycle inside a layer that the list after the table does not name.
 //!
 //! ```text
-//!   process        5 │ cli · run · demo · flags · server · upgrade
+//!   process        5 │ cli · flags · run · demo · server · upgrade
+//!                    │        starts the pieces, owns threads and signals
 //!   control plane  4 │ control · state · admin
+//!                    │        control::Plane: the one writer of snapshots
 //!   data plane     3 │ context · proxy · worker · drain · listeners
+//!                    │        sees only context::Context: snapshot, counters, log, permits
 //!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · pool · access_log
+//!                    │        decisions on immutable snapshots; live state by identity
 //!   codecs         1 │ http1 · tls · config
+//!                    │        bytes ⇄ typed values, no I/O policy
 //!   base           0 │ json · shard · rng · log_budget · pid_file
+//!                    ▼ imports point down
 //! ```
 //!
 //! Cycles inside a layer, each with its reason (the check accepts only these):
@@ -69,6 +30,68 @@
 //!   the snapshot's backends.
 //! - `health` ↔ `snapshot`: each backend's live state holds its health machine, while
 //!   the prober and `health::select` walk the snapshot's pools.
+//!
+//! # Modules, by layer
+//!
+//! **Process.**
+//! - [`cli`]: the binary's entry point: `weir`, `weir check`, `weir demo`, `weir upgrade`.
+//! - [`flags`]: command-line flags, and how they override the file.
+//! - [`run`]: the process around a balancer: signals, reload on SIGHUP, drain on SIGTERM,
+//!   binary upgrade on SIGUSR2.
+//! - [`demo`]: `weir demo`, three backends and a balancer on loopback.
+//! - [`server`]: start, reload and stop a balancer in-process ([`server::Handle`]); it
+//!   builds the data path's [`context::Context`] and the [`control::Plane`].
+//! - [`upgrade`]: zero-downtime binary upgrade (SIGUSR2, `weir upgrade`): start the
+//!   binary again, hand it every listening socket, drain.
+//!
+//! **Control plane.**
+//! - [`control`]: [`control::Plane`], the one owner of live configuration changes (API
+//!   edits, reloads, re-resolved names, settled drains): each is built into one snapshot
+//!   whose effects on live state apply only when it is published.
+//! - [`state`]: the state file that keeps API changes across restarts and reloads.
+//! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
+//!   the mutating API and its bearer token; it maps control-plane errors to statuses.
+//!
+//! **Data plane.**
+//! - [`context`]: what the data path shares across workers, and nothing more.
+//! - [`proxy`]: one task per client connection: head, route, pick, exchange, retry,
+//!   keep-alive; every failed attempt is classified once (`proxy::class`).
+//! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
+//!   `SO_REUSEPORT` listeners.
+//! - [`drain`]: a worker's drain signal; idle connections watch it at no cost per
+//!   request.
+//! - [`listeners`]: the table of client listening sockets that workers follow; reloads
+//!   add and remove addresses, upgrades hand the sockets over.
+//!
+//! **State and decisions.**
+//! - [`snapshot`]: the immutable snapshot swapped on reload, and the live per-backend state
+//!   that survives swaps.
+//! - [`balance`]: backend selection strategies behind one small trait.
+//! - [`health`]: one health state machine per backend, fed by active probes (on the
+//!   `weir-health` thread) and by the outcomes of real requests.
+//! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
+//!   thread, with its own stub resolver.
+//! - [`route`]: host and path-prefix routing to pools.
+//! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
+//! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.
+//! - [`metrics`]: the counters weir exposes, and Prometheus text helpers.
+//! - [`exposition`]: the `/metrics` text of a snapshot and the frontend counters.
+//! - [`local_fault`]: weir's own resource faults (fds, memory, ports), counted by kind.
+//! - [`access_log`]: one line per request through a bounded channel to a writer thread.
+//!
+//! **Codecs.**
+//! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
+//! - [`tls`]: rustls client connectors (pooled, resumed sessions shared by all
+//!   workers) and SNI-aware acceptors with certificate reload.
+//! - [`config`]: the one configuration struct with defaults; [`config::parse`] reads TOML
+//!   and reports every problem as `FILE:LINE:COL: message`.
+//!
+//! **Base.**
+//! - [`json`]: the small JSON writer of the admin API, state file and access log.
+//! - [`shard`]: per-worker padded slots, so hot-path counters never share a cache line.
+//! - [`rng`]: the per-thread generator of the random strategies and of query ids.
+//! - [`log_budget`]: a shared limiter for log lines about repeated faults.
+//! - [`pid_file`]: the pid file that `weir upgrade` and scripts read.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
