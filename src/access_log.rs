@@ -290,4 +290,5 @@ fn write_loop(receiver: &Receiver<Message>, mut sink: Sink, format: Format, flag
 }
 
 #[cfg(test)]
+#[path = "access_log_tests.rs"]
 mod tests;

@@ -119,4 +119,5 @@ pub fn spawn_drainer(plane: Arc<Plane>) -> std::io::Result<JoinHandle<()>> {
 }
 
 #[cfg(test)]
+#[path = "control_tests.rs"]
 mod tests;

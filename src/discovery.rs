@@ -364,5 +364,5 @@ async fn run(host: Arc<dyn Host>, mut discovery: Discovery) {
 }
 
 #[cfg(test)]
-#[path = "discovery/tests.rs"]
+#[path = "discovery_tests.rs"]
 mod tests;

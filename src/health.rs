@@ -352,5 +352,5 @@ impl Drop for Trial<'_> {
 }
 
 #[cfg(test)]
-#[path = "health/tests.rs"]
+#[path = "health_tests.rs"]
 mod tests;
