@@ -114,9 +114,17 @@ class Fleet:
 
 
 def proc_reading(pid):
+    """(VmRSS, open fds, RssAnon, RssFile) in KiB and count. RSS is split because file
+    pages (the binary's code, faulted in the first time a rare path runs) are clean and
+    reclaimable; anonymous pages are the heap and stacks."""
+    kib = {}
     with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                kib[key] = int(line.split()[1])
+    return (kib["VmRSS"], len(os.listdir(f"/proc/{pid}/fd")),
+            kib.get("RssAnon", 0), kib.get("RssFile", 0))
 
 
 async def schedule(ctx, weir, fleet, cfg_path, ports, end):
@@ -175,12 +183,12 @@ async def settle_fds(pid, baseline):
     return fds
 
 
-def rss_drift(samples, t0, warmup, window):
-    """RSS averaged over `window` seconds after warm-up, over the last `window` seconds,
-    and the relative drift between them."""
-    after = [rss for t, rss, _ in samples if warmup <= t - t0 < warmup + window]
+def rss_drift(samples, t0, warmup, window, column=1):
+    """RSS (sample `column`: 1 VmRSS, 3 RssAnon, 4 RssFile) averaged over `window` seconds
+    after warm-up, over the last `window` seconds, and the relative drift between them."""
+    after = [s[column] for s in samples if warmup <= s[0] - t0 < warmup + window]
     last_t = samples[-1][0]
-    last = [rss for t, rss, _ in samples if last_t - t < window]
+    last = [s[column] for s in samples if last_t - s[0] < window]
     first = sum(after) / len(after)
     return first, sum(last) / len(last), (sum(last) / len(last) - first) / first
 
@@ -216,12 +224,17 @@ async def main(args):
         fds = await settle_fds(weir.pid, baseline_fds)
         window = min(60, (args.duration - args.warmup) / 2)
         first, last, drift = rss_drift(samples, t0, args.warmup, window)
+        anon = rss_drift(samples, t0, args.warmup, window, column=3)
+        file_ = rss_drift(samples, t0, args.warmup, window, column=4)
         report = ctx.report()
         report.update(duration_s=args.duration, warmup_s=args.warmup,
                       rss_kib_after_warmup=round(first), rss_kib_last_minute=round(last),
                       rss_drift=round(drift, 4), fds_baseline=baseline_fds, fds_after=fds,
+                      anon_kib=[round(anon[0]), round(anon[1])], anon_drift=round(anon[2], 4),
+                      file_kib=[round(file_[0]), round(file_[1])],
+                      file_drift=round(file_[2], 4),
                       weir_exit=weir.returncode,
-                      samples=[(round(t - t0, 1), r, f) for t, r, f in samples])
+                      samples=[(round(t - t0, 1), r, f, a, fl) for t, r, f, a, fl in samples])
         ok = (abs(drift) < MAX_DRIFT and fds <= baseline_fds and report["unexpected"] == 0
               and weir.returncode is None)
         report["pass"] = ok
