@@ -176,3 +176,5 @@ async fn streams_of_one_connection_spread_round_robin() {
     let requests: usize = backends.iter().map(TestBackend::requests).sum();
     assert_eq!(requests, 300);
 }
+
+mod hostile;
