@@ -91,36 +91,40 @@ def collect(sock, conn, streams):
     print("\n".join(lines), flush=True)
 
 
-def connection_specific(host, port):
-    """`connection: keep-alive` in a request (RFC 9113 §8.2.2), then a good request."""
+def bad_then_good(host, port, send_bad):
+    """Stream 1 as `send_bad` sends it, then a good GET on stream 3 of the same connection."""
     sock, conn = connect(host, port)
     settle(sock, conn)
-    conn.send_headers(1, head(host, port, "/", [("connection", "keep-alive")]), end_stream=True)
+    send_bad(conn)
     conn.send_headers(3, head(host, port, "/"), end_stream=True)
     sock.sendall(conn.data_to_send())
     collect(sock, conn, [1, 3])
+
+
+def connection_specific(host, port):
+    """`connection: keep-alive` in a request (RFC 9113 §8.2.2)."""
+    extra = [("connection", "keep-alive")]
+    bad_then_good(
+        host, port, lambda conn: conn.send_headers(1, head(host, port, "/", extra), end_stream=True)
+    )
 
 
 def content_length(host, port):
-    """`content-length: 10` with 5 bytes of DATA, then a good request."""
-    sock, conn = connect(host, port)
-    settle(sock, conn)
-    extra = [("content-length", "10")]
-    conn.send_headers(1, head(host, port, "/echo-body", extra, "POST"))
-    conn.send_data(1, b"hello", end_stream=True)
-    conn.send_headers(3, head(host, port, "/"), end_stream=True)
-    sock.sendall(conn.data_to_send())
-    collect(sock, conn, [1, 3])
+    """`content-length: 10` with 5 bytes of DATA."""
+
+    def send_bad(conn):
+        conn.send_headers(1, head(host, port, "/echo-body", [("content-length", "10")], "POST"))
+        conn.send_data(1, b"hello", end_stream=True)
+
+    bad_then_good(host, port, send_bad)
 
 
 def big_headers(host, port):
-    """One 8 KiB header value (over a 4 KiB header list limit), then a good request."""
-    sock, conn = connect(host, port)
-    settle(sock, conn)
-    conn.send_headers(1, head(host, port, "/", [("x-big", "a" * 8192)]), end_stream=True)
-    conn.send_headers(3, head(host, port, "/"), end_stream=True)
-    sock.sendall(conn.data_to_send())
-    collect(sock, conn, [1, 3])
+    """One 8 KiB header value (over a 4 KiB header list limit)."""
+    extra = [("x-big", "a" * 8192)]
+    bad_then_good(
+        host, port, lambda conn: conn.send_headers(1, head(host, port, "/", extra), end_stream=True)
+    )
 
 
 def too_many_streams(host, port):
