@@ -170,13 +170,15 @@ async fn stream(
     let (parts, recv) = request.into_parts();
     let mut buffers = buffers::take();
     let has_body = !recv.is_end_stream();
-    if let Err(malformed) = translate::write_head(&parts, has_body, &mut buffers.input) {
-        tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
-        respond.send_reset(Reason::PROTOCOL_ERROR);
-        buffers.input.clear();
-        return buffers::give(buffers);
-    }
-    let chunked = has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let chunked = match translate::write_head(&parts, has_body, &mut buffers.input) {
+        Ok(chunked) => chunked,
+        Err(malformed) => {
+            tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
+            respond.send_reset(Reason::PROTOCOL_ERROR);
+            buffers.input.clear();
+            return buffers::give(buffers);
+        }
+    };
     let body = RequestBody::new(recv, chunked);
     let response = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
     let mut h2 = Http2Stream { body, response };

@@ -177,4 +177,30 @@ async fn streams_of_one_connection_spread_round_robin() {
     assert_eq!(requests, 300);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_pass_both_ways() {
+    // Goal: HTTP/2 trailers become chunked trailers for the backend, and the backend's
+    // chunked trailers become trailing HEADERS. Method: nghttp uploads a file with a
+    // trailer (no Content-Length, so weir sends it chunked; the backend echoes the
+    // trailers it got in `X-Trailers`), then GETs `/trailers` (chunked, with trailers).
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::front(&backend);
+    let n = 100_003;
+    let file = support::pattern_file(n);
+    let upload = format!("http://{}/upload", weir.addr());
+    let path = file.display().to_string();
+    let sent = nghttp(&["-v", "-d", &path, "--trailer", "x-sum: 42", &upload]).await;
+    let _ = std::fs::remove_file(file);
+    assert!(sent.contains("x-trailers: x-sum=42\n"), "{sent}");
+    assert!(sent.contains(&upload_summary(n, pattern_hash(n))), "{sent}");
+    let url = format!("http://{}/trailers", weir.addr());
+    let got = nghttp(&["-v", &url]).await;
+    // nghttp -v prints each DATA frame's bytes before its own line about the frame.
+    let body_at = got.find("world[").unwrap_or_else(|| panic!("no body: {got}"));
+    assert!(got.contains("hello [") && got.contains("END_STREAM | END_HEADERS"), "{got}");
+    let trailer_at = got.find(") x-checksum: abc\n").expect("the trailer");
+    assert!(body_at < trailer_at && got.contains(") x-extra: 1\n"), "{got}");
+    assert!(!got.contains("transfer-encoding"), "{got}");
+}
+
 mod hostile;

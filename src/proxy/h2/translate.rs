@@ -7,7 +7,8 @@
 //! `h2` codec refuses them already; they are refused here again so the rule does not
 //! hang on a dependency's choice). A body without `Content-Length` goes chunked, so the
 //! backend sees where it ends; `Content-Length` is kept when given (the codec checks it
-//! against the DATA received).
+//! against the DATA received), unless the request announces trailers (`Trailer`): only
+//! a chunked body can carry them in HTTP/1.1.
 
 use bytes::BytesMut;
 use http::header::{self, HeaderName};
@@ -34,8 +35,9 @@ fn one_line(value: &[u8]) -> bool {
 }
 
 /// Writes the HTTP/1.1 head of `parts` to `out` (cleared first). `body` says whether
-/// DATA frames follow the request's HEADERS.
-pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<(), Malformed> {
+/// DATA frames follow the request's HEADERS. Returns whether the head says the body is
+/// chunked.
+pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<bool, Malformed> {
     out.clear();
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -47,7 +49,9 @@ pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<(), M
         field(out, b"host", authority.as_bytes());
     }
     let mut cookie = false;
-    let mut length = false;
+    let chunked = body
+        && (parts.headers.contains_key(header::TRAILER)
+            || !parts.headers.contains_key(header::CONTENT_LENGTH));
     // `HeaderMap` keeps each name's values together, in the order the names first came.
     for (name, value) in &parts.headers {
         let value = value.as_bytes();
@@ -83,14 +87,16 @@ pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<(), M
             continue;
         }
         cookie = false;
-        length |= name == header::CONTENT_LENGTH;
+        if chunked && name == header::CONTENT_LENGTH {
+            continue;
+        }
         field(out, name.as_str().as_bytes(), value);
     }
-    if body && !length {
+    if chunked {
         field(out, b"transfer-encoding", b"chunked");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(())
+    Ok(chunked)
 }
 
 /// Writes one HTTP/1 field line.
@@ -139,6 +145,12 @@ mod tests {
         let sized = request("POST", "http://h/up").header("content-length", "5").body(());
         let sized = head(sized.unwrap(), true).unwrap();
         assert!(sized.contains("content-length: 5\r\n") && !sized.contains("chunked"));
+        // Trailers need chunked framing: the length goes (the codec still checks it).
+        let trailers = request("POST", "http://h/up").header("content-length", "5");
+        let trailers = head(trailers.header("trailer", "x-sum").body(()).unwrap(), true);
+        let trailers = trailers.unwrap();
+        assert!(trailers.ends_with("trailer: x-sum\r\ntransfer-encoding: chunked\r\n\r\n"));
+        assert!(!trailers.contains("content-length"), "{trailers}");
     }
 
     #[test]
