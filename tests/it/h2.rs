@@ -7,6 +7,10 @@ use crate::support::{self, curl, pattern_hash, upload_summary, Balancer, TestBac
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use weir::access_log::{Format, Target};
 use weir::config::TlsListenerConfig;
@@ -201,6 +205,72 @@ async fn trailers_pass_both_ways() {
     let trailer_at = got.find(") x-checksum: abc\n").expect("the trailer");
     assert!(body_at < trailer_at && got.contains(") x-extra: 1\n"), "{got}");
     assert!(!got.contains("transfer-encoding"), "{got}");
+}
+
+/// Response bytes of the stalled download: far more than any socket buffers hold.
+const STALLED_BYTES: u64 = 256 * MIB;
+/// Most the backend may have written while the client reads nothing: socket buffers on
+/// both sides of weir, weir's pump buffer and one HTTP/2 window, with room to spare.
+const STALLED_WRITTEN_MAX: u64 = 48 * MIB;
+
+/// A backend that answers its first request with [`STALLED_BYTES`] of zeros, counting
+/// what it manages to write into `written`.
+async fn endless_backend(written: Arc<AtomicU64>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        // Bounded: the request is small, and a closed connection ends the loop.
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {STALLED_BYTES}\r\n\r\n");
+        conn.write_all(reply.as_bytes()).await.unwrap();
+        let zeros = vec![0u8; 64 * 1024];
+        while conn.write_all(&zeros).await.is_ok() {
+            written.fetch_add(zeros.len() as u64, Ordering::Relaxed);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_only_its_window() {
+    // Goal: backpressure from an HTTP/2 client reaches the backend: weir sends DATA only
+    // as the stream's window allows, so a client that reads nothing makes weir stop
+    // reading the backend (instead of buffering the response). Method: raw h2c frames
+    // GET a 256 MiB response and never read; the backend's writes stop well short.
+    let written = Arc::new(AtomicU64::new(0));
+    let backend = endless_backend(Arc::clone(&written)).await;
+    let weir = Balancer::over(&[backend], |_| {});
+    let mut client = tokio::net::TcpStream::connect(weir.addr()).await.unwrap();
+    let mut hpack = vec![0x82, 0x86, 0x04, 4];
+    hpack.extend_from_slice(b"/big");
+    hpack.extend_from_slice(&[0x01, 1, b'x']);
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_vec();
+    // HEADERS, END_STREAM | END_HEADERS, stream 1.
+    frames.extend_from_slice(&[0, 0, hpack.len() as u8, 0x01, 0x05, 0, 0, 0, 1]);
+    frames.extend_from_slice(&hpack);
+    client.write_all(&frames).await.unwrap();
+    // Waits for the backend's writes to stop: unchanged over 20 checks in a row.
+    let (mut last, mut still) = (u64::MAX, 0);
+    for _ in 0..1_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let now = written.load(Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still == 20 {
+            break;
+        }
+    }
+    assert_eq!(still, 20, "the backend's writes stopped ({last} bytes written)");
+    assert!(last < STALLED_WRITTEN_MAX, "{last} bytes left the backend");
+    drop(client);
 }
 
 mod hostile;
