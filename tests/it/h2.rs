@@ -56,6 +56,23 @@ async fn h2c_get_and_post_reach_the_backend_over_http2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_fields_than_max_headers_get_431() {
+    // Goal: `max_headers` bounds an HTTP/2 request as an HTTP/1 one. Method: curl sends
+    // 120 fields (the default allows 100); weir answers 431 and no backend sees it.
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::front(&backend);
+    let fields: Vec<String> = (0..120).map(|n| format!("x-field-{n}: {n}")).collect();
+    let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    for field in &fields {
+        args.extend_from_slice(&["-H", field]);
+    }
+    let url = format!("http://{}/", weir.addr());
+    args.push(&url);
+    assert_eq!(h2c(&args).await, "431");
+    assert_eq!(backend.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_can_be_turned_off() {
     // Goal: `[server] h2c = false` serves HTTP/1 only. Method: the preface gets weir's
     // HTTP/1 answer to an HTTP/2.0 request line (505), not HTTP/2 frames.

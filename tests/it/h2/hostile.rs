@@ -70,3 +70,16 @@ async fn streams_over_the_concurrency_limit_are_refused() {
     let events = hostile("too_many_streams", weir.addr()).await;
     assert_eq!(events, vec!["201 reset=REFUSED_STREAM".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_gets_goaway_after_keepalive_timeout() {
+    // Goal: an HTTP/2 connection with no stream open is closed after
+    // `keepalive_timeout`, as an idle HTTP/1 connection is. Method: a 300 ms timeout and
+    // a client that sends nothing after the preface and SETTINGS.
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.keepalive_timeout = std::time::Duration::from_millis(300);
+    });
+    let events = hostile("idle", weir.addr()).await;
+    assert_eq!(events, vec!["goaway=NO_ERROR".to_string()]);
+}

@@ -14,8 +14,11 @@ import sys
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import h2.frame_buffer
 import h2.settings
+import hyperframe.frame
 
 # No read waits longer than this; a scenario reads at most MAX_READS times.
 TIMEOUT_SECS = 10
@@ -143,7 +146,26 @@ def too_many_streams(host, port):
     collect(sock, conn, [ids[-1]])
 
 
+def idle(host, port):
+    """Opens a connection and sends nothing more: an idle connection gets GOAWAY. Frames
+    are read raw: the PING of a graceful GOAWAY is an error to H2Connection once closed."""
+    sock, conn = connect(host, port)
+    frames = h2.frame_buffer.FrameBuffer(server=False)
+    frames.max_frame_size = 16384
+    for _ in range(MAX_READS):
+        data = sock.recv(65536)
+        if not data:
+            print("closed", flush=True)
+            return
+        frames.add_data(data)
+        for frame in frames:
+            if isinstance(frame, hyperframe.frame.GoAwayFrame):
+                print(f"goaway={h2.errors.ErrorCodes(frame.error_code).name}", flush=True)
+                return
+
+
 SCENARIOS = {
+    "idle": idle,
     "connection_specific": connection_specific,
     "content_length": content_length,
     "big_headers": big_headers,
