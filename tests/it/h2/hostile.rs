@@ -83,3 +83,22 @@ async fn an_idle_connection_gets_goaway_after_keepalive_timeout() {
     let events = hostile("idle", weir.addr()).await;
     assert_eq!(events, vec!["goaway=NO_ERROR".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_backend_that_reads_nothing_stays_bounded() {
+    // Goal: weir opens an upload's window only as the exchange takes its bytes, so a
+    // backend that stops reading stops the client too (no body piles up in weir).
+    // Method: a backend that accepts and never reads; the client sends what the window
+    // allows, up to 64 MiB, until no WINDOW_UPDATE comes for 2 s (about 4 MiB went in
+    // when written: socket buffers). It would not tell a release per DATA frame taken
+    // from one per byte taken: both follow the exchange.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move { listener.accept().await.map(|(conn, _)| conn) });
+    let weir = Balancer::over(&[backend], |_| {});
+    let events = hostile("stalled_upload", weir.addr()).await;
+    let sent: u64 = events[0].strip_prefix("sent=").expect("sent=N").parse().unwrap();
+    // Socket buffers on both sides of weir, its pump buffer and one stream window.
+    assert!(sent < 32 * 1024 * 1024, "{sent} bytes went into weir");
+    drop(held);
+}

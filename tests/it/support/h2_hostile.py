@@ -164,7 +164,36 @@ def idle(host, port):
                 return
 
 
+def stalled_upload(host, port):
+    """Uploads up to 64 MiB to a backend that reads nothing, sending only what the
+    window allows; prints `sent=N` once no WINDOW_UPDATE came for 2 s."""
+    sock, conn = connect(host, port)
+    settle(sock, conn)
+    conn.send_headers(1, head(host, port, "/stalled", method="POST"))
+    sock.sendall(conn.data_to_send())
+    chunk = b"x" * 16384
+    sent = 0
+    sock.settimeout(2)
+    while sent < 64 * 1024 * 1024:
+        window = min(conn.local_flow_control_window(1), len(chunk))
+        if window > 0:
+            conn.send_data(1, chunk[:window])
+            sock.sendall(conn.data_to_send())
+            sent += window
+            continue
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+    print(f"sent={sent}", flush=True)
+
+
 SCENARIOS = {
+    "stalled_upload": stalled_upload,
     "idle": idle,
     "connection_specific": connection_specific,
     "content_length": content_length,
