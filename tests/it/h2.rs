@@ -73,6 +73,30 @@ async fn more_fields_than_max_headers_get_431() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_100_continue_is_relayed_as_informational_headers() {
+    // Goal: 1xx responses reach an HTTP/2 client. Method: curl sends `expect:
+    // 100-continue`; the backend answers 100 before it reads the body, which weir sends
+    // as an informational HEADERS frame (curl -v shows `HTTP/2 100`), then the upload.
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::front(&backend);
+    let url = format!("http://{}/upload", weir.addr());
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-v", "--max-time", "30", "--http2-prior-knowledge"])
+        .args(["-H", "Expect: 100-continue", "--data-binary", "hello", &url])
+        .output()
+        .await
+        .expect("run curl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("< HTTP/2 100"), "{stderr}");
+    assert!(stderr.contains("< HTTP/2 200"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        upload_summary(5, support::hash_bytes(b"hello"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_can_be_turned_off() {
     // Goal: `[server] h2c = false` serves HTTP/1 only. Method: the preface gets weir's
     // HTTP/1 answer to an HTTP/2.0 request line (505), not HTTP/2 frames.
