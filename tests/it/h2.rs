@@ -38,6 +38,9 @@ async fn h2c_get_and_post_reach_the_backend_over_http2() {
     });
     let url = format!("http://{}/", weir.addr());
     assert_eq!(h2c(&["-w", " %{http_version} %{http_code}", &url]).await, "b1 2 200");
+    // HEAD: the head's Content-Length, and no body (END_STREAM on the HEADERS).
+    let head = h2c(&["-I", &url]).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/2 200") && head.contains("content-length: 2"), "{head}");
     let echo = format!("http://{}/echo-body", weir.addr());
     assert_eq!(h2c(&["--data-binary", "hello", &echo]).await, "hello");
     // The backend got an HTTP/1.1 head with Host from :authority and weir's fields.
@@ -52,6 +55,7 @@ async fn h2c_get_and_post_reach_the_backend_over_http2() {
     let text = std::fs::read_to_string(&log).expect("access log written");
     let _ = std::fs::remove_file(&log);
     assert_eq!(text.matches("\"GET / HTTP/2.0\" 200 ").count(), 1, "{text}");
+    assert_eq!(text.matches("\"HEAD / HTTP/2.0\" 200 ").count(), 1, "{text}");
     assert_eq!(text.matches("\"POST /echo-body HTTP/2.0\" 200 ").count(), 1, "{text}");
 }
 
