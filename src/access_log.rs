@@ -40,7 +40,8 @@ pub struct Entry {
     pub method: String,
     /// Request target as sent (path and query).
     pub path: String,
-    /// HTTP minor version of the request: 0 or 1.
+    /// The request's protocol: 0 for HTTP/1.0, 1 for HTTP/1.1, 2 for HTTP/2.0 (see
+    /// [`Entry::protocol`]).
     pub version: u8,
     /// Status sent to the client.
     pub status: u16,
@@ -67,6 +68,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The protocol as the request line names it: `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
+    pub fn protocol(&self) -> &'static str {
+        match self.version {
+            0 => "HTTP/1.0",
+            2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        }
+    }
+
     /// An entry stamped now, with status 0, no bytes, no backend and HTTP/1.1; the
     /// caller fills in the rest.
     pub fn new(client: SocketAddr, method: &str, path: &str) -> Entry {

@@ -119,6 +119,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// File to write the process id to, for `weir upgrade` and scripts; none by default.
     pub pid_file: Option<String>,
+    /// Plain listeners serve HTTP/2 to a client that opens with the HTTP/2 preface (h2c
+    /// with prior knowledge).
+    pub h2c: bool,
     /// `[[server.tls]]`: TLS listeners, in file order.
     pub tls: Vec<TlsListenerConfig>,
 }
@@ -395,6 +398,9 @@ impl Default for ServerConfig {
             // Long enough for ordinary requests to finish, short enough for deploys.
             drain_timeout: Duration::from_secs(30),
             pid_file: None,
+            // As HAProxy: a plain listener that sees the HTTP/2 preface speaks HTTP/2; an
+            // HTTP/1 request never starts with it, so HTTP/1 clients see no difference.
+            h2c: true,
             tls: Vec::new(),
         }
     }

@@ -55,7 +55,8 @@
 //! **Data plane.**
 //! - [`context`]: what the data path shares across workers, and nothing more.
 //! - [`proxy`]: one task per client connection: head, route, pick, exchange, retry,
-//!   keep-alive; every failed attempt is classified once (`proxy::class`).
+//!   keep-alive; every failed attempt is classified once (`proxy::class`). HTTP/2
+//!   clients (`proxy::h2`) run each stream through the same request path.
 //! - [`worker`]: thread-per-core workers, each with a current-thread runtime and its own
 //!   `SO_REUSEPORT` listeners.
 //! - [`drain`]: a worker's drain signal; idle connections watch it at no cost per

@@ -12,6 +12,7 @@ pub(crate) mod class;
 pub mod exchange;
 mod failure;
 pub(crate) mod forward;
+pub(crate) mod h2;
 pub(crate) mod io;
 pub(crate) mod logging;
 pub mod pump;
@@ -55,6 +56,8 @@ pub struct Client {
     pub metrics: bool,
     /// The connection came in on a TLS listener: `X-Forwarded-Proto: https`.
     pub tls: bool,
+    /// The connection speaks HTTP/2 (each stream is one request; see [`h2`]).
+    pub http2: bool,
 }
 
 /// A client address as text, for `X-Forwarded-For`, made once per connection. IPv4, the
@@ -92,6 +95,8 @@ enum Head {
     Idle,
     /// Answer this error, then close.
     Refuse(u16, &'static str),
+    /// The HTTP/2 client preface, at the front of the input buffer.
+    Http2,
 }
 
 /// Serves one client connection, plain or TLS, until it closes.
@@ -131,8 +136,10 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         let conn = Conn { client: &client, alarm: &mut alarm, started: Instant::now() };
         // Boxed: reading a head and running an exchange take a lot of state, and an idle
         // connection should not carry it (10,000 idle clients would pin 10,000 copies).
+        // Only a connection's first bytes may be the HTTP/2 preface.
+        let h2c = started_first && !client.tls && snapshot.config.server.h2c;
         let (after, mut buffers) =
-            Box::pin(one_request(&mut stream, conn, &snapshot, buffers)).await;
+            Box::pin(one_request(&mut stream, conn, &snapshot, buffers, h2c)).await;
         if after == After::Idle {
             // Not a request yet: a connection that has sent nothing holds no buffers
             // (5,000 of them held 16.9 KiB each before, issue #9). `first` stays as it
@@ -142,6 +149,10 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
             continue;
         }
         wait_until = None;
+        if after == After::Http2 {
+            drop(watch);
+            return http2(stream, client, buffers).await;
+        }
         if after == After::Close {
             // Whatever the client left unread is discarded with the connection.
             buffers.input.clear();
@@ -156,6 +167,19 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
             spare = Some(buffers);
         }
     }
+}
+
+/// The HTTP/2 driver for a plain connection that sent the preface: the preface and
+/// whatever followed it are read again by the codec. Boxed: an HTTP/1 connection's task
+/// must not carry HTTP/2 state.
+fn http2<S: Stream>(
+    stream: S,
+    client: Client,
+    mut buffers: Buffers,
+) -> std::pin::Pin<Box<impl std::future::Future<Output = ()>>> {
+    let first = buffers.input.split().freeze();
+    buffers::give(buffers);
+    Box::pin(h2::serve(h2::Rewind::new(first, stream), client))
 }
 
 /// One request's view of its connection.
@@ -173,6 +197,10 @@ pub struct Conn<'a> {
 /// handshake timeout), then serves it like a plain one.
 pub async fn serve_tls(stream: tokio::net::TcpStream, acceptor: Arc<Acceptor>, client: Client) {
     match acceptor.accept(stream).await {
+        Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            // Boxed: an HTTP/1 connection's task must not carry HTTP/2 state.
+            Box::pin(h2::serve(tls, client)).await;
+        }
         Ok(tls) => serve(tls, client).await,
         Err(error) => tracing::debug!(client = %client.peer, "TLS handshake failed: {error}"),
     }
@@ -234,20 +262,25 @@ enum After {
     Close,
     /// No request began: wait for bytes again, holding no buffers.
     Idle,
+    /// The client sent the HTTP/2 preface: serve HTTP/2 from now on.
+    Http2,
 }
 
 /// Reads one request head and handles the request. Returns what the connection does
-/// next, and the buffers.
+/// next, and the buffers. `h2c`: the HTTP/2 preface is looked for.
 async fn one_request<S: Stream>(
     stream: &mut S,
     conn: Conn<'_>,
     snapshot: &SnapshotRef,
     mut buffers: Buffers,
+    h2c: bool,
 ) -> (After, Buffers) {
     let client = conn.client;
     let server = &snapshot.config.server;
-    let keep = match read_head(stream, client, server, &mut buffers, conn.started).await {
+    let read = read_head(stream, client, server, &mut buffers, (conn.started, h2c)).await;
+    let keep = match read {
         Head::Idle => return (After::Idle, buffers),
+        Head::Http2 => return (After::Http2, buffers),
         Head::Close => false,
         Head::Refuse(status, reason) => {
             let answer = reply::Answer::local(status, reason, true);
@@ -264,13 +297,14 @@ async fn one_request<S: Stream>(
     (if keep { After::Next } else { After::Close }, buffers)
 }
 
-/// Reads and parses the next request head, within the header timeout.
+/// Reads and parses the next request head, within the header timeout; with `h2c`, tells
+/// the HTTP/2 preface apart first.
 async fn read_head<S: Stream>(
     stream: &mut S,
     client: &Client,
     server: &ServerConfig,
     buffers: &mut Buffers,
-    started: Instant,
+    (started, h2c): (Instant, bool),
 ) -> Head {
     let deadline = started + server.header_timeout;
     let forwarding = Forwarding {
@@ -280,7 +314,11 @@ async fn read_head<S: Stream>(
     };
     // Bounded: each pass reads at least one byte, and the head is bounded in bytes.
     loop {
-        if !buffers.input.is_empty() {
+        let preface = if h2c { h2::preface(&buffers.input) } else { None };
+        if preface == Some(true) {
+            return Head::Http2;
+        }
+        if !buffers.input.is_empty() && preface.is_none() {
             let head_end = buffers.input.len().min(server.max_header_bytes);
             match request::parse(&buffers.input[..head_end], &forwarding, &mut buffers.head) {
                 Ok(Parsed::Complete(info)) => return Head::Request(info),

@@ -246,6 +246,7 @@ fn serve(
         drain: Rc::clone(&acceptor.drain),
         metrics: acceptor.metrics,
         tls: tls.is_some(),
+        http2: false,
     };
     // Two task types, not one task matching on `tls`: a task is as large as its largest
     // state, and a plain connection must not carry room for a TLS session (10,000 idle
@@ -310,6 +311,7 @@ mod tests {
             drain: Rc::new(Drain::default()),
             metrics: true,
             tls: false,
+            http2: false,
         };
         let task = plain_task(stream, client, guard);
         let bytes = std::mem::size_of_val(&task);

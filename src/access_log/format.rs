@@ -114,7 +114,7 @@ fn combined(out: &mut String, entry: &Entry) {
     escape_clf(out, &entry.method);
     out.push(' ');
     escape_clf(out, &entry.path);
-    let _ = write!(out, " HTTP/1.{}\" {} {} ", entry.version, entry.status, entry.bytes_out);
+    let _ = write!(out, " {}\" {} {} ", entry.protocol(), entry.status, entry.bytes_out);
     quoted(out, entry.referer.as_deref());
     out.push(' ');
     quoted(out, entry.user_agent.as_deref());
@@ -146,7 +146,7 @@ fn json(out: &mut String, entry: &Entry) {
     json.key("path");
     json.string(&entry.path);
     json.key("protocol");
-    json.string(if entry.version == 0 { "HTTP/1.0" } else { "HTTP/1.1" });
+    json.string(entry.protocol());
     json.key("status");
     json.u64(u64::from(entry.status));
     json.key("bytes_in");

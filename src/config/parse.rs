@@ -221,6 +221,7 @@ impl Walker {
                 // Zero is meaningful here: exit at once without waiting.
                 "drain_timeout" => Slot::Duration(&mut out.drain_timeout, true),
                 "pid_file" => Slot::Text(&mut out.pid_file),
+                "h2c" => Slot::Flag(&mut out.h2c),
                 "tls" => {
                     out.tls = self.tls_listeners(value);
                     continue;

@@ -57,6 +57,7 @@ max_header_bytes = "32KiB"
 max_headers = 50
 drain_timeout = "1m"
 pid_file = "/run/weir.pid"
+h2c = false
 
 [log]
 access = "/var/log/weir/access.log"
@@ -127,6 +128,7 @@ fn full_file_parses_to_the_expected_config() {
             max_headers: 50,
             drain_timeout: Duration::from_secs(60),
             pid_file: Some("/run/weir.pid".to_string()),
+            h2c: false,
             tls: Vec::new(),
         },
         admin: AdminConfig {

@@ -115,6 +115,24 @@ impl Decoder {
         self.state == State::Done
     }
 
+    /// Chunk data bytes left in the current chunk, when inside chunk data: a caller that
+    /// can take fewer (an HTTP/2 stream with little send capacity) feeds only those.
+    pub fn data_left(&self) -> Option<u64> {
+        match self.state {
+            State::Data(left) => Some(left),
+            _ => None,
+        }
+    }
+
+    /// The next framing byte belongs to the trailer section (or its final empty line),
+    /// for a caller that relays trailers in another form (HTTP/2 trailing HEADERS).
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart | State::TrailerLine | State::TrailerLf | State::EndLf
+        )
+    }
+
     /// Consumes a prefix of `input`: either a run of chunk data or framing bytes up to
     /// the next data (or the end). Stops at [`Decoder::is_done`] and never reads past it,
     /// so bytes after the body (a pipelined request) stay with the caller.

@@ -50,7 +50,11 @@ impl Pending {
         let method = head.split(|&b| b == b' ').next().unwrap_or_default();
         let target = head.get(info.target.clone()).unwrap_or_default();
         let mut entry = Entry::new(client.peer, &lossy(method), &lossy(target));
-        entry.version = if info.http10 { 0 } else { 1 };
+        entry.version = match (client.http2, info.http10) {
+            (true, _) => 2,
+            (false, true) => 0,
+            (false, false) => 1,
+        };
         entry.referer = field(head, b"referer");
         entry.user_agent = field(head, b"user-agent");
         Pending(Some((entry, Instant::now())))
@@ -61,7 +65,11 @@ impl Pending {
         if !client.shared.access_log.is_enabled() {
             return Pending(None);
         }
-        Pending(Some((Entry::new(client.peer, "-", "-"), Instant::now())))
+        let mut entry = Entry::new(client.peer, "-", "-");
+        if client.http2 {
+            entry.version = 2;
+        }
+        Pending(Some((entry, Instant::now())))
     }
 
     /// Completes the entry and hands it to the writer (which never blocks the caller).

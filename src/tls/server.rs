@@ -54,7 +54,8 @@ impl Default for ListenerSettings {
         ListenerSettings {
             certs: Vec::new(),
             min_version: None,
-            alpn: vec!["http/1.1".to_owned()],
+            // HTTP/2 first, as browsers and nginx, HAProxy and Envoy prefer it.
+            alpn: vec!["h2".to_owned(), "http/1.1".to_owned()],
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }

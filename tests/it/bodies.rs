@@ -6,10 +6,9 @@
 use crate::support::process::{temp_path, WeirProcess};
 use crate::support::{
     self, connect, curl, pattern_hash, read_response, read_response_hashed, upload_summary,
-    Balancer, PatternSource, Response, TestBackend, IO_CHUNK,
+    Balancer, Response, TestBackend, IO_CHUNK,
 };
 
-use std::io::Write;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -122,21 +121,6 @@ async fn download_100mib_both_framings() {
     check_download(weir.addr(), BIG, true).await;
 }
 
-/// Writes `n` pattern bytes to a new temporary file.
-fn pattern_file(n: u64) -> std::path::PathBuf {
-    let path = temp_path("pattern.bin");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let src = PatternSource::new();
-    let mut off = 0u64;
-    while off < n {
-        let len = (n - off).min(IO_CHUNK as u64) as usize;
-        file.write_all(src.slice(off, len)).unwrap();
-        off += len as u64;
-    }
-    file.flush().unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_uploads_arrive_intact() {
     // Goal: uploads from the real curl client arrive intact. Method: POST a 5 MiB file
@@ -144,7 +128,7 @@ async fn curl_uploads_arrive_intact() {
     let backend = TestBackend::start("b").await;
     let weir = Balancer::front(&backend);
     let n = 5 * MIB + 7;
-    let file = pattern_file(n);
+    let file = support::pattern_file(n);
     let url = format!("http://{}/upload", weir.addr());
     let data = format!("@{}", file.display());
     let want = upload_summary(n, pattern_hash(n));

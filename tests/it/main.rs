@@ -19,6 +19,7 @@ mod dns_resolver;
 mod errors;
 mod framing;
 mod framing_fields;
+mod h2;
 mod headers;
 mod health_failover;
 mod health_passive;

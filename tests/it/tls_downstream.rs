@@ -93,7 +93,11 @@ async fn sni_picks_the_certificate_and_forwarded_proto_is_https() {
     assert_eq!(to_a.get_ref().1.alpn_protocol(), None, "the client offered no ALPN");
     let to_b = dial(&connector, lb.tls_addr(), "b.test").await;
     assert_eq!(presented(&to_b), b.der);
+    // ALPN offers h2 first by default (HTTP/2 from clients), and http/1.1 still.
     let offering = client_offering(&pki, &["h2", "http/1.1"]);
+    let alpn = dial(&offering, lb.tls_addr(), "a.test").await;
+    assert_eq!(alpn.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let offering = client_offering(&pki, &["http/1.1"]);
     let alpn = dial(&offering, lb.tls_addr(), "a.test").await;
     assert_eq!(alpn.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let resp = request(&mut to_a, "/echo-head").await;

@@ -97,7 +97,7 @@ fn server_tls_listeners_parse() {
     assert_eq!(listener.listen, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(listener.settings.certs, vec![(PathBuf::from(&cert), PathBuf::from(&key))]);
     assert_eq!(listener.settings.min_version, Some(TlsVersion::Tls13));
-    assert_eq!(listener.settings.alpn, vec!["http/1.1".to_string()]);
+    assert_eq!(listener.settings.alpn, vec!["h2".to_string(), "http/1.1".to_string()]);
 }
 
 #[test]

@@ -343,3 +343,18 @@ pub async fn write_pattern<W: tokio::io::AsyncWrite + Unpin>(
     }
     w.flush().await
 }
+
+/// Writes `n` pattern bytes to a new temporary file.
+pub fn pattern_file(n: u64) -> std::path::PathBuf {
+    let path = process::temp_path("pattern.bin");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let src = PatternSource::new();
+    let mut off = 0u64;
+    while off < n {
+        let len = (n - off).min(IO_CHUNK as u64) as usize;
+        std::io::Write::write_all(&mut file, src.slice(off, len)).unwrap();
+        off += len as u64;
+    }
+    std::io::Write::flush(&mut file).unwrap();
+    path
+}

@@ -1,0 +1,354 @@
+//! HTTP/2 from clients: a connection driver on the `h2` codec (server side, used
+//! directly as Pingora does). Each stream becomes one request through the same path as
+//! an HTTP/1 request ([`super::forward::handle`]): its head is translated to HTTP/1.1
+//! text and parsed by [`crate::http1::request::parse`] ([`translate`]), and the exchange
+//! reads and writes the stream through a [`Stream`] adapter ([`body`], [`respond`]).
+//!
+//! Connections get here through ALPN `h2` on a TLS listener, or the HTTP/2 client
+//! preface on a plain one (h2c with prior knowledge, `[server] h2c`). `Upgrade: h2c` is
+//! not supported. Every limit the codec has is set here: its defaults suit a client,
+//! not a proxy facing the internet.
+
+mod body;
+mod respond;
+mod translate;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use h2::server::{Connection, SendResponse};
+use h2::{Reason, RecvStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::buffers::{self, Buffers};
+use super::io::{Stream, Writer};
+use super::logging::{Done, Pending};
+use super::timer::Alarm;
+use super::{forward, reply, Client, Conn, SnapshotRef};
+use crate::http1::request::{self, Forwarding};
+use crate::http1::Parsed;
+use body::RequestBody;
+use respond::ResponseWriter;
+
+/// The client connection preface (RFC 9113 §3.4) a plain listener looks for.
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Streams one connection may have open: HAProxy's `tune.h2.max-concurrent-streams`
+/// default. The codec's default is unlimited, which lets one client hold any number of
+/// requests (and their decoded headers) in weir.
+pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Initial window of each stream: how much request body a client may send ahead of what
+/// the backend took. The RFC's default: an upload to a stalled backend holds at most
+/// this per stream.
+pub const STREAM_WINDOW: u32 = 65_535;
+/// Initial window of the connection, shared by its streams: 16 stream windows, so a
+/// few uploads at once run at full speed while one connection's unread uploads stay
+/// bounded at 1 MiB.
+pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Largest frame weir accepts: the RFC's minimum, which every client supports and which
+/// keeps the codec's read buffer small.
+pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
+/// Response bytes the codec may queue per stream beyond what the client's window
+/// accepts; with the window, what a client that stops reading holds in weir per stream.
+/// The codec's default is 400 KiB.
+pub const MAX_SEND_BUFFER: usize = 64 * 1024;
+/// Streams a client may open and reset before weir accepts them (Rapid Reset,
+/// CVE-2023-44487): past it the connection gets GOAWAY. The codec's default, as hyper's.
+pub const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams weir may reset because of the client's errors before it closes the
+/// connection (MadeYouReset, CVE-2025-8671): the codec's default.
+pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// HPACK dynamic table size weir's decoder keeps: the RFC's default; a larger one would
+/// let each client make weir hold more header state.
+pub const HEADER_TABLE_SIZE: u32 = 4096;
+
+/// Whether `input` is the preface (`Some(true)`), a beginning of it (`Some(false)`), or
+/// something else (`None`).
+pub fn preface(input: &[u8]) -> Option<bool> {
+    let known = input.len().min(PREFACE.len());
+    (input[..known] == PREFACE[..known]).then_some(known == PREFACE.len())
+}
+
+/// The codec's settings: every limit from a named constant or the server config.
+fn builder(max_header_bytes: usize) -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // The same bound on a head as for HTTP/1 (`max_header_bytes`), counted as RFC
+        // 9113 §6.5.2 does; the codec's default is 16 MiB.
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .header_table_size(HEADER_TABLE_SIZE);
+    builder
+}
+
+/// Serves one HTTP/2 client connection until it closes: accepts streams and runs each
+/// as its own task, closes an idle connection after `keepalive_timeout`, and sends
+/// GOAWAY when the worker drains (in-flight streams finish).
+pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
+    let (max_header_bytes, header_timeout, idle_timeout) = {
+        let snapshot = super::current_snapshot(&client.shared);
+        let server = &snapshot.config.server;
+        (server.max_header_bytes, server.header_timeout, server.keepalive_timeout)
+    };
+    let client = Rc::new(Client { http2: true, ..client });
+    let handshake = builder(max_header_bytes).handshake::<T, Bytes>(io);
+    let mut connection = match tokio::time::timeout(header_timeout, handshake).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            return tracing::debug!(client = %client.peer, "HTTP/2 handshake: {error}")
+        }
+        Err(_) => return tracing::debug!(client = %client.peer, "HTTP/2 handshake timed out"),
+    };
+    let mut streams = JoinSet::new();
+    run(&mut connection, &client, &mut streams, idle_timeout).await;
+    // The connection is gone: streams still running fail at their next frame; give them
+    // a moment to log, then stop them.
+    let ended = async { while streams.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(super::DRAIN_IDLE_GRACE, ended).await;
+}
+
+/// The accept loop of [`serve`].
+async fn run<T: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<T, Bytes>,
+    client: &Rc<Client>,
+    streams: &mut JoinSet<()>,
+    idle_timeout: std::time::Duration,
+) {
+    let mut watch = client.drain.watch();
+    let mut alarm = Alarm::default();
+    let mut closing = false;
+    // Bounded by the connection: each pass accepts a stream, reaps one, or closes.
+    loop {
+        let idle = streams.is_empty() && !closing;
+        if idle {
+            alarm.set(Instant::now() + idle_timeout);
+        }
+        tokio::select! {
+            accepted = connection.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    streams.spawn_local(stream(Rc::clone(client), request, respond));
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
+                    return;
+                }
+                None => return,
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            () = alarm.expired(), if idle => {
+                closing = true;
+                connection.graceful_shutdown();
+            }
+            () = &mut watch, if !closing => {
+                closing = true;
+                connection.graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Serves one stream: translates its head, then runs it as a request.
+async fn stream(
+    client: Rc<Client>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let started = Instant::now();
+    let snapshot = super::current_snapshot(&client.shared);
+    let (parts, recv) = request.into_parts();
+    let mut buffers = buffers::take();
+    let has_body = !recv.is_end_stream();
+    let chunked = match translate::write_head(&parts, has_body, &mut buffers.input) {
+        Ok(chunked) => chunked,
+        Err(malformed) => {
+            tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
+            respond.send_reset(Reason::PROTOCOL_ERROR);
+            buffers.input.clear();
+            return buffers::give(buffers);
+        }
+    };
+    let body = RequestBody::new(recv, chunked);
+    let response = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
+    let mut h2 = Http2Stream { body, response };
+    run_request(&mut h2, &client, &snapshot, &mut buffers, started).await;
+    h2.response.finish();
+    buffers.input.clear();
+    buffers::give(buffers);
+}
+
+/// Parses the translated head in `buffers.input` and handles the request as an HTTP/1
+/// connection would; its keep-alive verdict means nothing here (a stream is one request).
+async fn run_request(
+    h2: &mut Http2Stream,
+    client: &Client,
+    snapshot: &SnapshotRef,
+    buffers: &mut Buffers,
+    started: Instant,
+) {
+    let server = &snapshot.config.server;
+    let forwarding = Forwarding {
+        client_ip: client.peer_ip.as_bytes(),
+        // The listener's, not `:scheme`: a client over plain TCP may claim `https`.
+        proto: if client.tls { b"https" } else { b"http" },
+        max_headers: server.max_headers,
+    };
+    let parsed = request::parse(&buffers.input, &forwarding, &mut buffers.head);
+    let info = match parsed {
+        Ok(Parsed::Complete(info)) => info,
+        refused => {
+            let (status, cause) = match refused {
+                Err(error) => error.status(),
+                _ => (400, "malformed request head"),
+            };
+            let answer = reply::Answer::local(status, cause, false);
+            reply::send(h2, client, &mut buffers.reply, answer, server.send_timeout).await;
+            return Pending::unparsed(client).finish(client, Done::refused(status, cause));
+        }
+    };
+    let mut alarm = Alarm::default();
+    let conn = Conn { client, alarm: &mut alarm, started };
+    forward::handle(h2, conn, snapshot, buffers, info).await;
+}
+
+/// One HTTP/2 stream as the exchange sees a client connection: it reads the request
+/// body and writes the HTTP/1 response, which goes out as HTTP/2 frames.
+struct Http2Stream {
+    body: RequestBody,
+    response: ResponseWriter,
+}
+
+impl AsyncRead for Http2Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().body).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Http2Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().response).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().response).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().response).poll_shutdown(cx)
+    }
+}
+
+/// Frames are queued in the codec at once; there is nothing to flush.
+impl Writer for Http2Stream {
+    const BUFFERS: bool = false;
+}
+
+impl Writer for &mut ResponseWriter {
+    const BUFFERS: bool = false;
+}
+
+impl Stream for Http2Stream {
+    type Read<'a> = &'a mut RequestBody;
+    type Write<'a> = &'a mut ResponseWriter;
+
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        (&mut self.body, &mut self.response)
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        // Only a connection's idle wait asks, and a stream has none.
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A connection whose first bytes were read to find the preface: they are read again
+/// before the rest.
+pub struct Rewind<S> {
+    first: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    /// `inner`, with `first` to be read before it.
+    pub fn new(first: Bytes, inner: S) -> Rewind<S> {
+        Rewind { first, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.first.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.first.len().min(buf.remaining());
+        buf.put_slice(&this.first[..n]);
+        this.first.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_preface_is_told_from_http1_as_its_bytes_arrive() {
+        assert_eq!(super::preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(true));
+        assert_eq!(super::preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04"), Some(true));
+        assert_eq!(super::preface(b"PRI * HTTP/2"), Some(false));
+        assert_eq!(super::preface(b"POST / HTTP/1.1\r\n"), None);
+        assert_eq!(super::preface(b"PRI / HTTP/1.1\r\n"), None);
+    }
+}

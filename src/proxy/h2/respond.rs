@@ -1,0 +1,294 @@
+//! The write side of an HTTP/2 stream: takes the HTTP/1.1 response weir writes (its own,
+//! already normalised output) and sends it as HEADERS, DATA and trailers.
+//!
+//! Interim heads (1xx) go as informational HEADERS. The final head loses its hop-by-hop
+//! fields and never carries `Transfer-Encoding` (RFC 9113 §8.2.2); a chunked body is
+//! de-chunked into DATA, its trailers sent as trailing HEADERS. Each write sends at most
+//! the capacity the stream has (`reserve_capacity` and `poll_capacity`), so a client
+//! that stops reading holds at most its window (and the codec's send buffer) per stream,
+//! and weir's body pump waits, under its `send_timeout`, as it does for a full socket.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use tokio::io::AsyncWrite;
+
+use crate::http1::chunked::Decoder;
+use crate::http1::HEADER_SLOTS;
+
+/// Most bytes of one response head weir writes: its own limit on backend heads plus the
+/// fields it adds, with room to spare.
+const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
+
+/// How the rest of the response arrives.
+#[derive(Debug)]
+enum Body {
+    /// The head is not complete yet; the bytes so far are in `head`.
+    Head,
+    /// This many body bytes are left.
+    Length(u64),
+    /// A chunked body, de-chunked as it comes.
+    Chunked(Decoder),
+    /// A body that ends when the exchange ends.
+    UntilEnd,
+    /// The stream's last frame was sent.
+    Ended,
+}
+
+/// Sends an HTTP/1.1 response written into it as HTTP/2 frames.
+#[derive(Debug)]
+pub struct ResponseWriter {
+    respond: SendResponse<Bytes>,
+    send: Option<SendStream<Bytes>>,
+    /// The request was HEAD: the response has no body whatever its head says.
+    head_request: bool,
+    head: Vec<u8>,
+    /// Trailer bytes of a chunked body, collected until its end.
+    trailers: Vec<u8>,
+    body: Body,
+}
+
+fn broken(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, error)
+}
+
+impl ResponseWriter {
+    /// A writer for the response to a stream.
+    pub fn new(respond: SendResponse<Bytes>, head_request: bool) -> ResponseWriter {
+        ResponseWriter {
+            respond,
+            send: None,
+            head_request,
+            head: Vec::new(),
+            trailers: Vec::new(),
+            body: Body::Head,
+        }
+    }
+
+    /// Ends the stream once the exchange is over: a body that ends with the exchange
+    /// ends here; a response cut short (or never begun) resets the stream, as closing
+    /// the connection tells an HTTP/1 client.
+    pub fn finish(&mut self) {
+        match (&self.body, self.send.as_mut()) {
+            (Body::Ended, _) => {}
+            (Body::UntilEnd, Some(send)) => {
+                let _ = send.send_data(Bytes::new(), true);
+            }
+            (_, Some(send)) => send.send_reset(Reason::INTERNAL_ERROR),
+            (_, None) => self.respond.send_reset(Reason::INTERNAL_ERROR),
+        }
+        self.body = Body::Ended;
+    }
+
+    /// Takes head bytes; sends the head once it is complete. Returns the bytes consumed.
+    fn take_head(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let before = self.head.len();
+        self.head.extend_from_slice(buf);
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let end = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            &self.head,
+            &mut slots,
+        ) {
+            Ok(httparse::Status::Complete(end)) => end,
+            Ok(httparse::Status::Partial) if self.head.len() < MAX_HEAD_BYTES => {
+                return Ok(buf.len())
+            }
+            _ => return Err(broken("weir wrote a response head HTTP/2 cannot carry")),
+        };
+        let status = parsed.code.unwrap_or(0);
+        let (fields, framing) = fields(parsed.headers)?;
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::from_u16(status).map_err(broken)?;
+        *response.headers_mut() = fields;
+        if (100..200).contains(&status) {
+            // Interim (100 Continue, 103 Early Hints): the final head follows.
+            self.respond.send_informational(response).map_err(broken)?;
+            self.head.clear();
+            return Ok(end - before);
+        }
+        self.body = match framing {
+            _ if self.head_request || status == 204 || status == 304 => Body::Length(0),
+            Framing::Chunked => Body::Chunked(Decoder::new()),
+            Framing::Length(length) => Body::Length(length),
+            Framing::UntilEnd => Body::UntilEnd,
+        };
+        let empty = matches!(self.body, Body::Length(0));
+        let send = self.respond.send_response(response, empty).map_err(broken)?;
+        self.send = Some(send);
+        if empty {
+            self.body = Body::Ended;
+        }
+        self.head = Vec::new();
+        Ok(end - before)
+    }
+
+    /// Takes chunked body bytes: chunk data goes out as DATA, framing is consumed, and
+    /// the trailers go out as trailing HEADERS at the end.
+    fn poll_chunked(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let ResponseWriter { send, body, trailers, .. } = self;
+        let Body::Chunked(decoder) = body else { unreachable!("called for a chunked body") };
+        let mut consumed = 0;
+        // Bounded: each pass consumes a framing byte, or returns.
+        while consumed < buf.len() && !decoder.is_done() {
+            let rest = &buf[consumed..];
+            if let Some(left) = decoder.data_left() {
+                if consumed > 0 {
+                    // The framing so far is taken; the data comes with the next write.
+                    return Poll::Ready(Ok(consumed));
+                }
+                let data = &rest[..rest.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
+                let sent = ready!(poll_send(send, cx, data, false))?;
+                decoder.feed(&rest[..sent]).map_err(|_| broken("malformed chunked body"))?;
+                return Poll::Ready(Ok(sent));
+            }
+            // One framing byte at a time, so trailer bytes can be told from the rest.
+            if decoder.in_trailers() {
+                trailers.push(rest[0]);
+            }
+            decoder.feed(&rest[..1]).map_err(|_| broken("malformed chunked body"))?;
+            consumed += 1;
+        }
+        if decoder.is_done() {
+            self.end_with_trailers()?;
+        }
+        Poll::Ready(Ok(consumed))
+    }
+
+    /// Ends the stream after a chunked body: with its trailers as trailing HEADERS, or
+    /// with an empty DATA frame when it had none.
+    fn end_with_trailers(&mut self) -> io::Result<()> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+        let parsed = httparse::parse_headers(&self.trailers, &mut slots);
+        let Ok(httparse::Status::Complete((_, headers))) = parsed else {
+            return Err(broken("response trailers HTTP/2 cannot carry"));
+        };
+        let (fields, _) = fields(headers)?;
+        let send = self.send.as_mut().ok_or_else(|| broken("no response head"))?;
+        if fields.is_empty() {
+            send.send_data(Bytes::new(), true).map_err(broken)?;
+        } else {
+            send.send_trailers(fields).map_err(broken)?;
+        }
+        self.body = Body::Ended;
+        Ok(())
+    }
+}
+
+/// Most trailer fields relayed; a trailer section is bounded in bytes by the chunked
+/// decoder too.
+const MAX_TRAILERS: usize = 100;
+
+/// Sends up to `data.len()` body bytes as the stream's capacity allows, ending the stream
+/// with the last of them when `last`. Returns the bytes sent.
+fn poll_send(
+    send: &mut Option<SendStream<Bytes>>,
+    cx: &mut Context<'_>,
+    data: &[u8],
+    last: bool,
+) -> Poll<io::Result<usize>> {
+    let Some(send) = send.as_mut() else {
+        return Poll::Ready(Err(broken("response body before its head")));
+    };
+    if data.is_empty() {
+        if last {
+            send.send_data(Bytes::new(), true).map_err(broken)?;
+        }
+        return Poll::Ready(Ok(0));
+    }
+    send.reserve_capacity(data.len());
+    // Bounded: the codec reports capacity above zero, or the stream's end.
+    while send.capacity() == 0 {
+        match ready!(send.poll_capacity(cx)) {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Poll::Ready(Err(broken(error))),
+            None => return Poll::Ready(Err(broken("stream closed"))),
+        }
+    }
+    let n = send.capacity().min(data.len());
+    let end = last && n == data.len();
+    send.send_data(Bytes::copy_from_slice(&data[..n]), end).map_err(broken)?;
+    Poll::Ready(Ok(n))
+}
+
+impl AsyncWrite for ResponseWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match &mut this.body {
+            Body::Head => Poll::Ready(this.take_head(buf)),
+            Body::Length(left) => {
+                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let last = take as u64 == *left;
+                let sent = ready!(poll_send(&mut this.send, cx, &buf[..take], last))?;
+                *left -= sent as u64;
+                if *left == 0 {
+                    this.body = Body::Ended;
+                }
+                Poll::Ready(Ok(sent))
+            }
+            Body::Chunked(_) => this.poll_chunked(cx, buf),
+            Body::UntilEnd => poll_send(&mut this.send, cx, buf, false),
+            Body::Ended => Poll::Ready(Err(broken("response bytes after its end"))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames are queued in the codec, which the connection task writes out.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The stream ends in `finish`, once the exchange is over.
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// How the final response's body is framed, from its head.
+enum Framing {
+    Chunked,
+    Length(u64),
+    UntilEnd,
+}
+
+/// The fields of a response head that go in HTTP/2 HEADERS, and the body's framing.
+fn fields(headers: &[httparse::Header<'_>]) -> io::Result<(HeaderMap, Framing)> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    let mut framing = Framing::UntilEnd;
+    for header in headers {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?;
+        if name == http::header::TRANSFER_ENCODING {
+            // weir relays only `chunked` as the final coding (RFC 9112 §6.3).
+            framing = Framing::Chunked;
+            continue;
+        }
+        if hop_by_hop(&name) {
+            continue;
+        }
+        if name == http::header::CONTENT_LENGTH {
+            let text = std::str::from_utf8(header.value).map_err(broken)?;
+            framing = Framing::Length(text.trim().parse().map_err(broken)?);
+        }
+        map.append(name, HeaderValue::from_bytes(header.value).map_err(broken)?);
+    }
+    Ok((map, framing))
+}
+
+/// Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2).
+fn hop_by_hop(name: &HeaderName) -> bool {
+    name == http::header::CONNECTION
+        || name == http::header::UPGRADE
+        || name == http::header::TE
+        || name == "keep-alive"
+        || name == "proxy-connection"
+}

@@ -1,0 +1,205 @@
+"""Hostile HTTP/2 clients for tests/it/h2/hostile.rs, written with the Python `h2` package.
+
+Usage: h2_hostile.py SCENARIO HOST PORT
+
+Each scenario opens one h2c (prior knowledge) connection, misbehaves in one way, reads
+what weir answers until every stream it opened has ended (or the connection closes), and
+prints one line per stream: `STREAM_ID status=NNN` for a response head, `STREAM_ID
+reset=NAME` for RST_STREAM, and `goaway=NAME` for GOAWAY. Every read is bounded by a
+socket timeout, so a scenario never hangs.
+"""
+
+import socket
+import sys
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.frame_buffer
+import h2.settings
+import hyperframe.frame
+
+# No read waits longer than this; a scenario reads at most MAX_READS times.
+TIMEOUT_SECS = 10
+MAX_READS = 10_000
+
+
+def connect(host, port):
+    """An h2c connection whose outbound headers are not checked, so it can break rules."""
+    sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_SECS)
+    config = h2.config.H2Configuration(
+        client_side=True,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,
+    )
+    conn = h2.connection.H2Connection(config=config)
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def head(host, port, path, extra=(), method="GET"):
+    return [
+        (":method", method),
+        (":path", path),
+        (":scheme", "http"),
+        (":authority", f"{host}:{port}"),
+    ] + list(extra)
+
+
+def settle(sock, conn):
+    """Reads until the server's SETTINGS arrived (and were acknowledged by us)."""
+    for _ in range(MAX_READS):
+        data = sock.recv(65536)
+        if not data:
+            return
+        events = conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+        if any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+            return
+
+
+def collect(sock, conn, streams):
+    """Reads events until each of `streams` ended or the connection closed; prints them."""
+    open_streams = set(streams)
+    lines = []
+    for _ in range(MAX_READS):
+        if not open_streams:
+            break
+        try:
+            data = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            lines.append("closed")
+            break
+        if not data:
+            lines.append("closed")
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers).get(b":status", b"?").decode()
+                lines.append(f"{event.stream_id} status={status}")
+            elif isinstance(event, h2.events.StreamReset):
+                lines.append(f"{event.stream_id} reset={event.error_code.name}")
+                open_streams.discard(event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                open_streams.discard(event.stream_id)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                lines.append(f"goaway={event.error_code.name}")
+                open_streams.clear()
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        sock.sendall(conn.data_to_send())
+    print("\n".join(lines), flush=True)
+
+
+def bad_then_good(host, port, send_bad):
+    """Stream 1 as `send_bad` sends it, then a good GET on stream 3 of the same connection."""
+    sock, conn = connect(host, port)
+    settle(sock, conn)
+    send_bad(conn)
+    conn.send_headers(3, head(host, port, "/"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    collect(sock, conn, [1, 3])
+
+
+def connection_specific(host, port):
+    """`connection: keep-alive` in a request (RFC 9113 §8.2.2)."""
+    extra = [("connection", "keep-alive")]
+    bad_then_good(
+        host, port, lambda conn: conn.send_headers(1, head(host, port, "/", extra), end_stream=True)
+    )
+
+
+def content_length(host, port):
+    """`content-length: 10` with 5 bytes of DATA."""
+
+    def send_bad(conn):
+        conn.send_headers(1, head(host, port, "/echo-body", [("content-length", "10")], "POST"))
+        conn.send_data(1, b"hello", end_stream=True)
+
+    bad_then_good(host, port, send_bad)
+
+
+def big_headers(host, port):
+    """One 8 KiB header value (over a 4 KiB header list limit)."""
+    extra = [("x-big", "a" * 8192)]
+    bad_then_good(
+        host, port, lambda conn: conn.send_headers(1, head(host, port, "/", extra), end_stream=True)
+    )
+
+
+def too_many_streams(host, port):
+    """101 streams open at once (uploads whose bodies never come) when 100 are allowed."""
+    sock, conn = connect(host, port)
+    settle(sock, conn)
+    # Ignore the server's limit, as an attacker would.
+    limit = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+    conn.remote_settings.update({limit: 1_000})
+    conn.remote_settings.acknowledge()
+    ids = [1 + 2 * n for n in range(101)]
+    for stream_id in ids:
+        conn.send_headers(stream_id, head(host, port, "/echo-body", method="POST"))
+    sock.sendall(conn.data_to_send())
+    # Only the refused one ends; the others wait for their bodies.
+    collect(sock, conn, [ids[-1]])
+
+
+def idle(host, port):
+    """Opens a connection and sends nothing more: an idle connection gets GOAWAY. Frames
+    are read raw: the PING of a graceful GOAWAY is an error to H2Connection once closed."""
+    sock, conn = connect(host, port)
+    frames = h2.frame_buffer.FrameBuffer(server=False)
+    frames.max_frame_size = 16384
+    for _ in range(MAX_READS):
+        data = sock.recv(65536)
+        if not data:
+            print("closed", flush=True)
+            return
+        frames.add_data(data)
+        for frame in frames:
+            if isinstance(frame, hyperframe.frame.GoAwayFrame):
+                print(f"goaway={h2.errors.ErrorCodes(frame.error_code).name}", flush=True)
+                return
+
+
+def stalled_upload(host, port):
+    """Uploads up to 64 MiB to a backend that reads nothing, sending only what the
+    window allows; prints `sent=N` once no WINDOW_UPDATE came for 2 s."""
+    sock, conn = connect(host, port)
+    settle(sock, conn)
+    conn.send_headers(1, head(host, port, "/stalled", method="POST"))
+    sock.sendall(conn.data_to_send())
+    chunk = b"x" * 16384
+    sent = 0
+    sock.settimeout(2)
+    while sent < 64 * 1024 * 1024:
+        window = min(conn.local_flow_control_window(1), len(chunk))
+        if window > 0:
+            conn.send_data(1, chunk[:window])
+            sock.sendall(conn.data_to_send())
+            sent += window
+            continue
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+    print(f"sent={sent}", flush=True)
+
+
+SCENARIOS = {
+    "stalled_upload": stalled_upload,
+    "idle": idle,
+    "connection_specific": connection_specific,
+    "content_length": content_length,
+    "big_headers": big_headers,
+    "too_many_streams": too_many_streams,
+}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]](sys.argv[2], sys.argv[3])
