@@ -28,7 +28,10 @@ openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
 cat "$tmp/server.pem" "$tmp/server.key" > "$tmp/server.bundle"
 
 # -m100 keeps 6,400 requests in flight, so every proxy opens thousands of upstream
-# connections: the origin and the fd limit must hold them.
+# connections: the origin and the fd limit must hold them, and each proxy may keep up to
+# 8,192 of them idle (weir `max_idle`, nginx `keepalive`; HAProxy keeps all by default).
+# With the defaults (256 and 64) weir and nginx close most of them after each response and
+# connect again per request, a tenth of HAProxy's rate (first run of this script).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 origin=$(free_port)
 cat > "$tmp/origin.conf" <<CONF
@@ -59,6 +62,7 @@ listen = "off"
 [[pool]]
 name = "origin"
 backends = ["127.0.0.1:$origin"]
+max_idle = 8192
 CONF
 RUST_LOG=warn "$weir_bin" --config "$tmp/weir.toml" 2>"$tmp/weir.log" & pids+=($!); pid[weir]=$!
 
@@ -70,7 +74,7 @@ events { worker_connections 20000; }
 http {
     access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
     http2_max_concurrent_streams 128;
-    upstream backend { server 127.0.0.1:$origin; keepalive 64; keepalive_requests 1000000; }
+    upstream backend { server 127.0.0.1:$origin; keepalive 8192; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:${tls_port[nginx]} ssl http2;
         listen 127.0.0.1:${plain_port[nginx]} http2;
