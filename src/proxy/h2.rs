@@ -17,6 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -33,6 +34,7 @@ use super::timer::Alarm;
 use super::{forward, reply, Client, Conn, SnapshotRef};
 use crate::http1::request::{self, Forwarding};
 use crate::http1::Parsed;
+use crate::metrics::GoAway;
 use body::RequestBody;
 use respond::ResponseWriter;
 
@@ -111,8 +113,11 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
         }
         Err(_) => return tracing::debug!(client = %client.peer, "HTTP/2 handshake timed out"),
     };
+    let http2 = &client.shared.frontend.local().http2;
+    http2.connections_active.fetch_add(1, Ordering::Relaxed);
     let mut streams = JoinSet::new();
     run(&mut connection, &client, &mut streams, idle_timeout).await;
+    http2.connections_active.fetch_sub(1, Ordering::Relaxed);
     // The connection is gone: streams still running fail at their next frame; give them
     // a moment to log, then stop them.
     let ended = async { while streams.join_next().await.is_some() {} };
@@ -129,6 +134,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let mut watch = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = false;
+    let goaways = &client.shared.frontend.local().http2.goaways;
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes.
     loop {
         let idle = streams.is_empty() && !closing;
@@ -142,6 +148,9 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Some(Err(error)) => {
                     tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
+                    if let Some(reason) = error.reason().filter(|_| sent_goaway(&error)) {
+                        goaways[GoAway::Error(reason.into()).index()].inc();
+                    }
                     return;
                 }
                 None => return,
@@ -149,13 +158,37 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
             () = alarm.expired(), if idle => {
                 closing = true;
+                goaways[GoAway::Idle.index()].inc();
                 connection.graceful_shutdown();
             }
             () = &mut watch, if !closing => {
                 closing = true;
+                goaways[GoAway::Drain.index()].inc();
                 connection.graceful_shutdown();
             }
         }
+    }
+}
+
+/// Whether the codec sent GOAWAY for `error` (a connection error it found), rather
+/// than the client or the socket ending the connection.
+fn sent_goaway(error: &h2::Error) -> bool {
+    error.is_go_away() && !error.is_remote()
+}
+
+/// Counts one HTTP/2 stream being served for as long as it lives.
+struct Serving<'a>(&'a AtomicI64);
+
+impl<'a> Serving<'a> {
+    fn new(streams: &'a AtomicI64) -> Serving<'a> {
+        streams.fetch_add(1, Ordering::Relaxed);
+        Serving(streams)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -166,6 +199,8 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
 ) {
     let started = Instant::now();
+    let http2 = &client.shared.frontend.local().http2;
+    let _serving = Serving::new(&http2.streams_active);
     let snapshot = super::current_snapshot(&client.shared);
     let (parts, recv) = request.into_parts();
     let mut buffers = buffers::take();
@@ -183,6 +218,9 @@ async fn stream(
     let response = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
     let mut h2 = Http2Stream { body, response };
     run_request(&mut h2, &client, &snapshot, &mut buffers, started).await;
+    if h2.body.reset_by_client().unwrap_or_else(|| h2.response.was_reset()) {
+        http2.resets_received.inc();
+    }
     h2.response.finish();
     buffers.input.clear();
     buffers::give(buffers);

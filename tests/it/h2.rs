@@ -186,7 +186,7 @@ async fn tls_clients_negotiate_http2_with_alpn() {
 
 /// Runs `nghttp` (from nghttp2-client), which sends every request of a run on one
 /// connection; returns its stdout (the response bodies), asserting it succeeded.
-async fn nghttp(args: &[&str]) -> String {
+pub(super) async fn nghttp(args: &[&str]) -> String {
     let out = tokio::process::Command::new("nghttp")
         .args(["--timeout=30"])
         .args(args)
@@ -320,3 +320,4 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
 
 mod drain;
 mod hostile;
+mod metrics;

@@ -1,7 +1,7 @@
 //! HTTP/2 connections across the `weir` binary's signals: SIGTERM drains them with the
 //! two-step GOAWAY of RFC 9113 §6.8 (in-flight streams finish, later ones are refused),
 //! SIGUSR2 hands over under HTTP/2 load with no failed stream, and SIGHUP leaves an open
-//! connection serving. The clients are `support/h2_drain.py` (raw frames).
+//! connection serving. The clients are `support/h2_frames.py` (raw frames).
 
 use crate::support::process::{config_toml, temp_path, write_config, WeirProcess};
 use crate::support::slow_backend::answer_heads;
@@ -27,16 +27,16 @@ const IN_FLIGHT: usize = 50;
 /// The drain deadline of the SIGTERM test: far above what the streams need.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A `support/h2_drain.py` scenario as a child process, its stdout read line by line.
-struct Script {
+/// A `support/h2_frames.py` scenario as a child process, its stdout read line by line.
+pub(super) struct Script {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     seen: Vec<String>,
 }
 
 impl Script {
-    fn start(scenario: &str, addr: SocketAddr, args: &[&str]) -> Script {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/h2_drain.py");
+    pub(super) fn start(scenario: &str, addr: SocketAddr, args: &[&str]) -> Script {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/h2_frames.py");
         let mut child = Command::new("python3")
             .args([path, scenario, &addr.ip().to_string(), &addr.port().to_string()])
             .args(args)
@@ -50,7 +50,7 @@ impl Script {
     }
 
     /// Reads lines until one satisfies `pred`; panics at end of output or after [`REACT`].
-    async fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
+    pub(super) async fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
         loop {
             let line = timeout(REACT, self.lines.next_line()).await;
             let line = line.unwrap_or_else(|_| panic!("client silent; so far {:?}", self.seen));
@@ -64,13 +64,13 @@ impl Script {
     }
 
     /// Writes `text` to the client's stdin.
-    async fn tell(&mut self, text: &str) {
+    pub(super) async fn tell(&mut self, text: &str) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
         stdin.write_all(text.as_bytes()).await.expect("write to the client");
     }
 
     /// Closes stdin and returns every line the client printed, once it exited 0.
-    async fn finish(mut self) -> Vec<String> {
+    pub(super) async fn finish(mut self) -> Vec<String> {
         drop(self.child.stdin.take());
         let mut rest = String::new();
         let stdout = self.lines.into_inner().into_inner();
@@ -85,14 +85,14 @@ impl Script {
 }
 
 /// A backend that holds every answer until [`Gate::open`]: `200 gated` then.
-struct Gate {
-    addr: SocketAddr,
+pub(super) struct Gate {
+    pub(super) addr: SocketAddr,
     requests: Arc<AtomicUsize>,
-    open: watch::Sender<bool>,
+    pub(super) open: watch::Sender<bool>,
 }
 
 impl Gate {
-    async fn start() -> Gate {
+    pub(super) async fn start() -> Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -116,7 +116,7 @@ impl Gate {
     }
 
     /// Waits until the backend has read `n` requests; panics after [`REACT`].
-    async fn wait_requests(&self, n: usize) {
+    pub(super) async fn wait_requests(&self, n: usize) {
         let deadline = Instant::now() + REACT;
         while self.requests() < n {
             assert!(Instant::now() < deadline, "{} of {n} requests arrived", self.requests());

@@ -1,6 +1,6 @@
-"""HTTP/2 clients for the drain, upgrade and reload tests of tests/it/h2/drain.rs.
+"""Raw-frame HTTP/2 clients for tests/it/h2/drain.rs and tests/it/h2/metrics.rs.
 
-Usage: h2_drain.py SCENARIO HOST PORT [ARGS...]
+Usage: h2_frames.py SCENARIO HOST PORT [ARGS...]
 
 The frames are read and written raw (hyperframe, hpack: the `h2` package's own codecs),
 not through h2.connection.H2Connection, whose state machine refuses what these clients
@@ -30,8 +30,10 @@ def say(line):
 class Conn:
     """One h2c connection with prior knowledge, frames raw."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, auto_pong=True):
         self.host, self.port = host, port
+        # Whether PINGs are answered as they are read (else the scenario answers them).
+        self.auto_pong = auto_pong
         self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_SECS)
         self.encoder, self.decoder = hpack.Encoder(), hpack.Decoder()
         self.buffer = b""
@@ -65,8 +67,8 @@ class Conn:
         self.send(frame)
 
     def frames(self):
-        """The next frames read, answering SETTINGS and PING and returning the flow
-        control window of DATA at once; [] once the connection closed."""
+        """The next frames read, answering SETTINGS (and PING, with `auto_pong`) and
+        returning the flow control window of DATA at once; [] once the connection closed."""
         if self.closed:
             return []
         try:
@@ -91,8 +93,8 @@ class Conn:
     def react(self, frame):
         if isinstance(frame, hf.SettingsFrame) and "ACK" not in frame.flags:
             self.send(hf.SettingsFrame(0, flags=["ACK"]))
-        elif isinstance(frame, hf.PingFrame) and "ACK" not in frame.flags:
-            self.ping_seen = frame
+        elif isinstance(frame, hf.PingFrame) and "ACK" not in frame.flags and self.auto_pong:
+            self.pong(frame)
         elif isinstance(frame, hf.DataFrame) and frame.flow_controlled_length:
             n = frame.flow_controlled_length
             updates = [hf.WindowUpdateFrame(0, n)]
@@ -102,6 +104,14 @@ class Conn:
         elif isinstance(frame, hf.HeadersFrame):
             frame.headers = dict(self.decoder.decode(frame.data))
         return frame
+
+    def each_frame(self):
+        """Every frame read until the connection closes (at most MAX_READS reads)."""
+        for _ in range(MAX_READS):
+            frames = self.frames()
+            if self.closed:
+                return
+            yield from frames
 
     def pong(self, ping):
         self.send(hf.PingFrame(0, ping.opaque_data, flags=["ACK"]))
@@ -117,38 +127,34 @@ def drain(host, port, count, path):
     GOAWAY, opens one more and sends a PING of its own, so weir has read that stream once
     the PING comes back. Prints `open`, `warning`, `final=ID`, `late=ID sent`, then
     `ID status=NNN`, `ID reset=CODE`, `ID ended` per stream, and `closed`."""
-    conn = Conn(host, port)
+    conn = Conn(host, port, auto_pong=False)
     ids = [1 + 2 * n for n in range(int(count))]
     for stream_id in ids:
         conn.get(stream_id, path)
     say("open")
     next_id = ids[-1] + 2
-    for _ in range(MAX_READS):
-        frames = conn.frames()
-        if conn.closed:
-            break
-        for frame in frames:
-            if isinstance(frame, hf.GoAwayFrame):
-                if frame.last_stream_id == WARNING_ID:
-                    say(f"warning error={frame.error_code}")
-                    conn.get(next_id, path)
-                    next_id += 2
-                else:
-                    say(f"final={frame.last_stream_id} error={frame.error_code}")
-                    conn.get(next_id, path)
-                    say(f"late={next_id} sent")
-                    conn.send(hf.PingFrame(0, b"lateping"))
-            elif isinstance(frame, hf.PingFrame):
-                if "ACK" not in frame.flags:
-                    conn.pong(frame)
-                elif frame.opaque_data == b"lateping":
-                    say("late read")
-            elif isinstance(frame, hf.HeadersFrame):
-                say(f"{frame.stream_id} status={status_of(frame)}")
-            elif isinstance(frame, hf.RstStreamFrame):
-                say(f"{frame.stream_id} reset={frame.error_code}")
-            if "END_STREAM" in getattr(frame, "flags", ()):
-                say(f"{frame.stream_id} ended")
+    for frame in conn.each_frame():
+        if isinstance(frame, hf.GoAwayFrame):
+            if frame.last_stream_id == WARNING_ID:
+                say(f"warning error={frame.error_code}")
+                conn.get(next_id, path)
+                next_id += 2
+            else:
+                say(f"final={frame.last_stream_id} error={frame.error_code}")
+                conn.get(next_id, path)
+                say(f"late={next_id} sent")
+                conn.send(hf.PingFrame(0, b"lateping"))
+        elif isinstance(frame, hf.PingFrame):
+            if "ACK" not in frame.flags:
+                conn.pong(frame)
+            elif frame.opaque_data == b"lateping":
+                say("late read")
+        elif isinstance(frame, hf.HeadersFrame):
+            say(f"{frame.stream_id} status={status_of(frame)}")
+        elif isinstance(frame, hf.RstStreamFrame):
+            say(f"{frame.stream_id} reset={frame.error_code}")
+        if "END_STREAM" in getattr(frame, "flags", ()):
+            say(f"{frame.stream_id} ended")
     say(f"closed {conn.why} write_error={conn.write_error}")
 
 
@@ -156,23 +162,17 @@ def serve_one(conn, stream_id, path):
     """GETs `path` on `stream_id` and reads until it ends; (status, body, goaway seen)."""
     conn.get(stream_id, path)
     status, body, goaway = None, b"", False
-    for _ in range(MAX_READS):
-        frames = conn.frames()
-        if conn.closed:
-            break
-        for frame in frames:
-            if isinstance(frame, hf.PingFrame) and "ACK" not in frame.flags:
-                conn.pong(frame)
-            elif isinstance(frame, hf.GoAwayFrame):
-                goaway = True
-            elif isinstance(frame, hf.HeadersFrame) and frame.stream_id == stream_id:
-                status = status_of(frame)
-            elif isinstance(frame, hf.DataFrame) and frame.stream_id == stream_id:
-                body += frame.data
-            elif isinstance(frame, hf.RstStreamFrame) and frame.stream_id == stream_id:
-                return f"reset={frame.error_code}", body, goaway
-            if frame.stream_id == stream_id and "END_STREAM" in frame.flags:
-                return status, body, goaway
+    for frame in conn.each_frame():
+        if isinstance(frame, hf.GoAwayFrame):
+            goaway = True
+        elif isinstance(frame, hf.HeadersFrame) and frame.stream_id == stream_id:
+            status = status_of(frame)
+        elif isinstance(frame, hf.DataFrame) and frame.stream_id == stream_id:
+            body += frame.data
+        elif isinstance(frame, hf.RstStreamFrame) and frame.stream_id == stream_id:
+            return f"reset={frame.error_code}", body, goaway
+        if frame.stream_id == stream_id and "END_STREAM" in frame.flags:
+            return status, body, goaway
     return "closed", body, goaway
 
 
@@ -186,6 +186,23 @@ def reload(host, port):
     sys.stdin.readline()
     status, body, goaway = serve_one(conn, 3, "/")
     say(f"3 {status} {body.decode()} goaway={goaway}")
+
+
+def reset(host, port, path):
+    """GETs `path` on stream 1; after a line on stdin, resets it (CANCEL) and sends a
+    PING, so weir has read the reset once the PING comes back; then reads until weir
+    closes the connection. Prints `open`, `reset read`, then `goaway=CODE` and `closed`."""
+    conn = Conn(host, port)
+    conn.get(1, path)
+    say("open")
+    sys.stdin.readline()
+    conn.send(hf.RstStreamFrame(1, error_code=8), hf.PingFrame(0, b"resetchk"))
+    for frame in conn.each_frame():
+        if isinstance(frame, hf.PingFrame) and frame.opaque_data == b"resetchk":
+            say("reset read")
+        elif isinstance(frame, hf.GoAwayFrame):
+            say(f"goaway={frame.error_code} last={frame.last_stream_id}")
+    say("closed")
 
 
 class Tally:
@@ -226,9 +243,7 @@ def load_connection(host, port, stop, tally, depth):
             tally.failures.append(f"closed ({conn.why}) with {sorted(open_ids)} open")
             break
         for frame in frames:
-            if isinstance(frame, hf.PingFrame) and "ACK" not in frame.flags:
-                conn.pong(frame)
-            elif isinstance(frame, hf.GoAwayFrame):
+            if isinstance(frame, hf.GoAwayFrame):
                 tally.add(goaways=1, warned=int(last_ok is None))
                 last_ok = frame.last_stream_id
                 unprocessed = {i for i in open_ids if i > last_ok}
@@ -276,7 +291,7 @@ def load(host, port, clients, depth):
         say(f"failure {failure}")
 
 
-SCENARIOS = {"drain": drain, "reload": reload, "load": load}
+SCENARIOS = {"drain": drain, "reload": reload, "load": load, "reset": reset}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])
