@@ -320,4 +320,5 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
 
 mod drain;
 mod hostile;
+mod limits;
 mod metrics;

@@ -1,4 +1,4 @@
-"""Raw-frame HTTP/2 clients for tests/it/h2/drain.rs and tests/it/h2/metrics.rs.
+"""Raw-frame HTTP/2 clients for the tests in tests/it/h2/ (drain, metrics, limits).
 
 Usage: h2_frames.py SCENARIO HOST PORT [ARGS...]
 
@@ -205,6 +205,24 @@ def reset(host, port, path):
     say("closed")
 
 
+def settings(host, port):
+    """Prints weir's first SETTINGS (`SETTING=VALUE`, by code) and the increment of its
+    first connection-level WINDOW_UPDATE (`window+=N`), then `done`."""
+    conn = Conn(host, port)
+    seen_settings = seen_window = False
+    for frame in conn.each_frame():
+        if isinstance(frame, hf.SettingsFrame) and "ACK" not in frame.flags:
+            for code, value in sorted(frame.settings.items()):
+                say(f"{code}={value}")
+            seen_settings = True
+        elif isinstance(frame, hf.WindowUpdateFrame) and frame.stream_id == 0:
+            say(f"window+={frame.window_increment}")
+            seen_window = True
+        if seen_settings and seen_window:
+            break
+    say("done")
+
+
 class Tally:
     def __init__(self):
         self.lock = threading.Lock()
@@ -291,7 +309,7 @@ def load(host, port, clients, depth):
         say(f"failure {failure}")
 
 
-SCENARIOS = {"drain": drain, "reload": reload, "load": load, "reset": reset}
+SCENARIOS = {"drain": drain, "reload": reload, "load": load, "reset": reset, "settings": settings}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])
