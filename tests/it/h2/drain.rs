@@ -101,10 +101,12 @@ impl Gate {
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 let opened = opened.clone();
-                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngated".to_string();
-                tokio::spawn(answer_heads(conn, Arc::clone(&count), answer, move || {
+                tokio::spawn(answer_heads(conn, Arc::clone(&count), move |_| {
                     let mut opened = opened.clone();
-                    async move { opened.wait_for(|open| *open).await.is_ok() }
+                    async move {
+                        opened.wait_for(|open| *open).await.ok()?;
+                        Some("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngated".to_string())
+                    }
                 }));
             }
         });

@@ -38,13 +38,13 @@ impl SlowBackend {
                     "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {}\r\n\r\n{name}",
                     name.len()
                 );
-                tokio::spawn(answer_heads(socket, count, answer, move || {
-                    let flag = Arc::clone(&flag);
+                tokio::spawn(answer_heads(socket, count, move |_| {
+                    let (flag, answer) = (Arc::clone(&flag), answer.clone());
                     async move {
                         if flag.load(Ordering::SeqCst) {
                             sleep(delay).await;
                         }
-                        true
+                        Some(answer)
                     }
                 }));
             }
@@ -54,12 +54,11 @@ impl SlowBackend {
 }
 
 /// Reads request heads (no bodies) from `socket`, counting each in `count`, and answers
-/// each with `answer` once `before` resolves; a `false` from it closes the connection.
-pub async fn answer_heads<F: Future<Output = bool>>(
+/// each with what `respond` makes of its text; `None` from it closes the connection.
+pub async fn answer_heads<F: Future<Output = Option<String>>>(
     mut socket: TcpStream,
     count: Arc<AtomicUsize>,
-    answer: String,
-    mut before: impl FnMut() -> F,
+    mut respond: impl FnMut(String) -> F,
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -71,9 +70,11 @@ pub async fn answer_heads<F: Future<Output = bool>>(
         }
         head.extend_from_slice(&buf[..n]);
         while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]).into_owned();
             head.drain(..end + 4);
             count.fetch_add(1, Ordering::SeqCst);
-            if !before().await || socket.write_all(answer.as_bytes()).await.is_err() {
+            let Some(answer) = respond(text).await else { return };
+            if socket.write_all(answer.as_bytes()).await.is_err() {
                 return;
             }
         }
