@@ -9,6 +9,7 @@ pub mod backend;
 pub mod dns;
 pub mod hash;
 pub mod health;
+pub mod http2;
 pub mod parse;
 pub mod units;
 pub mod validate;
@@ -25,6 +26,7 @@ pub use hash::HashKey;
 pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
 };
+pub use http2::Http2Config;
 
 /// Default plain HTTP listener, as in the contract.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -122,6 +124,8 @@ pub struct ServerConfig {
     /// Plain listeners serve HTTP/2 to a client that opens with the HTTP/2 preface (h2c
     /// with prior knowledge).
     pub h2c: bool,
+    /// `[server.http2]`: limits of each HTTP/2 client connection.
+    pub http2: Http2Config,
     /// `[[server.tls]]`: TLS listeners, in file order.
     pub tls: Vec<TlsListenerConfig>,
 }
@@ -401,6 +405,7 @@ impl Default for ServerConfig {
             // As HAProxy: a plain listener that sees the HTTP/2 preface speaks HTTP/2; an
             // HTTP/1 request never starts with it, so HTTP/1 clients see no difference.
             h2c: true,
+            http2: Http2Config::default(),
             tls: Vec::new(),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::local_fault::{FAULTS, OPS};
 use crate::metrics::{escape, header, BackendStats, FrontendStats, PoolStats, DURATION_BUCKETS_US};
+use crate::metrics::{GOAWAY_REASONS, PROTOCOLS};
 use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
 
@@ -63,11 +64,14 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
         &mut out,
         "weir_requests_total",
         "counter",
-        "Responses sent to clients, by status class.",
+        "Responses sent to clients, by protocol and status class.",
     );
-    for (class, label) in CLASSES.iter().enumerate() {
-        let value = sum(frontend, |s| s.requests.get(class));
-        let _ = writeln!(out, "weir_requests_total{{code_class=\"{label}\"}} {value}");
+    for (index, protocol) in PROTOCOLS.iter().enumerate() {
+        for (class, label) in CLASSES.iter().enumerate() {
+            let value = sum(frontend, |s| s.requests[index].get(class));
+            let labels = format!("protocol=\"{protocol}\",code_class=\"{label}\"");
+            let _ = writeln!(out, "weir_requests_total{{{labels}}} {value}");
+        }
     }
     let total = sum(frontend, |s| s.connections_total.get());
     header(&mut out, "weir_connections_total", "counter", "Client connections accepted.");
@@ -81,6 +85,7 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
     header(&mut out, "weir_config_generation", "gauge", "Configuration generation, +1 per reload.");
     let _ = writeln!(out, "weir_config_generation {}", snapshot.generation);
     render_local_errors(&mut out, frontend);
+    render_http2(&mut out, frontend);
     render_backend_requests(&mut out, snapshot);
     render_backend_gauges(&mut out, snapshot);
     render_durations(&mut out, snapshot);
@@ -95,6 +100,28 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
     render_tls(&mut out, snapshot);
     render_pools(&mut out, snapshot);
     out
+}
+
+/// The HTTP/2 connection and stream gauges, GOAWAYs by reason and resets received.
+fn render_http2(out: &mut String, frontend: &Sharded<FrontendStats>) {
+    let gauge = |read: fn(&FrontendStats) -> i64| frontend.iter().map(read).sum::<i64>().max(0);
+    let connections = gauge(|s| s.http2.connections_active.load(Ordering::Relaxed));
+    let name = "weir_http2_connections_active";
+    header(out, name, "gauge", "HTTP/2 client connections open now.");
+    let _ = writeln!(out, "{name} {connections}");
+    let streams = gauge(|s| s.http2.streams_active.load(Ordering::Relaxed));
+    let name = "weir_http2_streams_active";
+    header(out, name, "gauge", "HTTP/2 streams being served now.");
+    let _ = writeln!(out, "{name} {streams}");
+    let name = "weir_http2_goaways_sent_total";
+    header(out, name, "counter", "HTTP/2 GOAWAY frames sent to clients, by reason.");
+    for (index, reason) in GOAWAY_REASONS.iter().enumerate() {
+        let value = sum(frontend, |s| s.http2.goaways[index].get());
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {value}");
+    }
+    let name = "weir_http2_resets_received_total";
+    header(out, name, "counter", "HTTP/2 streams the client reset while weir served them.");
+    let _ = writeln!(out, "{name} {}", sum(frontend, |s| s.http2.resets_received.get()));
 }
 
 fn render_backend_requests(out: &mut String, snapshot: &Snapshot) {

@@ -147,17 +147,92 @@ pub struct PoolStats {
     pub no_healthy: Counter,
 }
 
+/// The protocols a client may speak, as the `protocol` label names them; the index is
+/// [`FrontendStats::requests`]'s.
+pub const PROTOCOLS: [&str; 2] = ["http1", "http2"];
+
+/// Why weir sent an HTTP/2 GOAWAY, as the `reason` label names it: weir's own reasons
+/// first, then the codec's for a connection error, by error code.
+pub const GOAWAY_REASONS: [&str; 9] = [
+    "drain",
+    "idle",
+    "protocol_error",
+    "flow_control_error",
+    "settings_timeout",
+    "frame_size_error",
+    "compression_error",
+    "enhance_your_calm",
+    "other",
+];
+
+/// A [`GOAWAY_REASONS`] index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoAway {
+    /// The worker drains (SIGTERM, binary upgrade).
+    Drain,
+    /// No stream for `keepalive_timeout`.
+    Idle,
+    /// A connection error the codec found, by its HTTP/2 error code.
+    Error(u32),
+}
+
+impl GoAway {
+    /// Its index in [`GOAWAY_REASONS`].
+    pub fn index(self) -> usize {
+        match self {
+            GoAway::Drain => 0,
+            GoAway::Idle => 1,
+            // PROTOCOL_ERROR, FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT, FRAME_SIZE_ERROR,
+            // COMPRESSION_ERROR and ENHANCE_YOUR_CALM (RFC 9113 §7).
+            GoAway::Error(0x1) => 2,
+            GoAway::Error(0x3) => 3,
+            GoAway::Error(0x4) => 4,
+            GoAway::Error(0x6) => 5,
+            GoAway::Error(0x9) => 6,
+            GoAway::Error(0xb) => 7,
+            GoAway::Error(_) => 8,
+        }
+    }
+}
+
+/// HTTP/2 counters of the frontend, one set per shard.
+#[derive(Debug, Default)]
+pub struct Http2Stats {
+    /// HTTP/2 client connections open now (this shard's opens minus closes).
+    pub connections_active: AtomicI64,
+    /// HTTP/2 streams being served now.
+    pub streams_active: AtomicI64,
+    /// GOAWAY frames sent, by [`GoAway::index`].
+    pub goaways: [Counter; GOAWAY_REASONS.len()],
+    /// Streams the client reset (RST_STREAM) while weir served them.
+    pub resets_received: Counter,
+}
+
 /// Frontend counters, one set per shard.
 #[derive(Debug, Default)]
 pub struct FrontendStats {
-    /// Responses sent to clients, by class.
-    pub requests: StatusClasses,
+    /// Responses sent to clients, by protocol ([`PROTOCOLS`]) and class.
+    pub requests: [StatusClasses; PROTOCOLS.len()],
+    /// HTTP/2 connections, streams, GOAWAYs and resets.
+    pub http2: Http2Stats,
     /// Client connections accepted.
     pub connections_total: Counter,
     /// Client connections open now (this shard's opens minus closes).
     pub connections_active: AtomicI64,
     /// Local resource exhaustion, by op and kind (`weir_local_errors_total`).
     pub local_errors: crate::local_fault::LocalErrors,
+}
+
+impl FrontendStats {
+    /// Counts one response sent to a client over HTTP/2 (`http2`) or HTTP/1.
+    pub fn record(&self, http2: bool, status: u16) {
+        self.requests[usize::from(http2)].record(status);
+    }
+
+    /// Responses of class `class + 1` over every protocol.
+    pub fn responses(&self, class: usize) -> u64 {
+        self.requests.iter().map(|by_class| by_class.get(class)).sum()
+    }
 }
 
 /// `# HELP` and `# TYPE` lines of metric `name`.

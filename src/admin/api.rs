@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::StrategyKind;
 use crate::json::JsonWriter;
-use crate::metrics::{BackendStats, FrontendStats, DURATION_BUCKETS_US};
+use crate::metrics::{BackendStats, FrontendStats, DURATION_BUCKETS_US, PROTOCOLS};
 use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
 use crate::state::write_routes;
@@ -71,7 +71,15 @@ fn write_frontend(json: &mut JsonWriter, frontend: &Sharded<FrontendStats>) {
     json.begin_object();
     for (class, label) in CLASSES.iter().enumerate() {
         json.key(label);
-        json.u64(sum(frontend, |s| s.requests.get(class)));
+        json.u64(sum(frontend, |s| s.responses(class)));
+    }
+    json.end_object();
+    // Responses by protocol, for the status page's share of traffic.
+    json.key("protocols");
+    json.begin_object();
+    for (index, protocol) in PROTOCOLS.iter().enumerate() {
+        json.key(protocol);
+        json.u64(sum(frontend, |s| (0..CLASSES.len()).map(|c| s.requests[index].get(c)).sum()));
     }
     json.end_object();
     json.key("connections_total");

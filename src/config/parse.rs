@@ -24,6 +24,7 @@ use pool::{backend_address, pool_name, strategy};
 mod admin_tests;
 mod dns;
 mod health;
+mod http2;
 #[cfg(test)]
 mod log_tests;
 mod pool;
@@ -222,6 +223,10 @@ impl Walker {
                 "drain_timeout" => Slot::Duration(&mut out.drain_timeout, true),
                 "pid_file" => Slot::Text(&mut out.pid_file),
                 "h2c" => Slot::Flag(&mut out.h2c),
+                "http2" => {
+                    out.http2 = self.server_http2(value);
+                    continue;
+                }
                 "tls" => {
                     out.tls = self.tls_listeners(value);
                     continue;

@@ -129,6 +129,7 @@ fn full_file_parses_to_the_expected_config() {
             drain_timeout: Duration::from_secs(60),
             pid_file: Some("/run/weir.pid".to_string()),
             h2c: false,
+            http2: crate::config::Http2Config::default(),
             tls: Vec::new(),
         },
         admin: AdminConfig {

@@ -68,7 +68,7 @@ fn cut_short(client: &Client, backend: &Backend, cut: &Cut) -> u16 {
     }
     if status != 0 && client.metrics {
         backend.live.stats.local().requests.record(status);
-        client.shared.frontend.local().requests.record(status);
+        client.shared.frontend.local().record(client.http2, status);
     }
     status
 }

@@ -389,7 +389,7 @@ fn record(
     stats.bytes_sent.add(outcome.bytes_sent);
     stats.bytes_received.add(outcome.bytes_received);
     stats.duration.record(ended.saturating_duration_since(started));
-    client.shared.frontend.local().requests.record(outcome.status);
+    client.shared.frontend.local().record(client.http2, outcome.status);
 }
 
 /// Tunnels an upgraded connection, or pools the upstream connection if it is clean.

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -31,29 +32,16 @@ use super::io::{Stream, Writer};
 use super::logging::{Done, Pending};
 use super::timer::Alarm;
 use super::{forward, reply, Client, Conn, SnapshotRef};
+use crate::config::ServerConfig;
 use crate::http1::request::{self, Forwarding};
 use crate::http1::Parsed;
+use crate::metrics::GoAway;
 use body::RequestBody;
 use respond::ResponseWriter;
 
 /// The client connection preface (RFC 9113 §3.4) a plain listener looks for.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Streams one connection may have open: HAProxy's `tune.h2.max-concurrent-streams`
-/// default. The codec's default is unlimited, which lets one client hold any number of
-/// requests (and their decoded headers) in weir.
-pub const MAX_CONCURRENT_STREAMS: u32 = 100;
-/// Initial window of each stream: how much request body a client may send ahead of what
-/// the backend took. The RFC's default: an upload to a stalled backend holds at most
-/// this per stream.
-pub const STREAM_WINDOW: u32 = 65_535;
-/// Initial window of the connection, shared by its streams: 16 stream windows, so a
-/// few uploads at once run at full speed while one connection's unread uploads stay
-/// bounded at 1 MiB.
-pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
-/// Largest frame weir accepts: the RFC's minimum, which every client supports and which
-/// keeps the codec's read buffer small.
-pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
 /// Response bytes the codec may queue per stream beyond what the client's window
 /// accepts; with the window, what a client that stops reading holds in weir per stream.
 /// The codec's default is 400 KiB.
@@ -75,17 +63,20 @@ pub fn preface(input: &[u8]) -> Option<bool> {
     (input[..known] == PREFACE[..known]).then_some(known == PREFACE.len())
 }
 
-/// The codec's settings: every limit from a named constant or the server config.
-fn builder(max_header_bytes: usize) -> h2::server::Builder {
+/// The codec's settings: every limit from a named constant or the server config
+/// (`[server.http2]`, whose parser keeps each value in the range HTTP/2 allows).
+fn builder(server: &ServerConfig) -> h2::server::Builder {
+    let limits = &server.http2;
+    let u32_of = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let mut builder = h2::server::Builder::new();
     builder
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(u32_of(limits.max_concurrent_streams))
         // The same bound on a head as for HTTP/1 (`max_header_bytes`), counted as RFC
         // 9113 §6.5.2 does; the codec's default is 16 MiB.
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
+        .max_header_list_size(u32_of(server.max_header_bytes))
+        .initial_window_size(u32_of(limits.initial_stream_window))
+        .initial_connection_window_size(u32_of(limits.initial_connection_window))
+        .max_frame_size(u32_of(limits.max_frame_size))
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
@@ -97,13 +88,13 @@ fn builder(max_header_bytes: usize) -> h2::server::Builder {
 /// as its own task, closes an idle connection after `keepalive_timeout`, and sends
 /// GOAWAY when the worker drains (in-flight streams finish).
 pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
-    let (max_header_bytes, header_timeout, idle_timeout) = {
+    let (builder, header_timeout, idle_timeout) = {
         let snapshot = super::current_snapshot(&client.shared);
         let server = &snapshot.config.server;
-        (server.max_header_bytes, server.header_timeout, server.keepalive_timeout)
+        (builder(server), server.header_timeout, server.keepalive_timeout)
     };
     let client = Rc::new(Client { http2: true, ..client });
-    let handshake = builder(max_header_bytes).handshake::<T, Bytes>(io);
+    let handshake = builder.handshake::<T, Bytes>(io);
     let mut connection = match tokio::time::timeout(header_timeout, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
@@ -111,8 +102,11 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
         }
         Err(_) => return tracing::debug!(client = %client.peer, "HTTP/2 handshake timed out"),
     };
+    let http2 = &client.shared.frontend.local().http2;
+    http2.connections_active.fetch_add(1, Ordering::Relaxed);
     let mut streams = JoinSet::new();
     run(&mut connection, &client, &mut streams, idle_timeout).await;
+    http2.connections_active.fetch_sub(1, Ordering::Relaxed);
     // The connection is gone: streams still running fail at their next frame; give them
     // a moment to log, then stop them.
     let ended = async { while streams.join_next().await.is_some() {} };
@@ -129,6 +123,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let mut watch = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = false;
+    let goaways = &client.shared.frontend.local().http2.goaways;
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes.
     loop {
         let idle = streams.is_empty() && !closing;
@@ -142,6 +137,9 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Some(Err(error)) => {
                     tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
+                    if let Some(reason) = error.reason().filter(|_| sent_goaway(&error)) {
+                        goaways[GoAway::Error(reason.into()).index()].inc();
+                    }
                     return;
                 }
                 None => return,
@@ -149,13 +147,37 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
             () = alarm.expired(), if idle => {
                 closing = true;
+                goaways[GoAway::Idle.index()].inc();
                 connection.graceful_shutdown();
             }
             () = &mut watch, if !closing => {
                 closing = true;
+                goaways[GoAway::Drain.index()].inc();
                 connection.graceful_shutdown();
             }
         }
+    }
+}
+
+/// Whether the codec sent GOAWAY for `error` (a connection error it found), rather
+/// than the client or the socket ending the connection.
+fn sent_goaway(error: &h2::Error) -> bool {
+    error.is_go_away() && !error.is_remote()
+}
+
+/// Counts one HTTP/2 stream being served for as long as it lives.
+struct Serving<'a>(&'a AtomicI64);
+
+impl<'a> Serving<'a> {
+    fn new(streams: &'a AtomicI64) -> Serving<'a> {
+        streams.fetch_add(1, Ordering::Relaxed);
+        Serving(streams)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -166,6 +188,8 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
 ) {
     let started = Instant::now();
+    let http2 = &client.shared.frontend.local().http2;
+    let _serving = Serving::new(&http2.streams_active);
     let snapshot = super::current_snapshot(&client.shared);
     let (parts, recv) = request.into_parts();
     let mut buffers = buffers::take();
@@ -183,6 +207,9 @@ async fn stream(
     let response = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
     let mut h2 = Http2Stream { body, response };
     run_request(&mut h2, &client, &snapshot, &mut buffers, started).await;
+    if h2.body.reset_by_client().unwrap_or_else(|| h2.response.was_reset()) {
+        http2.resets_received.inc();
+    }
     h2.response.finish();
     buffers.input.clear();
     buffers::give(buffers);

@@ -73,7 +73,7 @@ pub async fn send<S: Writer>(
         Some(backend) => tracing::warn!(client = %client.peer, backend, status, "{cause}"),
         None => tracing::warn!(client = %client.peer, status, "{cause}"),
     }
-    client.shared.frontend.local().requests.record(status);
+    client.shared.frontend.local().record(client.http2, status);
     render(out, status, cause, close);
     let _ = write_all(stream, out, send_timeout).await;
 }

@@ -2,7 +2,7 @@
 //! a plain listener and with ALPN over TLS, through weir to HTTP/1.1 test backends.
 //! Bodies are checked by length and FNV-1a hash.
 
-use crate::support::tls::Pki;
+use crate::support::tls::{Issued, Pki};
 use crate::support::{self, curl, pattern_hash, upload_summary, Balancer, TestBackend};
 
 use std::collections::HashMap;
@@ -154,16 +154,7 @@ async fn tls_clients_negotiate_http2_with_alpn() {
     let backend = TestBackend::start("b1").await;
     let pki = Pki::new("h2-alpn");
     let issued = pki.server(&["weir.test"], "weir");
-    let weir = Balancer::over(&[backend.addr()], |config| {
-        config.server.listen = Vec::new();
-        config.server.tls = vec![TlsListenerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            settings: ListenerSettings {
-                certs: vec![(issued.cert.clone(), issued.key.clone())],
-                ..ListenerSettings::default()
-            },
-        }];
-    });
+    let weir = Balancer::over(&[backend.addr()], |config| tls_only(config, &issued));
     let ca = pki.ca_file().display().to_string();
     let port = weir.tls_addr().port();
     let resolve = format!("weir.test:{port}:127.0.0.1");
@@ -184,9 +175,21 @@ async fn tls_clients_negotiate_http2_with_alpn() {
     check_download(&tls, &format!("{base}/download?bytes={n}&chunked=1"), n).await;
 }
 
+/// Makes `config` listen on one TLS listener (port 0, ALPN by default) with `issued`.
+pub(super) fn tls_only(config: &mut weir::config::Config, issued: &Issued) {
+    config.server.listen = Vec::new();
+    config.server.tls = vec![TlsListenerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        settings: ListenerSettings {
+            certs: vec![(issued.cert.clone(), issued.key.clone())],
+            ..ListenerSettings::default()
+        },
+    }];
+}
+
 /// Runs `nghttp` (from nghttp2-client), which sends every request of a run on one
 /// connection; returns its stdout (the response bodies), asserting it succeeded.
-async fn nghttp(args: &[&str]) -> String {
+pub(super) async fn nghttp(args: &[&str]) -> String {
     let out = tokio::process::Command::new("nghttp")
         .args(["--timeout=30"])
         .args(args)
@@ -318,4 +321,9 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
     drop(client);
 }
 
+mod browser;
+mod drain;
 mod hostile;
+mod limits;
+mod metrics;
+mod spread;

@@ -41,7 +41,7 @@ async fn assert_slow_ok(task: JoinHandle<Response>, name: &str) {
 }
 
 /// Sends requests until one is served by `name`; panics after [`REACT`].
-async fn wait_for_backend(addr: SocketAddr, name: &str) {
+pub(crate) async fn wait_for_backend(addr: SocketAddr, name: &str) {
     let deadline = Instant::now() + REACT;
     loop {
         let resp = get_close(addr, "/").await;

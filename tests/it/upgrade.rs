@@ -22,7 +22,7 @@ const LOAD_SPELL: Duration = Duration::from_millis(400);
 
 /// A config file: one listener and the admin on port 0, 2 workers, a pid file, a drain
 /// long enough for the slow request, and one pool over `backends`.
-fn config_text(backends: &[SocketAddr], pid_file: &Path) -> String {
+pub(crate) fn config_text(backends: &[SocketAddr], pid_file: &Path) -> String {
     let list: Vec<String> =
         backends.iter().map(|addr| format!("{{ address = \"{addr}\" }}")).collect();
     format!(
@@ -35,7 +35,7 @@ fn config_text(backends: &[SocketAddr], pid_file: &Path) -> String {
 }
 
 /// The pid in `path`, once it is not `not`; panics after [`REACT`].
-async fn wait_pid_file(path: &Path, not: Option<u32>) -> u32 {
+pub(crate) async fn wait_pid_file(path: &Path, not: Option<u32>) -> u32 {
     let deadline = Instant::now() + REACT;
     loop {
         if let Ok((pid, _)) = weir::pid_file::read(path) {
@@ -50,10 +50,10 @@ async fn wait_pid_file(path: &Path, not: Option<u32>) -> u32 {
 
 /// A process this test did not spawn (the new weir): SIGKILLed when dropped, so a failing
 /// test leaves nothing running.
-struct Adopted(u32);
+pub(crate) struct Adopted(pub(crate) u32);
 
 impl Adopted {
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.0.to_string()])
             .status()
@@ -62,7 +62,7 @@ impl Adopted {
     }
 
     /// Whether the process is gone (or a zombie waiting for init).
-    fn gone(&self) -> bool {
+    pub(crate) fn gone(&self) -> bool {
         match std::fs::read_to_string(format!("/proc/{}/stat", self.0)) {
             Err(_) => true,
             Ok(stat) => {
@@ -71,7 +71,7 @@ impl Adopted {
         }
     }
 
-    async fn wait_gone(&self) {
+    pub(crate) async fn wait_gone(&self) {
         let deadline = Instant::now() + REACT;
         while !self.gone() {
             assert!(Instant::now() < deadline, "process {} still running", self.0);

@@ -67,6 +67,27 @@ impl RequestBody {
         Ok(true)
     }
 
+    /// How the request side of the stream ended, once the exchange is over: `Some(true)`
+    /// if the client reset it (RST_STREAM) before its body ended, `Some(false)` for
+    /// another error, `None` if the body ended (the codec then keeps a later reset on
+    /// the response side only). Frames still queued are passed over.
+    pub fn reset_by_client(&mut self) -> Option<bool> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Bounded: an exchange that ended leaves few frames unread; past
+        // `UNREAD_FRAMES_CHECKED` a reset goes uncounted rather than this loop running long.
+        for _ in 0..UNREAD_FRAMES_CHECKED {
+            match self.recv.poll_data(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(error))) => {
+                    return Some(error.is_reset() && error.is_remote())
+                }
+                Poll::Ready(None) => return None,
+                Poll::Pending => return Some(false),
+            }
+        }
+        Some(false)
+    }
+
     /// Takes the next DATA frame, or moves on to trailers at the end of the stream.
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match ready!(self.recv.poll_data(cx)) {
@@ -96,6 +117,9 @@ impl RequestBody {
         Poll::Ready(Ok(()))
     }
 }
+
+/// Most unread DATA frames [`RequestBody::reset_by_client`] passes over to find a reset.
+const UNREAD_FRAMES_CHECKED: usize = 64;
 
 /// Writes fields as HTTP/1 field lines. The codec's names and values hold no CR or LF.
 fn write_fields(fields: &HeaderMap, out: &mut BytesMut) {

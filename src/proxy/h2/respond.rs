@@ -71,6 +71,17 @@ impl ResponseWriter {
         }
     }
 
+    /// Whether the stream was reset before weir ended it: by the client's RST_STREAM
+    /// or, rarely, by a connection error (the codec does not say which here).
+    pub fn was_reset(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let polled = match self.send.as_mut() {
+            Some(send) => send.poll_reset(&mut cx),
+            None => self.respond.poll_reset(&mut cx),
+        };
+        matches!(polled, Poll::Ready(Ok(_)))
+    }
+
     /// Ends the stream once the exchange is over: a body that ends with the exchange
     /// ends here; a response cut short (or never begun) resets the stream, as closing
     /// the connection tells an HTTP/1 client.

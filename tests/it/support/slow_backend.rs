@@ -1,13 +1,14 @@
 //! A backend whose slowness a test switches on and off: it answers `200 NAME` to every
 //! request, after a delay while slow, and counts the requests it read.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
 
@@ -31,37 +32,52 @@ impl SlowBackend {
         let requests = Arc::new(AtomicUsize::new(0));
         let (flag, count) = (Arc::clone(&slow), Arc::clone(&requests));
         let task = tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
+            while let Ok((socket, _)) = listener.accept().await {
                 let (flag, count) = (Arc::clone(&flag), Arc::clone(&count));
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    // Bounded: heads here are a few hundred bytes; 64 KiB ends it.
-                    while head.len() < 65_536 {
-                        let Ok(n) = socket.read(&mut buf).await else { return };
-                        if n == 0 {
-                            return;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {}\r\n\r\n{name}",
+                    name.len()
+                );
+                tokio::spawn(answer_heads(socket, count, move |_| {
+                    let (flag, answer) = (Arc::clone(&flag), answer.clone());
+                    async move {
+                        if flag.load(Ordering::SeqCst) {
+                            sleep(delay).await;
                         }
-                        head.extend_from_slice(&buf[..n]);
-                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                            head.drain(..end + 4);
-                            count.fetch_add(1, Ordering::SeqCst);
-                            if flag.load(Ordering::SeqCst) {
-                                sleep(delay).await;
-                            }
-                            let answer = format!(
-                                "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {}\r\n\r\n{name}",
-                                name.len()
-                            );
-                            if socket.write_all(answer.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
+                        Some(answer)
                     }
-                });
+                }));
             }
         });
         SlowBackend { addr, slow, requests, task }
+    }
+}
+
+/// Reads request heads (no bodies) from `socket`, counting each in `count`, and answers
+/// each with what `respond` makes of its text; `None` from it closes the connection.
+pub async fn answer_heads<F: Future<Output = Option<String>>>(
+    mut socket: TcpStream,
+    count: Arc<AtomicUsize>,
+    mut respond: impl FnMut(String) -> F,
+) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Bounded: heads here are a few hundred bytes; 64 KiB ends it.
+    while head.len() < 65_536 {
+        let Ok(n) = socket.read(&mut buf).await else { return };
+        if n == 0 {
+            return;
+        }
+        head.extend_from_slice(&buf[..n]);
+        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]).into_owned();
+            head.drain(..end + 4);
+            count.fetch_add(1, Ordering::SeqCst);
+            let Some(answer) = respond(text).await else { return };
+            if socket.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
