@@ -9,7 +9,43 @@
 //! not supported. Every limit the codec has is set here: its defaults suit a client,
 //! not a proxy facing the internet.
 
+/// `AsyncWrite` for a wrapper of a connection whose writes go straight to its `inner`.
+macro_rules! write_through {
+    ($wrapper:ident) => {
+        impl<S: AsyncWrite + Unpin> AsyncWrite for $wrapper<S> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+        }
+    };
+}
+
 mod body;
+mod guard;
 mod respond;
 mod translate;
 
@@ -18,6 +54,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use h2::server::{Connection, SendResponse};
@@ -33,8 +70,10 @@ use super::timer::Alarm;
 use super::{forward, reply, Client, Conn, SnapshotRef};
 use crate::http1::request::{self, Forwarding};
 use crate::http1::Parsed;
+use crate::metrics::Http2Attack;
 use body::RequestBody;
-use respond::ResponseWriter;
+use guard::{Watch, Watched};
+use respond::{ResetWatch, ResponseWriter};
 
 /// The client connection preface (RFC 9113 §3.4) a plain listener looks for.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -67,6 +106,9 @@ pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// HPACK dynamic table size weir's decoder keeps: the RFC's default; a larger one would
 /// let each client make weir hold more header state.
 pub const HEADER_TABLE_SIZE: u32 = 4096;
+/// How long a connection refused for an attack (GOAWAY `ENHANCE_YOUR_CALM`) may take to
+/// send its GOAWAY before it is closed: a client that reads nothing cannot hold it open.
+pub const REFUSED_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether `input` is the preface (`Some(true)`), a beginning of it (`Some(false)`), or
 /// something else (`None`).
@@ -103,7 +145,8 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
         (server.max_header_bytes, server.header_timeout, server.keepalive_timeout)
     };
     let client = Rc::new(Client { http2: true, ..client });
-    let handshake = builder(max_header_bytes).handshake::<T, Bytes>(io);
+    let (io, watch) = guard::watch(io);
+    let handshake = builder(max_header_bytes).handshake::<Watched<T>, Bytes>(io);
     let mut connection = match tokio::time::timeout(header_timeout, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
@@ -112,59 +155,147 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
         Err(_) => return tracing::debug!(client = %client.peer, "HTTP/2 handshake timed out"),
     };
     let mut streams = JoinSet::new();
-    run(&mut connection, &client, &mut streams, idle_timeout).await;
+    let limits = Limits { idle_timeout, header_budget: guard::header_budget(max_header_bytes) };
+    run(&mut connection, &client, &mut streams, &watch, limits).await;
     // The connection is gone: streams still running fail at their next frame; give them
     // a moment to log, then stop them.
     let ended = async { while streams.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(super::DRAIN_IDLE_GRACE, ended).await;
 }
 
+/// The bounds [`run`] keeps a connection to.
+#[derive(Clone, Copy)]
+struct Limits {
+    idle_timeout: Duration,
+    /// Decoded header bytes the open streams may hold ([`guard::header_budget`]).
+    header_budget: usize,
+}
+
+/// How a stream task ended, for the driver's budgets.
+struct Ended {
+    /// What the stream's headers counted against the budget.
+    header_cost: usize,
+    /// The client stalled the response past `send_timeout` ([`ResponseWriter::finish`]).
+    stalled: bool,
+}
+
 /// The accept loop of [`serve`].
 async fn run<T: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<T, Bytes>,
+    connection: &mut Connection<Watched<T>, Bytes>,
     client: &Rc<Client>,
-    streams: &mut JoinSet<()>,
-    idle_timeout: std::time::Duration,
+    streams: &mut JoinSet<Ended>,
+    watch: &Watch,
+    limits: Limits,
 ) {
-    let mut watch = client.drain.watch();
+    let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = false;
-    // Bounded by the connection: each pass accepts a stream, reaps one, or closes.
+    let mut refused = false;
+    let mut headers_held = 0;
+    // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
+    // an attack's GOAWAY, by `REFUSED_GRACE`.
     loop {
         let idle = streams.is_empty() && !closing;
         if idle {
-            alarm.set(Instant::now() + idle_timeout);
+            alarm.set(Instant::now() + limits.idle_timeout);
         }
-        tokio::select! {
+        let attack = std::future::poll_fn(|_| match watch.attack() {
+            Some(attack) if !refused => Poll::Ready(attack),
+            _ => Poll::Pending,
+        });
+        let seen = tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
-                    streams.spawn_local(stream(Rc::clone(client), request, respond));
+                    let budget = limits.header_budget - headers_held;
+                    match start(client, streams, request, respond, budget) {
+                        Ok(cost) => {
+                            headers_held += cost;
+                            None
+                        }
+                        Err(attack) => Some(attack),
+                    }
                 }
-                Some(Err(error)) => {
-                    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
-                    return;
-                }
+                Some(Err(error)) => return ended(client, &error, watch),
                 None => return,
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
-            () = alarm.expired(), if idle => {
+            Some(joined) = streams.join_next(), if !streams.is_empty() => match joined {
+                Ok(Ended { header_cost, stalled }) => {
+                    headers_held -= header_cost;
+                    stalled.then_some(Http2Attack::Stall)
+                }
+                Err(_) => None,
+            },
+            () = alarm.expired(), if idle || refused => {
+                if refused {
+                    return;
+                }
                 closing = true;
                 connection.graceful_shutdown();
+                None
             }
-            () = &mut watch, if !closing => {
+            attack = attack => Some(attack),
+            () = &mut drain, if !closing => {
                 closing = true;
                 connection.graceful_shutdown();
+                None
             }
+        };
+        if let Some(attack) = seen.filter(|_| !refused) {
+            refuse(connection, client, attack);
+            (refused, closing) = (true, true);
+            alarm.set(Instant::now() + REFUSED_GRACE);
         }
     }
 }
 
-/// Serves one stream: translates its head, then runs it as a request.
+/// Starts a task for an accepted stream whose headers fit in what is left of the
+/// connection's header budget; returns their cost. One that does not fit is refused
+/// (the HTTP/2 Bomb shape: HPACK-inflated headers held on streams that do not end).
+fn start(
+    client: &Rc<Client>,
+    streams: &mut JoinSet<Ended>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    budget: usize,
+) -> Result<usize, Http2Attack> {
+    let cost = guard::header_cost(&request);
+    if cost > budget {
+        respond.send_reset(Reason::REFUSED_STREAM);
+        return Err(Http2Attack::HeaderBudget);
+    }
+    let stream = stream(Rc::clone(client), request, respond);
+    streams.spawn_local(async move { Ended { header_cost: cost, stalled: stream.await } });
+    Ok(cost)
+}
+
+/// Answers an attack: counts it, and sends GOAWAY `ENHANCE_YOUR_CALM` (the connection
+/// closes once it is sent, or after [`REFUSED_GRACE`]).
+fn refuse<T: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<T, Bytes>,
+    client: &Client,
+    attack: Http2Attack,
+) {
+    client.shared.frontend.local().http2_attacks.record(attack);
+    tracing::debug!(client = %client.peer, "HTTP/2 attack refused: {}", attack.label());
+    connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+}
+
+/// The connection ended with `error`; the codec's own attack defences are counted.
+fn ended(client: &Client, error: &h2::Error, watch: &Watch) {
+    if let Some(attack) = guard::codec_attack(error, watch) {
+        client.shared.frontend.local().http2_attacks.record(attack);
+    }
+    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
+}
+
+/// Serves one stream: translates its head, then runs it as a request, until it ends or
+/// the client resets it (the exchange is dropped: its upstream connection closes, never
+/// to be pooled mid-response). Returns whether the client stalled the response.
 async fn stream(
     client: Rc<Client>,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
+) -> bool {
     let started = Instant::now();
     let snapshot = super::current_snapshot(&client.shared);
     let (parts, recv) = request.into_parts();
@@ -176,16 +307,32 @@ async fn stream(
             tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
             respond.send_reset(Reason::PROTOCOL_ERROR);
             buffers.input.clear();
-            return buffers::give(buffers);
+            buffers::give(buffers);
+            return false;
         }
     };
     let body = RequestBody::new(recv, chunked);
-    let response = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
+    let (response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
     let mut h2 = Http2Stream { body, response };
-    run_request(&mut h2, &client, &snapshot, &mut buffers, started).await;
-    h2.response.finish();
+    let was_reset = tokio::select! {
+        () = run_request(&mut h2, &client, &snapshot, &mut buffers, started) => false,
+        () = reset_of(&reset) => {
+            tracing::debug!(client = %client.peer, "client reset the stream");
+            Pending::unparsed(&client).finish(&client, Done::refused(0, "client reset the stream"));
+            true
+        }
+    };
+    // A client that resets a stream it stopped reading (a cancelled download) did not
+    // stall it.
+    let stalled = h2.response.finish() && !was_reset;
     buffers.input.clear();
     buffers::give(buffers);
+    stalled
+}
+
+/// Ends when the client resets the stream.
+async fn reset_of(reset: &ResetWatch) {
+    std::future::poll_fn(|cx| reset.poll_reset(cx)).await;
 }
 
 /// Parses the translated head in `buffers.input` and handles the request as an HTTP/1
@@ -311,35 +458,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+write_through!(Rewind);
 
 #[cfg(test)]
 mod tests {

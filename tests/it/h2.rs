@@ -318,4 +318,5 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
     drop(client);
 }
 
+mod attacks;
 mod hostile;
