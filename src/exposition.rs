@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use crate::local_fault::{FAULTS, OPS};
-use crate::metrics::{escape, header, BackendStats, FrontendStats, PoolStats, DURATION_BUCKETS_US};
+use crate::metrics::{
+    escape, header, BackendStats, FrontendStats, Http2Attack, PoolStats, DURATION_BUCKETS_US,
+};
 use crate::metrics::{GOAWAY_REASONS, PROTOCOLS};
 use crate::shard::Sharded;
 use crate::snapshot::{Backend, Pool, Snapshot};
@@ -86,6 +88,7 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
     let _ = writeln!(out, "weir_config_generation {}", snapshot.generation);
     render_local_errors(&mut out, frontend);
     render_http2(&mut out, frontend);
+    render_http2_attacks(&mut out, frontend);
     render_backend_requests(&mut out, snapshot);
     render_backend_gauges(&mut out, snapshot);
     render_durations(&mut out, snapshot);
@@ -179,6 +182,16 @@ fn render_durations(out: &mut String, snapshot: &Snapshot) {
         let seconds = sum(stats, |s| s.duration.sum_us()) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {seconds}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// `weir_http2_attacks_total{kind}`: every kind, zeros included, as for local errors.
+fn render_http2_attacks(out: &mut String, frontend: &Sharded<FrontendStats>) {
+    let name = "weir_http2_attacks_total";
+    header(out, name, "counter", "HTTP/2 attacks refused (GOAWAY or stream refused), by kind.");
+    for attack in Http2Attack::ALL {
+        let value = sum(frontend, |s| s.http2_attacks.get(attack));
+        let _ = writeln!(out, "{name}{{kind=\"{}\"}} {value}", attack.label());
     }
 }
 

@@ -221,6 +221,70 @@ pub struct FrontendStats {
     pub connections_active: AtomicI64,
     /// Local resource exhaustion, by op and kind (`weir_local_errors_total`).
     pub local_errors: crate::local_fault::LocalErrors,
+    /// HTTP/2 attacks refused, by kind (`weir_http2_attacks_total`).
+    pub http2_attacks: Http2Attacks,
+}
+
+/// The HTTP/2 attacks weir detects and refuses (README "HTTP/2": attack protections).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Http2Attack {
+    /// Streams opened and reset in a loop (Rapid Reset, CVE-2023-44487).
+    RapidReset,
+    /// A header block continued without end (CONTINUATION flood, 2024).
+    Continuation,
+    /// Streams whose decoded headers would pass the connection's budget (HTTP/2 Bomb).
+    HeaderBudget,
+    /// PING frames past their budget.
+    PingFlood,
+    /// SETTINGS frames past their budget.
+    SettingsFlood,
+    /// A client that took no response byte for `send_timeout` (zero-window stall).
+    Stall,
+    /// Streams weir refused or reset for the client's errors past the codec's limit
+    /// (streams over `max_concurrent_streams`; MadeYouReset, CVE-2025-8671).
+    StreamErrors,
+}
+
+impl Http2Attack {
+    /// Every kind, in exposition order.
+    pub const ALL: [Http2Attack; 7] = [
+        Http2Attack::RapidReset,
+        Http2Attack::Continuation,
+        Http2Attack::HeaderBudget,
+        Http2Attack::PingFlood,
+        Http2Attack::SettingsFlood,
+        Http2Attack::Stall,
+        Http2Attack::StreamErrors,
+    ];
+
+    /// The `kind` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Http2Attack::RapidReset => "rapid_reset",
+            Http2Attack::Continuation => "continuation",
+            Http2Attack::HeaderBudget => "header_budget",
+            Http2Attack::PingFlood => "ping_flood",
+            Http2Attack::SettingsFlood => "settings_flood",
+            Http2Attack::Stall => "stall",
+            Http2Attack::StreamErrors => "stream_errors",
+        }
+    }
+}
+
+/// HTTP/2 attacks refused, one counter per [`Http2Attack`].
+#[derive(Debug, Default)]
+pub struct Http2Attacks([Counter; Http2Attack::ALL.len()]);
+
+impl Http2Attacks {
+    /// Counts one refused attack.
+    pub fn record(&self, attack: Http2Attack) {
+        self.0[attack as usize].inc();
+    }
+
+    /// Attacks of `attack`'s kind refused.
+    pub fn get(&self, attack: Http2Attack) -> u64 {
+        self.0[attack as usize].get()
+    }
 }
 
 impl FrontendStats {

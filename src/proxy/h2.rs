@@ -9,8 +9,45 @@
 //! not supported. Every limit the codec has is set here: its defaults suit a client,
 //! not a proxy facing the internet.
 
+/// `AsyncWrite` for a wrapper of a connection whose writes go straight to its `inner`.
+macro_rules! write_through {
+    ($wrapper:ident) => {
+        impl<S: AsyncWrite + Unpin> AsyncWrite for $wrapper<S> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+        }
+    };
+}
+
 mod body;
+mod guard;
 mod respond;
+mod rewind;
 mod translate;
 
 use std::future::Future;
@@ -19,8 +56,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use h2::server::{Connection, SendResponse};
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,9 +73,11 @@ use super::{forward, reply, Client, Conn, SnapshotRef};
 use crate::config::ServerConfig;
 use crate::http1::request::{self, Forwarding};
 use crate::http1::Parsed;
-use crate::metrics::GoAway;
+use crate::metrics::{GoAway, Http2Attack};
 use body::RequestBody;
-use respond::ResponseWriter;
+use guard::{Watch, Watched};
+use respond::{ResetWatch, ResponseWriter};
+pub use rewind::Rewind;
 
 /// The client connection preface (RFC 9113 §3.4) a plain listener looks for.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -55,6 +95,9 @@ pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// HPACK dynamic table size weir's decoder keeps: the RFC's default; a larger one would
 /// let each client make weir hold more header state.
 pub const HEADER_TABLE_SIZE: u32 = 4096;
+/// How long a connection refused for an attack (GOAWAY `ENHANCE_YOUR_CALM`) may take to
+/// send its GOAWAY before it is closed: a client that reads nothing cannot hold it open.
+pub const REFUSED_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether `input` is the preface (`Some(true)`), a beginning of it (`Some(false)`), or
 /// something else (`None`).
@@ -88,13 +131,15 @@ fn builder(server: &ServerConfig) -> h2::server::Builder {
 /// as its own task, closes an idle connection after `keepalive_timeout`, and sends
 /// GOAWAY when the worker drains (in-flight streams finish).
 pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
-    let (builder, header_timeout, idle_timeout) = {
+    let (builder, max_header_bytes, header_timeout, idle_timeout) = {
         let snapshot = super::current_snapshot(&client.shared);
         let server = &snapshot.config.server;
-        (builder(server), server.header_timeout, server.keepalive_timeout)
+        let timeouts = (server.header_timeout, server.keepalive_timeout);
+        (builder(server), server.max_header_bytes, timeouts.0, timeouts.1)
     };
     let client = Rc::new(Client { http2: true, ..client });
-    let handshake = builder.handshake::<T, Bytes>(io);
+    let (io, watch) = guard::watch(io);
+    let handshake = builder.handshake::<Watched<T>, Bytes>(io);
     let mut connection = match tokio::time::timeout(header_timeout, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
@@ -105,7 +150,8 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
     let http2 = &client.shared.frontend.local().http2;
     http2.connections_active.fetch_add(1, Ordering::Relaxed);
     let mut streams = JoinSet::new();
-    run(&mut connection, &client, &mut streams, idle_timeout).await;
+    let limits = Limits { idle_timeout, header_budget: guard::header_budget(max_header_bytes) };
+    run(&mut connection, &client, &mut streams, &watch, limits).await;
     http2.connections_active.fetch_sub(1, Ordering::Relaxed);
     // The connection is gone: streams still running fail at their next frame; give them
     // a moment to log, then stop them.
@@ -113,50 +159,139 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
     let _ = tokio::time::timeout(super::DRAIN_IDLE_GRACE, ended).await;
 }
 
+/// The bounds [`run`] keeps a connection to.
+#[derive(Clone, Copy)]
+struct Limits {
+    idle_timeout: Duration,
+    /// Decoded header bytes the open streams may hold ([`guard::header_budget`]).
+    header_budget: usize,
+}
+
+/// How a stream task ended, for the driver's budgets.
+struct Ended {
+    /// What the stream's headers counted against the budget.
+    header_cost: usize,
+    /// The client stalled the response past `send_timeout` ([`ResponseWriter::finish`]).
+    stalled: bool,
+}
+
 /// The accept loop of [`serve`].
 async fn run<T: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<T, Bytes>,
+    connection: &mut Connection<Watched<T>, Bytes>,
     client: &Rc<Client>,
-    streams: &mut JoinSet<()>,
-    idle_timeout: std::time::Duration,
+    streams: &mut JoinSet<Ended>,
+    watch: &Watch,
+    limits: Limits,
 ) {
-    let mut watch = client.drain.watch();
+    let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = false;
+    let mut refused = false;
     let goaways = &client.shared.frontend.local().http2.goaways;
-    // Bounded by the connection: each pass accepts a stream, reaps one, or closes.
+    let mut headers_held = 0;
+    // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
+    // an attack's GOAWAY, by `REFUSED_GRACE`.
     loop {
         let idle = streams.is_empty() && !closing;
         if idle {
-            alarm.set(Instant::now() + idle_timeout);
+            alarm.set(Instant::now() + limits.idle_timeout);
         }
-        tokio::select! {
+        let attack = std::future::poll_fn(|_| match watch.attack() {
+            Some(attack) if !refused => Poll::Ready(attack),
+            _ => Poll::Pending,
+        });
+        let seen = tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
-                    streams.spawn_local(stream(Rc::clone(client), request, respond));
-                }
-                Some(Err(error)) => {
-                    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
-                    if let Some(reason) = error.reason().filter(|_| sent_goaway(&error)) {
-                        goaways[GoAway::Error(reason.into()).index()].inc();
+                    let budget = limits.header_budget - headers_held;
+                    match start(client, streams, request, respond, budget) {
+                        Ok(cost) => {
+                            headers_held += cost;
+                            None
+                        }
+                        Err(attack) => Some(attack),
                     }
-                    return;
                 }
+                Some(Err(error)) => return ended(client, &error, watch),
                 None => return,
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
-            () = alarm.expired(), if idle => {
+            Some(joined) = streams.join_next(), if !streams.is_empty() => match joined {
+                Ok(Ended { header_cost, stalled }) => {
+                    headers_held -= header_cost;
+                    stalled.then_some(Http2Attack::Stall)
+                }
+                Err(_) => None,
+            },
+            () = alarm.expired(), if idle || refused => {
+                if refused {
+                    return;
+                }
                 closing = true;
                 goaways[GoAway::Idle.index()].inc();
                 connection.graceful_shutdown();
+                None
             }
-            () = &mut watch, if !closing => {
+            attack = attack => Some(attack),
+            () = &mut drain, if !closing => {
                 closing = true;
                 goaways[GoAway::Drain.index()].inc();
                 connection.graceful_shutdown();
+                None
             }
+        };
+        if let Some(attack) = seen.filter(|_| !refused) {
+            refuse(connection, client, attack);
+            (refused, closing) = (true, true);
+            alarm.set(Instant::now() + REFUSED_GRACE);
         }
     }
+}
+
+/// Starts a task for an accepted stream whose headers fit in what is left of the
+/// connection's header budget; returns their cost. One that does not fit is refused
+/// (the HTTP/2 Bomb shape: HPACK-inflated headers held on streams that do not end).
+fn start(
+    client: &Rc<Client>,
+    streams: &mut JoinSet<Ended>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    budget: usize,
+) -> Result<usize, Http2Attack> {
+    let cost = guard::header_cost(&request);
+    if cost > budget {
+        respond.send_reset(Reason::REFUSED_STREAM);
+        return Err(Http2Attack::HeaderBudget);
+    }
+    let stream = stream(Rc::clone(client), request, respond);
+    streams.spawn_local(async move { Ended { header_cost: cost, stalled: stream.await } });
+    Ok(cost)
+}
+
+/// Answers an attack: counts it, and sends GOAWAY `ENHANCE_YOUR_CALM` (the connection
+/// closes once it is sent, or after [`REFUSED_GRACE`]).
+fn refuse<T: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<T, Bytes>,
+    client: &Client,
+    attack: Http2Attack,
+) {
+    let frontend = client.shared.frontend.local();
+    frontend.http2_attacks.record(attack);
+    frontend.http2.goaways[GoAway::Error(Reason::ENHANCE_YOUR_CALM.into()).index()].inc();
+    tracing::debug!(client = %client.peer, "HTTP/2 attack refused: {}", attack.label());
+    connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+}
+
+/// The connection ended with `error`; the codec's own attack defences and the GOAWAY it
+/// sent, if it sent one, are counted.
+fn ended(client: &Client, error: &h2::Error, watch: &Watch) {
+    let frontend = client.shared.frontend.local();
+    if let Some(attack) = guard::codec_attack(error, watch) {
+        frontend.http2_attacks.record(attack);
+    }
+    if let Some(reason) = error.reason().filter(|_| sent_goaway(error)) {
+        frontend.http2.goaways[GoAway::Error(reason.into()).index()].inc();
+    }
+    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
 }
 
 /// Whether the codec sent GOAWAY for `error` (a connection error it found), rather
@@ -181,12 +316,14 @@ impl Drop for Serving<'_> {
     }
 }
 
-/// Serves one stream: translates its head, then runs it as a request.
+/// Serves one stream: translates its head, then runs it as a request, until it ends or
+/// the client resets it (the exchange is dropped: its upstream connection closes, never
+/// to be pooled mid-response). Returns whether the client stalled the response.
 async fn stream(
     client: Rc<Client>,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
+) -> bool {
     let started = Instant::now();
     let http2 = &client.shared.frontend.local().http2;
     let _serving = Serving::new(&http2.streams_active);
@@ -200,19 +337,35 @@ async fn stream(
             tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
             respond.send_reset(Reason::PROTOCOL_ERROR);
             buffers.input.clear();
-            return buffers::give(buffers);
+            buffers::give(buffers);
+            return false;
         }
     };
     let body = RequestBody::new(recv, chunked);
-    let response = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
+    let (response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
     let mut h2 = Http2Stream { body, response };
-    run_request(&mut h2, &client, &snapshot, &mut buffers, started).await;
-    if h2.body.reset_by_client().unwrap_or_else(|| h2.response.was_reset()) {
+    let was_reset = tokio::select! {
+        () = run_request(&mut h2, &client, &snapshot, &mut buffers, started) => false,
+        () = reset_of(&reset) => {
+            tracing::debug!(client = %client.peer, "client reset the stream");
+            Pending::unparsed(&client).finish(&client, Done::refused(0, "client reset the stream"));
+            true
+        }
+    };
+    if was_reset || h2.body.reset_by_client().unwrap_or_else(|| h2.response.was_reset()) {
         http2.resets_received.inc();
     }
-    h2.response.finish();
+    // A client that resets a stream it stopped reading (a cancelled download) did not
+    // stall it.
+    let stalled = h2.response.finish() && !was_reset;
     buffers.input.clear();
     buffers::give(buffers);
+    stalled
+}
+
+/// Ends when the client resets the stream.
+async fn reset_of(reset: &ResetWatch) {
+    std::future::poll_fn(|cx| reset.poll_reset(cx)).await;
 }
 
 /// Parses the translated head in `buffers.input` and handles the request as an HTTP/1
@@ -304,67 +457,6 @@ impl Stream for Http2Stream {
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
         // Only a connection's idle wait asks, and a stream has none.
         std::future::ready(Ok(()))
-    }
-}
-
-/// A connection whose first bytes were read to find the preface: they are read again
-/// before the rest.
-pub struct Rewind<S> {
-    first: Bytes,
-    inner: S,
-}
-
-impl<S> Rewind<S> {
-    /// `inner`, with `first` to be read before it.
-    pub fn new(first: Bytes, inner: S) -> Rewind<S> {
-        Rewind { first, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.first.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let n = this.first.len().min(buf.remaining());
-        buf.put_slice(&this.first[..n]);
-        this.first.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 

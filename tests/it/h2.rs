@@ -321,6 +321,7 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
     drop(client);
 }
 
+mod attacks;
 mod browser;
 mod drain;
 mod hostile;

@@ -8,9 +8,11 @@
 //! that stops reading holds at most its window (and the codec's send buffer) per stream,
 //! and weir's body pump waits, under its `send_timeout`, as it does for a full socket.
 
+use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -41,11 +43,38 @@ enum Body {
     Ended,
 }
 
+/// The codec's handles on one stream: shared with the stream's [`ResetWatch`].
+#[derive(Debug)]
+struct Handles {
+    respond: SendResponse<Bytes>,
+    send: Option<SendStream<Bytes>>,
+}
+
+/// Tells when the client resets the stream (or the connection breaks), so the exchange
+/// for it can stop at once rather than wait for the backend.
+#[derive(Debug)]
+pub struct ResetWatch(Rc<RefCell<Handles>>);
+
+impl ResetWatch {
+    /// Ready once the stream can carry nothing more. The codec wakes the stream's task
+    /// for this and for send capacity alike; both are polled by the same task.
+    pub fn poll_reset(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut handles = self.0.borrow_mut();
+        let Handles { respond, send } = &mut *handles;
+        let polled = match send.as_mut() {
+            Some(send) => send.poll_reset(cx),
+            None => respond.poll_reset(cx),
+        };
+        polled.map(|_| ())
+    }
+}
+
 /// Sends an HTTP/1.1 response written into it as HTTP/2 frames.
 #[derive(Debug)]
 pub struct ResponseWriter {
-    respond: SendResponse<Bytes>,
-    send: Option<SendStream<Bytes>>,
+    handles: Rc<RefCell<Handles>>,
+    /// The last write waited for flow-control capacity: the client takes no bytes.
+    waiting: bool,
     /// The request was HEAD: the response has no body whatever its head says.
     head_request: bool,
     head: Vec<u8>,
@@ -59,42 +88,52 @@ fn broken(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Err
 }
 
 impl ResponseWriter {
-    /// A writer for the response to a stream.
-    pub fn new(respond: SendResponse<Bytes>, head_request: bool) -> ResponseWriter {
-        ResponseWriter {
-            respond,
-            send: None,
+    /// A writer for the response to a stream, and the watch on its reset.
+    pub fn new(respond: SendResponse<Bytes>, head_request: bool) -> (ResponseWriter, ResetWatch) {
+        let handles = Rc::new(RefCell::new(Handles { respond, send: None }));
+        let writer = ResponseWriter {
+            handles: Rc::clone(&handles),
+            waiting: false,
             head_request,
             head: Vec::new(),
             trailers: Vec::new(),
             body: Body::Head,
-        }
+        };
+        (writer, ResetWatch(handles))
     }
 
     /// Whether the stream was reset before weir ended it: by the client's RST_STREAM
     /// or, rarely, by a connection error (the codec does not say which here).
     pub fn was_reset(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let polled = match self.send.as_mut() {
+        let mut handles = self.handles.borrow_mut();
+        let Handles { respond, send } = &mut *handles;
+        let polled = match send.as_mut() {
             Some(send) => send.poll_reset(&mut cx),
-            None => self.respond.poll_reset(&mut cx),
+            None => respond.poll_reset(&mut cx),
         };
         matches!(polled, Poll::Ready(Ok(_)))
     }
 
     /// Ends the stream once the exchange is over: a body that ends with the exchange
     /// ends here; a response cut short (or never begun) resets the stream, as closing
-    /// the connection tells an HTTP/1 client.
-    pub fn finish(&mut self) {
-        match (&self.body, self.send.as_mut()) {
+    /// the connection tells an HTTP/1 client. Returns whether the response was cut
+    /// while it waited for the client's window: the client stalled it past
+    /// `send_timeout`.
+    pub fn finish(&mut self) -> bool {
+        let mut handles = self.handles.borrow_mut();
+        let Handles { respond, send } = &mut *handles;
+        let stalled = self.waiting && !matches!(self.body, Body::Ended);
+        match (&self.body, send.as_mut()) {
             (Body::Ended, _) => {}
             (Body::UntilEnd, Some(send)) => {
                 let _ = send.send_data(Bytes::new(), true);
             }
             (_, Some(send)) => send.send_reset(Reason::INTERNAL_ERROR),
-            (_, None) => self.respond.send_reset(Reason::INTERNAL_ERROR),
+            (_, None) => respond.send_reset(Reason::INTERNAL_ERROR),
         }
         self.body = Body::Ended;
+        stalled
     }
 
     /// Takes head bytes; sends the head once it is complete. Returns the bytes consumed.
@@ -121,7 +160,8 @@ impl ResponseWriter {
         *response.headers_mut() = fields;
         if (100..200).contains(&status) {
             // Interim (100 Continue, 103 Early Hints): the final head follows.
-            self.respond.send_informational(response).map_err(broken)?;
+            let mut handles = self.handles.borrow_mut();
+            handles.respond.send_informational(response).map_err(broken)?;
             self.head.clear();
             return Ok(end - before);
         }
@@ -132,8 +172,9 @@ impl ResponseWriter {
             Framing::UntilEnd => Body::UntilEnd,
         };
         let empty = matches!(self.body, Body::Length(0));
-        let send = self.respond.send_response(response, empty).map_err(broken)?;
-        self.send = Some(send);
+        let mut handles = self.handles.borrow_mut();
+        let send = handles.respond.send_response(response, empty).map_err(broken)?;
+        handles.send = Some(send);
         if empty {
             self.body = Body::Ended;
         }
@@ -144,7 +185,7 @@ impl ResponseWriter {
     /// Takes chunked body bytes: chunk data goes out as DATA, framing is consumed, and
     /// the trailers go out as trailing HEADERS at the end.
     fn poll_chunked(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let ResponseWriter { send, body, trailers, .. } = self;
+        let ResponseWriter { handles, body, trailers, waiting, .. } = self;
         let Body::Chunked(decoder) = body else { unreachable!("called for a chunked body") };
         let mut consumed = 0;
         // Bounded: each pass consumes a framing byte, or returns.
@@ -156,7 +197,8 @@ impl ResponseWriter {
                     return Poll::Ready(Ok(consumed));
                 }
                 let data = &rest[..rest.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
-                let sent = ready!(poll_send(send, cx, data, false))?;
+                let send = &mut handles.borrow_mut().send;
+                let sent = ready!(poll_send(send, cx, data, false, waiting))?;
                 decoder.feed(&rest[..sent]).map_err(|_| broken("malformed chunked body"))?;
                 return Poll::Ready(Ok(sent));
             }
@@ -182,7 +224,8 @@ impl ResponseWriter {
             return Err(broken("response trailers HTTP/2 cannot carry"));
         };
         let (fields, _) = fields(headers)?;
-        let send = self.send.as_mut().ok_or_else(|| broken("no response head"))?;
+        let mut handles = self.handles.borrow_mut();
+        let send = handles.send.as_mut().ok_or_else(|| broken("no response head"))?;
         if fields.is_empty() {
             send.send_data(Bytes::new(), true).map_err(broken)?;
         } else {
@@ -198,12 +241,14 @@ impl ResponseWriter {
 const MAX_TRAILERS: usize = 100;
 
 /// Sends up to `data.len()` body bytes as the stream's capacity allows, ending the stream
-/// with the last of them when `last`. Returns the bytes sent.
+/// with the last of them when `last`. Returns the bytes sent. `waiting` tells whether
+/// it is waiting for capacity.
 fn poll_send(
     send: &mut Option<SendStream<Bytes>>,
     cx: &mut Context<'_>,
     data: &[u8],
     last: bool,
+    waiting: &mut bool,
 ) -> Poll<io::Result<usize>> {
     let Some(send) = send.as_mut() else {
         return Poll::Ready(Err(broken("response body before its head")));
@@ -217,12 +262,17 @@ fn poll_send(
     send.reserve_capacity(data.len());
     // Bounded: the codec reports capacity above zero, or the stream's end.
     while send.capacity() == 0 {
-        match ready!(send.poll_capacity(cx)) {
+        *waiting = true;
+        let polled = ready!(send.poll_capacity(cx));
+        // A stream reset or closed while it waited is no stall.
+        *waiting = false;
+        match polled {
             Some(Ok(_)) => {}
             Some(Err(error)) => return Poll::Ready(Err(broken(error))),
             None => return Poll::Ready(Err(broken("stream closed"))),
         }
     }
+    *waiting = false;
     let n = send.capacity().min(data.len());
     let end = last && n == data.len();
     send.send_data(Bytes::copy_from_slice(&data[..n]), end).map_err(broken)?;
@@ -241,7 +291,8 @@ impl AsyncWrite for ResponseWriter {
             Body::Length(left) => {
                 let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 let last = take as u64 == *left;
-                let sent = ready!(poll_send(&mut this.send, cx, &buf[..take], last))?;
+                let send = &mut this.handles.borrow_mut().send;
+                let sent = ready!(poll_send(send, cx, &buf[..take], last, &mut this.waiting))?;
                 *left -= sent as u64;
                 if *left == 0 {
                     this.body = Body::Ended;
@@ -249,7 +300,10 @@ impl AsyncWrite for ResponseWriter {
                 Poll::Ready(Ok(sent))
             }
             Body::Chunked(_) => this.poll_chunked(cx, buf),
-            Body::UntilEnd => poll_send(&mut this.send, cx, buf, false),
+            Body::UntilEnd => {
+                let send = &mut this.handles.borrow_mut().send;
+                poll_send(send, cx, buf, false, &mut this.waiting)
+            }
             Body::Ended => Poll::Ready(Err(broken("response bytes after its end"))),
         }
     }

@@ -1,0 +1,335 @@
+//! Attack resistance of an HTTP/2 connection beyond the codec's own limits.
+//!
+//! The codec answers PING and SETTINGS and takes RST_STREAM without telling weir, so
+//! [`Watched`] reads the frame headers of what the client sends as the bytes pass (9
+//! bytes a frame; payloads are skipped, not copied) and keeps budgets on them: a client
+//! past one is an attack ([`Http2Attack`]), and the driver answers it with GOAWAY
+//! `ENHANCE_YOUR_CALM` and closes the connection. [`header_cost`] and
+//! [`header_budget`] bound the decoded headers that a connection's streams hold.
+//! The codec's own defences (pending-accept resets, CONTINUATION frames) are told apart
+//! by [`codec_attack`].
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::metrics::Http2Attack;
+
+/// Client resets a connection may send before the reset share is looked at (Rapid
+/// Reset, CVE-2023-44487): past it, a client that reset more than half the streams it
+/// opened gets GOAWAY. Envoy's premature-reset rule, with a smaller floor: a browser
+/// cancels a few streams of many (navigation, aborted fetches), an attacker nearly all,
+/// and 100 streams opened and reset cost weir 100 request starts at most. The codec's
+/// own limit (`MAX_PENDING_ACCEPT_RESETS`) meets only resets that arrive before weir
+/// accepted the stream.
+pub const RESET_ALLOWANCE: u32 = 100;
+/// PING or SETTINGS frames a client may send in a burst, each kind on its own budget.
+/// Both cost weir an answer and do no work for anyone; a browser sends a few per
+/// connection, gRPC keepalive one every few seconds or minutes.
+pub const CONTROL_BURST: u32 = 100;
+/// The budget above regains one frame per this interval (10 a second sustained), and a
+/// frame that follows a new stream's HEADERS is free (a client timing its requests).
+pub const CONTROL_REFILL: Duration = Duration::from_millis(100);
+/// Streams with a full header list (`max_header_bytes`) a connection's open streams may
+/// hold at once, counted in decoded bytes as RFC 9113 §6.5.2 counts them (the HTTP/2
+/// Bomb: HPACK turns each byte on the wire into up to 4 KiB of header). Default: 16 x
+/// 64 KiB = 1 MiB decoded per connection. Without it a connection holds up to 100
+/// streams (`[server.http2] max_concurrent_streams`) x 64 KiB = 6.4 MiB in the codec, and as much again
+/// in each stream's translated HTTP/1 head: 12.8 MiB from a few KiB the client sent.
+/// Browser request heads are 0.5 to 2 KiB: 100 of them use a fifth of the budget.
+pub const HEADER_BUDGET_STREAMS: usize = 16;
+/// Per-field overhead in the header list size (RFC 9113 §6.5.2).
+const FIELD_OVERHEAD: usize = 32;
+
+/// The decoded header bytes a connection's open streams may hold.
+pub fn header_budget(max_header_bytes: usize) -> usize {
+    HEADER_BUDGET_STREAMS.saturating_mul(max_header_bytes)
+}
+
+/// The size of a request's header list as RFC 9113 §6.5.2 counts it: name, value and 32
+/// bytes per field, the pseudo-header fields included.
+pub fn header_cost<B>(request: &http::Request<B>) -> usize {
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
+        .sum();
+    let uri = request.uri();
+    let pseudo = request.method().as_str().len()
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, str::len)
+        // `:method`, `:path`, `:authority`, `:scheme`: names and overhead.
+        + 4 * (8 + FIELD_OVERHEAD);
+    fields + pseudo
+}
+
+/// The attack behind an error the codec ended the connection with. The codec gives its
+/// reason, not its debug data (`too_many_resets`, `too_many_continuations`, ...), so the
+/// frames the client sent tell them apart.
+pub fn codec_attack(error: &h2::Error, watch: &Watch) -> Option<Http2Attack> {
+    let calm = error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+    if !error.is_library() || !error.is_go_away() || !calm {
+        return None;
+    }
+    let scan = watch.0.borrow();
+    Some(if scan.continuations > 0 {
+        Http2Attack::Continuation
+    } else if scan.resets > 0 {
+        Http2Attack::RapidReset
+    } else {
+        Http2Attack::StreamErrors
+    })
+}
+
+/// Frame types read here (RFC 9113 §6).
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const CONTINUATION: u8 = 0x9;
+/// The ACK flag of SETTINGS and PING: an answer, not a request.
+const ACK: u8 = 0x1;
+/// Length of a frame header.
+const FRAME_HEADER: usize = 9;
+
+/// A budget of PING or SETTINGS frames.
+#[derive(Debug)]
+struct Bucket {
+    tokens: u32,
+    /// When the budget last regained a frame.
+    at: Instant,
+    /// The next frame is free: a new stream came since the last one.
+    free: bool,
+}
+
+impl Bucket {
+    fn new(now: Instant) -> Bucket {
+        Bucket { tokens: CONTROL_BURST, at: now, free: false }
+    }
+
+    /// Takes one frame from the budget; false when it was spent.
+    fn take(&mut self) -> bool {
+        if std::mem::take(&mut self.free) {
+            return true;
+        }
+        let now = Instant::now();
+        let gained = now.duration_since(self.at).as_nanos() / CONTROL_REFILL.as_nanos();
+        if gained > 0 {
+            let gained = u32::try_from(gained).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(gained).min(CONTROL_BURST);
+            self.at = now;
+        }
+        let ok = self.tokens > 0;
+        self.tokens = self.tokens.saturating_sub(1);
+        ok
+    }
+}
+
+/// What the client sent so far, frame by frame.
+#[derive(Debug)]
+struct Scan {
+    /// Bytes of the client preface still to pass.
+    preface: usize,
+    head: [u8; FRAME_HEADER],
+    head_len: usize,
+    /// Payload bytes of the current frame still to pass.
+    skip: usize,
+    streams: u32,
+    resets: u32,
+    continuations: u32,
+    pings: Bucket,
+    settings: Bucket,
+    attack: Option<Http2Attack>,
+}
+
+impl Scan {
+    /// Passes `bytes` (bounded by their length: each pass consumes at least one byte).
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.attack.is_none() {
+            let n = if self.preface > 0 {
+                let n = self.preface.min(bytes.len());
+                self.preface -= n;
+                n
+            } else if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                n
+            } else {
+                let n = (FRAME_HEADER - self.head_len).min(bytes.len());
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+                self.head_len += n;
+                if self.head_len == FRAME_HEADER {
+                    self.head_len = 0;
+                    let [a, b, c, kind, flags, ..] = self.head;
+                    self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                    self.attack = self.frame(kind, flags);
+                }
+                n
+            };
+            bytes = &bytes[n..];
+        }
+    }
+
+    fn frame(&mut self, kind: u8, flags: u8) -> Option<Http2Attack> {
+        match kind {
+            HEADERS => {
+                self.streams = self.streams.saturating_add(1);
+                self.pings.free = true;
+                self.settings.free = true;
+                None
+            }
+            RST_STREAM => {
+                self.resets = self.resets.saturating_add(1);
+                let most = self.resets > self.streams / 2;
+                (self.resets > RESET_ALLOWANCE && most).then_some(Http2Attack::RapidReset)
+            }
+            CONTINUATION => {
+                self.continuations = self.continuations.saturating_add(1);
+                None
+            }
+            PING if flags & ACK == 0 => (!self.pings.take()).then_some(Http2Attack::PingFlood),
+            SETTINGS if flags & ACK == 0 => {
+                (!self.settings.take()).then_some(Http2Attack::SettingsFlood)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A client connection whose frames are watched as they are read. Once an attack is
+/// seen it reads nothing more: the driver sends GOAWAY and closes.
+#[derive(Debug)]
+pub struct Watched<T> {
+    inner: T,
+    scan: Rc<RefCell<Scan>>,
+}
+
+/// The driver's side of [`Watched`]: the attack it saw, if any.
+#[derive(Debug)]
+pub struct Watch(Rc<RefCell<Scan>>);
+
+impl Watch {
+    /// The attack seen so far.
+    pub fn attack(&self) -> Option<Http2Attack> {
+        self.0.borrow().attack
+    }
+}
+
+/// `inner`, watched; `preface` when its first bytes are the client preface.
+pub fn watch<T>(inner: T) -> (Watched<T>, Watch) {
+    let now = Instant::now();
+    let scan = Scan {
+        preface: super::PREFACE.len(),
+        head: [0; FRAME_HEADER],
+        head_len: 0,
+        skip: 0,
+        streams: 0,
+        resets: 0,
+        continuations: 0,
+        pings: Bucket::new(now),
+        settings: Bucket::new(now),
+        attack: None,
+    };
+    let scan = Rc::new(RefCell::new(scan));
+    (Watched { inner, scan: Rc::clone(&scan) }, Watch(scan))
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.scan.borrow().attack.is_some() {
+            // The driver, woken when the attack was seen, closes the connection.
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let mut scan = this.scan.borrow_mut();
+        scan.feed(&buf.filled()[before..]);
+        if scan.attack.is_some() {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+write_through!(Watched);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len().to_be_bytes();
+        let mut out = vec![len[5], len[6], len[7], kind, flags, 0, 0, 0, 1];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn scan_of(chunks: &[Vec<u8>], split: usize) -> Option<Http2Attack> {
+        let (_, watch) = watch(());
+        let mut bytes = super::super::PREFACE.to_vec();
+        chunks.iter().for_each(|c| bytes.extend_from_slice(c));
+        // Any split of the bytes into reads gives the same verdict.
+        bytes.chunks(split).for_each(|part| watch.0.borrow_mut().feed(part));
+        watch.attack()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn floods_of_pings_settings_and_resets_are_told_from_normal_use() {
+        let ping = frame(PING, 0, &[0; 8]);
+        let pong = frame(PING, ACK, &[0; 8]);
+        let headers = frame(HEADERS, 0x5, &[0x82; 20]);
+        let reset = frame(RST_STREAM, 0, &[0, 0, 0, 8]);
+        for split in [1, 7, 4096] {
+            let burst = vec![ping.clone(); CONTROL_BURST as usize];
+            assert_eq!(scan_of(&burst, split), None);
+            let flood = vec![ping.clone(); CONTROL_BURST as usize + 1];
+            assert_eq!(scan_of(&flood, split), Some(Http2Attack::PingFlood));
+            let acks = vec![pong.clone(); 1000];
+            assert_eq!(scan_of(&acks, split), None);
+            let settings = vec![frame(SETTINGS, 0, &[0, 2, 0, 0, 0, 0]); 101];
+            assert_eq!(scan_of(&settings, split), Some(Http2Attack::SettingsFlood));
+            // A ping after each new stream is free.
+            let timed: Vec<_> = (0..500).flat_map(|_| [headers.clone(), ping.clone()]).collect();
+            assert_eq!(scan_of(&timed, split), None);
+            let rapid: Vec<_> = (0..101).flat_map(|_| [headers.clone(), reset.clone()]).collect();
+            assert_eq!(scan_of(&rapid, split), Some(Http2Attack::RapidReset));
+            // A browser cancelling a third of its streams is no attack.
+            let some: Vec<_> = (0..600)
+                .flat_map(|n| {
+                    if n % 3 == 0 {
+                        vec![headers.clone(), reset.clone()]
+                    } else {
+                        vec![headers.clone()]
+                    }
+                })
+                .collect();
+            assert_eq!(scan_of(&some, split), None);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_control_budget_refills_with_time() {
+        let (_, watch) = watch(());
+        let ping = frame(PING, 0, &[0; 8]);
+        let feed = |bytes: &[u8]| watch.0.borrow_mut().feed(bytes);
+        feed(super::super::PREFACE);
+        (0..CONTROL_BURST).for_each(|_| feed(&ping));
+        tokio::time::advance(CONTROL_REFILL * 10).await;
+        (0..10).for_each(|_| feed(&ping));
+        assert_eq!(watch.attack(), None);
+        feed(&ping);
+        assert_eq!(watch.attack(), Some(Http2Attack::PingFlood));
+    }
+}
