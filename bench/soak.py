@@ -113,6 +113,23 @@ class Fleet:
                 await p.wait()
 
 
+def weir_pid(cfg_path):
+    """The pid of the weir process started with `cfg_path`, or None."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm == "weir" and cfg_path.encode() in argv:
+            return int(entry)
+    return None
+
+
 def proc_reading(pid):
     """(VmRSS, open fds, RssAnon, RssFile) in KiB and count. RSS is split because file
     pages (the binary's code, faulted in the first time a rare path runs) are clean and
@@ -142,7 +159,7 @@ async def schedule(ctx, weir, fleet, cfg_path, ports, end):
             with open(tmp, "w") as f:
                 f.write(config_text(ports, weight))
             os.replace(tmp, cfg_path)
-            weir.send_signal(signal.SIGHUP)
+            os.kill(ctx.weir_pid, signal.SIGHUP)
             ctx.event("reload")
         if t >= next_api:
             next_api += API_EVERY_S
@@ -213,15 +230,19 @@ async def main(args):
     try:
         await traffic.wait_port(ports["weir"])
         await asyncio.sleep(1)
-        baseline_fds = proc_reading(weir.pid)[1]
+        # Under a wrapper (`--weir` a script running heaptrack or valgrind), the process to
+        # signal and measure is weir itself, found by its config path.
+        pid = weir_pid(cfg_path) or weir.pid
+        baseline_fds = proc_reading(pid)[1]
         ctx = traffic.Context()
+        ctx.weir_pid = pid
         t0 = time.monotonic()
         end = t0 + args.duration
         samples = []
         loops = traffic.all_loops(ctx, ports["weir"], end)
         await asyncio.gather(schedule(ctx, weir, fleet, cfg_path, ports, end),
-                             sample(weir.pid, samples, end), *loops)
-        fds = await settle_fds(weir.pid, baseline_fds)
+                             sample(pid, samples, end), *loops)
+        fds = await settle_fds(pid, baseline_fds)
         window = min(60, (args.duration - args.warmup) / 2)
         first, last, drift = rss_drift(samples, t0, args.warmup, window)
         anon = rss_drift(samples, t0, args.warmup, window, column=3)
@@ -244,6 +265,10 @@ async def main(args):
         return 0 if ok else 1
     finally:
         if weir.returncode is None:
+            # weir itself first, so that a wrapper (heaptrack) sees it exit normally.
+            real = weir_pid(cfg_path)
+            if real is not None and real != weir.pid:
+                os.kill(real, signal.SIGTERM)
             weir.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(weir.wait(), 35)
