@@ -12,7 +12,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::{BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
+use crate::config::{BackendConfig, Config, PoolConfig, StrategyKind};
 use crate::server;
 
 /// Names of the demo backends.
@@ -39,14 +39,7 @@ pub fn run(args: &crate::flags::Args) -> ExitCode {
         }
     };
     let mut config = Config::default();
-    let backend_configs = backends
-        .iter()
-        .map(|addr| BackendConfig {
-            address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"),
-            weight: 1,
-            resolve: false,
-        })
-        .collect();
+    let backend_configs = backends.iter().copied().map(BackendConfig::at).collect();
     config.pools.push(PoolConfig::new("demo", StrategyKind::RoundRobin, backend_configs));
     // Only the listener, admin and worker flags apply to the demo.
     let flags = crate::flags::Args {

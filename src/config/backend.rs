@@ -14,6 +14,16 @@ pub struct BackendConfig {
     pub resolve: bool,
 }
 
+impl BackendConfig {
+    /// A plain-HTTP backend at `addr`, weight 1, resolved once (the demo's and the tests'
+    /// backends on loopback).
+    pub fn at(addr: std::net::SocketAddr) -> BackendConfig {
+        let address =
+            BackendAddress { scheme: Scheme::Http, host: addr.ip().to_string(), port: addr.port() };
+        BackendConfig { address, weight: 1, resolve: false }
+    }
+}
+
 /// URL scheme of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scheme {
@@ -89,4 +99,19 @@ fn split_host_port(text: &str) -> Option<(&str, u16)> {
         return None;
     }
     Some((host, port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_at_a_socket_address_is_what_parsing_it_gives() {
+        for text in ["127.0.0.1:9001", "[::1]:8080"] {
+            let addr: std::net::SocketAddr = text.parse().unwrap();
+            let parsed = BackendAddress::parse(text).unwrap();
+            assert_eq!(BackendConfig::at(addr).address, parsed);
+            assert_eq!(BackendConfig::at(addr).address.authority(), text);
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{sleep, Instant};
-use weir::config::{BackendAddress, BackendConfig, Config, PoolConfig, RouteConfig, StrategyKind};
+use weir::config::{BackendConfig, Config, PoolConfig, RouteConfig, StrategyKind};
 use weir::health::Status;
 use weir::metrics::{BackendStats, PoolStats};
 use weir::server::{Handle, Shared};
@@ -23,14 +23,7 @@ pub fn config_for(backends: &[SocketAddr]) -> Config {
     config.server.workers = 2;
     config.server.drain_timeout = Duration::from_secs(2);
     config.admin.listen = None;
-    let list = backends
-        .iter()
-        .map(|addr| BackendConfig {
-            address: BackendAddress::parse(&addr.to_string()).expect("socket address parses"),
-            weight: 1,
-            resolve: false,
-        })
-        .collect();
+    let list = backends.iter().copied().map(BackendConfig::at).collect();
     config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, list));
     config
 }
