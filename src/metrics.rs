@@ -243,11 +243,13 @@ pub enum Http2Attack {
     /// Streams weir refused or reset for the client's errors past the codec's limit
     /// (streams over `max_concurrent_streams`; MadeYouReset, CVE-2025-8671).
     StreamErrors,
+    /// A header block not complete within `header_timeout` (slowloris over HTTP/2).
+    SlowHeaders,
 }
 
 impl Http2Attack {
     /// Every kind, in exposition order.
-    pub const ALL: [Http2Attack; 7] = [
+    pub const ALL: [Http2Attack; 8] = [
         Http2Attack::RapidReset,
         Http2Attack::Continuation,
         Http2Attack::HeaderBudget,
@@ -255,6 +257,7 @@ impl Http2Attack {
         Http2Attack::SettingsFlood,
         Http2Attack::Stall,
         Http2Attack::StreamErrors,
+        Http2Attack::SlowHeaders,
     ];
 
     /// The `kind` label.
@@ -267,6 +270,7 @@ impl Http2Attack {
             Http2Attack::SettingsFlood => "settings_flood",
             Http2Attack::Stall => "stall",
             Http2Attack::StreamErrors => "stream_errors",
+            Http2Attack::SlowHeaders => "slow_headers",
         }
     }
 }

@@ -138,7 +138,7 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
         (builder(server), server.max_header_bytes, timeouts.0, timeouts.1)
     };
     let client = Rc::new(Client { http2: true, ..client });
-    let (io, watch) = guard::watch(io);
+    let (io, watch) = guard::watch(io, header_timeout);
     let handshake = builder.handshake::<Watched<T>, Bytes>(io);
     let mut connection = match tokio::time::timeout(header_timeout, handshake).await {
         Ok(Ok(connection)) => connection,

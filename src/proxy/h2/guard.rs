@@ -10,14 +10,15 @@
 //! by [`codec_attack`].
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::metrics::Http2Attack;
 
@@ -96,6 +97,9 @@ const PING: u8 = 0x6;
 const CONTINUATION: u8 = 0x9;
 /// The ACK flag of SETTINGS and PING: an answer, not a request.
 const ACK: u8 = 0x1;
+/// The END_HEADERS flag of HEADERS and CONTINUATION: the header block ends with this
+/// frame.
+const END_HEADERS: u8 = 0x4;
 /// Length of a frame header.
 const FRAME_HEADER: usize = 9;
 
@@ -146,6 +150,13 @@ struct Scan {
     continuations: u32,
     pings: Bucket,
     settings: Bucket,
+    /// A header block has begun and not yet fully arrived: its HEADERS frame, the
+    /// CONTINUATION frames it announced, or the last one's payload are still to come.
+    /// Nothing else may arrive meanwhile (RFC 9113 §6.10), so a client that stalls here
+    /// stalls its whole connection.
+    in_block: bool,
+    /// The frame passing now ends the header block (END_HEADERS).
+    block_ends: bool,
     attack: Option<Http2Attack>,
 }
 
@@ -160,6 +171,7 @@ impl Scan {
             } else if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
                 self.skip -= n;
+                self.frame_passed();
                 n
             } else {
                 let n = (FRAME_HEADER - self.head_len).min(bytes.len());
@@ -170,6 +182,7 @@ impl Scan {
                     let [a, b, c, kind, flags, ..] = self.head;
                     self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
                     self.attack = self.frame(kind, flags);
+                    self.frame_passed();
                 }
                 n
             };
@@ -177,7 +190,18 @@ impl Scan {
         }
     }
 
+    /// Ends the header block once the payload of the frame that ends it has passed.
+    fn frame_passed(&mut self) {
+        if self.skip == 0 && self.block_ends {
+            (self.in_block, self.block_ends) = (false, false);
+        }
+    }
+
     fn frame(&mut self, kind: u8, flags: u8) -> Option<Http2Attack> {
+        if matches!(kind, HEADERS | CONTINUATION) {
+            self.in_block = true;
+            self.block_ends = flags & END_HEADERS != 0;
+        }
         match kind {
             HEADERS => {
                 self.streams = self.streams.saturating_add(1);
@@ -209,6 +233,13 @@ impl Scan {
 pub struct Watched<T> {
     inner: T,
     scan: Rc<RefCell<Scan>>,
+    /// How long a header block may take to arrive (`header_timeout`, as for an HTTP/1
+    /// head): past it the client is a slowloris ([`Http2Attack::SlowHeaders`]).
+    header_timeout: Duration,
+    /// The header block's deadline, armed when a read ends inside a block: a request
+    /// whose head arrives in one read (nearly all) arms no timer.
+    slow: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 /// The driver's side of [`Watched`]: the attack it saw, if any.
@@ -222,8 +253,9 @@ impl Watch {
     }
 }
 
-/// `inner`, watched; `preface` when its first bytes are the client preface.
-pub fn watch<T>(inner: T) -> (Watched<T>, Watch) {
+/// `inner`, watched from its client preface on; each header block must arrive within
+/// `header_timeout`.
+pub fn watch<T>(inner: T, header_timeout: Duration) -> (Watched<T>, Watch) {
     let now = Instant::now();
     let scan = Scan {
         preface: super::PREFACE.len(),
@@ -235,10 +267,40 @@ pub fn watch<T>(inner: T) -> (Watched<T>, Watch) {
         continuations: 0,
         pings: Bucket::new(now),
         settings: Bucket::new(now),
+        in_block: false,
+        block_ends: false,
         attack: None,
     };
     let scan = Rc::new(RefCell::new(scan));
-    (Watched { inner, scan: Rc::clone(&scan) }, Watch(scan))
+    let watched =
+        Watched { inner, scan: Rc::clone(&scan), header_timeout, slow: None, armed: false };
+    (watched, Watch(scan))
+}
+
+impl<T> Watched<T> {
+    /// After a read: arms the header block's deadline when the read ended inside one,
+    /// disarms it when none is open.
+    fn time_block(&mut self, in_block: bool) {
+        if !in_block {
+            self.armed = false;
+        } else if !self.armed {
+            self.armed = true;
+            let deadline = Instant::now() + self.header_timeout;
+            match &mut self.slow {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.slow = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+    }
+
+    /// While the client sends nothing: whether an open header block is past its
+    /// deadline (the timer wakes the task when it is).
+    fn block_overdue(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.slow {
+            Some(sleep) if self.armed => sleep.as_mut().poll(cx).is_ready(),
+            _ => false,
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -253,12 +315,22 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
             return Poll::Pending;
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let Poll::Ready(read) = Pin::new(&mut this.inner).poll_read(cx, buf) else {
+            if this.block_overdue(cx) {
+                this.scan.borrow_mut().attack = Some(Http2Attack::SlowHeaders);
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Pending;
+        };
+        read?;
         let mut scan = this.scan.borrow_mut();
         scan.feed(&buf.filled()[before..]);
         if scan.attack.is_some() {
             cx.waker().wake_by_ref();
         }
+        let in_block = scan.in_block;
+        drop(scan);
+        this.time_block(in_block);
         Poll::Ready(Ok(()))
     }
 }
@@ -277,7 +349,7 @@ mod tests {
     }
 
     fn scan_of(chunks: &[Vec<u8>], split: usize) -> Option<Http2Attack> {
-        let (_, watch) = watch(());
+        let (_, watch) = watch((), Duration::from_secs(10));
         let mut bytes = super::super::PREFACE.to_vec();
         chunks.iter().for_each(|c| bytes.extend_from_slice(c));
         // Any split of the bytes into reads gives the same verdict.
@@ -321,7 +393,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_control_budget_refills_with_time() {
-        let (_, watch) = watch(());
+        let (_, watch) = watch((), Duration::from_secs(10));
         let ping = frame(PING, 0, &[0; 8]);
         let feed = |bytes: &[u8]| watch.0.borrow_mut().feed(bytes);
         feed(super::super::PREFACE);
@@ -331,5 +403,49 @@ mod tests {
         assert_eq!(watch.attack(), None);
         feed(&ping);
         assert_eq!(watch.attack(), Some(Http2Attack::PingFlood));
+    }
+
+    #[test]
+    fn a_header_block_is_open_until_its_last_frame_has_passed() {
+        let (_, watch) = watch((), Duration::from_secs(10));
+        let in_block = |bytes: &[u8]| {
+            watch.0.borrow_mut().feed(bytes);
+            watch.0.borrow().in_block
+        };
+        assert!(!in_block(super::super::PREFACE));
+        let open = frame(HEADERS, 0x1, &[0x82; 20]);
+        assert!(in_block(&open[..12]), "its payload is arriving");
+        assert!(in_block(&open[12..]), "no END_HEADERS");
+        let last = frame(CONTINUATION, END_HEADERS, &[0x82; 30]);
+        assert!(in_block(&last[..20]), "the last frame's payload is arriving");
+        assert!(!in_block(&last[20..]));
+        let whole = frame(HEADERS, END_HEADERS | 0x1, &[0x82; 20]);
+        assert!(in_block(&whole[..12]));
+        assert!(!in_block(&whole[12..]));
+        assert!(!in_block(&frame(PING, 0, &[0; 8])));
+        assert!(!in_block(&frame(HEADERS, END_HEADERS, &[])), "an empty block ends at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_header_block_is_refused_after_header_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (mut watched, watch) = watch(server, Duration::from_secs(10));
+        let mut buf = vec![0; 1 << 16];
+        let mut sent = super::super::PREFACE.to_vec();
+        sent.extend(frame(HEADERS, END_HEADERS, &[0x82; 20]));
+        client.write_all(&sent).await.unwrap();
+        watched.read_exact(&mut buf[..sent.len()]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(60), watched.read(&mut buf));
+        assert!(read.await.is_err(), "a complete head arms no deadline");
+        assert_eq!(watch.attack(), None);
+        client.write_all(&frame(HEADERS, 0x1, &[0x82; 20])).await.unwrap();
+        watched.read_exact(&mut buf[..29]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(9), watched.read(&mut buf));
+        assert!(read.await.is_err());
+        assert_eq!(watch.attack(), None, "within header_timeout");
+        let read = tokio::time::timeout(Duration::from_secs(2), watched.read(&mut buf));
+        assert!(read.await.is_err(), "reads nothing once refused");
+        assert_eq!(watch.attack(), Some(Http2Attack::SlowHeaders));
     }
 }

@@ -201,6 +201,22 @@ async fn a_zero_window_stall_is_closed_after_send_timeout() {
     assert_eq!(attacks(admin, "stall").await, 1.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_trickled_past_header_timeout_is_closed() {
+    // Goal: slowloris over HTTP/2. A header block must arrive within `header_timeout`
+    // (1 s here), as an HTTP/1 head must; one trickled a byte every 100 ms (up to 20 s)
+    // gets GOAWAY after it, though bytes keep coming and the idle timeout (75 s) is far.
+    // Bound whole: weir runs until the scrape at the end.
+    let run = measured("slow_headers", "200", "header_timeout = \"1s\"").await;
+    let (report, growth, admin) = (run.report.clone(), run.growth, run.admin);
+    assert_goaway(&report);
+    let elapsed = number(&report, "elapsed_ms");
+    assert!((1000..10_000).contains(&elapsed), "GOAWAY after {elapsed} ms");
+    assert!(number(&report, "bytes") < 200, "{report:?}");
+    assert!(growth < 8 * MIB, "RSS grew {growth} KiB");
+    assert_eq!(attacks(admin, "slow_headers").await, 1.0);
+}
+
 /// A client resets its stream while weir waits on the backend (for the response head,
 /// or, with `partial`, for the rest of a body): the backend sees its connection closed
 /// at once, not after a timeout, and the connection is not pooled.

@@ -47,6 +47,22 @@ async fn content_length_disagreeing_with_data_resets_the_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_body_stops_gets_408_after_body_timeout() {
+    // Goal: `body_timeout` holds per stream: an upload that stops mid-body gets 408 on
+    // its stream once it passes, while the next stream on the same connection is
+    // served meanwhile (the connection is not the one timed out).
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.body_timeout = std::time::Duration::from_millis(300);
+    });
+    let events = hostile("stalled_body", weir.addr()).await;
+    let at = |line: &str| events.iter().position(|e| e == line);
+    let (good, timed_out) = (at("3 status=200"), at("1 status=408"));
+    assert!(good.is_some() && timed_out.is_some(), "{events:?}");
+    assert!(good < timed_out, "stream 3 is served while stream 1 waits: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_list_over_the_limit_is_refused() {
     // Goal: the header list limit is `max_header_bytes`, not the codec's 16 MiB. Method:
     // with a 4 KiB limit, an 8 KiB header value gets the codec's 431 (which ends the

