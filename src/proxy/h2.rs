@@ -262,8 +262,10 @@ fn start(
         respond.send_reset(Reason::REFUSED_STREAM);
         return Err(Http2Attack::HeaderBudget);
     }
-    let stream = stream(Rc::clone(client), request, respond);
-    streams.spawn_local(async move { Ended { header_cost: cost, stalled: stream.await } });
+    // Spawned as is, not wrapped in another async block: a wrapper would hold the
+    // stream's future twice over (as its capture and as the awaited value), and a
+    // task's future is copied whole when it is spawned and when it ends.
+    streams.spawn_local(stream(Rc::clone(client), request, respond, cost));
     Ok(cost)
 }
 
@@ -318,8 +320,19 @@ impl Drop for Serving<'_> {
 
 /// Serves one stream: translates its head, then runs it as a request, until it ends or
 /// the client resets it (the exchange is dropped: its upstream connection closes, never
-/// to be pooled mid-response). Returns whether the client stalled the response.
+/// to be pooled mid-response). `header_cost` is what its headers count against the
+/// connection's budget.
 async fn stream(
+    client: Rc<Client>,
+    request: http::Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    header_cost: usize,
+) -> Ended {
+    Ended { header_cost, stalled: serve_stream(client, request, respond).await }
+}
+
+/// [`stream`]'s work; returns whether the client stalled the response.
+async fn serve_stream(
     client: Rc<Client>,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -344,8 +357,12 @@ async fn stream(
     let body = RequestBody::new(recv, chunked);
     let (response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
     let mut h2 = Http2Stream { body, response };
+    // Boxed: the request's future (about 3 KiB, the exchange's state) would otherwise
+    // make the task's own future that big, and tokio copies a task's future whole when
+    // it spawns it and again when it ends; one allocation costs less than those copies.
+    let request = Box::pin(run_request(&mut h2, &client, &snapshot, &mut buffers, started));
     let was_reset = tokio::select! {
-        () = run_request(&mut h2, &client, &snapshot, &mut buffers, started) => false,
+        () = request => false,
         () = reset_of(&reset) => {
             tracing::debug!(client = %client.peer, "client reset the stream");
             Pending::unparsed(&client).finish(&client, Done::refused(0, "client reset the stream"));

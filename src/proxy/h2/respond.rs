@@ -136,33 +136,46 @@ impl ResponseWriter {
         stalled
     }
 
-    /// Takes head bytes; sends the head once it is complete. Returns the bytes consumed.
+    /// Takes head bytes; sends the head once it is complete, with as much of a
+    /// fixed-length body that came in the same write as the stream can take now.
+    /// Returns the bytes of `buf` consumed.
+    ///
+    /// A head that arrives whole (nearly all) is parsed where it lies and copied once,
+    /// with the body bytes after it, into one shared buffer: the field values and the
+    /// first DATA frame are slices of it, not an allocation each.
     fn take_head(&mut self, buf: &[u8]) -> io::Result<usize> {
         let before = self.head.len();
-        self.head.extend_from_slice(buf);
+        if before > 0 {
+            self.head.extend_from_slice(buf);
+        }
+        let input: &[u8] = if before > 0 { &self.head } else { buf };
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
         let mut parsed = httparse::Response::new(&mut []);
         let end = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut parsed,
-            &self.head,
+            input,
             &mut slots,
         ) {
             Ok(httparse::Status::Complete(end)) => end,
-            Ok(httparse::Status::Partial) if self.head.len() < MAX_HEAD_BYTES => {
-                return Ok(buf.len())
+            Ok(httparse::Status::Partial) if input.len() < MAX_HEAD_BYTES => {
+                if before == 0 {
+                    self.head.extend_from_slice(buf);
+                }
+                return Ok(buf.len());
             }
             _ => return Err(broken("weir wrote a response head HTTP/2 cannot carry")),
         };
+        let shared = Bytes::copy_from_slice(input);
         let status = parsed.code.unwrap_or(0);
-        let (fields, framing) = fields(parsed.headers)?;
+        let (fields, framing) = fields(parsed.headers, input, &shared)?;
         let mut response = Response::new(());
         *response.status_mut() = StatusCode::from_u16(status).map_err(broken)?;
         *response.headers_mut() = fields;
+        self.head.clear();
         if (100..200).contains(&status) {
             // Interim (100 Continue, 103 Early Hints): the final head follows.
             let mut handles = self.handles.borrow_mut();
             handles.respond.send_informational(response).map_err(broken)?;
-            self.head.clear();
             return Ok(end - before);
         }
         self.body = match framing {
@@ -173,17 +186,23 @@ impl ResponseWriter {
         };
         let empty = matches!(self.body, Body::Length(0));
         let mut handles = self.handles.borrow_mut();
-        let send = handles.respond.send_response(response, empty).map_err(broken)?;
-        handles.send = Some(send);
-        if empty {
+        let mut send = handles.respond.send_response(response, empty).map_err(broken)?;
+        let sent = match &mut self.body {
+            Body::Length(0) => {
+                self.body = Body::Ended;
+                0
+            }
+            Body::Length(left) => send_ready(&mut send, shared.slice(end..), left)?,
+            _ => 0,
+        };
+        if matches!(self.body, Body::Length(0)) {
             self.body = Body::Ended;
         }
+        handles.send = Some(send);
         self.head = Vec::new();
-        Ok(end - before)
+        Ok(end - before + sent)
     }
 
-    /// Takes chunked body bytes: chunk data goes out as DATA, framing is consumed, and
-    /// the trailers go out as trailing HEADERS at the end.
     fn poll_chunked(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let ResponseWriter { handles, body, trailers, waiting, .. } = self;
         let Body::Chunked(decoder) = body else { unreachable!("called for a chunked body") };
@@ -223,7 +242,8 @@ impl ResponseWriter {
         let Ok(httparse::Status::Complete((_, headers))) = parsed else {
             return Err(broken("response trailers HTTP/2 cannot carry"));
         };
-        let (fields, _) = fields(headers)?;
+        let shared = Bytes::copy_from_slice(&self.trailers);
+        let (fields, _) = fields(headers, &self.trailers, &shared)?;
         let mut handles = self.handles.borrow_mut();
         let send = handles.send.as_mut().ok_or_else(|| broken("no response head"))?;
         if fields.is_empty() {
@@ -239,6 +259,24 @@ impl ResponseWriter {
 /// Most trailer fields relayed; a trailer section is bounded in bytes by the chunked
 /// decoder too.
 const MAX_TRAILERS: usize = 100;
+
+/// Sends what of `data` (a fixed-length body's first bytes, `left` of it to come) the
+/// stream can take without waiting; the rest goes through [`poll_send`]. Returns the
+/// bytes sent.
+fn send_ready(send: &mut SendStream<Bytes>, mut data: Bytes, left: &mut u64) -> io::Result<usize> {
+    data.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+    if data.is_empty() {
+        return Ok(0);
+    }
+    send.reserve_capacity(data.len());
+    data.truncate(send.capacity());
+    let n = data.len();
+    if n > 0 {
+        *left -= n as u64;
+        send.send_data(data, *left == 0).map_err(broken)?;
+    }
+    Ok(n)
+}
 
 /// Sends up to `data.len()` body bytes as the stream's capacity allows, ending the stream
 /// with the last of them when `last`. Returns the bytes sent. `waiting` tells whether
@@ -327,7 +365,11 @@ enum Framing {
 }
 
 /// The fields of a response head that go in HTTP/2 HEADERS, and the body's framing.
-fn fields(headers: &[httparse::Header<'_>]) -> io::Result<(HeaderMap, Framing)> {
+fn fields(
+    headers: &[httparse::Header<'_>],
+    input: &[u8],
+    shared: &Bytes,
+) -> io::Result<(HeaderMap, Framing)> {
     let mut map = HeaderMap::with_capacity(headers.len());
     let mut framing = Framing::UntilEnd;
     for header in headers {
@@ -344,7 +386,10 @@ fn fields(headers: &[httparse::Header<'_>]) -> io::Result<(HeaderMap, Framing)> 
             let text = std::str::from_utf8(header.value).map_err(broken)?;
             framing = Framing::Length(text.trim().parse().map_err(broken)?);
         }
-        map.append(name, HeaderValue::from_bytes(header.value).map_err(broken)?);
+        // The value's place in `input`, which `shared` is a copy of.
+        let at = header.value.as_ptr() as usize - input.as_ptr() as usize;
+        let value = shared.slice(at..at + header.value.len());
+        map.append(name, HeaderValue::from_maybe_shared(value).map_err(broken)?);
     }
     Ok((map, framing))
 }
