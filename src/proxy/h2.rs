@@ -49,6 +49,7 @@ mod guard;
 mod respond;
 mod rewind;
 mod translate;
+mod websocket;
 
 use std::future::Future;
 use std::io;
@@ -124,6 +125,9 @@ fn builder(server: &ServerConfig) -> h2::server::Builder {
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
         .header_table_size(HEADER_TABLE_SIZE);
+    if limits.websocket {
+        builder.enable_connect_protocol();
+    }
     builder
 }
 
@@ -331,8 +335,8 @@ async fn stream(
     let (parts, recv) = request.into_parts();
     let mut buffers = buffers::take();
     let has_body = !recv.is_end_stream();
-    let chunked = match translate::write_head(&parts, has_body, &mut buffers.input) {
-        Ok(chunked) => chunked,
+    let translated = match websocket::translate(&parts, has_body, &mut buffers.input) {
+        Ok(translated) => translated,
         Err(malformed) => {
             tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
             respond.send_reset(Reason::PROTOCOL_ERROR);
@@ -341,9 +345,12 @@ async fn stream(
             return false;
         }
     };
-    let body = RequestBody::new(recv, chunked);
-    let (response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
-    let mut h2 = Http2Stream { body, response };
+    let body = RequestBody::new(recv, translated.chunked);
+    let (mut response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
+    if translated.accept.is_some() {
+        response.tunnel_on_101();
+    }
+    let mut h2 = Http2Stream { body, response, websocket_accept: translated.accept };
     let was_reset = tokio::select! {
         () = run_request(&mut h2, &client, &snapshot, &mut buffers, started) => false,
         () = reset_of(&reset) => {
@@ -407,6 +414,8 @@ async fn run_request(
 struct Http2Stream {
     body: RequestBody,
     response: ResponseWriter,
+    /// A WebSocket CONNECT: what the backend's 101 must carry ([`websocket`]).
+    websocket_accept: Option<crate::http1::websocket::Accept>,
 }
 
 impl AsyncRead for Http2Stream {
@@ -457,6 +466,10 @@ impl Stream for Http2Stream {
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
         // Only a connection's idle wait asks, and a stream has none.
         std::future::ready(Ok(()))
+    }
+
+    fn websocket_accept(&self) -> Option<crate::http1::websocket::Accept> {
+        self.websocket_accept
     }
 }
 
