@@ -62,14 +62,7 @@ async fn raw_backend(answer: Answer) -> (SocketAddr, mpsc::UnboundedReceiver<Str
     let (tell, events) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (mut conn, _) = listener.accept().await.unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
+        let Some(got) = read_head(&mut conn).await else { return };
         let head = String::from_utf8_lossy(&got).into_owned();
         let _ = tell.send(head.clone());
         let key = head
@@ -96,6 +89,19 @@ async fn raw_backend(answer: Answer) -> (SocketAddr, mpsc::UnboundedReceiver<Str
         let _ = conn.shutdown().await;
     });
     (addr, events)
+}
+
+/// The bytes of a connection up to the end of a request head; `None` if it ends first.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(got)
 }
 
 async fn next(events: &mut mpsc::UnboundedReceiver<String>) -> String {
@@ -263,4 +269,91 @@ async fn an_idle_websocket_stream_closes_after_tunnel_idle_timeout() {
     assert!(has(&events, "reset=CONNECT_ERROR"), "{events:?}");
     let after = events.iter().find_map(|e| e.strip_prefix("after_ms=")).expect("after_ms");
     assert!(after.parse::<u64>().unwrap() >= 250, "closed after {after} ms, before the limit");
+}
+
+/// A page whose script opens a WebSocket to `/ws` on its own origin, sends a message,
+/// and writes the echo (or `error`) into `data-echo`. Headless Chromium's virtual time
+/// does not wait for WebSocket messages, only for fetches: the script fetches `/tick`
+/// (answered after 20 ms) until the echo came, at most 250 times.
+const WS_PAGE: &str = "<!doctype html><html><body><script>\
+    let done = false;\
+    const ws = new WebSocket(`wss://${location.host}/ws`);\
+    ws.onopen = () => ws.send('hello over h2');\
+    ws.onmessage = (e) => { done = true; document.body.setAttribute('data-echo', e.data); };\
+    ws.onerror = () => { done = true; document.body.setAttribute('data-echo', 'error'); };\
+    (async () => { for (let i = 0; i < 250 && !done; i++) await fetch('/tick'); })();\
+    </script></body></html>";
+
+/// A backend for Chromium: `/ws` is a WebSocket echo, anything else [`WS_PAGE`] (`/tick`
+/// after 20 ms); one request per connection.
+async fn page_and_echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Some(got) = read_head(&mut conn).await else { return };
+                let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                let key = head.lines().find_map(|l| l.strip_prefix("sec-websocket-key: "));
+                let reply = match key {
+                    Some(key) => format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                        // The key is base64: lowercasing the head changed it; take it
+                        // from the raw bytes at the same place.
+                        ws_expected_accept(raw_key(&got, key.len()))
+                    ),
+                    None => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{WS_PAGE}",
+                        WS_PAGE.len()
+                    ),
+                };
+                if head.starts_with("get /tick ") {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                conn.write_all(reply.as_bytes()).await.unwrap();
+                if key.is_some() {
+                    let _ = crate::support::ws::serve_echo(&mut conn).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The value of `Sec-WebSocket-Key` in a raw head (any case of the name), `len` long.
+fn raw_key(head: &[u8], len: usize) -> &str {
+    let text = std::str::from_utf8(head).unwrap();
+    let at = text.to_ascii_lowercase().find("sec-websocket-key: ").unwrap() + 19;
+    &text[at..at + len]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_opens_a_websocket_over_http2() {
+    // Goal: a real browser uses weir's RFC 8441 support. Method: headless Chromium
+    // loads a page over TLS (ALPN h2) whose script opens a WebSocket to the same origin
+    // and writes the echo into the DOM; the access log shows the upgrade as an HTTP/2
+    // request (`"GET /ws HTTP/2.0" 101`): Chromium used its HTTP/2 connection, not an
+    // HTTP/1.1 one of its own.
+    if !super::browser::have_chromium() {
+        assert!(std::env::var_os("CI").is_none(), "CI=true but chromium is missing");
+        return eprintln!("skipping: needs chromium");
+    }
+    let backend = page_and_echo_backend().await;
+    let pki = crate::support::tls::Pki::new("h2-ws-browser");
+    let issued = pki.server(&["localhost"], "weir");
+    let log = support::process::temp_path("h2-ws-browser-access.log");
+    let weir = Balancer::over(&[backend], |config| {
+        super::tls_only(config, &issued);
+        config.log.access = Target::Path(log.clone());
+        config.log.format = Format::Combined;
+    });
+    let url = format!("https://localhost:{}/", weir.tls_addr().port());
+    let (dom, stderr) = super::browser::dump_dom(&url, "h2-ws-browser-profile").await;
+    weir.stop().await;
+    let text = std::fs::read_to_string(&log).expect("access log written");
+    let _ = std::fs::remove_file(&log);
+    assert!(dom.contains("data-echo=\"hello over h2\""), "{dom}\n{stderr}\n{text}");
+    assert_eq!(text.matches("\"GET /ws HTTP/2.0\" 101 ").count(), 1, "{text}");
 }
