@@ -165,6 +165,7 @@ fn bench_response(c: &mut Criterion) {
         client_http10: false,
         close_client: false,
         max_headers: 100,
+        websocket_accept: None,
     };
     let mut out = Vec::with_capacity(2048);
     let allocated = allocations_during(|| {

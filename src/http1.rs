@@ -11,6 +11,7 @@
 //! - [`response`]: response head parsing, framing checks and the downstream rewrite.
 //! - [`chunked`]: the chunked transfer-coding state machine.
 //! - [`target`]: request-target forms, and the normalised path routing matches on.
+//! - [`websocket`]: the WebSocket handshake key and accept, for the upgrades weir makes.
 //! - [`lines`]: the head writers: new field lines, and kept lines copied one run at a
 //!   time.
 
@@ -20,6 +21,7 @@ pub(crate) mod lines;
 pub mod request;
 pub mod response;
 pub(crate) mod target;
+pub mod websocket;
 
 /// Most header fields httparse will look at in one head. The configured `max_headers`
 /// (at most this) is enforced on top; this bound only sizes the stack array.

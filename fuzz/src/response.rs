@@ -19,6 +19,7 @@ pub fn exchange(flags: u8) -> Exchange {
         client_http10: flags & 4 != 0,
         close_client: flags & 8 != 0,
         max_headers: MAX_HEADERS,
+        websocket_accept: None,
     }
 }
 

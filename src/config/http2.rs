@@ -18,6 +18,9 @@ pub struct Http2Config {
     pub initial_connection_window: usize,
     /// Largest frame payload weir accepts.
     pub max_frame_size: usize,
+    /// Advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` and carry WebSocket over HTTP/2
+    /// (RFC 8441) to backends as HTTP/1.1 upgrades.
+    pub websocket: bool,
 }
 
 /// Allowed `max_concurrent_streams`: at least one; at most 10,000, as beyond the
@@ -49,6 +52,11 @@ impl Default for Http2Config {
             // The RFC's minimum, which every client supports; it keeps the codec's read
             // buffer small.
             max_frame_size: 16 * 1024,
+            // On, as in Envoy, HAProxy and Caddy: browsers then open a WebSocket as one
+            // more stream of the connection they have, and fall back to HTTP/1.1 only
+            // when it is off. Off is for backends behind weir that must never be
+            // upgraded on an HTTP/2 client's behalf.
+            websocket: true,
         }
     }
 }

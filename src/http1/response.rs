@@ -25,6 +25,11 @@ pub struct Exchange {
     pub close_client: bool,
     /// Most header fields allowed.
     pub max_headers: usize,
+    /// The `Sec-WebSocket-Accept` a 101 must carry when weir made the request's key (a
+    /// WebSocket over HTTP/2, RFC 8441): weir is then the WebSocket client, so it checks
+    /// the handshake. Its own client takes any 2xx as the tunnel open (RFC 9113 §8.5),
+    /// so a 2xx other than 101 is refused too.
+    pub websocket_accept: Option<super::websocket::Accept>,
 }
 
 /// What the proxy needs to know about a parsed response.
@@ -83,6 +88,9 @@ pub fn parse(
     let status = response.code.unwrap_or(0);
     let reason = response.reason.unwrap_or_default().as_bytes();
     let rules = Rules::new(status, reason, exchange)?;
+    if let Some(accept) = exchange.websocket_accept.filter(|_| status == 101) {
+        check_accept(response.headers, &accept)?;
+    }
     let http10 = response.version == Some(0);
     out.clear();
     let mut connection = ConnectionOptions::default();
@@ -117,6 +125,22 @@ pub fn parse(
     Ok(Parsed::Complete(info))
 }
 
+/// Checks that a 101 carries exactly one `Sec-WebSocket-Accept`, and that it is the one
+/// for the key weir sent (RFC 6455 §4.1: otherwise the client fails the connection).
+fn check_accept(
+    headers: &[httparse::Header<'_>],
+    accept: &super::websocket::Accept,
+) -> Result<(), ResponseError> {
+    let mut values = headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|header| fields::trim(header.value));
+    match (values.next(), values.next()) {
+        (Some(value), None) if value == accept.as_slice() => Ok(()),
+        _ => Err(ResponseError("Sec-WebSocket-Accept does not match the key weir sent")),
+    }
+}
+
 /// What decides the head weir writes, known before the fields are read.
 struct Rules<'a> {
     /// Status code.
@@ -144,6 +168,9 @@ impl<'a> Rules<'a> {
         }
         if status == 101 && !exchange.upgrade_requested {
             return Err(ResponseError("unexpected 101 from upstream"));
+        }
+        if exchange.websocket_accept.is_some() && (200..300).contains(&status) {
+            return Err(ResponseError("a WebSocket upgrade answered with a 2xx, not 101"));
         }
         let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
         let no_body = exchange.head_request || bodiless;

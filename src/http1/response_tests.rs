@@ -8,6 +8,7 @@ pub(crate) fn exchange() -> Exchange {
         client_http10: false,
         close_client: false,
         max_headers: 100,
+        websocket_accept: None,
     }
 }
 
@@ -115,6 +116,35 @@ Connection: upgrade\r\n\r\n"
     let head = b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n";
     let (_, out) = rewrite(head, &upgrade).unwrap();
     assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
+#[test]
+fn a_websocket_weir_keyed_needs_the_matching_accept_and_a_101() {
+    // RFC 6455 §1.3's example key; weir sent it, so weir checks the answer.
+    let accept = crate::http1::websocket::accept(b"dGhlIHNhbXBsZSBub25jZQ==");
+    let keyed = Exchange { upgrade_requested: true, websocket_accept: Some(accept), ..exchange() };
+    let head = |accept: &str| {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+{accept}\r\n"
+        )
+    };
+    let good = head("Sec-WebSocket-Accept:  s3pPLMBiTxaQ9kYGzzhZRbK+xOo= \r\n");
+    assert_eq!(rewrite(good.as_bytes(), &keyed).unwrap().0.status, 101);
+    for bad in [
+        "",
+        "Sec-WebSocket-Accept: x\r\n",
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Accept: x\r\n",
+    ] {
+        assert!(rewrite(head(bad).as_bytes(), &keyed).is_err(), "{bad:?}");
+    }
+    // Its client would take a 2xx as the tunnel open; other statuses are relayed.
+    for status in [200, 204, 299] {
+        let head = format!("HTTP/1.1 {status} OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(rewrite(head.as_bytes(), &keyed).is_err(), "{status}");
+    }
+    let refused = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(rewrite(refused, &keyed).unwrap().0.status, 403);
 }
 
 #[test]

@@ -246,6 +246,7 @@ async fn attempt<'p, S: Stream>(
         client_http10: info.http10,
         close_client: !info.keep_alive || draining,
         max_headers: server.max_headers,
+        websocket_accept: stream.websocket_accept(),
     };
     let pooled = if plan.fresh { None } else { pool::checkout(&backend.live, started) };
     let (mut upstream, reused) = match pooled {

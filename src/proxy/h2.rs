@@ -44,29 +44,27 @@ macro_rules! write_through {
     };
 }
 
+mod adapter;
 mod body;
 mod guard;
 mod respond;
 mod rewind;
 mod translate;
+mod websocket;
 
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::{Connection, SendResponse};
 use h2::{Reason, RecvStream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::buffers::{self, Buffers};
-use super::io::{Stream, Writer};
 use super::logging::{Done, Pending};
 use super::timer::Alarm;
 use super::{forward, reply, Client, Conn, SnapshotRef};
@@ -74,6 +72,7 @@ use crate::config::ServerConfig;
 use crate::http1::request::{self, Forwarding};
 use crate::http1::Parsed;
 use crate::metrics::{GoAway, Http2Attack};
+use adapter::Http2Stream;
 use body::RequestBody;
 use guard::{Watch, Watched};
 use respond::{ResetWatch, ResponseWriter};
@@ -124,6 +123,9 @@ fn builder(server: &ServerConfig) -> h2::server::Builder {
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
         .header_table_size(HEADER_TABLE_SIZE);
+    if limits.websocket {
+        builder.enable_connect_protocol();
+    }
     builder
 }
 
@@ -344,8 +346,8 @@ async fn serve_stream(
     let (parts, recv) = request.into_parts();
     let mut buffers = buffers::take();
     let has_body = !recv.is_end_stream();
-    let chunked = match translate::write_head(&parts, has_body, &mut buffers.input) {
-        Ok(chunked) => chunked,
+    let translated = match websocket::translate(&parts, has_body, &mut buffers.input) {
+        Ok(translated) => translated,
         Err(malformed) => {
             tracing::debug!(client = %client.peer, "malformed HTTP/2 request: {malformed}");
             respond.send_reset(Reason::PROTOCOL_ERROR);
@@ -354,9 +356,12 @@ async fn serve_stream(
             return false;
         }
     };
-    let body = RequestBody::new(recv, chunked);
-    let (response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
-    let mut h2 = Http2Stream { body, response };
+    let body = RequestBody::new(recv, translated.chunked);
+    let (mut response, reset) = ResponseWriter::new(respond, parts.method == http::Method::HEAD);
+    if translated.accept.is_some() {
+        response.tunnel_on_101();
+    }
+    let mut h2 = Http2Stream { body, response, websocket_accept: translated.accept };
     // Boxed: the request's future (about 3 KiB, the exchange's state) would otherwise
     // make the task's own future that big, and tokio copies a task's future whole when
     // it spawns it and again when it ends; one allocation costs less than those copies.
@@ -417,64 +422,6 @@ async fn run_request(
     let mut alarm = Alarm::default();
     let conn = Conn { client, alarm: &mut alarm, started };
     forward::handle(h2, conn, snapshot, buffers, info).await;
-}
-
-/// One HTTP/2 stream as the exchange sees a client connection: it reads the request
-/// body and writes the HTTP/1 response, which goes out as HTTP/2 frames.
-struct Http2Stream {
-    body: RequestBody,
-    response: ResponseWriter,
-}
-
-impl AsyncRead for Http2Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().body).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Http2Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().response).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().response).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().response).poll_shutdown(cx)
-    }
-}
-
-/// Frames are queued in the codec at once; there is nothing to flush.
-impl Writer for Http2Stream {
-    const BUFFERS: bool = false;
-}
-
-impl Writer for &mut ResponseWriter {
-    const BUFFERS: bool = false;
-}
-
-impl Stream for Http2Stream {
-    type Read<'a> = &'a mut RequestBody;
-    type Write<'a> = &'a mut ResponseWriter;
-
-    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
-        (&mut self.body, &mut self.response)
-    }
-
-    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
-        // Only a connection's idle wait asks, and a stream has none.
-        std::future::ready(Ok(()))
-    }
 }
 
 #[cfg(test)]

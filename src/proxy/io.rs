@@ -55,6 +55,13 @@ pub trait Stream: AsyncRead + Writer {
     /// Resolves when a read may make progress: bytes arrived, or the peer closed. Holds
     /// no buffer while waiting, so idle keep-alive connections stay cheap.
     fn readable(&mut self) -> impl Future<Output = io::Result<()>>;
+
+    /// The `Sec-WebSocket-Accept` the backend must answer when weir made the request's
+    /// WebSocket key: an HTTP/2 stream's extended CONNECT (RFC 8441). A connection's
+    /// client sends its own key and checks the answer itself.
+    fn websocket_accept(&self) -> Option<crate::http1::websocket::Accept> {
+        None
+    }
 }
 
 impl Stream for TcpStream {

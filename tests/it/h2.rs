@@ -328,3 +328,4 @@ mod hostile;
 mod limits;
 mod metrics;
 mod spread;
+mod websocket;

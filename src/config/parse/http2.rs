@@ -19,6 +19,7 @@ impl Walker {
                     Slot::Size(&mut out.initial_connection_window, CONNECTION_WINDOW)
                 }
                 "max_frame_size" => Slot::Size(&mut out.max_frame_size, FRAME_SIZE),
+                "websocket" => Slot::Flag(&mut out.websocket),
                 _ => Slot::Unknown("[server.http2]"),
             };
             self.fill(key, value, slot);
@@ -43,13 +44,14 @@ mod tests {
     fn every_limit_is_read_with_units() {
         let text = "[server.http2]\nmax_concurrent_streams = 250\n\
                     initial_stream_window = \"256KiB\"\ninitial_connection_window = \"4MiB\"\n\
-                    max_frame_size = 32768\n";
+                    max_frame_size = 32768\nwebsocket = false\n";
         let config = parse_str("weir.toml", text).unwrap();
         let want = Http2Config {
             max_concurrent_streams: 250,
             initial_stream_window: 256 * 1024,
             initial_connection_window: 4 * 1024 * 1024,
             max_frame_size: 32 * 1024,
+            websocket: false,
         };
         assert_eq!(config.server.http2, want);
         let config = parse_str("weir.toml", "[server]\nworkers = 1\n").unwrap();

@@ -39,6 +39,9 @@ enum Body {
     Chunked(Decoder),
     /// A body that ends when the exchange ends.
     UntilEnd,
+    /// A WebSocket tunnel after the backend's 101: bytes both ways until the backend's
+    /// end, which a shutdown passes on as END_STREAM.
+    Tunnel,
     /// The stream's last frame was sent.
     Ended,
 }
@@ -77,6 +80,8 @@ pub struct ResponseWriter {
     waiting: bool,
     /// The request was HEAD: the response has no body whatever its head says.
     head_request: bool,
+    /// The request was a WebSocket CONNECT: a 101 opens the tunnel ([`Self::tunnel_on_101`]).
+    websocket: bool,
     head: Vec<u8>,
     /// Trailer bytes of a chunked body, collected until its end.
     trailers: Vec<u8>,
@@ -95,11 +100,19 @@ impl ResponseWriter {
             handles: Rc::clone(&handles),
             waiting: false,
             head_request,
+            websocket: false,
             head: Vec::new(),
             trailers: Vec::new(),
             body: Body::Head,
         };
         (writer, ResetWatch(handles))
+    }
+
+    /// Makes a 101 open a WebSocket tunnel (RFC 8441 §5): the client gets `:status 200`
+    /// and the stream carries the tunnel's bytes. Only a WebSocket CONNECT asks for it;
+    /// the exchange relays a 101 only to a request that asked to upgrade.
+    pub fn tunnel_on_101(&mut self) {
+        self.websocket = true;
     }
 
     /// Whether the stream was reset before weir ended it: by the client's RST_STREAM
@@ -129,6 +142,9 @@ impl ResponseWriter {
             (Body::UntilEnd, Some(send)) => {
                 let _ = send.send_data(Bytes::new(), true);
             }
+            // The tunnel stopped before the backend ended it (a read error, the idle
+            // timeout): RFC 9113 §8.5's answer to a connection closed abnormally.
+            (Body::Tunnel, Some(send)) => send.send_reset(Reason::CONNECT_ERROR),
             (_, Some(send)) => send.send_reset(Reason::INTERNAL_ERROR),
             (_, None) => respond.send_reset(Reason::INTERNAL_ERROR),
         }
@@ -167,8 +183,19 @@ impl ResponseWriter {
         };
         let shared = Bytes::copy_from_slice(input);
         let status = parsed.code.unwrap_or(0);
-        let (fields, framing) = fields(parsed.headers, input, &shared)?;
+        let (mut fields, framing) = fields(parsed.headers, input, &shared)?;
         let mut response = Response::new(());
+        if status == 101 && self.websocket {
+            // The handshake's proof is for weir's key, checked already; the client sent
+            // none (RFC 8441 §5), and its answer is a 2xx.
+            fields.remove(http::header::SEC_WEBSOCKET_ACCEPT);
+            *response.headers_mut() = fields;
+            let mut handles = self.handles.borrow_mut();
+            handles.send = Some(handles.respond.send_response(response, false).map_err(broken)?);
+            self.body = Body::Tunnel;
+            self.head = Vec::new();
+            return Ok(end - before);
+        }
         *response.status_mut() = StatusCode::from_u16(status).map_err(broken)?;
         *response.headers_mut() = fields;
         self.head.clear();
@@ -338,7 +365,7 @@ impl AsyncWrite for ResponseWriter {
                 Poll::Ready(Ok(sent))
             }
             Body::Chunked(_) => this.poll_chunked(cx, buf),
-            Body::UntilEnd => {
+            Body::UntilEnd | Body::Tunnel => {
                 let send = &mut this.handles.borrow_mut().send;
                 poll_send(send, cx, buf, false, &mut this.waiting)
             }
@@ -352,7 +379,15 @@ impl AsyncWrite for ResponseWriter {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The stream ends in `finish`, once the exchange is over.
+        // A response's stream ends in `finish`, once the exchange is over; a tunnel's when
+        // the backend ends its side (the client's side may go on, as with TCP's FIN).
+        let this = self.get_mut();
+        if matches!(this.body, Body::Tunnel) {
+            this.body = Body::Ended;
+            let mut handles = this.handles.borrow_mut();
+            let send = handles.send.as_mut().ok_or_else(|| broken("no response head"))?;
+            send.send_data(Bytes::new(), true).map_err(broken)?;
+        }
         Poll::Ready(Ok(()))
     }
 }

@@ -34,13 +34,24 @@ fn one_line(value: &[u8]) -> bool {
     !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | b'\0'))
 }
 
-/// Writes the HTTP/1.1 head of `parts` to `out` (cleared first). `body` says whether
-/// DATA frames follow the request's HEADERS. Returns whether the head says the body is
-/// chunked.
-pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<bool, Malformed> {
+/// What the translated head is for.
+#[derive(Clone, Copy)]
+pub enum Form<'a> {
+    /// A request as it came; `body` says whether DATA frames follow its HEADERS.
+    Request { body: bool },
+    /// A WebSocket extended CONNECT (RFC 8441 §5): a `GET` with the HTTP/1.1 upgrade
+    /// fields and this `Sec-WebSocket-Key` (its DATA frames are the tunnel, not a body).
+    WebSocket { key: &'a [u8] },
+}
+
+/// Writes the HTTP/1.1 head of `parts` to `out` (cleared first). Returns whether the
+/// head says the body is chunked.
+pub fn write_head(parts: &Parts, form: Form<'_>, out: &mut BytesMut) -> Result<bool, Malformed> {
     out.clear();
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    let websocket = matches!(form, Form::WebSocket { .. });
+    let method = if websocket { "GET" } else { parts.method.as_str() };
+    out.extend_from_slice(method.as_bytes());
     out.extend_from_slice(b" ");
     out.extend_from_slice(if path.is_empty() { b"/" } else { path.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -49,20 +60,14 @@ pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<bool,
         field(out, b"host", authority.as_bytes());
     }
     let mut cookie = false;
-    let chunked = body
+    let chunked = matches!(form, Form::Request { body: true })
         && (parts.headers.contains_key(header::TRAILER)
             || !parts.headers.contains_key(header::CONTENT_LENGTH));
     // `HeaderMap` keeps each name's values together, in the order the names first came.
     for (name, value) in &parts.headers {
         let value = value.as_bytes();
-        if connection_specific(name) {
-            return Err("connection-specific header field");
-        }
-        if name == header::TE && value != b"trailers" {
-            return Err("TE other than trailers");
-        }
-        if !one_line(value) {
-            return Err("line break in a field value");
+        if !allowed(name, value, websocket)? {
+            continue;
         }
         if name == header::HOST {
             // §8.3.1: a Host that names another authority than `:authority` is malformed.
@@ -95,8 +100,33 @@ pub fn write_head(parts: &Parts, body: bool, out: &mut BytesMut) -> Result<bool,
     if chunked {
         field(out, b"transfer-encoding", b"chunked");
     }
+    if let Form::WebSocket { key } = form {
+        field(out, b"connection", b"upgrade");
+        field(out, b"upgrade", b"websocket");
+        field(out, b"sec-websocket-key", key);
+    }
     out.extend_from_slice(b"\r\n");
     Ok(chunked)
+}
+
+/// Whether field `name: value` goes on (`false`: it is left out); an error when it makes
+/// the request malformed. `websocket` for a WebSocket CONNECT.
+fn allowed(name: &HeaderName, value: &[u8], websocket: bool) -> Result<bool, Malformed> {
+    if connection_specific(name) {
+        return Err("connection-specific header field");
+    }
+    if name == header::TE && value != b"trailers" {
+        return Err("TE other than trailers");
+    }
+    if !one_line(value) {
+        return Err("line break in a field value");
+    }
+    if websocket && name == header::CONTENT_LENGTH {
+        // The DATA frames are the tunnel's bytes, never a request body.
+        return Err("Content-Length on a WebSocket CONNECT");
+    }
+    // The client sends no key (RFC 8441 §5); weir's own goes instead of any it sends.
+    Ok(!(websocket && name == header::SEC_WEBSOCKET_KEY))
 }
 
 /// Writes one HTTP/1 field line.
@@ -114,7 +144,7 @@ mod tests {
     fn head(request: http::Request<()>, body: bool) -> Result<String, Malformed> {
         let (parts, ()) = request.into_parts();
         let mut out = BytesMut::new();
-        write_head(&parts, body, &mut out)?;
+        write_head(&parts, Form::Request { body }, &mut out)?;
         Ok(String::from_utf8(out.to_vec()).expect("ASCII"))
     }
 

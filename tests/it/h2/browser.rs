@@ -60,9 +60,28 @@ fn answer(head: &str) -> String {
     )
 }
 
-fn have_chromium() -> bool {
+pub(super) fn have_chromium() -> bool {
     let version = std::process::Command::new("chromium").arg("--version").output();
     version.is_ok_and(|o| o.status.success())
+}
+
+/// Headless Chromium's DOM of `url` after its load (certificate errors ignored: the test
+/// CA is not in its store), and its stderr; `profile` names a fresh profile directory.
+pub(super) async fn dump_dom(url: &str, profile: &str) -> (String, String) {
+    let profile = crate::support::process::temp_dir(profile);
+    let run = tokio::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update"])
+        .args(["--ignore-certificate-errors", "--virtual-time-budget=10000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run).await.expect("chromium ends");
+    let out = out.expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (text(&out.stdout), text(&out.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,21 +104,8 @@ async fn chromium_loads_a_page_and_20_subresources_over_http2() {
         config.log.access = Target::Path(log.clone());
         config.log.format = Format::Combined;
     });
-    let profile = crate::support::process::temp_dir("h2-browser-profile");
     let url = format!("https://localhost:{}/", weir.tls_addr().port());
-    let run = tokio::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update"])
-        .args(["--ignore-certificate-errors", "--virtual-time-budget=10000", "--dump-dom"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(&url)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run).await.expect("chromium ends");
-    let out = out.expect("run chromium");
-    let _ = std::fs::remove_dir_all(&profile);
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (dom, stderr) = dump_dom(&url, "h2-browser-profile").await;
     assert!(dom.contains(&format!("data-loaded=\"{SUBRESOURCES}\"")), "{dom}\n{stderr}");
     weir.stop().await;
     let text = std::fs::read_to_string(&log).expect("access log written");

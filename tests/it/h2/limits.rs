@@ -19,6 +19,7 @@ async fn configured_limits_are_announced_in_settings() {
             initial_stream_window: 128 * 1024,
             initial_connection_window: 2 * 1024 * 1024,
             max_frame_size: 32 * 1024,
+            websocket: true,
         };
     });
     let seen = Script::start("settings", weir.addr(), &[]).finish().await;
