@@ -323,6 +323,7 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
 
 mod attacks;
 mod browser;
+mod conformance;
 mod drain;
 mod hostile;
 mod limits;

@@ -28,10 +28,14 @@ fn connection_specific(name: &HeaderName) -> bool {
         || name == "proxy-connection"
 }
 
-/// A field value HTTP/1 can carry on one line: no CR, LF or NUL (RFC 9113 §8.2.1). The
-/// codec's field values exclude them already; a line break here would split the head.
-fn one_line(value: &[u8]) -> bool {
+/// A field value HTTP/2 allows (RFC 9113 §8.2.1): no CR, LF or NUL (the codec's field
+/// values exclude them already; a line break here would split the head), and no SP or
+/// HTAB first or last (the codec lets those through; HTTP/1 would drop them unseen).
+fn valid_value(value: &[u8]) -> bool {
+    let blank = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
     !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | b'\0'))
+        && !blank(value.first())
+        && !blank(value.last())
 }
 
 /// What the translated head is for.
@@ -118,8 +122,8 @@ fn allowed(name: &HeaderName, value: &[u8], websocket: bool) -> Result<bool, Mal
     if name == header::TE && value != b"trailers" {
         return Err("TE other than trailers");
     }
-    if !one_line(value) {
-        return Err("line break in a field value");
+    if !valid_value(value) {
+        return Err("line break, or white space at either end, in a field value");
     }
     if websocket && name == header::CONTENT_LENGTH {
         // The DATA frames are the tunnel's bytes, never a request body.
@@ -198,6 +202,17 @@ mod tests {
         }
         let trailers = request("GET", "http://h/").header("te", "trailers").body(()).unwrap();
         assert!(head(trailers, false).unwrap().contains("te: trailers\r\n"));
+    }
+
+    #[test]
+    fn values_with_a_line_break_or_white_space_at_either_end_are_malformed() {
+        // RFC 9113 §8.2.1: no CR, LF or NUL, and no SP or HTAB first or last.
+        for value in [" a", "a ", "\ta", "a\t"] {
+            let request = request("GET", "http://h/").header("x-a", value).body(()).unwrap();
+            assert!(head(request, false).is_err(), "{value:?}");
+        }
+        let inner = request("GET", "http://h/").header("x-a", "a b\tc").body(()).unwrap();
+        assert!(head(inner, false).unwrap().contains("x-a: a b\tc\r\n"));
     }
 
     #[test]
