@@ -52,16 +52,17 @@ mod rewind;
 mod translate;
 mod websocket;
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::{Connection, SendResponse};
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::buffers::{self, Buffers};
@@ -129,8 +130,8 @@ fn builder(server: &ServerConfig) -> h2::server::Builder {
     builder
 }
 
-/// Serves one HTTP/2 client connection until it closes: accepts streams and runs each
-/// as its own task, closes an idle connection after `keepalive_timeout`, and sends
+/// Serves one HTTP/2 client connection until it closes: accepts streams and runs them
+/// (in the connection's task, see [`run`]), closes an idle connection after `keepalive_timeout`, and sends
 /// GOAWAY when the worker drains (in-flight streams finish).
 pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
     let (builder, max_header_bytes, header_timeout, idle_timeout) = {
@@ -151,14 +152,9 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(io: T, client: Client) {
     };
     let http2 = &client.shared.frontend.local().http2;
     http2.connections_active.fetch_add(1, Ordering::Relaxed);
-    let mut streams = JoinSet::new();
     let limits = Limits { idle_timeout, header_budget: guard::header_budget(max_header_bytes) };
-    run(&mut connection, &client, &mut streams, &watch, limits).await;
+    run(&mut connection, &client, &watch, limits).await;
     http2.connections_active.fetch_sub(1, Ordering::Relaxed);
-    // The connection is gone: streams still running fail at their next frame; give them
-    // a moment to log, then stop them.
-    let ended = async { while streams.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(super::DRAIN_IDLE_GRACE, ended).await;
 }
 
 /// The bounds [`run`] keeps a connection to.
@@ -169,7 +165,7 @@ struct Limits {
     header_budget: usize,
 }
 
-/// How a stream task ended, for the driver's budgets.
+/// How a stream ended, for the driver's budgets.
 struct Ended {
     /// What the stream's headers counted against the budget.
     header_cost: usize,
@@ -177,14 +173,18 @@ struct Ended {
     stalled: bool,
 }
 
-/// The accept loop of [`serve`].
+/// The accept loop of [`serve`]. The streams run in the connection's own task, as a
+/// set polled with the codec (`FuturesUnordered`: only the streams woken are polled), not
+/// as a task each: a task costs an aligned allocation and the scheduler's and a join
+/// set's bookkeeping per stream, and a stream's frames are queued in the codec that this
+/// task writes out anyway.
 async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     connection: &mut Connection<Watched<T>, Bytes>,
     client: &Rc<Client>,
-    streams: &mut JoinSet<Ended>,
     watch: &Watch,
     limits: Limits,
 ) {
+    let mut streams = FuturesUnordered::new();
     let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = false;
@@ -206,27 +206,25 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
                     let budget = limits.header_budget - headers_held;
-                    match start(client, streams, request, respond, budget) {
-                        Ok(cost) => {
+                    match start(client, request, respond, budget) {
+                        Ok((cost, stream)) => {
                             headers_held += cost;
+                            streams.push(stream);
                             None
                         }
                         Err(attack) => Some(attack),
                     }
                 }
-                Some(Err(error)) => return ended(client, &error, watch),
-                None => return,
+                Some(Err(error)) => break ended(client, &error, watch),
+                None => break,
             },
-            Some(joined) = streams.join_next(), if !streams.is_empty() => match joined {
-                Ok(Ended { header_cost, stalled }) => {
-                    headers_held -= header_cost;
-                    stalled.then_some(Http2Attack::Stall)
-                }
-                Err(_) => None,
-            },
+            Some(Ended { header_cost, stalled }) = streams.next(), if !streams.is_empty() => {
+                headers_held -= header_cost;
+                stalled.then_some(Http2Attack::Stall)
+            }
             () = alarm.expired(), if idle || refused => {
                 if refused {
-                    return;
+                    break;
                 }
                 closing = true;
                 goaways[GoAway::Idle.index()].inc();
@@ -247,28 +245,34 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             alarm.set(Instant::now() + REFUSED_GRACE);
         }
     }
+    linger(streams).await;
 }
 
-/// Starts a task for an accepted stream whose headers fit in what is left of the
-/// connection's header budget; returns their cost. One that does not fit is refused
-/// (the HTTP/2 Bomb shape: HPACK-inflated headers held on streams that do not end).
+/// The connection is gone: streams still running fail at their next frame; gives them
+/// a moment to log, then stops them.
+async fn linger<F: Future>(mut streams: FuturesUnordered<F>) {
+    let ended = async { while streams.next().await.is_some() {} };
+    let _ = tokio::time::timeout(super::DRAIN_IDLE_GRACE, ended).await;
+}
+
+/// Starts an accepted stream whose headers fit in what is left of the connection's
+/// header budget; returns their cost and the stream's future. One that does not fit is
+/// refused (the HTTP/2 Bomb shape: HPACK-inflated headers held on streams that do not
+/// end).
 fn start(
     client: &Rc<Client>,
-    streams: &mut JoinSet<Ended>,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     budget: usize,
-) -> Result<usize, Http2Attack> {
+) -> Result<(usize, impl Future<Output = Ended>), Http2Attack> {
     let cost = guard::header_cost(&request);
     if cost > budget {
         respond.send_reset(Reason::REFUSED_STREAM);
         return Err(Http2Attack::HeaderBudget);
     }
-    // Spawned as is, not wrapped in another async block: a wrapper would hold the
-    // stream's future twice over (as its capture and as the awaited value), and a
-    // task's future is copied whole when it is spawned and when it ends.
-    streams.spawn_local(stream(Rc::clone(client), request, respond, cost));
-    Ok(cost)
+    // As is, not wrapped in another async block: a wrapper would hold the stream's
+    // future twice over (as its capture and as the awaited value).
+    Ok((cost, stream(Rc::clone(client), request, respond, cost)))
 }
 
 /// Answers an attack: counts it, and sends GOAWAY `ENHANCE_YOUR_CALM` (the connection
@@ -362,12 +366,8 @@ async fn serve_stream(
         response.tunnel_on_101();
     }
     let mut h2 = Http2Stream { body, response, websocket_accept: translated.accept };
-    // Boxed: the request's future (about 3 KiB, the exchange's state) would otherwise
-    // make the task's own future that big, and tokio copies a task's future whole when
-    // it spawns it and again when it ends; one allocation costs less than those copies.
-    let request = Box::pin(run_request(&mut h2, &client, &snapshot, &mut buffers, started));
     let was_reset = tokio::select! {
-        () = request => false,
+        () = run_request(&mut h2, &client, &snapshot, &mut buffers, started) => false,
         () = reset_of(&reset) => {
             tracing::debug!(client = %client.peer, "client reset the stream");
             Pending::unparsed(&client).finish(&client, Done::refused(0, "client reset the stream"));
