@@ -60,6 +60,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use h2::server::{Connection, SendResponse};
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -218,9 +219,8 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
                 Some(Err(error)) => break ended(client, &error, watch),
                 None => break,
             },
-            Some(Ended { header_cost, stalled }) = streams.next(), if !streams.is_empty() => {
-                headers_held -= header_cost;
-                stalled.then_some(Http2Attack::Stall)
+            Some(ended) = streams.next(), if !streams.is_empty() => {
+                reap(ended, &mut streams, &mut headers_held).then_some(Http2Attack::Stall)
             }
             () = alarm.expired(), if idle || refused => {
                 if refused {
@@ -246,6 +246,26 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     linger(streams).await;
+}
+
+/// Takes `first` and every other stream that ends now off the connection's budget;
+/// returns whether one of them was stalled by the client. Reaping them all before the
+/// codec is polled again sends their frames in one write: each poll of the codec
+/// flushes what is queued, so reaping one stream per poll cost a `writev` per response.
+fn reap<F>(first: Ended, streams: &mut FuturesUnordered<F>, headers_held: &mut usize) -> bool
+where
+    F: Future<Output = Ended>,
+{
+    let mut stalled = false;
+    let mut ended = Some(first);
+    // Bounded by the streams open: each pass takes one off the set.
+    while let Some(Ended { header_cost, stalled: by_client }) = ended {
+        *headers_held -= header_cost;
+        stalled |= by_client;
+        // Polled without a waker: the driver's next `select!` polls the set with its own.
+        ended = streams.next().now_or_never().flatten();
+    }
+    stalled
 }
 
 /// The connection is gone: streams still running fail at their next frame; gives them
