@@ -132,17 +132,16 @@ fn starts_like(buf: &[u8], signature: &[u8]) -> bool {
 /// A v1 line: `PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n` or `PROXY UNKNOWN ...\r\n`.
 fn parse_v1(buf: &[u8]) -> Result<Parsed, Error> {
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
-    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
-        if buf.len() >= V1_MAX_LEN {
-            return Err(Error::TooLong);
-        }
-        // Printable text and the CR only: anything else cannot become a valid line.
-        let bad = |&b: &u8| !(b == b' ' || b.is_ascii_graphic() || b == b'\r');
-        let cr_inside = buf.iter().position(|&b| b == b'\r').is_some_and(|cr| cr + 1 < buf.len());
-        return match buf.iter().any(bad) || cr_inside {
-            true => Err(Error::Malformed),
-            false => Ok(Parsed::Partial),
-        };
+    let lf = window.iter().position(|&b| b == b'\n');
+    // Printable text, and a CR only last: the same test on a whole line and on each of
+    // its prefixes, so the verdict never depends on how the bytes were split.
+    let text = &window[..lf.unwrap_or(window.len())];
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    if text.iter().any(|&b| !(b == b' ' || b.is_ascii_graphic())) {
+        return Err(Error::Malformed);
+    }
+    let Some(lf) = lf else {
+        return if buf.len() >= V1_MAX_LEN { Err(Error::TooLong) } else { Ok(Parsed::Partial) };
     };
     let line = window[..lf].strip_suffix(b"\r").ok_or(Error::Malformed)?;
     let fields = &line[V1_PREFIX.len()..];

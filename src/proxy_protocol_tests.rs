@@ -198,3 +198,13 @@ fn written_headers_parse_back() {
     write(&mut out, Version::V1, addr("203.0.113.7:40000"), addr("10.0.0.1:8080"));
     assert_eq!(out, b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 8080\r\n");
 }
+
+#[test]
+fn an_unknown_line_with_control_bytes_is_refused_whole_or_in_parts() {
+    // Found by the fuzz target: accepted whole, refused when its prefix came first, so
+    // weir's verdict depended on how the bytes were split.
+    let line = b"PROXY UNKNOWN \0P R\r\n";
+    assert_eq!(parse(line), Err(Error::Malformed));
+    assert_eq!(parse(&line[..15]), Err(Error::Malformed));
+    assert_eq!(parse(b"PROXY UNKNOWN a\rb\r\n"), Err(Error::Malformed));
+}
