@@ -65,11 +65,13 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
             host: Some(HostMatch::Exact("static.example.com".into())),
             path_prefix: None,
             pool: "web".into(),
+            acl: Default::default(),
         },
         RouteConfig {
             host: Some(HostMatch::Suffix(".example.com".into())),
             path_prefix: Some("/api".into()),
             pool: "api".into(),
+            acl: Default::default(),
         },
     ];
     Registry::new(1).build(&Arc::new(config), 1).unwrap().publish()
@@ -141,7 +143,12 @@ Connection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\n\
 X-Forwarded-For: 203.0.113.9\r\nUpgrade-Insecure-Requests: 1\r\n\r\n";
 
 fn bench_rewrite(c: &mut Criterion) {
-    let forwarding = Forwarding { client_ip: b"127.0.0.1", proto: b"http", max_headers: 100 };
+    let forwarding = Forwarding {
+        client_ip: b"127.0.0.1",
+        proto: b"http",
+        max_headers: 100,
+        trust: weir::http1::forwarded::Trust::Everyone,
+    };
     let mut out = Vec::with_capacity(2048);
     let allocated = allocations_during(|| {
         for _ in 0..10_000 {

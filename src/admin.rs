@@ -149,6 +149,8 @@ async fn reserve_connection(mut stream: TcpStream, plane: &Plane) -> io::Result<
                 return http::write_response(&mut stream, &reject.response(), false, true).await;
             }
         };
+    let mut request = request;
+    request.peer = stream.peer_addr().ok();
     let response = if RESERVE_PATHS.contains(&request.path.as_str()) {
         routes::handle(&request, plane)
     } else {

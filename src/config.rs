@@ -11,6 +11,8 @@ pub mod hash;
 pub mod health;
 pub mod http2;
 pub mod parse;
+pub mod policy;
+pub mod strategy;
 pub mod units;
 pub mod validate;
 
@@ -27,6 +29,8 @@ pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
 };
 pub use http2::Http2Config;
+pub use policy::Acl;
+pub use strategy::StrategyKind;
 
 /// Default plain HTTP listener, as in the contract.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -128,6 +132,11 @@ pub struct ServerConfig {
     pub http2: Http2Config,
     /// `[[server.tls]]`: TLS listeners, in file order.
     pub tls: Vec<TlsListenerConfig>,
+    /// Plain listeners expect a PROXY protocol header before anything else.
+    pub proxy_protocol: bool,
+    /// Peers whose `X-Forwarded-For` is kept and extended; `None` (the key absent) keeps
+    /// every peer's, as before the key existed.
+    pub trusted_proxies: Option<Vec<crate::cidr::Cidr>>,
 }
 
 /// `[[server.tls]]`: a listener that terminates TLS, then serves HTTP/1.1 as plain ones do.
@@ -150,71 +159,8 @@ pub struct AdminConfig {
     pub state_file: Option<String>,
     /// Whether `/metrics` is served and counted.
     pub metrics: bool,
-}
-
-/// Backend selection strategies named in the contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StrategyKind {
-    /// Plain rotation over usable backends.
-    RoundRobin,
-    /// nginx's smooth weighted round robin (issue #4).
-    WeightedRoundRobin,
-    /// Weighted random (issue #4).
-    Random,
-    /// Power of two choices on in-flight requests (issue #4).
-    LeastRequests,
-    /// Maglev consistent hashing (issue #4).
-    ConsistentHash,
-    /// Cookie affinity over a base strategy (issue #4).
-    Sticky,
-    /// Power of two choices on peak-EWMA latency times in-flight requests (issue #4).
-    PeakEwma,
-}
-
-impl StrategyKind {
-    /// Every strategy name, as written in config files and on the command line.
-    pub const NAMES: [&'static str; 7] = [
-        "round_robin",
-        "weighted_round_robin",
-        "random",
-        "least_requests",
-        "consistent_hash",
-        "sticky",
-        "peak_ewma",
-    ];
-
-    /// Parses a strategy name.
-    pub fn from_name(name: &str) -> Option<StrategyKind> {
-        Some(match name {
-            "round_robin" => StrategyKind::RoundRobin,
-            "weighted_round_robin" => StrategyKind::WeightedRoundRobin,
-            "random" => StrategyKind::Random,
-            "least_requests" => StrategyKind::LeastRequests,
-            "consistent_hash" => StrategyKind::ConsistentHash,
-            "sticky" => StrategyKind::Sticky,
-            "peak_ewma" => StrategyKind::PeakEwma,
-            _ => return None,
-        })
-    }
-
-    /// The name, as written in config files.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrategyKind::RoundRobin => "round_robin",
-            StrategyKind::WeightedRoundRobin => "weighted_round_robin",
-            StrategyKind::Random => "random",
-            StrategyKind::LeastRequests => "least_requests",
-            StrategyKind::ConsistentHash => "consistent_hash",
-            StrategyKind::Sticky => "sticky",
-            StrategyKind::PeakEwma => "peak_ewma",
-        }
-    }
-
-    /// Whether this build implements the strategy. Unimplemented ones are refused at
-    /// validation rather than silently replaced by round robin; every one is implemented.
-    pub fn is_available(self) -> bool {
-        true
-    }
+    /// `allow`/`deny`: the client addresses the admin listener serves.
+    pub acl: Acl,
 }
 
 /// `[[pool]]`: a named set of backends and how to reach them.
@@ -267,6 +213,9 @@ pub struct PoolConfig {
     /// `[pool.tls]`: how to speak TLS to the pool's `https://` backends; `None` uses the
     /// defaults (system roots, SNI from the host, ALPN `http/1.1`).
     pub tls: Option<crate::tls::ClientSettings>,
+    /// `send_proxy_protocol`: each new upstream connection starts with a PROXY header
+    /// naming the client (such connections are never pooled: see README).
+    pub send_proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// `[pool.hash]`: what `consistent_hash` hashes.
@@ -351,6 +300,8 @@ pub struct RouteConfig {
     pub path_prefix: Option<String>,
     /// Target pool name.
     pub pool: String,
+    /// `allow`/`deny`: the client addresses the route serves; others get 403.
+    pub acl: Acl,
 }
 
 /// A configuration problem, located in its file.
@@ -407,6 +358,9 @@ impl Default for ServerConfig {
             h2c: true,
             http2: Http2Config::default(),
             tls: Vec::new(),
+            // Off: a header from nobody in front would be read as a broken request.
+            proxy_protocol: false,
+            trusted_proxies: None,
         }
     }
 }
@@ -418,6 +372,7 @@ impl Default for AdminConfig {
             token: None,
             state_file: None,
             metrics: true,
+            acl: Acl::default(),
         }
     }
 }
@@ -468,6 +423,7 @@ impl PoolConfig {
             dns_refresh: dns::DEFAULT_DNS_REFRESH,
             draining: BTreeSet::new(),
             tls: None,
+            send_proxy_protocol: None,
         }
     }
 }

@@ -89,6 +89,7 @@ pub fn render(frontend: &Sharded<FrontendStats>, snapshot: &Snapshot) -> String 
     render_local_errors(&mut out, frontend);
     render_http2(&mut out, frontend);
     render_http2_attacks(&mut out, frontend);
+    render_policy(&mut out, frontend);
     render_backend_requests(&mut out, snapshot);
     render_backend_gauges(&mut out, snapshot);
     render_durations(&mut out, snapshot);
@@ -192,6 +193,23 @@ fn render_http2_attacks(out: &mut String, frontend: &Sharded<FrontendStats>) {
     for attack in Http2Attack::ALL {
         let value = sum(frontend, |s| s.http2_attacks.get(attack));
         let _ = writeln!(out, "{name}{{kind=\"{}\"}} {value}", attack.label());
+    }
+}
+
+/// PROXY protocol errors by reason and access-list denials by listener, zeros included.
+fn render_policy(out: &mut String, frontend: &Sharded<FrontendStats>) {
+    let name = "weir_proxy_protocol_errors_total";
+    let help = "Client connections closed for a missing or bad PROXY protocol header, by reason.";
+    header(out, name, "counter", help);
+    for reason in crate::proxy_protocol::Error::ALL {
+        let value = sum(frontend, |s| s.proxy_protocol_errors[reason as usize].get());
+        let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", reason.label());
+    }
+    let name = "weir_denied_total";
+    header(out, name, "counter", "Requests answered 403 by an allow/deny list, by listener.");
+    for (index, listener) in ["proxy", "admin"].into_iter().enumerate() {
+        let value = sum(frontend, |s| s.denied[index].get());
+        let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {value}");
     }
 }
 

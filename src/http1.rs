@@ -7,6 +7,7 @@
 //! while the raw bytes stream through.
 //!
 //! - [`fields`]: header-name classes and value parsers shared by both directions.
+//! - [`forwarded`]: `X-Forwarded-For` trust, and the client address it names.
 //! - [`request`]: request head parsing, framing checks and the upstream rewrite.
 //! - [`response`]: response head parsing, framing checks and the downstream rewrite.
 //! - [`chunked`]: the chunked transfer-coding state machine.
@@ -17,6 +18,7 @@
 
 pub mod chunked;
 pub(crate) mod fields;
+pub mod forwarded;
 pub(crate) mod lines;
 pub mod request;
 pub mod response;

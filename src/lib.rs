@@ -18,7 +18,7 @@
 //!                    │        sees only context::Context: snapshot, counters, log, permits
 //!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · pool · access_log
 //!                    │        decisions on immutable snapshots; live state by identity
-//!   codecs         1 │ http1 · tls · config
+//!   codecs         1 │ http1 · tls · config · proxy_protocol · cidr
 //!                    │        bytes ⇄ typed values, no I/O policy
 //!   base           0 │ json · shard · rng · log_budget · pid_file
 //!                    ▼ imports point down
@@ -84,6 +84,9 @@
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
 //! - [`tls`]: rustls client connectors (pooled, resumed sessions shared by all
 //!   workers) and SNI-aware acceptors with certificate reload.
+//! - [`proxy_protocol`]: PROXY protocol v1 and v2 headers, read from L4 balancers in
+//!   front and written to backends that ask for them.
+//! - [`cidr`]: address blocks (`10.0.0.0/8`) for `trusted_proxies` and `allow`/`deny`.
 //! - [`config`]: the one configuration struct with defaults; [`config::parse`] reads TOML
 //!   and reports every problem as `FILE:LINE:COL: message`.
 //!
@@ -103,6 +106,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod balance;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -122,6 +126,7 @@ pub mod metrics;
 pub mod pid_file;
 pub mod pool;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod retry_budget;
 pub mod rng;
 pub mod route;

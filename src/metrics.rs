@@ -223,6 +223,11 @@ pub struct FrontendStats {
     pub local_errors: crate::local_fault::LocalErrors,
     /// HTTP/2 attacks refused, by kind (`weir_http2_attacks_total`).
     pub http2_attacks: Http2Attacks,
+    /// Connections closed for their PROXY header, by [`crate::proxy_protocol::Error`]
+    /// (`weir_proxy_protocol_errors_total{reason}`).
+    pub proxy_protocol_errors: [Counter; crate::proxy_protocol::Error::ALL.len()],
+    /// Requests refused by an access list: `[route, admin]` (`weir_denied_total{listener}`).
+    pub denied: [Counter; 2],
 }
 
 /// The HTTP/2 attacks weir detects and refuses (README "HTTP/2": attack protections).

@@ -13,8 +13,10 @@ pub mod exchange;
 mod failure;
 pub(crate) mod forward;
 pub(crate) mod h2;
+pub(crate) mod inbound;
 pub(crate) mod io;
 pub(crate) mod logging;
+pub(crate) mod outbound;
 pub mod pump;
 pub(crate) mod reply;
 pub(crate) mod retry;
@@ -34,6 +36,7 @@ use tokio::time::Instant;
 use crate::config::ServerConfig;
 use crate::context::Context;
 use crate::drain::Watch;
+use crate::http1::forwarded::Trust;
 use crate::http1::request::{self, Forwarding, RequestInfo};
 use crate::http1::Parsed;
 use crate::snapshot::Snapshot;
@@ -46,7 +49,7 @@ use timer::Alarm;
 pub struct Client {
     /// What the data path shares across workers.
     pub shared: Arc<Context>,
-    /// The peer's address.
+    /// The client's address: the peer's, or the source a PROXY protocol header named.
     pub peer: SocketAddr,
     /// The peer's IP as text, for `X-Forwarded-For`.
     pub peer_ip: String,
@@ -58,6 +61,30 @@ pub struct Client {
     pub tls: bool,
     /// The connection speaks HTTP/2 (each stream is one request; see [`h2`]).
     pub http2: bool,
+    /// The address the client reached: a PROXY header's destination, or weir's own when
+    /// a pool sends PROXY headers (see [`inbound`] and `forward::connect`). Boxed: every
+    /// connection's task carries the field, and few need it (the idle-task bound in
+    /// `worker`).
+    pub local: Option<Box<SocketAddr>>,
+    /// The connection began with a PROXY header: a second one is refused.
+    pub proxied: bool,
+}
+
+impl Client {
+    /// The client address of a request: what a trusted proxy's `X-Forwarded-For`
+    /// names, else the connection's.
+    pub fn address(&self, info: &RequestInfo) -> std::net::IpAddr {
+        info.forwarded_client.unwrap_or(self.peer.ip())
+    }
+
+    /// What becomes of this connection's `X-Forwarded-For` under `trusted_proxies`.
+    pub fn trust<'c>(&self, server: &'c ServerConfig) -> Trust<'c> {
+        match &server.trusted_proxies {
+            None => Trust::Everyone,
+            Some(list) if crate::cidr::any_contains(list, self.peer.ip()) => Trust::Proxy(list),
+            Some(_) => Trust::Replace,
+        }
+    }
 }
 
 /// A client address as text, for `X-Forwarded-For`, made once per connection. IPv4, the
@@ -138,8 +165,9 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         // connection should not carry it (10,000 idle clients would pin 10,000 copies).
         // Only a connection's first bytes may be the HTTP/2 preface.
         let h2c = started_first && !client.tls && snapshot.config.server.h2c;
+        let start = Start { h2c, proxied: started_first && client.proxied };
         let (after, mut buffers) =
-            Box::pin(one_request(&mut stream, conn, &snapshot, buffers, h2c)).await;
+            Box::pin(one_request(&mut stream, conn, &snapshot, buffers, start)).await;
         if after == After::Idle {
             // Not a request yet: a connection that has sent nothing holds no buffers
             // (5,000 of them held 16.9 KiB each before, issue #9). `first` stays as it
@@ -266,18 +294,27 @@ enum After {
     Http2,
 }
 
+/// What only a connection's first bytes may be.
+#[derive(Clone, Copy)]
+struct Start {
+    /// The HTTP/2 preface is looked for.
+    h2c: bool,
+    /// A PROXY header came first: another one is refused.
+    proxied: bool,
+}
+
 /// Reads one request head and handles the request. Returns what the connection does
-/// next, and the buffers. `h2c`: the HTTP/2 preface is looked for.
+/// next, and the buffers.
 async fn one_request<S: Stream>(
     stream: &mut S,
     conn: Conn<'_>,
     snapshot: &SnapshotRef,
     mut buffers: Buffers,
-    h2c: bool,
+    first: Start,
 ) -> (After, Buffers) {
     let client = conn.client;
     let server = &snapshot.config.server;
-    let read = read_head(stream, client, server, &mut buffers, (conn.started, h2c)).await;
+    let read = read_head(stream, client, server, &mut buffers, (conn.started, first)).await;
     let keep = match read {
         Head::Idle => return (After::Idle, buffers),
         Head::Http2 => return (After::Http2, buffers),
@@ -304,16 +341,27 @@ async fn read_head<S: Stream>(
     client: &Client,
     server: &ServerConfig,
     buffers: &mut Buffers,
-    (started, h2c): (Instant, bool),
+    (started, Start { h2c, mut proxied }): (Instant, Start),
 ) -> Head {
     let deadline = started + server.header_timeout;
     let forwarding = Forwarding {
         client_ip: client.peer_ip.as_bytes(),
         proto: if client.tls { b"https" } else { b"http" },
         max_headers: server.max_headers,
+        trust: client.trust(server),
     };
     // Bounded: each pass reads at least one byte, and the head is bounded in bytes.
     loop {
+        if proxied {
+            match crate::proxy_protocol::begins_header(&buffers.input) {
+                Some(true) => {
+                    inbound::count(client, crate::proxy_protocol::Error::Repeated);
+                    return Head::Close;
+                }
+                Some(false) => proxied = false,
+                None => {}
+            }
+        }
         let preface = if h2c { h2::preface(&buffers.input) } else { None };
         if preface == Some(true) {
             return Head::Http2;
@@ -360,7 +408,7 @@ thread_local! {
 
 /// The current snapshot as a worker-local handle: cloning it costs no atomic operation,
 /// and it is refreshed when a reload swapped a new snapshot in.
-fn current_snapshot(shared: &Context) -> SnapshotRef {
+pub(crate) fn current_snapshot(shared: &Context) -> SnapshotRef {
     let current = shared.snapshot.load();
     SNAPSHOT.with(|cache| {
         let mut cache = cache.borrow_mut();

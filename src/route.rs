@@ -5,32 +5,34 @@
 
 use std::borrow::Cow;
 
-use crate::config::HostMatch;
+use crate::config::{Acl, HostMatch};
 use crate::http1::target;
 use crate::snapshot::{Pool, Snapshot};
 
-/// The pool for a request: the first matching route, else the first pool. `None` only
-/// when there are no pools at all. `host` is the `Host` value, or an absolute-form
-/// target's authority; `origin` is the target's origin form (path and query).
-pub fn select<'s>(snapshot: &'s Snapshot, host: Option<&[u8]>, origin: &[u8]) -> Option<&'s Pool> {
+/// The pool for a request: the first matching route's, else the first pool; with the
+/// route's access list, if it has one. `None` only when there are no pools at all.
+/// `host` is the `Host` value, or an absolute-form target's authority; `origin` is the
+/// target's origin form (path and query).
+pub fn select<'s>(
+    snapshot: &'s Snapshot,
+    host: Option<&[u8]>,
+    origin: &[u8],
+) -> Option<(&'s Pool, Option<&'s Acl>)> {
     // Most configurations have no host rules: the port is stripped only when one is met,
     // and the path normalised only when a prefix rule is.
     let mut stripped: Option<Option<&[u8]>> = None;
     let mut host = || *stripped.get_or_insert_with(|| host.map(plain_host));
     let mut normal: Option<Cow<'_, [u8]>> = None;
-    let index = snapshot
-        .routes
-        .iter()
-        .find(|route| {
-            route.host.as_ref().is_none_or(|m| host().is_some_and(|h| host_matches(m, h)))
-                && route.path_prefix.as_ref().is_none_or(|prefix| {
-                    let path = normal
-                        .get_or_insert_with(|| target::normalise_path(target::path_of(origin)));
-                    path.starts_with(prefix.as_bytes())
-                })
-        })
-        .map_or(0, |route| route.pool);
-    snapshot.pools.get(index)
+    let route = snapshot.routes.iter().find(|route| {
+        route.host.as_ref().is_none_or(|m| host().is_some_and(|h| host_matches(m, h)))
+            && route.path_prefix.as_ref().is_none_or(|prefix| {
+                let path =
+                    normal.get_or_insert_with(|| target::normalise_path(target::path_of(origin)));
+                path.starts_with(prefix.as_bytes())
+            })
+    });
+    let pool = snapshot.pools.get(route.map_or(0, |route| route.pool))?;
+    Some((pool, route.and_then(|route| route.acl.as_ref())))
 }
 
 /// The name a host route compares: without the port, and without the trailing dot of a

@@ -258,6 +258,9 @@ pub struct Route {
     pub path_prefix: Option<String>,
     /// Index into [`Snapshot::pools`].
     pub pool: usize,
+    /// Who may use the route; `None` when everyone may (no lists), so the request path
+    /// skips the check.
+    pub acl: Option<crate::config::Acl>,
 }
 
 /// Everything the request path reads, immutable once built.

@@ -115,7 +115,7 @@ pub fn routes_fingerprint(routes: &[RouteConfig]) -> u64 {
     for route in routes {
         let host = route.host.as_ref().map(host_text).unwrap_or_default();
         let prefix = route.path_prefix.as_deref().unwrap_or("");
-        let _ = write!(text, "{host}|{prefix}|{};", route.pool);
+        let _ = write!(text, "{host}|{prefix}|{}|{:?};", route.pool, route.acl);
     }
     hash_bytes(text.as_bytes())
 }
@@ -128,7 +128,7 @@ pub fn host_text(host: &HostMatch) -> String {
     }
 }
 
-/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool"}`; the state file
+/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny"}`; the state file
 /// uses the same form, and the admin API's `/api/v1/routes` shows it.
 pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
     json.begin_array();
@@ -142,6 +142,14 @@ pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
         json.opt_string(route.path_prefix.as_deref());
         json.key("pool");
         json.string(&route.pool);
+        for (key, list) in [("allow", &route.acl.allow), ("deny", &route.acl.deny)] {
+            json.key(key);
+            json.begin_array();
+            for block in list {
+                json.string(&block.to_string());
+            }
+            json.end_array();
+        }
         json.end_object();
     }
     json.end_array();

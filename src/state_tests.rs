@@ -16,6 +16,7 @@ fn file_config() -> Config {
         host: None,
         path_prefix: Some("/api".into()),
         pool: "api".into(),
+        acl: Default::default(),
     });
     config
 }
@@ -40,6 +41,11 @@ fn edited(file: &Config) -> Config {
         host: Some(HostMatch::Suffix(".example.com".into())),
         path_prefix: None,
         pool: "new".into(),
+        // Kept by the state file: an API route must not lose its access list.
+        acl: crate::config::Acl {
+            allow: vec![crate::cidr::Cidr::parse("10.0.0.0/8").unwrap()],
+            deny: vec![crate::cidr::Cidr::parse("10.9.0.0/16").unwrap()],
+        },
     });
     running
 }

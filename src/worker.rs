@@ -239,6 +239,7 @@ fn serve(
         shared: Arc::clone(shared),
         _permit: permit,
     };
+    let (inbound, local) = proxy_settings(shared, &stream, tls);
     let client = Client {
         shared: Arc::clone(shared),
         peer,
@@ -247,14 +248,39 @@ fn serve(
         metrics: acceptor.metrics,
         tls: tls.is_some(),
         http2: false,
+        local,
+        proxied: false,
     };
     // Two task types, not one task matching on `tls`: a task is as large as its largest
     // state, and a plain connection must not carry room for a TLS session (10,000 idle
     // plain clients took 58 MiB instead of 22 MiB that way).
-    match tls {
-        Some(tls) => tokio::task::spawn_local(tls_task(stream, Arc::clone(tls), client, guard)),
-        None => tokio::task::spawn_local(plain_task(stream, client, guard)),
+    let tls = tls.map(Arc::clone);
+    match (tls, inbound) {
+        (tls, Some(timeout)) => {
+            tokio::task::spawn_local(proxied_task(stream, tls, client, (guard, timeout)))
+        }
+        (Some(tls), None) => tokio::task::spawn_local(tls_task(stream, tls, client, guard)),
+        (None, None) => tokio::task::spawn_local(plain_task(stream, client, guard)),
     };
+}
+
+/// Whether the connection starts with a PROXY header (`[server] proxy_protocol` or the
+/// TLS listener's), and how long it may take; and weir's own address when a pool sends
+/// PROXY headers to backends (read only then: it costs a system call per connection).
+fn proxy_settings(
+    shared: &Context,
+    stream: &TcpStream,
+    tls: Option<&Arc<TlsAcceptor>>,
+) -> (Option<Duration>, Option<Box<SocketAddr>>) {
+    let snapshot = proxy::current_snapshot(shared);
+    let config = &snapshot.config;
+    let inbound = match tls {
+        Some(tls) => tls.proxy_protocol(),
+        None => config.server.proxy_protocol,
+    };
+    let sends = config.pools.iter().any(|pool| pool.send_proxy_protocol.is_some());
+    let local = if sends && !inbound { stream.local_addr().ok().map(Box::new) } else { None };
+    (inbound.then_some(config.server.header_timeout), local)
 }
 
 /// The task of a connection on a plain listener.
@@ -272,6 +298,25 @@ async fn tls_task(
 ) {
     let _guard = guard;
     proxy::serve_tls(stream, tls, client).await;
+}
+
+/// The task of a connection on a `proxy_protocol` listener: its PROXY header, then the
+/// plain or TLS path. Its own task type, and each part boxed, so connections without
+/// the header carry none of its state (a header buffer, a second copy of the client).
+async fn proxied_task(
+    mut stream: TcpStream,
+    tls: Option<Arc<TlsAcceptor>>,
+    mut client: Client,
+    (guard, timeout): (ConnectionGuard, Duration),
+) {
+    let _guard = guard;
+    if !Box::pin(proxy::inbound::accept(&mut stream, &mut client, timeout)).await {
+        return;
+    }
+    match tls {
+        Some(tls) => Box::pin(proxy::serve_tls(stream, tls, client)).await,
+        None => Box::pin(proxy::serve(stream, client)).await,
+    }
 }
 
 /// Most bytes the task of one idle plain connection may take. What 10,000 idle keep-alive
@@ -312,6 +357,8 @@ mod tests {
             metrics: true,
             tls: false,
             http2: false,
+            local: None,
+            proxied: false,
         };
         let task = plain_task(stream, client, guard);
         let bytes = std::mem::size_of_val(&task);

@@ -1,6 +1,8 @@
 //! The request target: what weir forwards upstream must be exactly the message weir
 //! decided it was, read by the strict [`oracle`](crate::oracle).
 
+use weir::cidr::Cidr;
+use weir::http1::forwarded::Trust;
 use weir::http1::request::{self, Forwarding, RequestInfo};
 use weir::http1::{BodyKind, Parsed};
 
@@ -16,9 +18,16 @@ const MAX_HEADERS: usize = 100;
 
 /// Runs one input: a request head, then whatever body bytes follow it.
 pub fn check(data: &[u8]) {
-    let forwarding = Forwarding { client_ip: CLIENT_IP, proto: b"http", max_headers: MAX_HEADERS };
+    let forwarding = Forwarding {
+        client_ip: CLIENT_IP,
+        proto: b"http",
+        max_headers: MAX_HEADERS,
+        trust: Trust::Everyone,
+    };
     let mut out = Vec::new();
-    let info = match request::parse(data, &forwarding, &mut out) {
+    let parsed = request::parse(data, &forwarding, &mut out);
+    check_trust(data, &forwarding, &out);
+    let info = match parsed {
         Ok(Parsed::Complete(info)) => info,
         Ok(Parsed::Partial) => return,
         Err(_) => {
@@ -95,6 +104,27 @@ fn check_head(data: &[u8], info: &RequestInfo, head: &Head, framing: Framing, ou
         let spelled = name.contains(&b'_') && guarded.contains(&dashed.as_slice());
         assert!(!spelled, "an underscore spelling went upstream\n{}", show(out));
     }
+}
+
+/// The other `X-Forwarded-For` treatments against the default's output `everyone`: a
+/// trusted proxy's request goes byte for byte the same; an untrusted peer's has exactly
+/// one `X-Forwarded-For`, naming the peer, and its framing is unchanged.
+fn check_trust(data: &[u8], everyone: &Forwarding<'_>, expected: &[u8]) {
+    let trusted = [Cidr::parse("0.0.0.0/0").expect("block"), Cidr::parse("::/0").expect("block")];
+    let mut out = Vec::new();
+    let proxy = Forwarding { trust: Trust::Proxy(&trusted), ..*everyone };
+    let _ = request::parse(data, &proxy, &mut out);
+    assert_eq!(out, expected, "a trusted proxy's request went differently\n{}", show(&out));
+    let replace = Forwarding { trust: Trust::Replace, ..*everyone };
+    let Ok(Parsed::Complete(_)) = request::parse(data, &replace, &mut out) else {
+        return;
+    };
+    let head = oracle::request_head(&out)
+        .unwrap_or_else(|e| panic!("replaced head does not parse: {e:?}\n{}", show(&out)));
+    let forwarded: Vec<&[u8]> = head.values("x-forwarded-for").collect();
+    assert_eq!(forwarded, [CLIENT_IP], "X-Forwarded-For not replaced\n{}", show(&out));
+    let before = oracle::request_head(expected).ok().and_then(|h| oracle::request_framing(&h).ok());
+    assert_eq!(before, oracle::request_framing(&head).ok(), "framing changed\n{}", show(&out));
 }
 
 /// The target an origin server must get for `target` (RFC 9112 §3.2.2), worked out

@@ -203,3 +203,31 @@ fn check_strip(config: &StickyConfig, value: &[u8]) {
         assert!(left.is_none(), "sticky cookie left in\n{}", show(&head));
     }
 }
+
+/// PROXY protocol target: the input is what a client sends first. Whatever it is, the
+/// parse never panics; a header is never longer than the input or the bound; every
+/// prefix of a complete header is `Partial` (the reader's promise: it may consume all
+/// it has seen); bytes after a header never change it; and what weir writes for the
+/// header's addresses reads back as the same addresses.
+pub fn proxy_protocol(data: &[u8]) {
+    use weir::proxy_protocol::{parse, write, Parsed, Version, MAX_HEADER_LEN};
+    let Ok(Parsed::Complete(header)) = parse(data) else {
+        return;
+    };
+    assert!(header.len <= data.len() && header.len <= MAX_HEADER_LEN, "{header:?}");
+    for end in 1..header.len {
+        assert_eq!(parse(&data[..end]), Ok(Parsed::Partial), "prefix of {end} bytes");
+    }
+    assert_eq!(parse(&data[..header.len]), Ok(Parsed::Complete(header)));
+    let Some((src, dst)) = header.addresses else {
+        return;
+    };
+    for version in [Version::V1, Version::V2] {
+        let mut out = Vec::new();
+        write(&mut out, version, src, dst);
+        let Ok(Parsed::Complete(again)) = parse(&out) else {
+            panic!("weir's own {version:?} header does not parse: {out:?}");
+        };
+        assert_eq!((again.len, again.addresses), (out.len(), Some((src, dst))));
+    }
+}

@@ -8,6 +8,18 @@ use super::{mutate, STATUS_PAGE};
 use crate::control::Plane;
 use crate::json::JsonWriter;
 
+/// A 403 when `[admin] allow`/`deny` refuse the peer (read per request, so a reload
+/// applies to the next one), counted in `weir_denied_total{listener="admin"}`.
+fn denied(request: &Request, plane: &Plane) -> Option<Response> {
+    let peer = request.peer?;
+    let data = plane.data();
+    if data.snapshot.load().config.admin.acl.permits(peer.ip()) {
+        return None;
+    }
+    data.frontend.local().denied[1].inc();
+    Some(Response::text(403, "forbidden by the admin access list\n"))
+}
+
 /// Methods allowed on read-only endpoints.
 const READ_ONLY: &[&str] = &["GET", "HEAD"];
 
@@ -17,6 +29,9 @@ const ENDPOINTS: &[(&str, &[&str])] =
 
 /// Answers one admin request.
 pub fn handle(request: &Request, plane: &Plane) -> Response {
+    if let Some(denied) = denied(request, plane) {
+        return denied;
+    }
     if let Some(response) = mutate::handle(request, plane) {
         return response;
     }

@@ -15,10 +15,11 @@ use toml::Spanned;
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
     AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, LogConfig,
-    PoolConfig, RouteConfig, ServerConfig, StrategyKind, MAX_WORKERS,
+    PoolConfig, ServerConfig, StrategyKind, MAX_WORKERS,
 };
 use crate::config::{Format, Target};
 use pool::{backend_address, pool_name, strategy};
+use route::{host_match, path_prefix, route_pool};
 
 #[cfg(test)]
 mod admin_tests;
@@ -28,6 +29,7 @@ mod http2;
 #[cfg(test)]
 mod log_tests;
 mod pool;
+mod route;
 #[cfg(test)]
 mod route_tests;
 mod tls;
@@ -231,6 +233,11 @@ impl Walker {
                     out.tls = self.tls_listeners(value);
                     continue;
                 }
+                "proxy_protocol" => Slot::Flag(&mut out.proxy_protocol),
+                "trusted_proxies" => {
+                    out.trusted_proxies = self.cidr_list("trusted_proxies", value);
+                    continue;
+                }
                 _ => Slot::Unknown("[server]"),
             };
             self.fill(key, value, slot);
@@ -258,6 +265,10 @@ impl Walker {
                 }
                 "state_file" => Slot::Text(&mut out.state_file),
                 "metrics" => Slot::Flag(&mut out.metrics),
+                "allow" | "deny" => {
+                    self.acl_key(key, value, &mut out.acl);
+                    continue;
+                }
                 _ => Slot::Unknown("[admin]"),
             };
             self.fill(key, value, slot);
@@ -304,25 +315,6 @@ impl Walker {
             addrs.extend(addr);
         }
         Ok(addrs)
-    }
-
-    /// One `[[route]]`; `pools` are the pools it may name.
-    fn route(&mut self, item: &Value<'_>, pools: &[PoolConfig]) -> Option<RouteConfig> {
-        let table = self.table("route", item)?;
-        let (mut host, mut path_prefix, mut pool) = (None, None, None);
-        for (key, value) in table {
-            let slot = match key.get_ref().as_ref() {
-                "host" => Slot::Host(&mut host),
-                "path_prefix" => Slot::PathPrefix(&mut path_prefix),
-                "pool" => Slot::PoolRef(&mut pool, pools),
-                _ => Slot::Unknown("[[route]]"),
-            };
-            self.fill(key, value, slot);
-        }
-        if !table.contains_key("pool") {
-            self.error(item.span(), "[[route]] needs a `pool`".to_string());
-        }
-        Some(RouteConfig { host, path_prefix, pool: pool? })
     }
 }
 
@@ -416,51 +408,6 @@ fn admin_listen(v: &DeValue<'_>) -> Result<Option<SocketAddr>, String> {
         Some("off") => Ok(None),
         _ => socket_addr("listen", v, ADMIN_HINT).map(Some),
     }
-}
-
-/// A route's `host`: `"*.example.com"` or `"api.example.com"`.
-fn host_match(v: &DeValue<'_>) -> Result<HostMatch, String> {
-    let text = string("host", v)?;
-    let wildcard = r#"a wildcard is allowed only as a leading "*.", as in "*.example.com""#;
-    match text.strip_prefix("*.") {
-        _ if text.is_empty() || text == "*" => Err("leave `host` out to match every host".into()),
-        _ if text.contains(|c: char| c.is_whitespace() || c == '/') => {
-            Err(format!("`host` must be a bare host name, not \"{text}\""))
-        }
-        Some(rest) if !rest.is_empty() && !rest.contains('*') => {
-            Ok(HostMatch::Suffix(format!(".{}", rest.to_ascii_lowercase())))
-        }
-        None if !text.contains('*') => Ok(HostMatch::Exact(text.to_ascii_lowercase())),
-        _ => Err(wildcard.to_string()),
-    }
-}
-
-/// A route's path prefix. Routing compares it with the normalised request path
-/// ([`crate::http1::target::normalise_path`]), so a prefix that is not normal itself
-/// (`/%61dmin`, `//a`, `/a/../b`) could never match: refused, naming the normal form.
-fn path_prefix(v: &DeValue<'_>) -> Result<String, String> {
-    let text = string("path_prefix", v)?;
-    if !text.starts_with('/') {
-        return Err(format!("`path_prefix` must start with '/': \"{text}\""));
-    }
-    match crate::http1::target::normalise_path(text.as_bytes()) {
-        normal if *normal == *text.as_bytes() => Ok(text.to_string()),
-        normal => Err(format!(
-            "`path_prefix` must be a normalised path (routing matches normalised paths): \
-             write \"{}\" for \"{text}\"",
-            String::from_utf8_lossy(&normal)
-        )),
-    }
-}
-
-/// A route's `pool`, which must name one of `pools`.
-fn route_pool(v: &DeValue<'_>, pools: &[PoolConfig]) -> Result<String, String> {
-    let name = string("pool", v)?;
-    if pools.iter().any(|pool| pool.name == name) {
-        return Ok(name.to_string());
-    }
-    let names: Vec<&str> = pools.iter().map(|pool| pool.name.as_str()).collect();
-    Err(format!("no pool named `{name}`; defined pools: [{}]", names.join(", ")))
 }
 
 #[cfg(test)]

@@ -114,6 +114,12 @@ fn full_file_parses_to_the_expected_config() {
     web.idle_timeout = Duration::from_secs(3600);
     web.tunnel_idle_timeout = Duration::from_secs(600);
     web.max_idle = 0;
+    let route = |host, path_prefix: Option<&str>, pool: &str| RouteConfig {
+        host,
+        path_prefix: path_prefix.map(str::to_string),
+        pool: pool.to_string(),
+        acl: Default::default(),
+    };
     let expected = Config {
         source: None,
         server: ServerConfig {
@@ -131,26 +137,21 @@ fn full_file_parses_to_the_expected_config() {
             h2c: false,
             http2: crate::config::Http2Config::default(),
             tls: Vec::new(),
+            proxy_protocol: false,
+            trusted_proxies: None,
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),
             token: Some("secret".to_string()),
             state_file: Some("state.json".to_string()),
             metrics: false,
+            acl: Default::default(),
         },
         pools: vec![web, PoolConfig::new("api.v2", StrategyKind::RoundRobin, vec![])],
         routes: vec![
-            RouteConfig {
-                host: Some(HostMatch::Suffix(".example.com".to_string())),
-                path_prefix: Some("/api".to_string()),
-                pool: "api.v2".to_string(),
-            },
-            RouteConfig {
-                host: Some(HostMatch::Exact("static.example.com".to_string())),
-                path_prefix: None,
-                pool: "web".to_string(),
-            },
-            RouteConfig { host: None, path_prefix: None, pool: "web".to_string() },
+            route(Some(HostMatch::Suffix(".example.com".to_string())), Some("/api"), "api.v2"),
+            route(Some(HostMatch::Exact("static.example.com".to_string())), None, "web"),
+            route(None, None, "web"),
         ],
         log: LogConfig {
             access: crate::config::Target::Path("/var/log/weir/access.log".into()),

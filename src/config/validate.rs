@@ -111,7 +111,12 @@ mod tests {
         c.pools.push(c.pools[0].clone());
         assert!(check(&c).unwrap_err().contains("duplicate pool"));
         let mut c = config();
-        c.routes.push(RouteConfig { host: None, path_prefix: None, pool: "nope".into() });
+        c.routes.push(RouteConfig {
+            host: None,
+            path_prefix: None,
+            pool: "nope".into(),
+            acl: Default::default(),
+        });
         assert!(check(&c).unwrap_err().contains("does not exist"));
         let mut c = config();
         c.pools[0].name = "bad name".into();

@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
+use super::forwarded::{self, Trust};
 use super::lines::{append_to_value, Lines};
 use super::target::{self, Target};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
@@ -79,6 +80,9 @@ pub struct RequestInfo {
     /// Where the target's origin form (path and query, or `*`) sits in the input buffer:
     /// all of the target, or what follows an absolute-form target's authority.
     pub origin: Range<usize>,
+    /// The client address `X-Forwarded-For` names, read only from a trusted proxy
+    /// ([`Trust::Proxy`]); `None` means the connection's own.
+    pub forwarded_client: Option<std::net::IpAddr>,
 }
 
 /// A request weir refuses to forward; each maps to a status the client receives.
@@ -118,6 +122,8 @@ pub struct Forwarding<'a> {
     pub proto: &'a [u8],
     /// Most header fields allowed.
     pub max_headers: usize,
+    /// What becomes of a received `X-Forwarded-For`.
+    pub trust: Trust<'a>,
 }
 
 /// Parses a request head from `buf` and, when complete, writes the upstream head into
@@ -148,11 +154,12 @@ pub fn parse(
     out.clear();
     let form = target::parse(target, method == b"OPTIONS").map_err(RequestError::Bad)?;
     let mut scan = Scan { authority: form.authority, ..Scan::default() };
-    let written =
-        scan_and_write(buf, method, &form, request.headers, &mut scan, out).and_then(|end| {
+    let replace = matches!(forwarding.trust, Trust::Replace);
+    let written = scan_and_write(buf, method, &form, request.headers, &mut scan, replace, out)
+        .and_then(|end| {
             Ok((end, scan.info(buf, head_len, method, [target, form.origin], http10)?))
         });
-    let (forwarded_for_end, info) = match written {
+    let (forwarded_for_end, mut info) = match written {
         Ok(written) => written,
         Err(error) => {
             out.clear();
@@ -166,6 +173,9 @@ pub fn parse(
         append_to_value(out, at, forwarding.client_ip);
     }
     finish_upstream_head(&scan, &info, forwarding, out);
+    if let (Trust::Proxy(trusted), Some(_)) = (forwarding.trust, scan.last_forwarded_for) {
+        info.forwarded_client = forwarded::client(request.headers, trusted);
+    }
     Ok(Parsed::Complete(info))
 }
 
@@ -283,12 +293,14 @@ impl<'a> Scan<'a> {
             host: self.authority.or(self.host).map(|h| range_in(buf, h)),
             target: range_in(buf, target),
             origin: range_in(buf, origin),
+            forwarded_client: None,
         })
     }
 }
 
 /// One pass over the fields: writes the request line, reads the fields into `scan` and
-/// writes the fields a plain request forwards. Returns where the last `X-Forwarded-For` value ends in `out`. A request whose
+/// writes the fields a plain request forwards. Returns where the last `X-Forwarded-For`
+/// value ends in `out`; with `replace`, received ones are dropped. A request whose
 /// `Connection` names fields, or that upgrades, is written again by [`rewrite_fields`]:
 /// rare, and it keeps the common request to one name classification per field.
 fn scan_and_write<'a>(
@@ -297,6 +309,7 @@ fn scan_and_write<'a>(
     target: &Target<'_>,
     headers: &[httparse::Header<'a>],
     scan: &mut Scan<'a>,
+    replace: bool,
     out: &mut Vec<u8>,
 ) -> Result<Option<usize>, RequestError> {
     let mut lines = Lines::new(buf, out);
@@ -313,6 +326,10 @@ fn scan_and_write<'a>(
                 return Err(RequestError::Bad("underscore in a framing or forwarding field name"));
             }
             lines.keep(header);
+            continue;
+        }
+        if replace && name == Name::XForwardedFor {
+            // Never seen, so the one weir writes names the peer alone.
             continue;
         }
         scan.add(index, name, header.value)?;
@@ -357,6 +374,7 @@ fn rewrite_fields(
         let name = Name::of(header.name.as_bytes());
         let skip = match name {
             Name::XForwardedProto | Name::XForwardedHost => true,
+            Name::XForwardedFor => matches!(forwarding.trust, Trust::Replace),
             Name::Upgrade => !info.upgrade,
             Name::ContentLength | Name::TransferEncoding => {
                 keep_framing(&mut lines, header, name, scan.length, &mut wrote_length);

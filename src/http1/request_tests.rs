@@ -1,7 +1,8 @@
 use super::*;
+use crate::http1::forwarded::Trust;
 
 const FORWARDING: Forwarding<'static> =
-    Forwarding { client_ip: b"10.1.2.3", proto: b"http", max_headers: 100 };
+    Forwarding { client_ip: b"10.1.2.3", proto: b"http", max_headers: 100, trust: Trust::Everyone };
 
 fn rewrite(head: &[u8]) -> Result<(RequestInfo, String), RequestError> {
     let mut out = Vec::new();

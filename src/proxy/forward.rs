@@ -31,6 +31,11 @@ use crate::pool::{self, Upstream};
 use crate::route;
 use crate::snapshot::{Backend, BackendLive, Pool};
 
+/// The body of a 403 from an access list.
+const DENIED: &str = "forbidden by the route's access list";
+/// The access log's error for a 503 that reached no backend.
+const NO_BACKEND: &str = "no usable backend";
+
 /// Counts a request in flight to a backend for as long as it lives.
 struct InFlight<'a>(&'a BackendLive);
 
@@ -65,10 +70,10 @@ pub async fn handle<S: Stream>(
     let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
     let (pool, (index, mut trial), mut set_cookie) = match choice {
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
-        Choice::Refuse(cause) => {
-            let answer = reply::Answer::local(503, &cause, !keep_after_error);
+        Choice::Refuse(status, cause, log) => {
+            let answer = reply::Answer::local(status, &cause, !keep_after_error);
             reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
-            logged.finish(client, Done::refused(503, "no usable backend"));
+            logged.finish(client, Done::refused(status, log));
             return keep_after_error;
         }
     };
@@ -81,8 +86,8 @@ pub async fn handle<S: Stream>(
     loop {
         let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let request =
-            Request { info: &info, draining, set_cookie: &set_cookie, alarm: &mut *alarm, started };
+        let (cookie, alarm) = (&set_cookie[..], &mut *alarm);
+        let request = Request { info: &info, client, draining, set_cookie: cookie, alarm, started };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         let error = match result {
             Ok((outcome, upstream)) => {
@@ -166,8 +171,9 @@ fn report(pool: &Pool, backend: &Backend, observed: Observed, trial: Option<Tria
 enum Choice<'s> {
     /// Send it to the picked backend, adding `set_cookie` (maybe empty) to the response.
     Backend { pool: &'s Pool, picked: Picked<'s>, set_cookie: Vec<u8> },
-    /// Answer 503 with this cause.
-    Refuse(String),
+    /// Answer this status with this cause, and log the error: 503 when no backend can
+    /// take it, 403 when the route's access list refuses the client.
+    Refuse(u16, String, &'static str),
 }
 
 /// Routes the request and picks a backend. Reads the head still in `buffers.input`.
@@ -181,17 +187,21 @@ fn choose<'s>(
     // The origin form: for an absolute-form target, what the backend gets (path, query).
     let target = &input[info.origin.clone()];
     let host = info.host.clone().map(|range| &input[range]);
-    let Some(pool) = route::select(snapshot, host, target) else {
-        return Choice::Refuse("no pool configured".into());
+    let Some((pool, acl)) = route::select(snapshot, host, target) else {
+        return Choice::Refuse(503, "no pool configured".into(), NO_BACKEND);
     };
+    if acl.is_some_and(|acl| !acl.permits(client.address(info))) {
+        client.shared.frontend.local().denied[0].inc();
+        return Choice::Refuse(403, DENIED.into(), DENIED);
+    }
     let request = if affinity::needs_request(pool) {
-        affinity::pick_request(pool, &input[..info.head_len], target, client.peer.ip())
+        affinity::pick_request(pool, &input[..info.head_len], target, client.address(info))
     } else {
         PickRequest::default()
     };
     let picked = match select::choose(pool, &request) {
         Ok(picked) => picked,
-        Err(cause) => return Choice::Refuse(cause),
+        Err(cause) => return Choice::Refuse(503, cause, NO_BACKEND),
     };
     let mut set_cookie = Vec::new();
     if pool.settings.sticky.is_some() {
@@ -219,6 +229,8 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
 /// Per-request facts an attempt needs besides the buffers.
 struct Request<'a> {
     info: &'a RequestInfo,
+    /// Named in the PROXY header of a pool that sends one.
+    client: &'a Client,
     draining: bool,
     /// A `Set-Cookie` line to add to the response, or empty.
     set_cookie: &'a [u8],
@@ -239,7 +251,7 @@ async fn attempt<'p, S: Stream>(
     request: Request<'_>,
     plan: &mut Plan<'p>,
 ) -> Result<(Outcome, Upstream), AttemptError> {
-    let Request { info, draining, set_cookie, alarm, started } = request;
+    let Request { info, client, draining, set_cookie, alarm, started } = request;
     let exchange = Exchange {
         head_request: info.method == Method::Head,
         upgrade_requested: info.upgrade,
@@ -248,18 +260,19 @@ async fn attempt<'p, S: Stream>(
         max_headers: server.max_headers,
         websocket_accept: stream.websocket_accept(),
     };
-    let pooled = if plan.fresh { None } else { pool::checkout(&backend.live, started) };
+    // A connection that sent a PROXY header is never pooled (see `outbound`).
+    let fresh = plan.fresh || pool.settings.send_proxy_protocol.is_some();
+    let pooled = (!fresh).then(|| pool::checkout(&backend.live, started)).flatten();
     let (mut upstream, reused) = match pooled {
         Some(upstream) => {
             backend.live.stats.local().connections_reused.inc();
             (upstream, true)
         }
-        None => (connect(backend, &pool.settings).await?, false),
+        None => (connect(backend, &pool.settings, client).await?, false),
     };
     plan.reused = reused;
     plan.start_capture(&buffers.head, info, pool);
-    let first = !plan.sent;
-    plan.sent = true;
+    let first = !std::mem::replace(&mut plan.sent, true);
     let io = Io {
         input: &mut buffers.input,
         head: &mut buffers.head,
@@ -347,10 +360,18 @@ fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
     }
 }
 
-/// Opens a new upstream connection, with a TLS handshake for an `https://` backend.
-/// Failures are counted by their class ([`count_failure`]).
-async fn connect(backend: &Backend, settings: &PoolConfig) -> Result<Upstream, AttemptError> {
-    let tcp = pool::connect(backend, settings.connect_timeout).await?;
+/// Opens a new upstream connection, with its PROXY header if the pool sends one and a
+/// TLS handshake for an `https://` backend. Failures are counted by their class
+/// ([`count_failure`]).
+async fn connect(
+    backend: &Backend,
+    settings: &PoolConfig,
+    client: &Client,
+) -> Result<Upstream, AttemptError> {
+    let mut tcp = pool::connect(backend, settings.connect_timeout).await?;
+    if let Some(version) = settings.send_proxy_protocol {
+        super::outbound::send(&mut tcp, version, client).await?;
+    }
     let stats = backend.live.stats.local();
     stats.connections_opened.inc();
     let Some(connector) = &backend.live.tls else {
@@ -414,7 +435,7 @@ async fn finish<S: Stream>(
         }
         return false;
     }
-    if outcome.upstream_reusable {
+    if outcome.upstream_reusable && settings.send_proxy_protocol.is_none() {
         pool::checkin(&backend.live, upstream, settings.max_idle, settings.idle_timeout, now);
     }
     outcome.keep_client

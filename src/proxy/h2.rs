@@ -425,6 +425,7 @@ async fn run_request(
         // The listener's, not `:scheme`: a client over plain TCP may claim `https`.
         proto: if client.tls { b"https" } else { b"http" },
         max_headers: server.max_headers,
+        trust: client.trust(server),
     };
     let parsed = request::parse(&buffers.input, &forwarding, &mut buffers.head);
     let info = match parsed {

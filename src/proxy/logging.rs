@@ -2,6 +2,7 @@
 //! buffer, finished at whatever exit the request takes. When the access log is off,
 //! nothing is copied or allocated.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -49,7 +50,9 @@ impl Pending {
         }
         let method = head.split(|&b| b == b' ').next().unwrap_or_default();
         let target = head.get(info.target.clone()).unwrap_or_default();
-        let mut entry = Entry::new(client.peer, &lossy(method), &lossy(target));
+        // A trusted proxy's client has no port weir knows.
+        let address = info.forwarded_client.map_or(client.peer, |ip| SocketAddr::new(ip, 0));
+        let mut entry = Entry::new(address, &lossy(method), &lossy(target));
         entry.version = match (client.http2, info.http10) {
             (true, _) => 2,
             (false, true) => 0,

@@ -39,6 +39,7 @@ fn request(method: Method, body: BodyKind) -> RequestInfo {
         host: None,
         target: 0..0,
         origin: 0..0,
+        forwarded_client: None,
     }
 }
 

@@ -268,7 +268,9 @@ fn compile_routes(config: &Config) -> Vec<Route> {
         .iter()
         .filter_map(|route| {
             let pool = config.pools.iter().position(|p| p.name == route.pool)?;
-            Some(Route { host: route.host.clone(), path_prefix: route.path_prefix.clone(), pool })
+            let acl = (!route.acl.is_open()).then(|| route.acl.clone());
+            let (host, path_prefix) = (route.host.clone(), route.path_prefix.clone());
+            Some(Route { host, path_prefix, pool, acl })
         })
         .collect()
 }

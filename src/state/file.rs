@@ -23,7 +23,7 @@ const VERSION: u64 = 1;
 /// before the rename, as a crash there would; tests check the old state survives.
 pub const CRASH_HOOK_ENV: &str = "WEIR_TEST_CRASH_BEFORE_RENAME";
 /// The fields a route may have.
-const ROUTE_FIELDS: [&str; 4] = ["host", "path_prefix", "pool", "index"];
+const ROUTE_FIELDS: [&str; 6] = ["host", "path_prefix", "pool", "index", "allow", "deny"];
 /// The largest state file read. Thousands of backends fit in a few hundred KiB; this
 /// bounds memory if the path points at something else by mistake. A save that would
 /// write more is refused, so weir never writes a file it would refuse to start with.
@@ -260,7 +260,24 @@ pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
     let host = optional(doc, "host")?.map(value::host).transpose()?;
     let path_prefix = optional(doc, "path_prefix")?.map(value::path_prefix).transpose()?;
     let pool = string(doc, "pool")?.to_string();
-    Ok(RouteConfig { host, path_prefix, pool })
+    let acl = crate::config::Acl { allow: blocks(doc, "allow")?, deny: blocks(doc, "deny")? };
+    Ok(RouteConfig { host, path_prefix, pool, acl })
+}
+
+/// A route's `allow` or `deny`: an optional array of address blocks.
+fn blocks(doc: &Value, key: &str) -> Result<Vec<crate::cidr::Cidr>, String> {
+    let Some(items) = doc.get(key) else {
+        return Ok(Vec::new());
+    };
+    let items = items.as_array().ok_or(format!("`{key}` is an array of address blocks"))?;
+    if items.len() > crate::cidr::MAX_BLOCKS {
+        return Err(format!("`{key}` holds at most {} blocks", crate::cidr::MAX_BLOCKS));
+    }
+    let block = |item: &Value| {
+        let text = item.as_str().ok_or(format!("`{key}` holds strings"))?;
+        crate::cidr::Cidr::parse(text).map_err(|m| format!("`{key}`: {m}"))
+    };
+    items.iter().map(block).collect()
 }
 
 #[cfg(test)]

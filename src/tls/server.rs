@@ -47,6 +47,8 @@ pub struct ListenerSettings {
     pub alpn: Vec<String>,
     /// Longest a handshake may take: a client that connects and stalls is dropped then.
     pub handshake_timeout: Duration,
+    /// A PROXY protocol header comes before the ClientHello (`proxy_protocol`).
+    pub proxy_protocol: bool,
 }
 
 impl Default for ListenerSettings {
@@ -57,6 +59,7 @@ impl Default for ListenerSettings {
             // HTTP/2 first, as browsers and nginx, HAProxy and Envoy prefer it.
             alpn: vec!["h2".to_owned(), "http/1.1".to_owned()],
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            proxy_protocol: false,
         }
     }
 }
@@ -65,6 +68,7 @@ impl Default for ListenerSettings {
 struct Generation {
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
+    proxy_protocol: bool,
 }
 
 /// Terminates TLS for one listener. `Send + Sync`: share it between workers in an `Arc`.
@@ -106,6 +110,11 @@ impl Acceptor {
             Ok(Err(err)) => Err(TlsError::from_io(err)),
             Err(_) => Err(TlsError::Timeout),
         }
+    }
+
+    /// Whether new connections start with a PROXY protocol header (reloadable).
+    pub fn proxy_protocol(&self) -> bool {
+        self.current.load().proxy_protocol
     }
 
     /// Swaps in the certificates, versions and ALPN of `settings` for new connections.
@@ -173,5 +182,6 @@ fn generation(
     Ok(Generation {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         handshake_timeout: settings.handshake_timeout,
+        proxy_protocol: settings.proxy_protocol,
     })
 }

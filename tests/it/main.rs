@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_control;
 mod access_log;
 mod admin_api;
 mod admin_limits;
@@ -30,6 +31,8 @@ mod local_faults;
 mod metrics;
 mod partial_responses;
 mod pool;
+mod proxy_protocol;
+mod proxy_protocol_send;
 mod replays;
 mod retry_storm;
 mod robustness;

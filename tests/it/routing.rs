@@ -40,11 +40,13 @@ impl Routed {
                     host: Some(HostMatch::Exact("internal.example".into())),
                     path_prefix: None,
                     pool: "internal".into(),
+                    acl: Default::default(),
                 },
                 RouteConfig {
                     host: None,
                     path_prefix: Some("/admin".into()),
                     pool: "admin".into(),
+                    acl: Default::default(),
                 },
             ];
         });

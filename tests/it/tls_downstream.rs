@@ -209,3 +209,26 @@ async fn reload_adds_a_tls_listener_and_refuses_turning_one_plain() {
     assert!(refused.contains("changing that takes a restart"), "{refused}");
     assert_eq!(request(&mut tls, "/").await.status, 200, "the TLS listener still serves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_comes_before_the_client_hello() {
+    // Goal: `[[server.tls]] proxy_protocol` reads the header before the handshake, and its
+    // address is the client's; a ClientHello without it is a missing header.
+    let pki = Pki::new("proxy");
+    let issued = pki.server(&["a.test"], "a");
+    let backend = support::Recorder::echo_target().await;
+    let mut config = tls_config(backend.addr(), vec![(issued.cert.clone(), issued.key.clone())]);
+    config.server.tls[0].settings.proxy_protocol = true;
+    let lb = Balancer::start(config);
+    let mut tcp = TcpStream::connect(lb.tls_addr()).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 443\r\n").await.unwrap();
+    let name = ServerName::try_from("a.test".to_string()).unwrap();
+    let mut tls = client(&pki).connect(name.clone(), tcp).await.expect("TLS after the header");
+    assert_eq!(request(&mut tls, "/pp").await.status, 200);
+    assert_eq!(backend.requests()[0].fields("X-Forwarded-For"), ["203.0.113.7"]);
+    let tcp = TcpStream::connect(lb.tls_addr()).await.unwrap();
+    assert!(client(&pki).connect(name, tcp).await.is_err(), "served without a header");
+    let missing = "weir_proxy_protocol_errors_total{reason=\"missing\"}";
+    assert_eq!(lb.metric(missing), Some(1));
+    assert_eq!(backend.requests().len(), 1);
+}

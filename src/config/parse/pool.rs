@@ -114,6 +114,7 @@ impl Walker {
                     pool.tls = self.pool_tls(value);
                     continue;
                 }
+                "send_proxy_protocol" => Slot::Check(Box::new(|v| send_proxy(v, &mut pool))),
                 _ => Slot::Unknown("[[pool]]"),
             };
             self.fill(key, value, slot);
@@ -364,3 +365,18 @@ fn same_site(v: &DeValue<'_>) -> Result<SameSite, String> {
 #[cfg(test)]
 #[path = "pool_tests.rs"]
 mod tests;
+
+/// `send_proxy_protocol`: `"v1"` or `"v2"`.
+fn send_proxy(v: &DeValue<'_>, pool: &mut PoolConfig) -> Result<(), String> {
+    use crate::proxy_protocol::Version;
+    pool.send_proxy_protocol = Some(match v.as_str() {
+        Some("v1") => Version::V1,
+        Some("v2") => Version::V2,
+        _ => {
+            return Err(
+                r#"`send_proxy_protocol` must be "v1" or "v2" (leave it out for none)"#.into()
+            )
+        }
+    });
+    Ok(())
+}

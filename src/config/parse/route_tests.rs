@@ -58,3 +58,28 @@ fn path_prefixes_must_be_normalised_paths() {
         );
     }
 }
+
+#[test]
+fn policy_keys_parse_and_bad_blocks_are_located() {
+    let text = "[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+[admin]\ndeny = [\"192.0.2.0/24\"]\n[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"v2\"\n\
+[[route]]\npool = \"p\"\nallow = [\"10.0.0.0/8\"]\n";
+    let config = parse(text);
+    assert!(config.server.proxy_protocol);
+    let trusted: Vec<String> =
+        config.server.trusted_proxies.iter().flatten().map(|c| c.to_string()).collect();
+    assert_eq!(trusted, ["10.0.0.0/8", "::1/128"]);
+    assert_eq!(config.admin.acl.deny[0].to_string(), "192.0.2.0/24");
+    assert_eq!(config.routes[0].acl.allow[0].to_string(), "10.0.0.0/8");
+    let version = config.pools[0].send_proxy_protocol;
+    assert_eq!(version, Some(crate::proxy_protocol::Version::V2));
+    let bad = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n";
+    assert_eq!(
+        error(bad),
+        "weir.toml:2:34: `trusted_proxies`: \"10.1.2.3/8\" has host bits set: write \"10.0.0.0/8\""
+    );
+    let bad = "[[pool]]\nname = \"p\"\n[[route]]\npool = \"p\"\ndeny = \"10.0.0.0/8\"\n";
+    assert!(error(bad).starts_with("weir.toml:5:8: `deny`: expected an array"), "{}", error(bad));
+    let bad = "[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"v3\"\n";
+    assert!(error(bad).starts_with("weir.toml:3:23: `send_proxy_protocol` must be"));
+}

@@ -92,6 +92,7 @@ impl Walker {
                 })),
                 "alpn" => Slot::Check(Box::new(|v| alpn(v).map(|list| settings.alpn = list))),
                 "handshake_timeout" => Slot::Duration(&mut settings.handshake_timeout, false),
+                "proxy_protocol" => Slot::Flag(&mut settings.proxy_protocol),
                 _ => Slot::Unknown("[[server.tls]]"),
             };
             self.fill(key, value, slot);

@@ -89,10 +89,12 @@ fn server_tls_listeners_parse() {
     let (cert, key) = (pem.path("a.pem"), pem.path("a.key"));
     let text = format!(
         "[server]\nlisten = []\n[[server.tls]]\nlisten = \"127.0.0.1:8443\"\n\
-         certs = [{{ cert = \"{cert}\", key = \"{key}\" }}]\nmin_version = \"1.3\"\n"
+         certs = [{{ cert = \"{cert}\", key = \"{key}\" }}]\nmin_version = \"1.3\"\n\
+         proxy_protocol = true\n"
     );
     let config = parse_str("weir.toml", &text).unwrap();
     assert!(config.server.listen.is_empty());
+    assert!(config.server.tls[0].settings.proxy_protocol && !config.server.proxy_protocol);
     let listener = &config.server.tls[0];
     assert_eq!(listener.listen, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(listener.settings.certs, vec![(PathBuf::from(&cert), PathBuf::from(&key))]);

@@ -37,6 +37,7 @@ pub fn add_routed_pool(config: &mut Config, name: &str, backend: SocketAddr, pre
         host: None,
         path_prefix: Some(prefix.to_string()),
         pool: name.to_string(),
+        acl: Default::default(),
     });
 }
 
