@@ -17,14 +17,7 @@ done
 cargo build --release --quiet
 weir_bin=${WEIR_BIN:-target/release/weir}
 
-# A CA and a localhost certificate (P-256), as bench/tls.sh makes them.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bench CA" -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-    -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tmp/ext"
-openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
-    -CAcreateserial -days 2 -extfile "$tmp/ext" -out "$tmp/server.pem" 2>/dev/null
+make_cert
 cat "$tmp/server.pem" "$tmp/server.key" > "$tmp/server.bundle"
 
 # -m100 keeps 6,400 requests in flight, so every proxy opens thousands of upstream
@@ -80,13 +73,7 @@ http {
         listen 127.0.0.1:${plain_port[nginx]} http2;
         listen 127.0.0.1:${h1_port[nginx]};
         ssl_certificate $tmp/server.pem; ssl_certificate_key $tmp/server.key;
-        location / {
-            proxy_pass http://backend; proxy_http_version 1.1;
-            proxy_set_header Connection ""; proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$http_host;
-        }
+$(nginx_proxy_location)
     }
 }
 CONF
@@ -189,12 +176,5 @@ if [ "$record" != "--no-record" ]; then
         echo "$table"
         echo
     } > "$tmp/section"
-    python3 - "$tmp/section" <<'PY'
-import sys
-section = open(sys.argv[1]).read()
-path = "bench/RESULTS.md"
-text = open(path).read()
-head = "# weir benchmark results\n\n"
-open(path, "w").write(head + section + text[len(head):] if text.startswith(head) else section + text)
-PY
+    prepend_results "$tmp/section"
 fi

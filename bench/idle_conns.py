@@ -29,6 +29,27 @@ def raise_nofile(need):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
+def dial(host, port):
+    """A non-blocking socket connecting to host:port, or None if connect failed at once."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    if s.connect_ex((host, port)) not in (0, errno.EINPROGRESS):
+        s.close()
+        return None
+    return s
+
+
+def reset_all(socks):
+    """Closes every socket with a reset (SO_LINGER 0): no TIME_WAIT is left behind."""
+    linger = struct.pack("ii", 1, 0)
+    for s in socks:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        except OSError:
+            pass
+        s.close()
+
+
 def response_complete(buf):
     """Return (done, status) for a buffered HTTP/1.1 response."""
     end = buf.find(b"\r\n\r\n")
@@ -67,122 +88,141 @@ class Conn:
         self.buf = b""
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(doc, timeout):
+    """The options every idle-connection helper takes."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--window", type=int, default=200,
                     help="connections being opened/answered at once")
     ap.add_argument("--path", default="/")
-    ap.add_argument("--silent", action="store_true",
-                    help="send nothing: hold each connection as soon as it is up")
-    ap.add_argument("--timeout", type=float, default=60.0,
+    ap.add_argument("--timeout", type=float, default=timeout,
                     help="give up on connections not answered after this many seconds")
+    return ap
+
+
+def parse(ap):
+    """The options, checked (loopback only), with the fd limit raised for them."""
     args = ap.parse_args()
     if args.host not in ("127.0.0.1", "localhost"):
-        sys.exit("idle_conns.py: loopback only")
+        sys.exit("%s: loopback only" % ap.prog)
     raise_nofile(args.count + 256)
+    return args
+
+
+def main():
+    ap = parser(__doc__, 60.0)
+    ap.add_argument("--silent", action="store_true",
+                    help="send nothing: hold each connection as soon as it is up")
+    args = parse(ap)
 
     req = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: weir-bench-idle\r\n\r\n"
            % (args.path, args.host, args.port)).encode()
+
+    def step(c):
+        if c.phase == "connect":
+            if c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                raise OSError("connect failed")
+            if args.silent:
+                return "held"
+            c.sock.send(req)
+            c.phase = "read"
+            return selectors.EVENT_READ
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return None
+        if not data:
+            raise OSError("closed by the server")
+        c.buf += data
+        done, status = response_complete(c.buf)
+        if not done:
+            return None
+        c.buf = b""
+        return "held" if status == 200 else "non200"
+
+    def alive(c):
+        try:
+            # Data (unexpected, but the connection is open), or b"" once it closed.
+            return bool(c.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    run(args, Conn, step, alive)
+
+
+def run(args, make, step, alive):
+    """The whole protocol above, for any kind of connection: opens and holds them
+    (`hold_all`), reports, answers "check" with `alive(conn)` of each held one, and
+    resets them all on "release" or EOF."""
+    held, failed, non200, seconds = hold_all(args, make, step)
+    print(json.dumps({"held": len(held), "failed": failed, "non200": non200,
+                      "open_s": round(seconds, 3)}), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "check":
+            print(json.dumps({"still_open": sum(1 for c in held if alive(c))}), flush=True)
+        elif cmd == "release":
+            break
+    reset_all([c.sock for c in held])
+
+
+def hold_all(args, make, step):
+    """Opens args.count connections to args.host:args.port, args.window at a time. Each
+    is `make(sock)` (sock non-blocking, connecting, waited on for writing), and
+    `step(conn)` runs on each of its readiness events until it returns "held" or
+    "non200", or raises OSError (failed). Otherwise it returns the selector events to
+    wait for next (conn.sock may have been replaced, as by its TLS wrapper), or None to
+    wait as before. Returns (held conns, failed, non200, seconds)."""
     sel = selectors.DefaultSelector()
     held, failed, non200, started, inflight = [], 0, 0, 0, 0
     t0 = time.monotonic()
     deadline = t0 + args.timeout
 
-    def fail(c):
-        nonlocal failed, inflight
-        failed += 1
+    def settle(key, close):
+        nonlocal inflight
         inflight -= 1
-        try:
-            sel.unregister(c.sock)
-        except (KeyError, ValueError):
-            pass
-        c.sock.close()
+        sel.unregister(key.fileobj)
+        if close:
+            key.data.sock.close()
 
     while len(held) + failed + non200 < args.count:
         while inflight < args.window and started < args.count:
             started += 1
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            rc = s.connect_ex((args.host, args.port))
-            if rc not in (0, errno.EINPROGRESS):
+            s = dial(args.host, args.port)
+            if s is None:
                 failed += 1
-                s.close()
                 continue
             inflight += 1
-            sel.register(s, selectors.EVENT_WRITE, Conn(s))
+            sel.register(s, selectors.EVENT_WRITE, make(s))
         if time.monotonic() > deadline:
             for key in list(sel.get_map().values()):
-                fail(key.data)
+                settle(key, True)
+                failed += 1
             break
         for key, _ in sel.select(timeout=0.5):
             c = key.data
-            if c.phase == "connect":
-                if c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                    fail(c)
-                    continue
-                if args.silent:
-                    sel.unregister(c.sock)
-                    inflight -= 1
-                    held.append(c.sock)
-                    continue
-                try:
-                    c.sock.send(req)
-                except OSError:
-                    fail(c)
-                    continue
-                c.phase = "read"
-                sel.modify(c.sock, selectors.EVENT_READ, c)
-                continue
             try:
-                data = c.sock.recv(65536)
-            except BlockingIOError:
-                continue
+                verdict = step(c)
             except OSError:
-                fail(c)
+                settle(key, True)
+                failed += 1
                 continue
-            if not data:
-                fail(c)
-                continue
-            c.buf += data
-            done, status = response_complete(c.buf)
-            if done:
-                sel.unregister(c.sock)
-                inflight -= 1
-                if status == 200:
-                    c.buf = b""
-                    held.append(c.sock)
-                else:
-                    non200 += 1
-                    c.sock.close()
-
-    print(json.dumps({"held": len(held), "failed": failed, "non200": non200,
-                      "open_s": round(time.monotonic() - t0, 3)}), flush=True)
-
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "check":
-            alive = 0
-            for s in held:
-                try:
-                    if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                        alive += 1  # unexpected data, but still open
-                except BlockingIOError:
-                    alive += 1
-                except OSError:
-                    pass
-            print(json.dumps({"still_open": alive}), flush=True)
-        elif cmd == "release":
-            break
-    linger = struct.pack("ii", 1, 0)
-    for s in held:
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-        except OSError:
-            pass
-        s.close()
+            if verdict == "held":
+                settle(key, False)
+                held.append(c)
+            elif verdict == "non200":
+                settle(key, True)
+                non200 += 1
+            elif verdict is not None and c.sock is key.fileobj:
+                sel.modify(c.sock, verdict, c)
+            elif verdict is not None:
+                sel.unregister(key.fileobj)
+                sel.register(c.sock, verdict, c)
+    return held, failed, non200, time.monotonic() - t0
 
 
 if __name__ == "__main__":

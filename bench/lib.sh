@@ -1,6 +1,7 @@
-# Shared by bench/ab.sh and bench/metrics_overhead.sh: a temp dir cleaned on exit, the
-# processes to kill then, free loopback ports, a one-worker nginx origin answering "ok",
-# and alternating wrk rounds with medians. Source it; it sets `tmp` and `pids`.
+# Shared by the bench/*.sh scripts: a temp dir cleaned on exit, the processes to kill
+# then, free loopback ports, a one-worker nginx origin answering "ok", alternating wrk
+# rounds with medians, a test certificate and nginx's proxy location. Source it; it sets
+# `tmp` and `pids`.
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
@@ -56,3 +57,41 @@ alternate() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# make_cert: a CA and a certificate for localhost and 127.0.0.1 (P-256) signed by it, in
+# $tmp/ca.pem, $tmp/server.pem and $tmp/server.key.
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=bench CA" -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tmp/ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+        -CAcreateserial -days 2 -extfile "$tmp/ext" -out "$tmp/server.pem" 2>/dev/null
+}
+
+# nginx_proxy_location: nginx's `location /` to `upstream backend`, sending the origin the
+# same request headers as weir (Host as the client sent it, X-Forwarded-*).
+nginx_proxy_location() {
+    cat <<'CONF'
+        location / {
+            proxy_pass http://backend; proxy_http_version 1.1;
+            proxy_set_header Connection ""; proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }
+CONF
+}
+
+# prepend_results FILE: puts FILE's section at the top of bench/RESULTS.md, under its title.
+prepend_results() {
+    python3 - "$1" <<'PY'
+import sys
+section = open(sys.argv[1]).read()
+path = "bench/RESULTS.md"
+text = open(path).read()
+head = "# weir benchmark results\n\n"
+open(path, "w").write(head + section + text[len(head):] if text.startswith(head) else section + text)
+PY
+}

@@ -35,6 +35,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         let n = this.first.len().min(buf.remaining());
         buf.put_slice(&this.first[..n]);
         this.first.advance(n);
+        if this.first.is_empty() {
+            // Read whole: an empty `Bytes` still holds the buffer it was split from (the
+            // connection's 4 KiB input buffer) for as long as the connection lives.
+            this.first = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
