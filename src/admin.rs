@@ -125,8 +125,8 @@ async fn serve(plane: Arc<Plane>, listener: std::net::TcpListener) {
         let plane = Arc::clone(&plane);
         tokio::spawn(async move {
             let _ = match slot.kind() {
-                slots::Kind::Ordinary => connection(stream, &plane).await,
-                slots::Kind::Reserve => reserve_connection(stream, &plane).await,
+                slots::Kind::Ordinary => connection(stream, peer, &plane).await,
+                slots::Kind::Reserve => reserve_connection(stream, peer, &plane).await,
             };
             drop(slot);
         });
@@ -138,7 +138,11 @@ const RESERVE_PATHS: &[&str] = &["/healthz", "/metrics"];
 
 /// Serves one request on a reserve slot (see [`slots`]): `/healthz` and `/metrics`
 /// only, anything else 503, then closes.
-async fn reserve_connection(mut stream: TcpStream, plane: &Plane) -> io::Result<()> {
+async fn reserve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    plane: &Plane,
+) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
     let request =
@@ -150,7 +154,9 @@ async fn reserve_connection(mut stream: TcpStream, plane: &Plane) -> io::Result<
             }
         };
     let mut request = request;
-    request.peer = stream.peer_addr().ok();
+    // The address `accept` gave: asking the socket again can fail once the client has
+    // reset, and the access lists need an address to check.
+    request.peer = Some(peer);
     let response = if RESERVE_PATHS.contains(&request.path.as_str()) {
         routes::handle(&request, plane)
     } else {
@@ -162,7 +168,7 @@ async fn reserve_connection(mut stream: TcpStream, plane: &Plane) -> io::Result<
 
 /// Serves requests on one connection until the client closes, goes idle, asks to close
 /// or sends something refused.
-async fn connection(mut stream: TcpStream, plane: &Plane) -> io::Result<()> {
+async fn connection(mut stream: TcpStream, peer: SocketAddr, plane: &Plane) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
@@ -177,7 +183,7 @@ async fn connection(mut stream: TcpStream, plane: &Plane) -> io::Result<()> {
                 return http::write_response(&mut stream, &reject.response(), false, true).await;
             }
         };
-        request.peer = stream.peer_addr().ok();
+        request.peer = Some(peer);
         let response = routes::handle(&request, plane);
         let close = request.close || served == MAX_REQUESTS_PER_CONNECTION;
         http::write_response(&mut stream, &response, request.is_head(), close).await?;

@@ -172,8 +172,10 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, Error> {
             _ => Err(Error::Malformed),
         }
     };
-    let src = SocketAddr::new(ip(src)?, v1_port(sport)?);
-    let dst = SocketAddr::new(ip(dst)?, v1_port(dport)?);
+    // Canonical: an IPv4-mapped IPv6 address is the IPv4 client it names, as weir's own
+    // peers are, so logs, X-Forwarded-For and access lists see one form.
+    let src = SocketAddr::new(ip(src)?.to_canonical(), v1_port(sport)?);
+    let dst = SocketAddr::new(ip(dst)?.to_canonical(), v1_port(dport)?);
     header(Some((src, dst)))
 }
 
@@ -230,8 +232,9 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, Error> {
     match family {
         0x11 => header(Some(v2_addresses::<4>(payload))),
         0x21 => header(Some(v2_addresses::<16>(payload))),
-        0x12 | 0x22 => Err(Error::Unsupported),
-        // UNSPEC or AF_UNIX: no IP address to take.
+        // Datagrams, over IP or AF_UNIX: weir proxies streams only.
+        0x12 | 0x22 | 0x32 => Err(Error::Unsupported),
+        // UNSPEC, or an AF_UNIX stream: no IP address to take.
         _ => header(None),
     }
 }
@@ -247,7 +250,9 @@ fn v2_addresses<const N: usize>(payload: &[u8]) -> (SocketAddr, SocketAddr) {
         }
     };
     let port = |at: usize| u16::from_be_bytes([payload[at], payload[at + 1]]);
-    (SocketAddr::new(ip(0), port(2 * N)), SocketAddr::new(ip(N), port(2 * N + 2)))
+    // Canonical, as in v1: an IPv4-mapped address is its IPv4 client.
+    let (src, dst) = (ip(0).to_canonical(), ip(N).to_canonical());
+    (SocketAddr::new(src, port(2 * N)), SocketAddr::new(dst, port(2 * N + 2)))
 }
 
 /// TLVs are skipped, but each must fit in the payload: a length that runs past it means

@@ -145,6 +145,7 @@ fn bad_v2_headers_are_refused() {
     assert_eq!(parse(&v2(0x21, 0x11, &V4_PAYLOAD[..11])), Err(Error::Malformed), "short");
     assert_eq!(parse(&v2(0x21, 0x21, &V4_PAYLOAD)), Err(Error::Malformed), "short inet6");
     assert_eq!(parse(&v2(0x21, 0x12, &V4_PAYLOAD)), Err(Error::Unsupported), "UDP");
+    assert_eq!(parse(&v2(0x21, 0x32, &[0; 216])), Err(Error::Unsupported), "unix datagram");
     let mut payload = V4_PAYLOAD.to_vec();
     payload.extend_from_slice(&[0x01, 0, 9, b'h']);
     assert_eq!(parse(&v2(0x21, 0x11, &payload)), Err(Error::Malformed), "TLV past the end");
@@ -183,7 +184,9 @@ fn written_headers_parse_back() {
         ("203.0.113.7:40000", "10.0.0.1:8080", "203.0.113.7:40000", "10.0.0.1:8080"),
         ("[2001:db8::7]:1", "[::1]:2", "[2001:db8::7]:1", "[::1]:2"),
         ("[::ffff:203.0.113.7]:1", "10.0.0.1:2", "203.0.113.7:1", "10.0.0.1:2"),
-        ("203.0.113.7:1", "[::1]:2", "[::ffff:203.0.113.7]:1", "[::1]:2"),
+        // Written mapped into IPv6 beside an IPv6 destination; read back as the IPv4
+        // client it names.
+        ("203.0.113.7:1", "[::1]:2", "203.0.113.7:1", "[::1]:2"),
     ];
     for version in [Version::V1, Version::V2] {
         for (src, dst, want_src, want_dst) in cases {
@@ -207,4 +210,19 @@ fn an_unknown_line_with_control_bytes_is_refused_whole_or_in_parts() {
     assert_eq!(parse(line), Err(Error::Malformed));
     assert_eq!(parse(&line[..15]), Err(Error::Malformed));
     assert_eq!(parse(b"PROXY UNKNOWN a\rb\r\n"), Err(Error::Malformed));
+}
+
+#[test]
+fn ipv4_mapped_addresses_are_their_ipv4_clients_and_write_back_the_same() {
+    // The fuzz target's round trip found it: parsed as IPv6, written as IPv4.
+    let line = b"PROXY TCP6 ::ffff:1.2.3.4 ::ffff:5.6.7.8 1 2\r\n";
+    let want = Some((addr("1.2.3.4:1"), addr("5.6.7.8:2")));
+    assert_eq!(complete(line).addresses, want);
+    let mut payload = [0u8; 36];
+    payload[10..12].copy_from_slice(&[0xff, 0xff]);
+    payload[12..16].copy_from_slice(&[1, 2, 3, 4]);
+    payload[26..28].copy_from_slice(&[0xff, 0xff]);
+    payload[28..32].copy_from_slice(&[5, 6, 7, 8]);
+    payload[32..36].copy_from_slice(&[0, 1, 0, 2]);
+    assert_eq!(complete(&v2(0x21, 0x21, &payload)).addresses, want);
 }

@@ -11,9 +11,15 @@ use crate::json::JsonWriter;
 /// A 403 when `[admin] allow`/`deny` refuse the peer (read per request, so a reload
 /// applies to the next one), counted in `weir_denied_total{listener="admin"}`.
 fn denied(request: &Request, plane: &Plane) -> Option<Response> {
-    let peer = request.peer?;
     let data = plane.data();
-    if data.snapshot.load().config.admin.acl.permits(peer.ip()) {
+    // No address (only requests built without a connection): permitted only when the
+    // lists are empty, so a missing address never slips past an access list.
+    let acl = &data.snapshot.load().config.admin.acl;
+    let permitted = match request.peer {
+        Some(peer) => acl.permits(peer.ip()),
+        None => acl.is_open(),
+    };
+    if permitted {
         return None;
     }
     data.frontend.local().denied[1].inc();

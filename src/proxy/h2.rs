@@ -53,6 +53,7 @@ mod translate;
 mod websocket;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::Poll;
@@ -303,9 +304,15 @@ fn start(
         respond.send_reset(Reason::REFUSED_STREAM);
         return Err(Http2Attack::HeaderBudget);
     }
-    // As is, not wrapped in another async block: a wrapper would hold the stream's
-    // future twice over (as its capture and as the awaited value).
-    Ok((cost, stream(Rc::clone(client), request, respond, cost)))
+    // Not wrapped in another async block: a wrapper would hold the stream's future twice
+    // over (as its capture and as the awaited value). A panic in the stream's code ends
+    // that stream only (its codec handles reset it as they drop), as it did when each
+    // stream was a task: the other streams share the connection's task.
+    let stream = AssertUnwindSafe(stream(Rc::clone(client), request, respond, cost));
+    let stream = stream
+        .catch_unwind()
+        .map(move |ended| ended.unwrap_or(Ended { header_cost: cost, stalled: false }));
+    Ok((cost, stream))
 }
 
 /// Answers an attack: counts it, and sends GOAWAY `ENHANCE_YOUR_CALM` (the connection

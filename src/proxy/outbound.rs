@@ -15,8 +15,9 @@ use crate::pool::ConnectError;
 use crate::proxy_protocol::{self, Version};
 
 /// Writes the header naming `client` on a new connection, before anything else (a TLS
-/// ClientHello included). A few dozen bytes on a fresh socket: the write does not wait
-/// on the backend, and the connect timeout around the caller bounds it anyway.
+/// ClientHello included). At most `MAX_WRITTEN_LEN` bytes on a fresh socket, whose send
+/// buffer takes them at once: the write does not wait on the backend (the connect
+/// timeout has ended by then and does not bound it).
 pub(crate) async fn send(
     tcp: &mut TcpStream,
     version: Version,

@@ -146,6 +146,8 @@ struct Scan {
     /// Payload bytes of the current frame still to pass.
     skip: usize,
     streams: u32,
+    /// The highest stream id a HEADERS frame opened.
+    last_stream: u32,
     resets: u32,
     continuations: u32,
     pings: Bucket,
@@ -179,9 +181,10 @@ impl Scan {
                 self.head_len += n;
                 if self.head_len == FRAME_HEADER {
                     self.head_len = 0;
-                    let [a, b, c, kind, flags, ..] = self.head;
+                    let [a, b, c, kind, flags, s0, s1, s2, s3] = self.head;
                     self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
-                    self.attack = self.frame(kind, flags);
+                    let id = u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]);
+                    self.attack = self.frame(kind, flags, id);
                     self.frame_passed();
                 }
                 n
@@ -197,13 +200,16 @@ impl Scan {
         }
     }
 
-    fn frame(&mut self, kind: u8, flags: u8) -> Option<Http2Attack> {
+    fn frame(&mut self, kind: u8, flags: u8, id: u32) -> Option<Http2Attack> {
         if matches!(kind, HEADERS | CONTINUATION) {
             self.in_block = true;
             self.block_ends = flags & END_HEADERS != 0;
         }
         match kind {
-            HEADERS => {
+            // A stream counts once, when it opens: HEADERS on a stream already seen are
+            // trailers, which must not dilute the reset share.
+            HEADERS if id > self.last_stream => {
+                self.last_stream = id;
                 self.streams = self.streams.saturating_add(1);
                 self.pings.free = true;
                 self.settings.free = true;
@@ -263,6 +269,7 @@ pub fn watch<T>(inner: T, header_timeout: Duration) -> (Watched<T>, Watch) {
         head_len: 0,
         skip: 0,
         streams: 0,
+        last_stream: 0,
         resets: 0,
         continuations: 0,
         pings: Bucket::new(now),
@@ -342,8 +349,13 @@ mod tests {
     use super::*;
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        frame_on(1, kind, flags, payload)
+    }
+
+    fn frame_on(stream: u32, kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len().to_be_bytes();
-        let mut out = vec![len[5], len[6], len[7], kind, flags, 0, 0, 0, 1];
+        let mut out = vec![len[5], len[6], len[7], kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
         out.extend_from_slice(payload);
         out
     }
@@ -361,8 +373,9 @@ mod tests {
     async fn floods_of_pings_settings_and_resets_are_told_from_normal_use() {
         let ping = frame(PING, 0, &[0; 8]);
         let pong = frame(PING, ACK, &[0; 8]);
-        let headers = frame(HEADERS, 0x5, &[0x82; 20]);
-        let reset = frame(RST_STREAM, 0, &[0, 0, 0, 8]);
+        // Stream `n`'s HEADERS (client streams are odd), and its reset.
+        let headers = |n: u32| frame_on(2 * n + 1, HEADERS, 0x5, &[0x82; 20]);
+        let reset = |n: u32| frame_on(2 * n + 1, RST_STREAM, 0, &[0, 0, 0, 8]);
         for split in [1, 7, 4096] {
             let burst = vec![ping.clone(); CONTROL_BURST as usize];
             assert_eq!(scan_of(&burst, split), None);
@@ -373,20 +386,26 @@ mod tests {
             let settings = vec![frame(SETTINGS, 0, &[0, 2, 0, 0, 0, 0]); 101];
             assert_eq!(scan_of(&settings, split), Some(Http2Attack::SettingsFlood));
             // A ping after each new stream is free.
-            let timed: Vec<_> = (0..500).flat_map(|_| [headers.clone(), ping.clone()]).collect();
+            let timed: Vec<_> = (0..500).flat_map(|n| [headers(n), ping.clone()]).collect();
             assert_eq!(scan_of(&timed, split), None);
-            let rapid: Vec<_> = (0..101).flat_map(|_| [headers.clone(), reset.clone()]).collect();
+            let rapid: Vec<_> = (0..101).flat_map(|n| [headers(n), reset(n)]).collect();
             assert_eq!(scan_of(&rapid, split), Some(Http2Attack::RapidReset));
+            // Trailers (a second HEADERS on a stream) do not count as streams: they
+            // cannot dilute the reset share.
+            let diluted: Vec<_> =
+                (0..101).flat_map(|n| [headers(n), headers(n), reset(n)]).collect();
+            assert_eq!(scan_of(&diluted, split), Some(Http2Attack::RapidReset));
             // A browser cancelling a third of its streams is no attack.
-            let some: Vec<_> = (0..600)
-                .flat_map(|n| {
-                    if n % 3 == 0 {
-                        vec![headers.clone(), reset.clone()]
-                    } else {
-                        vec![headers.clone()]
-                    }
-                })
-                .collect();
+            let some: Vec<_> =
+                (0..600)
+                    .flat_map(|n| {
+                        if n % 3 == 0 {
+                            vec![headers(n), reset(n)]
+                        } else {
+                            vec![headers(n)]
+                        }
+                    })
+                    .collect();
             assert_eq!(scan_of(&some, split), None);
         }
     }
