@@ -325,7 +325,7 @@ fn refuse<T: AsyncRead + AsyncWrite + Unpin>(
     let frontend = client.shared.frontend.local();
     frontend.http2_attacks.record(attack);
     frontend.http2.goaways[GoAway::Error(Reason::ENHANCE_YOUR_CALM.into()).index()].inc();
-    tracing::debug!(client = %client.peer, "HTTP/2 attack refused: {}", attack.label());
+    guard::log_attack(client.peer, attack);
     connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
 }
 
@@ -335,6 +335,7 @@ fn ended(client: &Client, error: &h2::Error, watch: &Watch) {
     let frontend = client.shared.frontend.local();
     if let Some(attack) = guard::codec_attack(error, watch) {
         frontend.http2_attacks.record(attack);
+        guard::log_attack(client.peer, attack);
     }
     if let Some(reason) = error.reason().filter(|_| sent_goaway(error)) {
         frontend.http2.goaways[GoAway::Error(reason.into()).index()].inc();

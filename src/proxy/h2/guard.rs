@@ -14,12 +14,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::log_budget::LogBudget;
 use crate::metrics::Http2Attack;
 
 /// Client resets a connection may send before the reset share is looked at (Rapid
@@ -69,6 +71,28 @@ pub fn header_cost<B>(request: &http::Request<B>) -> usize {
         // `:method`, `:path`, `:authority`, `:scheme`: names and overhead.
         + 4 * (8 + FIELD_OVERHEAD);
     fields + pseudo
+}
+
+/// Most refused HTTP/2 attacks logged at warn per second, all workers together: enough
+/// to show an attack and its source, while `weir_http2_attacks_total` counts every one
+/// (an attacker that opens connections in a loop must not flood the log).
+const ATTACKS_LOGGED_PER_SECOND: u32 = 10;
+
+/// The log budget of refused attacks, shared by the workers (an attack is rare, so a
+/// lock per logged attack costs nothing on the request path).
+static ATTACK_LOG: Mutex<LogBudget> = Mutex::new(LogBudget::new(ATTACKS_LOGGED_PER_SECOND));
+
+/// Logs a refused attack at warn, within [`ATTACKS_LOGGED_PER_SECOND`].
+pub fn log_attack(peer: std::net::SocketAddr, attack: Http2Attack) {
+    match LogBudget::take_shared(&ATTACK_LOG) {
+        Some(0) => tracing::warn!(client = %peer, "HTTP/2 attack refused: {}", attack.label()),
+        Some(left_out) => tracing::warn!(
+            client = %peer,
+            "HTTP/2 attack refused: {} ({left_out} earlier ones not logged)",
+            attack.label()
+        ),
+        None => {}
+    }
 }
 
 /// The attack behind an error the codec ended the connection with. The codec gives its

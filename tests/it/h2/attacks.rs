@@ -73,7 +73,7 @@ struct Attacked {
     report: HashMap<String, String>,
     growth: u64,
     admin: SocketAddr,
-    _weir: WeirProcess,
+    weir: WeirProcess,
     _backend: TestBackend,
 }
 
@@ -92,7 +92,7 @@ async fn measured(name: &str, arg: &str, server: &str) -> Attacked {
         report["goaway"],
         report.get("elapsed_ms").map_or("-", String::as_str),
     );
-    Attacked { report, growth, admin, _weir: weir, _backend: backend }
+    Attacked { report, growth, admin, weir, _backend: backend }
 }
 
 fn assert_goaway(report: &HashMap<String, String>) {
@@ -171,6 +171,10 @@ async fn a_ping_flood_is_bounded_and_closed() {
     assert!(number(&report, "pings") < 100_000, "{report:?}");
     assert!(growth < 8 * MIB, "RSS grew {growth} KiB");
     assert_eq!(attacks(admin, "ping_flood").await, 1.0);
+    // Logged at warn (within a budget), with the client's address, for the operator.
+    let logged = run.weir.wait_stderr(|log| log.contains("HTTP/2 attack refused: ping_flood"));
+    let line = logged.await.expect("a warn line for the attack");
+    assert!(line.contains("WARN") && line.contains("127.0.0.1"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
