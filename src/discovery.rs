@@ -11,15 +11,12 @@
 //! last known addresses (per family: a failed AAAA query keeps the IPv6 ones) and is
 //! logged at most once per [`FAILURE_LOG_INTERVAL`].
 //!
-//! - [`resolver`]: the stub resolver (UDP, TCP on truncation, CNAME, resolv.conf).
-//! - [`hosts`]: /etc/hosts, consulted first with the system's settings.
+//! - [`resolver`]: lookups through `hickory-resolver` (resolv.conf, /etc/hosts, UDP and
+//!   TCP, CNAME).
 //! - [`stats`]: lookups and addresses per name, for `/metrics`.
-//! - [`wire`]: DNS message encoding and bounds-checked decoding.
 
-pub mod hosts;
 pub mod resolver;
 pub mod stats;
-pub mod wire;
 
 use std::collections::HashMap;
 use std::io;
@@ -35,7 +32,7 @@ use crate::config::dns::MIN_DNS_REFRESH;
 use crate::config::{BackendConfig, Config};
 use resolver::{Failure, Found, Lookup, Resolver};
 
-/// The last known addresses of each name (normalized by [`wire::normalize`]): what a
+/// The last known addresses of each name (keyed by [`key`]): what a
 /// snapshot expands `resolve = true` backends into.
 pub type Addresses = HashMap<String, Vec<IpAddr>>;
 
@@ -63,9 +60,10 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// How often the thread checks the snapshot for names added or removed by a reload.
 const RESYNC_POLL: Duration = Duration::from_secs(1);
 
-/// The key of a backend's name in [`Addresses`].
+/// The key of a backend's name in [`Addresses`]: lower case, without a trailing dot.
 pub fn key(backend: &BackendConfig) -> String {
-    wire::normalize(&backend.address.host)
+    let host = &backend.address.host;
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// The backends `backend` stands for, as `(label, addresses)`: itself with its `fixed`
@@ -283,7 +281,8 @@ async fn resolve_all(
         }
         let resolver = Arc::clone(&resolver);
         running.spawn(async move {
-            let timed_out = Lookup { v4: Err(Failure::Timeout), v6: Err(Failure::Timeout) };
+            let late = || Err(Failure("no answer within the lookup's deadline".to_string()));
+            let timed_out = Lookup { v4: late(), v6: late() };
             let lookup = timeout_at(deadline, resolver.lookup(&host)).await;
             (host, lookup.unwrap_or(timed_out))
         });

@@ -1,13 +1,15 @@
-//! DNS discovery end to end: a test DNS server whose A records change, and weir's pool
-//! following them within `dns_refresh` plus a second. Backends listen on one port of
+//! DNS discovery end to end: dnsmasq, whose A records change, and weir's pool following
+//! them within `dns_refresh` plus a second; the in-process test server where a failure
+//! dnsmasq cannot give is needed (silence, SERVFAIL). Backends listen on one port of
 //! 127.0.0.1, 127.0.0.2 and 127.0.0.3 (all loopback on Linux), so one name and port
 //! reach each of them.
 
 use crate::support::dns::{DnsMode, TestDns};
+use crate::support::dnsmasq::Dnsmasq;
 use crate::support::process::WeirProcess;
 use crate::support::{self, get_close, BackendOptions, Balancer, TestBackend};
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::time::{sleep, Instant};
@@ -42,13 +44,13 @@ async fn trio() -> [TestBackend; 3] {
 }
 
 /// One round-robin pool over `NAME:port` with `resolve = true`, asking `dns`.
-fn config(dns: &TestDns, port: u16) -> Config {
+fn config(dns: SocketAddr, port: u16) -> Config {
     let mut config = Config::default();
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 2;
     config.server.drain_timeout = Duration::from_secs(2);
     config.admin.listen = None;
-    config.dns = DnsConfig { servers: vec![dns.addr()], timeout: Some(Duration::from_millis(200)) };
+    config.dns = DnsConfig { servers: vec![dns], timeout: Some(Duration::from_millis(200)) };
     let address = BackendAddress::parse(&format!("{NAME}:{port}")).unwrap();
     let backend = BackendConfig { address, weight: 1, resolve: true };
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, vec![backend]);
@@ -57,12 +59,26 @@ fn config(dns: &TestDns, port: u16) -> Config {
     config
 }
 
-/// A DNS server answering `first` for `NAME`, the three backends, and the config.
-async fn setup(first: &[Ipv4Addr]) -> (TestDns, [TestBackend; 3], Config) {
+/// `NAME` with the addresses `ips`, for dnsmasq.
+fn records(ips: &[Ipv4Addr]) -> Vec<(&'static str, IpAddr)> {
+    ips.iter().map(|ip| (NAME, IpAddr::V4(*ip))).collect()
+}
+
+/// dnsmasq answering `first` for `NAME`, the three backends, and the config.
+async fn setup(first: &[Ipv4Addr]) -> (Dnsmasq, [TestBackend; 3], Config) {
+    let dns = Dnsmasq::start(&records(first), &[]);
+    let backends = trio().await;
+    let config = config(dns.addr(), backends[0].addr().port());
+    (dns, backends, config)
+}
+
+/// The in-process test server answering `first` for `NAME`, for failures dnsmasq cannot
+/// give; the three backends, and the config.
+async fn setup_fake(first: &[Ipv4Addr]) -> (TestDns, [TestBackend; 3], Config) {
     let dns = TestDns::start();
     let backends = trio().await;
     dns.set_a(NAME, first);
-    let config = config(&dns, backends[0].addr().port());
+    let config = config(dns.addr(), backends[0].addr().port());
     (dns, backends, config)
 }
 
@@ -119,7 +135,7 @@ async fn pool_follows_a_records_and_the_vanished_address_drains() {
     let arrived = weir.wait_for(FAILING, |_| two.requests() == 1).await;
     assert!(arrived.is_some(), "the slow request reached two");
 
-    dns.set_a(NAME, &[ip(1), ip(3)]);
+    dns.set(&records(&[ip(1), ip(3)]));
     let took = follows(&weir, &[&one, &three], FOLLOW).await;
     assert!(took.is_some(), "pool is {:?} after {FOLLOW:?}", labels(&weir));
     eprintln!("the pool followed the new A records in {took:?}");
@@ -139,7 +155,7 @@ async fn pool_follows_a_records_and_the_vanished_address_drains() {
 
 #[tokio::test]
 async fn failed_lookups_keep_the_last_known_addresses() {
-    let (dns, [one, two, three], config) = setup(&[ip(1), ip(2)]).await;
+    let (dns, [one, two, three], config) = setup_fake(&[ip(1), ip(2)]).await;
     let weir = Balancer::start(config);
     assert!(follows(&weir, &[&one, &two], Duration::ZERO).await.is_some());
     // Silence, SERVFAIL, then NXDOMAIN: at least two failed lookups each (four queries a
@@ -170,7 +186,7 @@ async fn joining_addresses_ramp_and_host_names_the_configured_name() {
     let host = format!("host: {NAME}:{}", one.addr().port());
     assert!(response.text().to_ascii_lowercase().contains(&host), "{}", response.text());
 
-    dns.set_a(NAME, &[ip(1), ip(2)]);
+    dns.set(&records(&[ip(1), ip(2)]));
     assert!(follows(&weir, &[&one, &two], FOLLOW).await.is_some(), "{:?}", labels(&weir));
     let snapshot = weir.shared().snapshot.load();
     let ramp = |who: &TestBackend| {
@@ -228,7 +244,7 @@ async fn curl_url(url: &str) -> String {
 
 #[tokio::test]
 async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once() {
-    let (dns, [one, _two, _three], _) = setup(&[ip(2)]).await;
+    let (dns, [one, _two, _three], _) = setup_fake(&[ip(2)]).await;
     let path = support::process::temp_path("dns.toml");
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n\
@@ -249,20 +265,62 @@ async fn the_binary_follows_a_name_from_its_config_file_and_logs_failures_once()
         sleep(Duration::from_millis(20)).await;
     }
     assert!(weir.wait_stderr(|l| l.contains("now resolves to")).await.is_some());
-    // Twelve queries: two failed lookups done and a third under way; one warning, as the
-    // log is rate-limited.
+    // Two failed lookups counted; one warning, as the log is rate-limited.
     dns.set_mode(DnsMode::Silent);
-    wait_queries(&dns, 12).await;
+    let admin = weir.wait_stderr(|l| l.contains("admin listening on http://")).await.unwrap();
+    let admin = support::process::address_after(&admin, "http://");
+    let failed = format!("weir_dns_lookups_total{{host=\"{NAME}\",result=\"failed\"}} ");
+    let start = Instant::now();
+    let metrics = loop {
+        let metrics = curl_url(&format!("http://{admin}/metrics")).await;
+        let count = metrics.lines().find_map(|l| l.strip_prefix(&failed)?.parse::<u64>().ok());
+        if count.is_some_and(|n| n >= 2) {
+            break metrics;
+        }
+        assert!(start.elapsed() < FAILING, "{metrics}");
+        sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(curl(addr).await, "one", "the last known address still serves");
     let warned = |l: &&str| l.contains(&format!("looking up {NAME} failed"));
     let stderr = weir.stderr();
     assert_eq!(stderr.lines().filter(warned).count(), 1, "{stderr}");
-    let admin = weir.wait_stderr(|l| l.contains("admin listening on http://")).await.unwrap();
-    let admin = support::process::address_after(&admin, "http://");
-    let metrics = curl_url(&format!("http://{admin}/metrics")).await;
-    let failed = format!("weir_dns_lookups_total{{host=\"{NAME}\",result=\"failed\"}} ");
-    let count = metrics.lines().find_map(|l| l.strip_prefix(&failed)?.parse::<u64>().ok());
-    assert!(count.is_some_and(|n| n >= 2), "{metrics}");
     assert!(metrics.contains(&format!("weir_dns_addresses{{host=\"{NAME}\"}} 1\n")), "{metrics}");
     let _ = std::fs::remove_file(path);
+}
+
+/// A series of weir's `/metrics` (served by the admin listener), if present.
+async fn scrape(weir: &Balancer, series: &str) -> Option<u64> {
+    let metrics = curl_url(&format!("http://{}/metrics", weir.admin())).await;
+    let value = metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '));
+    value?.parse().ok()
+}
+
+/// Waits (bounded) until weir has counted `more` failed lookups of `NAME`.
+async fn wait_failures(weir: &Balancer, more: u64) {
+    let failed = format!("weir_dns_lookups_total{{host=\"{NAME}\",result=\"failed\"}}");
+    let before = scrape(weir, &failed).await.unwrap_or(0);
+    let start = Instant::now();
+    while scrape(weir, &failed).await.unwrap_or(0) < before + more {
+        assert!(start.elapsed() < FAILING, "no {more} failed lookups");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dead_server_and_an_empty_answer_keep_the_last_addresses() {
+    let (mut dns, [one, two, _three], mut config) = setup(&[ip(1), ip(2)]).await;
+    config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    let weir = Balancer::start(config);
+    assert!(follows(&weir, &[&one, &two], Duration::ZERO).await.is_some());
+    // The name vanishes: NXDOMAIN is an empty answer, a failed lookup that keeps the set.
+    dns.set(&[]);
+    wait_failures(&weir, 1).await;
+    assert_eq!(labels(&weir), [label(&one), label(&two)], "empty answer");
+    // The server stops answering at all.
+    dns.kill();
+    wait_failures(&weir, 2).await;
+    assert_eq!(labels(&weir), [label(&one), label(&two)], "dead server");
+    assert_eq!(answered_by(&weir, 10).await, ["one", "two"]);
+    let addresses = format!("weir_dns_addresses{{host=\"{NAME}\"}}");
+    assert_eq!(scrape(&weir, &addresses).await, Some(2));
 }

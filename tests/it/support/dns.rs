@@ -116,24 +116,9 @@ impl TestDns {
         self.edit(name, |r| r.a = ips.to_vec());
     }
 
-    /// Replaces the AAAA records of `name`.
-    pub fn set_aaaa(&self, name: &str, ips: &[Ipv6Addr]) {
-        self.edit(name, |r| r.aaaa = ips.to_vec());
-    }
-
-    /// Makes `name` an alias of `target`.
-    pub fn set_cname(&self, name: &str, target: &str) {
-        self.edit(name, |r| r.cname = Some(target.to_ascii_lowercase()));
-    }
-
     /// Forgets `name`: it gets NXDOMAIN.
     pub fn remove(&self, name: &str) {
         self.state.lock().unwrap().names.remove(&name.to_ascii_lowercase());
-    }
-
-    /// TTL of every record served from now on.
-    pub fn set_ttl(&self, ttl: u32) {
-        self.state.lock().unwrap().ttl = ttl;
     }
 
     /// How queries are treated from now on.

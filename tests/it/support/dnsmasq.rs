@@ -1,0 +1,126 @@
+//! A real DNS server for the tests: `dnsmasq` (Debian's `dnsmasq-base`) on 127.0.0.1 and
+//! a free port, authoritative for `weir.test` (unknown names there are NXDOMAIN, other
+//! names REFUSED: it asks no upstream). A and AAAA records come from a hosts file it
+//! re-reads on SIGHUP; the test waits for the "read FILE" line that follows, not a time.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::process::temp_path;
+
+/// How long dnsmasq may take to start or to re-read its file.
+const READY: Duration = Duration::from_secs(10);
+
+/// A running dnsmasq; killed on drop.
+pub struct Dnsmasq {
+    child: Child,
+    addr: SocketAddr,
+    hosts: PathBuf,
+    /// Its log lines, and a signal for each new one.
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Dnsmasq {
+    /// Serves `records` (name, address) with TTL 1, plus each of `extra` dnsmasq option
+    /// (`--cname=...`, `--srv-host=...`).
+    pub fn start(records: &[(&str, IpAddr)], extra: &[String]) -> Dnsmasq {
+        let hosts = temp_path("dnsmasq.hosts");
+        std::fs::write(&hosts, hosts_text(records)).expect("write hosts file");
+        for _ in 0..20 {
+            if let Some(dns) = Dnsmasq::spawn(free_port(), &hosts, extra) {
+                return dns;
+            }
+        }
+        panic!("dnsmasq did not start (is dnsmasq-base installed?)");
+    }
+
+    fn spawn(port: u16, hosts: &Path, extra: &[String]) -> Option<Dnsmasq> {
+        let mut command = Command::new("dnsmasq");
+        command.args(["--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces"]);
+        command.args(["--listen-address=127.0.0.1", "--log-facility=-", "--local=/weir.test/"]);
+        command.args([format!("--port={port}"), format!("--addn-hosts={}", hosts.display())]);
+        command.args(["--local-ttl=1", "--cache-size=0"]).args(extra);
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            command.arg("--user=root"); // Root would switch to nobody, who cannot read the file.
+        }
+        let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().ok()?;
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr = child.stderr.take()?;
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let dns = Dnsmasq { child, addr, hosts: hosts.to_path_buf(), log };
+        dns.wait_reads(1).then_some(dns)
+    }
+
+    /// Its address, for `[dns] servers`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the A and AAAA records and waits until dnsmasq has read them.
+    pub fn set(&self, records: &[(&str, IpAddr)]) {
+        let reads = self.reads();
+        std::fs::write(&self.hosts, hosts_text(records)).expect("write hosts file");
+        let pid = self.child.id().to_string();
+        let hup = Command::new("kill").args(["-HUP", &pid]).status().expect("run kill");
+        assert!(hup.success(), "SIGHUP to dnsmasq");
+        assert!(self.wait_reads(reads + 1), "dnsmasq did not re-read its hosts file");
+    }
+
+    /// Stops it: the port answers nothing any more.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Times dnsmasq has read its hosts file.
+    fn reads(&self) -> usize {
+        let needle = format!("read {}", self.hosts.display());
+        self.log.0.lock().unwrap().iter().filter(|line| line.contains(&needle)).count()
+    }
+
+    /// Waits (bounded) until dnsmasq has read its hosts file `n` times.
+    fn wait_reads(&self, n: usize) -> bool {
+        let needle = format!("read {}", self.hosts.display());
+        let lines = self.log.0.lock().unwrap();
+        let read = |lines: &mut Vec<String>| {
+            lines.iter().filter(|line| line.contains(&needle)).count() < n
+        };
+        let (_lines, waited) = self.log.1.wait_timeout_while(lines, READY, read).unwrap();
+        !waited.timed_out()
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.hosts);
+    }
+}
+
+fn hosts_text(records: &[(&str, IpAddr)]) -> String {
+    records.iter().map(|(name, ip)| format!("{ip} {name}\n")).collect()
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 just now (dnsmasq binds it after; a
+/// lost race is retried by the caller).
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
