@@ -7,6 +7,7 @@
 //! connections are plain TCP or TLS ([`io`]); the code is specialised for each.
 
 pub mod affinity;
+mod attempt;
 pub mod buffers;
 pub(crate) mod class;
 pub mod exchange;
@@ -22,6 +23,7 @@ pub(crate) mod reply;
 pub(crate) mod retry;
 pub mod timer;
 pub(crate) mod tunnel;
+pub(crate) mod upstream_h2;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

@@ -21,6 +21,7 @@ mod errors;
 mod framing;
 mod framing_fields;
 mod h2;
+mod h2up;
 mod headers;
 mod health_failover;
 mod health_passive;

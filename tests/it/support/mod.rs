@@ -31,6 +31,7 @@ pub mod backend;
 pub mod balancer;
 pub mod client;
 pub mod dns;
+pub mod h2_backend;
 pub mod load;
 pub mod process;
 pub mod recorder;
