@@ -13,6 +13,7 @@ pub(crate) mod class;
 pub mod exchange;
 mod failure;
 pub(crate) mod forward;
+pub(crate) mod grpc;
 pub(crate) mod h2;
 pub(crate) mod inbound;
 pub(crate) mod io;

@@ -25,13 +25,14 @@ pub(super) struct Request<'a> {
     pub info: &'a RequestInfo,
     /// Named in the PROXY header of a pool that sends one.
     pub client: &'a Client,
-    pub draining: bool,
     /// A `Set-Cookie` line to add to the response, or empty.
     pub set_cookie: &'a [u8],
     /// The connection's timer.
     pub alarm: &'a mut Alarm,
     /// When this attempt began (the request's start for the first one).
     pub started: Instant,
+    /// A gRPC call's deadline (`grpc-timeout`): the response head must come by then.
+    pub deadline: Option<Instant>,
 }
 
 /// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
@@ -45,7 +46,8 @@ pub(super) async fn attempt<'p, S: Stream>(
     request: Request<'_>,
     plan: &mut Plan<'p>,
 ) -> Result<(Outcome, Option<Upstream>), AttemptError> {
-    let Request { info, client, draining, set_cookie, alarm, started } = request;
+    let Request { info, client, set_cookie, alarm, started, deadline } = request;
+    let draining = client.drain.is_draining();
     let exchange = exchange_of(info, server, draining, stream.websocket_accept());
     let (mut link, reused) = link(backend, pool, server, client, plan.fresh, started).await?;
     plan.reused = reused;
@@ -61,7 +63,11 @@ pub(super) async fn attempt<'p, S: Stream>(
         // A new connection took time to open; a pooled one took none worth a clock read.
         started: if reused { started } else { Instant::now() },
     };
-    let limits = limits(server, &pool.settings);
+    let mut limits = limits(server, &pool.settings);
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(started);
+        limits.response_timeout = limits.response_timeout.min(left);
+    }
     let mode = match plan.holds_status(pool, info) {
         true => Mode::Held,
         false => Mode::Stream(upload(&mut plan.capture, info, first)?),

@@ -11,7 +11,7 @@ use super::attempt::{attempt, Request};
 use super::buffers::Buffers;
 use super::class::{Class, Counter, Health};
 use super::exchange::Outcome;
-use super::failure::{fail, Failed};
+use super::failure::{fail, Ending, Failed};
 use super::io::Stream;
 use super::logging::{Done, Pending};
 use super::retry::{Next, Plan};
@@ -61,30 +61,29 @@ pub async fn handle<S: Stream>(
     let Conn { client, alarm, mut started } = conn;
     let server = &snapshot.config.server;
     let choice = choose(snapshot, client, buffers, &info);
+    let ending = ending_of(&choice, client, &info, &buffers.input[..info.head_len], started);
     let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
-    // A refused request's body is still unread, so the connection cannot go on.
-    let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
     let (pool, (index, mut trial), mut set_cookie) = match choice {
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
         Choice::Refuse(status, cause, log) => {
-            let answer = reply::Answer::local(status, &cause, !keep_after_error);
+            let answer = reply::Answer::local(status, &cause, !ending.keep);
+            let answer = reply::Answer { grpc: ending.grpc, ..answer };
             reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logged.finish(client, Done::refused(status, log));
-            return keep_after_error;
+            return ending.keep;
         }
     };
     prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
     pool.live.budget.on_request(started);
-    let draining = client.drain.is_draining();
     let mut plan = Plan::new(index);
     // Bounded: each pass is the first attempt, the one stale replay, or one of at most
     // `attempts` retries.
     loop {
         let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let (cookie, alarm) = (&set_cookie[..], &mut *alarm);
-        let request = Request { info: &info, client, draining, set_cookie: cookie, alarm, started };
+        let (cookie, alarm, deadline) = (&set_cookie[..], &mut *alarm, ending.deadline);
+        let request = Request { info: &info, client, set_cookie: cookie, alarm, started, deadline };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         let error = match result {
             Ok((outcome, upstream)) => {
@@ -111,12 +110,33 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
-                let failed =
-                    fail(stream, client, backend, buffers, &class, keep_after_error, server).await;
+                let failed = fail(stream, client, backend, buffers, &class, ending, server).await;
                 logged.finish(client, done(pool, backend, Err(&failed), plan.retries()));
                 return failed.keep;
             }
         }
+    }
+}
+
+/// How a failed request ends: whether the connection goes on (a refused request's
+/// body is still unread, so it cannot), and whether the request is a gRPC call
+/// ([`super::grpc`]), with its deadline. gRPC is looked for only in the requests of
+/// HTTP/2 clients and those to HTTP/2 pools: an HTTP/1 request to an HTTP/1 pool pays a
+/// match and no scan of its head.
+fn ending_of(
+    choice: &Choice<'_>,
+    client: &Client,
+    info: &RequestInfo,
+    head: &[u8],
+    started: Instant,
+) -> Ending {
+    let http2_pool =
+        matches!(choice, Choice::Backend { pool, .. } if pool.settings.protocol.is_http2());
+    let grpc = (client.http2 || http2_pool).then(|| super::grpc::of(head)).flatten();
+    Ending {
+        keep: info.keep_alive && info.body == BodyKind::Empty,
+        grpc: grpc.is_some(),
+        deadline: grpc.and_then(|grpc| grpc.timeout).map(|timeout| started + timeout),
     }
 }
 

@@ -224,3 +224,66 @@ async fn a_client_reset_reaches_the_backend_as_cancel() {
     let cancelled = |_: &Balancer| cancels.load(Ordering::SeqCst) == 1;
     weir.wait_for(Duration::from_secs(5), cancelled).await.expect("the backend saw CANCEL");
 }
+
+/// A gRPC-shaped request (a POST with `content-type: application/grpc`), with more
+/// fields, over `client`.
+async fn grpc_call(client: &SendRequest<Bytes>, path: &str, fields: &[(&str, &str)]) -> Got {
+    let mut ready = client.clone().ready().await.unwrap();
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(format!("http://weir.test{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in fields {
+        request = request.header(*name, *value);
+    }
+    let (response, _) = ready.send_request(request.body(()).unwrap(), true).unwrap();
+    let (parts, mut recv) = response.await.unwrap().into_parts();
+    let mut body = Vec::new();
+    while let Some(Ok(chunk)) = recv.data().await {
+        body.extend_from_slice(&chunk);
+    }
+    let trailers = recv.trailers().await.unwrap();
+    Got { status: parts.status.as_u16(), headers: parts.headers, body, trailers }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_fails_a_grpc_call_in_grpcs_shape() {
+    // Goal: when weir itself fails a gRPC call, the client gets gRPC's answer, not a
+    // text 502. Method: a pool whose only backend refuses connections; an HTTP/2
+    // client's gRPC call gets a trailers-only 200 with grpc-status 14 UNAVAILABLE, an
+    // HTTP/1.1 client the same fields in the head; a plain request still gets 502.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let weir = weir_h2c(&[addr]);
+    let client = h2_client(weir.addr()).await;
+    let got = grpc_call(&client, "/pkg.Svc/Call", &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers["grpc-status"], "14");
+    assert!(got.headers.contains_key("grpc-message"));
+    assert!(got.body.is_empty() && got.trailers.is_none(), "trailers-only");
+    let request = "POST /pkg.Svc/Call HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc\r\n\
+                   Content-Length: 0\r\n\r\n";
+    let response = support::send(weir.addr(), request.as_bytes()).await;
+    assert_eq!((response.status, response.header("grpc-status")), (200, Some("14")));
+    let response = support::send(weir.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(response.status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_is_the_calls_deadline() {
+    // Goal: `grpc-timeout` bounds the wait for the answer, and the backend hears the
+    // cancel. Method: a call to /hold (never answered) with grpc-timeout 200m gets
+    // grpc-status 4 DEADLINE_EXCEEDED, well before the pool's 60 s response timeout;
+    // the backend sees the stream reset with CANCEL.
+    let backend = H2Backend::start("b1", None).await;
+    let weir = weir_h2c(&[backend.addr()]);
+    let client = h2_client(weir.addr()).await;
+    let call = grpc_call(&client, "/hold", &[("grpc-timeout", "200m")]);
+    let got = tokio::time::timeout(Duration::from_secs(10), call).await.expect("answered");
+    assert_eq!(got.headers["grpc-status"], "4");
+    let cancels = &backend.counts.cancels;
+    let cancelled = |_: &Balancer| cancels.load(Ordering::SeqCst) == 1;
+    weir.wait_for(Duration::from_secs(5), cancelled).await.expect("the backend saw CANCEL");
+}
