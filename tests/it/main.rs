@@ -20,6 +20,7 @@ mod dns_resolver;
 mod errors;
 mod framing;
 mod framing_fields;
+mod grpc;
 mod h2;
 mod h2up;
 mod headers;
