@@ -20,6 +20,7 @@ pub(crate) mod stream;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -27,8 +28,9 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use crate::config::{ServerConfig, UpstreamH2};
+use crate::config::{PoolConfig, ServerConfig};
 use crate::pool::ConnectError;
 use crate::proxy::class::AttemptError;
 use crate::snapshot::{Backend, BackendLive, Pool};
@@ -49,39 +51,67 @@ const HEADER_TABLE_SIZE: u32 = 4096;
 /// One upstream HTTP/2 connection on this worker.
 struct Conn {
     send: SendRequest<Bytes>,
-    /// Streams of this connection in progress, counted by [`StreamSlot`].
-    streams: Rc<Cell<usize>>,
+    /// Its streams in progress, and since when it has none.
+    state: Rc<ConnState>,
     /// Cleared by the connection's task when the connection ends.
     alive: Rc<Cell<bool>>,
+    /// For the GOAWAY counter.
+    backend: Arc<BackendLive>,
+    /// A connection without streams for this long is closed (the pool's `idle_timeout`).
+    idle_timeout: Duration,
+}
+
+/// What a connection's streams share with it.
+#[derive(Debug)]
+struct ConnState {
+    /// Streams in progress, counted by [`StreamSlot`].
+    streams: Cell<usize>,
+    /// When the last stream ended.
+    idle_since: Cell<Instant>,
 }
 
 impl Conn {
-    /// Whether the connection may take one more stream now: alive, not going away
-    /// (GOAWAY received), and below both stream limits.
-    fn has_room(&mut self, cap: usize) -> bool {
-        if !self.alive.get() {
+    /// Whether the connection can take streams: alive, and no GOAWAY received (counted
+    /// here, as the connection leaves the pool: its open streams finish, and the codec
+    /// closes it once they have and the pool's handle is gone), and not idle past its
+    /// timeout at `now`.
+    fn usable(&mut self, now: Instant) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Err(error)) = self.send.poll_ready(&mut cx) {
+            if error.is_go_away() && error.is_remote() {
+                self.backend.stats.local().http2_goaways.inc();
+            }
             return false;
         }
-        let limit = cap.min(self.send.current_max_send_streams());
-        let mut cx = Context::from_waker(Waker::noop());
-        self.streams.get() < limit && matches!(self.send.poll_ready(&mut cx), Poll::Ready(Ok(())))
+        let idle = self.state.streams.get() == 0
+            && now.saturating_duration_since(self.state.idle_since.get()) >= self.idle_timeout;
+        self.alive.get() && !idle
+    }
+
+    /// Whether the connection may take one more stream: below both stream limits.
+    fn has_room(&self, cap: usize) -> bool {
+        self.state.streams.get() < cap.min(self.send.current_max_send_streams())
     }
 }
 
 /// Holds a stream's place on its connection while the stream lives.
 #[derive(Debug)]
-pub(crate) struct StreamSlot(Rc<Cell<usize>>);
+pub(crate) struct StreamSlot(Rc<ConnState>);
 
 impl StreamSlot {
-    fn new(streams: &Rc<Cell<usize>>) -> StreamSlot {
-        streams.set(streams.get() + 1);
-        StreamSlot(Rc::clone(streams))
+    fn new(state: &Rc<ConnState>) -> StreamSlot {
+        state.streams.set(state.streams.get() + 1);
+        StreamSlot(Rc::clone(state))
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        let streams = self.0.streams.get().saturating_sub(1);
+        self.0.streams.set(streams);
+        if streams == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
     }
 }
 
@@ -138,36 +168,42 @@ fn checkout(live: &BackendLive, cap: usize) -> Option<(SendRequest<Bytes>, Strea
     CONNS.with(|conns| {
         let mut conns = conns.borrow_mut();
         let list = &mut conns.get_mut(&live.id)?.list;
-        list.retain(|conn| conn.alive.get());
-        let index = (0..list.len()).find(|&i| list[i].has_room(cap))?;
-        let conn = &list[index];
-        Some((conn.send.clone(), StreamSlot::new(&conn.streams)))
+        let now = Instant::now();
+        list.retain_mut(|conn| conn.usable(now));
+        let conn = list.iter().find(|conn| conn.has_room(cap))?;
+        Some((conn.send.clone(), StreamSlot::new(&conn.state)))
     })
 }
 
 /// Keeps a new connection for the next streams, and returns a stream on it.
 fn keep(
-    live: &BackendLive,
+    live: &Arc<BackendLive>,
     send: SendRequest<Bytes>,
     alive: Rc<Cell<bool>>,
+    idle_timeout: Duration,
 ) -> (SendRequest<Bytes>, StreamSlot) {
-    let streams = Rc::new(Cell::new(0));
-    let slot = StreamSlot::new(&streams);
+    let state = ConnState { streams: Cell::new(0), idle_since: Cell::new(Instant::now()) };
+    let state = Rc::new(state);
+    let slot = StreamSlot::new(&state);
     let handle = send.clone();
+    let backend = Arc::clone(live);
     CONNS.with(|conns| {
         let mut conns = conns.borrow_mut();
-        conns.entry(live.id).or_default().list.push(Conn { send, streams, alive });
+        let conn = Conn { send, state, alive, backend, idle_timeout };
+        conns.entry(live.id).or_default().list.push(conn);
     });
     (handle, slot)
 }
 
-/// Drops the connections of backends no longer in `is_current`; their tasks end once
-/// their open streams do. Workers call it with the HTTP/1 sweep.
+/// Drops the connections that ended, got GOAWAY or stayed idle past their timeout, and
+/// those of backends no longer in `is_current`; their tasks end once their open streams
+/// do. Workers call it with the HTTP/1 sweep.
 pub fn sweep(is_current: impl Fn(u64) -> bool) {
+    let now = Instant::now();
     CONNS.with(|conns| {
         let mut conns = conns.borrow_mut();
         conns.retain(|id, entry| {
-            entry.list.retain(|conn| conn.alive.get());
+            entry.list.retain_mut(|conn| conn.usable(now));
             is_current(*id) && (!entry.list.is_empty() || entry.opening.is_some())
         });
     });
@@ -193,12 +229,12 @@ fn builder(max_header_bytes: usize) -> h2::client::Builder {
 /// Opens an HTTP/2 connection on `tcp` (prior knowledge), starts its task on this
 /// worker, and keeps it for later streams. Returns a stream on it.
 async fn open(
-    live: &BackendLive,
+    live: &Arc<BackendLive>,
     tcp: TcpStream,
-    settings: &UpstreamH2,
+    settings: &PoolConfig,
     max_header_bytes: usize,
-    timeout: Duration,
 ) -> Result<(SendRequest<Bytes>, StreamSlot), h2::Error> {
+    let (timeout, idle_timeout) = (settings.connect_timeout, settings.idle_timeout);
     let handshake = builder(max_header_bytes).handshake::<_, Bytes>(tcp);
     let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
         Ok(result) => result?,
@@ -206,7 +242,7 @@ async fn open(
     };
     let alive = Rc::new(Cell::new(true));
     let ping = connection.ping_pong();
-    let (interval, ping_timeout) = (settings.ping_interval, settings.ping_timeout);
+    let (interval, ping_timeout) = (settings.h2.ping_interval, settings.h2.ping_timeout);
     let task_alive = Rc::clone(&alive);
     tokio::task::spawn_local(async move {
         let driven = async {
@@ -223,7 +259,7 @@ async fn open(
         }
         task_alive.set(false);
     });
-    Ok(keep(live, send, alive))
+    Ok(keep(live, send, alive, idle_timeout))
 }
 
 /// Sends a PING every `interval`; returns when one goes unanswered for `timeout` (or
@@ -271,7 +307,7 @@ pub(crate) async fn stream(
     };
     let tcp = crate::pool::connect(backend, settings.connect_timeout).await?;
     live.stats.local().connections_opened.inc();
-    let opened = open(live, tcp, &settings.h2, server.max_header_bytes, settings.connect_timeout);
+    let opened = open(live, tcp, settings, server.max_header_bytes);
     match opened.await {
         Ok((send, slot)) => Ok((H2Upstream::new(send, slot), false)),
         // The backend does not speak HTTP/2 (or not in time): nothing was sent.

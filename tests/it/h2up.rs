@@ -195,12 +195,15 @@ async fn a_thousand_requests_on_one_client_connection_use_one_upstream_connectio
 async fn a_backend_goaway_mid_load_fails_no_request() {
     // Goal: a backend's graceful GOAWAY costs no request. Method: each backend
     // connection sends GOAWAY after 30 streams while 50 run at a time; 500 GETs all get
-    // 200, over several upstream connections.
+    // 200, over several upstream connections; the GOAWAYs are counted.
     let backend = H2Backend::start("b1", Some(30)).await;
     let weir = weir_h2c(&[backend.addr()]);
     let client = h2_client(weir.addr()).await;
     assert_eq!(load(&client, 500, 50).await, Vec::<u16>::new());
     assert!(backend.accepted() >= 2, "{}", backend.accepted());
+    // Counted once a connection that got GOAWAY ends.
+    let goaways = |weir: &Balancer| weir.backend_total(backend.addr(), |s| s.http2_goaways.get());
+    weir.wait_for(Duration::from_secs(5), |weir| goaways(weir) >= 1).await.expect("counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,4 +289,69 @@ async fn grpc_timeout_is_the_calls_deadline() {
     let cancels = &backend.counts.cancels;
     let cancelled = |_: &Balancer| cancels.load(Ordering::SeqCst) == 1;
     weir.wait_for(Duration::from_secs(5), cancelled).await.expect("the backend saw CANCEL");
+}
+
+/// A backend that answers the HTTP/2 preface with `reply` and then holds the
+/// connection open; returns its address.
+async fn hostile(reply: &'static [u8]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut preface = [0u8; 24];
+                let _ = tcp.read_exact(&mut preface).await;
+                let _ = tcp.write_all(reply).await;
+                let mut sink = [0u8; 4096];
+                while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_backend_gets_the_client_a_502_never_a_hang() {
+    // Goal: whatever an HTTP/2 backend does wrong, the client gets an answer: 502 (for
+    // a gRPC call, grpc-status 14), in bounded time. Method: a stream reset by the
+    // backend, a response head past weir's header list limit, a frame HTTP/2 forbids
+    // (DATA on stream 0), and a backend that speaks HTTP/1.1.
+    let backend = H2Backend::start("b1", None).await;
+    let weir = weir_h2c(&[backend.addr()]);
+    for path in ["/reset", "/huge-head"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let response = support::send(weir.addr(), request.as_bytes()).await;
+        assert_eq!(response.status, 502, "{path}");
+        let client = h2_client(weir.addr()).await;
+        let got = grpc_call(&client, path, &[]).await;
+        assert_eq!(got.headers["grpc-status"], "14", "{path}");
+    }
+    // An empty SETTINGS frame, then DATA on stream 0: a connection error.
+    let settings_then_bad_data: &[u8] =
+        &[0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, b'x'];
+    let http1: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    for reply in [settings_then_bad_data, http1] {
+        let weir = weir_h2c(&[hostile(reply).await]);
+        let send = support::send(weir.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let response = tokio::time::timeout(Duration::from_secs(10), send).await.expect("no hang");
+        assert_eq!(response.status, 502, "{}", reply.escape_ascii());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_upstream_connection_closes_after_idle_timeout() {
+    // Goal: an upstream HTTP/2 connection without streams is closed after the pool's
+    // `idle_timeout`, as an idle HTTP/1 one is. Method: idle_timeout 200 ms; one GET;
+    // the backend sees its connection end (the worker's sweep runs every second).
+    let backend = H2Backend::start("b1", None).await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.pools[0].protocol = BackendProtocol::H2c;
+        config.pools[0].idle_timeout = Duration::from_millis(200);
+    });
+    let response = support::send(weir.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(response.status, 200);
+    let closed = &backend.counts.closed;
+    let ended = |_: &Balancer| closed.load(Ordering::SeqCst) == 1;
+    weir.wait_for(Duration::from_secs(5), ended).await.expect("the idle connection closed");
 }

@@ -7,6 +7,8 @@
 //! - `/trailers`: `abc`, then trailers `x-checksum: 42` and `grpc-status: 0`;
 //! - `/grpc-error`: a trailers-only answer (HEADERS with END_STREAM): `grpc-status: 5`,
 //!   `grpc-message: no such thing`;
+//! - `/reset`: resets the stream (`INTERNAL_ERROR`) instead of answering;
+//! - `/huge-head`: a response head with a 100 KiB field, past weir's header list limit;
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
 //! - anything else: the server's name.
 //!
@@ -32,6 +34,8 @@ pub struct Counts {
     pub streams: AtomicUsize,
     /// Streams the peer reset (`/hold` only), with the reason CANCEL.
     pub cancels: AtomicUsize,
+    /// Connections that ended.
+    pub closed: AtomicUsize,
 }
 
 /// An HTTP/2 backend; stops when dropped.
@@ -87,6 +91,7 @@ async fn serve(tcp: TcpStream, name: Arc<str>, counts: Arc<Counts>, goaway_after
             conn.graceful_shutdown();
         }
     }
+    counts.closed.fetch_add(1, Ordering::SeqCst);
 }
 
 async fn answer(
@@ -128,6 +133,11 @@ async fn answer(
                 .header("content-type", "application/grpc")
                 .header("grpc-status", "5")
                 .header("grpc-message", "no such thing");
+            let _ = respond.send_response(head.body(()).unwrap(), true);
+        }
+        "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        "/huge-head" => {
+            let head = head.header("x-huge", "h".repeat(100 * 1024));
             let _ = respond.send_response(head.body(()).unwrap(), true);
         }
         "/hold" => {
