@@ -355,3 +355,35 @@ async fn an_idle_upstream_connection_closes_after_idle_timeout() {
     let ended = |_: &Balancer| closed.load(Ordering::SeqCst) == 1;
     weir.wait_for(Duration::from_secs(5), ended).await.expect("the idle connection closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_its_window_not_the_download() {
+    // Goal: flow control holds across weir: a client that reads nothing makes the
+    // backend stop sending, with at most the windows and buffers on the way in between.
+    // Method: an HTTP/2 client with a 16 KiB stream window asks for 8 MiB and reads
+    // nothing; the backend's sending stalls well short of it: at most weir's upstream
+    // window (64 KiB), its client-side send buffer (64 KiB) and the client's window,
+    // plus a 16 KiB part in flight; 512 KiB is the bound asserted.
+    let backend = H2Backend::start("b1", None).await;
+    let weir = weir_h2c(&[backend.addr()]);
+    let tcp = TcpStream::connect(weir.addr()).await.unwrap();
+    let mut builder = h2::client::Builder::new();
+    builder.initial_window_size(16 * 1024);
+    let (client, conn) = builder.handshake::<_, Bytes>(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut ready = client.ready().await.unwrap();
+    let request = Request::builder().uri(format!("http://weir.test/big?{}", 8 * MIB)).body(());
+    let (response, _send) = ready.send_request(request.unwrap(), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Give the backend time to send all it can, then check it stalled.
+    let sent = &backend.counts.body_sent;
+    let stalled = |_: &Balancer| sent.load(Ordering::SeqCst) > 0;
+    weir.wait_for(Duration::from_secs(5), stalled).await.expect("the body began");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(sent <= 512 * 1024, "the backend sent {sent} bytes to a client that read none");
+    drop(response);
+}

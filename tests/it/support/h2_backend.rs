@@ -36,6 +36,8 @@ pub struct Counts {
     pub cancels: AtomicUsize,
     /// Connections that ended.
     pub closed: AtomicUsize,
+    /// Response body bytes the peer's window let through, all streams together.
+    pub body_sent: AtomicUsize,
 }
 
 /// An HTTP/2 backend; stops when dropped.
@@ -118,7 +120,8 @@ async fn answer(
             let n: usize = query.parse().unwrap_or(1024 * 1024);
             head = head.header("content-length", n);
             let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
-            send_all(&mut send, Bytes::from(super::pattern_bytes(n)), true).await;
+            let body = Bytes::from(super::pattern_bytes(n));
+            send_counted(&mut send, body, &counts.body_sent).await;
         }
         "/trailers" => {
             let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
@@ -164,17 +167,33 @@ async fn read_all(body: &mut RecvStream) -> (Bytes, Option<HeaderMap>) {
     (Bytes::from(data), trailers)
 }
 
-/// Sends `data` as the peer's window allows; ends the stream when `end`.
-async fn send_all(send: &mut h2::SendStream<Bytes>, mut data: Bytes, end: bool) {
+/// Sends `data` as the peer's window allows, ending the stream, adding the bytes to
+/// `sent` as they go.
+async fn send_counted(send: &mut h2::SendStream<Bytes>, mut data: Bytes, sent: &AtomicUsize) {
+    // Bounded by the data: each pass sends a part, or ends.
+    while !data.is_empty() {
+        let part = data.split_to(data.len().min(16 * 1024));
+        sent.fetch_add(part.len(), Ordering::SeqCst);
+        if send_all(send, part, data.is_empty()).await < 1 {
+            return;
+        }
+    }
+}
+
+/// Sends `data` as the peer's window allows; ends the stream when `end`. Returns the
+/// bytes sent.
+async fn send_all(send: &mut h2::SendStream<Bytes>, mut data: Bytes, end: bool) -> usize {
+    let total = data.len();
     if data.is_empty() && end {
         let _ = send.send_data(Bytes::new(), true);
     }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
-        let Some(Ok(n)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else { return };
+        let Some(Ok(n)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else { break };
         let chunk = data.split_to(n.min(data.len()));
         if send.send_data(chunk, end && data.is_empty()).is_err() {
-            return;
+            break;
         }
     }
+    total - data.len()
 }
