@@ -163,7 +163,10 @@ async fn link(
     started: Instant,
 ) -> Result<(Link, bool), AttemptError> {
     if pool.settings.protocol.is_http2() {
-        let (stream, reused) = upstream_h2::stream(backend, pool, server, fresh).await?;
+        // Boxed: opening a connection holds the codec's handshake, and every HTTP/1
+        // request's future would otherwise carry that much more to create and move.
+        let opened = Box::pin(upstream_h2::stream(backend, pool, server, fresh));
+        let (stream, reused) = opened.await?;
         return Ok((Link::Http2(Box::new(stream)), reused));
     }
     // A connection that sent a PROXY header is never pooled (see `outbound`).
