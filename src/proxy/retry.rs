@@ -142,7 +142,11 @@ impl<'p> Plan<'p> {
             BodyKind::Length(n) => (head.len() as u64).saturating_add(n) <= limit as u64,
             _ => settings.replay_buffer > 0,
         };
-        let useful = info.method.is_idempotent() && (self.reused || settings.attempts > 0);
+        // An HTTP/2 backend may refuse a stream it never processed (REFUSED_STREAM, or
+        // above a GOAWAY's last stream id), and any method may then go again: its pools
+        // keep the copy for every method.
+        let useful = (info.method.is_idempotent() && (self.reused || settings.attempts > 0))
+            || pool.settings.protocol.is_http2();
         if !(fits && useful) {
             return;
         }

@@ -387,3 +387,17 @@ async fn a_client_that_stops_reading_holds_its_window_not_the_download() {
     assert!(sent <= 512 * 1024, "the backend sent {sent} bytes to a client that read none");
     drop(response);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_is_sent_again_whatever_its_method() {
+    // Goal: a stream the backend refused (REFUSED_STREAM: never processed) goes again on
+    // a new connection, even a POST with a body. Method: /refuse-once refuses the first
+    // stream; a POST with a body gets its echo, on the backend's second connection.
+    let backend = H2Backend::start("b1", None).await;
+    let weir = weir_h2c(&[backend.addr()]);
+    let request = "POST /refuse-once HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+    let response = support::send(weir.addr(), request.as_bytes()).await;
+    assert_eq!((response.status, &response.body[..]), (200, &b"hello"[..]));
+    assert_eq!(backend.counts.refused.load(Ordering::SeqCst), 2, "refused, then served");
+    assert_eq!(backend.accepted(), 2, "sent again on a new connection");
+}

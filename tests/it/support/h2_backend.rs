@@ -9,6 +9,8 @@
 //!   `grpc-message: no such thing`;
 //! - `/reset`: resets the stream (`INTERNAL_ERROR`) instead of answering;
 //! - `/huge-head`: a response head with a 100 KiB field, past weir's header list limit;
+//! - `/refuse-once`: the first such stream the backend gets is refused (RST_STREAM
+//!   `REFUSED_STREAM`), later ones are echoed as `/echo`;
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
 //! - anything else: the server's name.
 //!
@@ -38,6 +40,8 @@ pub struct Counts {
     pub closed: AtomicUsize,
     /// Response body bytes the peer's window let through, all streams together.
     pub body_sent: AtomicUsize,
+    /// Streams refused (`/refuse-once`).
+    pub refused: AtomicUsize,
 }
 
 /// An HTTP/2 backend; stops when dropped.
@@ -102,7 +106,14 @@ async fn answer(
     name: Arc<str>,
     counts: Arc<Counts>,
 ) {
-    let path = request.uri().path().to_string();
+    let mut path = request.uri().path().to_string();
+    if path == "/refuse-once" {
+        if counts.refused.fetch_add(1, Ordering::SeqCst) == 0 {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            return;
+        }
+        path = "/echo".into();
+    }
     let query = request.uri().query().unwrap_or("").to_string();
     let mut body = request.into_body();
     let (data, trailers) = read_all(&mut body).await;
