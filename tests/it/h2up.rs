@@ -401,3 +401,30 @@ async fn a_refused_stream_is_sent_again_whatever_its_method() {
     assert_eq!(backend.counts.refused.load(Ordering::SeqCst), 2, "refused, then served");
     assert_eq!(backend.accepted(), 2, "sent again on a new connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_calls_on_one_client_connection_spread_over_three_backends() {
+    // Goal: balancing is per call, not per connection, and the upstream side multiplexes.
+    // Method: 10,000 gRPC-shaped POSTs, 100 at a time, over one HTTP/2 client
+    // connection to a round-robin pool of 3 h2c backends: each backend gets 33% ±2%,
+    // over one connection (the client connection is served by one worker).
+    let backends = [
+        H2Backend::start("b1", None).await,
+        H2Backend::start("b2", None).await,
+        H2Backend::start("b3", None).await,
+    ];
+    let addrs: Vec<SocketAddr> = backends.iter().map(H2Backend::addr).collect();
+    let weir = weir_h2c(&addrs);
+    let client = h2_client(weir.addr()).await;
+    for _ in 0..100 {
+        let batch = (0..100).map(|_| grpc_call(&client, "/pkg.Svc/Call", &[]));
+        for got in futures_util::future::join_all(batch).await {
+            assert_eq!(got.status, 200);
+        }
+    }
+    for backend in &backends {
+        let share = backend.counts.streams.load(Ordering::SeqCst);
+        assert!((3_133..=3_533).contains(&share), "{share} of 10,000");
+        assert_eq!(backend.accepted(), 1);
+    }
+}

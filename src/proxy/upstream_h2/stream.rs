@@ -105,8 +105,16 @@ impl H2Upstream {
         let Some((request, body, end)) = head::request(bytes)? else {
             return Poll::Ready(Ok(buf.len()));
         };
-        if let Err(error) = ready!(self.handle.poll_ready(cx)) {
-            return Poll::Ready(Err(self.failed(error)));
+        match self.handle.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(self.failed(error))),
+            Poll::Pending => {
+                // The same bytes come again with the next write.
+                if let Sending::Head(bytes) = &mut self.sending {
+                    bytes.truncate(before);
+                }
+                return Poll::Pending;
+            }
         }
         let empty = matches!(body, RequestBody::Empty);
         let (response, send) = match self.handle.send_request(request, empty) {
