@@ -14,6 +14,7 @@ pub mod parse;
 pub mod policy;
 pub mod strategy;
 pub mod units;
+pub mod upstream;
 pub mod validate;
 
 use std::collections::BTreeSet;
@@ -31,6 +32,7 @@ pub use health::{
 pub use http2::Http2Config;
 pub use policy::Acl;
 pub use strategy::StrategyKind;
+pub use upstream::{BackendProtocol, UpstreamH2};
 
 /// Default plain HTTP listener, as in the contract.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -216,6 +218,10 @@ pub struct PoolConfig {
     /// `send_proxy_protocol`: each new upstream connection starts with a PROXY header
     /// naming the client (such connections are never pooled: see README).
     pub send_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// `protocol`: HTTP/1.1 or HTTP/2 to the backends.
+    pub protocol: BackendProtocol,
+    /// The limits of upstream HTTP/2 connections (`protocol = "h2c"`).
+    pub h2: UpstreamH2,
 }
 
 /// `[pool.hash]`: what `consistent_hash` hashes.
@@ -424,6 +430,8 @@ impl PoolConfig {
             draining: BTreeSet::new(),
             tls: None,
             send_proxy_protocol: None,
+            protocol: BackendProtocol::Auto,
+            h2: UpstreamH2::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 type BackendCounter = fn(&BackendStats) -> u64;
 
 /// Per-backend counters exposed as `NAME{pool,backend}`.
-const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 7] = [
+const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 8] = [
     ("weir_backend_connections_opened_total", "Upstream connections opened (pool misses).", |s| {
         s.connections_opened.get()
     }),
@@ -32,6 +32,9 @@ const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 7] = [
         "Requests retried after this backend failed (stale pooled connections included).",
         |s| s.retries.get(),
     ),
+    ("weir_backend_http2_goaways_total", "GOAWAY frames received from an HTTP/2 backend.", |s| {
+        s.http2_goaways.get()
+    }),
     ("weir_backend_ejections_total", "Passive ejections of the backend.", |s| s.ejections.get()),
     ("weir_backend_probe_failures_total", "Active health probes that failed.", |s| {
         s.probe_failures.get()

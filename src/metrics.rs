@@ -72,8 +72,11 @@ pub struct BackendStats {
     pub requests: StatusClasses,
     /// New upstream connections opened (pool misses).
     pub connections_opened: Counter,
-    /// Requests sent on a pooled connection (pool hits).
+    /// Requests sent on a pooled connection (pool hits); for an HTTP/2 backend, streams
+    /// opened on a connection that was open already.
     pub connections_reused: Counter,
+    /// GOAWAY frames received from an HTTP/2 backend (`protocol = "h2c"`).
+    pub http2_goaways: Counter,
     /// Failed connection attempts.
     pub connect_failures: Counter,
     /// Response-header timeouts.

@@ -7,11 +7,13 @@
 //! connections are plain TCP or TLS ([`io`]); the code is specialised for each.
 
 pub mod affinity;
+mod attempt;
 pub mod buffers;
 pub(crate) mod class;
 pub mod exchange;
 mod failure;
 pub(crate) mod forward;
+pub(crate) mod grpc;
 pub(crate) mod h2;
 pub(crate) mod inbound;
 pub(crate) mod io;
@@ -22,6 +24,7 @@ pub(crate) mod reply;
 pub(crate) mod retry;
 pub mod timer;
 pub(crate) mod tunnel;
+pub(crate) mod upstream_h2;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

@@ -131,7 +131,9 @@ async fn sweep_loop(shared: Arc<Context>) {
     loop {
         tokio::time::sleep(POOL_SWEEP_INTERVAL).await;
         let snapshot = shared.snapshot.load();
-        crate::pool::sweep(|id| snapshot.backends().any(|(_, backend)| backend.live.id == id));
+        let is_current = |id| snapshot.backends().any(|(_, backend)| backend.live.id == id);
+        crate::pool::sweep(is_current);
+        crate::proxy::upstream_h2::sweep(is_current);
     }
 }
 

@@ -21,6 +21,17 @@ pub(super) struct Failed {
     pub body_bytes: u64,
 }
 
+/// How a failed request's connection goes on, and how it is answered.
+#[derive(Clone, Copy)]
+pub(super) struct Ending {
+    /// The client connection may serve another request after the answer.
+    pub keep: bool,
+    /// The request is a gRPC call: the answer takes gRPC's shape.
+    pub grpc: bool,
+    /// The gRPC call's deadline (`grpc-timeout`).
+    pub deadline: Option<tokio::time::Instant>,
+}
+
 /// Answers a request whose attempts all failed, as its [`Class`] says, and says what the
 /// client got.
 pub(super) async fn fail<S: Stream>(
@@ -29,9 +40,10 @@ pub(super) async fn fail<S: Stream>(
     backend: &Backend,
     buffers: &mut Buffers,
     class: &Class<'_>,
-    keep_after_error: bool,
+    ending: Ending,
     server: &ServerConfig,
 ) -> Failed {
+    let keep_after_error = ending.keep;
     let cause = class.label;
     let status = match class.reply {
         Reply::Answer(status) => status,
@@ -51,6 +63,7 @@ pub(super) async fn fail<S: Stream>(
         cause: &text,
         backend: Some(&backend.label),
         close: !keep_after_error,
+        grpc: ending.grpc,
     };
     reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
     Failed { keep: keep_after_error, status, cause, body_bytes: 0 }

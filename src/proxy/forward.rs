@@ -7,24 +7,21 @@ use std::sync::atomic::Ordering;
 use bytes::Buf;
 use tokio::time::Instant;
 
+use super::attempt::{attempt, Request};
 use super::buffers::Buffers;
-use super::class::{AttemptError, Class, Counter, Health};
-use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
-use super::failure::{fail, Failed};
+use super::class::{Class, Counter, Health};
+use super::exchange::Outcome;
+use super::failure::{fail, Ending, Failed};
 use super::io::Stream;
 use super::logging::{Done, Pending};
-use super::pump::Capture;
-use super::retry::held::{self, Held};
 use super::retry::{Next, Plan};
-use super::timer::Alarm;
 use super::{affinity, reply, Client, Conn, SnapshotRef};
 use crate::balance::{self, PickRequest};
-use crate::config::{PoolConfig, ServerConfig};
+use crate::config::PoolConfig;
 use crate::health::select::{self, Picked};
 use crate::health::{self, Cause, Observed, Rules, Subject, Trial};
 use crate::http1::lines::push_field;
-use crate::http1::request::{Method, RequestInfo};
-use crate::http1::response::Exchange;
+use crate::http1::request::RequestInfo;
 use crate::http1::BodyKind;
 use crate::local_fault::Op;
 use crate::pool::{self, Upstream};
@@ -64,30 +61,29 @@ pub async fn handle<S: Stream>(
     let Conn { client, alarm, mut started } = conn;
     let server = &snapshot.config.server;
     let choice = choose(snapshot, client, buffers, &info);
+    let ending = ending_of(&choice, client, &info, &buffers.input[..info.head_len], started);
     let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
-    // A refused request's body is still unread, so the connection cannot go on.
-    let keep_after_error = info.keep_alive && info.body == BodyKind::Empty;
     let (pool, (index, mut trial), mut set_cookie) = match choice {
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
         Choice::Refuse(status, cause, log) => {
-            let answer = reply::Answer::local(status, &cause, !keep_after_error);
+            let answer = reply::Answer::local(status, &cause, !ending.keep);
+            let answer = reply::Answer { grpc: ending.grpc, ..answer };
             reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logged.finish(client, Done::refused(status, log));
-            return keep_after_error;
+            return ending.keep;
         }
     };
     prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
     pool.live.budget.on_request(started);
-    let draining = client.drain.is_draining();
     let mut plan = Plan::new(index);
     // Bounded: each pass is the first attempt, the one stale replay, or one of at most
     // `attempts` retries.
     loop {
         let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let (cookie, alarm) = (&set_cookie[..], &mut *alarm);
-        let request = Request { info: &info, client, draining, set_cookie: cookie, alarm, started };
+        let (cookie, alarm, deadline) = (&set_cookie[..], &mut *alarm, ending.deadline);
+        let request = Request { info: &info, client, set_cookie: cookie, alarm, started, deadline };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         let error = match result {
             Ok((outcome, upstream)) => {
@@ -114,12 +110,33 @@ pub async fn handle<S: Stream>(
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
             }
             Next::Stop => {
-                let failed =
-                    fail(stream, client, backend, buffers, &class, keep_after_error, server).await;
+                let failed = fail(stream, client, backend, buffers, &class, ending, server).await;
                 logged.finish(client, done(pool, backend, Err(&failed), plan.retries()));
                 return failed.keep;
             }
         }
+    }
+}
+
+/// How a failed request ends: whether the connection goes on (a refused request's
+/// body is still unread, so it cannot), and whether the request is a gRPC call
+/// ([`super::grpc`]), with its deadline. gRPC is looked for only in the requests of
+/// HTTP/2 clients and those to HTTP/2 pools: an HTTP/1 request to an HTTP/1 pool pays a
+/// match and no scan of its head.
+fn ending_of(
+    choice: &Choice<'_>,
+    client: &Client,
+    info: &RequestInfo,
+    head: &[u8],
+    started: Instant,
+) -> Ending {
+    let http2_pool =
+        matches!(choice, Choice::Backend { pool, .. } if pool.settings.protocol.is_http2());
+    let grpc = (client.http2 || http2_pool).then(|| super::grpc::of(head)).flatten();
+    Ending {
+        keep: info.keep_alive && info.body == BodyKind::Empty,
+        grpc: grpc.is_some(),
+        deadline: grpc.and_then(|grpc| grpc.timeout).map(|timeout| started + timeout),
     }
 }
 
@@ -226,168 +243,6 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
     }
 }
 
-/// Per-request facts an attempt needs besides the buffers.
-struct Request<'a> {
-    info: &'a RequestInfo,
-    /// Named in the PROXY header of a pool that sends one.
-    client: &'a Client,
-    draining: bool,
-    /// A `Set-Cookie` line to add to the response, or empty.
-    set_cookie: &'a [u8],
-    /// The connection's timer.
-    alarm: &'a mut Alarm,
-    /// When this attempt began (the request's start for the first one).
-    started: Instant,
-}
-
-/// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
-/// one, then the exchange on it, specialised for a plain or a TLS connection.
-async fn attempt<'p, S: Stream>(
-    stream: &mut S,
-    backend: &Backend,
-    pool: &'p Pool,
-    server: &ServerConfig,
-    buffers: &mut Buffers,
-    request: Request<'_>,
-    plan: &mut Plan<'p>,
-) -> Result<(Outcome, Upstream), AttemptError> {
-    let Request { info, client, draining, set_cookie, alarm, started } = request;
-    let exchange = Exchange {
-        head_request: info.method == Method::Head,
-        upgrade_requested: info.upgrade,
-        client_http10: info.http10,
-        close_client: !info.keep_alive || draining,
-        max_headers: server.max_headers,
-        websocket_accept: stream.websocket_accept(),
-    };
-    // A connection that sent a PROXY header is never pooled (see `outbound`).
-    let fresh = plan.fresh || pool.settings.send_proxy_protocol.is_some();
-    let pooled = (!fresh).then(|| pool::checkout(&backend.live, started)).flatten();
-    let (mut upstream, reused) = match pooled {
-        Some(upstream) => {
-            backend.live.stats.local().connections_reused.inc();
-            (upstream, true)
-        }
-        None => (connect(backend, &pool.settings, client).await?, false),
-    };
-    plan.reused = reused;
-    plan.start_capture(&buffers.head, info, pool);
-    let first = !std::mem::replace(&mut plan.sent, true);
-    let io = Io {
-        input: &mut buffers.input,
-        head: &mut buffers.head,
-        reply: &mut buffers.reply,
-        upstream: &mut buffers.upstream,
-        extra_header: set_cookie,
-        alarm,
-        // A new connection took time to open; a pooled one took none worth a clock read.
-        started: if reused { started } else { Instant::now() },
-    };
-    let limits = limits(server, &pool.settings);
-    let mode = match plan.holds_status(pool, info) {
-        true => Mode::Held,
-        false => Mode::Stream(upload(&mut plan.capture, info, first)?),
-    };
-    let statuses = &pool.settings.retry.on.statuses;
-    // One arm per stream type, each awaiting the exchange directly: a helper future
-    // around them would be one more large future to move per request.
-    let result = match (&mut upstream, mode) {
-        (Upstream::Plain(tcp), Mode::Held) => {
-            let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
-            held_outcome(held::run(stream, tcp, io, exchange, limits, statuses, may_retry).await)
-        }
-        (Upstream::Plain(tcp), Mode::Stream(upload)) => {
-            let run = exchange::run(stream, tcp, io, info, upload, exchange, limits);
-            run.await.map_err(AttemptError::Exchange)
-        }
-        (Upstream::Tls(tls), Mode::Held) => {
-            let (tls, may_retry) =
-                (&mut **tls, |_| plan.arrange_status_retry(pool, Instant::now()));
-            held_outcome(held::run(stream, tls, io, exchange, limits, statuses, may_retry).await)
-        }
-        (Upstream::Tls(tls), Mode::Stream(upload)) => {
-            let run = exchange::run(stream, &mut **tls, io, info, upload, exchange, limits);
-            run.await.map_err(AttemptError::Exchange)
-        }
-    };
-    result.map(|outcome| (outcome, upstream))
-}
-
-/// How an attempt runs its exchange.
-enum Mode<'a> {
-    /// Held: the response head is read whole first, so a status can still be retried.
-    Held,
-    /// Streaming, with the request body from here.
-    Stream(Upload<'a>),
-}
-
-/// Where this attempt's request body comes from; an error when it cannot be sent again.
-fn upload<'a>(
-    capture: &'a mut Option<Capture>,
-    info: &RequestInfo,
-    first: bool,
-) -> Result<Upload<'a>, AttemptError> {
-    Ok(match (capture, first) {
-        (capture, true) => Upload::FromClient(capture.as_mut()),
-        // The head is intact when there is no body; otherwise the copy holds the request
-        // (the retry policy replays only a complete copy).
-        (_, false) if info.body == BodyKind::Empty => Upload::FromClient(None),
-        (Some(capture), false) => Upload::Replay(&capture.bytes),
-        (None, false) => {
-            let cause = "request body not kept for a replay";
-            let cut = Cut { status: 0, body_bytes: 0, cause, upstream_fault: false };
-            return Err(AttemptError::Exchange(Failure::Aborted(cut)));
-        }
-    })
-}
-
-/// A held exchange's result as an attempt's.
-fn held_outcome(result: Result<Held, Failure>) -> Result<Outcome, AttemptError> {
-    match result {
-        Ok(Held::Relayed(outcome)) => Ok(outcome),
-        Ok(Held::Retry(status)) => Err(AttemptError::Status(status)),
-        Err(failure) => Err(AttemptError::Exchange(failure)),
-    }
-}
-
-fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
-    Limits {
-        body_timeout: server.body_timeout,
-        response_timeout: settings.response_timeout,
-        read_timeout: settings.read_timeout,
-        send_timeout: server.send_timeout,
-        max_header_bytes: server.max_header_bytes,
-    }
-}
-
-/// Opens a new upstream connection, with its PROXY header if the pool sends one and a
-/// TLS handshake for an `https://` backend. Failures are counted by their class
-/// ([`count_failure`]).
-async fn connect(
-    backend: &Backend,
-    settings: &PoolConfig,
-    client: &Client,
-) -> Result<Upstream, AttemptError> {
-    let mut tcp = pool::connect(backend, settings.connect_timeout).await?;
-    if let Some(version) = settings.send_proxy_protocol {
-        super::outbound::send(&mut tcp, version, client).await?;
-    }
-    let stats = backend.live.stats.local();
-    stats.connections_opened.inc();
-    let Some(connector) = &backend.live.tls else {
-        return Ok(Upstream::Plain(tcp));
-    };
-    // Boxed: a handshake holds a whole TLS session inline, and the request future of
-    // every plain request would otherwise be that much bigger to create and move.
-    match Box::pin(connector.connect(tcp)).await {
-        Ok((tls, handshake)) => {
-            stats.tls.handshake(handshake.resumed);
-            Ok(Upstream::Tls(Box::new(tls)))
-        }
-        Err(error) => Err(AttemptError::Tls(error)),
-    }
-}
-
 /// Counts a relayed response (status class, bytes, duration) and feeds the latency to
 /// latency-aware strategies.
 fn record(
@@ -414,16 +269,19 @@ fn record(
     client.shared.frontend.local().record(client.http2, outcome.status);
 }
 
-/// Tunnels an upgraded connection, or pools the upstream connection if it is clean.
+/// Tunnels an upgraded connection, or pools the upstream connection if it is clean. An
+/// HTTP/2 stream (`None`) is done: its connection stays with the worker's HTTP/2 pool,
+/// and HTTP/2 responses never upgrade.
 async fn finish<S: Stream>(
     stream: &mut S,
     backend: &Backend,
     settings: &PoolConfig,
     buffers: &mut Buffers,
     outcome: Outcome,
-    mut upstream: Upstream,
+    upstream: Option<Upstream>,
     now: Instant,
 ) -> bool {
+    let Some(mut upstream) = upstream else { return outcome.keep_client };
     if outcome.upgraded {
         match &mut upstream {
             Upstream::Plain(tcp) => {

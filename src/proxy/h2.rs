@@ -45,11 +45,11 @@ macro_rules! write_through {
 }
 
 mod adapter;
-mod body;
+pub(crate) mod body;
 mod guard;
-mod respond;
+pub(crate) mod respond;
 mod rewind;
-mod translate;
+pub(crate) mod translate;
 mod websocket;
 
 use std::future::Future;

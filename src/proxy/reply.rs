@@ -49,12 +49,14 @@ pub struct Answer<'a> {
     pub backend: Option<&'a str>,
     /// Say `Connection: close` (the caller closes the connection after).
     pub close: bool,
+    /// Answer in gRPC's shape ([`super::grpc`]): the request was a gRPC call.
+    pub grpc: bool,
 }
 
 impl<'a> Answer<'a> {
     /// An answer of weir's own, with no backend involved.
     pub fn local(status: u16, cause: &'a str, close: bool) -> Self {
-        Answer { status, cause, backend: None, close }
+        Answer { status, cause, backend: None, close, grpc: false }
     }
 }
 
@@ -68,13 +70,16 @@ pub async fn send<S: Writer>(
     answer: Answer<'_>,
     send_timeout: Duration,
 ) {
-    let Answer { status, cause, backend, close } = answer;
+    let Answer { status, cause, backend, close, grpc } = answer;
     match backend {
         Some(backend) => tracing::warn!(client = %client.peer, backend, status, "{cause}"),
         None => tracing::warn!(client = %client.peer, status, "{cause}"),
     }
     client.shared.frontend.local().record(client.http2, status);
-    render(out, status, cause, close);
+    match grpc {
+        false => render(out, status, cause, close),
+        true => super::grpc::render(out, status, cause, close),
+    }
     let _ = write_all(stream, out, send_timeout).await;
 }
 

@@ -90,6 +90,9 @@ pub struct Plan<'p> {
     pub reused: bool,
     /// An exchange ran: a request body was consumed from the client.
     pub sent: bool,
+    /// The last attempt's HTTP/2 stream was never processed by the backend (refused,
+    /// or above a GOAWAY's last stream id): like a stale connection, but for any method.
+    pub refused: bool,
     /// The replay copy of the request, head and body, if one is kept.
     pub capture: Option<Capture>,
     /// Length of the head at the front of `capture`.
@@ -109,6 +112,7 @@ impl<'p> Plan<'p> {
             fresh: false,
             reused: false,
             sent: false,
+            refused: false,
             capture: None,
             capture_head: 0,
             pending: None,
@@ -138,7 +142,11 @@ impl<'p> Plan<'p> {
             BodyKind::Length(n) => (head.len() as u64).saturating_add(n) <= limit as u64,
             _ => settings.replay_buffer > 0,
         };
-        let useful = info.method.is_idempotent() && (self.reused || settings.attempts > 0);
+        // An HTTP/2 backend may refuse a stream it never processed (REFUSED_STREAM, or
+        // above a GOAWAY's last stream id), and any method may then go again: its pools
+        // keep the copy for every method.
+        let useful = (info.method.is_idempotent() && (self.reused || settings.attempts > 0))
+            || pool.settings.protocol.is_http2();
         if !(fits && useful) {
             return;
         }
@@ -177,8 +185,8 @@ impl<'p> Plan<'p> {
         let idempotent = info.method.is_idempotent();
         let stats = pool.backends[self.current()].live.stats.local();
         if class.maybe_stale
-            && idempotent
-            && self.reused
+            && (idempotent || self.refused)
+            && (self.reused || self.refused)
             && !self.stale_used
             && self.replayable(info)
         {

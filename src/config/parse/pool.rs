@@ -9,11 +9,12 @@ use toml::de::DeValue;
 use super::health::{slow_start, when_all_unhealthy};
 use super::{duration, integer, string, text, wrong, Slot, Value, Walker};
 use crate::config::hash::{is_prime, DEFAULT_TABLE_SIZE};
-use crate::config::HashKey;
+use crate::config::upstream::STREAMS_PER_CONNECTION;
 use crate::config::{
     BackendAddress, BackendConfig, HashConfig, PoolConfig, SameSite, StickyConfig, StrategyKind,
     MAX_WEIGHT,
 };
+use crate::config::{BackendProtocol, HashKey};
 
 /// Upper bound on `max_idle` (0 disables pooling).
 const MAX_IDLE: u64 = 100_000;
@@ -101,25 +102,18 @@ impl Walker {
                     pool.retry = self.retry(value).unwrap_or_default();
                     continue;
                 }
-                "when_all_unhealthy" => Slot::Check(Box::new(|v| {
-                    when_all_unhealthy(v).map(|w| pool.when_all_unhealthy = w)
-                })),
-                "slow_start" => {
-                    Slot::Check(Box::new(|v| slow_start(v).map(|w| pool.slow_start = w)))
-                }
-                "dns_refresh" => Slot::Check(Box::new(|v| {
-                    super::dns::dns_refresh(v).map(|d| pool.dns_refresh = d)
-                })),
                 "tls" => {
                     pool.tls = self.pool_tls(value);
                     continue;
                 }
-                "send_proxy_protocol" => Slot::Check(Box::new(|v| send_proxy(v, &mut pool))),
-                _ => Slot::Unknown("[[pool]]"),
+                name => other_slot(name, &mut pool),
             };
             self.fill(key, value, slot);
         }
         self.strategy_tables(&mut pool, hash, &spans, item.span());
+        if let (Some(value), Err(message)) = (table.get("protocol"), fits_protocol(&pool)) {
+            self.error(value.span(), message);
+        }
         let Some(name) = table.get("name") else {
             self.error(item.span(), "[[pool]] needs a `name`".to_string());
             return None;
@@ -367,6 +361,48 @@ fn same_site(v: &DeValue<'_>) -> Result<SameSite, String> {
 mod tests;
 
 /// `send_proxy_protocol`: `"v1"` or `"v2"`.
+/// The slots of the `[[pool]]` keys read by a check of their own: health policy, DNS,
+/// and how backends are spoken to.
+fn other_slot<'c>(name: &str, pool: &'c mut PoolConfig) -> Slot<'c> {
+    match name {
+        "when_all_unhealthy" => {
+            Slot::Check(Box::new(|v| when_all_unhealthy(v).map(|w| pool.when_all_unhealthy = w)))
+        }
+        "slow_start" => Slot::Check(Box::new(|v| slow_start(v).map(|w| pool.slow_start = w))),
+        "dns_refresh" => {
+            Slot::Check(Box::new(|v| super::dns::dns_refresh(v).map(|d| pool.dns_refresh = d)))
+        }
+        "send_proxy_protocol" => Slot::Check(Box::new(|v| send_proxy(v, pool))),
+        "protocol" => Slot::Check(Box::new(|v| {
+            pool.protocol = BackendProtocol::parse(string("protocol", v)?)?;
+            Ok(())
+        })),
+        "max_streams_per_connection" => {
+            let (low, high) = STREAMS_PER_CONNECTION.into_inner();
+            Slot::Count(&mut pool.h2.max_streams_per_connection, low, high)
+        }
+        "ping_interval" => Slot::Duration(&mut pool.h2.ping_interval, false),
+        "ping_timeout" => Slot::Duration(&mut pool.h2.ping_timeout, false),
+        _ => Slot::Unknown("[[pool]]"),
+    }
+}
+
+/// Whether the pool's other settings allow its `protocol`: cleartext HTTP/2 is for
+/// `http://` backends, and a multiplexed connection carries many clients' requests, so
+/// it cannot start with a PROXY header naming one.
+fn fits_protocol(pool: &PoolConfig) -> Result<(), String> {
+    if !pool.protocol.is_http2() {
+        return Ok(());
+    }
+    if pool.backends.iter().any(|b| b.address.scheme == crate::config::Scheme::Https) {
+        return Err(r#"`protocol = "h2c"` is cleartext; this pool has https:// backends"#.into());
+    }
+    if pool.send_proxy_protocol.is_some() {
+        return Err(r#"`send_proxy_protocol` cannot go with `protocol = "h2c"`: one HTTP/2 connection carries many clients' requests"#.into());
+    }
+    Ok(())
+}
+
 fn send_proxy(v: &DeValue<'_>, pool: &mut PoolConfig) -> Result<(), String> {
     use crate::proxy_protocol::Version;
     pool.send_proxy_protocol = Some(match v.as_str() {

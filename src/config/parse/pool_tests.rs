@@ -172,3 +172,37 @@ fn ewma_decay() {
         "weir.toml:4:14: `ewma_decay` must be greater than zero"
     );
 }
+
+#[test]
+fn backend_protocol() {
+    use crate::config::{BackendProtocol, UpstreamH2};
+    let parsed = pool("[[pool]]\nname = \"a\"\n");
+    assert_eq!(parsed.protocol, BackendProtocol::Auto);
+    assert_eq!(parsed.h2, UpstreamH2::default());
+    let text = "[[pool]]\nname = \"a\"\nprotocol = \"h2c\"\nmax_streams_per_connection = 7\n\
+                ping_interval = \"5s\"\nping_timeout = \"1s\"\n";
+    let parsed = pool(text);
+    assert_eq!(parsed.protocol, BackendProtocol::H2c);
+    let h2 = UpstreamH2 {
+        max_streams_per_connection: 7,
+        ping_interval: Duration::from_secs(5),
+        ping_timeout: Duration::from_secs(1),
+    };
+    assert_eq!(parsed.h2, h2);
+    assert_eq!(
+        pool("[[pool]]\nname = \"a\"\nprotocol = \"http1\"\n").protocol,
+        BackendProtocol::Http1
+    );
+    let bad = "[[pool]]\nname = \"a\"\nprotocol = \"spdy\"\n";
+    assert_eq!(error(bad), r#"weir.toml:3:12: `protocol` must be "auto", "http1" or "h2c""#);
+    let bad = "[[pool]]\nname = \"a\"\nprotocol = \"h2\"\n";
+    assert!(error(bad)
+        .starts_with("weir.toml:3:12: `protocol = \"h2\"` (HTTP/2 over TLS) is not supported yet"));
+    let bad = "[[pool]]\nname = \"a\"\nmax_streams_per_connection = 0\n";
+    assert!(error(bad).starts_with("weir.toml:3:30:"), "{}", error(bad));
+    let bad =
+        "[[pool]]\nname = \"a\"\nprotocol = \"h2c\"\nbackends = [\"https://a.example:443\"]\n";
+    assert!(error(bad).contains("cleartext; this pool has https:// backends"), "{}", error(bad));
+    let bad = "[[pool]]\nname = \"a\"\nprotocol = \"h2c\"\nsend_proxy_protocol = \"v1\"\n";
+    assert!(error(bad).starts_with("weir.toml:3:12: `send_proxy_protocol` cannot go"));
+}

@@ -67,6 +67,11 @@ impl RequestBody {
         Ok(true)
     }
 
+    /// Whether the peer ended the stream and every frame was taken.
+    pub fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
     /// How the request side of the stream ended, once the exchange is over: `Some(true)`
     /// if the client reset it (RST_STREAM) before its body ended, `Some(false)` for
     /// another error, `None` if the body ended (the codec then keeps a later reset on

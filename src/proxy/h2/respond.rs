@@ -88,7 +88,7 @@ pub struct ResponseWriter {
     body: Body,
 }
 
-fn broken(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+pub(crate) fn broken(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, error)
 }
 
@@ -233,53 +233,67 @@ impl ResponseWriter {
     fn poll_chunked(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let ResponseWriter { handles, body, trailers, waiting, .. } = self;
         let Body::Chunked(decoder) = body else { unreachable!("called for a chunked body") };
-        let mut consumed = 0;
-        // Bounded: each pass consumes a framing byte, or returns.
-        while consumed < buf.len() && !decoder.is_done() {
-            let rest = &buf[consumed..];
-            if let Some(left) = decoder.data_left() {
-                if consumed > 0 {
-                    // The framing so far is taken; the data comes with the next write.
-                    return Poll::Ready(Ok(consumed));
-                }
-                let data = &rest[..rest.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
-                let send = &mut handles.borrow_mut().send;
-                let sent = ready!(poll_send(send, cx, data, false, waiting))?;
-                decoder.feed(&rest[..sent]).map_err(|_| broken("malformed chunked body"))?;
-                return Poll::Ready(Ok(sent));
-            }
-            // One framing byte at a time, so trailer bytes can be told from the rest.
-            if decoder.in_trailers() {
-                trailers.push(rest[0]);
-            }
-            decoder.feed(&rest[..1]).map_err(|_| broken("malformed chunked body"))?;
-            consumed += 1;
-        }
+        let send = &mut handles.borrow_mut().send;
+        let consumed = ready!(poll_chunked(send, decoder, trailers, waiting, cx, buf))?;
         if decoder.is_done() {
-            self.end_with_trailers()?;
+            let send = send.as_mut().ok_or_else(|| broken("no response head"))?;
+            end_with_trailers(send, trailers)?;
+            self.body = Body::Ended;
         }
         Poll::Ready(Ok(consumed))
     }
+}
 
-    /// Ends the stream after a chunked body: with its trailers as trailing HEADERS, or
-    /// with an empty DATA frame when it had none.
-    fn end_with_trailers(&mut self) -> io::Result<()> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
-        let parsed = httparse::parse_headers(&self.trailers, &mut slots);
-        let Ok(httparse::Status::Complete((_, headers))) = parsed else {
-            return Err(broken("response trailers HTTP/2 cannot carry"));
-        };
-        let shared = Bytes::copy_from_slice(&self.trailers);
-        let (fields, _) = fields(headers, &self.trailers, &shared)?;
-        let mut handles = self.handles.borrow_mut();
-        let send = handles.send.as_mut().ok_or_else(|| broken("no response head"))?;
-        if fields.is_empty() {
-            send.send_data(Bytes::new(), true).map_err(broken)?;
-        } else {
-            send.send_trailers(fields).map_err(broken)?;
+/// Takes chunked body bytes (HTTP/1 framing) and sends their data as DATA frames, as the
+/// stream's capacity allows; trailer bytes are collected in `trailers` until the
+/// decoder is done, when the caller ends the stream with [`end_with_trailers`]. Returns
+/// the bytes of `buf` consumed.
+pub(crate) fn poll_chunked(
+    send: &mut Option<SendStream<Bytes>>,
+    decoder: &mut Decoder,
+    trailers: &mut Vec<u8>,
+    waiting: &mut bool,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let mut consumed = 0;
+    // Bounded: each pass consumes a framing byte, or returns.
+    while consumed < buf.len() && !decoder.is_done() {
+        let rest = &buf[consumed..];
+        if let Some(left) = decoder.data_left() {
+            if consumed > 0 {
+                // The framing so far is taken; the data comes with the next write.
+                return Poll::Ready(Ok(consumed));
+            }
+            let data = &rest[..rest.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
+            let sent = ready!(poll_send(send, cx, data, false, waiting))?;
+            decoder.feed(&rest[..sent]).map_err(|_| broken("malformed chunked body"))?;
+            return Poll::Ready(Ok(sent));
         }
-        self.body = Body::Ended;
-        Ok(())
+        // One framing byte at a time, so trailer bytes can be told from the rest.
+        if decoder.in_trailers() {
+            trailers.push(rest[0]);
+        }
+        decoder.feed(&rest[..1]).map_err(|_| broken("malformed chunked body"))?;
+        consumed += 1;
+    }
+    Poll::Ready(Ok(consumed))
+}
+
+/// Ends a stream after a chunked body: with its trailers (HTTP/1 field lines) as
+/// trailing HEADERS, or with an empty DATA frame when it had none.
+pub(crate) fn end_with_trailers(send: &mut SendStream<Bytes>, trailers: &[u8]) -> io::Result<()> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+    let parsed = httparse::parse_headers(trailers, &mut slots);
+    let Ok(httparse::Status::Complete((_, headers))) = parsed else {
+        return Err(broken("trailers HTTP/2 cannot carry"));
+    };
+    let shared = Bytes::copy_from_slice(trailers);
+    let (fields, _) = fields(headers, trailers, &shared)?;
+    if fields.is_empty() {
+        send.send_data(Bytes::new(), true).map_err(broken)
+    } else {
+        send.send_trailers(fields).map_err(broken)
     }
 }
 
@@ -308,7 +322,7 @@ fn send_ready(send: &mut SendStream<Bytes>, mut data: Bytes, left: &mut u64) -> 
 /// Sends up to `data.len()` body bytes as the stream's capacity allows, ending the stream
 /// with the last of them when `last`. Returns the bytes sent. `waiting` tells whether
 /// it is waiting for capacity.
-fn poll_send(
+pub(crate) fn poll_send(
     send: &mut Option<SendStream<Bytes>>,
     cx: &mut Context<'_>,
     data: &[u8],
@@ -344,6 +358,22 @@ fn poll_send(
     Poll::Ready(Ok(n))
 }
 
+/// Sends what of `buf` a fixed-length body with `left` bytes to come can take, as
+/// [`poll_send`] does, ending the stream with its last byte; `left` counts down.
+pub(crate) fn poll_length(
+    send: &mut Option<SendStream<Bytes>>,
+    left: &mut u64,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    waiting: &mut bool,
+) -> Poll<io::Result<usize>> {
+    let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+    let last = take as u64 == *left;
+    let sent = ready!(poll_send(send, cx, &buf[..take], last, waiting))?;
+    *left -= sent as u64;
+    Poll::Ready(Ok(sent))
+}
+
 impl AsyncWrite for ResponseWriter {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -354,11 +384,8 @@ impl AsyncWrite for ResponseWriter {
         match &mut this.body {
             Body::Head => Poll::Ready(this.take_head(buf)),
             Body::Length(left) => {
-                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                let last = take as u64 == *left;
                 let send = &mut this.handles.borrow_mut().send;
-                let sent = ready!(poll_send(send, cx, &buf[..take], last, &mut this.waiting))?;
-                *left -= sent as u64;
+                let sent = ready!(poll_length(send, left, cx, buf, &mut this.waiting))?;
                 if *left == 0 {
                     this.body = Body::Ended;
                 }
@@ -393,14 +420,14 @@ impl AsyncWrite for ResponseWriter {
 }
 
 /// How the final response's body is framed, from its head.
-enum Framing {
+pub(crate) enum Framing {
     Chunked,
     Length(u64),
     UntilEnd,
 }
 
 /// The fields of a response head that go in HTTP/2 HEADERS, and the body's framing.
-fn fields(
+pub(crate) fn fields(
     headers: &[httparse::Header<'_>],
     input: &[u8],
     shared: &Bytes,

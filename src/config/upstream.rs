@@ -1,0 +1,73 @@
+//! How a pool speaks to its backends: `protocol`, and the limits of its multiplexed
+//! HTTP/2 connections (`max_streams_per_connection`, `ping_interval`, `ping_timeout`).
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// `[[pool]] protocol`: the protocol weir speaks to the pool's backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 on plain and TLS backends alike. For now the same as `Http1`: ALPN
+    /// negotiation with `https://` backends is a later increment.
+    #[default]
+    Auto,
+    /// HTTP/1.1.
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3), the usual way to reach
+    /// gRPC servers inside a cluster.
+    H2c,
+}
+
+impl BackendProtocol {
+    /// Parses a `protocol` value.
+    pub fn parse(text: &str) -> Result<BackendProtocol, String> {
+        match text {
+            "auto" => Ok(BackendProtocol::Auto),
+            "http1" => Ok(BackendProtocol::Http1),
+            "h2c" => Ok(BackendProtocol::H2c),
+            "h2" => Err("`protocol = \"h2\"` (HTTP/2 over TLS) is not supported yet; \
+                         use \"h2c\" for cleartext HTTP/2 or \"http1\""
+                .into()),
+            _ => Err(r#"`protocol` must be "auto", "http1" or "h2c""#.into()),
+        }
+    }
+
+    /// Whether requests go over multiplexed HTTP/2 connections.
+    pub fn is_http2(self) -> bool {
+        self == BackendProtocol::H2c
+    }
+}
+
+/// The limits of a pool's upstream HTTP/2 connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamH2 {
+    /// Most streams weir opens on one connection, below the backend's own
+    /// SETTINGS_MAX_CONCURRENT_STREAMS; past it another connection opens.
+    pub max_streams_per_connection: usize,
+    /// How long a connection may be silent before weir sends a PING.
+    pub ping_interval: Duration,
+    /// How long weir waits for the PING's answer before it closes the connection.
+    pub ping_timeout: Duration,
+}
+
+/// Allowed `max_streams_per_connection`: at least one, at most 10,000 (the bound on a
+/// client connection's streams too: each stream holds a head and buffers in weir).
+pub const STREAMS_PER_CONNECTION: RangeInclusive<u64> = 1..=10_000;
+
+impl Default for UpstreamH2 {
+    fn default() -> Self {
+        UpstreamH2 {
+            // The value most servers advertise (Go's net/http2 250, nginx 128, gRPC's
+            // own servers leave it unlimited): 100 keeps one connection's head-of-line
+            // blocking on TCP loss bounded while one connection still serves a
+            // worker's usual load.
+            max_streams_per_connection: 100,
+            // A connection silent this long may have been dropped by a NAT or a
+            // crashed backend without a FIN; gRPC's keepalive tuning guides use tens of
+            // seconds, and a PING costs 17 bytes each way.
+            ping_interval: Duration::from_secs(30),
+            // An answer takes a round trip; one far longer means the backend is gone.
+            ping_timeout: Duration::from_secs(10),
+        }
+    }
+}

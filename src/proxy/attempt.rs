@@ -1,0 +1,257 @@
+//! One attempt of a request on one backend: an upstream connection (a pooled or new
+//! HTTP/1 connection, or a stream on a multiplexed HTTP/2 one), then the exchange on it.
+
+use tokio::time::Instant;
+
+use super::buffers::Buffers;
+use super::class::AttemptError;
+use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
+use super::io::Stream;
+use super::pump::Capture;
+use super::retry::held::{self, Held};
+use super::retry::Plan;
+use super::timer::Alarm;
+use super::upstream_h2::{self, stream::H2Upstream};
+use super::Client;
+use crate::config::{PoolConfig, ServerConfig};
+use crate::http1::request::{Method, RequestInfo};
+use crate::http1::response::Exchange;
+use crate::http1::BodyKind;
+use crate::pool::{self, Upstream};
+use crate::snapshot::{Backend, Pool};
+
+/// Per-request facts an attempt needs besides the buffers.
+pub(super) struct Request<'a> {
+    pub info: &'a RequestInfo,
+    /// Named in the PROXY header of a pool that sends one.
+    pub client: &'a Client,
+    /// A `Set-Cookie` line to add to the response, or empty.
+    pub set_cookie: &'a [u8],
+    /// The connection's timer.
+    pub alarm: &'a mut Alarm,
+    /// When this attempt began (the request's start for the first one).
+    pub started: Instant,
+    /// A gRPC call's deadline (`grpc-timeout`): the response head must come by then.
+    pub deadline: Option<Instant>,
+}
+
+/// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
+/// one, then the exchange on it, specialised for a plain or a TLS connection.
+pub(super) async fn attempt<'p, S: Stream>(
+    stream: &mut S,
+    backend: &Backend,
+    pool: &'p Pool,
+    server: &ServerConfig,
+    buffers: &mut Buffers,
+    request: Request<'_>,
+    plan: &mut Plan<'p>,
+) -> Result<(Outcome, Option<Upstream>), AttemptError> {
+    let Request { info, client, set_cookie, alarm, started, deadline } = request;
+    let draining = client.drain.is_draining();
+    let exchange = exchange_of(info, server, draining, stream.websocket_accept());
+    let (mut link, reused) = link(backend, pool, server, client, plan.fresh, started).await?;
+    plan.reused = reused;
+    plan.start_capture(&buffers.head, info, pool);
+    let first = !std::mem::replace(&mut plan.sent, true);
+    let io = Io {
+        input: &mut buffers.input,
+        head: &mut buffers.head,
+        reply: &mut buffers.reply,
+        upstream: &mut buffers.upstream,
+        extra_header: set_cookie,
+        alarm,
+        // A new connection took time to open; a pooled one took none worth a clock read.
+        started: if reused { started } else { Instant::now() },
+    };
+    let mut limits = limits(server, &pool.settings);
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(started);
+        limits.response_timeout = limits.response_timeout.min(left);
+    }
+    let mode = match plan.holds_status(pool, info) {
+        true => Mode::Held,
+        false => Mode::Stream(upload(&mut plan.capture, info, first)?),
+    };
+    let statuses = &pool.settings.retry.on.statuses;
+    // One arm per stream type, each awaiting the exchange directly: a helper future
+    // around them would be one more large future to move per request.
+    let result = match (&mut link, mode) {
+        (Link::Http1(Upstream::Plain(tcp)), Mode::Held) => {
+            let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
+            held_outcome(held::run(stream, tcp, io, exchange, limits, statuses, may_retry).await)
+        }
+        (Link::Http1(Upstream::Plain(tcp)), Mode::Stream(upload)) => {
+            let run = exchange::run(stream, tcp, io, info, upload, exchange, limits);
+            run.await.map_err(AttemptError::Exchange)
+        }
+        (Link::Http1(Upstream::Tls(tls)), Mode::Held) => {
+            let (tls, may_retry) =
+                (&mut **tls, |_| plan.arrange_status_retry(pool, Instant::now()));
+            held_outcome(held::run(stream, tls, io, exchange, limits, statuses, may_retry).await)
+        }
+        (Link::Http1(Upstream::Tls(tls)), Mode::Stream(upload)) => {
+            let run = exchange::run(stream, &mut **tls, io, info, upload, exchange, limits);
+            run.await.map_err(AttemptError::Exchange)
+        }
+        (Link::Http2(h2), Mode::Held) => {
+            let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
+            let h2 = &mut **h2;
+            held_outcome(held::run(stream, h2, io, exchange, limits, statuses, may_retry).await)
+        }
+        (Link::Http2(h2), Mode::Stream(upload)) => {
+            let run = exchange::run(stream, &mut **h2, io, info, upload, exchange, limits);
+            run.await.map_err(AttemptError::Exchange)
+        }
+    };
+    ended(result, link, plan)
+}
+
+/// What the exchange of an attempt tells it about the response.
+fn exchange_of(
+    info: &RequestInfo,
+    server: &ServerConfig,
+    draining: bool,
+    websocket_accept: Option<crate::http1::websocket::Accept>,
+) -> Exchange {
+    Exchange {
+        head_request: info.method == Method::Head,
+        upgrade_requested: info.upgrade,
+        client_http10: info.http10,
+        close_client: !info.keep_alive || draining,
+        max_headers: server.max_headers,
+        websocket_accept,
+    }
+}
+
+/// An attempt's result with the HTTP/1 connection to pool or tunnel on; an HTTP/2
+/// stream is done. A stream the backend never processed is noted in `plan`: any method
+/// may go again, on another connection ([`Plan::next`]).
+fn ended(
+    result: Result<Outcome, AttemptError>,
+    link: Link,
+    plan: &mut Plan<'_>,
+) -> Result<(Outcome, Option<Upstream>), AttemptError> {
+    match (result, link) {
+        (Ok(outcome), Link::Http1(upstream)) => Ok((outcome, Some(upstream))),
+        (Ok(outcome), Link::Http2(_)) => Ok((outcome, None)),
+        (Err(error), Link::Http2(h2)) => {
+            plan.refused = h2.refused();
+            Err(error)
+        }
+        (Err(error), Link::Http1(_)) => Err(error),
+    }
+}
+
+/// The connection an attempt runs on.
+enum Link {
+    /// An HTTP/1 connection, pooled after a clean exchange.
+    Http1(Upstream),
+    /// A stream on a multiplexed HTTP/2 connection, done with the exchange.
+    Http2(Box<H2Upstream>),
+}
+
+/// The connection for an attempt, and whether it was open already: for HTTP/1, a pooled
+/// connection to `backend` unless `fresh`, else a new one; for HTTP/2, a stream on a
+/// connection with room unless `fresh`, else on a new one. An HTTP/1 pool pays this one
+/// match on its protocol.
+async fn link(
+    backend: &Backend,
+    pool: &Pool,
+    server: &ServerConfig,
+    client: &Client,
+    fresh: bool,
+    started: Instant,
+) -> Result<(Link, bool), AttemptError> {
+    if pool.settings.protocol.is_http2() {
+        // Boxed: opening a connection holds the codec's handshake, and every HTTP/1
+        // request's future would otherwise carry that much more to create and move.
+        let opened = Box::pin(upstream_h2::stream(backend, pool, server, fresh));
+        let (stream, reused) = opened.await?;
+        return Ok((Link::Http2(Box::new(stream)), reused));
+    }
+    // A connection that sent a PROXY header is never pooled (see `outbound`).
+    let fresh = fresh || pool.settings.send_proxy_protocol.is_some();
+    let pooled = (!fresh).then(|| pool::checkout(&backend.live, started)).flatten();
+    Ok(match pooled {
+        Some(upstream) => {
+            backend.live.stats.local().connections_reused.inc();
+            (Link::Http1(upstream), true)
+        }
+        None => (Link::Http1(connect(backend, &pool.settings, client).await?), false),
+    })
+}
+
+/// How an attempt runs its exchange.
+enum Mode<'a> {
+    /// Held: the response head is read whole first, so a status can still be retried.
+    Held,
+    /// Streaming, with the request body from here.
+    Stream(Upload<'a>),
+}
+
+/// Where this attempt's request body comes from; an error when it cannot be sent again.
+fn upload<'a>(
+    capture: &'a mut Option<Capture>,
+    info: &RequestInfo,
+    first: bool,
+) -> Result<Upload<'a>, AttemptError> {
+    Ok(match (capture, first) {
+        (capture, true) => Upload::FromClient(capture.as_mut()),
+        // The head is intact when there is no body; otherwise the copy holds the request
+        // (the retry policy replays only a complete copy).
+        (_, false) if info.body == BodyKind::Empty => Upload::FromClient(None),
+        (Some(capture), false) => Upload::Replay(&capture.bytes),
+        (None, false) => {
+            let cause = "request body not kept for a replay";
+            let cut = Cut { status: 0, body_bytes: 0, cause, upstream_fault: false };
+            return Err(AttemptError::Exchange(Failure::Aborted(cut)));
+        }
+    })
+}
+
+/// A held exchange's result as an attempt's.
+fn held_outcome(result: Result<Held, Failure>) -> Result<Outcome, AttemptError> {
+    match result {
+        Ok(Held::Relayed(outcome)) => Ok(outcome),
+        Ok(Held::Retry(status)) => Err(AttemptError::Status(status)),
+        Err(failure) => Err(AttemptError::Exchange(failure)),
+    }
+}
+
+pub(super) fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
+    Limits {
+        body_timeout: server.body_timeout,
+        response_timeout: settings.response_timeout,
+        read_timeout: settings.read_timeout,
+        send_timeout: server.send_timeout,
+        max_header_bytes: server.max_header_bytes,
+    }
+}
+
+/// Opens a new upstream connection, with its PROXY header if the pool sends one and a
+/// TLS handshake for an `https://` backend. Failures are counted by their class
+/// ([`count_failure`]).
+async fn connect(
+    backend: &Backend,
+    settings: &PoolConfig,
+    client: &Client,
+) -> Result<Upstream, AttemptError> {
+    let mut tcp = pool::connect(backend, settings.connect_timeout).await?;
+    if let Some(version) = settings.send_proxy_protocol {
+        super::outbound::send(&mut tcp, version, client).await?;
+    }
+    let stats = backend.live.stats.local();
+    stats.connections_opened.inc();
+    let Some(connector) = &backend.live.tls else {
+        return Ok(Upstream::Plain(tcp));
+    };
+    // Boxed: a handshake holds a whole TLS session inline, and the request future of
+    // every plain request would otherwise be that much bigger to create and move.
+    match Box::pin(connector.connect(tcp)).await {
+        Ok((tls, handshake)) => {
+            stats.tls.handshake(handshake.resumed);
+            Ok(Upstream::Tls(Box::new(tls)))
+        }
+        Err(error) => Err(AttemptError::Tls(error)),
+    }
+}

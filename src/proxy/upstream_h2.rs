@@ -1,0 +1,318 @@
+//! HTTP/2 to backends (`[[pool]] protocol = "h2c"`): per worker and backend, a few
+//! multiplexed connections, each carrying many requests as streams.
+//!
+//! The request path stays HTTP/1.1 on both sides: an attempt checks out a stream
+//! ([`stream::H2Upstream`]) that the exchange writes the HTTP/1.1 request into and reads
+//! the HTTP/1.1 response from, as from a pooled HTTP/1 connection. So routing, retries,
+//! health, metrics, the access log and either client protocol need no second copy; an
+//! HTTP/1 pool pays one match on its protocol per attempt.
+//!
+//! A connection takes streams up to the lesser of the backend's
+//! SETTINGS_MAX_CONCURRENT_STREAMS and `max_streams_per_connection`; the next opens a
+//! new connection. Each connection's codec runs as a local task on the worker, with a
+//! keep-alive PING. A connection that got GOAWAY takes no new stream; its open streams
+//! finish. A stream the backend never processed (above the GOAWAY's last stream id, or
+//! refused with REFUSED_STREAM) is sent again on another connection ([`attempt`]).
+
+mod head;
+pub(crate) mod stream;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::{PoolConfig, ServerConfig};
+use crate::pool::ConnectError;
+use crate::proxy::class::AttemptError;
+use crate::snapshot::{Backend, BackendLive, Pool};
+use stream::H2Upstream;
+
+/// The codec's settings for upstream connections; every limit is weir's.
+const MAX_FRAME_SIZE: u32 = 16 * 1024;
+/// A response body a client does not read holds at most this per stream in weir (the
+/// RFC's default window), as an upload does on the client side.
+const STREAM_WINDOW: u32 = 65_535;
+/// 16 stream windows: a few downloads at once run at full speed.
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// What weir queues per stream to send before it waits for the backend's window.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
+/// The RFC's default HPACK table.
+const HEADER_TABLE_SIZE: u32 = 4096;
+
+/// One upstream HTTP/2 connection on this worker.
+struct Conn {
+    send: SendRequest<Bytes>,
+    /// Its streams in progress, and since when it has none.
+    state: Rc<ConnState>,
+    /// Cleared by the connection's task when the connection ends.
+    alive: Rc<Cell<bool>>,
+    /// For the GOAWAY counter.
+    backend: Arc<BackendLive>,
+    /// A connection without streams for this long is closed (the pool's `idle_timeout`).
+    idle_timeout: Duration,
+}
+
+/// What a connection's streams share with it.
+#[derive(Debug)]
+struct ConnState {
+    /// Streams in progress, counted by [`StreamSlot`].
+    streams: Cell<usize>,
+    /// When the last stream ended.
+    idle_since: Cell<Instant>,
+}
+
+impl Conn {
+    /// Whether the connection can take streams: alive, and no GOAWAY received (counted
+    /// here, as the connection leaves the pool: its open streams finish, and the codec
+    /// closes it once they have and the pool's handle is gone), and not idle past its
+    /// timeout at `now`.
+    fn usable(&mut self, now: Instant) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Err(error)) = self.send.poll_ready(&mut cx) {
+            if error.is_go_away() && error.is_remote() {
+                self.backend.stats.local().http2_goaways.inc();
+            }
+            return false;
+        }
+        let idle = self.state.streams.get() == 0
+            && now.saturating_duration_since(self.state.idle_since.get()) >= self.idle_timeout;
+        self.alive.get() && !idle
+    }
+
+    /// Whether the connection may take one more stream: below both stream limits.
+    fn has_room(&self, cap: usize) -> bool {
+        self.state.streams.get() < cap.min(self.send.current_max_send_streams())
+    }
+}
+
+/// Holds a stream's place on its connection while the stream lives.
+#[derive(Debug)]
+pub(crate) struct StreamSlot(Rc<ConnState>);
+
+impl StreamSlot {
+    fn new(state: &Rc<ConnState>) -> StreamSlot {
+        state.streams.set(state.streams.get() + 1);
+        StreamSlot(Rc::clone(state))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let streams = self.0.streams.get().saturating_sub(1);
+        self.0.streams.set(streams);
+        if streams == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
+    }
+}
+
+/// One backend's connections on this worker.
+#[derive(Default)]
+struct Conns {
+    list: Vec<Conn>,
+    /// A connection is being opened: other streams wait for it rather than each open
+    /// their own (a burst of first requests would otherwise open one each).
+    opening: Option<Rc<Notify>>,
+}
+
+thread_local! {
+    /// This worker's connections, by backend identity ([`BackendLive::id`]).
+    static CONNS: RefCell<HashMap<u64, Conns>> = RefCell::new(HashMap::new());
+}
+
+/// Marks a connection to a backend as being opened, until dropped: then the streams
+/// that waited for it look again.
+struct Opening(u64);
+
+impl Opening {
+    /// Marks `live`; `Err` with the wait when another stream is opening one already.
+    fn start(live: &BackendLive) -> Result<Opening, Rc<Notify>> {
+        CONNS.with(|conns| {
+            let mut conns = conns.borrow_mut();
+            let entry = conns.entry(live.id).or_default();
+            match &entry.opening {
+                Some(notify) => Err(Rc::clone(notify)),
+                None => {
+                    entry.opening = Some(Rc::new(Notify::new()));
+                    Ok(Opening(live.id))
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        CONNS.with(|conns| {
+            let mut conns = conns.borrow_mut();
+            let notify = conns.get_mut(&self.0).and_then(|entry| entry.opening.take());
+            if let Some(notify) = notify {
+                notify.notify_waiters();
+            }
+        });
+    }
+}
+
+/// A handle to start a stream on a connection to `live` with room for it, if any;
+/// connections that ended are dropped on the way.
+fn checkout(live: &BackendLive, cap: usize) -> Option<(SendRequest<Bytes>, StreamSlot)> {
+    CONNS.with(|conns| {
+        let mut conns = conns.borrow_mut();
+        let list = &mut conns.get_mut(&live.id)?.list;
+        let now = Instant::now();
+        list.retain_mut(|conn| conn.usable(now));
+        let conn = list.iter().find(|conn| conn.has_room(cap))?;
+        Some((conn.send.clone(), StreamSlot::new(&conn.state)))
+    })
+}
+
+/// Keeps a new connection for the next streams, and returns a stream on it.
+fn keep(
+    live: &Arc<BackendLive>,
+    send: SendRequest<Bytes>,
+    alive: Rc<Cell<bool>>,
+    idle_timeout: Duration,
+) -> (SendRequest<Bytes>, StreamSlot) {
+    let state = ConnState { streams: Cell::new(0), idle_since: Cell::new(Instant::now()) };
+    let state = Rc::new(state);
+    let slot = StreamSlot::new(&state);
+    let handle = send.clone();
+    let backend = Arc::clone(live);
+    CONNS.with(|conns| {
+        let mut conns = conns.borrow_mut();
+        let conn = Conn { send, state, alive, backend, idle_timeout };
+        conns.entry(live.id).or_default().list.push(conn);
+    });
+    (handle, slot)
+}
+
+/// Drops the connections that ended, got GOAWAY or stayed idle past their timeout, and
+/// those of backends no longer in `is_current`; their tasks end once their open streams
+/// do. Workers call it with the HTTP/1 sweep.
+pub fn sweep(is_current: impl Fn(u64) -> bool) {
+    let now = Instant::now();
+    CONNS.with(|conns| {
+        let mut conns = conns.borrow_mut();
+        conns.retain(|id, entry| {
+            entry.list.retain_mut(|conn| conn.usable(now));
+            is_current(*id) && (!entry.list.is_empty() || entry.opening.is_some())
+        });
+    });
+}
+
+/// The codec's client settings: every limit weir's own.
+fn builder(max_header_bytes: usize) -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        // Backends push nothing through a proxy.
+        .enable_push(false)
+        // The same bound on a response head as for HTTP/1 (`max_header_bytes`); the
+        // codec's default is 16 MiB.
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .header_table_size(HEADER_TABLE_SIZE);
+    builder
+}
+
+/// Opens an HTTP/2 connection on `tcp` (prior knowledge), starts its task on this
+/// worker, and keeps it for later streams. Returns a stream on it.
+async fn open(
+    live: &Arc<BackendLive>,
+    tcp: TcpStream,
+    settings: &PoolConfig,
+    max_header_bytes: usize,
+) -> Result<(SendRequest<Bytes>, StreamSlot), h2::Error> {
+    let (timeout, idle_timeout) = (settings.connect_timeout, settings.idle_timeout);
+    let handshake = builder(max_header_bytes).handshake::<_, Bytes>(tcp);
+    let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
+        Ok(result) => result?,
+        Err(_) => return Err(h2::Error::from(h2::Reason::SETTINGS_TIMEOUT)),
+    };
+    let alive = Rc::new(Cell::new(true));
+    let ping = connection.ping_pong();
+    let (interval, ping_timeout) = (settings.h2.ping_interval, settings.h2.ping_timeout);
+    let task_alive = Rc::clone(&alive);
+    tokio::task::spawn_local(async move {
+        let driven = async {
+            let _ = (&mut connection).await;
+        };
+        match ping {
+            Some(ping) => {
+                tokio::select! {
+                    () = driven => {}
+                    () = keepalive(ping, interval, ping_timeout) => {}
+                }
+            }
+            None => driven.await,
+        }
+        task_alive.set(false);
+    });
+    Ok(keep(live, send, alive, idle_timeout))
+}
+
+/// Sends a PING every `interval`; returns when one goes unanswered for `timeout` (or
+/// the connection can no longer send one), which ends the connection.
+async fn keepalive(mut ping: h2::PingPong, interval: Duration, timeout: Duration) {
+    // Bounded by the connection's life: each pass waits `interval`.
+    loop {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// How many times a stream waits for a connection that another stream opens before it
+/// opens its own: more than once when the connection it waited for filled up at once.
+const MAX_WAITS: usize = 2;
+
+/// A stream to `backend` for one attempt, and whether its connection was open already:
+/// a connection with room unless `fresh`, else a new one.
+pub(crate) async fn stream(
+    backend: &Backend,
+    pool: &Pool,
+    server: &ServerConfig,
+    fresh: bool,
+) -> Result<(H2Upstream, bool), AttemptError> {
+    let (settings, live) = (&pool.settings, &backend.live);
+    let cap = settings.h2.max_streams_per_connection;
+    let mut waits = 0;
+    // Bounded: at most `MAX_WAITS` waits for a connection another stream opens.
+    let _opening = loop {
+        if let Some((send, slot)) = (!fresh).then(|| checkout(live, cap)).flatten() {
+            live.stats.local().connections_reused.inc();
+            return Ok((H2Upstream::new(send, slot), true));
+        }
+        match Opening::start(live) {
+            Ok(opening) => break Some(opening),
+            Err(_) if fresh || waits == MAX_WAITS => break None,
+            Err(notify) => {
+                waits += 1;
+                let _ = tokio::time::timeout(settings.connect_timeout, notify.notified()).await;
+            }
+        }
+    };
+    let tcp = crate::pool::connect(backend, settings.connect_timeout).await?;
+    live.stats.local().connections_opened.inc();
+    let opened = open(live, tcp, settings, server.max_header_bytes);
+    match opened.await {
+        Ok((send, slot)) => Ok((H2Upstream::new(send, slot), false)),
+        // The backend does not speak HTTP/2 (or not in time): nothing was sent.
+        Err(error) => {
+            Err(AttemptError::Connect(ConnectError::Failed(std::io::Error::other(error))))
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! One upstream HTTP/2 stream as the exchange sees an upstream connection
+//! ([`Stream`]): it writes the HTTP/1.1 request, which goes out as HEADERS, DATA and
+//! trailers, and reads the HTTP/1.1 response, made of the stream's HEADERS (the head),
+//! DATA (the body, chunked unless the backend sent `Content-Length`) and trailers
+//! (chunked trailers).
+//!
+//! Flow control holds both ways: request bytes are taken only as the backend's window
+//! allows, and response bytes are acknowledged (WINDOW_UPDATE) only as the exchange
+//! takes them. Dropping a stream before its response ended resets it with `CANCEL`,
+//! so a client's reset reaches the backend.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{Reason, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+
+use super::head::{self, RequestBody};
+use super::StreamSlot;
+use crate::http1::chunked::Decoder;
+use crate::proxy::h2::body::RequestBody as Body;
+use crate::proxy::h2::respond::{broken, end_with_trailers, poll_chunked, poll_length};
+use crate::proxy::io::{Stream, Writer};
+
+/// Where the request stands.
+#[derive(Debug)]
+enum Sending {
+    /// Head bytes so far.
+    Head(Vec<u8>),
+    /// This many body bytes are left.
+    Length(u64),
+    /// A chunked body, de-chunked as it comes; its trailer bytes so far.
+    Chunked(Decoder, Vec<u8>),
+    /// The request ended.
+    Done,
+}
+
+/// Where the response stands.
+#[derive(Debug)]
+enum Receiving {
+    /// The request head is not sent yet; the read waits.
+    NotAsked(Option<Waker>),
+    /// Waiting for the response head.
+    Head(ResponseFuture),
+    /// The HTTP/1.1 head (from `at`), then the body.
+    Body { head: Vec<u8>, at: usize, body: Body },
+}
+
+/// An HTTP/2 stream to a backend, read and written as an HTTP/1.1 connection.
+#[derive(Debug)]
+pub struct H2Upstream {
+    handle: SendRequest<Bytes>,
+    send: Option<SendStream<Bytes>>,
+    sending: Sending,
+    receiving: Receiving,
+    /// The last write waited for the backend's window.
+    waiting: bool,
+    /// The stream failed in a way that proves the backend never processed it: refused
+    /// (`REFUSED_STREAM`) or above a GOAWAY's last stream id. Any method may go again.
+    refused: bool,
+    _slot: StreamSlot,
+}
+
+impl H2Upstream {
+    /// A stream to be opened on the connection behind `handle`.
+    pub(super) fn new(handle: SendRequest<Bytes>, slot: StreamSlot) -> H2Upstream {
+        H2Upstream {
+            handle,
+            send: None,
+            sending: Sending::Head(Vec::new()),
+            receiving: Receiving::NotAsked(None),
+            waiting: false,
+            refused: false,
+            _slot: slot,
+        }
+    }
+
+    /// Whether the backend never processed this stream, so any request may be sent again.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// Notes an error of the stream; returns it as an I/O error.
+    fn failed(&mut self, error: h2::Error) -> io::Error {
+        let graceful_goaway =
+            error.is_go_away() && error.is_remote() && error.reason() == Some(Reason::NO_ERROR);
+        let refused = error.is_reset() && error.reason() == Some(Reason::REFUSED_STREAM);
+        // Only before the response head: a stream the backend answered was processed.
+        if matches!(self.receiving, Receiving::Head(_) | Receiving::NotAsked(_)) {
+            self.refused |= graceful_goaway || refused;
+        }
+        broken(error)
+    }
+
+    /// Takes request head bytes; sends the head once it is complete. Returns the bytes
+    /// of `buf` consumed.
+    fn poll_head(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let Sending::Head(bytes) = &mut self.sending else { unreachable!("called for a head") };
+        let before = bytes.len();
+        bytes.extend_from_slice(buf);
+        let Some((request, body, end)) = head::request(bytes)? else {
+            return Poll::Ready(Ok(buf.len()));
+        };
+        match self.handle.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(self.failed(error))),
+            Poll::Pending => {
+                // The same bytes come again with the next write.
+                if let Sending::Head(bytes) = &mut self.sending {
+                    bytes.truncate(before);
+                }
+                return Poll::Pending;
+            }
+        }
+        let empty = matches!(body, RequestBody::Empty);
+        let (response, send) = match self.handle.send_request(request, empty) {
+            Ok(sent) => sent,
+            Err(error) => return Poll::Ready(Err(self.failed(error))),
+        };
+        self.send = Some(send);
+        self.sending = match body {
+            RequestBody::Empty => Sending::Done,
+            RequestBody::Length(length) => Sending::Length(length),
+            RequestBody::Chunked => Sending::Chunked(Decoder::new(), Vec::new()),
+        };
+        let asked = std::mem::replace(&mut self.receiving, Receiving::Head(response));
+        if let Receiving::NotAsked(Some(waker)) = asked {
+            waker.wake();
+        }
+        // Body bytes after the head come with the next write.
+        Poll::Ready(Ok(end - before))
+    }
+
+    /// Reads the response head once it comes, as HTTP/1.1.
+    fn poll_response(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Receiving::Head(future) = &mut self.receiving else { return Poll::Ready(Ok(())) };
+        let response = match ready!(Pin::new(future).poll(cx)) {
+            Ok(response) => response,
+            Err(error) => return Poll::Ready(Err(self.failed(error))),
+        };
+        let mut head = Vec::with_capacity(256);
+        let chunked = head::response(&response, &mut head);
+        let body = Body::new(response.into_body(), chunked);
+        self.receiving = Receiving::Body { head, at: 0, body };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for H2Upstream {
+    fn drop(&mut self) {
+        // A stream dropped before its response ended (the client reset its own stream,
+        // or went away): the backend hears it at once, as RST_STREAM(CANCEL).
+        let ended = matches!(&self.receiving, Receiving::Body { body, .. } if body.is_end_stream());
+        if !ended {
+            if let Some(send) = self.send.as_mut() {
+                send.send_reset(Reason::CANCEL);
+            }
+        }
+    }
+}
+
+impl AsyncRead for H2Upstream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Receiving::NotAsked(waker) = &mut this.receiving {
+            *waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        ready!(this.poll_response(cx))?;
+        let Receiving::Body { head, at, body } = &mut this.receiving else {
+            unreachable!("the response head was read")
+        };
+        if *at < head.len() {
+            let n = (head.len() - *at).min(buf.remaining());
+            buf.put_slice(&head[*at..*at + n]);
+            *at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(body).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for H2Upstream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let H2Upstream { send, sending, waiting, .. } = this;
+        match sending {
+            Sending::Head(_) => this.poll_head(cx, buf),
+            Sending::Length(left) => {
+                let sent = ready!(poll_length(send, left, cx, buf, waiting))?;
+                if *left == 0 {
+                    *sending = Sending::Done;
+                }
+                Poll::Ready(Ok(sent))
+            }
+            Sending::Chunked(decoder, trailers) => {
+                let consumed = ready!(poll_chunked(send, decoder, trailers, waiting, cx, buf))?;
+                if decoder.is_done() {
+                    let stream = send.as_mut().ok_or_else(|| broken("no request head"))?;
+                    end_with_trailers(stream, trailers)?;
+                    *sending = Sending::Done;
+                }
+                Poll::Ready(Ok(consumed))
+            }
+            Sending::Done => Poll::Ready(Err(broken("request bytes after its end"))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames are queued in the codec, which the connection's task writes out.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The halves share the stream through tokio's `split` (a short lock per poll): the
+/// response is read while the request body is written.
+impl Writer for H2Upstream {
+    const BUFFERS: bool = true;
+}
+
+impl Stream for H2Upstream {
+    type Read<'a> = ReadHalf<&'a mut H2Upstream>;
+    type Write<'a> = WriteHalf<&'a mut H2Upstream>;
+
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        tokio::io::split(self)
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        // Only a pooled HTTP/1 connection's idle wait asks; a stream has none.
+        std::future::ready(Ok(()))
+    }
+}

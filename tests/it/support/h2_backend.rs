@@ -1,0 +1,210 @@
+//! [`H2Backend`]: a real HTTP/2 origin server (the `h2` crate's server, cleartext with
+//! prior knowledge) on 127.0.0.1 for the tests of HTTP/2 to backends. It counts the
+//! connections it accepted and routes by path:
+//! - `/echo`: the request body back, `x-backend` naming the server; request trailers
+//!   come back as response trailers, with `x-echoed: yes` added;
+//! - `/big?N`: N pattern bytes with `Content-Length` (see [`super::pattern_bytes`]);
+//! - `/trailers`: `abc`, then trailers `x-checksum: 42` and `grpc-status: 0`;
+//! - `/grpc-error`: a trailers-only answer (HEADERS with END_STREAM): `grpc-status: 5`,
+//!   `grpc-message: no such thing`;
+//! - `/reset`: resets the stream (`INTERNAL_ERROR`) instead of answering;
+//! - `/huge-head`: a response head with a 100 KiB field, past weir's header list limit;
+//! - `/refuse-once`: the first such stream the backend gets is refused (RST_STREAM
+//!   `REFUSED_STREAM`), later ones are echoed as `/echo`;
+//! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
+//! - anything else: the server's name.
+//!
+//! A connection can be told to send GOAWAY (graceful: 2^31-1, a PING, the final id) after
+//! a number of streams.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What an [`H2Backend`] counted.
+#[derive(Default)]
+pub struct Counts {
+    /// Connections accepted.
+    pub accepted: AtomicUsize,
+    /// Streams (requests) received.
+    pub streams: AtomicUsize,
+    /// Streams the peer reset (`/hold` only), with the reason CANCEL.
+    pub cancels: AtomicUsize,
+    /// Connections that ended.
+    pub closed: AtomicUsize,
+    /// Response body bytes the peer's window let through, all streams together.
+    pub body_sent: AtomicUsize,
+    /// Streams refused (`/refuse-once`).
+    pub refused: AtomicUsize,
+}
+
+/// An HTTP/2 backend; stops when dropped.
+pub struct H2Backend {
+    addr: SocketAddr,
+    /// Its counters.
+    pub counts: Arc<Counts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl H2Backend {
+    /// Starts a backend named `name`; with `goaway_after`, each connection sends a
+    /// graceful GOAWAY after that many streams and closes once they are done.
+    pub async fn start(name: &str, goaway_after: Option<usize>) -> H2Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let counts = Arc::new(Counts::default());
+        let (name, shared) = (Arc::<str>::from(name), Arc::clone(&counts));
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(tcp, Arc::clone(&name), Arc::clone(&shared), goaway_after));
+            }
+        });
+        H2Backend { addr, counts, task }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.counts.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for H2Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(tcp: TcpStream, name: Arc<str>, counts: Arc<Counts>, goaway_after: Option<usize>) {
+    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+    let mut served = 0;
+    while let Some(Ok((request, respond))) = conn.accept().await {
+        served += 1;
+        counts.streams.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(answer(request, respond, Arc::clone(&name), Arc::clone(&counts)));
+        if goaway_after == Some(served) {
+            conn.graceful_shutdown();
+        }
+    }
+    counts.closed.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn answer(
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    name: Arc<str>,
+    counts: Arc<Counts>,
+) {
+    let mut path = request.uri().path().to_string();
+    if path == "/refuse-once" {
+        if counts.refused.fetch_add(1, Ordering::SeqCst) == 0 {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            return;
+        }
+        path = "/echo".into();
+    }
+    let query = request.uri().query().unwrap_or("").to_string();
+    let mut body = request.into_body();
+    let (data, trailers) = read_all(&mut body).await;
+    let mut head = Response::builder().status(200).header("x-backend", &*name);
+    match path.as_str() {
+        "/echo" => {
+            let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+            send_all(&mut send, data, trailers.is_none()).await;
+            if let Some(mut trailers) = trailers {
+                trailers.insert("x-echoed", HeaderValue::from_static("yes"));
+                let _ = send.send_trailers(trailers);
+            }
+        }
+        "/big" => {
+            let n: usize = query.parse().unwrap_or(1024 * 1024);
+            head = head.header("content-length", n);
+            let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+            let body = Bytes::from(super::pattern_bytes(n));
+            send_counted(&mut send, body, &counts.body_sent).await;
+        }
+        "/trailers" => {
+            let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+            send_all(&mut send, Bytes::from_static(b"abc"), false).await;
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", HeaderValue::from_static("42"));
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let _ = send.send_trailers(trailers);
+        }
+        "/grpc-error" => {
+            let head = head
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "5")
+                .header("grpc-message", "no such thing");
+            let _ = respond.send_response(head.body(()).unwrap(), true);
+        }
+        "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        "/huge-head" => {
+            let head = head.header("x-huge", "h".repeat(100 * 1024));
+            let _ = respond.send_response(head.body(()).unwrap(), true);
+        }
+        "/hold" => {
+            let reset = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
+            if matches!(reset, Ok(h2::Reason::CANCEL)) {
+                counts.cancels.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        _ => {
+            let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+            send_all(&mut send, Bytes::from(name.as_bytes().to_vec()), true).await;
+        }
+    }
+}
+
+/// The whole request body and its trailers.
+async fn read_all(body: &mut RecvStream) -> (Bytes, Option<HeaderMap>) {
+    let mut data = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.ok().flatten();
+    (Bytes::from(data), trailers)
+}
+
+/// Sends `data` as the peer's window allows, ending the stream, adding the bytes to
+/// `sent` as they go.
+async fn send_counted(send: &mut h2::SendStream<Bytes>, mut data: Bytes, sent: &AtomicUsize) {
+    // Bounded by the data: each pass sends a part, or ends.
+    while !data.is_empty() {
+        let part = data.split_to(data.len().min(16 * 1024));
+        sent.fetch_add(part.len(), Ordering::SeqCst);
+        if send_all(send, part, data.is_empty()).await < 1 {
+            return;
+        }
+    }
+}
+
+/// Sends `data` as the peer's window allows; ends the stream when `end`. Returns the
+/// bytes sent.
+async fn send_all(send: &mut h2::SendStream<Bytes>, mut data: Bytes, end: bool) -> usize {
+    let total = data.len();
+    if data.is_empty() && end {
+        let _ = send.send_data(Bytes::new(), true);
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let Some(Ok(n)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else { break };
+        let chunk = data.split_to(n.min(data.len()));
+        if send.send_data(chunk, end && data.is_empty()).is_err() {
+            break;
+        }
+    }
+    total - data.len()
+}
