@@ -181,9 +181,12 @@ impl ResponseWriter {
             }
             _ => return Err(broken("weir wrote a response head HTTP/2 cannot carry")),
         };
-        let shared = Bytes::copy_from_slice(input);
+        let framing = framing(parsed.headers)?;
+        // The head and a fixed-length body's first bytes: one copy serves the field values
+        // and the first DATA frame ([`Framing::body_in`]).
+        let shared = Bytes::copy_from_slice(&input[..end + framing.body_in(input.len() - end)]);
         let status = parsed.code.unwrap_or(0);
-        let (mut fields, framing) = fields(parsed.headers, input, &shared)?;
+        let mut fields = fields(parsed.headers, input, &shared)?;
         let mut response = Response::new(());
         if status == 101 && self.websocket {
             // The handshake's proof is for weir's key, checked already; the client sent
@@ -215,10 +218,6 @@ impl ResponseWriter {
         let mut handles = self.handles.borrow_mut();
         let mut send = handles.respond.send_response(response, empty).map_err(broken)?;
         let sent = match &mut self.body {
-            Body::Length(0) => {
-                self.body = Body::Ended;
-                0
-            }
             Body::Length(left) => send_ready(&mut send, shared.slice(end..), left)?,
             _ => 0,
         };
@@ -289,7 +288,7 @@ pub(crate) fn end_with_trailers(send: &mut SendStream<Bytes>, trailers: &[u8]) -
         return Err(broken("trailers HTTP/2 cannot carry"));
     };
     let shared = Bytes::copy_from_slice(trailers);
-    let (fields, _) = fields(headers, trailers, &shared)?;
+    let fields = fields(headers, trailers, &shared)?;
     if fields.is_empty() {
         send.send_data(Bytes::new(), true).map_err(broken)
     } else {
@@ -426,34 +425,53 @@ pub(crate) enum Framing {
     UntilEnd,
 }
 
-/// The fields of a response head that go in HTTP/2 HEADERS, and the body's framing.
+impl Framing {
+    /// How many of `available` bytes after the head are this body's: a fixed length's
+    /// share of them; none for a chunked body, whose bytes go through the decoder, nor
+    /// for one that ends with the connection.
+    fn body_in(&self, available: usize) -> usize {
+        match *self {
+            Framing::Length(length) => available.min(usize::try_from(length).unwrap_or(usize::MAX)),
+            Framing::Chunked | Framing::UntilEnd => 0,
+        }
+    }
+}
+
+/// How the body after a head weir wrote is framed: `Transfer-Encoding` (weir relays only
+/// `chunked` as the final coding, RFC 9112 §6.3), else `Content-Length`, else to the end.
+pub(crate) fn framing(headers: &[httparse::Header<'_>]) -> io::Result<Framing> {
+    let mut framing = Framing::UntilEnd;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            framing = Framing::Chunked;
+        } else if header.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(header.value).map_err(broken)?;
+            framing = Framing::Length(text.trim().parse().map_err(broken)?);
+        }
+    }
+    Ok(framing)
+}
+
+/// The fields of a head that go in HTTP/2 HEADERS: all but the connection-specific ones.
+/// Each value is a slice of `shared`, a copy of `input` (or of its beginning, up to the
+/// head's end at least).
 pub(crate) fn fields(
     headers: &[httparse::Header<'_>],
     input: &[u8],
     shared: &Bytes,
-) -> io::Result<(HeaderMap, Framing)> {
+) -> io::Result<HeaderMap> {
     let mut map = HeaderMap::with_capacity(headers.len());
-    let mut framing = Framing::UntilEnd;
     for header in headers {
         let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?;
-        if name == http::header::TRANSFER_ENCODING {
-            // weir relays only `chunked` as the final coding (RFC 9112 §6.3).
-            framing = Framing::Chunked;
+        if name == http::header::TRANSFER_ENCODING || hop_by_hop(&name) {
             continue;
         }
-        if hop_by_hop(&name) {
-            continue;
-        }
-        if name == http::header::CONTENT_LENGTH {
-            let text = std::str::from_utf8(header.value).map_err(broken)?;
-            framing = Framing::Length(text.trim().parse().map_err(broken)?);
-        }
-        // The value's place in `input`, which `shared` is a copy of.
+        // The value's place in `input`, which `shared` begins with.
         let at = header.value.as_ptr() as usize - input.as_ptr() as usize;
         let value = shared.slice(at..at + header.value.len());
         map.append(name, HeaderValue::from_maybe_shared(value).map_err(broken)?);
     }
-    Ok((map, framing))
+    Ok(map)
 }
 
 /// Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2).

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 
 use crate::http1::HEADER_SLOTS;
-use crate::proxy::h2::respond::{broken, fields, Framing};
+use crate::proxy::h2::respond::{broken, fields, framing, Framing};
 
 /// Most bytes of one request head weir writes: its own limit on client heads plus the
 /// fields it adds, with room to spare.
@@ -42,7 +42,8 @@ pub fn request(input: &[u8]) -> io::Result<Option<(Request<()>, RequestBody, usi
         _ => return Err(broken("weir wrote a request head HTTP/2 cannot carry")),
     };
     let shared = Bytes::copy_from_slice(&input[..end]);
-    let (mut fields, framing) = fields(parsed.headers, &input[..end], &shared)?;
+    let framing = framing(parsed.headers)?;
+    let mut fields = fields(parsed.headers, &input[..end], &shared)?;
     let authority = fields.remove(header::HOST).ok_or_else(|| broken("request without Host"))?;
     let path = parsed.path.unwrap_or("/");
     let uri = Uri::builder()
