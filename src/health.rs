@@ -44,6 +44,7 @@
 //! that only transitions, probes and the admin API take; the request path takes it only
 //! when a failure crosses the threshold or a half-open trial ends.
 
+pub mod grpc_probe;
 pub mod machine;
 pub mod probe;
 pub mod select;

@@ -80,13 +80,18 @@ pub enum ProbeKind {
     Http,
     /// A plain TCP connect; healthy when it is accepted.
     Tcp,
+    /// `grpc.health.v1.Health/Check` over HTTP/2; healthy when the answer is `SERVING`.
+    Grpc,
 }
 
 /// `[pool.health]`: active probes, one prober per backend for the whole process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HealthConfig {
-    /// `type`: HTTP GET or TCP connect.
+    /// `type`: HTTP GET, TCP connect or gRPC health check.
     pub kind: ProbeKind,
+    /// The service a gRPC probe asks about; empty asks about the whole server (the
+    /// health protocol's convention).
+    pub service: String,
     /// Path of the HTTP probe.
     pub path: String,
     /// `Host` of the HTTP probe; the backend's `HOST:PORT` when not set.
@@ -110,6 +115,7 @@ impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
             kind: ProbeKind::Http,
+            service: String::new(),
             // HAProxy's `option httpchk` checks `/` too: every HTTP server answers it.
             path: "/".to_string(),
             host: None,

@@ -1,5 +1,5 @@
-//! Active probes: an HTTP `GET` whose status must be in `expect_status`, or a plain TCP
-//! connect. A whole probe (connect, request, response head) is bounded by `timeout`, so a
+//! Active probes: an HTTP `GET` whose status must be in `expect_status`, a plain TCP
+//! connect, or a gRPC health check ([`super::grpc_probe`]). A whole probe (connect, request, response head) is bounded by `timeout`, so a
 //! backend that accepts and then hangs fails its probe instead of stalling the prober.
 //!
 //! Probes go to the addresses the backend resolved to (IPv4 and IPv6 alike), in order, as
@@ -29,8 +29,10 @@ const READ_CHUNK: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct Probe {
     kind: ProbeKind,
-    /// The HTTP request, head only.
+    /// The HTTP request, head only; for a gRPC probe, the request body.
     request: Vec<u8>,
+    /// The gRPC probe's `:authority`: the HTTP probe's `Host`.
+    authority: String,
     expect: StatusSet,
     timeout: Duration,
     /// The backend's TLS connector, for an `https://` backend.
@@ -42,14 +44,19 @@ impl Probe {
     /// (the `Host` when the config names none).
     pub fn new(config: &HealthConfig, authority: &str) -> Probe {
         let host = config.host.as_deref().unwrap_or(authority);
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-health-check\r\n\
-             Accept: */*\r\nConnection: close\r\n\r\n",
-            config.path
-        );
+        let request = match config.kind {
+            ProbeKind::Grpc => super::grpc_probe::request_body(&config.service),
+            _ => format!(
+                "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-health-check\r\n\
+                 Accept: */*\r\nConnection: close\r\n\r\n",
+                config.path
+            )
+            .into_bytes(),
+        };
         Probe {
             kind: config.kind,
-            request: request.into_bytes(),
+            request,
+            authority: host.to_string(),
             expect: config.expect_status,
             timeout: config.timeout,
             tls: None,
@@ -68,9 +75,9 @@ impl Probe {
             let stream = connect(addrs).await?;
             let passed = match (self.kind, &self.tls) {
                 (ProbeKind::Tcp, _) => Ok(()),
-                (ProbeKind::Http, None) => self.http(stream).await,
-                (ProbeKind::Http, Some(connector)) => match connector.connect(stream).await {
-                    Ok((tls, _)) => self.http(tls).await,
+                (_, None) => self.speak(stream, "http").await,
+                (_, Some(connector)) => match connector.connect(stream).await {
+                    Ok((tls, _)) => self.speak(tls, "https").await,
                     Err(error) => Err(format!("TLS error: {error}")),
                 },
             };
@@ -79,6 +86,20 @@ impl Probe {
         match tokio::time::timeout(self.timeout, probe).await {
             Ok(result) => result,
             Err(_) => Err(ProbeError::Backend(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    /// The probe's request and answer over `stream`, whose scheme is `scheme`.
+    async fn speak<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        scheme: &str,
+    ) -> Result<(), String> {
+        match self.kind {
+            ProbeKind::Grpc => {
+                super::grpc_probe::check(stream, scheme, &self.authority, &self.request).await
+            }
+            _ => self.http(stream).await,
         }
     }
 

@@ -3,46 +3,10 @@
 //! are checked as the client got them.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
+use crate::support::grpc::{grpc_client, GrpcServer};
 use crate::support::Balancer;
 use weir::config::BackendProtocol;
-
-const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/grpc_peer.py");
-
-/// A grpcio server; killed when dropped.
-struct GrpcServer {
-    addr: SocketAddr,
-    _child: Child,
-}
-
-async fn grpc_server() -> GrpcServer {
-    let mut child = Command::new("python3")
-        .args([PEER, "server"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run python3 (with grpcio: pip install grpcio)");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).await.expect("the server's port");
-    let port: u16 = line.trim().parse().expect("a port");
-    GrpcServer { addr: SocketAddr::from(([127, 0, 0, 1], port)), _child: child }
-}
-
-/// Runs every call of the grpcio client through `addr`; its JSON line of results.
-async fn grpc_client(addr: SocketAddr) -> String {
-    let run = Command::new("python3").args([PEER, "client", &addr.to_string()]).output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
-        .await
-        .expect("the client finished")
-        .expect("run python3");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8").trim().to_string()
-}
 
 fn weir_h2c(backends: &[SocketAddr]) -> Balancer {
     Balancer::over(backends, |config| config.pools[0].protocol = BackendProtocol::H2c)
@@ -54,7 +18,7 @@ async fn grpcio_calls_of_every_kind_pass_through_weir() {
     // grpcio peers. Method: unary, server streaming, client streaming, a bidirectional
     // stream that sends each message only after the previous answer came back, and a
     // call the server aborts with NOT_FOUND and a message.
-    let server = grpc_server().await;
+    let server = GrpcServer::start("s").await;
     let weir = weir_h2c(&[server.addr]);
     let expected = concat!(
         r#"{"unary": {"ok": "unary:hello"}, "#,

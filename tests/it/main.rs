@@ -21,6 +21,7 @@ mod errors;
 mod framing;
 mod framing_fields;
 mod grpc;
+mod grpc_health;
 mod h2;
 mod h2up;
 mod headers;

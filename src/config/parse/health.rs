@@ -44,10 +44,14 @@ impl Walker {
     pub(super) fn health(&mut self, value: &Value<'_>) -> Option<HealthConfig> {
         let table = self.table("health", value)?;
         let mut out = HealthConfig::default();
-        let (mut jitter, mut jitter_span) = (None, None);
+        let (mut jitter, mut jitter_span, mut service_span) = (None, None, None);
         for (key, value) in table {
             let slot = match key.get_ref().as_ref() {
                 "type" => Slot::Check(Box::new(|v| probe_kind(v).map(|k| out.kind = k))),
+                "service" => {
+                    service_span = Some(value.span());
+                    Slot::Check(Box::new(|v| grpc_service(v).map(|s| out.service = s)))
+                }
                 "path" => Slot::Check(Box::new(|v| probe_path(v).map(|p| out.path = p))),
                 "host" => Slot::Check(Box::new(|v| probe_host(v).map(|h| out.host = Some(h)))),
                 "expect_status" => Slot::Check(Box::new(|v| {
@@ -81,6 +85,9 @@ impl Walker {
             (Some(jitter), _) => jitter,
             (None, _) => out.interval / 10,
         };
+        if let (Some(span), false) = (service_span, out.kind == ProbeKind::Grpc) {
+            self.error(span, "`service` is for `type = \"grpc\"` probes only".to_string());
+        }
         Some(out)
     }
 
@@ -193,10 +200,11 @@ fn probe_kind(v: &DeValue<'_>) -> Result<ProbeKind, String> {
     match string("type", v)? {
         "http" => Ok(ProbeKind::Http),
         "tcp" => Ok(ProbeKind::Tcp),
+        "grpc" => Ok(ProbeKind::Grpc),
         "https" => Err("probes to https:// backends speak TLS by themselves; \
                         use type = \"http\""
             .to_string()),
-        other => Err(format!("`type`: expected \"http\" or \"tcp\", found \"{other}\"")),
+        other => Err(format!("`type`: expected \"http\", \"tcp\" or \"grpc\", found \"{other}\"")),
     }
 }
 
@@ -208,6 +216,25 @@ fn probe_path(v: &DeValue<'_>) -> Result<String, String> {
     match path.starts_with('/') && !path.contains(bad) {
         true => Ok(path.to_string()),
         false => Err(format!("`path` must start with '/' and hold no spaces: \"{path}\"")),
+    }
+}
+
+/// Longest gRPC service name a probe may ask about: real ones (`package.Service`) are
+/// well under a hundred bytes, and the whole request must stay one small frame.
+const MAX_SERVICE_NAME: usize = 1024;
+
+/// A gRPC probe's `service`: a name of printable ASCII (it goes into a protobuf string,
+/// which must be UTF-8; servers register services by such names).
+fn grpc_service(v: &DeValue<'_>) -> Result<String, String> {
+    let service = string("service", v)?;
+    if service.len() > MAX_SERVICE_NAME {
+        return Err(format!("`service` is longer than {MAX_SERVICE_NAME} bytes"));
+    }
+    match service.bytes().all(|b| b.is_ascii_graphic()) {
+        true => Ok(service.to_string()),
+        false => Err(format!(
+            "`service` must be a service name such as \"pkg.Service\", not \"{service}\""
+        )),
     }
 }
 

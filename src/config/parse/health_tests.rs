@@ -55,6 +55,10 @@ fn health_table() {
     assert_eq!(health.jitter, ms(50));
     let tcp = pool("[pool.health]\ntype = \"tcp\"\njitter = \"0s\"\n").health.unwrap();
     assert_eq!((tcp.kind, tcp.jitter), (ProbeKind::Tcp, Duration::ZERO));
+    let grpc = pool("[pool.health]\ntype = \"grpc\"\nservice = \"pkg.Echo\"\n").health.unwrap();
+    assert_eq!((grpc.kind, grpc.service.as_str()), (ProbeKind::Grpc, "pkg.Echo"));
+    let whole = pool("[pool.health]\ntype = \"grpc\"\n").health.unwrap();
+    assert_eq!(whole.service, "", "no service: the whole server");
     let single = pool("health = { expect_status = \"204\" }\n").health.unwrap();
     assert_eq!(single.expect_status, set(&[204]));
 }
@@ -69,9 +73,17 @@ fn health_errors() {
     );
     assert_eq!(
         at("type = \"udp\"\n"),
-        "weir.toml:4:8: `type`: expected \"http\" or \"tcp\", found \"udp\""
+        "weir.toml:4:8: `type`: expected \"http\", \"tcp\" or \"grpc\", found \"udp\""
     );
     assert!(at("path = \"health\"\n").contains("`path` must start with '/'"));
+    assert_eq!(
+        at("service = \"pkg.Echo\"\n"),
+        "weir.toml:4:11: `service` is for `type = \"grpc\"` probes only"
+    );
+    let spaced = at("type = \"grpc\"\nservice = \"a b\"\n");
+    assert!(spaced.contains("must be a service name"), "{spaced}");
+    let long = at(&format!("type = \"grpc\"\nservice = \"{}\"\n", "s".repeat(1025)));
+    assert!(long.contains("longer than 1024 bytes"), "{long}");
     assert!(at("host = \"a b\"\n").contains("bare host name"));
     assert!(at("expect_status = \"399-200\"\n").contains("between 200 and 599"));
     assert!(at("expect_status = [99]\n").contains("between 200 and 599"));

@@ -14,6 +14,8 @@
 //!   WebSocket echo.
 //! * [`dns::TestDns`] (in `dns.rs`): a tiny DNS server whose records, failures and
 //!   truncation the test controls.
+//! * [`grpc`]: grpcio peers (`grpc_peer.py`): a server steered on its stdin, a client
+//!   of every RPC kind, and a load client.
 //! * [`Recorder`] (in `recorder.rs`): a raw backend that records each request as it
 //!   arrived and answers from a script, to count exactly what reaches a backend.
 //! * [`slow_backend::SlowBackend`]: a backend whose slowness a test switches on and off.
@@ -32,6 +34,7 @@ pub mod balancer;
 pub mod client;
 pub mod dns;
 pub mod dnsmasq;
+pub mod grpc;
 pub mod h2_backend;
 pub mod load;
 pub mod process;

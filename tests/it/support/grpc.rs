@@ -1,0 +1,131 @@
+//! grpcio peers (`grpc_peer.py`, an independent gRPC stack): a server the test steers
+//! on its stdin (health states, counts), the one-shot client of every RPC kind, and a
+//! load client that calls continuously until told to stop.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/grpc_peer.py");
+/// Longest wait for one line from a peer: they answer at once, unless the machine is
+/// very busy.
+const LINE_WAIT: Duration = Duration::from_secs(30);
+
+/// A grpcio process with its stdin and stdout; killed when dropped.
+struct Peer {
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    _child: Child,
+}
+
+impl Peer {
+    fn spawn(args: &[&str]) -> Peer {
+        let mut child = Command::new("python3")
+            .arg(PEER)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run python3 (with grpcio: pip install grpcio grpcio-health-checking)");
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Peer { stdin, lines, _child: child }
+    }
+
+    async fn line(&mut self) -> String {
+        let next = tokio::time::timeout(LINE_WAIT, self.lines.next_line()).await;
+        next.expect("the peer answered in time").expect("read").expect("a line")
+    }
+
+    async fn say(&mut self, command: &str) {
+        self.stdin.write_all(format!("{command}\n").as_bytes()).await.expect("write");
+        self.stdin.flush().await.expect("flush");
+    }
+}
+
+/// A grpcio server (service `test.Echo` and `grpc.health.v1.Health`).
+pub struct GrpcServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    peer: Peer,
+}
+
+/// What a [`GrpcServer`] counted.
+pub struct Counts {
+    /// Calls of `Who` so far.
+    pub who: u64,
+    /// Each health check answered: when, and the status answered.
+    pub checks: Vec<(SystemTime, String)>,
+}
+
+impl Counts {
+    /// Checks answered `status` between `from` and `to`.
+    pub fn checks_between(&self, status: &str, from: SystemTime, to: SystemTime) -> usize {
+        let within = |at: &SystemTime| *at >= from && *at < to;
+        self.checks.iter().filter(|(at, answered)| within(at) && answered == status).count()
+    }
+}
+
+impl GrpcServer {
+    /// Starts a server whose `Who` answers `name`.
+    pub async fn start(name: &str) -> GrpcServer {
+        let mut peer = Peer::spawn(&["server", name]);
+        let port: u16 = peer.line().await.trim().parse().expect("a port");
+        GrpcServer { addr: SocketAddr::from(([127, 0, 0, 1], port)), peer }
+    }
+
+    /// Sets the health of `service` to `state` (`SERVING`, `NOT_SERVING`); returns when
+    /// the server has, with the time just before it was asked.
+    pub async fn set_health(&mut self, service: &str, state: &str) -> SystemTime {
+        let asked = SystemTime::now();
+        self.peer.say(&format!("status {service} {state}")).await;
+        assert_eq!(self.peer.line().await, "ok");
+        asked
+    }
+
+    /// What the server counted so far.
+    pub async fn counts(&mut self) -> Counts {
+        self.peer.say("count").await;
+        let doc: Value = serde_json::from_str(&self.peer.line().await).expect("JSON");
+        let checks = doc["checks"].as_array().expect("checks").iter().map(|check| {
+            let at = Duration::from_secs_f64(check[0].as_f64().expect("a time"));
+            (SystemTime::UNIX_EPOCH + at, check[1].as_str().expect("a status").to_string())
+        });
+        Counts { who: doc["who"].as_u64().expect("who"), checks: checks.collect() }
+    }
+}
+
+/// Runs every call of the grpcio client through `addr`; its JSON line of results.
+pub async fn grpc_client(addr: SocketAddr) -> String {
+    let run = Command::new("python3").args([PEER, "client", &addr.to_string()]).output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the client finished")
+        .expect("run python3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8").trim().to_string()
+}
+
+/// A grpcio client calling `Who` through weir from 4 threads until stopped.
+pub struct GrpcLoad(Peer);
+
+impl GrpcLoad {
+    /// Starts calling `addr`; returns once a first call succeeded.
+    pub async fn start(addr: SocketAddr) -> GrpcLoad {
+        let mut peer = Peer::spawn(&["load", &addr.to_string()]);
+        assert_eq!(peer.line().await, "started");
+        GrpcLoad(peer)
+    }
+
+    /// Stops; the answers by server name, and the failed calls by gRPC code.
+    pub async fn stop(mut self) -> (Value, Value) {
+        self.0.say("stop").await;
+        let doc: Value = serde_json::from_str(&self.0.line().await).expect("JSON");
+        (doc["ok"].clone(), doc["failed"].clone())
+    }
+}
