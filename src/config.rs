@@ -187,6 +187,11 @@ pub struct PoolConfig {
     /// How long an upgraded connection (WebSocket) may pass no byte either way before
     /// weir closes it (HAProxy's `timeout tunnel`).
     pub tunnel_idle_timeout: Duration,
+    /// How long a gRPC call may wait on a silent peer (the backend sends no response
+    /// byte, the client no request byte) before weir ends it: instead of
+    /// `response_timeout`, `read_timeout` and `[server] body_timeout`, which suit HTTP
+    /// exchanges, not streams that stay open between messages.
+    pub stream_idle_timeout: Duration,
     /// Most idle pooled connections per backend, per worker.
     pub max_idle: usize,
     /// `[pool.hash]`: the key and table of `consistent_hash` (required by it).
@@ -412,6 +417,12 @@ impl PoolConfig {
             // of backend silence, which drops quiet WebSockets; an hour keeps them and
             // still frees what a vanished peer left behind.
             tunnel_idle_timeout: Duration::from_secs(3600),
+            // The same hour as a tunnel: a gRPC stream is one too (watches and
+            // subscriptions sit idle between events for minutes). Envoy's 5-minute
+            // `stream_idle_timeout`, Traefik's 60 s and a 60 s HTTP read timeout are what
+            // users of long streams report as cut streams; weir's PINGs, not this, find
+            // a dead backend connection, and a call's own deadline bounds a unary call.
+            stream_idle_timeout: Duration::from_secs(3600),
             // Per worker and backend. nginx's default `keepalive 32`; more fits the
             // 1,000-connection benchmark without reconnect churn.
             max_idle: 256,

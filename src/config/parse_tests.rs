@@ -78,6 +78,7 @@ response_timeout = "2m"
 read_timeout = "3s"
 idle_timeout = "1h"
 tunnel_idle_timeout = "10m"
+stream_idle_timeout = "2h"
 max_idle = 0
 
 [[pool]]
@@ -113,6 +114,7 @@ fn full_file_parses_to_the_expected_config() {
     web.read_timeout = Duration::from_secs(3);
     web.idle_timeout = Duration::from_secs(3600);
     web.tunnel_idle_timeout = Duration::from_secs(600);
+    web.stream_idle_timeout = Duration::from_secs(7200);
     web.max_idle = 0;
     let route = |host, path_prefix: Option<&str>, pool: &str| RouteConfig {
         host,

@@ -62,10 +62,17 @@ impl Default for UpstreamH2 {
             // blocking on TCP loss bounded while one connection still serves a
             // worker's usual load.
             max_streams_per_connection: 100,
-            // A connection silent this long may have been dropped by a NAT or a
-            // crashed backend without a FIN; gRPC's keepalive tuning guides use tens of
-            // seconds, and a PING costs 17 bytes each way.
-            ping_interval: Duration::from_secs(30),
+            // gRPC servers' default keepalive enforcement (grpc-core's
+            // `min_recv_ping_interval_without_data` and grpc-go's `MinTime`): a PING
+            // sooner than 5 minutes after the last one, with no data sent in between,
+            // is a strike, and the third strike is GOAWAY ENHANCE_YOUR_CALM
+            // "too_many_pings", which kills every stream on the connection. So an idle
+            // gRPC stream would die after 3 PINGs of a shorter interval (seen with
+            // grpcio at 200 ms). 5 minutes is also gRPC's own advice for client
+            // keepalive, and under NATs' usual idle limits for TCP (RFC 5382: at
+            // least 2 h 4 min). A pooled connection without streams closes at
+            // `idle_timeout` (30 s) before its first PING.
+            ping_interval: Duration::from_secs(300),
             // An answer takes a round trip; one far longer means the backend is gone.
             ping_timeout: Duration::from_secs(10),
         }

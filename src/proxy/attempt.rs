@@ -1,6 +1,8 @@
 //! One attempt of a request on one backend: an upstream connection (a pooled or new
 //! HTTP/1 connection, or a stream on a multiplexed HTTP/2 one), then the exchange on it.
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::buffers::Buffers;
@@ -33,6 +35,9 @@ pub(super) struct Request<'a> {
     pub started: Instant,
     /// A gRPC call's deadline (`grpc-timeout`): the response head must come by then.
     pub deadline: Option<Instant>,
+    /// The request is a gRPC call: its waits on either side are bounded by the pool's
+    /// `stream_idle_timeout` ([`limits`]).
+    pub grpc: bool,
 }
 
 /// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
@@ -46,7 +51,7 @@ pub(super) async fn attempt<'p, S: Stream>(
     request: Request<'_>,
     plan: &mut Plan<'p>,
 ) -> Result<(Outcome, Option<Upstream>), AttemptError> {
-    let Request { info, client, set_cookie, alarm, started, deadline } = request;
+    let Request { info, client, set_cookie, alarm, started, deadline, grpc } = request;
     let draining = client.drain.is_draining();
     let exchange = exchange_of(info, server, draining, stream.websocket_accept());
     let (mut link, reused) = link(backend, pool, server, client, plan.fresh, started).await?;
@@ -63,7 +68,7 @@ pub(super) async fn attempt<'p, S: Stream>(
         // A new connection took time to open; a pooled one took none worth a clock read.
         started: if reused { started } else { Instant::now() },
     };
-    let mut limits = limits(server, &pool.settings);
+    let mut limits = limits(server, &pool.settings, grpc);
     if let Some(deadline) = deadline {
         let left = deadline.saturating_duration_since(started);
         limits.response_timeout = limits.response_timeout.min(left);
@@ -218,11 +223,18 @@ fn held_outcome(result: Result<Held, Failure>) -> Result<Outcome, AttemptError> 
     }
 }
 
-pub(super) fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
+/// The timeouts of an exchange. A gRPC call is a stream that may stay open and idle
+/// (a watch, a chat, a client stream between messages), so the three waits for a peer
+/// to send (the response head, a response byte, a request byte) are all the pool's
+/// `stream_idle_timeout` instead of the HTTP timeouts; its deadline, if it set one,
+/// still bounds the head. `send_timeout` stays: a client that takes no byte of what it
+/// asked for is stalled, not idle.
+pub(super) fn limits(server: &ServerConfig, settings: &PoolConfig, grpc: bool) -> Limits {
+    let idle = |http: Duration| if grpc { settings.stream_idle_timeout } else { http };
     Limits {
-        body_timeout: server.body_timeout,
-        response_timeout: settings.response_timeout,
-        read_timeout: settings.read_timeout,
+        body_timeout: idle(server.body_timeout),
+        response_timeout: idle(settings.response_timeout),
+        read_timeout: idle(settings.read_timeout),
         send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
     }

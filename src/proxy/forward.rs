@@ -82,8 +82,10 @@ pub async fn handle<S: Stream>(
     loop {
         let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let (cookie, alarm, deadline) = (&set_cookie[..], &mut *alarm, ending.deadline);
-        let request = Request { info: &info, client, set_cookie: cookie, alarm, started, deadline };
+        let (cookie, alarm) = (&set_cookie[..], &mut *alarm);
+        let (deadline, grpc) = (ending.deadline, ending.grpc);
+        let request =
+            Request { info: &info, client, set_cookie: cookie, alarm, started, deadline, grpc };
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         let error = match result {
             Ok((outcome, upstream)) => {

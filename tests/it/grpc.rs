@@ -3,8 +3,9 @@
 //! are checked as the client got them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use crate::support::grpc::{grpc_client, GrpcServer};
+use crate::support::grpc::{grpc_client, idle_call, GrpcServer};
 use crate::support::Balancer;
 use weir::config::BackendProtocol;
 
@@ -44,4 +45,50 @@ async fn a_grpcio_client_reports_unavailable_when_every_backend_is_down() {
     // message of its own ("Received http2 header with status: 502").
     let weirs = r#"{"code": "UNAVAILABLE", "message": "upstream connect failed: "#;
     assert_eq!(got.matches(weirs).count(), 5, "{got}");
+}
+
+/// Every timeout but the stream's, shortened (test only) far below the idle gaps.
+const SHORT: Duration = Duration::from_millis(200);
+/// The stream idle timeout of the test: well above `SHORT`.
+const STREAM_IDLE: Duration = Duration::from_millis(1500);
+
+/// weir over `backend` (h2c), with every timeout that could touch an idle stream set
+/// to [`SHORT`] and `stream_idle_timeout` to [`STREAM_IDLE`]. PINGs keep their
+/// default: grpcio answers PINGs every 200 ms with GOAWAY `too_many_pings`.
+fn weir_short_timeouts(backend: SocketAddr) -> Balancer {
+    Balancer::over(&[backend], |config| {
+        let server = &mut config.server;
+        (server.header_timeout, server.keepalive_timeout) = (SHORT, SHORT);
+        (server.body_timeout, server.send_timeout) = (SHORT, SHORT);
+        let pool = &mut config.pools[0];
+        pool.protocol = BackendProtocol::H2c;
+        (pool.response_timeout, pool.read_timeout, pool.idle_timeout) = (SHORT, SHORT, SHORT);
+        pool.stream_idle_timeout = STREAM_IDLE;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_grpc_stream_is_bounded_by_the_stream_timeout_alone() {
+    // Goal: a bidirectional stream idle longer than every other timeout keeps working;
+    // one idle past `stream_idle_timeout` ends with a gRPC error. Method: every other
+    // timeout 200 ms, the stream's 1.5 s; grpcio Bidi calls that stay idle before the
+    // first message (no response head yet) or between messages (after it).
+    let server = GrpcServer::start("s").await;
+    let weir = weir_short_timeouts(server.addr);
+    let (a, b) = (Duration::from_millis(800), Duration::from_millis(2500));
+    let zero = Duration::ZERO;
+    let (kept, late_head, late_message) = tokio::join!(
+        idle_call(weir.addr(), a, a),
+        idle_call(weir.addr(), b, zero),
+        idle_call(weir.addr(), zero, b),
+    );
+    assert_eq!(kept, r#"{"ok": ["bidi:first", "bidi:second"]}"#);
+    // Before the head: weir's own answer, in gRPC's shape (the client was the silent
+    // side: its request body timed out).
+    let deadline = r#"{"code": "DEADLINE_EXCEEDED", "message": "request body timeout"}"#;
+    assert_eq!(late_head, deadline);
+    // After the head: the stream is reset (INTERNAL_ERROR, code 2).
+    let reset = "RST_STREAM (Received RST_STREAM with error code 2)";
+    assert!(late_message.starts_with(r#"{"code": "INTERNAL""#), "{late_message}");
+    assert!(late_message.contains(reset), "{late_message}");
 }

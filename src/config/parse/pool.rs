@@ -75,6 +75,7 @@ impl Walker {
                 "read_timeout" => Slot::Duration(&mut pool.read_timeout, false),
                 "idle_timeout" => Slot::Duration(&mut pool.idle_timeout, false),
                 "tunnel_idle_timeout" => Slot::Duration(&mut pool.tunnel_idle_timeout, false),
+                "stream_idle_timeout" => Slot::Duration(&mut pool.stream_idle_timeout, false),
                 "max_idle" => Slot::Count(&mut pool.max_idle, 0, MAX_IDLE),
                 "ewma_decay" => {
                     spans.ewma_decay = Some(key.span());

@@ -102,7 +102,19 @@ impl GrpcServer {
 
 /// Runs every call of the grpcio client through `addr`; its JSON line of results.
 pub async fn grpc_client(addr: SocketAddr) -> String {
-    let run = Command::new("python3").args([PEER, "client", &addr.to_string()]).output();
+    run_client(&["client", &addr.to_string()]).await
+}
+
+/// A bidirectional call through `addr` idle `before` its first message and `between`
+/// its first answer and its second message; its JSON line (`ok` answers, or the error's
+/// `code` and `message`).
+pub async fn idle_call(addr: SocketAddr, before: Duration, between: Duration) -> String {
+    let (before, between) = (before.as_secs_f64().to_string(), between.as_secs_f64().to_string());
+    run_client(&["idle", &addr.to_string(), &before, &between]).await
+}
+
+async fn run_client(args: &[&str]) -> String {
+    let run = Command::new("python3").arg(PEER).args(args).output();
     let output = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("the client finished")

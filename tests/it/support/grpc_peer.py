@@ -4,6 +4,8 @@ Messages are raw bytes (no protoc): the generic handlers pass them through uncha
 
     python3 grpc_peer.py server [NAME]   prints the port it listens on, serves until killed
     python3 grpc_peer.py client ADDR     runs every call through ADDR, prints one JSON line
+    python3 grpc_peer.py idle ADDR A B   a Bidi call that waits A seconds before its first
+                                         message and B before its second; one JSON line
     python3 grpc_peer.py load ADDR       calls Who through ADDR from 4 threads until a line
                                          comes on stdin; prints "started" after the first
                                          answer, then one JSON line of counts
@@ -177,6 +179,30 @@ def client(addr):
     print(json.dumps(result), flush=True)
 
 
+def idle(addr, before, between):
+    """A bidirectional stream that stays idle `before` its first message, and `between`
+    its first answer and its second message."""
+    channel = grpc.insecure_channel(addr)
+    bidi = channel.stream_stream("/%s/Bidi" % SERVICE)
+    got = threading.Event()
+
+    def requests():
+        time.sleep(before)
+        yield b"first"
+        got.wait(timeout=60)
+        time.sleep(between)
+        yield b"second"
+
+    def run():
+        answers = []
+        for answer in bidi(requests(), timeout=60):
+            answers.append(answer.decode())
+            got.set()
+        return answers
+
+    print(json.dumps(code_of(run)), flush=True)
+
+
 def bidi_ping_pong(bidi, timeout):
     """Sends a message only after the answer to the previous one came back: the stream
     is truly bidirectional through the proxy, not buffered to its end."""
@@ -200,6 +226,8 @@ def bidi_ping_pong(bidi, timeout):
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(sys.argv[2] if len(sys.argv) > 2 else "server")
+    elif sys.argv[1] == "idle":
+        idle(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
     elif sys.argv[1] == "load":
         load(sys.argv[2])
     else:
