@@ -36,6 +36,8 @@ pub struct Counts {
     pub streams: AtomicUsize,
     /// Streams the peer reset (`/hold` only), with the reason CANCEL.
     pub cancels: AtomicUsize,
+    /// When the last such CANCEL arrived, as the backend saw it.
+    pub cancelled_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// Connections that ended.
     pub closed: AtomicUsize,
     /// Response body bytes the peer's window let through, all streams together.
@@ -157,6 +159,8 @@ async fn answer(
         "/hold" => {
             let reset = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
             if matches!(reset, Ok(h2::Reason::CANCEL)) {
+                let now = std::time::Instant::now();
+                *counts.cancelled_at.lock().unwrap() = Some(now);
                 counts.cancels.fetch_add(1, Ordering::SeqCst);
             }
         }
