@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendProtocol {
     /// HTTP/1.1 on plain and TLS backends alike. For now the same as `Http1`: ALPN
-    /// negotiation with `https://` backends is a later increment.
+    /// negotiation preferring h2 with `https://` backends is a later increment.
     #[default]
     Auto,
     /// HTTP/1.1.
@@ -16,6 +16,9 @@ pub enum BackendProtocol {
     /// Cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3), the usual way to reach
     /// gRPC servers inside a cluster.
     H2c,
+    /// HTTP/2 over TLS to `https://` backends, which must choose `h2` by ALPN (the
+    /// pool's connectors offer only it).
+    H2,
 }
 
 impl BackendProtocol {
@@ -25,16 +28,24 @@ impl BackendProtocol {
             "auto" => Ok(BackendProtocol::Auto),
             "http1" => Ok(BackendProtocol::Http1),
             "h2c" => Ok(BackendProtocol::H2c),
-            "h2" => Err("`protocol = \"h2\"` (HTTP/2 over TLS) is not supported yet; \
-                         use \"h2c\" for cleartext HTTP/2 or \"http1\""
-                .into()),
-            _ => Err(r#"`protocol` must be "auto", "http1" or "h2c""#.into()),
+            "h2" => Ok(BackendProtocol::H2),
+            _ => Err(r#"`protocol` must be "auto", "http1", "h2c" or "h2""#.into()),
         }
     }
 
     /// Whether requests go over multiplexed HTTP/2 connections.
     pub fn is_http2(self) -> bool {
-        self == BackendProtocol::H2c
+        matches!(self, BackendProtocol::H2c | BackendProtocol::H2)
+    }
+
+    /// The name, as written in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendProtocol::Auto => "auto",
+            BackendProtocol::Http1 => "http1",
+            BackendProtocol::H2c => "h2c",
+            BackendProtocol::H2 => "h2",
+        }
     }
 }
 

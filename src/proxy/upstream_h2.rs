@@ -1,5 +1,6 @@
-//! HTTP/2 to backends (`[[pool]] protocol = "h2c"`): per worker and backend, a few
-//! multiplexed connections, each carrying many requests as streams.
+//! HTTP/2 to backends (`[[pool]] protocol = "h2c"`, cleartext, or `"h2"`, over TLS): per
+//! worker and backend, a few multiplexed connections, each carrying many requests as
+//! streams.
 //!
 //! The request path stays HTTP/1.1 on both sides: an attempt checks out a stream
 //! ([`stream::H2Upstream`]) that the exchange writes the HTTP/1.1 request into and reads
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -226,16 +228,20 @@ fn builder(max_header_bytes: usize) -> h2::client::Builder {
     builder
 }
 
-/// Opens an HTTP/2 connection on `tcp` (prior knowledge), starts its task on this
-/// worker, and keeps it for later streams. Returns a stream on it.
-async fn open(
+/// Opens an HTTP/2 connection on `io` (TCP with prior knowledge, or TLS that chose
+/// `h2`), starts its task on this worker, and keeps it for later streams. Returns a
+/// stream on it.
+async fn open<T>(
     live: &Arc<BackendLive>,
-    tcp: TcpStream,
+    io: T,
     settings: &PoolConfig,
     max_header_bytes: usize,
-) -> Result<(SendRequest<Bytes>, StreamSlot), h2::Error> {
+) -> Result<(SendRequest<Bytes>, StreamSlot), h2::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let (timeout, idle_timeout) = (settings.connect_timeout, settings.idle_timeout);
-    let handshake = builder(max_header_bytes).handshake::<_, Bytes>(tcp);
+    let handshake = builder(max_header_bytes).handshake::<_, Bytes>(io);
     let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
         Ok(result) => result?,
         Err(_) => return Err(h2::Error::from(h2::Reason::SETTINGS_TIMEOUT)),
@@ -294,7 +300,7 @@ pub(crate) async fn stream(
     let _opening = loop {
         if let Some((send, slot)) = (!fresh).then(|| checkout(live, cap)).flatten() {
             live.stats.local().connections_reused.inc();
-            return Ok((H2Upstream::new(send, slot), true));
+            return Ok((H2Upstream::new(send, slot, live.tls.is_some()), true));
         }
         match Opening::start(live) {
             Ok(opening) => break Some(opening),
@@ -307,12 +313,35 @@ pub(crate) async fn stream(
     };
     let tcp = crate::pool::connect(backend, settings.connect_timeout).await?;
     live.stats.local().connections_opened.inc();
-    let opened = open(live, tcp, settings, server.max_header_bytes);
-    match opened.await {
-        Ok((send, slot)) => Ok((H2Upstream::new(send, slot), false)),
-        // The backend does not speak HTTP/2 (or not in time): nothing was sent.
-        Err(error) => {
-            Err(AttemptError::Connect(ConnectError::Failed(std::io::Error::other(error))))
+    let max_header_bytes = server.max_header_bytes;
+    let opened = match &live.tls {
+        None => open(live, tcp, settings, max_header_bytes).await,
+        Some(connector) => {
+            open(live, tls(live, connector, tcp).await?, settings, max_header_bytes).await
         }
+    };
+    match opened {
+        Ok((send, slot)) => Ok((H2Upstream::new(send, slot, live.tls.is_some()), false)),
+        // The backend does not speak HTTP/2 (or not in time): nothing was sent.
+        Err(error) => Err(failed(error)),
     }
+}
+
+fn failed(error: impl std::error::Error + Send + Sync + 'static) -> AttemptError {
+    AttemptError::Connect(ConnectError::Failed(std::io::Error::other(error)))
+}
+
+/// The TLS handshake of a `protocol = "h2"` connection, counted as an HTTP/1 pool's
+/// are; the backend must have chosen `h2` by ALPN.
+async fn tls(
+    live: &BackendLive,
+    connector: &crate::tls::Connector,
+    tcp: TcpStream,
+) -> Result<crate::tls::client::ClientTls, AttemptError> {
+    let (tls, handshake) = connector.connect(tcp).await.map_err(AttemptError::Tls)?;
+    live.stats.local().tls.handshake(handshake.resumed);
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(failed(std::io::Error::other("the backend did not choose h2 by ALPN")));
+    }
+    Ok(tls)
 }

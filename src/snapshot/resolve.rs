@@ -45,7 +45,12 @@ pub(super) fn connector(
     if backend.address.scheme != crate::config::Scheme::Https {
         return Ok(None);
     }
-    let settings = pool.tls.clone().unwrap_or_default();
+    let mut settings = pool.tls.clone().unwrap_or_default();
+    if pool.protocol == crate::config::BackendProtocol::H2 {
+        // The pool speaks HTTP/2 only: a backend that would choose HTTP/1.1 fails the
+        // handshake (no common protocol) instead of getting HTTP/2 it did not agree to.
+        settings.alpn = vec!["h2".to_owned()];
+    }
     Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| BuildError::Tls {
         pool: pool.name.clone(),
         backend: backend.address.authority(),

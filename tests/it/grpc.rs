@@ -1,13 +1,24 @@
 //! gRPC through weir with an independent stack: grpcio (Python) as the server and the
-//! client (`tests/it/support/grpc_peer.py`), weir speaking h2c to the server. Messages
-//! are checked as the client got them.
+//! client (`tests/it/support/grpc_peer.py`), weir speaking h2c to the server (or h2
+//! over TLS). Messages are checked as the client got them. Also: idle streams against
+//! the stream idle timeout.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::grpc::{grpc_client, idle_call, GrpcServer};
+use crate::support::tls::{https_config, trusting, Pki};
 use crate::support::Balancer;
-use weir::config::BackendProtocol;
+use weir::config::{BackendProtocol, HealthConfig, ProbeKind};
+
+/// What the grpcio client of every kind gets from the grpcio server.
+const EVERY_KIND: &str = concat!(
+    r#"{"unary": {"ok": "unary:hello"}, "#,
+    r#""server_stream": {"ok": ["server:0:x", "server:1:x", "server:2:x"]}, "#,
+    r#""client_stream": {"ok": "client:a+b+c"}, "#,
+    r#""bidi": {"ok": ["bidi:m0", "bidi:m1", "bidi:m2", "bidi:m3", "bidi:m4"]}, "#,
+    r#""missing": {"code": "NOT_FOUND", "message": "no such thing"}}"#
+);
 
 fn weir_h2c(backends: &[SocketAddr]) -> Balancer {
     Balancer::over(backends, |config| config.pools[0].protocol = BackendProtocol::H2c)
@@ -21,14 +32,7 @@ async fn grpcio_calls_of_every_kind_pass_through_weir() {
     // call the server aborts with NOT_FOUND and a message.
     let server = GrpcServer::start("s").await;
     let weir = weir_h2c(&[server.addr]);
-    let expected = concat!(
-        r#"{"unary": {"ok": "unary:hello"}, "#,
-        r#""server_stream": {"ok": ["server:0:x", "server:1:x", "server:2:x"]}, "#,
-        r#""client_stream": {"ok": "client:a+b+c"}, "#,
-        r#""bidi": {"ok": ["bidi:m0", "bidi:m1", "bidi:m2", "bidi:m3", "bidi:m4"]}, "#,
-        r#""missing": {"code": "NOT_FOUND", "message": "no such thing"}}"#
-    );
-    assert_eq!(grpc_client(weir.addr()).await, expected);
+    assert_eq!(grpc_client(weir.addr()).await, EVERY_KIND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,4 +95,36 @@ async fn an_idle_grpc_stream_is_bounded_by_the_stream_timeout_alone() {
     let reset = "RST_STREAM (Received RST_STREAM with error code 2)";
     assert!(late_message.starts_with(r#"{"code": "INTERNAL""#), "{late_message}");
     assert!(late_message.contains(reset), "{late_message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_calls_of_every_kind_reach_a_tls_backend_over_h2() {
+    // Goal: `protocol = "h2"` speaks HTTP/2 over TLS (ALPN h2) to an https:// backend,
+    // and gRPC health probes go over the same TLS. Method: a grpcio server with a
+    // certificate of a test CA; the four RPC kinds and a trailers-only error through
+    // weir, messages checked; a gRPC probe keeps passing; one TLS connection serves
+    // the calls of each worker.
+    let pki = Pki::new("grpc-h2");
+    let issued = pki.server(&["localhost"], "grpc");
+    let mut server = GrpcServer::start_tls("s", &issued.cert, &issued.key).await;
+    let weir = Balancer::start({
+        let mut config = https_config(server.addr, trusting(&pki));
+        let pool = &mut config.pools[0];
+        pool.protocol = BackendProtocol::H2;
+        let probes = HealthConfig { kind: ProbeKind::Grpc, ..HealthConfig::default() };
+        pool.health = Some(HealthConfig { interval: Duration::from_millis(100), ..probes });
+        config
+    });
+    assert_eq!(grpc_client(weir.addr()).await, EVERY_KIND);
+    let opened = weir.backend_total(server.addr, |stats| stats.connections_opened.get());
+    assert!((1..=2).contains(&opened), "{opened} upstream connections for 5 calls");
+    // Probes over TLS reached the server's health service, and passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.counts().await.checks.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no probe reached the server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let probed = weir.backend_total(server.addr, |stats| stats.probe_failures.get());
+    assert_eq!(probed, 0, "{}", weir.status(server.addr).reason);
+    assert!(weir.status(server.addr).healthy);
 }

@@ -434,3 +434,24 @@ async fn ten_thousand_calls_on_one_client_connection_spread_over_three_backends(
         assert_eq!(backend.accepted(), 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_pool_refuses_a_tls_backend_that_does_not_choose_h2() {
+    // Goal: `protocol = "h2"` never sends HTTP/2 to a backend that did not agree to it
+    // by ALPN. Method: an HTTPS backend that speaks HTTP/1.1 only (no ALPN); a request
+    // through weir gets 502, and the backend sees no request.
+    use crate::support::tls::{https_config, trusting, Pki, TlsBackend};
+    let pki = Pki::new("h2-no-alpn");
+    let config = pki.server_config(&pki.server(&["localhost"], "h1"), false);
+    let backend = TlsBackend::start("h1", config).await;
+    let weir = Balancer::start({
+        let mut config = https_config(backend.addr(), trusting(&pki));
+        config.pools[0].protocol = BackendProtocol::H2;
+        config.pools[0].retry.attempts = 0;
+        config
+    });
+    let response = support::send(weir.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(response.status, 502);
+    assert!(backend.accepted() >= 1, "weir connected");
+    assert_eq!(backend.requests(), 0, "and sent nothing the backend took as a request");
+}

@@ -389,17 +389,28 @@ fn other_slot<'c>(name: &str, pool: &'c mut PoolConfig) -> Slot<'c> {
 }
 
 /// Whether the pool's other settings allow its `protocol`: cleartext HTTP/2 is for
-/// `http://` backends, and a multiplexed connection carries many clients' requests, so
-/// it cannot start with a PROXY header naming one.
+/// `http://` backends and HTTP/2 over TLS for `https://` ones; a multiplexed connection
+/// carries many clients' requests, so it cannot start with a PROXY header naming one;
+/// and an HTTP probe speaks HTTP/1.1, which a backend that must choose `h2` by ALPN
+/// never gets to hear.
 fn fits_protocol(pool: &PoolConfig) -> Result<(), String> {
-    if !pool.protocol.is_http2() {
+    use crate::config::{ProbeKind, Scheme};
+    let protocol = pool.protocol;
+    if !protocol.is_http2() {
         return Ok(());
     }
-    if pool.backends.iter().any(|b| b.address.scheme == crate::config::Scheme::Https) {
-        return Err(r#"`protocol = "h2c"` is cleartext; this pool has https:// backends"#.into());
+    let (tls, name) = (protocol == BackendProtocol::H2, protocol.name());
+    if let Some(backend) = pool.backends.iter().find(|b| (b.address.scheme == Scheme::Https) != tls)
+    {
+        let what = if tls { "HTTP/2 over TLS, for https://" } else { "cleartext, for http://" };
+        let address = backend.address.authority();
+        return Err(format!("`protocol = \"{name}\"` is {what} backends; {address} is not one"));
     }
     if pool.send_proxy_protocol.is_some() {
-        return Err(r#"`send_proxy_protocol` cannot go with `protocol = "h2c"`: one HTTP/2 connection carries many clients' requests"#.into());
+        return Err(format!("`send_proxy_protocol` cannot go with `protocol = \"{name}\"`: one HTTP/2 connection carries many clients' requests"));
+    }
+    if tls && pool.health.as_ref().is_some_and(|health| health.kind == ProbeKind::Http) {
+        return Err(r#"`protocol = "h2"` backends choose h2 by ALPN, so HTTP/1.1 probes cannot reach them: give `[pool.health]` `type = "grpc"` or `"tcp"`"#.into());
     }
     Ok(())
 }

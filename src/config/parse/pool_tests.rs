@@ -194,15 +194,28 @@ fn backend_protocol() {
         BackendProtocol::Http1
     );
     let bad = "[[pool]]\nname = \"a\"\nprotocol = \"spdy\"\n";
-    assert_eq!(error(bad), r#"weir.toml:3:12: `protocol` must be "auto", "http1" or "h2c""#);
-    let bad = "[[pool]]\nname = \"a\"\nprotocol = \"h2\"\n";
-    assert!(error(bad)
-        .starts_with("weir.toml:3:12: `protocol = \"h2\"` (HTTP/2 over TLS) is not supported yet"));
+    assert_eq!(error(bad), r#"weir.toml:3:12: `protocol` must be "auto", "http1", "h2c" or "h2""#);
+    let h2 = "[[pool]]\nname = \"a\"\nprotocol = \"h2\"\nbackends = [\"https://a.example:443\"]\n";
+    assert_eq!(pool(h2).protocol, BackendProtocol::H2);
+    let bad = "[[pool]]\nname = \"a\"\nprotocol = \"h2\"\nbackends = [\"a.example:80\"]\n";
+    assert!(
+        error(bad).contains("HTTP/2 over TLS, for https:// backends; a.example:80 is not one"),
+        "{}",
+        error(bad)
+    );
+    let probed = format!("{h2}[pool.health]\npath = \"/\"\n");
+    assert!(
+        error(&probed).contains("give `[pool.health]` `type = \"grpc\"`"),
+        "{}",
+        error(&probed)
+    );
+    let grpc = format!("{h2}[pool.health]\ntype = \"grpc\"\n");
+    assert_eq!(pool(&grpc).protocol, BackendProtocol::H2);
     let bad = "[[pool]]\nname = \"a\"\nmax_streams_per_connection = 0\n";
     assert!(error(bad).starts_with("weir.toml:3:30:"), "{}", error(bad));
     let bad =
         "[[pool]]\nname = \"a\"\nprotocol = \"h2c\"\nbackends = [\"https://a.example:443\"]\n";
-    assert!(error(bad).contains("cleartext; this pool has https:// backends"), "{}", error(bad));
+    assert!(error(bad).contains("cleartext, for http:// backends"), "{}", error(bad));
     let bad = "[[pool]]\nname = \"a\"\nprotocol = \"h2c\"\nsend_proxy_protocol = \"v1\"\n";
     assert!(error(bad).starts_with("weir.toml:3:12: `send_proxy_protocol` cannot go"));
 }

@@ -27,9 +27,13 @@ pub enum RequestBody {
     Chunked,
 }
 
-/// A complete request head parsed from `input`: the request, its body's framing, and
-/// the head's length. `None` while the head is incomplete.
-pub fn request(input: &[u8]) -> io::Result<Option<(Request<()>, RequestBody, usize)>> {
+/// A complete request head parsed from `input`, for a connection of `scheme` (`http`
+/// or `https`): the request, its body's framing, and the head's length. `None` while
+/// the head is incomplete.
+pub fn request(
+    input: &[u8],
+    scheme: &str,
+) -> io::Result<Option<(Request<()>, RequestBody, usize)>> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
     let mut parsed = httparse::Request::new(&mut []);
     let end = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -47,7 +51,7 @@ pub fn request(input: &[u8]) -> io::Result<Option<(Request<()>, RequestBody, usi
     let authority = fields.remove(header::HOST).ok_or_else(|| broken("request without Host"))?;
     let path = parsed.path.unwrap_or("/");
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(scheme)
         .authority(authority.as_bytes())
         .path_and_query(path)
         .build()
@@ -108,7 +112,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> (Request<()>, RequestBody, usize) {
-        request(text.as_bytes()).unwrap().unwrap()
+        request(text.as_bytes(), "http").unwrap().unwrap()
     }
 
     #[test]
@@ -131,6 +135,9 @@ mod tests {
         assert!(matches!(body, RequestBody::Chunked));
         assert!(chunked.headers().get("transfer-encoding").is_none());
         assert!(matches!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n").1, RequestBody::Empty));
-        assert!(request("GET / HTTP/1.1\r\nHost: a\r\n".as_bytes()).unwrap().is_none());
+        assert!(request("GET / HTTP/1.1\r\nHost: a\r\n".as_bytes(), "http").unwrap().is_none());
+        let text = "GET / HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes();
+        let (tls, _, _) = request(text, "https").unwrap().unwrap();
+        assert_eq!(tls.uri(), "https://a/", "a TLS connection's :scheme");
     }
 }

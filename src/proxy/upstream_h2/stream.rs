@@ -62,12 +62,14 @@ pub struct H2Upstream {
     /// The stream failed in a way that proves the backend never processed it: refused
     /// (`REFUSED_STREAM`) or above a GOAWAY's last stream id. Any method may go again.
     refused: bool,
+    /// The request's `:scheme`: `https` over TLS.
+    scheme: &'static str,
     _slot: StreamSlot,
 }
 
 impl H2Upstream {
     /// A stream to be opened on the connection behind `handle`.
-    pub(super) fn new(handle: SendRequest<Bytes>, slot: StreamSlot) -> H2Upstream {
+    pub(super) fn new(handle: SendRequest<Bytes>, slot: StreamSlot, tls: bool) -> H2Upstream {
         H2Upstream {
             handle,
             send: None,
@@ -75,6 +77,7 @@ impl H2Upstream {
             receiving: Receiving::NotAsked(None),
             waiting: false,
             refused: false,
+            scheme: if tls { "https" } else { "http" },
             _slot: slot,
         }
     }
@@ -102,7 +105,7 @@ impl H2Upstream {
         let Sending::Head(bytes) = &mut self.sending else { unreachable!("called for a head") };
         let before = bytes.len();
         bytes.extend_from_slice(buf);
-        let Some((request, body, end)) = head::request(bytes)? else {
+        let Some((request, body, end)) = head::request(bytes, self.scheme)? else {
             return Poll::Ready(Ok(buf.len()));
         };
         match self.handle.poll_ready(cx) {

@@ -74,7 +74,22 @@ impl Counts {
 impl GrpcServer {
     /// Starts a server whose `Who` answers `name`.
     pub async fn start(name: &str) -> GrpcServer {
-        let mut peer = Peer::spawn(&["server", name]);
+        GrpcServer::spawn(&["server", name]).await
+    }
+
+    /// Starts a server over TLS, presenting the certificate chain and key in the PEM
+    /// files `cert` and `key` (grpcio offers ALPN `h2`).
+    pub async fn start_tls(
+        name: &str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> GrpcServer {
+        let (cert, key) = (cert.to_str().expect("UTF-8"), key.to_str().expect("UTF-8"));
+        GrpcServer::spawn(&["server", name, cert, key]).await
+    }
+
+    async fn spawn(args: &[&str]) -> GrpcServer {
+        let mut peer = Peer::spawn(args);
         let port: u16 = peer.line().await.trim().parse().expect("a port");
         GrpcServer { addr: SocketAddr::from(([127, 0, 0, 1], port)), peer }
     }

@@ -2,7 +2,9 @@
 
 Messages are raw bytes (no protoc): the generic handlers pass them through unchanged.
 
-    python3 grpc_peer.py server [NAME]   prints the port it listens on, serves until killed
+    python3 grpc_peer.py server [NAME [CERT KEY]]
+                                         prints the port it listens on, serves until killed
+                                         (over TLS with the PEM files CERT and KEY)
     python3 grpc_peer.py client ADDR     runs every call through ADDR, prints one JSON line
     python3 grpc_peer.py idle ADDR A B   a Bidi call that waits A seconds before its first
                                          message and B before its second; one JSON line
@@ -68,7 +70,7 @@ def commands(servicer, counts):
             print(json.dumps({"who": counts["who"], "checks": checks}), flush=True)
 
 
-def serve(name):
+def serve(name, tls=None):
     counts = {"who": 0}
     lock = threading.Lock()
 
@@ -108,7 +110,12 @@ def serve(name):
     for service in ("", SERVICE):
         servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls:
+        cert, key = (open(path, "rb").read() for path in tls)
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
     commands(servicer, counts)
@@ -225,7 +232,7 @@ def bidi_ping_pong(bidi, timeout):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        serve(sys.argv[2] if len(sys.argv) > 2 else "server")
+        serve(sys.argv[2] if len(sys.argv) > 2 else "server", sys.argv[3:5] or None)
     elif sys.argv[1] == "idle":
         idle(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
     elif sys.argv[1] == "load":
