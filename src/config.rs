@@ -27,7 +27,8 @@ pub use backend::{BackendAddress, BackendConfig, Scheme};
 pub use dns::DnsConfig;
 pub use hash::HashKey;
 pub use health::{
-    HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
+    GrpcCodes, HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet,
+    WhenAllUnhealthy,
 };
 pub use http2::Http2Config;
 pub use policy::Acl;

@@ -167,6 +167,34 @@ impl Default for PassiveConfig {
     }
 }
 
+/// A set of gRPC status codes (0 to 16), as a bitmask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrpcCodes(u32);
+
+impl GrpcCodes {
+    /// `UNAVAILABLE`: the server did not take the call; gRPC clients retry it.
+    pub const UNAVAILABLE: u8 = 14;
+    /// `RESOURCE_EXHAUSTED`: the server is out of a quota or capacity.
+    pub const RESOURCE_EXHAUSTED: u8 = 8;
+
+    /// Adds `code`; codes above 31 are ignored (gRPC's end at 16).
+    pub fn insert(&mut self, code: u8) {
+        if code < 32 {
+            self.0 |= 1 << code;
+        }
+    }
+
+    /// Whether `code` is in the set.
+    pub fn contains(self, code: u8) -> bool {
+        code < 32 && self.0 & (1 << code) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// Which failures `[pool.retry]` retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryOn {
@@ -179,11 +207,21 @@ pub struct RetryOn {
     /// Status codes: a response with one of them is retried instead of relayed
     /// (idempotent requests without a body).
     pub statuses: StatusSet,
+    /// gRPC statuses (`"grpc-unavailable"`, `"grpc-resource-exhausted"`): a gRPC call
+    /// answered trailers-only with one of them is retried instead of relayed, any
+    /// method, when its whole request was sent and kept for a replay.
+    pub grpc: GrpcCodes,
 }
 
 impl Default for RetryOn {
     fn default() -> Self {
-        RetryOn { connect_failure: true, reset: true, timeout: true, statuses: StatusSet::empty() }
+        RetryOn {
+            connect_failure: true,
+            reset: true,
+            timeout: true,
+            statuses: StatusSet::empty(),
+            grpc: GrpcCodes::default(),
+        }
     }
 }
 

@@ -68,46 +68,48 @@ pub(super) async fn attempt<'p, S: Stream>(
         // A new connection took time to open; a pooled one took none worth a clock read.
         started: if reused { started } else { Instant::now() },
     };
-    let mut limits = limits(server, &pool.settings, grpc);
-    if let Some(deadline) = deadline {
-        let left = deadline.saturating_duration_since(started);
-        limits.response_timeout = limits.response_timeout.min(left);
-    }
+    let left = deadline.map(|deadline| deadline.saturating_duration_since(started));
+    let limits = limits(server, &pool.settings, grpc, left);
+    // The replay copy is apart from the plan while the exchange fills it, so a retry
+    // can be arranged (on the plan) during the exchange; it goes back after.
+    let mut capture = plan.capture.take();
     let mode = match plan.holds_status(pool, info) {
         true => Mode::Held,
-        false => Mode::Stream(upload(&mut plan.capture, info, first)?),
+        false => Mode::Stream(upload(&mut capture, info, first)?),
     };
     let statuses = &pool.settings.retry.on.statuses;
     // One arm per stream type, each awaiting the exchange directly: a helper future
     // around them would be one more large future to move per request.
     let result = match (&mut link, mode) {
         (Link::Http1(Upstream::Plain(tcp)), Mode::Held) => {
-            let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
+            let may_retry = plan.arranger(pool);
             held_outcome(held::run(stream, tcp, io, exchange, limits, statuses, may_retry).await)
         }
         (Link::Http1(Upstream::Plain(tcp)), Mode::Stream(upload)) => {
-            let run = exchange::run(stream, tcp, io, info, upload, exchange, limits);
+            let may_retry = plan.arranger(pool);
+            let run = exchange::run(stream, tcp, io, info, upload, exchange, limits, may_retry);
             run.await.map_err(AttemptError::Exchange)
         }
         (Link::Http1(Upstream::Tls(tls)), Mode::Held) => {
-            let (tls, may_retry) =
-                (&mut **tls, |_| plan.arrange_status_retry(pool, Instant::now()));
+            let (tls, may_retry) = (&mut **tls, plan.arranger(pool));
             held_outcome(held::run(stream, tls, io, exchange, limits, statuses, may_retry).await)
         }
         (Link::Http1(Upstream::Tls(tls)), Mode::Stream(upload)) => {
-            let run = exchange::run(stream, &mut **tls, io, info, upload, exchange, limits);
+            let (tls, may_retry) = (&mut **tls, plan.arranger(pool));
+            let run = exchange::run(stream, tls, io, info, upload, exchange, limits, may_retry);
             run.await.map_err(AttemptError::Exchange)
         }
         (Link::Http2(h2), Mode::Held) => {
-            let may_retry = |_| plan.arrange_status_retry(pool, Instant::now());
-            let h2 = &mut **h2;
+            let (h2, may_retry) = (&mut **h2, plan.arranger(pool));
             held_outcome(held::run(stream, h2, io, exchange, limits, statuses, may_retry).await)
         }
         (Link::Http2(h2), Mode::Stream(upload)) => {
-            let run = exchange::run(stream, &mut **h2, io, info, upload, exchange, limits);
+            let (h2, may_retry) = (&mut **h2, plan.arranger(pool));
+            let run = exchange::run(stream, h2, io, info, upload, exchange, limits, may_retry);
             run.await.map_err(AttemptError::Exchange)
         }
     };
+    plan.capture = capture;
     ended(result, link, plan)
 }
 
@@ -227,16 +229,23 @@ fn held_outcome(result: Result<Held, Failure>) -> Result<Outcome, AttemptError> 
 /// (a watch, a chat, a client stream between messages), so the three waits for a peer
 /// to send (the response head, a response byte, a request byte) are all the pool's
 /// `stream_idle_timeout` instead of the HTTP timeouts; its deadline, if it set one,
-/// still bounds the head. `send_timeout` stays: a client that takes no byte of what it
-/// asked for is stalled, not idle.
-pub(super) fn limits(server: &ServerConfig, settings: &PoolConfig, grpc: bool) -> Limits {
+/// still bounds the head (`deadline_left`). `send_timeout` stays: a client that takes
+/// no byte of what it asked for is stalled, not idle.
+pub(super) fn limits(
+    server: &ServerConfig,
+    settings: &PoolConfig,
+    grpc: bool,
+    deadline_left: Option<Duration>,
+) -> Limits {
     let idle = |http: Duration| if grpc { settings.stream_idle_timeout } else { http };
+    let response_timeout = idle(settings.response_timeout);
     Limits {
         body_timeout: idle(server.body_timeout),
-        response_timeout: idle(settings.response_timeout),
+        response_timeout: deadline_left.map_or(response_timeout, |left| left.min(response_timeout)),
         read_timeout: idle(settings.read_timeout),
         send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
+        grpc_retry: if grpc { settings.retry.on.grpc } else { Default::default() },
     }
 }
 

@@ -255,6 +255,14 @@ impl AttemptError {
                 let source = if cut.upstream_fault { UpstreamExchange } else { Client };
                 Class { reply: Reply::Cut(cut), ..Class::answer(source, 0, cut.cause) }
             }
+            // The retry is arranged before this is returned; the answer was a response
+            // (HTTP 200), as health hears a relayed one.
+            Exchange(Failure::GrpcRetry) => {
+                Class::answer(UpstreamExchange, 502, "upstream grpc status")
+                    .cause(Fixed("upstream answered a retried grpc-status"))
+                    .retry(Retry::Arranged)
+                    .health(Health::Status(200))
+            }
             Status(status) => Class::answer(UpstreamExchange, 502, "upstream status")
                 .cause(CauseText::Status(*status))
                 .retry(Retry::Arranged)

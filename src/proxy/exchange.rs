@@ -5,6 +5,7 @@
 //! echoes as it reads, never deadlocks against weir. Interim 1xx responses (such as
 //! `100 Continue`) are relayed to the client as they come.
 
+use std::cell::Cell;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// Most bytes in a response head.
     pub max_header_bytes: usize,
+    /// gRPC statuses retried: a gRPC call's trailers-only answer with one of them, to
+    /// a request sent whole and kept, is not relayed if a retry is arranged.
+    pub grpc_retry: crate::config::GrpcCodes,
 }
 
 /// How an exchange that produced a response ended.
@@ -170,9 +174,15 @@ pub enum Failure {
     ClientBadBody,
     /// The response had begun when something failed; the client connection must close.
     Aborted(Cut),
+    /// A gRPC call's trailers-only answer carried a status in `Limits::grpc_retry`, and
+    /// a retry was arranged: nothing was relayed.
+    GrpcRetry,
 }
 
 /// Runs one exchange. On entry `io.head` holds the upstream request head.
+/// `may_retry` is asked once, for a gRPC status in `limits.grpc_retry` (see
+/// [`grpc_retry`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<C: Stream, U: Stream>(
     client: &mut C,
     upstream: &mut U,
@@ -181,6 +191,7 @@ pub async fn run<C: Stream, U: Stream>(
     upload: Upload<'_>,
     exchange: Exchange,
     limits: Limits,
+    may_retry: impl FnOnce(u8) -> bool,
 ) -> Result<Outcome, Failure> {
     let (mut client_read, mut client_write) = client.halves();
     let (mut upstream_read, mut upstream_write) = upstream.halves();
@@ -188,8 +199,8 @@ pub async fn run<C: Stream, U: Stream>(
     upstream_buf.clear();
     let head_len = head.len() as u64;
     let body = request.body;
-    let upload =
-        send_request(upload, body, head, input, &mut client_read, &mut upstream_write, limits);
+    let (kept, read, write) = (Cell::new(false), &mut client_read, &mut upstream_write);
+    let upload = send_request(upload, body, head, input, read, write, limits, &kept);
     let mut upload = pin!(upload);
     let mut uploaded: Option<Result<u64, PumpError>> = None;
     let info = HeadReader {
@@ -206,6 +217,10 @@ pub async fn run<C: Stream, U: Stream>(
     .read(upload.as_mut(), &mut uploaded)
     .await?;
     let header_latency = started.elapsed();
+    let retry = grpc_retry(&info, &upstream_buf[..info.head_len], &limits, &uploaded, &kept);
+    if retry.is_some_and(may_retry) {
+        return Err(Failure::GrpcRetry);
+    }
     upstream_buf.advance(info.head_len);
     crate::http1::lines::append_lines(reply, extra_header);
     if info.status == 101 {
@@ -234,13 +249,23 @@ pub async fn run<C: Stream, U: Stream>(
     };
     let sent = Sent { status: info.status, head: reply_head, written: pump.written };
     let downloaded = downloaded.map_err(|error| sent.failure(error));
-    let mut outcome = finish(info, uploaded, downloaded, upstream_buf.is_empty())?;
-    outcome.body_bytes_written = pump.written - reply_head;
-    outcome.header_latency = header_latency;
-    outcome.body_bytes_sent = outcome.bytes_sent;
-    outcome.bytes_sent += head_len;
-    outcome.bytes_received += info.head_len as u64;
-    Ok(outcome)
+    let heads = (head_len, info.head_len as u64);
+    let outcome = finish(info, uploaded, downloaded, upstream_buf.is_empty())?;
+    Ok(outcome.counted(pump.written - reply_head, header_latency, heads))
+}
+
+impl Outcome {
+    /// The outcome of a relayed response with what [`finish`] does not know: the body
+    /// bytes written to the client, the header latency, and the request's and the
+    /// response's head lengths.
+    fn counted(mut self, body_written: u64, latency: Duration, heads: (u64, u64)) -> Outcome {
+        self.body_bytes_written = body_written;
+        self.header_latency = latency;
+        self.body_bytes_sent = self.bytes_sent;
+        self.bytes_sent += heads.0;
+        self.bytes_received += heads.1;
+        self
+    }
 }
 
 /// The outcome of a `101` relayed to the client: the connection is a tunnel from now on.
@@ -288,8 +313,32 @@ fn whole_body(
     (uploaded.is_some() && !info.dechunk && buf.len() >= length).then_some(length)
 }
 
+/// The gRPC status of a trailers-only answer (HTTP 200, `grpc-status` in the head, no
+/// body) that `limits` retries, when the whole request was sent (`uploaded`) and can be
+/// sent again (`kept`); `None` otherwise, and at once when no gRPC status is retried.
+fn grpc_retry(
+    info: &ResponseInfo,
+    head: &[u8],
+    limits: &Limits,
+    uploaded: &Option<Result<u64, PumpError>>,
+    kept: &Cell<bool>,
+) -> Option<u8> {
+    let sent_whole = matches!(uploaded, Some(Ok(_))) && kept.get();
+    if limits.grpc_retry.is_empty() || !sent_whole || info.status != 200 {
+        return None;
+    }
+    if !matches!(info.body, BodyKind::Empty | BodyKind::Length(0)) {
+        return None;
+    }
+    let code = super::grpc::status_in(head)?;
+    limits.grpc_retry.contains(code).then_some(code)
+}
+
 /// Sends the request: the head, then the body from the client or a replay copy. Body
-/// bytes that already arrived ride with the head in one write.
+/// bytes that already arrived ride with the head in one write. `kept` is set when the
+/// request was sent whole and can be sent again (no body, a replay, or a replay copy
+/// that holds the whole body).
+#[allow(clippy::too_many_arguments)]
 async fn send_request<R, W>(
     upload: Upload<'_>,
     body: BodyKind,
@@ -298,6 +347,7 @@ async fn send_request<R, W>(
     client: &mut R,
     upstream: &mut W,
     limits: Limits,
+    kept: &Cell<bool>,
 ) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin,
@@ -309,11 +359,13 @@ where
     match upload {
         Upload::Replay(bytes) => {
             write_all(upstream, bytes, limits.read_timeout).await?;
+            kept.set(true);
             Ok(bytes.len() as u64)
         }
         // The head is left intact, so a stale connection can be retried with it.
         Upload::FromClient(_) if body == BodyKind::Empty => {
             write_all(upstream, head, limits.read_timeout).await?;
+            kept.set(true);
             Ok(0)
         }
         Upload::FromClient(capture) => {
@@ -328,7 +380,9 @@ where
                 staged: head,
                 capture,
             };
-            pump.run(input, client, upstream).await
+            let sent = pump.run(input, client, upstream).await;
+            kept.set(pump.capture.as_ref().is_some_and(|capture| !capture.overflow));
+            sent
         }
     }
 }

@@ -32,6 +32,7 @@ fn only_a_body_already_buffered_after_a_sent_request_takes_the_one_write_path() 
 /// Limits with short backend and client write bounds.
 pub(in crate::proxy) fn limits() -> Limits {
     Limits {
+        grpc_retry: crate::config::GrpcCodes::default(),
         body_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(1),
@@ -58,6 +59,7 @@ async fn a_replay_to_a_backend_that_takes_no_byte_fails_after_read_timeout() {
     let copy = vec![b'r'; 4096];
     let (mut head, mut input, mut client) = (Vec::new(), BytesMut::new(), tokio::io::empty());
     let upload = Upload::Replay(&copy);
+    let kept = std::cell::Cell::new(false);
     let sent = send_request(
         upload,
         BodyKind::Length(4096),
@@ -66,11 +68,13 @@ async fn a_replay_to_a_backend_that_takes_no_byte_fails_after_read_timeout() {
         &mut client,
         &mut upstream,
         limits(),
+        &kept,
     );
     let started = Instant::now();
     let result = tokio::time::timeout(HANG, sent).await.expect("a bounded write");
     assert!(matches!(result, Err(PumpError::Write(_))), "{result:?}");
     assert_eq!(started.elapsed(), limits().read_timeout);
+    assert!(!kept.get(), "a request not sent whole is not retried on its gRPC status");
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,6 +82,7 @@ async fn a_request_head_a_backend_takes_no_byte_of_fails_after_read_timeout() {
     let (mut upstream, _far) = unread_peer();
     let mut head = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
     let (mut input, mut client) = (BytesMut::new(), tokio::io::empty());
+    let kept = std::cell::Cell::new(false);
     let sent = send_request(
         Upload::FromClient(None),
         BodyKind::Empty,
@@ -86,6 +91,7 @@ async fn a_request_head_a_backend_takes_no_byte_of_fails_after_read_timeout() {
         &mut client,
         &mut upstream,
         limits(),
+        &kept,
     );
     let result = tokio::time::timeout(HANG, sent).await.expect("a bounded write");
     assert!(matches!(result, Err(PumpError::Write(_))), "{result:?}");

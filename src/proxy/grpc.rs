@@ -34,6 +34,20 @@ pub fn of(head: &[u8]) -> Option<Grpc> {
     grpc.then_some(Grpc { timeout })
 }
 
+/// The `grpc-status` of a response head (HTTP/1.1 text), if it has one of 0 to 99.
+pub fn status_in(head: &[u8]) -> Option<u8> {
+    // Bounded by the head, itself bounded by `max_header_bytes`.
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        if line[..colon].eq_ignore_ascii_case(b"grpc-status") {
+            let value = trim(&line[colon + 1..]);
+            let valid = (1..=2).contains(&value.len()) && value.iter().all(u8::is_ascii_digit);
+            return valid.then(|| value.iter().fold(0, |n, d| n * 10 + (d - b'0')));
+        }
+    }
+    None
+}
+
 fn trim(value: &[u8]) -> &[u8] {
     let start = value.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(value.len());
     let end = value.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
@@ -115,6 +129,11 @@ mod tests {
         assert_eq!(parse_timeout(b"2S"), Some(Duration::from_secs(2)));
         assert_eq!(parse_timeout(b"123456789S"), None, "more than 8 digits");
         assert_eq!(parse_timeout(b"S"), None);
+        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\nGrpc-Status: 14\r\n\r\n";
+        assert_eq!(status_in(head), Some(14));
+        assert_eq!(status_in(b"HTTP/1.1 200 OK\r\ngrpc-status: 1x\r\n\r\n"), None);
+        assert_eq!(status_in(b"HTTP/1.1 200 OK\r\ngrpc-status: 140\r\n\r\n"), None);
+        assert_eq!(status_in(b"HTTP/1.1 200 OK\r\n\r\n"), None);
     }
 
     #[test]

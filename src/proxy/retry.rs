@@ -223,6 +223,12 @@ impl<'p> Plan<'p> {
         self.pending.is_some()
     }
 
+    /// [`Self::arrange_status_retry`] for an exchange to call, once, when it got a
+    /// retriable status (an HTTP one or a gRPC one).
+    pub fn arranger<T>(&mut self, pool: &'p Pool) -> impl FnOnce(T) -> bool + use<'_, 'p, T> {
+        move |_| self.arrange_status_retry(pool, Instant::now())
+    }
+
     /// Whether a held exchange is worth it: statuses are retried, the request qualifies,
     /// and a retry is still possible.
     pub fn holds_status(&self, pool: &Pool, info: &RequestInfo) -> bool {

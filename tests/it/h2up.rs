@@ -23,7 +23,7 @@ fn weir_h2c(backends: &[SocketAddr]) -> Balancer {
 }
 
 /// An HTTP/2 client connection (prior knowledge) to weir.
-async fn h2_client(addr: SocketAddr) -> SendRequest<Bytes> {
+pub(crate) async fn h2_client(addr: SocketAddr) -> SendRequest<Bytes> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (send, conn) = h2::client::handshake(tcp).await.expect("handshake");
     tokio::spawn(async move {

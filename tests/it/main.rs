@@ -22,6 +22,7 @@ mod framing;
 mod framing_fields;
 mod grpc;
 mod grpc_health;
+mod grpc_retry;
 mod h2;
 mod h2up;
 mod headers;

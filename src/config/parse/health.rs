@@ -9,7 +9,8 @@ use toml::de::DeValue;
 use super::{duration, int_value, integer, string, text, wrong, Slot, Value, Walker};
 use crate::config::health::MAX_RETRY_ATTEMPTS;
 use crate::config::{
-    HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
+    GrpcCodes, HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet,
+    WhenAllUnhealthy,
 };
 
 /// Probe intervals: below 10 ms probes become load of their own; above an hour a dead
@@ -36,8 +37,7 @@ const FAILURE_CODES: RangeInclusive<u16> = 400..=599;
 /// Status codes a probe may expect, and a retry may name.
 const STATUS_CODES: RangeInclusive<u16> = 200..=599;
 const STATUS_HINT: &str = r#"a status, a range such as "200-399", or a list of them"#;
-const ON_HINT: &str =
-    r#""connect-failure", "reset", "timeout", "gateway-error", "5xx" or a status code"#;
+const ON_HINT: &str = r#""connect-failure", "reset", "timeout", "gateway-error", "5xx", "grpc-unavailable", "grpc-resource-exhausted" or a status code"#;
 
 impl Walker {
     /// `[pool.health]`: active probes.
@@ -300,6 +300,7 @@ fn retry_on(v: &DeValue<'_>) -> Result<RetryOn, String> {
         reset: false,
         timeout: false,
         statuses: StatusSet::empty(),
+        grpc: GrpcCodes::default(),
     };
     for item in array.iter().map(|item| item.get_ref()) {
         match item.as_str() {
@@ -308,6 +309,8 @@ fn retry_on(v: &DeValue<'_>) -> Result<RetryOn, String> {
             Some("timeout") => on.timeout = true,
             Some("gateway-error") => on.statuses.extend(StatusSet::range(502, 504)),
             Some("5xx") => on.statuses.extend(StatusSet::range(500, 599)),
+            Some("grpc-unavailable") => on.grpc.insert(GrpcCodes::UNAVAILABLE),
+            Some("grpc-resource-exhausted") => on.grpc.insert(GrpcCodes::RESOURCE_EXHAUSTED),
             Some(other) if parse_range(other).is_none() => {
                 return Err(format!("`on`: expected {ON_HINT}, found \"{other}\""));
             }

@@ -130,6 +130,10 @@ fn retry_table() {
     assert_eq!(retry.on.statuses, set(&[502, 503, 504]));
     assert_eq!((retry.budget_percent, retry.min_per_second), (50, 10));
     assert_eq!(retry.replay_buffer, 16 * 1024);
+    let grpc = pool("[pool.retry]\non = [\"grpc-unavailable\", \"grpc-resource-exhausted\"]\n");
+    let codes = grpc.retry.on.grpc;
+    assert!(codes.contains(14) && codes.contains(8) && !codes.contains(2));
+    assert!(grpc.retry.on.statuses.is_empty() && !grpc.retry.on.connect_failure);
     let fives = pool("[pool.retry]\non = [\"5xx\"]\n").retry.on.statuses;
     assert!(fives.contains(500) && fives.contains(599) && !fives.contains(499));
     let at = |rest: &str| error(&format!("[[pool]]\nname = \"a\"\n[pool.retry]\n{rest}"));

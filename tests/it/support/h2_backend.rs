@@ -11,6 +11,9 @@
 //! - `/huge-head`: a response head with a 100 KiB field, past weir's header list limit;
 //! - `/refuse-once`: the first such stream the backend gets is refused (RST_STREAM
 //!   `REFUSED_STREAM`), later ones are echoed as `/echo`;
+//! - `/unavailable-once`: the first such stream a backend named `flaky` gets is
+//!   answered trailers-only with `grpc-status: 14` (UNAVAILABLE), after reading its
+//!   request; every other is echoed as `/echo`;
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
 //! - anything else: the server's name.
 //!
@@ -44,6 +47,8 @@ pub struct Counts {
     pub body_sent: AtomicUsize,
     /// Streams refused (`/refuse-once`).
     pub refused: AtomicUsize,
+    /// Calls answered UNAVAILABLE (`/unavailable-once`).
+    pub unavailable: AtomicUsize,
 }
 
 /// An HTTP/2 backend; stops when dropped.
@@ -119,6 +124,12 @@ async fn answer(
     let query = request.uri().query().unwrap_or("").to_string();
     let mut body = request.into_body();
     let (data, trailers) = read_all(&mut body).await;
+    if path == "/unavailable-once" {
+        if unavailable_once(&mut respond, &name, &counts) {
+            return;
+        }
+        path = "/echo".into();
+    }
     let mut head = Response::builder().status(200).header("x-backend", &*name);
     match path.as_str() {
         "/echo" => {
@@ -156,19 +167,38 @@ async fn answer(
             let head = head.header("x-huge", "h".repeat(100 * 1024));
             let _ = respond.send_response(head.body(()).unwrap(), true);
         }
-        "/hold" => {
-            let reset = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
-            if matches!(reset, Ok(h2::Reason::CANCEL)) {
-                let now = std::time::Instant::now();
-                *counts.cancelled_at.lock().unwrap() = Some(now);
-                counts.cancels.fetch_add(1, Ordering::SeqCst);
-            }
-        }
+        "/hold" => hold(&mut respond, &counts).await,
         _ => {
             let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
             send_all(&mut send, Bytes::from(name.as_bytes().to_vec()), true).await;
         }
     }
+}
+
+/// Answers nothing; records the peer's CANCEL, and when it came.
+async fn hold(respond: &mut SendResponse<Bytes>, counts: &Counts) {
+    let reset = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
+    if matches!(reset, Ok(h2::Reason::CANCEL)) {
+        let now = std::time::Instant::now();
+        *counts.cancelled_at.lock().unwrap() = Some(now);
+        counts.cancels.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Answers UNAVAILABLE, trailers-only, if this backend is `flaky` and has not yet;
+/// returns whether it did.
+fn unavailable_once(respond: &mut SendResponse<Bytes>, name: &str, counts: &Counts) -> bool {
+    let first = counts.unavailable.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+    if name != "flaky" || first.is_err() {
+        return false;
+    }
+    let head = Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .header("grpc-status", "14")
+        .header("grpc-message", "try another");
+    let _ = respond.send_response(head.body(()).unwrap(), true);
+    true
 }
 
 /// The whole request body and its trailers.
