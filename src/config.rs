@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod dns;
+pub mod fleet;
 pub mod hash;
 pub mod health;
 pub mod http2;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use backend::{BackendAddress, BackendConfig, Scheme};
 pub use dns::DnsConfig;
+pub use fleet::FleetConfig;
 pub use hash::HashKey;
 pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
@@ -63,6 +65,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[dns]`: the servers that `resolve = true` backends are looked up with.
     pub dns: DnsConfig,
+    /// `[fleet]`: API changes shared through etcd; `None` keeps them in the state file.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// Where lines go.

@@ -32,7 +32,7 @@ fn config(ports: &[u16]) -> Config {
 
 /// The control plane of a balancer started with `config`.
 fn plane(config: Config) -> Arc<Plane> {
-    let (control, config) = prepare(config).unwrap();
+    let (control, config) = prepare(config, None).unwrap();
     let mut registry = Registry::new(1);
     let snapshot = registry.build(&Arc::new(config), 1).unwrap().publish();
     let listeners = Listeners::open(&[], 1, Default::default()).unwrap();

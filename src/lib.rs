@@ -12,7 +12,7 @@
 //! ```text
 //!   process        5 │ cli · flags · run · demo · server · upgrade
 //!                    │        starts the pieces, owns threads and signals
-//!   control plane  4 │ control · state · admin
+//!   control plane  4 │ control · state · fleet · admin
 //!                    │        control::Plane: the one writer of snapshots
 //!   data plane     3 │ context · proxy · worker · drain · listeners
 //!                    │        sees only context::Context: snapshot, counters, log, permits
@@ -49,6 +49,9 @@
 //!   edits, reloads, re-resolved names, settled drains): each is built into one snapshot
 //!   whose effects on live state apply only when it is published.
 //! - [`state`]: the state file that keeps API changes across restarts and reloads.
+//! - [`fleet`]: `[fleet]`: the admin API's changes shared by several instances through
+//!   etcd (list, watch, compare-and-swap writes, a membership lease), in the state file's
+//!   place.
 //! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
 //!   the mutating API and its bearer token; it maps control-plane errors to statuses.
 //!
@@ -116,6 +119,7 @@ pub mod discovery;
 pub mod drain;
 pub mod exposition;
 pub mod flags;
+pub mod fleet;
 pub mod health;
 pub mod http1;
 pub mod json;

@@ -146,7 +146,10 @@ pub fn start(config: Config) -> Result<Handle, StartError> {
 pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartError> {
     validate::exposure(&config).map_err(StartError::Exposure)?;
     let workers = worker_count(&config);
-    let (control, config) = control::prepare(config).map_err(StartError::State)?;
+    // Before the state is read: with `[fleet]`, the fleet's objects replace the state file.
+    let fleet = crate::fleet::Fleet::start(&config)?;
+    let store = fleet.clone().map(|fleet| fleet as Arc<dyn control::Store>);
+    let (control, config) = control::prepare(config, store).map_err(StartError::State)?;
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
     let discovery = Discovery::start(&config);
@@ -158,6 +161,9 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     let listeners = Listeners::open(listen, workers, inherited)?;
     let data = Arc::new(Context::new(snapshot, workers, access_log, listeners));
     let plane = Arc::new(Plane::new(Arc::clone(&data), control, registry, discovery.stats()));
+    if let Some(fleet) = &fleet {
+        fleet.attach(&plane);
+    }
     // Before any worker takes a socket: the TLS addresses are known from the start.
     data.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
     let admin_listener = admin_listener(&config, &data.listeners)?;

@@ -85,12 +85,19 @@ impl Overrides {
 /// file's directory), else `weir.state.json` beside the config file. `None` when it is
 /// `"off"`, or when there is no config file and no `state_file` is set.
 pub fn path_for(config: &Config) -> Option<PathBuf> {
+    beside_config(config, config.admin.state_file.as_deref(), DEFAULT_STATE_FILE)
+}
+
+/// A file weir keeps beside its config file: `setting` (relative to the config file's
+/// directory), else `default` there. `None` when `setting` is `"off"`, or when there is
+/// no config file and no setting.
+pub fn beside_config(config: &Config, setting: Option<&str>, default: &str) -> Option<PathBuf> {
     let dir = config.source.as_deref().map(|p| p.parent().unwrap_or(Path::new("")));
-    match (config.admin.state_file.as_deref(), dir) {
+    match (setting, dir) {
         (Some("off"), _) => None,
         (Some(name), Some(dir)) => Some(dir.join(name)),
         (Some(name), None) => Some(PathBuf::from(name)),
-        (None, Some(dir)) => Some(dir.join(DEFAULT_STATE_FILE)),
+        (None, Some(dir)) => Some(dir.join(default)),
         (None, None) => None,
     }
 }
@@ -245,4 +252,4 @@ pub fn new_pool(name: &str, spec: &PoolSpec) -> PoolConfig {
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
-mod tests;
+pub(crate) mod tests;

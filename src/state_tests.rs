@@ -2,11 +2,11 @@ use super::file::{decode, encode, load, save};
 use super::*;
 use crate::config::{BackendAddress, Config};
 
-fn backend(text: &str, weight: u32) -> BackendConfig {
+pub(crate) fn backend(text: &str, weight: u32) -> BackendConfig {
     BackendConfig { address: BackendAddress::parse(text).unwrap(), weight, resolve: false }
 }
 
-fn file_config() -> Config {
+pub(crate) fn file_config() -> Config {
     let mut config = Config::default();
     let web = vec![backend("127.0.0.1:9001", 1), backend("127.0.0.1:9002", 2)];
     config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, web));

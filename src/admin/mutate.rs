@@ -37,6 +37,7 @@ enum Call {
     Routes,
     Route(String),
     Reload,
+    Fleet,
 }
 
 impl Call {
@@ -54,6 +55,7 @@ impl Call {
             ["routes"] => Call::Routes,
             ["routes", index] => Call::Route(index.into()),
             ["reload"] => Call::Reload,
+            ["fleet"] => Call::Fleet,
             _ => return None,
         })
     }
@@ -67,6 +69,7 @@ impl Call {
             Call::Routes => &["GET", "HEAD", "POST"],
             Call::Route(_) => &["DELETE"],
             Call::Reload => &["POST"],
+            Call::Fleet => &["GET", "HEAD"],
         }
     }
 }
@@ -84,7 +87,11 @@ pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
     if method == "GET" || method == "HEAD" {
         let document = match call {
             Call::Routes => api::routes(&snapshot),
-            _ => api::pools(&snapshot, &plane.data().frontend),
+            Call::Fleet => match plane.store_members() {
+                Some(members) => members,
+                None => return Some(json_error(404, "no [fleet] configured")),
+            },
+            _ => with_fleet(plane, api::pools(&snapshot, &plane.data().frontend)),
         };
         return Some(Response::json(200, document).with_header("Cache-Control", "no-store"));
     }
@@ -92,7 +99,10 @@ pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
         return Some(refusal);
     }
     drop(snapshot);
-    Some(mutate(call, request, plane).unwrap_or_else(|r| json_error(r.status, &r.message)))
+    Some(mutate(call, request, plane).unwrap_or_else(|r| match &r.current {
+        Some(current) => conflict(r.status, &r.message, current),
+        None => json_error(r.status, &r.message),
+    }))
 }
 
 fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refusal> {
@@ -100,6 +110,7 @@ fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refu
     let status = if request.method == "POST" { 201 } else { 200 };
     let snapshot = match call {
         Call::Reload => return reload(plane),
+        Call::Fleet => return Err(Refusal::new(405, "method not allowed")),
         Call::Pools => plane.edit(add_pool(body::object(request)?)?)?,
         Call::Pool(pool) => plane.edit(move |config| remove_pool(config, &pool))?,
         Call::Backends(pool) => {
@@ -124,7 +135,34 @@ fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refu
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
     };
-    Ok(Response::json(status, api::pools(&snapshot, &plane.data().frontend)))
+    Ok(Response::json(status, with_fleet(plane, api::pools(&snapshot, &plane.data().frontend))))
+}
+
+/// The pools document with, under `[fleet]`, the fleet revision this instance applied,
+/// the last one it wrote, and whether etcd answers.
+fn with_fleet(plane: &Plane, document: String) -> String {
+    let Some(status) = plane.store_status() else { return document };
+    let Some(rest) = document.strip_prefix('{') else { return document };
+    format!(
+        "{{\"fleet\":{{\"revision\":{},\"written\":{},\"connected\":{},\"from_cache\":{}}},{rest}",
+        status.revision, status.written, status.connected, status.from_cache
+    )
+}
+
+/// `{"error": ..., "current": {...}}`: a refused change, with the objects as the fleet
+/// store holds them now, so the caller can decide again.
+fn conflict(status: u16, message: &str, current: &str) -> Response {
+    let mut json = crate::json::JsonWriter::with_capacity(64 + message.len() + current.len());
+    json.begin_object();
+    json.key("error");
+    json.string(message);
+    json.end_object();
+    let mut text = json.finish();
+    text.pop();
+    text.push_str(",\"current\":");
+    text.push_str(current);
+    text.push('}');
+    Response::json(status, text)
 }
 
 type Removed = Result<Option<(String, String)>, Refusal>;

@@ -66,12 +66,61 @@ pub fn handle(request: &Request, plane: &Plane) -> Response {
                 reloads.success.get(),
                 reloads.failure.get(),
             );
+            if let Some(status) = plane.store_status() {
+                render_fleet(&mut body, &status);
+            }
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
         }
         "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())
             .with_header("Cache-Control", "no-store")
             .with_header("Content-Security-Policy", CSP),
         _ => not_found(path),
+    }
+}
+
+/// `weir_fleet_*`, under `[fleet]` only.
+fn render_fleet(out: &mut String, status: &crate::control::StoreStatus) {
+    use std::fmt::Write as _;
+    let gauges = [
+        (
+            "weir_fleet_revision",
+            "The fleet (etcd) configuration revision this instance applied.",
+            status.revision,
+        ),
+        (
+            "weir_fleet_connected",
+            "1 while etcd answers, 0 while it is unreachable.",
+            i64::from(status.connected),
+        ),
+        (
+            "weir_fleet_from_cache",
+            "1 while serving the cache file's state because etcd was down at start.",
+            i64::from(status.from_cache),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    let counters = [
+        ("weir_fleet_applies_total", "Snapshots rebuilt from fleet changes.", status.applies),
+        (
+            "weir_fleet_conflicts_total",
+            "API changes refused with 409: another instance changed the object first.",
+            status.conflicts,
+        ),
+        (
+            "weir_fleet_write_failures_total",
+            "API changes refused with 503: etcd did not answer.",
+            status.write_failures,
+        ),
+        (
+            "weir_fleet_relists_total",
+            "Full reads of the fleet prefix (start, compaction, outage).",
+            status.relists,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
 }
 

@@ -24,6 +24,9 @@ use route::{host_match, path_prefix, route_pool};
 #[cfg(test)]
 mod admin_tests;
 mod dns;
+mod fleet;
+#[cfg(test)]
+mod fleet_tests;
 mod health;
 mod http2;
 #[cfg(test)]
@@ -47,7 +50,7 @@ const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
 const MAX_HEADERS: u64 = 1000;
 /// What the top level may hold.
 const TOP_LEVEL: &str =
-    "the file (expected [server], [admin], [log], [dns], [[pool]] or [[route]])";
+    "the file (expected [server], [admin], [log], [dns], [fleet], [[pool]] or [[route]])";
 const DURATION_HINT: &str = r#"a duration string such as "5s""#;
 const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
 const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
@@ -192,6 +195,7 @@ impl Walker {
                 "admin" => config.admin = self.admin(value),
                 "log" => config.log = self.log(value),
                 "dns" => config.dns = self.dns(value),
+                "fleet" => config.fleet = self.fleet(value),
                 "pool" => config.pools = self.pools(value),
                 // Routes name pools, so they are read once every pool is known.
                 "route" => routes = Some(value),

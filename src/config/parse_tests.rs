@@ -158,6 +158,7 @@ fn full_file_parses_to_the_expected_config() {
             format: crate::config::Format::Json,
         },
         dns: crate::config::DnsConfig::default(),
+        fleet: None,
     };
     assert_eq!(parse(FULL), expected);
 }

@@ -54,6 +54,13 @@ pub fn save(path: &Path, overrides: &Overrides) -> io::Result<()> {
     write_atomically(path, &text, sync_dir)
 }
 
+/// Writes `text` to `path` atomically, as the state file is written (the fleet's cache
+/// file uses it too).
+pub fn save_text(path: &Path, text: &str) -> io::Result<()> {
+    fits(text.len(), MAX_STATE_BYTES)?;
+    write_atomically(path, text, sync_dir)
+}
+
 /// Refuses a state file of `len` bytes if weir would not read it back (`limit`).
 fn fits(len: usize, limit: u64) -> io::Result<()> {
     if u64::try_from(len).unwrap_or(u64::MAX) <= limit {

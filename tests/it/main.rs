@@ -18,6 +18,8 @@ mod dead_backend;
 mod dns;
 mod dns_resolver;
 mod errors;
+mod fleet;
+mod fleet_outage;
 mod framing;
 mod framing_fields;
 mod grpc;

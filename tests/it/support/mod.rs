@@ -32,6 +32,7 @@ pub mod balancer;
 pub mod client;
 pub mod dns;
 pub mod dnsmasq;
+pub mod etcd;
 pub mod h2_backend;
 pub mod load;
 pub mod process;
