@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::{sleep, Instant};
 
-use crate::support::admin::{admin_get, backends, call, pools};
+use crate::support::admin::{admin_addr, admin_get, backends, call, pools};
 use crate::support::balancer::Balancer;
 use crate::support::etcd::Etcd;
-use crate::support::process::temp_path;
+use crate::support::process::{temp_dir, temp_path, WeirProcess};
 use crate::support::{send, TestBackend};
 use weir::config::{FleetConfig, HashConfig, HashKey, StrategyKind};
 
@@ -69,7 +69,27 @@ async fn key_map(front: SocketAddr) -> Vec<String> {
     picks
 }
 
-/// One of the four changes the trials cycle through, sent to `admin`; its answer.
+/// Ten sticky cookies set by the first front pin the same backend on every other front.
+async fn cookies_agree(fronts: &[SocketAddr]) {
+    for _ in 0..10 {
+        let first =
+            send(fronts[0], b"GET /sticky HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+        let line =
+            first.header_all("set-cookie").into_iter().find(|c| c.starts_with("weir_affinity="));
+        let cookie = line.expect("a sticky cookie").split(';').next().unwrap().to_string();
+        for front in &fronts[1..] {
+            let request = format!(
+                "GET /sticky HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            );
+            let again = send(*front, request.as_bytes()).await;
+            assert_eq!(again.text(), first.text(), "{cookie} on {front}");
+            assert!(again.header_all("set-cookie").is_empty(), "{front} accepts the cookie");
+        }
+    }
+}
+
+/// One of the four changes the trials cycle through, on pool `web` or `pinned`, sent to
+/// `admin`; its answer.
 async fn change(
     admin: SocketAddr,
     trial: usize,
@@ -77,22 +97,27 @@ async fn change(
     one: SocketAddr,
     two: SocketAddr,
 ) -> Value {
+    let pool = if trial % 8 < 4 { "web" } else { "pinned" };
     let (method, path, body) = match trial % 4 {
         0 => {
-            let state = if trial % 8 == 0 { "drain" } else { "active" };
+            let state = if trial % 16 < 8 { "drain" } else { "active" };
             (
                 "PATCH",
-                format!("/api/v1/pools/web/backends/{one}"),
+                format!("/api/v1/pools/{pool}/backends/{one}"),
                 format!(r#"{{"state":"{state}"}}"#),
             )
         }
         1 => (
             "PATCH",
-            format!("/api/v1/pools/web/backends/{two}"),
+            format!("/api/v1/pools/{pool}/backends/{two}"),
             format!(r#"{{"weight":{}}}"#, 1 + trial % 7),
         ),
-        2 => ("POST", "/api/v1/pools/web/backends".into(), format!(r#"{{"address":"{spare}"}}"#)),
-        _ => ("DELETE", format!("/api/v1/pools/web/backends/{spare}"), String::new()),
+        2 => (
+            "POST",
+            format!("/api/v1/pools/{pool}/backends"),
+            format!(r#"{{"address":"{spare}"}}"#),
+        ),
+        _ => ("DELETE", format!("/api/v1/pools/{pool}/backends/{spare}"), String::new()),
     };
     let body = (!body.is_empty()).then_some(body.as_str());
     let reply = call(admin, method, &path, None, body).await;
@@ -100,40 +125,65 @@ async fn change(
     reply.json
 }
 
+/// A config file for one of the fleet's processes: pool `web` hashed on `X-Key`, pool
+/// `pinned` with sticky cookies under `/sticky`, both over `backends`.
+fn process_config(backends: &[SocketAddr], etcd: &Etcd, name: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    let list = list.join(", ");
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [fleet]\netcd = [\"{}\"]\nprefix = \"/weir/t1/\"\nname = \"{name}\"\n\
+         [[pool]]\nname = \"web\"\nstrategy = \"consistent_hash\"\nbackends = [{list}]\n\
+         [pool.hash]\nkey = \"header:x-key\"\n\
+         [[pool]]\nname = \"pinned\"\nstrategy = \"sticky\"\nbackends = [{list}]\n\
+         [pool.sticky]\nsecret = \"fleet-secret\"\n\
+         [[route]]\npath_prefix = \"/sticky\"\npool = \"pinned\"\n",
+        etcd.endpoint()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_apply_every_change_within_a_second_and_agree() {
+async fn three_processes_apply_every_change_within_a_second_and_agree() {
     let etcd = Etcd::start();
-    let names = ["f1", "f2", "f3", "f4"];
     let mut servers = Vec::new();
-    for name in names {
+    for name in ["f1", "f2", "f3", "f4"] {
         servers.push(TestBackend::start(name).await);
     }
     let file: Vec<SocketAddr> = servers[..3].iter().map(TestBackend::addr).collect();
     let spare = servers[3].addr();
-    let weirs: Vec<Balancer> = ["a", "b", "c"]
-        .iter()
-        .map(|name| instance(&file, fleet(&etcd, "/weir/t1/", name)))
-        .collect();
-    let admins: Vec<SocketAddr> = weirs.iter().map(Balancer::admin).collect();
+    let (mut processes, mut fronts, mut admins) = (Vec::new(), Vec::new(), Vec::new());
+    for name in ["a", "b", "c"] {
+        let dir = temp_dir("fleet-process");
+        let path = dir.join("weir.toml");
+        std::fs::write(&path, process_config(&file, &etcd, name)).expect("write config");
+        let (process, front) = WeirProcess::start(&["-c", path.to_str().unwrap()]).await;
+        admins.push(admin_addr(&process).await);
+        fronts.push(front);
+        processes.push(process);
+    }
     let mut latencies = Vec::with_capacity(100);
     for trial in 0..100 {
         let writer = admins[trial % 3];
         let answer = change(writer, trial, spare, file[0], file[1]).await;
         let written = answer["fleet"]["written"].as_i64().expect("written revision");
         latencies.push(until_applied(&admins, written).await);
-        let expected = backends(&pools(writer).await, "web");
+        let expected = pools(writer).await;
         for admin in &admins {
-            assert_eq!(backends(&pools(*admin).await, "web"), expected, "trial {trial}: {admin}");
-        }
-        if trial % 10 == 9 {
-            let reference = key_map(weirs[0].addr()).await;
-            for weir in &weirs[1..] {
+            let doc = pools(*admin).await;
+            for pool in ["web", "pinned"] {
                 assert_eq!(
-                    key_map(weir.addr()).await,
-                    reference,
-                    "trial {trial}: hash keys differ"
+                    backends(&doc, pool),
+                    backends(&expected, pool),
+                    "trial {trial}: {admin}"
                 );
             }
+        }
+        if trial % 10 == 9 {
+            let reference = key_map(fronts[0]).await;
+            for front in &fronts[1..] {
+                assert_eq!(key_map(*front).await, reference, "trial {trial}: hash keys differ");
+            }
+            cookies_agree(&fronts).await;
         }
     }
     latencies.sort();
