@@ -22,12 +22,19 @@ impl Plane {
     ) -> Result<Arc<Snapshot>, EditError<E>> {
         let current = self.data.snapshot.load_full();
         let (config, remove_now) = super::plane::edited(&current.config, change)?;
+        {
+            let mut registry = self.registry.lock().map_err(|_| EditError::Poisoned)?;
+            let saved = registry.clone();
+            let trial = self.build(&mut registry, &config, false).map_err(EditError::Build);
+            *registry = saved;
+            drop(trial?);
+        }
+        // Not under the registry lock: the write waits on etcd, and the drain and DNS
+        // threads need the registry meanwhile. The control lock keeps API changes and
+        // fleet applies in order.
+        store.write(&control.file, &current.config, &config).map_err(EditError::Store)?;
         let mut registry = self.registry.lock().map_err(|_| EditError::Poisoned)?;
         let saved = registry.clone();
-        let trial = self.build(&mut registry, &config, false).map_err(EditError::Build);
-        *registry = saved.clone();
-        drop(trial?);
-        store.write(&control.file, &current.config, &config).map_err(EditError::Store)?;
         if let Some((pool, label)) = remove_now {
             registry.remove_now(&pool, &label);
         }
