@@ -3,7 +3,11 @@ use super::*;
 use crate::config::{BackendAddress, Config};
 
 fn backend(text: &str, weight: u32) -> BackendConfig {
-    BackendConfig { address: BackendAddress::parse(text).unwrap(), weight, resolve: false }
+    BackendConfig {
+        address: BackendAddress::parse(text).unwrap(),
+        weight,
+        resolve: crate::config::Resolve::Once,
+    }
 }
 
 fn file_config() -> Config {

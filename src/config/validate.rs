@@ -85,7 +85,7 @@ mod tests {
         let backend = |text: &str| BackendConfig {
             address: BackendAddress::parse(text).unwrap(),
             weight: 1,
-            resolve: false,
+            resolve: crate::config::Resolve::Once,
         };
         let mut config = Config::default();
         let backends = vec![backend("127.0.0.1:9001"), backend("127.0.0.1:9002")];

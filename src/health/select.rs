@@ -23,6 +23,9 @@ pub type Picked<'p> = (usize, Option<Trial<'p>>);
 /// one pass in pool order. `None` when no such backend is usable.
 pub fn pick<'p>(pool: &'p Pool, request: &PickRequest<'_>, tried: &[usize]) -> Option<Picked<'p>> {
     let backends = &pool.backends;
+    if pool.tiered {
+        pool.follow_tier();
+    }
     for _ in 0..PICKS.min(backends.len().max(1)) {
         let index = pool.strategy.pick(backends, request)?;
         if !tried.contains(&index) {

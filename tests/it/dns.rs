@@ -52,7 +52,7 @@ fn config(dns: SocketAddr, port: u16) -> Config {
     config.admin.listen = None;
     config.dns = DnsConfig { servers: vec![dns], timeout: Some(Duration::from_millis(200)) };
     let address = BackendAddress::parse(&format!("{NAME}:{port}")).unwrap();
-    let backend = BackendConfig { address, weight: 1, resolve: true };
+    let backend = BackendConfig { address, weight: 1, resolve: weir::config::Resolve::Addresses };
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, vec![backend]);
     pool.dns_refresh = REFRESH;
     config.pools.push(pool);
@@ -202,7 +202,8 @@ async fn reload_adds_a_discovered_backend() {
     let (_dns, [one, two, _three], mut config) = setup(&[ip(2)]).await;
     let resolved = config.pools[0].backends.clone();
     let address = BackendAddress::parse(&one.addr().to_string()).unwrap();
-    config.pools[0].backends = vec![BackendConfig { address, weight: 1, resolve: false }];
+    config.pools[0].backends =
+        vec![BackendConfig { address, weight: 1, resolve: weir::config::Resolve::Once }];
     let weir = Balancer::start(config.clone());
     assert_eq!(labels(&weir), [label(&one)]);
     config.pools[0].backends.extend(resolved);

@@ -17,6 +17,7 @@ mod cli;
 mod dead_backend;
 mod dns;
 mod dns_resolver;
+mod dns_srv;
 mod errors;
 mod framing;
 mod framing_fields;
