@@ -15,6 +15,7 @@ mod balancing;
 mod bodies;
 mod cli;
 mod dead_backend;
+mod discovery_coalesce;
 mod dns;
 mod dns_resolver;
 mod dns_srv;
