@@ -65,13 +65,15 @@ fn resolve_needs_a_dns_name() {
 fn srv_names_have_no_port() {
     let config = parse(&pool(
         "{ address = \"_http._tcp.API.example\", resolve = \"srv\" }, \
-         { address = \"https://_api._tcp.b.example\", resolve = \"srv\" }",
+         { address = \"http://_api._tcp.b.example\", resolve = \"srv\" }",
         "",
     ));
     let backend = &config.pools[0].backends[0];
     assert_eq!((backend.resolve, backend.address.port), (Resolve::Srv, 0));
     assert_eq!(backend.written(), "_http._tcp.API.example");
-    assert_eq!(config.pools[0].backends[1].written(), "https://_api._tcp.b.example");
+    assert_eq!(config.pools[0].backends[1].written(), "_api._tcp.b.example");
+    let message = error(&pool("{ address = \"https://_h._tcp.a\", resolve = \"srv\" }", ""));
+    assert!(message.contains("plain HTTP for now"), "{message}");
     let message = error(&pool("{ address = \"_http._tcp.a:80\", resolve = \"srv\" }", ""));
     assert!(
         message.starts_with("weir.toml:3:25: `resolve = \"srv\"` needs an SRV name without a port"),
