@@ -85,6 +85,14 @@ fn the_lowest_serving_tier_takes_the_requests_and_terminating_ones_come_last() {
     assert_eq!(picked(&snapshot), labels(&[4]), "terminating, as nothing else serves");
     set_healthy(&snapshot, 1, true);
     assert_eq!(picked(&snapshot), labels(&[1]), "back to the lowest priority");
+    // A retry after 1 failed (still healthy) goes to the next tier, and leaves the
+    // pool's tier alone.
+    let pool = &snapshot.pools[0];
+    let first = select::choose(pool, &PickRequest::default()).unwrap().0;
+    set_healthy(&snapshot, 3, true);
+    let retry = select::pick(pool, &PickRequest::default(), &[first]).unwrap().0;
+    assert_eq!(pool.backends[retry].label, "10.0.0.3:80", "priority 20 takes the retry");
+    assert_eq!(picked(&snapshot), labels(&[1]), "new requests stay in priority 10");
     // The source says 5 serves again: one more flag of the health machine, cleared.
     let mut set = set;
     set[4] = endpoint(5, 10, true, false);

@@ -119,3 +119,38 @@ async fn srv_priorities_and_weights_give_the_shares_and_a_removed_record_drains(
     assert_eq!(counts.get("zero"), Some(&50), "{counts:?}");
     assert_eq!(backends[1].requests(), before, "no new request reached the removed target");
 }
+
+#[tokio::test]
+async fn all_of_the_lowest_priority_down_falls_to_the_next_and_comes_back() {
+    // zero has priority 10, one priority 20: one gets traffic only while zero is down.
+    let (_dns, backends) = srv_setup(&[(0, 10, 10), (1, 20, 10)]).await;
+    let mut config = srv_config(_dns.addr(), StrategyKind::RoundRobin);
+    let interval = Duration::from_millis(50);
+    let health = weir::config::HealthConfig {
+        path: "/health".into(),
+        interval,
+        healthy_threshold: 1,
+        unhealthy_threshold: 1,
+        ..Default::default()
+    };
+    config.pools[0].health = Some(health);
+    let weir = Balancer::start(config);
+    assert_eq!(shares(&weir, 20).await.get("zero"), Some(&20), "priority 10 only");
+
+    // Probes fail: priority 20 takes over.
+    backends[0].set_healthy(false);
+    let zero = backends[0].addr();
+    let down = weir.wait_for(SOON, |w| !w.status(zero).healthy).await;
+    assert!(down.is_some(), "zero's probes failed");
+    assert_eq!(shares(&weir, 20).await.get("one"), Some(&20), "fell to priority 20");
+    // It recovers: back to priority 10.
+    backends[0].set_healthy(true);
+    assert!(weir.wait_for(SOON, |w| w.status(zero).healthy).await.is_some());
+    assert_eq!(shares(&weir, 20).await.get("zero"), Some(&20), "back to priority 10");
+
+    // zero dies before any probe notices: each request's retry goes to priority 20, so
+    // no request fails (`shares` asserts every status is 200).
+    backends[0].stop();
+    let counts = shares(&weir, 20).await;
+    assert_eq!(counts.get("one"), Some(&20), "{counts:?}");
+}
