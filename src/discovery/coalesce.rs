@@ -79,8 +79,9 @@ pub async fn run(host: Arc<dyn Host>, sink: Arc<Sink>) {
             continue;
         }
         last = Some(Instant::now());
-        sink.rebuilds.fetch_add(1, Relaxed);
         host.rediscovered(sets);
+        // Counted once swapped: a reader who sees the count sees the snapshot.
+        sink.rebuilds.fetch_add(1, Relaxed);
     }
 }
 
