@@ -26,22 +26,29 @@ fn set(i: u32) -> Vec<Endpoint> {
     (1..=n).map(|last| Endpoint::address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))).collect()
 }
 
+/// dnsmasq answering 127.0.0.1 for `name`, and weir (admin on) with a round-robin pool
+/// over `name:port` with `resolve = true`: its DNS answer never changes, so the sets a
+/// test hands the sink are the only changes.
+pub(crate) fn name_on_dnsmasq(name: &str, port: u16) -> (Dnsmasq, Balancer) {
+    let dns = Dnsmasq::start(&[(name, IpAddr::V4(Ipv4Addr::LOCALHOST))], &[]);
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 2;
+    config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.dns = DnsConfig { servers: vec![dns.addr()], timeout: Some(Duration::from_millis(500)) };
+    let address = BackendAddress::parse(&format!("{name}:{port}")).unwrap();
+    let backend = BackendConfig { address, weight: 1, resolve: Resolve::Addresses };
+    config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, vec![backend]));
+    (dns, Balancer::start(config))
+}
+
 async fn counter(weir: &Balancer, name: &str) -> f64 {
     metric(&scrape(weir.admin()).await, name, &[]).unwrap_or(0.0)
 }
 
 #[tokio::test]
 async fn fifty_changes_a_second_rebuild_at_most_ten_snapshots_a_second() {
-    let dns = Dnsmasq::start(&[(NAME, IpAddr::V4(Ipv4Addr::LOCALHOST))], &[]);
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.workers = 1;
-    config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.dns = DnsConfig { servers: vec![dns.addr()], timeout: Some(Duration::from_millis(500)) };
-    let address = BackendAddress::parse(&format!("{NAME}:80")).unwrap();
-    let backend = BackendConfig { address, weight: 1, resolve: Resolve::Addresses };
-    config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, vec![backend]));
-    let weir = Balancer::start(config);
+    let (_dns, weir) = name_on_dnsmasq(NAME, 80);
     let sink = std::sync::Arc::clone(weir.shared().plane().sink());
     let generation = || weir.shared().snapshot.load().generation;
     let first_generation = generation();

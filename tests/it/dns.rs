@@ -105,7 +105,7 @@ async fn follows(weir: &Balancer, want: &[&TestBackend], limit: Duration) -> Opt
 }
 
 /// `n` requests; the names of the backends that answered, each once, sorted.
-async fn answered_by(weir: &Balancer, n: usize) -> Vec<String> {
+pub(crate) async fn answered_by(weir: &Balancer, n: usize) -> Vec<String> {
     let mut names = Vec::new();
     for _ in 0..n {
         let response = get_close(weir.addr(), "/").await;
