@@ -324,4 +324,14 @@ async fn a_dead_server_and_an_empty_answer_keep_the_last_addresses() {
     assert_eq!(answered_by(&weir, 10).await, ["one", "two"]);
     let addresses = format!("weir_dns_addresses{{host=\"{NAME}\"}}");
     assert_eq!(scrape(&weir, &addresses).await, Some(2));
+    // The source's view: the set kept, and each failure counted by its kind.
+    let source = format!("source=\"dns:{NAME}\"");
+    let errors = |kind: &str| format!("weir_discovery_errors_total{{{source},kind=\"{kind}\"}}");
+    assert!(scrape(&weir, &errors("empty")).await >= Some(1), "NXDOMAIN counts as empty");
+    let dead = scrape(&weir, &errors("timeout")).await.unwrap_or(0)
+        + scrape(&weir, &errors("network")).await.unwrap_or(0);
+    assert!(dead >= 1, "a dead server counts as a timeout or a network error");
+    let endpoints = format!("weir_discovery_endpoints{{{source}}}");
+    assert_eq!(scrape(&weir, &endpoints).await, Some(2), "the last set stays in use");
+    assert_eq!(scrape(&weir, &format!("weir_discovery_generation{{{source}}}")).await, Some(1));
 }
