@@ -45,7 +45,8 @@ pub struct Endpoint {
     pub priority: u16,
     /// Readiness, as the source reports it.
     pub readiness: Readiness,
-    /// Zone, where the source knows it (reported only, not used to route yet).
+    /// Zone, where the source knows it (part of the set and its hash; not used to route
+    /// yet).
     pub zone: Option<String>,
 }
 
