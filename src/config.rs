@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use backend::{BackendAddress, BackendConfig, Scheme};
+pub use backend::{BackendAddress, BackendConfig, Resolve, Scheme};
 pub use dns::DnsConfig;
 pub use hash::HashKey;
 pub use health::{

@@ -84,7 +84,7 @@ pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
     if method == "GET" || method == "HEAD" {
         let document = match call {
             Call::Routes => api::routes(&snapshot),
-            _ => api::pools(&snapshot, &plane.data().frontend),
+            _ => api::pools(&snapshot, &plane.data().frontend, plane.dns()),
         };
         return Some(Response::json(200, document).with_header("Cache-Control", "no-store"));
     }
@@ -124,7 +124,7 @@ fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refu
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
     };
-    Ok(Response::json(status, api::pools(&snapshot, &plane.data().frontend)))
+    Ok(Response::json(status, api::pools(&snapshot, &plane.data().frontend, plane.dns())))
 }
 
 type Removed = Result<Option<(String, String)>, Refusal>;
@@ -133,7 +133,7 @@ fn reload(plane: &Plane) -> Result<Response, Refusal> {
     match plane.reload_from_source() {
         Ok(_) => Ok(Response::json(
             200,
-            api::pools(&plane.data().snapshot.load(), &plane.data().frontend),
+            api::pools(&plane.data().snapshot.load(), &plane.data().frontend, plane.dns()),
         )),
         Err(error) => Ok(body::errors_response(400, &error.messages())),
     }
