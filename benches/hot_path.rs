@@ -51,7 +51,7 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 10_000 + i)).unwrap(),
             weight: 1 + (i as u32 % 5),
-            resolve: false,
+            resolve: weir::config::Resolve::Once,
         })
         .collect();
     let mut web = PoolConfig::new("web", strategy, list);

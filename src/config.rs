@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use backend::{BackendAddress, BackendConfig, Scheme};
+pub use backend::{BackendAddress, BackendConfig, Resolve, Scheme};
 pub use dns::DnsConfig;
 pub use fleet::FleetConfig;
 pub use hash::HashKey;

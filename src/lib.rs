@@ -73,8 +73,9 @@
 //! - [`balance`]: backend selection strategies behind one small trait.
 //! - [`health`]: one health state machine per backend, fed by active probes (on the
 //!   `weir-health` thread) and by the outcomes of real requests.
-//! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
-//!   thread, with its own stub resolver.
+//! - [`discovery`]: discovery of `resolve = true` (A/AAAA) and `resolve = "srv"`
+//!   backends on the `weir-dns` thread through `hickory-resolver`: each source gives a
+//!   complete endpoint set, applied through a throttle (at most 10 rebuilds a second).
 //! - [`route`]: host and path-prefix routing to pools.
 //! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
 //! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.

@@ -160,7 +160,14 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     let access_log = AccessLog::start(config.log.access.clone(), config.log.format)?;
     let listeners = Listeners::open(listen, workers, inherited)?;
     let data = Arc::new(Context::new(snapshot, workers, access_log, listeners));
-    let plane = Arc::new(Plane::new(Arc::clone(&data), control, registry, discovery.stats()));
+    let sink = Arc::new(discovery::coalesce::Sink::default());
+    let plane = Arc::new(Plane::new(
+        Arc::clone(&data),
+        control,
+        registry,
+        discovery.stats(),
+        Arc::clone(&sink),
+    ));
     if let Some(fleet) = &fleet {
         fleet.attach(&plane);
     }
@@ -174,7 +181,7 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     }
     // One prober per backend for the whole process, whatever the number of workers.
     threads.push(health::service::spawn(Arc::clone(&plane) as _)?);
-    threads.push(discovery::spawn(Arc::clone(&plane) as _, discovery)?);
+    threads.push(discovery::spawn(Arc::clone(&plane) as _, discovery, sink)?);
     threads.push(control::spawn_drainer(Arc::clone(&plane))?);
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&plane), listener)?);

@@ -107,7 +107,11 @@ pub fn beside_config(config: &Config, setting: Option<&str>, default: &str) -> O
 pub fn pool_fingerprint(pool: &PoolConfig) -> u64 {
     let mut text = format!("{}|", pool.strategy.name());
     for backend in &pool.backends {
-        let resolve = if backend.resolve { "+dns" } else { "" };
+        let resolve = match backend.resolve {
+            crate::config::Resolve::Once => "",
+            crate::config::Resolve::Addresses => "+dns",
+            crate::config::Resolve::Srv => "+srv",
+        };
         let _ = write!(text, "{}={}{resolve},", backend.address, backend.weight);
     }
     for label in &pool.draining {

@@ -3,7 +3,11 @@ use super::*;
 use crate::config::{BackendAddress, Config};
 
 pub(crate) fn backend(text: &str, weight: u32) -> BackendConfig {
-    BackendConfig { address: BackendAddress::parse(text).unwrap(), weight, resolve: false }
+    BackendConfig {
+        address: BackendAddress::parse(text).unwrap(),
+        weight,
+        resolve: crate::config::Resolve::Once,
+    }
 }
 
 pub(crate) fn file_config() -> Config {
@@ -21,6 +25,13 @@ pub(crate) fn file_config() -> Config {
     config
 }
 
+/// An SRV backend, whose address has no port.
+fn srv_backend() -> BackendConfig {
+    let address =
+        BackendAddress { port: 0, ..BackendAddress::parse("_http._tcp.api.test:1").unwrap() };
+    BackendConfig { address, weight: 1, resolve: crate::config::Resolve::Srv }
+}
+
 /// A running config with every kind of override: a backend added, a weight changed, a
 /// drain mark, a pool removed, a pool added, and a route added.
 fn edited(file: &Config) -> Config {
@@ -33,7 +44,7 @@ fn edited(file: &Config) -> Config {
     let spec = PoolSpec {
         strategy: StrategyKind::ConsistentHash,
         hash_key: Some(HashKey::parse("header:x-user").unwrap()),
-        backends: vec![backend("127.0.0.1:9201", 1)],
+        backends: vec![backend("127.0.0.1:9201", 1), srv_backend()],
         draining: BTreeSet::new(),
     };
     running.pools.push(new_pool("new", &spec));

@@ -91,7 +91,7 @@ pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
                 Some(members) => members,
                 None => return Some(json_error(404, "no [fleet] configured")),
             },
-            _ => with_fleet(plane, api::pools(&snapshot, &plane.data().frontend)),
+            _ => with_fleet(plane, api::pools(&snapshot, &plane.data().frontend, plane.dns())),
         };
         return Some(Response::json(200, document).with_header("Cache-Control", "no-store"));
     }
@@ -135,7 +135,10 @@ fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refu
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
     };
-    Ok(Response::json(status, with_fleet(plane, api::pools(&snapshot, &plane.data().frontend))))
+    Ok(Response::json(
+        status,
+        with_fleet(plane, api::pools(&snapshot, &plane.data().frontend, plane.dns())),
+    ))
 }
 
 /// The pools document with, under `[fleet]`, the fleet revision this instance applied,
@@ -171,7 +174,7 @@ fn reload(plane: &Plane) -> Result<Response, Refusal> {
     match plane.reload_from_source() {
         Ok(_) => Ok(Response::json(
             200,
-            api::pools(&plane.data().snapshot.load(), &plane.data().frontend),
+            api::pools(&plane.data().snapshot.load(), &plane.data().frontend, plane.dns()),
         )),
         Err(error) => Ok(body::errors_response(400, &error.messages())),
     }

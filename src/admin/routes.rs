@@ -60,6 +60,7 @@ pub fn handle(request: &Request, plane: &Plane) -> Response {
             let mut body = crate::exposition::render(&data.frontend, &snapshot);
             crate::exposition::render_access_log(&mut body, data.access_log.dropped());
             plane.dns().render(&mut body);
+            crate::discovery::coalesce::render(plane.sink(), &mut body);
             let reloads = plane.reloads();
             crate::exposition::render_reloads(
                 &mut body,

@@ -14,11 +14,11 @@ use toml::Spanned;
 
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
-    AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, LogConfig,
-    PoolConfig, ServerConfig, StrategyKind, MAX_WORKERS,
+    AdminConfig, BackendConfig, Config, ConfigError, HostMatch, LogConfig, PoolConfig,
+    ServerConfig, StrategyKind, MAX_WORKERS,
 };
 use crate::config::{Format, Target};
-use pool::{backend_address, pool_name, strategy};
+use pool::{pool_name, strategy};
 use route::{host_match, path_prefix, route_pool};
 
 #[cfg(test)]
@@ -121,7 +121,6 @@ enum Slot<'c> {
     PoolName(&'c mut String),
     Strategy(&'c mut StrategyKind),
     Backends(&'c mut Vec<BackendConfig>),
-    Address(&'c mut Option<BackendAddress>),
     Host(&'c mut Option<HostMatch>),
     PathPrefix(&'c mut Option<String>),
     PoolRef(&'c mut Option<String>, &'c [PoolConfig]),
@@ -174,7 +173,6 @@ impl Walker {
             Slot::PoolName(out) => text(name, v).and_then(|text| pool_name(out, text)),
             Slot::Strategy(out) => strategy(v).map(|kind| *out = kind),
             Slot::Backends(out) => self.backends(value).map(|list| *out = list),
-            Slot::Address(out) => backend_address(v).map(|addr| *out = Some(addr)),
             Slot::Host(out) => host_match(v).map(|host| *out = Some(host)),
             Slot::PathPrefix(out) => path_prefix(v).map(|prefix| *out = Some(prefix)),
             Slot::PoolRef(out, pools) => route_pool(v, pools).map(|pool| *out = Some(pool)),

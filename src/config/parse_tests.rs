@@ -40,7 +40,7 @@ fn addr(text: &str) -> SocketAddr {
 
 fn backend(text: &str, weight: u32) -> BackendConfig {
     let address = BackendAddress::parse(text).expect("test backend");
-    BackendConfig { address, weight, resolve: false }
+    BackendConfig { address, weight, resolve: crate::config::Resolve::Once }
 }
 
 const FULL: &str = r#"

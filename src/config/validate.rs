@@ -45,7 +45,8 @@ fn check_pool(pool: &PoolConfig) -> Result<(), String> {
         if backend.address.scheme == Scheme::Https {
             return Err("https backends are not supported yet in this build".to_string());
         }
-        if backend.address.port == 0 {
+        // An SRV name has no port of its own: its records give one per target.
+        if backend.address.port == 0 && backend.resolve != super::Resolve::Srv {
             return Err(format!("backend `{}`: port 0 is not usable", backend.address));
         }
     }
@@ -85,7 +86,7 @@ mod tests {
         let backend = |text: &str| BackendConfig {
             address: BackendAddress::parse(text).unwrap(),
             weight: 1,
-            resolve: false,
+            resolve: crate::config::Resolve::Once,
         };
         let mut config = Config::default();
         let backends = vec![backend("127.0.0.1:9001"), backend("127.0.0.1:9002")];

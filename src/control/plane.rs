@@ -2,7 +2,6 @@
 //! configuration (API edits, reloads, DNS discovery, backends that finished draining)
 //! goes through it, and it alone builds and swaps snapshots.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
@@ -37,6 +36,8 @@ pub struct Plane {
     reloads: ReloadStats,
     /// Counters of DNS discovery, for `/metrics`.
     dns: Arc<discovery::stats::Stats>,
+    /// Where discovery sources hand their endpoint sets over.
+    sink: Arc<discovery::coalesce::Sink>,
 }
 
 impl Plane {
@@ -47,6 +48,7 @@ impl Plane {
         control: Control,
         registry: Registry,
         dns: Arc<discovery::stats::Stats>,
+        sink: Arc<discovery::coalesce::Sink>,
     ) -> Plane {
         Plane {
             data,
@@ -56,6 +58,7 @@ impl Plane {
             drainer: OnceLock::new(),
             reloads: ReloadStats::default(),
             dns,
+            sink,
         }
     }
 
@@ -72,6 +75,12 @@ impl Plane {
     /// Counters of DNS discovery, for `/metrics`.
     pub fn dns(&self) -> &discovery::stats::Stats {
         &self.dns
+    }
+
+    /// Where discovery sources hand their complete endpoint sets over; rebuilds are
+    /// coalesced ([`discovery::coalesce`]).
+    pub fn sink(&self) -> &Arc<discovery::coalesce::Sink> {
+        &self.sink
     }
 
     /// Unparks the drain thread: a drain may have started, or shutdown began.
@@ -254,14 +263,20 @@ impl Plane {
         registry.has_departures()
     }
 
-    /// Records new address sets of `resolve = true` names ([`crate::discovery`]) and
-    /// swaps in a snapshot of the running config built with them. Refused for the
-    /// causes a reload is ([`ReloadError::Build`], a poisoned lock).
-    pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, ReloadError> {
+    /// Records new endpoint sets of discovered names ([`crate::discovery`]) and swaps in
+    /// a snapshot of the running config built with them. Refused for the causes a reload
+    /// is ([`ReloadError::Build`], a poisoned lock).
+    pub fn rediscover(
+        &self,
+        changed: Vec<(String, Vec<discovery::Endpoint>)>,
+    ) -> Result<u64, ReloadError> {
         let mut registry = self.registry.lock().map_err(|_| ReloadError::Poisoned("registry"))?;
-        registry.discovered_mut().extend(changed);
         // Loaded under the lock, so a reload cannot slip in between and be undone.
         let current = self.data.snapshot.load_full();
+        // A set that waited in the sink while a reload removed its name is dropped.
+        let names = discovery::names(&current.config);
+        let known = changed.into_iter().filter(|(name, _)| names.contains_key(name));
+        registry.discovered_mut().extend(known);
         let built = registry.rebuild(&current.config, current.generation + 1);
         let built = built.map_err(ReloadError::Build)?;
         Ok(self.swap(built, "backend addresses changed").generation)
@@ -301,7 +316,7 @@ impl discovery::Host for Plane {
         self.data.shutdown.subscribe()
     }
 
-    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>) {
+    fn rediscovered(&self, changed: Vec<(String, Vec<discovery::Endpoint>)>) {
         if let Err(error) = self.rediscover(changed) {
             tracing::error!("dns: new addresses not applied: {error}");
         }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::balance::key::hash_bytes;
-use crate::config::{validate, BackendConfig, Config, HashKey, PoolConfig, MAX_WEIGHT};
+use crate::config::{validate, BackendConfig, Config, HashKey, PoolConfig, Resolve, MAX_WEIGHT};
 use crate::json::JsonWriter;
 use crate::state::{self, PoolSpec};
 
@@ -56,7 +56,8 @@ pub fn backend_key(pool: &str, label: &str) -> String {
 
 /// The fingerprint of a file's backend: what a backend object is based on.
 fn backend_base(backend: &BackendConfig, draining: bool) -> u64 {
-    let text = format!("{}={}|{}|{draining}", backend.address, backend.weight, backend.resolve);
+    let text =
+        format!("{}={}|{}|{draining}", backend.written(), backend.weight, backend.resolve.name());
     hash_bytes(text.as_bytes())
 }
 
@@ -154,11 +155,14 @@ fn backend_value(backend: &BackendConfig, removed: bool, base: Option<u64>, drai
     json.key("removed");
     json.bool(removed);
     json.key("address");
-    json.string(&backend.address.to_string());
+    json.string(&backend.written());
     json.key("weight");
     json.u64(u64::from(backend.weight));
     json.key("resolve");
-    json.bool(backend.resolve);
+    match backend.resolve {
+        Resolve::Srv => json.string("srv"),
+        other => json.bool(other == Resolve::Addresses),
+    }
     json.key("drain");
     json.bool(drain);
     json.end_object();
@@ -277,14 +281,11 @@ fn apply_backend(
 }
 
 fn backend_of(doc: &Value) -> Result<BackendConfig, String> {
+    let resolve = crate::config::parse::value::resolve_json(doc.get("resolve"))?;
     let address = doc.get("address").and_then(Value::as_str).ok_or("no `address`")?;
-    let address = crate::config::parse::value::backend_address(address)?;
+    let address = crate::config::parse::value::backend_for(address, resolve)?;
     let weight = doc.get("weight").and_then(Value::as_u64).unwrap_or(1);
     let weight = u32::try_from(weight).ok().filter(|w| *w <= MAX_WEIGHT).ok_or("bad `weight`")?;
-    let resolve = doc.get("resolve").and_then(Value::as_bool).unwrap_or(false);
-    if resolve {
-        crate::config::parse::value::resolvable(&address)?;
-    }
     Ok(BackendConfig { address, weight, resolve })
 }
 

@@ -21,7 +21,7 @@ use super::resolve::connector;
 use super::{Backend, BackendLive, BackendState, Pool, PoolLive, Registry, Route, Snapshot};
 use crate::balance;
 use crate::config::{BackendConfig, Config, PoolConfig};
-use crate::discovery;
+use crate::discovery::{self, Expanded};
 use crate::health::{self, Event, Passive, Rules, Subject};
 use crate::tls::Connector;
 
@@ -94,6 +94,17 @@ impl Built {
                 for backend in configured {
                     health::step(Subject::of(&pool.name, backend), rules, Event::ProbesRemoved);
                 }
+            }
+            let rules = Rules::of(&pool.settings);
+            let present = pool.backends.iter().filter(|b| b.state != BackendState::Leaving);
+            for backend in present {
+                // The source's readiness is one more flag of the one health machine.
+                let event = Event::Source { serving: backend.serving };
+                health::step(Subject::of(&pool.name, backend), rules, event);
+            }
+            match pool.tiered {
+                true => pool.follow_tier(),
+                false => pool.live.tier.store(u32::MAX, Ordering::Relaxed),
             }
             let size = u32::try_from(pool.backends.len()).unwrap_or(u32::MAX);
             pool.live.size.store(size, Ordering::Relaxed);
@@ -174,15 +185,15 @@ impl Registry {
             let mut backends: Vec<Backend> = Vec::with_capacity(pool.backends.len());
             for backend in &pool.backends {
                 let (fixed, tls) = resolved.next().unwrap_or_default();
-                for (label, addrs) in discovery::expand(backend, fixed, &self.discovered) {
-                    if backends.iter().any(|b| b.label.eq_ignore_ascii_case(&label)) {
+                for expanded in discovery::expand(backend, fixed, &self.discovered) {
+                    let label = &expanded.label;
+                    if backends.iter().any(|b| b.label.eq_ignore_ascii_case(label)) {
                         // Two names (or a name and a fixed backend) share an address.
                         tracing::debug!(pool = pool.name, "{label} is in the pool already");
                         continue;
                     }
                     let joins = generation > 1;
-                    let resolved = (addrs, tls.clone());
-                    let one = self.backend(pool, backend, label, resolved, &live, joins);
+                    let one = self.backend(pool, backend, expanded, tls.clone(), &live, joins);
                     let key = (pool.name.clone(), one.label.clone());
                     known.insert(key.clone(), Known::of(&one));
                     kept.insert(key, Arc::clone(&one.live));
@@ -209,11 +220,12 @@ impl Registry {
         &mut self,
         pool: &PoolConfig,
         backend: &BackendConfig,
-        label: String,
-        (resolved, tls): (Vec<SocketAddr>, Option<Connector>),
+        expanded: Expanded,
+        tls: Option<Connector>,
         pool_live: &Arc<PoolLive>,
         joins: bool,
     ) -> Backend {
+        let Expanded { label, addrs: resolved, weight, tier, serving } = expanded;
         let key = (pool.name.clone(), label.clone());
         let identity = tls.as_ref().map_or(0, Connector::identity);
         // Same TLS identity: keep the live state, with its connector and session cache.
@@ -240,7 +252,9 @@ impl Registry {
             address: backend.address.clone(),
             label,
             resolved,
-            weight: backend.weight,
+            weight,
+            tier,
+            serving,
             state,
             live,
         }
@@ -259,7 +273,9 @@ struct Kept {
 /// when the snapshot is published.
 fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLive>) -> Pool {
     let strategy = balance::build(settings, &backends);
-    Pool { name: settings.name.clone(), backends, strategy, settings: settings.clone(), live }
+    let tiered = backends.iter().any(|b| b.tier != backends[0].tier);
+    let (name, settings) = (settings.name.clone(), settings.clone());
+    Pool { name, backends, strategy, settings, live, tiered }
 }
 
 fn compile_routes(config: &Config) -> Vec<Route> {

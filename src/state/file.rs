@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{Overrides, PoolOverride, PoolSpec, RoutesOverride};
 use crate::config::parse::value;
 use crate::config::HashKey;
-use crate::config::{BackendConfig, RouteConfig, MAX_WEIGHT};
+use crate::config::{BackendConfig, Resolve, RouteConfig, MAX_WEIGHT};
 use crate::json::JsonWriter;
 
 /// The format version written and understood.
@@ -165,11 +165,14 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
         for backend in &spec.backends {
             json.begin_object();
             json.key("address");
-            json.string(&backend.address.to_string());
+            json.string(&backend.written());
             json.key("weight");
             json.u64(u64::from(backend.weight));
             json.key("resolve");
-            json.bool(backend.resolve);
+            match backend.resolve {
+                Resolve::Srv => json.string("srv"),
+                other => json.bool(other == Resolve::Addresses),
+            }
             json.end_object();
         }
         json.end_array();
@@ -237,14 +240,11 @@ fn decode_pool(doc: &Value) -> Result<PoolOverride, String> {
     let hash_key = optional(doc, "hash_key")?.map(HashKey::parse).transpose()?;
     let mut backends = Vec::new();
     for backend in array(doc, "backends")? {
-        let address = value::backend_address(string(backend, "address")?)?;
+        let resolve = value::resolve_json(backend.get("resolve"))?;
+        let address = value::backend_for(string(backend, "address")?, resolve)?;
         let weight = backend.get("weight").and_then(Value::as_u64).unwrap_or(1);
         let weight = u32::try_from(weight).ok().filter(|w| *w <= MAX_WEIGHT);
         let weight = weight.ok_or(format!("`weight` must be between 0 and {MAX_WEIGHT}"))?;
-        let resolve = backend.get("resolve").and_then(Value::as_bool).unwrap_or(false);
-        if resolve {
-            value::resolvable(&address)?;
-        }
         backends.push(BackendConfig { address, weight, resolve });
     }
     let draining = array(doc, "draining")?
