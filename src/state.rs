@@ -115,7 +115,12 @@ pub fn routes_fingerprint(routes: &[RouteConfig]) -> u64 {
     for route in routes {
         let host = route.host.as_ref().map(host_text).unwrap_or_default();
         let prefix = route.path_prefix.as_deref().unwrap_or("");
-        let _ = write!(text, "{host}|{prefix}|{}|{:?};", route.pool, route.acl);
+        let _ = write!(text, "{host}|{prefix}|{}|{:?}", route.pool, route.acl);
+        // Only when present, so state files written before rules existed still match.
+        if !route.rules.is_empty() {
+            let _ = write!(text, "|{:?}", route.rules);
+        }
+        text.push(';');
     }
     hash_bytes(text.as_bytes())
 }
@@ -214,6 +219,17 @@ pub fn apply(file: &Config, overrides: &Overrides) -> (Config, Vec<String>) {
     if let Some(routes) = &overrides.routes {
         if routes_fingerprint(&file.routes) == routes.base {
             config.routes = routes.routes.clone();
+            // The state file keeps no route rules: a route the file also has keeps
+            // the file's.
+            for route in &mut config.routes {
+                let same = |r: &&RouteConfig| {
+                    (&r.host, &r.path_prefix, &r.pool)
+                        == (&route.host, &route.path_prefix, &route.pool)
+                };
+                if let Some(twin) = file.routes.iter().find(same) {
+                    route.rules = twin.rules.clone();
+                }
+            }
         } else {
             notes.push(
                 "the config file changed the routes since the admin API did; the file wins".into(),

@@ -32,6 +32,7 @@ mod pool;
 mod route;
 #[cfg(test)]
 mod route_tests;
+mod rules;
 mod tls;
 #[cfg(test)]
 mod tls_tests;
@@ -199,7 +200,8 @@ impl Walker {
             }
         }
         for item in routes.map_or(&[][..], |value| self.tables("route", value)) {
-            config.routes.extend(self.route(item, &config.pools));
+            let ids = config.server.request_id.is_some();
+            config.routes.extend(self.route(item, &config.pools, ids));
         }
         config
     }
@@ -234,6 +236,10 @@ impl Walker {
                     continue;
                 }
                 "proxy_protocol" => Slot::Flag(&mut out.proxy_protocol),
+                "request_id" => {
+                    out.request_id = self.request_id(value);
+                    continue;
+                }
                 "trusted_proxies" => {
                     out.trusted_proxies = self.cidr_list("trusted_proxies", value);
                     continue;

@@ -261,7 +261,7 @@ pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
     let path_prefix = optional(doc, "path_prefix")?.map(value::path_prefix).transpose()?;
     let pool = string(doc, "pool")?.to_string();
     let acl = crate::config::Acl { allow: blocks(doc, "allow")?, deny: blocks(doc, "deny")? };
-    Ok(RouteConfig { host, path_prefix, pool, acl })
+    Ok(RouteConfig { host, path_prefix, pool, acl, rules: Default::default() })
 }
 
 /// A route's `allow` or `deny`: an optional array of address blocks.

@@ -39,6 +39,7 @@ mod replays;
 mod retry_storm;
 mod robustness;
 mod routing;
+mod rules;
 mod semantics;
 mod signals;
 mod slow_peers;
