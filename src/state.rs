@@ -134,8 +134,10 @@ pub fn host_text(host: &HostMatch) -> String {
 }
 
 /// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny"}`; the state file
-/// uses the same form, and the admin API's `/api/v1/routes` shows it.
-pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
+/// uses the same form, and the admin API's `/api/v1/routes` shows it, with `rules` (each
+/// route's header rules, redirect, rewrite and `max_body`), which the state file does
+/// not keep.
+pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig], rules: bool) {
     json.begin_array();
     for (index, route) in routes.iter().enumerate() {
         json.begin_object();
@@ -154,6 +156,10 @@ pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
                 json.string(&block.to_string());
             }
             json.end_array();
+        }
+        if rules {
+            json.key("rules");
+            route.rules.write_json(json);
         }
         json.end_object();
     }

@@ -3,6 +3,7 @@
 //! load, so the request path only copies literal bytes and variable values.
 
 use crate::http1::fields::{is_tchar, Name};
+use crate::json::JsonWriter;
 
 /// Most rules in one `add`, `set` or `remove` list. A route that needs more is better
 /// served by the backend; the bound keeps the per-request work (one pass over the head
@@ -52,6 +53,50 @@ impl RouteRules {
     pub fn is_empty(&self) -> bool {
         *self == RouteRules::default()
     }
+
+    /// The rules as the admin API shows them: templates as written.
+    pub fn write_json(&self, json: &mut JsonWriter) {
+        json.begin_object();
+        for (key, rules) in [
+            ("request_headers", &self.request_headers),
+            ("response_headers", &self.response_headers),
+        ] {
+            json.key(key);
+            rules.write_json(json);
+        }
+        json.key("redirect");
+        match &self.redirect {
+            None => json.null(),
+            Some(redirect) => {
+                json.begin_object();
+                json.key("to");
+                json.string(&redirect.to.source);
+                json.key("status");
+                json.u64(u64::from(redirect.status));
+                json.key("https_only");
+                json.bool(self.https_only);
+                json.end_object();
+            }
+        }
+        json.key("rewrite");
+        match &self.rewrite {
+            None => json.null(),
+            Some(rewrite) => {
+                json.begin_object();
+                json.key("from");
+                json.string(&rewrite.from);
+                json.key("to");
+                json.string(&rewrite.to);
+                json.end_object();
+            }
+        }
+        json.key("max_body");
+        match self.max_body {
+            None => json.null(),
+            Some(max) => json.u64(max),
+        }
+        json.end_object();
+    }
 }
 
 /// `add`, `set` and `remove` on one direction's head. Applied in that order: `remove`
@@ -70,6 +115,27 @@ impl HeaderRules {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// `{"add": {name: template}, "set": {...}, "remove": [names]}`.
+    fn write_json(&self, json: &mut JsonWriter) {
+        json.begin_object();
+        for (key, list) in [("add", &self.add), ("set", &self.set)] {
+            json.key(key);
+            json.begin_object();
+            for (name, value) in list {
+                json.key(name);
+                json.string(&value.source);
+            }
+            json.end_object();
+        }
+        json.key("remove");
+        json.begin_array();
+        for name in &self.remove {
+            json.string(name);
+        }
+        json.end_array();
+        json.end_object();
     }
 
     /// Whether any value uses `var`.

@@ -130,7 +130,7 @@ pub fn encode(overrides: &Overrides) -> String {
             json.key("base");
             json.string(&format!("{:016x}", routes.base));
             json.key("list");
-            super::write_routes(&mut json, &routes.routes);
+            super::write_routes(&mut json, &routes.routes, false);
             json.end_object();
         }
     }

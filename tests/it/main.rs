@@ -40,6 +40,7 @@ mod retry_storm;
 mod robustness;
 mod routing;
 mod rules;
+mod rules_reload;
 mod semantics;
 mod signals;
 mod slow_peers;
