@@ -154,3 +154,13 @@ fn request_ids_are_off_by_default_and_named_when_on() {
     assert!(errors[0].starts_with("weir.toml:2:25: "), "{errors:?}");
     assert_eq!(errors[1], "weir.toml:2:43: unknown key `x` in `request_id`");
 }
+
+#[test]
+fn the_benchmark_policy_file_holds_three_header_rules_and_an_access_list() {
+    let config = parse(include_str!("../../../bench/policy.toml"));
+    let route = &config.routes[0];
+    let (request, response) = (&route.rules.request_headers, &route.rules.response_headers);
+    let rules = request.set.len() + request.remove.len() + request.add.len() + response.add.len();
+    assert_eq!(rules, 3);
+    assert!(!route.acl.is_open());
+}
