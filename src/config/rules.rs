@@ -54,6 +54,15 @@ impl RouteRules {
         *self == RouteRules::default()
     }
 
+    /// Whether a header rule or the redirect uses `var`. A redirect always reads the
+    /// path and query (the query is kept), and `https_redirect`'s target the host.
+    pub fn uses(&self, var: Var) -> bool {
+        let redirect = self.redirect.as_ref().is_some_and(|redirect| {
+            redirect.to.uses(var) || matches!(var, Var::Path | Var::RequestUri)
+        });
+        redirect || self.request_headers.uses(var) || self.response_headers.uses(var)
+    }
+
     /// The rules as the admin API shows them: templates as written.
     pub fn write_json(&self, json: &mut JsonWriter) {
         json.begin_object();

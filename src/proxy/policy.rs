@@ -93,17 +93,28 @@ impl<'s> Policy<'s> {
             return None;
         }
         let host = info.host.clone().map_or(&[][..], |range| &head[range]);
-        let address = client.address(info);
+        // Only the values some template uses are copied: most rules are constants.
+        let uses = |var| rules.is_some_and(|rules| rules.uses(var));
+        let copy = |var, bytes: &[u8]| match uses(var) {
+            true => Bytes::copy_from_slice(bytes),
+            false => Bytes::new(),
+        };
+        let uri = &head[info.origin.clone()];
+        let path_or_uri = uses(Var::Path) || uses(Var::RequestUri);
         Some(Policy {
             rules,
             id_header: server.request_id.as_ref().map(|config| config.header.as_str()),
             id,
-            client_ip: match info.forwarded_client {
-                None => client.peer_ip.clone(),
-                Some(_) => super::ip_text(address),
+            client_ip: match (uses(Var::ClientIp), info.forwarded_client) {
+                (false, _) => String::new(),
+                (true, None) => client.peer_ip.clone(),
+                (true, Some(address)) => super::ip_text(address),
             },
-            host: Bytes::copy_from_slice(crate::route::strip_port(host)),
-            request_uri: Bytes::copy_from_slice(&head[info.origin.clone()]),
+            host: copy(Var::Host, crate::route::strip_port(host)),
+            request_uri: match path_or_uri {
+                true => Bytes::copy_from_slice(uri),
+                false => Bytes::new(),
+            },
             scheme: if client.tls { "https" } else { "http" },
             mark: None,
         })
