@@ -69,7 +69,7 @@ pub async fn handle<S: Stream>(
     buffers.input.advance(info.head_len);
     let (pool, (index, mut trial), mut set_cookie, mut policy) = match choice {
         Choice::Backend { pool, picked, set_cookie, policy } => (pool, picked, set_cookie, policy),
-        local => {
+        Choice::Local(local) => {
             return answer_locally(stream, client, buffers, local, ending, server, logged).await
         }
     };
@@ -127,25 +127,24 @@ async fn answer_locally<S: Stream>(
     stream: &mut S,
     client: &Client,
     buffers: &mut Buffers,
-    choice: Choice<'_>,
+    local: Local,
     ending: Ending,
     server: &crate::config::ServerConfig,
     logged: Pending,
 ) -> bool {
     let (out, timeout) = (&mut buffers.reply, server.send_timeout);
-    match choice {
-        Choice::Refuse(status, cause, log) => {
+    match local {
+        Local::Refuse(status, cause, log) => {
             let answer = reply::Answer::local(status, &cause, !ending.keep);
             let answer = reply::Answer { grpc: ending.grpc, ..answer };
             reply::send(stream, client, out, answer, timeout).await;
             logged.finish(client, Done::refused(status, log));
         }
-        Choice::Redirect((status, location), extra) => {
+        Local::Redirect((status, location), extra) => {
             let answer = (status, &location[..]);
             policy::send_redirect(stream, client, out, answer, &extra, !ending.keep, timeout).await;
             logged.finish(client, Done { status, ..Done::default() });
         }
-        Choice::Backend { .. } => unreachable!("a backend choice is not answered locally"),
     }
     ending.keep
 }
@@ -234,10 +233,17 @@ enum Choice<'s> {
     /// Send it to the picked backend, adding `set_cookie` (maybe empty) to the response,
     /// under the route's rules and the request id (`policy`).
     Backend { pool: &'s Pool, picked: Picked<'s>, set_cookie: Vec<u8>, policy: Option<Policy<'s>> },
-    /// Answer the route's redirect (status, `Location`), with these lines (the id).
+    /// Answer it without a backend.
+    Local(Local),
+}
+
+/// An answer weir makes itself.
+enum Local {
+    /// The route's redirect (status, `Location`), with these lines (the id).
     Redirect((u16, Vec<u8>), Vec<u8>),
-    /// Answer this status with this cause, and log the error: 503 when no backend can
-    /// take it, 403 when the route's access list refuses the client.
+    /// This status with this cause, and the error to log: 503 when no backend can take
+    /// it, 403 when the route's access list refuses the client, 413 for `max_body`, 400
+    /// for a redirect without a valid `Location`.
     Refuse(u16, String, &'static str),
 }
 
@@ -254,21 +260,21 @@ fn choose<'s>(
     let target = &input[info.origin.clone()];
     let host = info.host.clone().map(|range| &input[range]);
     let Some((pool, route)) = route::select(snapshot, host, target) else {
-        return Choice::Refuse(503, "no pool configured".into(), NO_BACKEND);
+        return Choice::Local(Local::Refuse(503, "no pool configured".into(), NO_BACKEND));
     };
     if route
         .and_then(|route| route.acl.as_ref())
         .is_some_and(|acl| !acl.permits(client.address(info)))
     {
         client.shared.frontend.local().denied[0].inc();
-        return Choice::Refuse(403, DENIED.into(), DENIED);
+        return Choice::Local(Local::Refuse(403, DENIED.into(), DENIED));
     }
     let server = &snapshot.config.server;
     let head = &input[..info.head_len];
     let policy = Policy::start(server, route, client, head, info, id);
     if let Some(answer) = policy.as_ref().and_then(|policy| before_pick(policy, client, pool, info))
     {
-        return answer;
+        return Choice::Local(answer);
     }
     let request = if affinity::needs_request(pool) {
         affinity::pick_request(pool, &input[..info.head_len], target, client.address(info))
@@ -277,7 +283,7 @@ fn choose<'s>(
     };
     let picked = match select::choose(pool, &request) {
         Ok(picked) => picked,
-        Err(cause) => return Choice::Refuse(503, cause, NO_BACKEND),
+        Err(cause) => return Choice::Local(Local::Refuse(503, cause, NO_BACKEND)),
     };
     let mut set_cookie = Vec::new();
     if pool.settings.sticky.is_some() {
@@ -288,22 +294,22 @@ fn choose<'s>(
 
 /// A route rule that answers before any backend is picked: its redirect, or 413 for a
 /// declared body over `max_body`. A chunked body is checked as it streams (the pump).
-fn before_pick<'s>(
+fn before_pick(
     policy: &Policy<'_>,
     client: &Client,
     pool: &Pool,
     info: &RequestInfo,
-) -> Option<Choice<'s>> {
+) -> Option<Local> {
     if let Some(redirect) = policy.redirect(pool) {
         return Some(match redirect {
-            Ok(redirect) => Choice::Redirect(redirect, policy.id_line()),
-            Err(cause) => Choice::Refuse(400, cause.into(), "no valid Location for a redirect"),
+            Ok(redirect) => Local::Redirect(redirect, policy.id_line()),
+            Err(cause) => Local::Refuse(400, cause.into(), "no valid Location for a redirect"),
         });
     }
     if policy.too_large(info) {
         client.shared.frontend.local().body_too_large.inc();
         let cause = "request body over the route's max_body";
-        return Some(Choice::Refuse(413, cause.into(), BODY_TOO_LARGE));
+        return Some(Local::Refuse(413, cause.into(), BODY_TOO_LARGE));
     }
     None
 }
