@@ -68,9 +68,10 @@ Strict-Transport-Security: max-age=63072000\r\n\r\n";
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn header_rules_apply_to_http2_streams_too() {
+async fn header_rules_and_request_ids_apply_to_http2_streams_too() {
     let backend = chatty_backend().await;
-    let weir = Balancer::start(routed(backend.addr(), rules_of("", HEADER_RULES), |_| {}));
+    let ids = |config: &mut Config| config.server.request_id = Some(Default::default());
+    let weir = Balancer::start(routed(backend.addr(), rules_of("", HEADER_RULES), ids));
     let url = format!("http://{}/h2/x?y=1", weir.addr());
     let out =
         curl(&["--http2-prior-knowledge", "-D", "-", "-H", "X-Debug: 1", "-H", "X-Env: dev", &url])
@@ -86,6 +87,9 @@ async fn header_rules_apply_to_http2_streams_too() {
     assert_eq!(seen.fields("X-Real-IP"), ["127.0.0.1"]);
     let via = format!("http://{}/h2/x web {}", "127.0.0.1", backend.addr());
     assert_eq!(seen.fields("X-Via"), [via]);
+    let id = seen.fields("X-Request-Id");
+    assert_eq!(id.len(), 1, "{}", seen.head.escape_ascii());
+    assert!(lines.contains(&format!("x-request-id: {}", id[0]).as_str()), "{out}");
 }
 
 /// The `X-Request-Id` the backend got (exactly one) and the one the client got back.
