@@ -153,3 +153,28 @@ fn state_path_follows_the_config_file() {
     config.admin.state_file = Some("off".into());
     assert_eq!(path_for(&config), None);
 }
+
+#[test]
+fn a_file_route_kept_by_the_state_file_keeps_its_rules() {
+    let mut file = file_config();
+    file.routes[0].rules.max_body = Some(1024);
+    let mut running = file.clone();
+    running.routes.push(RouteConfig {
+        host: None,
+        path_prefix: Some("/new".into()),
+        pool: "web".into(),
+        acl: Default::default(),
+        rules: Default::default(),
+    });
+    // The state file keeps routes without their rules.
+    let text = encode(&diff(&file, &running));
+    let overrides = decode(&serde_json::from_str(&text).unwrap()).unwrap();
+    let (applied, notes) = apply(&file, &overrides);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(applied.routes, running.routes, "the file's route has its max_body again");
+    // A file whose rules changed since wins, as for any other route change.
+    file.routes[0].rules.max_body = Some(2048);
+    let (applied, notes) = apply(&file, &overrides);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(applied.routes, file.routes);
+}
