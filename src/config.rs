@@ -13,6 +13,7 @@ pub mod health;
 pub mod http2;
 pub mod parse;
 pub mod policy;
+pub mod rules;
 pub mod strategy;
 pub mod units;
 pub mod upstream;
@@ -33,6 +34,7 @@ pub use health::{
 };
 pub use http2::Http2Config;
 pub use policy::Acl;
+pub use rules::{RequestIdConfig, RouteRules};
 pub use strategy::StrategyKind;
 pub use upstream::{BackendProtocol, UpstreamH2};
 
@@ -143,6 +145,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is kept and extended; `None` (the key absent) keeps
     /// every peer's, as before the key existed.
     pub trusted_proxies: Option<Vec<crate::cidr::Cidr>>,
+    /// `request_id`: the header that carries each request's id; `None` (the default)
+    /// sends none, as nginx and HAProxy do until configured.
+    pub request_id: Option<RequestIdConfig>,
 }
 
 /// `[[server.tls]]`: a listener that terminates TLS, then serves HTTP/1.1 as plain ones do.
@@ -312,6 +317,8 @@ pub struct RouteConfig {
     pub pool: String,
     /// `allow`/`deny`: the client addresses the route serves; others get 403.
     pub acl: Acl,
+    /// Header rules, redirect, rewrite and `max_body` ([`rules`]).
+    pub rules: RouteRules,
 }
 
 /// A configuration problem, located in its file.
@@ -371,6 +378,10 @@ impl Default for ServerConfig {
             // Off: a header from nobody in front would be read as a broken request.
             proxy_protocol: false,
             trusted_proxies: None,
+            // Off, as nginx's `$request_id` and HAProxy's `unique-id-header` are until
+            // configured: on, every head gains a field, which a byte-for-byte proxy
+            // should not do unasked.
+            request_id: None,
         }
     }
 }

@@ -16,7 +16,7 @@
 //!                    │        control::Plane: the one writer of snapshots
 //!   data plane     3 │ context · proxy · worker · drain · listeners
 //!                    │        sees only context::Context: snapshot, counters, log, permits
-//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · pool · access_log
+//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · rules · pool · access_log
 //!                    │        decisions on immutable snapshots; live state by identity
 //!   codecs         1 │ http1 · tls · config · proxy_protocol · cidr
 //!                    │        bytes ⇄ typed values, no I/O policy
@@ -77,6 +77,8 @@
 //!   backends on the `weir-dns` thread through `hickory-resolver`: each source gives a
 //!   complete endpoint set, applied through a throttle (at most 10 rebuilds a second).
 //! - [`route`]: host and path-prefix routing to pools.
+//! - [`rules`]: a route's header rules, path rewrites, redirect targets and request ids,
+//!   applied to heads weir wrote.
 //! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
 //! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.
 //! - [`metrics`]: the counters weir exposes, and Prometheus text helpers.
@@ -135,6 +137,7 @@ pub mod proxy_protocol;
 pub mod retry_budget;
 pub mod rng;
 pub mod route;
+pub mod rules;
 pub mod run;
 pub mod server;
 pub mod shard;

@@ -19,6 +19,7 @@ pub(crate) mod inbound;
 pub(crate) mod io;
 pub(crate) mod logging;
 pub(crate) mod outbound;
+mod policy;
 pub mod pump;
 pub(crate) mod reply;
 pub(crate) mod retry;

@@ -293,6 +293,9 @@ pub struct Route {
     /// Who may use the route; `None` when everyone may (no lists), so the request path
     /// skips the check.
     pub acl: Option<crate::config::Acl>,
+    /// Header rules, redirect, rewrite, `max_body`; `None` when the route has none, so
+    /// the request path pays one check.
+    pub rules: Option<Box<crate::config::RouteRules>>,
 }
 
 /// Everything the request path reads, immutable once built.

@@ -126,7 +126,12 @@ pub fn routes_fingerprint(routes: &[RouteConfig]) -> u64 {
     for route in routes {
         let host = route.host.as_ref().map(host_text).unwrap_or_default();
         let prefix = route.path_prefix.as_deref().unwrap_or("");
-        let _ = write!(text, "{host}|{prefix}|{}|{:?};", route.pool, route.acl);
+        let _ = write!(text, "{host}|{prefix}|{}|{:?}", route.pool, route.acl);
+        // Only when present, so state files written before rules existed still match.
+        if !route.rules.is_empty() {
+            let _ = write!(text, "|{:?}", route.rules);
+        }
+        text.push(';');
     }
     hash_bytes(text.as_bytes())
 }
@@ -140,8 +145,10 @@ pub fn host_text(host: &HostMatch) -> String {
 }
 
 /// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny"}`; the state file
-/// uses the same form, and the admin API's `/api/v1/routes` shows it.
-pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
+/// uses the same form, and the admin API's `/api/v1/routes` shows it, with `rules` (each
+/// route's header rules, redirect, rewrite and `max_body`), which the state file does
+/// not keep.
+pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig], rules: bool) {
     json.begin_array();
     for (index, route) in routes.iter().enumerate() {
         json.begin_object();
@@ -160,6 +167,10 @@ pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
                 json.string(&block.to_string());
             }
             json.end_array();
+        }
+        if rules {
+            json.key("rules");
+            route.rules.write_json(json);
         }
         json.end_object();
     }
@@ -225,6 +236,7 @@ pub fn apply(file: &Config, overrides: &Overrides) -> (Config, Vec<String>) {
     if let Some(routes) = &overrides.routes {
         if routes_fingerprint(&file.routes) == routes.base {
             config.routes = routes.routes.clone();
+            keep_file_rules(&mut config.routes, file);
         } else {
             notes.push(
                 "the config file changed the routes since the admin API did; the file wins".into(),
@@ -238,6 +250,20 @@ pub fn apply(file: &Config, overrides: &Overrides) -> (Config, Vec<String>) {
         return (file.clone(), notes);
     }
     (config, notes)
+}
+
+/// Gives each route of an API route list the rules of the file's route with the same
+/// host, prefix and pool: the state file and the fleet keep no route rules, which come
+/// from the config file only.
+pub fn keep_file_rules(routes: &mut [RouteConfig], file: &Config) {
+    for route in routes {
+        let same = |r: &&RouteConfig| {
+            (&r.host, &r.path_prefix, &r.pool) == (&route.host, &route.path_prefix, &route.pool)
+        };
+        if let Some(twin) = file.routes.iter().find(same) {
+            route.rules = twin.rules.clone();
+        }
+    }
 }
 
 /// A pool the API added, with default settings.

@@ -21,6 +21,7 @@ pub(crate) fn file_config() -> Config {
         path_prefix: Some("/api".into()),
         pool: "api".into(),
         acl: Default::default(),
+        rules: Default::default(),
     });
     config
 }
@@ -57,6 +58,7 @@ fn edited(file: &Config) -> Config {
             allow: vec![crate::cidr::Cidr::parse("10.0.0.0/8").unwrap()],
             deny: vec![crate::cidr::Cidr::parse("10.9.0.0/16").unwrap()],
         },
+        rules: Default::default(),
     });
     running
 }
@@ -161,4 +163,29 @@ fn state_path_follows_the_config_file() {
     assert_eq!(path_for(&config), Some("/var/lib/weir/s.json".into()));
     config.admin.state_file = Some("off".into());
     assert_eq!(path_for(&config), None);
+}
+
+#[test]
+fn a_file_route_kept_by_the_state_file_keeps_its_rules() {
+    let mut file = file_config();
+    file.routes[0].rules.max_body = Some(1024);
+    let mut running = file.clone();
+    running.routes.push(RouteConfig {
+        host: None,
+        path_prefix: Some("/new".into()),
+        pool: "web".into(),
+        acl: Default::default(),
+        rules: Default::default(),
+    });
+    // The state file keeps routes without their rules.
+    let text = encode(&diff(&file, &running));
+    let overrides = decode(&serde_json::from_str(&text).unwrap()).unwrap();
+    let (applied, notes) = apply(&file, &overrides);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(applied.routes, running.routes, "the file's route has its max_body again");
+    // A file whose rules changed since wins, as for any other route change.
+    file.routes[0].rules.max_body = Some(2048);
+    let (applied, notes) = apply(&file, &overrides);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(applied.routes, file.routes);
 }

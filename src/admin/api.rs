@@ -106,7 +106,7 @@ pub fn routes(snapshot: &Snapshot) -> String {
     json.key("generation");
     json.u64(snapshot.generation);
     json.key("routes");
-    write_routes(&mut json, &snapshot.config.routes);
+    write_routes(&mut json, &snapshot.config.routes, true);
     json.end_object();
     json.finish()
 }
@@ -139,6 +139,16 @@ fn write_frontend(json: &mut JsonWriter, frontend: &Sharded<FrontendStats>) {
     let active: i64 = frontend.iter().map(|s| s.connections_active.load(Ordering::Relaxed)).sum();
     json.key("connections_active");
     json.u64(u64::try_from(active).unwrap_or(0));
+    // Route policy since start: the status page shows these, /metrics has them too.
+    json.key("policy");
+    json.begin_object();
+    json.key("denied");
+    json.u64(sum(frontend, |s| s.denied[0].get()));
+    json.key("redirects");
+    json.u64(sum(frontend, |s| s.redirects.get()));
+    json.key("body_too_large");
+    json.u64(sum(frontend, |s| s.body_too_large.get()));
+    json.end_object();
     json.end_object();
 }
 

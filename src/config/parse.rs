@@ -35,6 +35,7 @@ mod pool;
 mod route;
 #[cfg(test)]
 mod route_tests;
+mod rules;
 mod tls;
 #[cfg(test)]
 mod tls_tests;
@@ -201,7 +202,8 @@ impl Walker {
             }
         }
         for item in routes.map_or(&[][..], |value| self.tables("route", value)) {
-            config.routes.extend(self.route(item, &config.pools));
+            let ids = config.server.request_id.is_some();
+            config.routes.extend(self.route(item, &config.pools, ids));
         }
         config
     }
@@ -236,6 +238,10 @@ impl Walker {
                     continue;
                 }
                 "proxy_protocol" => Slot::Flag(&mut out.proxy_protocol),
+                "request_id" => {
+                    out.request_id = self.request_id(value);
+                    continue;
+                }
                 "trusted_proxies" => {
                     out.trusted_proxies = self.cidr_list("trusted_proxies", value);
                     continue;

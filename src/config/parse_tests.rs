@@ -119,6 +119,7 @@ fn full_file_parses_to_the_expected_config() {
         path_prefix: path_prefix.map(str::to_string),
         pool: pool.to_string(),
         acl: Default::default(),
+        rules: Default::default(),
     };
     let expected = Config {
         source: None,
@@ -139,6 +140,7 @@ fn full_file_parses_to_the_expected_config() {
             tls: Vec::new(),
             proxy_protocol: false,
             trusted_proxies: None,
+            request_id: None,
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),

@@ -117,6 +117,7 @@ mod tests {
             path_prefix: None,
             pool: "nope".into(),
             acl: Default::default(),
+            rules: Default::default(),
         });
         assert!(check(&c).unwrap_err().contains("does not exist"));
         let mut c = config();

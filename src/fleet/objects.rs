@@ -91,7 +91,7 @@ pub fn values(file: &Config, running: &Config) -> BTreeMap<String, String> {
         json.key("base");
         json.opt_string(hex(Some(state::routes_fingerprint(&file.routes))).as_deref());
         json.key("list");
-        state::write_routes(&mut json, &running.routes);
+        state::write_routes(&mut json, &running.routes, false);
         json.end_object();
         out.insert(ROUTES.to_string(), json.finish());
     }
@@ -295,7 +295,8 @@ fn apply_routes(config: &mut Config, file: &Config, value: &str) -> Result<(), S
         return Err(FILE_WINS.into());
     }
     let list = doc.get("list").and_then(Value::as_array).ok_or("no `list`")?;
-    let routes = list.iter().map(state::file::decode_route).collect::<Result<Vec<_>, _>>()?;
+    let mut routes = list.iter().map(state::file::decode_route).collect::<Result<Vec<_>, _>>()?;
+    state::keep_file_rules(&mut routes, file);
     config.routes = routes;
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::buffers::Buffers;
 use super::class::AttemptError;
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
 use super::io::Stream;
+use super::policy::{self, Policy};
 use super::pump::Capture;
 use super::retry::held::{self, Held};
 use super::retry::Plan;
@@ -27,6 +28,8 @@ pub(super) struct Request<'a> {
     pub client: &'a Client,
     /// A `Set-Cookie` line to add to the response, or empty.
     pub set_cookie: &'a [u8],
+    /// The route's rules and the request id: response fields, `max_body`.
+    pub policy: Option<&'a Policy<'a>>,
     /// The connection's timer.
     pub alarm: &'a mut Alarm,
     /// When this attempt began (the request's start for the first one).
@@ -46,7 +49,8 @@ pub(super) async fn attempt<'p, S: Stream>(
     request: Request<'_>,
     plan: &mut Plan<'p>,
 ) -> Result<(Outcome, Option<Upstream>), AttemptError> {
-    let Request { info, client, set_cookie, alarm, started, deadline } = request;
+    let Request { info, client, set_cookie, policy, alarm, started, deadline } = request;
+    let (lines, strip, max_body) = policy::for_attempt(policy, set_cookie, pool, backend);
     let draining = client.drain.is_draining();
     let exchange = exchange_of(info, server, draining, stream.websocket_accept());
     let (mut link, reused) = link(backend, pool, server, client, plan.fresh, started).await?;
@@ -58,12 +62,13 @@ pub(super) async fn attempt<'p, S: Stream>(
         head: &mut buffers.head,
         reply: &mut buffers.reply,
         upstream: &mut buffers.upstream,
-        extra_header: set_cookie,
+        extra_header: lines.as_deref().unwrap_or(set_cookie),
+        strip,
         alarm,
         // A new connection took time to open; a pooled one took none worth a clock read.
         started: if reused { started } else { Instant::now() },
     };
-    let mut limits = limits(server, &pool.settings);
+    let mut limits = Limits { max_body, ..limits(server, &pool.settings) };
     if let Some(deadline) = deadline {
         let left = deadline.saturating_duration_since(started);
         limits.response_timeout = limits.response_timeout.min(left);
@@ -225,6 +230,7 @@ pub(super) fn limits(server: &ServerConfig, settings: &PoolConfig) -> Limits {
         read_timeout: settings.read_timeout,
         send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
+        max_body: None,
     }
 }
 

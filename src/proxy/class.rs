@@ -248,6 +248,8 @@ impl AttemptError {
             Exchange(Failure::ClientTimeout) => Class::answer(Client, 408, "request body timeout"),
             Exchange(Failure::ClientBadBody) => Class::answer(Client, 400, "bad request body")
                 .cause(Fixed("malformed chunked request body")),
+            Exchange(Failure::BodyTooLarge) => Class::answer(Client, 413, "request body too large")
+                .cause(Fixed("request body over the route's max_body")),
             Exchange(Failure::ClientGone) => {
                 Class { reply: Reply::Nothing, ..Class::answer(Client, 0, "client gone") }
             }

@@ -286,7 +286,8 @@ fn compile_routes(config: &Config) -> Vec<Route> {
             let pool = config.pools.iter().position(|p| p.name == route.pool)?;
             let acl = (!route.acl.is_open()).then(|| route.acl.clone());
             let (host, path_prefix) = (route.host.clone(), route.path_prefix.clone());
-            Some(Route { host, path_prefix, pool, acl })
+            let rules = (!route.rules.is_empty()).then(|| Box::new(route.rules.clone()));
+            Some(Route { host, path_prefix, pool, acl, rules })
         })
         .collect()
 }

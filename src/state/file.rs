@@ -137,7 +137,7 @@ pub fn encode(overrides: &Overrides) -> String {
             json.key("base");
             json.string(&format!("{:016x}", routes.base));
             json.key("list");
-            super::write_routes(&mut json, &routes.routes);
+            super::write_routes(&mut json, &routes.routes, false);
             json.end_object();
         }
     }
@@ -268,7 +268,7 @@ pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
     let path_prefix = optional(doc, "path_prefix")?.map(value::path_prefix).transpose()?;
     let pool = string(doc, "pool")?.to_string();
     let acl = crate::config::Acl { allow: blocks(doc, "allow")?, deny: blocks(doc, "deny")? };
-    Ok(RouteConfig { host, path_prefix, pool, acl })
+    Ok(RouteConfig { host, path_prefix, pool, acl, rules: Default::default() })
 }
 
 /// A route's `allow` or `deny`: an optional array of address blocks.

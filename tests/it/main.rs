@@ -45,6 +45,8 @@ mod replays;
 mod retry_storm;
 mod robustness;
 mod routing;
+mod rules;
+mod rules_reload;
 mod semantics;
 mod signals;
 mod slow_peers;

@@ -41,12 +41,14 @@ impl Routed {
                     path_prefix: None,
                     pool: "internal".into(),
                     acl: Default::default(),
+                    rules: Default::default(),
                 },
                 RouteConfig {
                     host: None,
                     path_prefix: Some("/admin".into()),
                     pool: "admin".into(),
                     acl: Default::default(),
+                    rules: Default::default(),
                 },
             ];
         });

@@ -8,10 +8,16 @@ use crate::config::{Acl, HostMatch, PoolConfig, RouteConfig};
 
 impl Walker {
     /// One `[[route]]`; `pools` are the pools it may name.
-    pub(super) fn route(&mut self, item: &Value<'_>, pools: &[PoolConfig]) -> Option<RouteConfig> {
+    pub(super) fn route(
+        &mut self,
+        item: &Value<'_>,
+        pools: &[PoolConfig],
+        ids: bool,
+    ) -> Option<RouteConfig> {
         let table = self.table("route", item)?;
         let (mut host, mut path_prefix, mut pool) = (None, None, None);
         let mut acl = Acl::default();
+        let mut rules = crate::config::RouteRules::default();
         for (key, value) in table {
             let slot = match key.get_ref().as_ref() {
                 "host" => Slot::Host(&mut host),
@@ -21,6 +27,10 @@ impl Walker {
                     self.acl_key(key, value, &mut acl);
                     continue;
                 }
+                name if super::rules::ROUTE_KEYS.contains(&name) => {
+                    self.route_rule(key, value, &mut rules, ids);
+                    continue;
+                }
                 _ => Slot::Unknown("[[route]]"),
             };
             self.fill(key, value, slot);
@@ -28,7 +38,7 @@ impl Walker {
         if !table.contains_key("pool") {
             self.error(item.span(), "[[route]] needs a `pool`".to_string());
         }
-        Some(RouteConfig { host, path_prefix, pool: pool?, acl })
+        Some(RouteConfig { host, path_prefix, pool: pool?, acl, rules })
     }
 
     /// `allow` or `deny` (named by `key`) into `acl`.

@@ -38,6 +38,7 @@ pub fn add_routed_pool(config: &mut Config, name: &str, backend: SocketAddr, pre
         path_prefix: Some(prefix.to_string()),
         pool: name.to_string(),
         acl: Default::default(),
+        rules: Default::default(),
     });
 }
 
