@@ -57,7 +57,8 @@ impl From<EditError<Refusal>> for Refusal {
             // Too large is this change's doing; anything else is the server's.
             EditError::StateFile(io) if io.kind() == io::ErrorKind::FileTooLarge => 400,
             EditError::StateFile(_) | EditError::Poisoned => 500,
-            EditError::Upgrading | EditError::Store(StoreError::Unavailable(_)) => 503,
+            EditError::Upgrading
+            | EditError::Store(StoreError::Unavailable(_) | StoreError::Unknown(_)) => 503,
             EditError::Store(StoreError::Conflict { .. }) => 409,
         };
         match error {

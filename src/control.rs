@@ -23,7 +23,7 @@ use crate::shard::Counter;
 use crate::state;
 pub use error::{EditError, ReloadError, StateError};
 pub use plane::Plane;
-pub use store::{Store, StoreError, StoreStatus};
+pub use store::{Store, StoreError, StoreStatus, View};
 
 /// Re-reads the configuration the process was started with (file and flags).
 pub type Loader = Box<dyn Fn() -> Result<Config, Vec<String>> + Send + Sync>;

@@ -18,10 +18,12 @@
 //! - [`objects`]: the keys, their values, and how they combine with the config file.
 //! - [`etcd`]: the thread's loops: list, watch, write, membership lease.
 //! - [`cache`]: the local copy of the mirror.
+//! - [`tasks`]: the applier and the membership lease.
 
 pub mod cache;
 mod etcd;
 pub mod objects;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,9 +33,9 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, FleetConfig};
-use crate::control::{Plane, Store, StoreError, StoreStatus};
+use crate::control::{Plane, Store, StoreError, StoreStatus, View};
 use crate::json::JsonWriter;
-use objects::{Entry, Objects};
+use objects::Objects;
 
 /// Shortest time between two rebuilds from fleet changes: a burst of changes (a script
 /// draining 50 backends) becomes a handful of snapshots, at most 20 a second, while one
@@ -90,9 +92,21 @@ struct Change {
     expected: i64,
 }
 
+/// What else must be as the edit saw it for the write to go through, though the write
+/// does not change it: objects another edit could change so that, together, the two
+/// break a rule of the config file (a route to a pool being removed).
+#[derive(Debug, PartialEq, Eq)]
+enum Guard {
+    /// The object must still have this version (0: it must not exist).
+    Key(String, i64),
+    /// No object under this key prefix may have changed after this revision.
+    Prefix(String, i64),
+}
+
 /// A write for the fleet thread, answered on `reply`.
 struct Write {
     changes: Vec<Change>,
+    guards: Vec<Guard>,
     /// Past this the caller gave up: the write is dropped, not sent late.
     deadline: Instant,
     reply: mpsc::SyncSender<Result<i64, StoreError>>,
@@ -115,6 +129,8 @@ pub struct Fleet {
     applied: tokio::sync::Notify,
     /// The control plane, once it exists; weak, since the plane holds the fleet.
     plane: OnceLock<Weak<Plane>>,
+    /// Set when the balancer did not start after all: the thread ends.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {
@@ -135,6 +151,7 @@ impl Fleet {
             wake: tokio::sync::Notify::new(),
             applied: tokio::sync::Notify::new(),
             plane: OnceLock::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         let (first, listed) = mpsc::sync_channel(1);
         etcd::spawn(Arc::clone(&fleet), queue, first)?;
@@ -152,6 +169,10 @@ impl Fleet {
     fn start_from_cache(&self, why: &str) {
         let loaded = self.cache.as_deref().map(cache::load);
         let mut mirror = self.lock();
+        if mirror.connected {
+            // The first read of etcd finished after all, just past the wait: it wins.
+            return;
+        }
         match loaded {
             Some(Ok(objects)) => {
                 mirror.objects = objects;
@@ -167,6 +188,11 @@ impl Fleet {
             Some(Err(error)) => tracing::error!("fleet: etcd is unreachable at start ({why}) and the cache file cannot be read ({error}); starting from the config file alone"),
             None => tracing::error!("fleet: etcd is unreachable at start ({why}) and there is no cache file; starting from the config file alone"),
         }
+    }
+
+    /// Ends the fleet thread (and its lease) of a balancer that failed to start.
+    pub fn stop(&self) {
+        self.stopped.store(true, Relaxed);
     }
 
     /// Hands the fleet its control plane: from now on, changes seen in etcd are applied.
@@ -201,9 +227,10 @@ fn default_name(admin: Option<SocketAddr>) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
         .collect();
     let host = if host.is_empty() { "weir".to_string() } else { host };
-    match admin {
+    // A fixed admin port tells instances on one host apart; port 0 does not.
+    match admin.filter(|addr| addr.port() != 0) {
         Some(addr) => format!("{host}:{}", addr.port()),
-        None => format!("{host}:{}", std::process::id()),
+        None => format!("{host}:pid{}", std::process::id()),
     }
 }
 
@@ -213,26 +240,38 @@ impl Store for Fleet {
         objects::combine(file, &objects)
     }
 
-    fn write(&self, file: &Config, before: &Config, after: &Config) -> Result<i64, StoreError> {
-        let changes = self.changes(file, before, after).inspect_err(|_| {
-            self.counters.write_failures.fetch_add(1, Relaxed);
-        })?;
+    fn view(&self, file: &Config) -> Result<View, StoreError> {
+        self.catch_up();
+        let (objects, revision) = {
+            let mirror = self.lock();
+            if !mirror.connected {
+                self.counters.write_failures.fetch_add(1, Relaxed);
+                return Err(StoreError::Unavailable("not connected".into()));
+            }
+            (mirror.objects.clone(), mirror.seen)
+        };
+        let versions = objects.iter().map(|(key, entry)| (key.clone(), entry.modified)).collect();
+        let config = objects::combine(file, &objects).0;
+        Ok(View { config, versions, revision })
+    }
+
+    fn write(&self, file: &Config, before: &View, after: &Config) -> Result<i64, StoreError> {
+        let (changes, guards) = changes(file, before, after);
         if changes.is_empty() {
             return Ok(self.lock().applied);
         }
         let wait = self.config.timeout + Duration::from_millis(500);
         let (reply, answer) = mpsc::sync_channel(1);
-        let write = Write { changes, deadline: Instant::now() + wait, reply };
-        if self.writes.try_send(write).is_err() {
-            self.counters.write_failures.fetch_add(1, Relaxed);
-            return Err(StoreError::Unavailable("the fleet thread is busy".into()));
-        }
-        let result = answer.recv_timeout(wait).unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!("no answer within {}ms", wait.as_millis())))
-        });
+        let write = Write { changes, guards, deadline: Instant::now() + wait, reply };
+        let result = match self.writes.try_send(write) {
+            Err(_) => Err(StoreError::Unavailable("the fleet thread is busy".into())),
+            Ok(()) => answer.recv_timeout(wait).unwrap_or_else(|_| {
+                Err(StoreError::Unknown(format!("no answer within {}ms", wait.as_millis())))
+            }),
+        };
         match &result {
             Err(StoreError::Conflict { .. }) => self.counters.conflicts.fetch_add(1, Relaxed),
-            Err(StoreError::Unavailable(_)) => self.counters.write_failures.fetch_add(1, Relaxed),
+            Err(_) => self.counters.write_failures.fetch_add(1, Relaxed),
             Ok(_) => 0,
         };
         result
@@ -259,32 +298,54 @@ impl Store for Fleet {
 }
 
 impl Fleet {
-    /// The objects `after` changes relative to `before`, each with the revision this
-    /// instance saw it at; refused at once while etcd is unreachable.
-    fn changes(
-        &self,
-        file: &Config,
-        before: &Config,
-        after: &Config,
-    ) -> Result<Vec<Change>, StoreError> {
-        let mirror = self.lock();
-        if !mirror.connected {
-            return Err(StoreError::Unavailable("not connected".into()));
+    /// Waits (at most the fleet `timeout`) until the watch has brought this instance's own
+    /// last write: a view older than it would make the next structural write conflict
+    /// with itself.
+    fn catch_up(&self) {
+        let until = Instant::now() + self.config.timeout;
+        while Instant::now() < until {
+            let mirror = self.lock();
+            if mirror.seen >= mirror.written || !mirror.connected {
+                return;
+            }
+            drop(mirror);
+            std::thread::sleep(Duration::from_millis(2));
         }
-        let old = objects::values(file, before);
-        let new = objects::values(file, after);
-        let keys = old.keys().chain(new.keys()).collect::<std::collections::BTreeSet<_>>();
-        let changed = keys.into_iter().filter(|key| old.get(*key) != new.get(*key));
-        let expected =
-            |key: &str| mirror.objects.get(key).map_or(0, |entry: &Entry| entry.modified);
-        Ok(changed
-            .map(|key| Change {
-                key: key.clone(),
-                value: new.get(key).cloned(),
-                expected: expected(key),
-            })
-            .collect())
     }
+}
+
+/// The objects `after` changes relative to `before`, each with its version in `before`;
+/// and the guards that keep two such writes from breaking a rule together: a write that
+/// changes a pool object (adds or removes a pool) or the route list requires every pool
+/// object and the route list to be as `before` saw them.
+fn changes(file: &Config, before: &View, after: &Config) -> (Vec<Change>, Vec<Guard>) {
+    let old = objects::values(file, &before.config);
+    let new = objects::values(file, after);
+    let keys = old.keys().chain(new.keys()).collect::<std::collections::BTreeSet<_>>();
+    let version = |key: &str| before.versions.get(key).copied().unwrap_or(0);
+    let changes: Vec<Change> = keys
+        .into_iter()
+        .filter(|key| old.get(*key) != new.get(*key))
+        .map(|key| Change {
+            key: key.clone(),
+            value: new.get(key).cloned(),
+            expected: version(key),
+        })
+        .collect();
+    let structural = changes.iter().any(|c| c.key == objects::ROUTES || is_pool_key(&c.key));
+    let mut guards = Vec::new();
+    if structural {
+        if !changes.iter().any(|c| c.key == objects::ROUTES) {
+            guards.push(Guard::Key(objects::ROUTES.into(), version(objects::ROUTES)));
+        }
+        guards.push(Guard::Prefix("pools/".into(), before.revision));
+    }
+    (changes, guards)
+}
+
+/// `pools/{pool}`, not one of its backends.
+fn is_pool_key(key: &str) -> bool {
+    key.strip_prefix("pools/").is_some_and(|rest| !rest.contains('/'))
 }
 
 /// `GET /api/v1/fleet`: this instance's view, and every member with a `lagging` flag

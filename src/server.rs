@@ -148,6 +148,8 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     let workers = worker_count(&config);
     // Before the state is read: with `[fleet]`, the fleet's objects replace the state file.
     let fleet = crate::fleet::Fleet::start(&config)?;
+    // A start that fails from here on stops the fleet thread and its lease.
+    let mut stop_fleet = StopOnDrop(fleet.clone());
     let store = fleet.clone().map(|fleet| fleet as Arc<dyn control::Store>);
     let (control, config) = control::prepare(config, store).map_err(StartError::State)?;
     let config = Arc::new(config);
@@ -171,6 +173,7 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     if let Some(fleet) = &fleet {
         fleet.attach(&plane);
     }
+    stop_fleet.0 = None;
     // Before any worker takes a socket: the TLS addresses are known from the start.
     data.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
     let admin_listener = admin_listener(&config, &data.listeners)?;
@@ -197,6 +200,17 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
         tracing::info!("admin listening on http://{addr}");
     }
     Ok(Handle { shared: Arc::new(Shared { data, plane }), admin_addr, threads })
+}
+
+/// Stops a fleet thread whose balancer did not start.
+struct StopOnDrop(Option<Arc<crate::fleet::Fleet>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(fleet) = &self.0 {
+            fleet.stop();
+        }
+    }
 }
 
 /// The admin socket, if the admin listener is on: handed over by a binary upgrade, or

@@ -36,6 +36,9 @@ pub struct Plane {
     reloads: ReloadStats,
     /// Counters of DNS discovery, for `/metrics`.
     dns: Arc<discovery::stats::Stats>,
+    /// The fleet store, if any (also in `control`; here for status reads without the
+    /// control lock).
+    pub(super) store: Option<Arc<dyn super::Store>>,
     /// Where discovery sources hand their endpoint sets over.
     sink: Arc<discovery::coalesce::Sink>,
 }
@@ -50,7 +53,9 @@ impl Plane {
         dns: Arc<discovery::stats::Stats>,
         sink: Arc<discovery::coalesce::Sink>,
     ) -> Plane {
+        let store = control.store.clone();
         Plane {
+            store,
             data,
             registry: Mutex::new(registry),
             control: Mutex::new(control),

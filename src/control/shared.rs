@@ -20,8 +20,12 @@ impl Plane {
         store: &dyn Store,
         change: impl FnOnce(&mut Config) -> Result<Option<(String, String)>, E>,
     ) -> Result<Arc<Snapshot>, EditError<E>> {
-        let current = self.data.snapshot.load_full();
-        let (config, remove_now) = super::plane::edited(&current.config, change)?;
+        // The edit starts from the store's objects as one view, with their versions, not
+        // from the running snapshot: a change another instance made that this one has seen
+        // but not applied yet is then part of what the edit is based on, or the write
+        // conflicts; it is never overwritten unseen.
+        let view = store.view(&control.file).map_err(EditError::Store)?;
+        let (config, remove_now) = super::plane::edited(&view.config, change)?;
         {
             let mut registry = self.registry.lock().map_err(|_| EditError::Poisoned)?;
             let saved = registry.clone();
@@ -32,7 +36,7 @@ impl Plane {
         // Not under the registry lock: the write waits on etcd, and the drain and DNS
         // threads need the registry meanwhile. The control lock keeps API changes and
         // fleet applies in order.
-        store.write(&control.file, &current.config, &config).map_err(EditError::Store)?;
+        store.write(&control.file, &view, &config).map_err(EditError::Store)?;
         let mut registry = self.registry.lock().map_err(|_| EditError::Poisoned)?;
         let saved = registry.clone();
         if let Some((pool, label)) = remove_now {
@@ -76,15 +80,14 @@ impl Plane {
         Ok(Some(self.swap(built, "configuration changed by the fleet").generation))
     }
 
-    /// The fleet store's state, when there is one.
+    /// The fleet store's state, when there is one. Without the control lock: an edit
+    /// holds it while it waits on the store, and `/metrics` must not wait for that.
     pub fn store_status(&self) -> Option<super::StoreStatus> {
-        let control = self.control.lock().ok()?;
-        control.store.as_ref().map(|store| store.status())
+        self.store.as_ref().map(|store| store.status())
     }
 
     /// `GET /api/v1/fleet`, when there is a fleet store.
     pub fn store_members(&self) -> Option<String> {
-        let control = self.control.lock().ok()?;
-        control.store.as_ref().map(|store| store.members_json())
+        self.store.as_ref().map(|store| store.members_json())
     }
 }

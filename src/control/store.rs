@@ -10,14 +10,29 @@ pub trait Store: Send + Sync {
     /// The running configuration for `file`: the store's changes over it, and a line for
     /// each change dropped because the file changed under it.
     fn apply(&self, file: &Config) -> (Config, Vec<String>);
-    /// Writes what changes from `before` to `after` (both running configurations over
-    /// `file`), each object compared with the version this instance last saw; returns once
-    /// the store accepted the write, with the store's revision.
-    fn write(&self, file: &Config, before: &Config, after: &Config) -> Result<i64, StoreError>;
+    /// What an edit starts from: the running configuration the store's objects give over
+    /// `file`, with the version of each object, read together. Refused while the store
+    /// cannot be reached.
+    fn view(&self, file: &Config) -> Result<View, StoreError>;
+    /// Writes what changes from `before` to `after` (a running configuration over `file`),
+    /// each object compared with its version in `before`; returns once the store accepted
+    /// the write, with the store's revision.
+    fn write(&self, file: &Config, before: &View, after: &Config) -> Result<i64, StoreError>;
     /// What `/metrics`, `/status` and the API show about the store.
     fn status(&self) -> StoreStatus;
     /// `GET /api/v1/fleet`: the instances sharing the store, as JSON.
     fn members_json(&self) -> String;
+}
+
+/// A running configuration and the versions of the store's objects it was derived from.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The running configuration: the config file with the store's objects applied.
+    pub config: Config,
+    /// Each object's version (its last change's store revision), by key.
+    pub versions: std::collections::BTreeMap<String, i64>,
+    /// The store revision the view was read at: no object changed after it.
+    pub revision: i64,
 }
 
 /// The store's state as the admin listener shows it.
@@ -47,6 +62,8 @@ pub struct StoreStatus {
 pub enum StoreError {
     /// The store cannot be reached; the running configuration stays.
     Unavailable(String),
+    /// The write was sent but the store did not confirm it in time: it may still apply.
+    Unknown(String),
     /// Another instance changed an object this write changes since this instance last
     /// saw it; `current` is a JSON object of those objects as the store holds them now.
     Conflict {
@@ -62,6 +79,9 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(why) => {
                 write!(f, "the fleet store (etcd) is unreachable ({why}); nothing changed, and the running configuration stays")
+            }
+            StoreError::Unknown(why) => {
+                write!(f, "the fleet store (etcd) did not confirm the change in time ({why}); it may still apply: see GET /api/v1/pools")
             }
             StoreError::Conflict { message, .. } => f.write_str(message),
         }

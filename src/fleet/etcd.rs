@@ -6,24 +6,24 @@ use std::sync::{mpsc, Arc, Weak};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions, WatchResponse,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, Txn, TxnOp,
+    TxnOpResponse, WatchOptions, WatchResponse,
 };
 use tokio::sync::mpsc::Receiver;
-use tokio::time::{interval, sleep, timeout};
+use tokio::time::{interval, timeout};
 
 use super::objects::Entry;
-use super::{cache, Change, Fleet, Write, MIN_APPLY_GAP, REVISION_KEY};
+use super::{Change, Fleet, Guard, Write, REVISION_KEY};
 use crate::control::StoreError;
 use crate::json::JsonWriter;
 
 /// First wait before reconnecting to etcd; doubled on each failure up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
+pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between reconnects: an etcd that returns is noticed within this, which
 /// keeps "converges within 5 s after etcd returns" true with room to spare.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often the thread looks for the balancer's shutdown: a flag load.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+pub(super) const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 /// HTTP/2 keep-alive PINGs on the etcd connection: a member that died without closing
 /// the connection (a host gone) is noticed within this plus the fleet `timeout`.
 const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ const KEEPALIVE: Duration = Duration::from_secs(5);
 /// the prefix holds something else, and weir refuses rather than hold it all.
 const MAX_KEYS: i64 = 100_000;
 
-type Result<T> = std::result::Result<T, String>;
+pub(super) type Result<T> = std::result::Result<T, String>;
 
 /// Starts the thread. `first` gets the revision of the first list, or why it failed.
 pub(super) fn spawn(
@@ -42,16 +42,22 @@ pub(super) fn spawn(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("weir-fleet".into()).spawn(move || {
         runtime.block_on(async move {
-            tokio::spawn(applier(Arc::clone(&fleet)));
-            tokio::spawn(membership(Arc::clone(&fleet)));
-            run(fleet, queue, first).await;
+            tokio::spawn(super::tasks::applier(Arc::clone(&fleet)));
+            let member = tokio::spawn(super::tasks::membership(Arc::clone(&fleet)));
+            run(Arc::clone(&fleet), queue, first).await;
+            // Let the membership task revoke its lease, so this instance leaves the fleet
+            // list now rather than when the lease runs out.
+            let _ = timeout(fleet.config.timeout, member).await;
         });
     })?;
     Ok(())
 }
 
 /// Whether the balancer is stopping (or gone): the thread's loops end.
-fn shutting_down(fleet: &Fleet) -> bool {
+pub(super) fn shutting_down(fleet: &Fleet) -> bool {
+    if fleet.stopped.load(Relaxed) {
+        return true;
+    }
     match fleet.plane.get() {
         None => false,
         Some(weak) => match Weak::upgrade(weak) {
@@ -78,20 +84,19 @@ async fn run(fleet: Arc<Fleet>, mut queue: Receiver<Write>, first: mpsc::SyncSen
         if let Some(first) = first.take() {
             let _ = first.send(Err(why));
         }
+        // A session that got as far as watching starts the backoff over: only failures in
+        // a row make the wait grow.
+        backoff = if was { MIN_BACKOFF } else { (backoff * 2).min(MAX_BACKOFF) };
         let until = tokio::time::Instant::now() + backoff;
         while tokio::time::Instant::now() < until && !shutting_down(&fleet) {
             if let Ok(Some(write)) = timeout(SHUTDOWN_POLL, queue.recv()).await {
                 let _ = write.reply.try_send(Err(StoreError::Unavailable("not connected".into())));
             }
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-        if fleet.lock().connected {
-            backoff = MIN_BACKOFF;
-        }
     }
 }
 
-async fn connect(fleet: &Fleet) -> Result<Client> {
+pub(super) async fn connect(fleet: &Fleet) -> Result<Client> {
     let config = &fleet.config;
     let mut options = ConnectOptions::new()
         .with_timeout(config.timeout)
@@ -266,34 +271,29 @@ fn remove(mirror: &mut super::Mirror, key: &str, revision: i64) {
 /// at once; otherwise the objects are read back for the 409. A transport failure ends the
 /// session (`Err`), after the caller is told.
 async fn serve(fleet: &Fleet, client: &mut Client, write: Write) -> Result<()> {
-    if Instant::now() > write.deadline {
+    // A write that cannot get its full `timeout` before the caller gives up is not sent:
+    // sent late, it could apply after the caller was told it did not.
+    if Instant::now() + fleet.config.timeout > write.deadline {
+        let _ = write.reply.try_send(Err(StoreError::Unavailable("queued too long".into())));
         return Ok(());
     }
-    let key = |change: &Change| fleet.config_key(&change.key);
-    let compares: Vec<Compare> = write
-        .changes
-        .iter()
-        .map(|c| Compare::mod_revision(key(c), CompareOp::Equal, c.expected))
-        .collect();
-    let mut ops: Vec<TxnOp> = write
-        .changes
-        .iter()
-        .map(|c| match &c.value {
-            Some(value) => TxnOp::put(key(c), value.clone(), None),
-            None => TxnOp::delete(key(c), None),
-        })
-        .collect();
-    ops.push(TxnOp::put(fleet.config_key(REVISION_KEY), revision_value(&fleet.name), None));
-    let reads: Vec<TxnOp> = write.changes.iter().map(|c| TxnOp::get(key(c), None)).collect();
-    let txn = Txn::new().when(compares).and_then(ops).or_else(reads);
-    let response = match timeout(fleet.config.timeout, client.txn(txn)).await {
+    let txn = transaction(fleet, &write);
+    let mut sent = timeout(fleet.config.timeout, client.txn(txn.clone())).await;
+    if matches!(&sent, Ok(Err(error)) if auth_expired(error)) {
+        // etcd-client does not renew its auth token by itself; an idle spell longer than
+        // the token's TTL makes the next write fail this way, before anything applied.
+        if client.refresh_token().await.is_ok() {
+            sent = timeout(fleet.config.timeout, client.txn(txn)).await;
+        }
+    }
+    let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
-            let _ = write.reply.try_send(Err(StoreError::Unavailable(error.to_string())));
+            let _ = write.reply.try_send(Err(StoreError::Unknown(error.to_string())));
             return Err(error.to_string());
         }
         Err(_) => {
-            let _ = write.reply.try_send(Err(StoreError::Unavailable("write timed out".into())));
+            let _ = write.reply.try_send(Err(StoreError::Unknown("write timed out".into())));
             return Err("write timed out".into());
         }
     };
@@ -306,6 +306,44 @@ async fn serve(fleet: &Fleet, client: &mut Client, write: Write) -> Result<()> {
     };
     let _ = write.reply.try_send(answer);
     Ok(())
+}
+
+/// The transaction of one write: every changed object and guard as the edit saw it,
+/// then all changes and the revision key at once; otherwise read the changed objects back.
+fn transaction(fleet: &Fleet, write: &Write) -> Txn {
+    let key = |change: &Change| fleet.config_key(&change.key);
+    let mut compares: Vec<Compare> = write
+        .changes
+        .iter()
+        .map(|c| Compare::mod_revision(key(c), CompareOp::Equal, c.expected))
+        .collect();
+    for guard in &write.guards {
+        compares.push(match guard {
+            Guard::Key(name, version) => {
+                Compare::mod_revision(fleet.config_key(name), CompareOp::Equal, *version)
+            }
+            Guard::Prefix(prefix, revision) => {
+                Compare::mod_revision(fleet.config_key(prefix), CompareOp::Less, revision + 1)
+                    .with_prefix()
+            }
+        });
+    }
+    let mut ops: Vec<TxnOp> = write
+        .changes
+        .iter()
+        .map(|c| match &c.value {
+            Some(value) => TxnOp::put(key(c), value.clone(), None),
+            None => TxnOp::delete(key(c), None),
+        })
+        .collect();
+    ops.push(TxnOp::put(fleet.config_key(REVISION_KEY), revision_value(&fleet.name), None));
+    let reads: Vec<TxnOp> = write.changes.iter().map(|c| TxnOp::get(key(c), None)).collect();
+    Txn::new().when(compares).and_then(ops).or_else(reads)
+}
+
+/// Whether etcd refused a request for an expired or unknown auth token.
+fn auth_expired(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains("auth token"))
 }
 
 fn revision_value(name: &str) -> String {
@@ -365,103 +403,4 @@ fn conflict(fleet: &Fleet, changes: &[Change], reads: &[TxnOpResponse]) -> Store
         ),
         current: serde_json::Value::Object(current).to_string(),
     }
-}
-
-/// Applies the mirror through the control plane whenever it changed, at most once per
-/// [`MIN_APPLY_GAP`]; then records the applied revision, saves the cache file and tells
-/// the membership task.
-async fn applier(fleet: Arc<Fleet>) {
-    loop {
-        fleet.wake.notified().await;
-        let Some(weak) = fleet.plane.get() else { continue };
-        let Some(plane) = weak.upgrade() else { return };
-        let target = fleet.lock().config_revision();
-        // On a blocking thread: the control lock may be held by an admin API change that
-        // waits for this very thread to send its write, so waiting for the lock here
-        // would stall both until the write's timeout.
-        match tokio::task::spawn_blocking(move || plane.store_changed()).await {
-            Ok(Ok(Some(_))) => drop(fleet.counters.applies.fetch_add(1, Relaxed)),
-            Ok(Ok(None)) => {}
-            Ok(Err(error)) => tracing::error!("fleet: changes not applied: {error}"),
-            Err(error) => tracing::error!("fleet: applying changes panicked: {error}"),
-        }
-        let objects = {
-            let mut mirror = fleet.lock();
-            mirror.applied = mirror.applied.max(target);
-            (!mirror.from_cache).then(|| mirror.objects.clone())
-        };
-        if let (Some(path), Some(objects)) = (fleet.cache.clone(), objects) {
-            let _ = tokio::task::spawn_blocking(move || cache::save(&path, &objects)).await;
-        }
-        fleet.applied.notify_one();
-        sleep(MIN_APPLY_GAP).await;
-    }
-}
-
-/// Keeps this instance listed under `{prefix}instances/` with a lease, and its applied
-/// revision current there. A lost lease or connection starts over with a new lease.
-async fn membership(fleet: Arc<Fleet>) {
-    let mut backoff = MIN_BACKOFF;
-    while !shutting_down(&fleet) {
-        match member_session(&fleet).await {
-            Ok(()) => return,
-            Err(why) => tracing::debug!("fleet: membership lease lost ({why})"),
-        }
-        sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-async fn member_session(fleet: &Fleet) -> Result<()> {
-    let mut client = connect(fleet).await?;
-    let ttl = i64::try_from(fleet.config.lease.as_secs()).unwrap_or(10);
-    let lease = within(fleet, client.lease_grant(ttl, None)).await?.id();
-    put_member(fleet, &mut client, lease).await?;
-    let (mut keeper, mut answers) = within(fleet, client.lease_keep_alive(lease)).await?;
-    let mut renew = interval(fleet.config.lease / 3);
-    let mut tick = interval(SHUTDOWN_POLL);
-    loop {
-        tokio::select! {
-            _ = renew.tick() => {
-                within(fleet, keeper.keep_alive()).await?;
-                let answer = within(fleet, answers.message()).await?;
-                if answer.is_none_or(|a| a.ttl() <= 0) {
-                    return Err("lease expired".into());
-                }
-            }
-            () = fleet.applied.notified() => put_member(fleet, &mut client, lease).await?,
-            _ = tick.tick() => if shutting_down(fleet) {
-                let _ = timeout(fleet.config.timeout, client.lease_revoke(lease)).await;
-                return Ok(());
-            },
-        }
-    }
-}
-
-/// Runs one etcd call within the fleet `timeout`.
-async fn within<T>(
-    fleet: &Fleet,
-    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-) -> Result<T> {
-    match timeout(fleet.config.timeout, call).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-async fn put_member(fleet: &Fleet, client: &mut Client, lease: i64) -> Result<()> {
-    let revision = fleet.lock().applied;
-    let mut json = JsonWriter::with_capacity(160);
-    json.begin_object();
-    json.key("name");
-    json.string(&fleet.name);
-    json.key("version");
-    json.string(env!("CARGO_PKG_VERSION"));
-    json.key("admin");
-    json.opt_string(fleet.admin.map(|a| a.to_string()).as_deref());
-    json.key("revision");
-    json.u64(u64::try_from(revision).unwrap_or(0));
-    json.end_object();
-    let options = PutOptions::new().with_lease(lease);
-    within(fleet, client.put(fleet.member_key(), json.finish(), Some(options))).await.map(drop)
 }

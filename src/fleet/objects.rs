@@ -173,8 +173,26 @@ fn backend_value(backend: &BackendConfig, removed: bool, base: Option<u64>, drai
 /// file changed under it, or it does not parse). When the result breaks a rule of the
 /// config file, every object is dropped, as the state file's rule does.
 pub fn combine(file: &Config, objects: &Objects) -> (Config, Vec<String>) {
-    let mut config = file.clone();
     let mut notes = Vec::new();
+    let config = apply_all(file, objects, true, &mut notes);
+    let Err(error) = validate::check(&config) else { return (config, notes) };
+    // Guards keep two writes from breaking a rule together, but the file may change
+    // under the objects; the route list is what most often stops fitting (a route to a
+    // pool the file or the fleet dropped), so it goes first, and the rest stays.
+    let without_routes = apply_all(file, objects, false, &mut Vec::new());
+    if objects.contains_key(ROUTES) && validate::check(&without_routes).is_ok() {
+        notes.push(format!("{ROUTES}: no longer fits ({error}); the file's routes apply"));
+        return (without_routes, notes);
+    }
+    notes
+        .push(format!("the fleet's changes no longer fit the config file ({error}); none applied"));
+    (file.clone(), notes)
+}
+
+/// `file` with every object applied (the route list only if `routes`), noting the ones
+/// dropped.
+fn apply_all(file: &Config, objects: &Objects, routes: bool, notes: &mut Vec<String>) -> Config {
+    let mut config = file.clone();
     for (key, entry) in objects {
         let parts: Vec<&str> = key.split('/').collect();
         if let ["pools", pool] = parts[..] {
@@ -192,18 +210,15 @@ pub fn combine(file: &Config, objects: &Objects) -> (Config, Vec<String>) {
             notes.push(format!("{key}: {note}"));
         }
     }
-    if let Some(entry) = objects.get(ROUTES) {
-        if let Err(note) = apply_routes(&mut config, file, &entry.value) {
-            notes.push(format!("{ROUTES}: {note}"));
+    match objects.get(ROUTES) {
+        Some(entry) if routes => {
+            if let Err(note) = apply_routes(&mut config, file, &entry.value) {
+                notes.push(format!("{ROUTES}: {note}"));
+            }
         }
+        _ => {}
     }
-    if let Err(error) = validate::check(&config) {
-        notes.push(format!(
-            "the fleet's changes no longer fit the config file ({error}); none applied"
-        ));
-        return (file.clone(), notes);
-    }
-    (config, notes)
+    config
 }
 
 fn parse(value: &str) -> Result<Value, String> {

@@ -119,3 +119,24 @@ fn objects_that_do_not_parse_are_dropped_with_a_note() {
     assert_eq!(combined, file);
     assert!(notes[0].contains("not JSON"), "{notes:?}");
 }
+
+#[test]
+fn a_route_list_that_no_longer_fits_is_dropped_alone() {
+    let file = file_config();
+    // Instance one adds pool `new` and routes to it; another removes `new` meanwhile
+    // (the guards refuse that pair of writes; a file edit can still cause it).
+    let mut running = file.clone();
+    running.pools.push(PoolConfig::new(
+        "new",
+        StrategyKind::RoundRobin,
+        vec![backend("127.0.0.1:9301", 1)],
+    ));
+    running.routes[0].pool = "new".into();
+    running.pools[0].backends[0].weight = 5;
+    let mut objects = stored(&values(&file, &running), 0);
+    objects.remove("pools/new");
+    let (combined, notes) = combine(&file, &objects);
+    assert_eq!(combined.routes, file.routes, "the file's routes apply");
+    assert_eq!(combined.pools[0].backends[0].weight, 5, "other objects still apply");
+    assert!(notes.iter().any(|n| n.starts_with("routes: no longer fits")), "{notes:?}");
+}

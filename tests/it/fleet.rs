@@ -287,6 +287,48 @@ async fn edits_of_two_backends_both_survive_and_edits_of_one_backend_conflict() 
     assert_eq!(counted, conflicts, "every 409 is counted");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weight_and_a_drain_of_one_backend_at_once_lose_neither() {
+    let etcd = Etcd::start();
+    let servers = [TestBackend::start("r1").await, TestBackend::start("r2").await];
+    let file: Vec<SocketAddr> = servers.iter().map(TestBackend::addr).collect();
+    let a = instance(&file, fleet(&etcd, "/weir/t8/", "a"));
+    let b = instance(&file, fleet(&etcd, "/weir/t8/", "b"));
+    let weight = format!("/api/v1/pools/web/backends/{}", file[0]);
+    // A weight on one instance and a drain on another, of the same backend at once: each
+    // answered 200 must have its effect in the stored object; none is lost unseen.
+    let (mut weight_now, mut draining_now) = (1, false);
+    for round in 0..20u64 {
+        let body = format!(r#"{{"weight":{}}}"#, 300 + round);
+        let state = if round % 2 == 0 { r#"{"state":"drain"}"# } else { r#"{"state":"active"}"# };
+        let (x, y) = tokio::join!(
+            call(a.admin(), "PATCH", &weight, None, Some(&body)),
+            call(b.admin(), "PATCH", &weight, None, Some(state)),
+        );
+        assert!(
+            matches!((x.status, y.status), (200, 200) | (200, 409) | (409, 200)),
+            "{x:?} {y:?}"
+        );
+        let revisions = [&x, &y].map(|r| r.json["fleet"]["written"].as_i64().unwrap_or(0));
+        until_applied(&[a.admin(), b.admin()], revisions[0].max(revisions[1])).await;
+        if x.status == 200 {
+            weight_now = 300 + round;
+        }
+        if y.status == 200 {
+            draining_now = round % 2 == 0;
+        }
+        for admin in [a.admin(), b.admin()] {
+            let stored = backends(&pools(admin).await, "web")[0].clone();
+            assert_eq!(stored.2, weight_now, "round {round}: weight lost on {admin}: {x:?} {y:?}");
+            assert_eq!(
+                stored.1 == "draining",
+                draining_now,
+                "round {round}: drain lost on {admin}"
+            );
+        }
+    }
+}
+
 /// A series' value in the admin listener's `/metrics`.
 pub async fn scraped(admin: SocketAddr, series: &str) -> u64 {
     let text = admin_get(admin, "/metrics").await.text();

@@ -12,7 +12,7 @@ use tokio::time::{sleep, Instant};
 use crate::fleet::{applied, fleet, instance, scraped, until_applied};
 use crate::support::admin::{backends, call, pools};
 use crate::support::balancer::Balancer;
-use crate::support::etcd::Etcd;
+use crate::support::etcd::{Etcd, Relay};
 use crate::support::process::{temp_dir, WeirProcess};
 use crate::support::{send, TestBackend};
 
@@ -128,13 +128,7 @@ async fn an_instance_restarted_after_a_compaction_lists_again_and_converges() {
     let a = instance(&file, fleet(&etcd, "/weir/t4/", "a"));
     let b = instance(&file, fleet(&etcd, "/weir/t4/", "b"));
     b.stop().await;
-    let path = format!("/api/v1/pools/web/backends/{}", file[1]);
-    let mut last = 0;
-    for weight in 2..8 {
-        let body = format!(r#"{{"weight":{weight}}}"#);
-        let reply = call(a.admin(), "PATCH", &path, None, Some(&body)).await;
-        last = reply.json["fleet"]["written"].as_i64().unwrap_or_else(|| panic!("{reply:?}"));
-    }
+    let last = weights_two_to_seven(a.admin(), file[1]).await;
     let compacted = etcd.compact();
     assert!(compacted >= last);
     let b = instance(&file, fleet(&etcd, "/weir/t4/", "b"));
@@ -169,6 +163,44 @@ async fn an_instance_started_while_etcd_is_down_serves_its_cache_and_refuses_cha
     assert_eq!(scraped(a.admin(), "weir_fleet_from_cache").await, 0);
     let reply = call(a.admin(), "PATCH", &path, None, Some(r#"{"weight":8}"#)).await;
     assert_eq!(reply.status, 200, "{:?}", reply.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_instance_cut_off_past_a_compaction_lists_again_and_converges() {
+    let etcd = Etcd::start();
+    let relay = Relay::start(&etcd).await;
+    let servers = [TestBackend::start("w1").await, TestBackend::start("w2").await];
+    let file: Vec<SocketAddr> = servers.iter().map(TestBackend::addr).collect();
+    let a = instance(&file, fleet(&etcd, "/weir/t7/", "a"));
+    let mut through_relay = fleet(&etcd, "/weir/t7/", "b");
+    through_relay.etcd = vec![relay.endpoint()];
+    let b = instance(&file, through_relay);
+    until_connected(b.admin(), true, CATCH_UP).await;
+    relay.cut();
+    until_connected(b.admin(), false, Duration::from_secs(10)).await;
+    let last = weights_two_to_seven(a.admin(), file[1]).await;
+    assert!(etcd.compact() >= last);
+    let relists = scraped(b.admin(), "weir_fleet_relists_total").await;
+    relay.restore();
+    until_applied(&[b.admin()], last).await;
+    assert_eq!(backends(&pools(b.admin()).await, "web")[1].2, 7);
+    assert_eq!(
+        scraped(b.admin(), "weir_fleet_relists_total").await,
+        relists + 1,
+        "the watch from b's revision was compacted away: exactly one more list"
+    );
+}
+
+/// Sets the weight of `backend` to 2, 3, ... 7 through `admin`; the last write's revision.
+async fn weights_two_to_seven(admin: SocketAddr, backend: SocketAddr) -> i64 {
+    let path = format!("/api/v1/pools/web/backends/{backend}");
+    let mut last = 0;
+    for weight in 2..8 {
+        let body = format!(r#"{{"weight":{weight}}}"#);
+        let reply = call(admin, "PATCH", &path, None, Some(&body)).await;
+        last = reply.json["fleet"]["written"].as_i64().unwrap_or_else(|| panic!("{reply:?}"));
+    }
+    last
 }
 
 /// The names of a process's threads.
