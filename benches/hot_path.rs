@@ -66,12 +66,14 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
             path_prefix: None,
             pool: "web".into(),
             acl: Default::default(),
+            limits: Vec::new(),
         },
         RouteConfig {
             host: Some(HostMatch::Suffix(".example.com".into())),
             path_prefix: Some("/api".into()),
             pool: "api".into(),
             acl: Default::default(),
+            limits: Vec::new(),
         },
     ];
     Registry::new(1).build(&Arc::new(config), 1).unwrap().publish()

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod hash;
 pub mod health;
 pub mod http2;
+pub mod limit;
 pub mod parse;
 pub mod policy;
 pub mod strategy;
@@ -30,6 +31,7 @@ pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
 };
 pub use http2::Http2Config;
+pub use limit::{LimitConfig, LimitKey, LimitMode, OnStoreError, Rate};
 pub use policy::Acl;
 pub use strategy::StrategyKind;
 pub use upstream::{BackendProtocol, UpstreamH2};
@@ -63,6 +65,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[dns]`: the servers that `resolve = true` backends are looked up with.
     pub dns: DnsConfig,
+    /// `[[limit]]`: the rate limits routes may name, in file order.
+    pub limits: Vec<LimitConfig>,
 }
 
 /// Where lines go.
@@ -139,6 +143,10 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is kept and extended; `None` (the key absent) keeps
     /// every peer's, as before the key existed.
     pub trusted_proxies: Option<Vec<crate::cidr::Cidr>>,
+    /// Most connections open at once from one client address (nginx `limit_conn`);
+    /// `None` (the key absent) sets no bound. Past it a connection is closed before any
+    /// byte is read.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// `[[server.tls]]`: a listener that terminates TLS, then serves HTTP/1.1 as plain ones do.
@@ -308,6 +316,8 @@ pub struct RouteConfig {
     pub pool: String,
     /// `allow`/`deny`: the client addresses the route serves; others get 403.
     pub acl: Acl,
+    /// `limits`: names of the `[[limit]]` blocks every request of the route passes.
+    pub limits: Vec<String>,
 }
 
 /// A configuration problem, located in its file.
@@ -367,6 +377,9 @@ impl Default for ServerConfig {
             // Off: a header from nobody in front would be read as a broken request.
             proxy_protocol: false,
             trusted_proxies: None,
+            // Off: many clients share an address (NAT, offices, mobile carriers), so a
+            // default bound would refuse real users; an operator sets it knowingly.
+            max_connections_per_client: None,
         }
     }
 }

@@ -261,6 +261,8 @@ pub struct Route {
     /// Who may use the route; `None` when everyone may (no lists), so the request path
     /// skips the check.
     pub acl: Option<crate::config::Acl>,
+    /// The route's rate limits; `None` when it names none, so the request path skips them.
+    pub limits: Option<crate::limit::RouteLimits>,
 }
 
 /// Everything the request path reads, immutable once built.
@@ -274,6 +276,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The configuration this was built from.
     pub config: Arc<Config>,
+    /// The `[[limit]]` limiters, in file order (for metrics and the API).
+    pub limits: Vec<Arc<crate::limit::Limiter>>,
 }
 
 impl Snapshot {
@@ -298,6 +302,8 @@ pub struct Registry {
     known: HashMap<Key, Known>,
     /// Removed backends draining out ([`leaving`]).
     departures: Departures,
+    /// Limiters by configuration, so an unchanged `[[limit]]` keeps its state.
+    limits: crate::limit::Registry,
     next_id: u64,
     workers: usize,
 }
@@ -312,6 +318,7 @@ impl Registry {
             fixed: HashMap::new(),
             known: HashMap::new(),
             departures: Departures::default(),
+            limits: crate::limit::Registry::default(),
             next_id: 1,
             workers,
         }

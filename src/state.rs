@@ -115,7 +115,7 @@ pub fn routes_fingerprint(routes: &[RouteConfig]) -> u64 {
     for route in routes {
         let host = route.host.as_ref().map(host_text).unwrap_or_default();
         let prefix = route.path_prefix.as_deref().unwrap_or("");
-        let _ = write!(text, "{host}|{prefix}|{}|{:?};", route.pool, route.acl);
+        let _ = write!(text, "{host}|{prefix}|{}|{:?}|{:?};", route.pool, route.acl, route.limits);
     }
     hash_bytes(text.as_bytes())
 }
@@ -128,7 +128,8 @@ pub fn host_text(host: &HostMatch) -> String {
     }
 }
 
-/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny"}`; the state file
+/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny",
+/// "limits"}`; the state file
 /// uses the same form, and the admin API's `/api/v1/routes` shows it.
 pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
     json.begin_array();
@@ -150,6 +151,12 @@ pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
             }
             json.end_array();
         }
+        json.key("limits");
+        json.begin_array();
+        for name in &route.limits {
+            json.string(name);
+        }
+        json.end_array();
         json.end_object();
     }
     json.end_array();

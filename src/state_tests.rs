@@ -17,6 +17,7 @@ fn file_config() -> Config {
         path_prefix: Some("/api".into()),
         pool: "api".into(),
         acl: Default::default(),
+        limits: Vec::new(),
     });
     config
 }
@@ -46,6 +47,7 @@ fn edited(file: &Config) -> Config {
             allow: vec![crate::cidr::Cidr::parse("10.0.0.0/8").unwrap()],
             deny: vec![crate::cidr::Cidr::parse("10.9.0.0/16").unwrap()],
         },
+        limits: Vec::new(),
     });
     running
 }

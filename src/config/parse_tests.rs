@@ -119,6 +119,7 @@ fn full_file_parses_to_the_expected_config() {
         path_prefix: path_prefix.map(str::to_string),
         pool: pool.to_string(),
         acl: Default::default(),
+        limits: Vec::new(),
     };
     let expected = Config {
         source: None,
@@ -139,6 +140,7 @@ fn full_file_parses_to_the_expected_config() {
             tls: Vec::new(),
             proxy_protocol: false,
             trusted_proxies: None,
+            max_connections_per_client: None,
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),
@@ -158,6 +160,7 @@ fn full_file_parses_to_the_expected_config() {
             format: crate::config::Format::Json,
         },
         dns: crate::config::DnsConfig::default(),
+        limits: Vec::new(),
     };
     assert_eq!(parse(FULL), expected);
 }

@@ -60,16 +60,17 @@ pub async fn handle<S: Stream>(
 ) -> bool {
     let Conn { client, alarm, mut started } = conn;
     let server = &snapshot.config.server;
-    let choice = choose(snapshot, client, buffers, &info);
+    let choice = choose(snapshot, client, buffers, &info).await;
     let ending = ending_of(&choice, client, &info, &buffers.input[..info.head_len], started);
     let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
     let (pool, (index, mut trial), mut set_cookie) = match choice {
         Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
-        Choice::Refuse(status, cause, log) => {
+        Choice::Refuse(Refusal { status, cause, log, fields }) => {
             let answer = reply::Answer::local(status, &cause, !ending.keep);
             let answer = reply::Answer { grpc: ending.grpc, ..answer };
-            reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
+            let out = &mut buffers.reply;
+            reply::send_with(stream, client, out, answer, &fields, server.send_timeout).await;
             logged.finish(client, Done::refused(status, log));
             return ending.keep;
         }
@@ -189,12 +190,32 @@ enum Choice<'s> {
     /// Send it to the picked backend, adding `set_cookie` (maybe empty) to the response.
     Backend { pool: &'s Pool, picked: Picked<'s>, set_cookie: Vec<u8> },
     /// Answer this status with this cause, and log the error: 503 when no backend can
-    /// take it, 403 when the route's access list refuses the client.
-    Refuse(u16, String, &'static str),
+    /// take it, 403 when the route's access list refuses the client, 429 when one of its
+    /// limits does.
+    Refuse(Refusal),
 }
 
-/// Routes the request and picks a backend. Reads the head still in `buffers.input`.
-fn choose<'s>(
+/// A request weir answers itself, before any backend.
+pub(crate) struct Refusal {
+    /// The status.
+    pub status: u16,
+    /// The cause: the body and the log message.
+    pub cause: String,
+    /// The access log's error.
+    pub log: &'static str,
+    /// More header lines (`Retry-After` of a 429), each ending in CRLF.
+    pub fields: String,
+}
+
+impl Refusal {
+    fn choice(status: u16, cause: String, log: &'static str) -> Choice<'static> {
+        Choice::Refuse(Refusal { status, cause, log, fields: String::new() })
+    }
+}
+
+/// Routes the request, applies the route's access list and limits (a delayed request
+/// waits here), and picks a backend. Reads the head still in `buffers.input`.
+async fn choose<'s>(
     snapshot: &'s SnapshotRef,
     client: &Client,
     buffers: &Buffers,
@@ -204,12 +225,18 @@ fn choose<'s>(
     // The origin form: for an absolute-form target, what the backend gets (path, query).
     let target = &input[info.origin.clone()];
     let host = info.host.clone().map(|range| &input[range]);
-    let Some((pool, acl)) = route::select(snapshot, host, target) else {
-        return Choice::Refuse(503, "no pool configured".into(), NO_BACKEND);
+    let Some((pool, route)) = route::select(snapshot, host, target) else {
+        return Refusal::choice(503, "no pool configured".into(), NO_BACKEND);
     };
-    if acl.is_some_and(|acl| !acl.permits(client.address(info))) {
+    if route.and_then(|r| r.acl.as_ref()).is_some_and(|acl| !acl.permits(client.address(info))) {
         client.shared.frontend.local().denied[0].inc();
-        return Choice::Refuse(403, DENIED.into(), DENIED);
+        return Refusal::choice(403, DENIED.into(), DENIED);
+    }
+    if let Some(limits) = route.and_then(|route| route.limits.as_ref()) {
+        let head = &input[..info.head_len];
+        if let Some(refusal) = super::limiting::admit(limits, client, head, info).await {
+            return Choice::Refuse(refusal);
+        }
     }
     let request = if affinity::needs_request(pool) {
         affinity::pick_request(pool, &input[..info.head_len], target, client.address(info))
@@ -218,7 +245,7 @@ fn choose<'s>(
     };
     let picked = match select::choose(pool, &request) {
         Ok(picked) => picked,
-        Err(cause) => return Choice::Refuse(503, cause, NO_BACKEND),
+        Err(cause) => return Refusal::choice(503, cause, NO_BACKEND),
     };
     let mut set_cookie = Vec::new();
     if pool.settings.sticky.is_some() {

@@ -35,6 +35,7 @@ mod partial_responses;
 mod pool;
 mod proxy_protocol;
 mod proxy_protocol_send;
+mod rate_limits;
 mod replays;
 mod retry_storm;
 mod robustness;
