@@ -109,7 +109,9 @@ impl Limiter {
                 Ok(decision) => Some(decision),
                 Err(error) => {
                     let stats = self.stats.local();
-                    stats.store_errors.inc();
+                    if !matches!(error, store::StoreError::Resting) {
+                        stats.store_errors.inc();
+                    }
                     stats.store_fallbacks.inc();
                     store.report(&self.config.name, &error);
                     None

@@ -4,6 +4,7 @@
 //! holds requests up to its bound; state survives a reload that keeps the limit; the
 //! excess connections of one address are closed unread.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,36 +42,35 @@ pub fn outcome(weir: &Balancer, limit: &str, outcome: &str) -> u64 {
     weir.metric(&series).expect("the series is exposed")
 }
 
-/// Sends at three times `per_second` for [`ACCURACY_RUN`] on six keep-alive connections,
-/// one key (the client address), and checks that what passed is GCRA's
-/// `rate × elapsed + burst + 1` within 5%, elapsed being the measured time between the
-/// first and the last request sent.
-async fn accuracy(workers: usize) {
-    let backend = TestBackend::start("b").await;
-    let (per_second, burst) = (50u64, 5u64);
-    let weir = Balancer::over(&[backend.addr()], |config| {
-        config.server.workers = workers;
-        let mut limit = LimitConfig::new("ip", LimitKey::ClientIp, rate(per_second, 1));
-        limit.burst = burst;
-        limited(config, limit);
-    });
-    let connections = 6u64;
-    let gap = Duration::from_secs(1) / u32::try_from(3 * per_second / connections).unwrap();
+/// What a paced run saw: requests passed (200) and refused (429), and the seconds from
+/// the first request sent to the last.
+pub struct Run {
+    pub passed: u64,
+    pub refused: u64,
+    pub elapsed: f64,
+}
+
+/// Sends `request` on one keep-alive connection to each of `addrs`, each every `gap`,
+/// for `run`; any status but 200 and 429 fails the test.
+pub async fn pace(
+    addrs: &[SocketAddr],
+    gap: Duration,
+    run: Duration,
+    request: &'static [u8],
+) -> Run {
     let (passed, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let start = Instant::now();
     let last_sent = Arc::new(std::sync::Mutex::new(start));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for &addr in addrs {
         let (passed, refused, last_sent) = (passed.clone(), refused.clone(), last_sent.clone());
-        let addr = weir.addr();
         tasks.push(tokio::spawn(async move {
             let mut stream = connect(addr).await.expect("connect");
             let mut tick = tokio::time::interval(gap);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while start.elapsed() < ACCURACY_RUN {
+            while start.elapsed() < run {
                 tick.tick().await;
                 let sent = Instant::now();
-                let request = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
                 let response = roundtrip(&mut stream, request).await.expect("response");
                 match response.status {
                     200 => passed.fetch_add(1, Ordering::Relaxed),
@@ -86,7 +86,31 @@ async fn accuracy(workers: usize) {
         task.await.expect("sender");
     }
     let elapsed = last_sent.lock().unwrap().duration_since(start).as_secs_f64();
-    let (passed, refused) = (passed.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
+    Run {
+        passed: passed.load(Ordering::Relaxed),
+        refused: refused.load(Ordering::Relaxed),
+        elapsed,
+    }
+}
+
+/// Sends at three times `per_second` for [`ACCURACY_RUN`] on six keep-alive connections,
+/// one key (the client address), and checks that what passed is GCRA's
+/// `rate × elapsed + burst + 1` within 5%, elapsed being the measured time between the
+/// first and the last request sent.
+async fn accuracy(workers: usize) {
+    let backend = TestBackend::start("b").await;
+    let (per_second, burst) = (50u64, 5u64);
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.workers = workers;
+        let mut limit = LimitConfig::new("ip", LimitKey::ClientIp, rate(per_second, 1));
+        limit.burst = burst;
+        limited(config, limit);
+    });
+    let connections = 6u64;
+    let gap = Duration::from_secs(1) / u32::try_from(3 * per_second / connections).unwrap();
+    let addrs = vec![weir.addr(); connections as usize];
+    let Run { passed, refused, elapsed } =
+        pace(&addrs, gap, ACCURACY_RUN, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n").await;
     let expected = per_second as f64 * elapsed + (burst + 1) as f64;
     let sent = passed + refused;
     assert!(sent as f64 >= 2.5 * per_second as f64 * elapsed, "the client sent {sent}");
@@ -272,4 +296,33 @@ async fn a_clients_excess_connections_are_closed_before_any_backend_work() {
     }
     assert_eq!(again, Some(200));
     let _ = open;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_counted_by_the_address_a_proxy_header_names() {
+    let backend = Recorder::echo_target().await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.proxy_protocol = true;
+        config.server.max_connections_per_client = Some(1);
+    });
+    let request = b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n";
+    let claiming = |client: &str| format!("PROXY TCP4 {client} 10.0.0.1 40000 80\r\n");
+    // Every connection comes from 127.0.0.1; each names another client, so each is its
+    // client's first and is served.
+    let mut open = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        let mut stream = connect(weir.addr()).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, claiming(client).as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(roundtrip(&mut stream, request).await.expect("200").status, 200);
+        open.push(stream);
+    }
+    // A second connection of 203.0.113.1 is closed after its header, unread.
+    let mut stream = connect(weir.addr()).await.expect("connect");
+    let second = [claiming("203.0.113.1").into_bytes(), request.to_vec()].concat();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &second).await.unwrap();
+    closed_unread(stream).await;
+    wait_refused(&weir, 1).await;
+    assert_eq!(backend.requests().len(), 2);
 }
