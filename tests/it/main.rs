@@ -36,6 +36,7 @@ mod pool;
 mod proxy_protocol;
 mod proxy_protocol_send;
 mod rate_limits;
+mod rate_limits_memory;
 mod rate_limits_redis;
 mod replays;
 mod retry_storm;
