@@ -326,3 +326,26 @@ async fn connections_are_counted_by_the_address_a_proxy_header_names() {
     wait_refused(&weir, 1).await;
     assert_eq!(backend.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_keys_evicts_within_the_fixed_table() {
+    let backend = TestBackend::start("b").await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        let mut limit = LimitConfig::new("api", LimitKey::Header("x-api-key".into()), rate(1, 60));
+        limit.table_size = 8;
+        limited(config, limit);
+    });
+    let mut stream = connect(weir.addr()).await.expect("connect");
+    // Each new key passes once and takes a slot; past 8 they push the oldest out.
+    for n in 0..100 {
+        let request = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Api-Key: flood-{n}\r\n\r\n");
+        assert_eq!(roundtrip(&mut stream, request.as_bytes()).await.expect("200").status, 200);
+    }
+    assert_eq!(weir.metric("weir_limit_evictions_total{limit=\"api\"}"), Some(92));
+    assert_eq!(weir.metric("weir_limit_table_bytes{limit=\"api\"}"), Some(8 * 16));
+    // A key as long as a head allows is hashed like any other.
+    let long = "k".repeat(60 * 1024);
+    let request = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Api-Key: {long}\r\n\r\n");
+    assert_eq!(roundtrip(&mut stream, request.as_bytes()).await.expect("200").status, 200);
+    assert_eq!(roundtrip(&mut stream, request.as_bytes()).await.expect("429").status, 429);
+}
