@@ -349,3 +349,32 @@ async fn a_flood_of_distinct_keys_evicts_within_the_fixed_table() {
     assert_eq!(roundtrip(&mut stream, request.as_bytes()).await.expect("200").status, 200);
     assert_eq!(roundtrip(&mut stream, request.as_bytes()).await.expect("429").status, 429);
 }
+
+#[test]
+fn weir_check_reports_bad_limits_with_their_location_and_accepts_the_example() {
+    let path = support::process::temp_path("bad-limit.toml");
+    let text = "[[pool]]\nname = \"w\"\nbackends = [\"127.0.0.1:1\"]\n[[limit]]\nname = \"a\"\n\
+                key = \"ip\"\nrate = \"0/s\"\n[[route]]\npool = \"w\"\nlimits = [\"b\"]\n";
+    std::fs::write(&path, text).expect("write config");
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["check", "--config", path.to_str().expect("UTF-8 path")])
+            .output()
+            .expect("run weir check")
+    };
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let shown =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let file = path.display();
+    for at in [
+        format!("{file}:6:7: `key`"),
+        format!("{file}:7:8: `rate`"),
+        format!("{file}:10:11: no limit named `b`"),
+    ] {
+        assert!(shown.contains(&at), "want {at} in {shown}");
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/routes.toml");
+    let out = check(&example);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
