@@ -378,3 +378,24 @@ fn weir_check_reports_bad_limits_with_their_location_and_accepts_the_example() {
     let out = check(&example);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_added_by_the_api_names_limits_of_the_file() {
+    use support::admin::{authed, TOKEN};
+    let backend = Recorder::echo_target().await;
+    let weir = Balancer::with_admin(&[backend.addr()], |config| {
+        config.admin.token = Some(TOKEN.to_string());
+        config.limits.push(LimitConfig::new("api", LimitKey::Route, rate(1, 60)));
+    });
+    let unknown = r#"{"path_prefix": "/api", "pool": "web", "limits": ["nope"]}"#;
+    let reply = authed(weir.admin(), "POST", "/api/v1/routes", Some(unknown)).await;
+    assert_eq!(reply.status, 400, "{:?}", reply.json);
+    let route = r#"{"path_prefix": "/api", "pool": "web", "limits": ["api"]}"#;
+    let reply = authed(weir.admin(), "POST", "/api/v1/routes", Some(route)).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json);
+    assert_eq!(reply.json["routes"][0]["limits"][0], "api");
+    let request = b"GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_eq!(send(weir.addr(), request).await.status, 200);
+    assert_eq!(send(weir.addr(), request).await.status, 429);
+    assert_eq!(send(weir.addr(), b"GET /other HTTP/1.1\r\nHost: h\r\n\r\n").await.status, 200);
+}
