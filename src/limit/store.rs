@@ -169,17 +169,24 @@ impl Store {
         if now < self.resting_until.load(Ordering::Relaxed) {
             return Err(StoreError::Resting);
         }
-        let (lease, mut connection) = self.take().await?;
-        let call = self.call(&mut connection, name, key, gcra);
-        let result = tokio::time::timeout(self.timeout, call).await;
-        let result = result.unwrap_or(Err(StoreError::Timeout));
-        match &result {
-            Ok(_) => lease.give_back(connection),
-            Err(_) => {
-                let rest = u64::try_from(BACKOFF.as_nanos()).unwrap_or(u64::MAX);
-                let until = super::now_nanos().saturating_add(rest);
-                self.resting_until.store(until, Ordering::Relaxed);
+        let result = match self.take().await {
+            Ok((lease, mut connection)) => {
+                let call = self.call(&mut connection, name, key, gcra);
+                let result = tokio::time::timeout(self.timeout, call).await;
+                let result = result.unwrap_or(Err(StoreError::Timeout));
+                if result.is_ok() {
+                    lease.give_back(connection);
+                }
+                result
             }
+            Err(error) => Err(error),
+        };
+        // A failed connect rests the store as a failed call does (a blackholed address
+        // would otherwise cost every request the timeout); a busy worker does not.
+        if result.as_ref().is_err_and(|error| !matches!(error, StoreError::Busy)) {
+            let rest = u64::try_from(BACKOFF.as_nanos()).unwrap_or(u64::MAX);
+            let until = super::now_nanos().saturating_add(rest);
+            self.resting_until.store(until, Ordering::Relaxed);
         }
         result
     }

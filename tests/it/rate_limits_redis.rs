@@ -90,7 +90,9 @@ async fn with_redis_stopped_traffic_flows_under_the_fallback_counted() {
     let expected = 20.0 * after.elapsed + (BURST + 1) as f64;
     assert!((after.passed as f64 - expected).abs() / expected <= 0.2, "{} passed", after.passed);
     assert!(after.refused > 0, "the local fallback still limits");
-    assert!(store_series(&local, "store_errors") >= 1);
+    // One failed connect per second of the outage at most: the store rests between.
+    let errors = store_series(&local, "store_errors");
+    assert!((1..=3).contains(&errors), "{errors} store errors in 1.5 s");
     assert_eq!(store_series(&local, "store_fallbacks"), after.passed + after.refused);
     // `open`: everything passes while Redis is away.
     let after = pace(&[open.addr()], gap, run, GET).await;
