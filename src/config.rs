@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod hash;
 pub mod health;
 pub mod http2;
+pub mod limit;
 pub mod parse;
 pub mod policy;
 pub mod rules;
@@ -33,6 +34,7 @@ pub use health::{
     HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet, WhenAllUnhealthy,
 };
 pub use http2::Http2Config;
+pub use limit::{LimitConfig, LimitKey, LimitMode, OnStoreError, Rate};
 pub use policy::Acl;
 pub use rules::{RequestIdConfig, RouteRules};
 pub use strategy::StrategyKind;
@@ -69,6 +71,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[fleet]`: API changes shared through etcd; `None` keeps them in the state file.
     pub fleet: Option<FleetConfig>,
+    /// `[[limit]]`: the rate limits routes may name, in file order.
+    pub limits: Vec<LimitConfig>,
 }
 
 /// Where lines go.
@@ -148,6 +152,10 @@ pub struct ServerConfig {
     /// `request_id`: the header that carries each request's id; `None` (the default)
     /// sends none, as nginx and HAProxy do until configured.
     pub request_id: Option<RequestIdConfig>,
+    /// Most connections open at once from one client address (nginx `limit_conn`);
+    /// `None` (the key absent) sets no bound. Past it a connection is closed before any
+    /// byte is read.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// `[[server.tls]]`: a listener that terminates TLS, then serves HTTP/1.1 as plain ones do.
@@ -319,6 +327,8 @@ pub struct RouteConfig {
     pub acl: Acl,
     /// Header rules, redirect, rewrite and `max_body` ([`rules`]).
     pub rules: RouteRules,
+    /// `limits`: names of the `[[limit]]` blocks every request of the route passes.
+    pub limits: Vec<String>,
 }
 
 /// A configuration problem, located in its file.
@@ -382,6 +392,9 @@ impl Default for ServerConfig {
             // configured: on, every head gains a field, which a byte-for-byte proxy
             // should not do unasked.
             request_id: None,
+            // Off: many clients share an address (NAT, offices, mobile carriers), so a
+            // default bound would refuse real users; an operator sets it knowingly.
+            max_connections_per_client: None,
         }
     }
 }

@@ -16,7 +16,7 @@
 //!                    │        control::Plane: the one writer of snapshots
 //!   data plane     3 │ context · proxy · worker · drain · listeners
 //!                    │        sees only context::Context: snapshot, counters, log, permits
-//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · rules · pool · access_log
+//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · rules · pool · access_log · limit
 //!                    │        decisions on immutable snapshots; live state by identity
 //!   codecs         1 │ http1 · tls · config · proxy_protocol · cidr
 //!                    │        bytes ⇄ typed values, no I/O policy
@@ -85,6 +85,9 @@
 //! - [`exposition`]: the `/metrics` text of a snapshot and the frontend counters.
 //! - [`local_fault`]: weir's own resource faults (fds, memory, ports), counted by kind.
 //! - [`access_log`]: one line per request through a bounded channel to a writer thread.
+//! - [`limit`]: rate limits (`[[limit]]`): GCRA on a fixed-size lock-free table shared by
+//!   the workers, or on Redis for a fleet; and the per-client connection count
+//!   (`max_connections_per_client`).
 //!
 //! **Codecs.**
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
@@ -126,6 +129,7 @@ pub mod fleet;
 pub mod health;
 pub mod http1;
 pub mod json;
+pub mod limit;
 pub mod listeners;
 pub mod local_fault;
 pub mod log_budget;

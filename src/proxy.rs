@@ -17,6 +17,7 @@ pub(crate) mod grpc;
 pub(crate) mod h2;
 pub(crate) mod inbound;
 pub(crate) mod io;
+pub(crate) mod limiting;
 pub(crate) mod logging;
 pub(crate) mod outbound;
 mod policy;

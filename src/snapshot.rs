@@ -296,6 +296,8 @@ pub struct Route {
     /// Header rules, redirect, rewrite, `max_body`; `None` when the route has none, so
     /// the request path pays one check.
     pub rules: Option<Box<crate::config::RouteRules>>,
+    /// The route's rate limits; `None` when it names none, so the request path skips them.
+    pub limits: Option<crate::limit::RouteLimits>,
 }
 
 /// Everything the request path reads, immutable once built.
@@ -309,6 +311,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The configuration this was built from.
     pub config: Arc<Config>,
+    /// The `[[limit]]` limiters, in file order (for metrics and the API).
+    pub limits: Vec<Arc<crate::limit::Limiter>>,
 }
 
 impl Snapshot {
@@ -333,6 +337,8 @@ pub struct Registry {
     known: HashMap<Key, Known>,
     /// Removed backends draining out ([`leaving`]).
     departures: Departures,
+    /// Limiters by configuration, so an unchanged `[[limit]]` keeps its state.
+    limits: crate::limit::Registry,
     next_id: u64,
     workers: usize,
 }
@@ -347,6 +353,7 @@ impl Registry {
             fixed: HashMap::new(),
             known: HashMap::new(),
             departures: Departures::default(),
+            limits: crate::limit::Registry::default(),
             next_id: 1,
             workers,
         }

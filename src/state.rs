@@ -127,7 +127,11 @@ pub fn routes_fingerprint(routes: &[RouteConfig]) -> u64 {
         let host = route.host.as_ref().map(host_text).unwrap_or_default();
         let prefix = route.path_prefix.as_deref().unwrap_or("");
         let _ = write!(text, "{host}|{prefix}|{}|{:?}", route.pool, route.acl);
-        // Only when present, so state files written before rules existed still match.
+        // Only when present, so state files written before rules and limits existed
+        // still match.
+        if !route.limits.is_empty() {
+            let _ = write!(text, "|limits:{:?}", route.limits);
+        }
         if !route.rules.is_empty() {
             let _ = write!(text, "|{:?}", route.rules);
         }
@@ -144,10 +148,10 @@ pub fn host_text(host: &HostMatch) -> String {
     }
 }
 
-/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny"}`; the state file
-/// uses the same form, and the admin API's `/api/v1/routes` shows it, with `rules` (each
-/// route's header rules, redirect, rewrite and `max_body`), which the state file does
-/// not keep.
+/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny",
+/// "limits"}`; the state file uses the same form, and the admin API's `/api/v1/routes`
+/// shows it, with `rules` (each route's header rules, redirect, rewrite and `max_body`),
+/// which the state file does not keep.
 pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig], rules: bool) {
     json.begin_array();
     for (index, route) in routes.iter().enumerate() {
@@ -168,6 +172,12 @@ pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig], rules: bool) 
             }
             json.end_array();
         }
+        json.key("limits");
+        json.begin_array();
+        for name in &route.limits {
+            json.string(name);
+        }
+        json.end_array();
         if rules {
             json.key("rules");
             route.rules.write_json(json);

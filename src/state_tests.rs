@@ -22,6 +22,7 @@ pub(crate) fn file_config() -> Config {
         pool: "api".into(),
         acl: Default::default(),
         rules: Default::default(),
+        limits: Vec::new(),
     });
     config
 }
@@ -59,6 +60,7 @@ fn edited(file: &Config) -> Config {
             deny: vec![crate::cidr::Cidr::parse("10.9.0.0/16").unwrap()],
         },
         rules: Default::default(),
+        limits: Vec::new(),
     });
     running
 }
@@ -176,6 +178,7 @@ fn a_file_route_kept_by_the_state_file_keeps_its_rules() {
         pool: "web".into(),
         acl: Default::default(),
         rules: Default::default(),
+        limits: Vec::new(),
     });
     // The state file keeps routes without their rules.
     let text = encode(&diff(&file, &running));

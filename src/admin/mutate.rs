@@ -7,7 +7,8 @@
 //! PATCH  /api/v1/pools/{pool}/backends/{address}     {"weight"?, "state"?: "drain" | "active"}
 //! DELETE /api/v1/pools/{pool}/backends/{address}[?now=true]
 //! GET    /api/v1/routes
-//! POST   /api/v1/routes                              {"host"?, "path_prefix"?, "pool", "index"?}
+//! POST   /api/v1/routes                              {"host"?, "path_prefix"?, "pool", "index"?,
+//!                                                      "allow"?, "deny"?, "limits"?}
 //! DELETE /api/v1/routes/{index}
 //! POST   /api/v1/reload
 //! ```

@@ -30,8 +30,13 @@ fn denied(request: &Request, plane: &Plane) -> Option<Response> {
 const READ_ONLY: &[&str] = &["GET", "HEAD"];
 
 /// Endpoints and the methods they answer.
-const ENDPOINTS: &[(&str, &[&str])] =
-    &[("/", READ_ONLY), ("/healthz", READ_ONLY), ("/metrics", READ_ONLY), ("/status", READ_ONLY)];
+const ENDPOINTS: &[(&str, &[&str])] = &[
+    ("/", READ_ONLY),
+    ("/healthz", READ_ONLY),
+    ("/metrics", READ_ONLY),
+    ("/status", READ_ONLY),
+    ("/api/v1/limits", READ_ONLY),
+];
 
 /// Answers one admin request.
 pub fn handle(request: &Request, plane: &Plane) -> Response {
@@ -58,6 +63,8 @@ pub fn handle(request: &Request, plane: &Plane) -> Response {
             let data = plane.data();
             let snapshot = data.snapshot.load();
             let mut body = crate::exposition::render(&data.frontend, &snapshot);
+            let per_client = data.per_client.get().map(|table| &**table);
+            crate::limit::report::render(&mut body, &snapshot.limits, per_client);
             crate::exposition::render_access_log(&mut body, data.access_log.dropped());
             plane.dns().render(&mut body);
             crate::discovery::coalesce::render(plane.sink(), &mut body);
@@ -71,6 +78,14 @@ pub fn handle(request: &Request, plane: &Plane) -> Response {
                 render_fleet(&mut body, &status);
             }
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+        }
+        "/api/v1/limits" => {
+            let data = plane.data();
+            let snapshot = data.snapshot.load();
+            let most = snapshot.config.server.max_connections_per_client;
+            let per_client = data.per_client.get().map(|table| &**table);
+            let body = crate::limit::report::json(&snapshot.limits, most, per_client);
+            Response::json(200, body)
         }
         "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())
             .with_header("Cache-Control", "no-store")

@@ -29,6 +29,9 @@ mod fleet;
 mod fleet_tests;
 mod health;
 mod http2;
+mod limit;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod log_tests;
 mod pool;
@@ -51,7 +54,7 @@ const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
 const MAX_HEADERS: u64 = 1000;
 /// What the top level may hold.
 const TOP_LEVEL: &str =
-    "the file (expected [server], [admin], [log], [dns], [fleet], [[pool]] or [[route]])";
+    "the file (expected [server], [admin], [log], [dns], [fleet], [[pool]], [[limit]] or [[route]])";
 const DURATION_HINT: &str = r#"a duration string such as "5s""#;
 const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
 const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
@@ -187,7 +190,7 @@ impl Walker {
 
     fn document(&mut self, root: &DeTable<'_>) -> Config {
         let mut config = Config::default();
-        let mut routes = None;
+        let (mut routes, mut limits) = (None, None);
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => config.server = self.server(value),
@@ -198,12 +201,14 @@ impl Walker {
                 "pool" => config.pools = self.pools(value),
                 // Routes name pools, so they are read once every pool is known.
                 "route" => routes = Some(value),
+                "limit" => limits = Some(value),
                 _ => self.fill(key, value, Slot::Unknown(TOP_LEVEL)),
             }
         }
+        config.limits = limits.map(|value| self.limits(value)).unwrap_or_default();
         for item in routes.map_or(&[][..], |value| self.tables("route", value)) {
             let ids = config.server.request_id.is_some();
-            config.routes.extend(self.route(item, &config.pools, ids));
+            config.routes.extend(self.route(item, &config.pools, ids, &config.limits));
         }
         config
     }
@@ -246,6 +251,10 @@ impl Walker {
                     out.trusted_proxies = self.cidr_list("trusted_proxies", value);
                     continue;
                 }
+                "max_connections_per_client" => Slot::Check(Box::new(|v| {
+                    let most = integer("max_connections_per_client", v, 1, MAX_CONNECTIONS);
+                    most.map(|n| out.max_connections_per_client = Some(n as usize))
+                })),
                 _ => Slot::Unknown("[server]"),
             };
             self.fill(key, value, slot);

@@ -120,6 +120,7 @@ fn full_file_parses_to_the_expected_config() {
         pool: pool.to_string(),
         acl: Default::default(),
         rules: Default::default(),
+        limits: Vec::new(),
     };
     let expected = Config {
         source: None,
@@ -141,6 +142,7 @@ fn full_file_parses_to_the_expected_config() {
             proxy_protocol: false,
             trusted_proxies: None,
             request_id: None,
+            max_connections_per_client: None,
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),
@@ -161,6 +163,7 @@ fn full_file_parses_to_the_expected_config() {
         },
         dns: crate::config::DnsConfig::default(),
         fleet: None,
+        limits: Vec::new(),
     };
     assert_eq!(parse(FULL), expected);
 }

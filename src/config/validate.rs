@@ -25,6 +25,11 @@ pub fn check(config: &Config) -> Result<(), String> {
         if route.path_prefix.as_ref().is_some_and(|prefix| !prefix.starts_with('/')) {
             return Err(format!("route {index}: `path_prefix` must start with '/'"));
         }
+        if let Some(name) =
+            route.limits.iter().find(|n| !config.limits.iter().any(|l| &l.name == *n))
+        {
+            return Err(format!("route {index} names limit `{name}`, which does not exist"));
+        }
     }
     Ok(())
 }
@@ -118,6 +123,7 @@ mod tests {
             pool: "nope".into(),
             acl: Default::default(),
             rules: Default::default(),
+            limits: Vec::new(),
         });
         assert!(check(&c).unwrap_err().contains("does not exist"));
         let mut c = config();

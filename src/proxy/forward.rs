@@ -64,7 +64,7 @@ pub async fn handle<S: Stream>(
     let Conn { client, alarm, mut started } = conn;
     let server = &snapshot.config.server;
     let (id, logged) = policy::begin(server, client, &buffers.input[..info.head_len], &info);
-    let choice = choose(snapshot, client, buffers, &info, id);
+    let choice = choose(snapshot, client, buffers, &info, id).await;
     let ending = ending_of(&choice, client, &info, &buffers.input[..info.head_len], started);
     buffers.input.advance(info.head_len);
     let (pool, (index, mut trial), mut set_cookie, mut policy) = match choice {
@@ -138,6 +138,12 @@ async fn answer_locally<S: Stream>(
             let answer = reply::Answer::local(status, &cause, !ending.keep);
             let answer = reply::Answer { grpc: ending.grpc, ..answer };
             reply::send(stream, client, out, answer, timeout).await;
+            logged.finish(client, Done::refused(status, log));
+        }
+        Local::Limited(Refusal { status, cause, log, fields }) => {
+            let answer = reply::Answer::local(status, &cause, !ending.keep);
+            let answer = reply::Answer { grpc: ending.grpc, ..answer };
+            reply::send_with(stream, client, out, answer, &fields, timeout).await;
             logged.finish(client, Done::refused(status, log));
         }
         Local::Redirect((status, location), extra) => {
@@ -245,10 +251,25 @@ enum Local {
     /// it, 403 when the route's access list refuses the client, 413 for `max_body`, 400
     /// for a redirect without a valid `Location`.
     Refuse(u16, String, &'static str),
+    /// One of the route's limits refused it: 429, with `Retry-After` in its fields.
+    Limited(Refusal),
 }
 
-/// Routes the request and picks a backend. Reads the head still in `buffers.input`.
-fn choose<'s>(
+/// A request weir answers itself, before any backend.
+pub(crate) struct Refusal {
+    /// The status.
+    pub status: u16,
+    /// The cause: the body and the log message.
+    pub cause: String,
+    /// The access log's error.
+    pub log: &'static str,
+    /// More header lines (`Retry-After` of a 429), each ending in CRLF.
+    pub fields: String,
+}
+
+/// Routes the request, applies the route's access list and limits (a delayed request
+/// waits here), and picks a backend. Reads the head still in `buffers.input`.
+async fn choose<'s>(
     snapshot: &'s SnapshotRef,
     client: &Client,
     buffers: &Buffers,
@@ -262,15 +283,17 @@ fn choose<'s>(
     let Some((pool, route)) = route::select(snapshot, host, target) else {
         return Choice::Local(Local::Refuse(503, "no pool configured".into(), NO_BACKEND));
     };
-    if route
-        .and_then(|route| route.acl.as_ref())
-        .is_some_and(|acl| !acl.permits(client.address(info)))
-    {
+    if route.and_then(|r| r.acl.as_ref()).is_some_and(|acl| !acl.permits(client.address(info))) {
         client.shared.frontend.local().denied[0].inc();
         return Choice::Local(Local::Refuse(403, DENIED.into(), DENIED));
     }
-    let server = &snapshot.config.server;
     let head = &input[..info.head_len];
+    if let Some(limits) = route.and_then(|route| route.limits.as_ref()) {
+        if let Some(refusal) = super::limiting::admit(limits, client, head, info).await {
+            return Choice::Local(Local::Limited(refusal));
+        }
+    }
+    let server = &snapshot.config.server;
     let policy = Policy::start(server, route, client, head, info, id);
     if let Some(answer) = policy.as_ref().and_then(|policy| before_pick(policy, client, pool, info))
     {

@@ -20,9 +20,10 @@ use super::leaving::{Key, Known};
 use super::resolve::connector;
 use super::{Backend, BackendLive, BackendState, Pool, PoolLive, Registry, Route, Snapshot};
 use crate::balance;
-use crate::config::{BackendConfig, Config, PoolConfig};
+use crate::config::{BackendConfig, Config, PoolConfig, RouteConfig};
 use crate::discovery::{self, Expanded};
 use crate::health::{self, Event, Passive, Rules, Subject};
+use crate::limit::{Limiter, RouteLimits};
 use crate::tls::Connector;
 
 /// Why a snapshot could not be built. Nothing changed.
@@ -161,8 +162,10 @@ impl Registry {
         let left = self.live.iter().filter(|(key, _)| !kept.live.contains_key(*key));
         let left = left.map(|(_, live)| Arc::clone(live)).collect();
         (self.live, self.pools, self.known) = (kept.live, kept.pools, kept.known);
-        let routes = compile_routes(config);
-        let snapshot = Snapshot { generation, pools, routes, config: Arc::clone(config) };
+        let limits = self.limits.build(&config.limits, self.workers);
+        let routes = compile_routes(config, &limits);
+        let config = Arc::clone(config);
+        let snapshot = Snapshot { generation, pools, routes, config, limits };
         Ok(Built { snapshot, left })
     }
 
@@ -278,7 +281,7 @@ fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLiv
     Pool { name, backends, strategy, settings, live, tiered }
 }
 
-fn compile_routes(config: &Config) -> Vec<Route> {
+fn compile_routes(config: &Config, limiters: &[Arc<Limiter>]) -> Vec<Route> {
     config
         .routes
         .iter()
@@ -287,7 +290,20 @@ fn compile_routes(config: &Config) -> Vec<Route> {
             let acl = (!route.acl.is_open()).then(|| route.acl.clone());
             let (host, path_prefix) = (route.host.clone(), route.path_prefix.clone());
             let rules = (!route.rules.is_empty()).then(|| Box::new(route.rules.clone()));
-            Some(Route { host, path_prefix, pool, acl, rules })
+            let limits = route_limits(route, limiters);
+            Some(Route { host, path_prefix, pool, acl, rules, limits })
         })
         .collect()
+}
+
+/// The limiters a route names, or `None` if it names none.
+fn route_limits(route: &RouteConfig, limiters: &[Arc<Limiter>]) -> Option<RouteLimits> {
+    let named = route
+        .limits
+        .iter()
+        .filter_map(|name| limiters.iter().find(|limiter| limiter.config.name == *name).cloned());
+    let limiters: Vec<_> = named.collect();
+    let host = route.host.as_ref().map(|host| format!("{host:?}")).unwrap_or_default();
+    let key = format!("{host}|{}", route.path_prefix.as_deref().unwrap_or(""));
+    (!limiters.is_empty()).then(|| RouteLimits { limiters, route_key: key.into_bytes().into() })
 }

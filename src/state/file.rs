@@ -23,7 +23,7 @@ const VERSION: u64 = 1;
 /// before the rename, as a crash there would; tests check the old state survives.
 pub const CRASH_HOOK_ENV: &str = "WEIR_TEST_CRASH_BEFORE_RENAME";
 /// The fields a route may have.
-const ROUTE_FIELDS: [&str; 6] = ["host", "path_prefix", "pool", "index", "allow", "deny"];
+const ROUTE_FIELDS: [&str; 7] = ["host", "path_prefix", "pool", "index", "allow", "deny", "limits"];
 /// The largest state file read. Thousands of backends fit in a few hundred KiB; this
 /// bounds memory if the path points at something else by mistake. A save that would
 /// write more is refused, so weir never writes a file it would refuse to start with.
@@ -268,7 +268,15 @@ pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
     let path_prefix = optional(doc, "path_prefix")?.map(value::path_prefix).transpose()?;
     let pool = string(doc, "pool")?.to_string();
     let acl = crate::config::Acl { allow: blocks(doc, "allow")?, deny: blocks(doc, "deny")? };
-    Ok(RouteConfig { host, path_prefix, pool, acl, rules: Default::default() })
+    let limits = match doc.get("limits") {
+        None => Vec::new(),
+        Some(items) => {
+            let items = items.as_array().ok_or("`limits` is an array of limit names")?;
+            let name = |item: &Value| item.as_str().map(str::to_string);
+            items.iter().map(name).collect::<Option<_>>().ok_or("`limits` holds names")?
+        }
+    };
+    Ok(RouteConfig { host, path_prefix, pool, acl, rules: Default::default(), limits })
 }
 
 /// A route's `allow` or `deny`: an optional array of address blocks.

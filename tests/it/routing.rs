@@ -42,6 +42,7 @@ impl Routed {
                     pool: "internal".into(),
                     acl: Default::default(),
                     rules: Default::default(),
+                    limits: Vec::new(),
                 },
                 RouteConfig {
                     host: None,
@@ -49,6 +50,7 @@ impl Routed {
                     pool: "admin".into(),
                     acl: Default::default(),
                     rules: Default::default(),
+                    limits: Vec::new(),
                 },
             ];
         });

@@ -28,6 +28,7 @@ pub fn routed(backend: SocketAddr, rules: RouteRules, tweak: impl FnOnce(&mut Co
         pool: "web".into(),
         acl: Default::default(),
         rules,
+        limits: Vec::new(),
     });
     tweak(&mut config);
     config

@@ -62,3 +62,8 @@ pub fn host(text: &str) -> Result<HostMatch, String> {
 pub fn path_prefix(text: &str) -> Result<String, String> {
     super::path_prefix(&de(text))
 }
+
+/// A limit's `store` URL (`redis://HOST:PORT`), as the `HOST:PORT` weir dials.
+pub fn limit_store(text: &str) -> Result<String, String> {
+    super::limit::store(&de(text))
+}

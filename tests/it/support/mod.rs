@@ -37,6 +37,7 @@ pub mod h2_backend;
 pub mod load;
 pub mod process;
 pub mod recorder;
+pub mod redis;
 mod routes;
 pub mod scrape;
 pub mod slow_backend;
