@@ -51,7 +51,7 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 10_000 + i)).unwrap(),
             weight: 1 + (i as u32 % 5),
-            resolve: false,
+            resolve: weir::config::Resolve::Once,
         })
         .collect();
     let mut web = PoolConfig::new("web", strategy, list);
@@ -66,12 +66,16 @@ fn snapshot(backends: usize, strategy: StrategyKind) -> Snapshot {
             path_prefix: None,
             pool: "web".into(),
             acl: Default::default(),
+            rules: Default::default(),
+            limits: Vec::new(),
         },
         RouteConfig {
             host: Some(HostMatch::Suffix(".example.com".into())),
             path_prefix: Some("/api".into()),
             pool: "api".into(),
             acl: Default::default(),
+            rules: Default::default(),
+            limits: Vec::new(),
         },
     ];
     Registry::new(1).build(&Arc::new(config), 1).unwrap().publish()
@@ -186,5 +190,20 @@ fn bench_response(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_response, bench_route, bench_pick, bench_rewrite);
+/// A rate limit's decision on a key it never throttles (the "one limit whose key never
+/// throttles" of the traffic-policy benchmark): the key's hash and one compare-and-swap.
+fn bench_limit(c: &mut Criterion) {
+    use weir::limit::table::{Gcra, Table};
+    let table = Table::new(weir::config::limit::DEFAULT_TABLE_SIZE);
+    let gcra = Gcra { interval: 1, tolerance: u64::MAX / 4, delay_max: 0 };
+    let key = [192u8, 0, 2, 7];
+    c.bench_function("limit/decide_never_throttled", |b| {
+        b.iter(|| {
+            let hash = weir::balance::key::xxh64(black_box(&key), 42);
+            table.decide(hash, weir::limit::now_nanos(), gcra)
+        })
+    });
+}
+
+criterion_group!(benches, bench_response, bench_route, bench_pick, bench_rewrite, bench_limit);
 criterion_main!(benches);

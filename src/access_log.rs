@@ -65,6 +65,8 @@ pub struct Entry {
     pub referer: Option<String>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The request's id (`[server] request_id`), when ids are on.
+    pub request_id: Option<String>,
 }
 
 impl Entry {
@@ -97,6 +99,7 @@ impl Entry {
             error: None,
             referer: None,
             user_agent: None,
+            request_id: None,
         }
     }
 }

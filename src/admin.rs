@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::control::{EditError, Plane};
+use crate::control::{EditError, Plane, StoreError};
 
 /// Why an API call was refused: the status and the message for `{"error": ...}`.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,12 +36,14 @@ pub struct Refusal {
     pub status: u16,
     /// What is wrong.
     pub message: String,
+    /// For a conflict (409): the objects as the fleet store holds them now, as JSON.
+    pub current: Option<String>,
 }
 
 impl Refusal {
     /// A refusal with `status`.
     pub fn new(status: u16, message: impl Into<String>) -> Refusal {
-        Refusal { status, message: message.into() }
+        Refusal { status, message: message.into(), current: None }
     }
 }
 
@@ -55,10 +57,15 @@ impl From<EditError<Refusal>> for Refusal {
             // Too large is this change's doing; anything else is the server's.
             EditError::StateFile(io) if io.kind() == io::ErrorKind::FileTooLarge => 400,
             EditError::StateFile(_) | EditError::Poisoned => 500,
-            EditError::Upgrading => 503,
+            EditError::Upgrading
+            | EditError::Store(StoreError::Unavailable(_) | StoreError::Unknown(_)) => 503,
+            EditError::Store(StoreError::Conflict { .. }) => 409,
         };
         match error {
             EditError::Change(refusal) => refusal,
+            EditError::Store(StoreError::Conflict { message, current }) => {
+                Refusal { status, message, current: Some(current) }
+            }
             other => Refusal::new(status, other.to_string()),
         }
     }

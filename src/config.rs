@@ -7,11 +7,14 @@
 
 pub mod backend;
 pub mod dns;
+pub mod fleet;
 pub mod hash;
 pub mod health;
 pub mod http2;
+pub mod limit;
 pub mod parse;
 pub mod policy;
+pub mod rules;
 pub mod strategy;
 pub mod units;
 pub mod upstream;
@@ -23,15 +26,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use backend::{BackendAddress, BackendConfig, Scheme};
+pub use backend::{BackendAddress, BackendConfig, Resolve, Scheme};
 pub use dns::DnsConfig;
+pub use fleet::FleetConfig;
 pub use hash::HashKey;
 pub use health::{
     GrpcCodes, HealthConfig, PassiveConfig, ProbeKind, RetryConfig, RetryOn, StatusSet,
     WhenAllUnhealthy,
 };
 pub use http2::Http2Config;
+pub use limit::{LimitConfig, LimitKey, LimitMode, OnStoreError, Rate};
 pub use policy::Acl;
+pub use rules::{RequestIdConfig, RouteRules};
 pub use strategy::StrategyKind;
 pub use upstream::{BackendProtocol, UpstreamH2};
 
@@ -64,6 +70,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[dns]`: the servers that `resolve = true` backends are looked up with.
     pub dns: DnsConfig,
+    /// `[fleet]`: API changes shared through etcd; `None` keeps them in the state file.
+    pub fleet: Option<FleetConfig>,
+    /// `[[limit]]`: the rate limits routes may name, in file order.
+    pub limits: Vec<LimitConfig>,
 }
 
 /// Where lines go.
@@ -140,6 +150,13 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is kept and extended; `None` (the key absent) keeps
     /// every peer's, as before the key existed.
     pub trusted_proxies: Option<Vec<crate::cidr::Cidr>>,
+    /// `request_id`: the header that carries each request's id; `None` (the default)
+    /// sends none, as nginx and HAProxy do until configured.
+    pub request_id: Option<RequestIdConfig>,
+    /// Most connections open at once from one client address (nginx `limit_conn`);
+    /// `None` (the key absent) sets no bound. Past it a connection is closed before any
+    /// byte is read.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// `[[server.tls]]`: a listener that terminates TLS, then serves HTTP/1.1 as plain ones do.
@@ -314,6 +331,10 @@ pub struct RouteConfig {
     pub pool: String,
     /// `allow`/`deny`: the client addresses the route serves; others get 403.
     pub acl: Acl,
+    /// Header rules, redirect, rewrite and `max_body` ([`rules`]).
+    pub rules: RouteRules,
+    /// `limits`: names of the `[[limit]]` blocks every request of the route passes.
+    pub limits: Vec<String>,
 }
 
 /// A configuration problem, located in its file.
@@ -373,6 +394,13 @@ impl Default for ServerConfig {
             // Off: a header from nobody in front would be read as a broken request.
             proxy_protocol: false,
             trusted_proxies: None,
+            // Off, as nginx's `$request_id` and HAProxy's `unique-id-header` are until
+            // configured: on, every head gains a field, which a byte-for-byte proxy
+            // should not do unasked.
+            request_id: None,
+            // Off: many clients share an address (NAT, offices, mobile carriers), so a
+            // default bound would refuse real users; an operator sets it knowingly.
+            max_connections_per_client: None,
         }
     }
 }

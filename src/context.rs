@@ -1,12 +1,14 @@
 //! What the data path shares across workers, and nothing more: the data path cannot
 //! reach the control plane (its lock, the registry) through it.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Semaphore};
 
 use crate::access_log::AccessLog;
+use crate::limit::conn::{Admission, ConnTable, Lease};
 use crate::listeners::Listeners;
 use crate::metrics::FrontendStats;
 use crate::shard::Sharded;
@@ -29,6 +31,9 @@ pub struct Context {
     /// The client listening sockets that workers take and follow; reloads add and
     /// remove addresses.
     pub listeners: Listeners,
+    /// Open connections per client address (`max_connections_per_client`), made on first
+    /// use, so a balancer that never sets the key never allocates it.
+    pub per_client: OnceLock<Arc<ConnTable>>,
 }
 
 impl Context {
@@ -48,6 +53,24 @@ impl Context {
             shutdown: watch::channel(false).0,
             access_log,
             listeners,
+            per_client: OnceLock::new(),
+        }
+    }
+
+    /// Counts a new connection from `ip` against `max_connections_per_client`: its lease
+    /// (none when the key is unset or the table had no room), or `None` when the address
+    /// has its maximum open and the connection must close unread.
+    pub fn admit_client(&self, ip: IpAddr) -> Option<Option<Lease>> {
+        let snapshot = self.snapshot.load();
+        let server = &snapshot.config.server;
+        let Some(most) = server.max_connections_per_client else { return Some(None) };
+        // Sized by `max_connections` when first needed; that key needs a restart anyway.
+        let table =
+            self.per_client.get_or_init(|| Arc::new(ConnTable::new(server.max_connections)));
+        match table.admit(ip, most) {
+            Admission::Counted(lease) => Some(Some(lease)),
+            Admission::Untracked => Some(None),
+            Admission::Refused => None,
         }
     }
 }

@@ -10,6 +10,8 @@
 mod error;
 pub mod listeners;
 mod plane;
+mod shared;
+mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::shard::Counter;
 use crate::state;
 pub use error::{EditError, ReloadError, StateError};
 pub use plane::Plane;
+pub use store::{Store, StoreError, StoreStatus, View};
 
 /// Re-reads the configuration the process was started with (file and flags).
 pub type Loader = Box<dyn Fn() -> Result<Config, Vec<String>> + Send + Sync>;
@@ -38,8 +41,10 @@ const DRAIN_IDLE_POLL: Duration = Duration::from_secs(10);
 pub struct Control {
     /// The configuration as the file (and flags) give it, before API overrides.
     file: Arc<Config>,
-    /// Where API changes persist; `None` when off.
+    /// Where API changes persist; `None` when off, or when they go to `store`.
     state_path: Option<PathBuf>,
+    /// The fleet store that takes API changes instead of the state file (`[fleet]`).
+    store: Option<Arc<dyn Store>>,
     /// Re-reads the config file; `None` without one.
     loader: Option<Loader>,
     /// A binary upgrade is handing over: the new process has read (or is reading) the
@@ -59,7 +64,27 @@ pub struct ReloadStats {
 /// Reads the state file for `file` and applies it. Returns the control state and the
 /// configuration to start with. Fails when the state file is unreadable or malformed:
 /// starting without the API's changes would silently undo them.
-pub fn prepare(file: Config) -> Result<(Control, Config), StateError> {
+pub fn prepare(
+    file: Config,
+    store: Option<Arc<dyn Store>>,
+) -> Result<(Control, Config), StateError> {
+    let loader = file.source.clone().map(|path| -> Loader {
+        Box::new(move || {
+            crate::config::parse::load_file(&path)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+        })
+    });
+    if let Some(store) = store {
+        tracing::info!("admin API changes go to the fleet store; the state file is not used");
+        let (running, notes) = store.apply(&file);
+        for note in &notes {
+            tracing::warn!("fleet: {note}");
+        }
+        let file = Arc::new(file);
+        let control =
+            Control { file, state_path: None, store: Some(store), loader, upgrading: false };
+        return Ok((control, running));
+    }
     let state_path = state::path_for(&file);
     let overrides = match &state_path {
         Some(path) => state::file::load(path).map_err(StateError)?,
@@ -73,13 +98,8 @@ pub fn prepare(file: Config) -> Result<(Control, Config), StateError> {
     for note in &notes {
         tracing::warn!("state file: {note}");
     }
-    let loader = file.source.clone().map(|path| -> Loader {
-        Box::new(move || {
-            crate::config::parse::load_file(&path)
-                .map_err(|errors| errors.iter().map(ToString::to_string).collect())
-        })
-    });
-    let control = Control { file: Arc::new(file), state_path, loader, upgrading: false };
+    let control =
+        Control { file: Arc::new(file), state_path, store: None, loader, upgrading: false };
     if !notes.is_empty() {
         control.persist(&running);
     }

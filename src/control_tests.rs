@@ -18,7 +18,11 @@ use crate::snapshot::{Registry, Snapshot};
 type Edited = Result<Arc<Snapshot>, EditError<()>>;
 
 fn backend(text: &str) -> BackendConfig {
-    BackendConfig { address: BackendAddress::parse(text).unwrap(), weight: 1, resolve: false }
+    BackendConfig {
+        address: BackendAddress::parse(text).unwrap(),
+        weight: 1,
+        resolve: crate::config::Resolve::Once,
+    }
 }
 
 fn config(ports: &[u16]) -> Config {
@@ -32,12 +36,12 @@ fn config(ports: &[u16]) -> Config {
 
 /// The control plane of a balancer started with `config`.
 fn plane(config: Config) -> Arc<Plane> {
-    let (control, config) = prepare(config).unwrap();
+    let (control, config) = prepare(config, None).unwrap();
     let mut registry = Registry::new(1);
     let snapshot = registry.build(&Arc::new(config), 1).unwrap().publish();
     let listeners = Listeners::open(&[], 1, Default::default()).unwrap();
     let data = Arc::new(Context::new(snapshot, 1, AccessLog::off(), listeners));
-    Arc::new(Plane::new(data, control, registry, Arc::default()))
+    Arc::new(Plane::new(data, control, registry, Arc::default(), Arc::default()))
 }
 
 /// The plane of a balancer started with `config` and a state file that cannot be

@@ -11,16 +11,32 @@
 //! last known addresses (per family: a failed AAAA query keeps the IPv6 ones) and is
 //! logged at most once per [`FAILURE_LOG_INTERVAL`].
 //!
+//! `resolve = "srv"` names are followed the same way, their SRV records giving each
+//! target's port, priority and weight ([`srv`]).
+//!
+//! Every source hands over a complete set of [`Endpoint`]s for a name (never a delta);
+//! the sets go through [`coalesce`], which rebuilds the snapshot at most
+//! [`coalesce::MIN_REBUILD_INTERVAL`] apart however often sources change.
+//!
+//! - [`endpoint`]: the endpoint set every source produces, its readiness and its hash.
+//! - [`names`]: which names a config discovers, and the backends each set expands into.
 //! - [`resolver`]: lookups through `hickory-resolver` (resolv.conf, /etc/hosts, UDP and
-//!   TCP, CNAME).
-//! - [`stats`]: lookups and addresses per name, for `/metrics`.
+//!   TCP, CNAME, SRV).
+//! - [`srv`]: an SRV name's targets and their addresses, as endpoints.
+//! - [`coalesce`]: the throttle between sources and snapshot rebuilds.
+//! - [`stats`]: lookups, errors, endpoints, generation and set hash per source, for
+//!   `/metrics` and `/api/v1/pools`.
 
+pub mod coalesce;
+pub mod endpoint;
+pub mod names;
 pub mod resolver;
+pub mod srv;
 pub mod stats;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,12 +45,15 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::config::dns::MIN_DNS_REFRESH;
-use crate::config::{BackendConfig, Config};
-use resolver::{Failure, Found, Lookup, Resolver};
+use crate::config::Config;
+pub use endpoint::{Endpoint, Readiness};
+pub use names::{expand, key, names, source_label, Expanded, SRV_PREFIX};
+use resolver::{Failure, FailureKind, Found, Lookup, Resolver};
+use srv::SrvAnswer;
 
-/// The last known addresses of each name (keyed by [`key`]): what a
-/// snapshot expands `resolve = true` backends into.
-pub type Addresses = HashMap<String, Vec<IpAddr>>;
+/// The last known endpoint set of each name (keyed by [`key`]), canonical: what a
+/// snapshot expands discovered backends into.
+pub type Addresses = HashMap<String, Vec<Endpoint>>;
 
 /// Shortest wait between two lookups of a name, whatever its TTL (0 included): a bound
 /// on the queries weir sends, per name.
@@ -60,44 +79,11 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// How often the thread checks the snapshot for names added or removed by a reload.
 const RESYNC_POLL: Duration = Duration::from_secs(1);
 
-/// The key of a backend's name in [`Addresses`]: lower case, without a trailing dot.
-pub fn key(backend: &BackendConfig) -> String {
-    let host = &backend.address.host;
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
-}
-
-/// The backends `backend` stands for, as `(label, addresses)`: itself with its `fixed`
-/// addresses, or with `resolve = true` one per discovered address, labelled `IP:PORT`.
-pub fn expand(
-    backend: &BackendConfig,
-    fixed: Vec<SocketAddr>,
-    discovered: &Addresses,
-) -> Vec<(String, Vec<SocketAddr>)> {
-    if !backend.resolve {
-        return vec![(backend.address.authority(), fixed)];
-    }
-    let ips = discovered.get(&key(backend)).map_or(&[][..], Vec::as_slice);
-    let addr = |ip: &IpAddr| SocketAddr::new(*ip, backend.address.port);
-    ips.iter().map(addr).map(|addr| (addr.to_string(), vec![addr])).collect()
-}
-
-/// The names `config` asks to discover, each with its longest wait between lookups.
-pub fn names(config: &Config) -> HashMap<String, Duration> {
-    let mut names: HashMap<String, Duration> = HashMap::new();
-    for pool in &config.pools {
-        for backend in pool.backends.iter().filter(|backend| backend.resolve) {
-            let refresh = names.entry(key(backend)).or_insert(pool.dns_refresh);
-            *refresh = (*refresh).min(pool.dns_refresh);
-        }
-    }
-    names
-}
-
 /// What the thread knows of one name.
 #[derive(Debug)]
 struct Entry {
-    /// Last known addresses, sorted.
-    addrs: Vec<IpAddr>,
+    /// Last known endpoints, canonical.
+    endpoints: Vec<Endpoint>,
     /// Longest wait between lookups (`dns_refresh`).
     refresh: Duration,
     /// When to look the name up next.
@@ -116,7 +102,7 @@ impl Entry {
         }
         self.warned = Some(now);
         let failures = self.failures;
-        let kept = match self.addrs.len() {
+        let kept = match self.endpoints.len() {
             0 => "no address known yet".to_string(),
             n => format!("keeping the last {n} known addresses"),
         };
@@ -159,9 +145,9 @@ impl Discovery {
             });
             lookups.join().ok().flatten().unwrap_or_default()
         });
-        for (host, lookup) in results {
-            if let Some(addrs) = discovery.apply(&host, lookup, Instant::now()) {
-                tracing::info!(host, "dns: {host} resolves to {addrs:?}");
+        for (host, answer) in results {
+            if let Some(set) = discovery.record(&host, answer, Instant::now()) {
+                tracing::info!(host, "dns: {host} resolves to {}", describe(&set));
             }
         }
         discovery
@@ -172,9 +158,10 @@ impl Discovery {
         Arc::clone(&self.stats)
     }
 
-    /// The last known addresses of every name.
+    /// The last known endpoints of every name.
     pub fn addresses(&self) -> Addresses {
-        self.entries.iter().map(|(host, entry)| (host.clone(), entry.addrs.clone())).collect()
+        let entries = self.entries.iter();
+        entries.map(|(host, entry)| (host.clone(), entry.endpoints.clone())).collect()
     }
 
     /// Follows the names of `config`: new ones are due now, removed ones are forgotten.
@@ -187,7 +174,7 @@ impl Discovery {
         self.stats.retain(|host| names.contains_key(host));
         for (host, refresh) in names {
             let entry = self.entries.entry(host).or_insert_with(|| Entry {
-                addrs: Vec::new(),
+                endpoints: Vec::new(),
                 refresh,
                 due: now,
                 failures: 0,
@@ -212,8 +199,16 @@ impl Discovery {
         self.entries.values().map(|entry| entry.due).min()
     }
 
+    /// Records an answer for `host`; returns its new endpoint set if it changed.
+    fn record(&mut self, host: &str, answer: Answer, now: Instant) -> Option<Vec<Endpoint>> {
+        match answer {
+            Answer::Addresses(lookup) => self.apply(host, lookup, now),
+            Answer::Srv(result) => self.apply_srv(host, result, now),
+        }
+    }
+
     /// Records a lookup of `host`; returns the new address set if it changed.
-    fn apply(&mut self, host: &str, lookup: Lookup, now: Instant) -> Option<Vec<IpAddr>> {
+    fn apply(&mut self, host: &str, lookup: Lookup, now: Instant) -> Option<Vec<Endpoint>> {
         let entry = self.entries.get_mut(host)?;
         let (mut ttl, mut problems) = (None::<u32>, Vec::new());
         let mut take = |result: Result<Found, Failure>, kept: Vec<IpAddr>| match result {
@@ -222,24 +217,22 @@ impl Discovery {
                 found.addrs
             }
             Err(failure) => {
-                problems.push(failure.to_string());
+                problems.push(failure);
                 kept
             }
         };
-        let (old_v4, old_v6) = entry.addrs.iter().partition(|ip| ip.is_ipv4());
+        let old = entry.endpoints.iter().map(|endpoint| endpoint.ip);
+        let (old_v4, old_v6) = old.partition(|ip| ip.is_ipv4());
         let mut addrs = take(lookup.v4, old_v4);
         addrs.extend(take(lookup.v6, old_v6));
         addrs.sort();
         addrs.dedup();
-        let failed = problems.len() == 2 || addrs.is_empty();
-        let kept = if failed { entry.addrs.len() } else { addrs.len().min(MAX_ADDRESSES) };
-        self.stats.record(host, problems.is_empty() && !failed, kept);
-        if failed {
-            let why = problems.first().map_or("it has no A or AAAA record", String::as_str);
-            entry.failed(host, why, now);
-            entry.due = now + RETRY_AFTER_FAILURE.min(entry.refresh).max(MIN_REFRESH);
-            return None;
+        if problems.len() == 2 || addrs.is_empty() {
+            let empty = || Failure::new(FailureKind::Empty, "it has no A or AAAA record");
+            let failure = problems.into_iter().next().unwrap_or_else(empty);
+            return self.failed(host, failure, now);
         }
+        let entry = self.entries.get_mut(host)?;
         match problems.first() {
             Some(why) => entry.failed(host, &format!("one address family: {why}"), now),
             None => entry.recovered(host),
@@ -252,12 +245,68 @@ impl Discovery {
             );
             addrs.truncate(MAX_ADDRESSES);
         }
+        let endpoints = addrs.into_iter().map(Endpoint::address).collect();
+        let partial = problems.first().map(|failure| failure.kind);
+        self.found(host, endpoints, ttl, partial, now)
+    }
+
+    /// Records an SRV answer for `host`.
+    fn apply_srv(
+        &mut self,
+        host: &str,
+        result: Result<SrvAnswer, Failure>,
+        now: Instant,
+    ) -> Option<Vec<Endpoint>> {
+        match result {
+            Ok(answer) if !answer.endpoints.is_empty() => {
+                self.entries.get_mut(host)?.recovered(host);
+                self.found(host, answer.endpoints, answer.ttl, None, now)
+            }
+            Ok(_) => {
+                let failure = Failure::new(FailureKind::Empty, "no SRV target has an address");
+                self.failed(host, failure, now)
+            }
+            Err(failure) => self.failed(host, failure, now),
+        }
+    }
+
+    /// A lookup of `host` gave `endpoints` (canonical), with `partial` the kind of a
+    /// failed half; returns them if they changed.
+    fn found(
+        &mut self,
+        host: &str,
+        endpoints: Vec<Endpoint>,
+        ttl: Option<u32>,
+        partial: Option<FailureKind>,
+        now: Instant,
+    ) -> Option<Vec<Endpoint>> {
+        let entry = self.entries.get_mut(host)?;
         entry.due = now + next_wait(ttl, entry.refresh);
-        (addrs != entry.addrs).then(|| {
-            entry.addrs.clone_from(&addrs);
-            addrs
+        let changed = endpoints != entry.endpoints;
+        self.stats.found(host, partial, &endpoints, changed);
+        changed.then(|| {
+            entry.endpoints.clone_from(&endpoints);
+            endpoints
         })
     }
+
+    /// A lookup of `host` failed or found nothing: the last set stays.
+    fn failed(&mut self, host: &str, failure: Failure, now: Instant) -> Option<Vec<Endpoint>> {
+        let entry = self.entries.get_mut(host)?;
+        self.stats.failed(host, failure.kind, entry.endpoints.len());
+        entry.failed(host, &failure.to_string(), now);
+        entry.due = now + RETRY_AFTER_FAILURE.min(entry.refresh).max(MIN_REFRESH);
+        None
+    }
+}
+
+/// What one lookup of a name gave.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// The A and AAAA records of a `resolve = true` name.
+    Addresses(Lookup),
+    /// The SRV records of a `resolve = "srv"` name, with their targets' addresses.
+    Srv(Result<SrvAnswer, Failure>),
 }
 
 /// Wait before the next lookup: the TTL, within [`MIN_REFRESH`] and `refresh`.
@@ -272,7 +321,7 @@ async fn resolve_all(
     resolver: Arc<Resolver>,
     hosts: Vec<String>,
     deadline: Instant,
-) -> Vec<(String, Lookup)> {
+) -> Vec<(String, Answer)> {
     let mut results = Vec::with_capacity(hosts.len());
     let mut running = JoinSet::new();
     for host in hosts {
@@ -281,10 +330,19 @@ async fn resolve_all(
         }
         let resolver = Arc::clone(&resolver);
         running.spawn(async move {
-            let late = || Err(Failure("no answer within the lookup's deadline".to_string()));
-            let timed_out = Lookup { v4: late(), v6: late() };
-            let lookup = timeout_at(deadline, resolver.lookup(&host)).await;
-            (host, lookup.unwrap_or(timed_out))
+            let late = || Failure::new(FailureKind::Timeout, "no answer by the deadline");
+            let answer = match host.strip_prefix(SRV_PREFIX) {
+                Some(name) => {
+                    let answer = timeout_at(deadline, srv::lookup(&resolver, name)).await;
+                    Answer::Srv(answer.unwrap_or_else(|_| Err(late())))
+                }
+                None => {
+                    let lookup = timeout_at(deadline, resolver.lookup(&host)).await;
+                    let timed_out = || Lookup { v4: Err(late()), v6: Err(late()) };
+                    Answer::Addresses(lookup.unwrap_or_else(|_| timed_out()))
+                }
+            };
+            (host, answer)
         });
     }
     while let Some(done) = running.join_next().await {
@@ -301,25 +359,35 @@ pub trait Host: Send + Sync + 'static {
     fn config(&self) -> Arc<Config>;
     /// Becomes true once, when the balancer starts draining.
     fn shutdown(&self) -> tokio::sync::watch::Receiver<bool>;
-    /// New address sets of names: swap in a snapshot built with them, or log why not.
-    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>);
+    /// New endpoint sets of names: swap in a snapshot built with them, or log why not.
+    /// Called by [`coalesce`] only, at most once per
+    /// [`coalesce::MIN_REBUILD_INTERVAL`].
+    fn rediscovered(&self, changed: Vec<(String, Vec<Endpoint>)>);
     /// Forget the addresses of names the running configuration no longer has.
     fn forget_names(&self);
 }
 
 /// Starts the `weir-dns` thread for the balancer `host` runs, going on from what
 /// `discovery` found at start. It stops when the balancer starts draining.
-pub fn spawn(host: Arc<dyn Host>, discovery: Discovery) -> io::Result<JoinHandle<()>> {
+pub fn spawn(
+    host: Arc<dyn Host>,
+    discovery: Discovery,
+    sink: Arc<coalesce::Sink>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("weir-dns".to_string()).spawn(move || {
         let built = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match built {
-            Ok(runtime) => runtime.block_on(run(host, discovery)),
+            Ok(runtime) => runtime.block_on(async {
+                // The throttle runs beside the lookups, on the same thread.
+                let throttle = coalesce::run(Arc::clone(&host), Arc::clone(&sink));
+                tokio::join!(run(host, discovery, sink), throttle);
+            }),
             Err(error) => tracing::error!("cannot start the DNS discovery thread: {error}"),
         }
     })
 }
 
-async fn run(host: Arc<dyn Host>, mut discovery: Discovery) {
+async fn run(host: Arc<dyn Host>, mut discovery: Discovery, sink: Arc<coalesce::Sink>) {
     let mut shutdown = host.shutdown();
     loop {
         let config = host.config();
@@ -345,21 +413,25 @@ async fn run(host: Arc<dyn Host>, mut discovery: Discovery) {
             _ = shutdown.wait_for(|draining| *draining) => break,
             results = resolve_all(resolver, due, now + LOOKUP_DEADLINE) => results,
         };
-        let changed: Vec<(String, Vec<IpAddr>)> = results
-            .into_iter()
-            .filter_map(|(host, lookup)| {
-                let addrs = discovery.apply(&host, lookup, Instant::now())?;
-                Some((host, addrs))
-            })
-            .collect();
-        if changed.is_empty() {
-            continue;
+        for (name, answer) in results {
+            if let Some(set) = discovery.record(&name, answer, Instant::now()) {
+                tracing::info!(host = name, "dns: {name} now resolves to {}", describe(&set));
+                sink.push(name, set);
+            }
         }
-        for (host, addrs) in &changed {
-            tracing::info!(host, "dns: {host} now resolves to {addrs:?}");
-        }
-        host.rediscovered(changed);
     }
+}
+
+/// A set for the log: `[10.0.0.1, 10.0.0.2]`, or with ports, priorities and weights
+/// where the source gives them.
+fn describe(set: &[Endpoint]) -> String {
+    let one = |e: &Endpoint| match (e.port, e.weight) {
+        (Some(port), Some(weight)) => {
+            format!("{} (priority {}, weight {weight})", e.socket(port), e.priority)
+        }
+        _ => e.ip.to_string(),
+    };
+    format!("[{}]", set.iter().map(one).collect::<Vec<_>>().join(", "))
 }
 
 #[cfg(test)]

@@ -214,6 +214,12 @@ fn render_policy(out: &mut String, frontend: &Sharded<FrontendStats>) {
         let value = sum(frontend, |s| s.denied[index].get());
         let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {value}");
     }
+    let name = "weir_redirects_total";
+    header(out, name, "counter", "Requests a route's redirect answered without a backend.");
+    let _ = writeln!(out, "{name} {}", sum(frontend, |s| s.redirects.get()));
+    let name = "weir_body_too_large_total";
+    header(out, name, "counter", "Requests answered 413 for a body over the route's max_body.");
+    let _ = writeln!(out, "{name} {}", sum(frontend, |s| s.body_too_large.get()));
 }
 
 /// `weir_local_errors_total{op,kind}`: every op and kind, zeros included, so an alert can

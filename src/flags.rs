@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, BackendAddress, BackendConfig, Config, PoolConfig, StrategyKind};
+use crate::config::{
+    self, BackendAddress, BackendConfig, Config, PoolConfig, Resolve, StrategyKind,
+};
 
 /// Command-line arguments.
 #[derive(Clone, Debug, Default, Parser)]
@@ -106,7 +108,7 @@ pub fn apply_flags(args: &Args, config: &mut Config) -> Result<(), String> {
         let mut backends = Vec::with_capacity(args.backends.len());
         for text in &args.backends {
             let address = BackendAddress::parse(text).map_err(|e| format!("--backend: {e}"))?;
-            backends.push(BackendConfig { address, weight: 1, resolve: false });
+            backends.push(BackendConfig { address, weight: 1, resolve: Resolve::Once });
         }
         let mut pool = PoolConfig::new("default", strategy, backends);
         if strategy == StrategyKind::Sticky {

@@ -113,7 +113,7 @@ pub enum Observed {
 pub struct Status {
     /// No flag set.
     pub healthy: bool,
-    /// `healthy`, `unhealthy`, `ejected` or `half_open`.
+    /// `healthy`, `unhealthy`, `ejected`, `half_open` or `not_serving`.
     pub state: &'static str,
     /// Why it last changed.
     pub reason: String,

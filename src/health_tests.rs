@@ -20,7 +20,7 @@ fn snapshot(n: usize, setup: fn(&mut PoolConfig)) -> (Registry, Arc<Config>, Sna
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 10_000 + i)).unwrap(),
             weight: 1,
-            resolve: false,
+            resolve: crate::config::Resolve::Once,
         })
         .collect();
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, backends);
@@ -315,7 +315,11 @@ async fn a_backend_joining_by_reload_ramps() {
     });
     let mut grown = (*config).clone();
     let address = BackendAddress::parse("127.0.0.1:10001").unwrap();
-    grown.pools[0].backends.push(BackendConfig { address, weight: 2, resolve: false });
+    grown.pools[0].backends.push(BackendConfig {
+        address,
+        weight: 2,
+        resolve: crate::config::Resolve::Once,
+    });
     let second = registry.build(&Arc::new(grown), 2).unwrap().publish();
     let (old, new) = (&second.pools[0].backends[0], &second.pools[0].backends[1]);
     assert_eq!(old.ramp_permille(), None);

@@ -12,11 +12,11 @@
 //! ```text
 //!   process        5 │ cli · flags · run · demo · server · upgrade
 //!                    │        starts the pieces, owns threads and signals
-//!   control plane  4 │ control · state · admin
+//!   control plane  4 │ control · state · fleet · admin
 //!                    │        control::Plane: the one writer of snapshots
 //!   data plane     3 │ context · proxy · worker · drain · listeners
 //!                    │        sees only context::Context: snapshot, counters, log, permits
-//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · pool · access_log
+//!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · rules · pool · access_log · limit
 //!                    │        decisions on immutable snapshots; live state by identity
 //!   codecs         1 │ http1 · tls · config · proxy_protocol · cidr
 //!                    │        bytes ⇄ typed values, no I/O policy
@@ -49,6 +49,9 @@
 //!   edits, reloads, re-resolved names, settled drains): each is built into one snapshot
 //!   whose effects on live state apply only when it is published.
 //! - [`state`]: the state file that keeps API changes across restarts and reloads.
+//! - [`fleet`]: `[fleet]`: the admin API's changes shared by several instances through
+//!   etcd (list, watch, compare-and-swap writes, a membership lease), in the state file's
+//!   place.
 //! - [`admin`]: the admin listener (`/healthz`, `/metrics`, `/status`, `/api/v1/...`),
 //!   the mutating API and its bearer token; it maps control-plane errors to statuses.
 //!
@@ -70,15 +73,21 @@
 //! - [`balance`]: backend selection strategies behind one small trait.
 //! - [`health`]: one health state machine per backend, fed by active probes (on the
 //!   `weir-health` thread) and by the outcomes of real requests.
-//! - [`discovery`]: DNS discovery of `resolve = true` backends on the `weir-dns`
-//!   thread, with its own stub resolver.
+//! - [`discovery`]: discovery of `resolve = true` (A/AAAA) and `resolve = "srv"`
+//!   backends on the `weir-dns` thread through `hickory-resolver`: each source gives a
+//!   complete endpoint set, applied through a throttle (at most 10 rebuilds a second).
 //! - [`route`]: host and path-prefix routing to pools.
+//! - [`rules`]: a route's header rules, path rewrites, redirect targets and request ids,
+//!   applied to heads weir wrote.
 //! - [`pool`]: upstream connections, and per-worker idle pools keyed by backend identity.
 //! - [`retry_budget`]: the per-pool retry budget, a sliding one-second window.
 //! - [`metrics`]: the counters weir exposes, and Prometheus text helpers.
 //! - [`exposition`]: the `/metrics` text of a snapshot and the frontend counters.
 //! - [`local_fault`]: weir's own resource faults (fds, memory, ports), counted by kind.
 //! - [`access_log`]: one line per request through a bounded channel to a writer thread.
+//! - [`limit`]: rate limits (`[[limit]]`): GCRA on a fixed-size lock-free table shared by
+//!   the workers, or on Redis for a fleet; and the per-client connection count
+//!   (`max_connections_per_client`).
 //!
 //! **Codecs.**
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
@@ -116,9 +125,11 @@ pub mod discovery;
 pub mod drain;
 pub mod exposition;
 pub mod flags;
+pub mod fleet;
 pub mod health;
 pub mod http1;
 pub mod json;
+pub mod limit;
 pub mod listeners;
 pub mod local_fault;
 pub mod log_budget;
@@ -130,6 +141,7 @@ pub mod proxy_protocol;
 pub mod retry_budget;
 pub mod rng;
 pub mod route;
+pub mod rules;
 pub mod run;
 pub mod server;
 pub mod shard;

@@ -231,6 +231,10 @@ pub struct FrontendStats {
     pub proxy_protocol_errors: [Counter; crate::proxy_protocol::Error::ALL.len()],
     /// Requests refused by an access list: `[route, admin]` (`weir_denied_total{listener}`).
     pub denied: [Counter; 2],
+    /// Requests a route's `redirect` or `https_redirect` answered (`weir_redirects_total`).
+    pub redirects: Counter,
+    /// Requests refused 413 for a route's `max_body` (`weir_body_too_large_total`).
+    pub body_too_large: Counter,
 }
 
 /// The HTTP/2 attacks weir detects and refuses (README "HTTP/2": attack protections).

@@ -5,19 +5,19 @@
 
 use std::borrow::Cow;
 
-use crate::config::{Acl, HostMatch};
+use crate::config::HostMatch;
 use crate::http1::target;
-use crate::snapshot::{Pool, Snapshot};
+use crate::snapshot::{Pool, Route, Snapshot};
 
 /// The pool for a request: the first matching route's, else the first pool; with the
-/// route's access list, if it has one. `None` only when there are no pools at all.
+/// route, if one matched. `None` only when there are no pools at all.
 /// `host` is the `Host` value, or an absolute-form target's authority; `origin` is the
 /// target's origin form (path and query).
 pub fn select<'s>(
     snapshot: &'s Snapshot,
     host: Option<&[u8]>,
     origin: &[u8],
-) -> Option<(&'s Pool, Option<&'s Acl>)> {
+) -> Option<(&'s Pool, Option<&'s Route>)> {
     // Most configurations have no host rules: the port is stripped only when one is met,
     // and the path normalised only when a prefix rule is.
     let mut stripped: Option<Option<&[u8]>> = None;
@@ -32,7 +32,7 @@ pub fn select<'s>(
             })
     });
     let pool = snapshot.pools.get(route.map_or(0, |route| route.pool))?;
-    Some((pool, route.and_then(|route| route.acl.as_ref())))
+    Some((pool, route))
 }
 
 /// The name a host route compares: without the port, and without the trailing dot of a
@@ -43,7 +43,7 @@ fn plain_host(host: &[u8]) -> &[u8] {
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &[u8]) -> &[u8] {
+pub fn strip_port(host: &[u8]) -> &[u8] {
     match host.iter().rposition(|&b| b == b':') {
         Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
         _ => host,

@@ -146,7 +146,12 @@ pub fn start(config: Config) -> Result<Handle, StartError> {
 pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartError> {
     validate::exposure(&config).map_err(StartError::Exposure)?;
     let workers = worker_count(&config);
-    let (control, config) = control::prepare(config).map_err(StartError::State)?;
+    // Before the state is read: with `[fleet]`, the fleet's objects replace the state file.
+    let fleet = crate::fleet::Fleet::start(&config)?;
+    // A start that fails from here on stops the fleet thread and its lease.
+    let mut stop_fleet = StopOnDrop(fleet.clone());
+    let store = fleet.clone().map(|fleet| fleet as Arc<dyn control::Store>);
+    let (control, config) = control::prepare(config, store).map_err(StartError::State)?;
     let config = Arc::new(config);
     let mut registry = Registry::new(workers);
     let discovery = Discovery::start(&config);
@@ -157,7 +162,18 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     let access_log = AccessLog::start(config.log.access.clone(), config.log.format)?;
     let listeners = Listeners::open(listen, workers, inherited)?;
     let data = Arc::new(Context::new(snapshot, workers, access_log, listeners));
-    let plane = Arc::new(Plane::new(Arc::clone(&data), control, registry, discovery.stats()));
+    let sink = Arc::new(discovery::coalesce::Sink::default());
+    let plane = Arc::new(Plane::new(
+        Arc::clone(&data),
+        control,
+        registry,
+        discovery.stats(),
+        Arc::clone(&sink),
+    ));
+    if let Some(fleet) = &fleet {
+        fleet.attach(&plane);
+    }
+    stop_fleet.0 = None;
     // Before any worker takes a socket: the TLS addresses are known from the start.
     data.listeners.set_tls(acceptors.into_iter().map(|(addr, a, _)| (addr, a)).collect());
     let admin_listener = admin_listener(&config, &data.listeners)?;
@@ -168,7 +184,7 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     }
     // One prober per backend for the whole process, whatever the number of workers.
     threads.push(health::service::spawn(Arc::clone(&plane) as _)?);
-    threads.push(discovery::spawn(Arc::clone(&plane) as _, discovery)?);
+    threads.push(discovery::spawn(Arc::clone(&plane) as _, discovery, sink)?);
     threads.push(control::spawn_drainer(Arc::clone(&plane))?);
     if let Some(listener) = admin_listener {
         threads.push(admin::spawn(Arc::clone(&plane), listener)?);
@@ -184,6 +200,17 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
         tracing::info!("admin listening on http://{addr}");
     }
     Ok(Handle { shared: Arc::new(Shared { data, plane }), admin_addr, threads })
+}
+
+/// Stops a fleet thread whose balancer did not start.
+struct StopOnDrop(Option<Arc<crate::fleet::Fleet>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(fleet) = &self.0 {
+            fleet.stop();
+        }
+    }
 }
 
 /// The admin socket, if the admin listener is on: handed over by a binary upgrade, or

@@ -49,6 +49,9 @@ pub struct PoolLive {
     pub budget: Budget,
     /// Counters, sharded per worker.
     pub stats: Sharded<PoolStats>,
+    /// The tier new requests go to in a tiered pool ([`Pool::tiered`]): the lowest with a
+    /// usable backend, updated by each pick. `u32::MAX` (every tier) otherwise.
+    pub tier: AtomicU32,
 }
 
 impl PoolLive {
@@ -60,6 +63,7 @@ impl PoolLive {
             size: AtomicU32::new(0),
             budget: Budget::new(workers),
             stats: Sharded::new(workers),
+            tier: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -189,6 +193,13 @@ pub struct Backend {
     pub resolved: Vec<SocketAddr>,
     /// Relative weight.
     pub weight: u32,
+    /// Its tier: the SRV priority of a discovered endpoint, past every SRV priority when
+    /// it is terminating ([`crate::discovery::Endpoint::tier`]); 0 for a configured
+    /// backend. Only the lowest tier with a usable backend takes new requests.
+    pub tier: u32,
+    /// Whether its discovery source says it serves; fed to its health machine when the
+    /// snapshot is published. Always true for a configured backend.
+    pub serving: bool,
     /// Whether it takes new requests at all; a draining or leaving backend takes none,
     /// not even a sticky client's.
     pub state: BackendState,
@@ -199,6 +210,11 @@ pub struct Backend {
 impl Backend {
     /// Whether a strategy may pick this backend for a new request.
     pub fn is_usable(&self) -> bool {
+        self.is_usable_in_any_tier() && self.tier <= self.live.pool.tier.load(Ordering::Relaxed)
+    }
+
+    /// [`Self::is_usable`], whatever the pool's current tier.
+    pub fn is_usable_in_any_tier(&self) -> bool {
         self.weight > 0 && self.is_active() && self.live.is_selectable()
     }
 
@@ -247,6 +263,22 @@ pub struct Pool {
     pub settings: PoolConfig,
     /// State shared with other snapshots: panic mode, ejections, retry budget.
     pub live: Arc<PoolLive>,
+    /// Its backends are in more than one tier (SRV priorities, terminating endpoints):
+    /// each pick first finds the lowest tier with a usable backend, an O(n) pass paid
+    /// only by such pools.
+    pub tiered: bool,
+}
+
+impl Pool {
+    /// Sets the pool's current tier to the lowest that has a usable backend (every tier
+    /// when none has), so strategies pick in that tier only. Only for a tiered pool.
+    pub fn follow_tier(&self) {
+        let usable = self.backends.iter().filter(|b| b.is_usable_in_any_tier());
+        let tier = usable.map(|b| b.tier).min().unwrap_or(u32::MAX);
+        if self.live.tier.load(Ordering::Relaxed) != tier {
+            self.live.tier.store(tier, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A compiled route.
@@ -261,6 +293,11 @@ pub struct Route {
     /// Who may use the route; `None` when everyone may (no lists), so the request path
     /// skips the check.
     pub acl: Option<crate::config::Acl>,
+    /// Header rules, redirect, rewrite, `max_body`; `None` when the route has none, so
+    /// the request path pays one check.
+    pub rules: Option<Box<crate::config::RouteRules>>,
+    /// The route's rate limits; `None` when it names none, so the request path skips them.
+    pub limits: Option<crate::limit::RouteLimits>,
 }
 
 /// Everything the request path reads, immutable once built.
@@ -274,6 +311,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The configuration this was built from.
     pub config: Arc<Config>,
+    /// The `[[limit]]` limiters, in file order (for metrics and the API).
+    pub limits: Vec<Arc<crate::limit::Limiter>>,
 }
 
 impl Snapshot {
@@ -298,6 +337,8 @@ pub struct Registry {
     known: HashMap<Key, Known>,
     /// Removed backends draining out ([`leaving`]).
     departures: Departures,
+    /// Limiters by configuration, so an unchanged `[[limit]]` keeps its state.
+    limits: crate::limit::Registry,
     next_id: u64,
     workers: usize,
 }
@@ -312,6 +353,7 @@ impl Registry {
             fixed: HashMap::new(),
             known: HashMap::new(),
             departures: Departures::default(),
+            limits: crate::limit::Registry::default(),
             next_id: 1,
             workers,
         }
@@ -328,3 +370,7 @@ impl Registry {
         self.discovered.retain(|host, _| names.contains_key(host));
     }
 }
+
+#[cfg(test)]
+#[path = "snapshot/tiers_tests.rs"]
+mod tiers_tests;

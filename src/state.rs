@@ -85,12 +85,19 @@ impl Overrides {
 /// file's directory), else `weir.state.json` beside the config file. `None` when it is
 /// `"off"`, or when there is no config file and no `state_file` is set.
 pub fn path_for(config: &Config) -> Option<PathBuf> {
+    beside_config(config, config.admin.state_file.as_deref(), DEFAULT_STATE_FILE)
+}
+
+/// A file weir keeps beside its config file: `setting` (relative to the config file's
+/// directory), else `default` there. `None` when `setting` is `"off"`, or when there is
+/// no config file and no setting.
+pub fn beside_config(config: &Config, setting: Option<&str>, default: &str) -> Option<PathBuf> {
     let dir = config.source.as_deref().map(|p| p.parent().unwrap_or(Path::new("")));
-    match (config.admin.state_file.as_deref(), dir) {
+    match (setting, dir) {
         (Some("off"), _) => None,
         (Some(name), Some(dir)) => Some(dir.join(name)),
         (Some(name), None) => Some(PathBuf::from(name)),
-        (None, Some(dir)) => Some(dir.join(DEFAULT_STATE_FILE)),
+        (None, Some(dir)) => Some(dir.join(default)),
         (None, None) => None,
     }
 }
@@ -100,7 +107,11 @@ pub fn path_for(config: &Config) -> Option<PathBuf> {
 pub fn pool_fingerprint(pool: &PoolConfig) -> u64 {
     let mut text = format!("{}|", pool.strategy.name());
     for backend in &pool.backends {
-        let resolve = if backend.resolve { "+dns" } else { "" };
+        let resolve = match backend.resolve {
+            crate::config::Resolve::Once => "",
+            crate::config::Resolve::Addresses => "+dns",
+            crate::config::Resolve::Srv => "+srv",
+        };
         let _ = write!(text, "{}={}{resolve},", backend.address, backend.weight);
     }
     for label in &pool.draining {
@@ -115,7 +126,16 @@ pub fn routes_fingerprint(routes: &[RouteConfig]) -> u64 {
     for route in routes {
         let host = route.host.as_ref().map(host_text).unwrap_or_default();
         let prefix = route.path_prefix.as_deref().unwrap_or("");
-        let _ = write!(text, "{host}|{prefix}|{}|{:?};", route.pool, route.acl);
+        let _ = write!(text, "{host}|{prefix}|{}|{:?}", route.pool, route.acl);
+        // Only when present, so state files written before rules and limits existed
+        // still match.
+        if !route.limits.is_empty() {
+            let _ = write!(text, "|limits:{:?}", route.limits);
+        }
+        if !route.rules.is_empty() {
+            let _ = write!(text, "|{:?}", route.rules);
+        }
+        text.push(';');
     }
     hash_bytes(text.as_bytes())
 }
@@ -128,9 +148,11 @@ pub fn host_text(host: &HostMatch) -> String {
     }
 }
 
-/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny"}`; the state file
-/// uses the same form, and the admin API's `/api/v1/routes` shows it.
-pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
+/// Routes as a JSON array of `{"index", "host", "path_prefix", "pool", "allow", "deny",
+/// "limits"}`; the state file uses the same form, and the admin API's `/api/v1/routes`
+/// shows it, with `rules` (each route's header rules, redirect, rewrite and `max_body`),
+/// which the state file does not keep.
+pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig], rules: bool) {
     json.begin_array();
     for (index, route) in routes.iter().enumerate() {
         json.begin_object();
@@ -149,6 +171,16 @@ pub fn write_routes(json: &mut JsonWriter, routes: &[RouteConfig]) {
                 json.string(&block.to_string());
             }
             json.end_array();
+        }
+        json.key("limits");
+        json.begin_array();
+        for name in &route.limits {
+            json.string(name);
+        }
+        json.end_array();
+        if rules {
+            json.key("rules");
+            route.rules.write_json(json);
         }
         json.end_object();
     }
@@ -214,6 +246,7 @@ pub fn apply(file: &Config, overrides: &Overrides) -> (Config, Vec<String>) {
     if let Some(routes) = &overrides.routes {
         if routes_fingerprint(&file.routes) == routes.base {
             config.routes = routes.routes.clone();
+            keep_file_rules(&mut config.routes, file);
         } else {
             notes.push(
                 "the config file changed the routes since the admin API did; the file wins".into(),
@@ -227,6 +260,20 @@ pub fn apply(file: &Config, overrides: &Overrides) -> (Config, Vec<String>) {
         return (file.clone(), notes);
     }
     (config, notes)
+}
+
+/// Gives each route of an API route list the rules of the file's route with the same
+/// host, prefix and pool: the state file and the fleet keep no route rules, which come
+/// from the config file only.
+pub fn keep_file_rules(routes: &mut [RouteConfig], file: &Config) {
+    for route in routes {
+        let same = |r: &&RouteConfig| {
+            (&r.host, &r.path_prefix, &r.pool) == (&route.host, &route.path_prefix, &route.pool)
+        };
+        if let Some(twin) = file.routes.iter().find(same) {
+            route.rules = twin.rules.clone();
+        }
+    }
 }
 
 /// A pool the API added, with default settings.
@@ -245,4 +292,4 @@ pub fn new_pool(name: &str, spec: &PoolSpec) -> PoolConfig {
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
-mod tests;
+pub(crate) mod tests;

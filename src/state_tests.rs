@@ -2,11 +2,15 @@ use super::file::{decode, encode, load, save};
 use super::*;
 use crate::config::{BackendAddress, Config};
 
-fn backend(text: &str, weight: u32) -> BackendConfig {
-    BackendConfig { address: BackendAddress::parse(text).unwrap(), weight, resolve: false }
+pub(crate) fn backend(text: &str, weight: u32) -> BackendConfig {
+    BackendConfig {
+        address: BackendAddress::parse(text).unwrap(),
+        weight,
+        resolve: crate::config::Resolve::Once,
+    }
 }
 
-fn file_config() -> Config {
+pub(crate) fn file_config() -> Config {
     let mut config = Config::default();
     let web = vec![backend("127.0.0.1:9001", 1), backend("127.0.0.1:9002", 2)];
     config.pools.push(PoolConfig::new("web", StrategyKind::RoundRobin, web));
@@ -17,8 +21,17 @@ fn file_config() -> Config {
         path_prefix: Some("/api".into()),
         pool: "api".into(),
         acl: Default::default(),
+        rules: Default::default(),
+        limits: Vec::new(),
     });
     config
+}
+
+/// An SRV backend, whose address has no port.
+fn srv_backend() -> BackendConfig {
+    let address =
+        BackendAddress { port: 0, ..BackendAddress::parse("_http._tcp.api.test:1").unwrap() };
+    BackendConfig { address, weight: 1, resolve: crate::config::Resolve::Srv }
 }
 
 /// A running config with every kind of override: a backend added, a weight changed, a
@@ -33,7 +46,7 @@ fn edited(file: &Config) -> Config {
     let spec = PoolSpec {
         strategy: StrategyKind::ConsistentHash,
         hash_key: Some(HashKey::parse("header:x-user").unwrap()),
-        backends: vec![backend("127.0.0.1:9201", 1)],
+        backends: vec![backend("127.0.0.1:9201", 1), srv_backend()],
         draining: BTreeSet::new(),
     };
     running.pools.push(new_pool("new", &spec));
@@ -46,6 +59,8 @@ fn edited(file: &Config) -> Config {
             allow: vec![crate::cidr::Cidr::parse("10.0.0.0/8").unwrap()],
             deny: vec![crate::cidr::Cidr::parse("10.9.0.0/16").unwrap()],
         },
+        rules: Default::default(),
+        limits: Vec::new(),
     });
     running
 }
@@ -150,4 +165,30 @@ fn state_path_follows_the_config_file() {
     assert_eq!(path_for(&config), Some("/var/lib/weir/s.json".into()));
     config.admin.state_file = Some("off".into());
     assert_eq!(path_for(&config), None);
+}
+
+#[test]
+fn a_file_route_kept_by_the_state_file_keeps_its_rules() {
+    let mut file = file_config();
+    file.routes[0].rules.max_body = Some(1024);
+    let mut running = file.clone();
+    running.routes.push(RouteConfig {
+        host: None,
+        path_prefix: Some("/new".into()),
+        pool: "web".into(),
+        acl: Default::default(),
+        rules: Default::default(),
+        limits: Vec::new(),
+    });
+    // The state file keeps routes without their rules.
+    let text = encode(&diff(&file, &running));
+    let overrides = decode(&serde_json::from_str(&text).unwrap()).unwrap();
+    let (applied, notes) = apply(&file, &overrides);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(applied.routes, running.routes, "the file's route has its max_body again");
+    // A file whose rules changed since wins, as for any other route change.
+    file.routes[0].rules.max_body = Some(2048);
+    let (applied, notes) = apply(&file, &overrides);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(applied.routes, file.routes);
 }

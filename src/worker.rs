@@ -142,6 +142,8 @@ struct ConnectionGuard {
     active: Rc<Cell<usize>>,
     shared: Arc<Context>,
     _permit: OwnedSemaphorePermit,
+    /// The connection's place in `max_connections_per_client`, if counted.
+    _per_client: Option<crate::limit::conn::Lease>,
 }
 
 impl Drop for ConnectionGuard {
@@ -230,8 +232,17 @@ fn serve(
     acceptor: &Acceptor,
     tls: Option<&Arc<TlsAcceptor>>,
 ) {
-    let _ = stream.set_nodelay(true);
     let shared = &acceptor.shared;
+    let (inbound, local) = proxy_settings(shared, &stream, tls);
+    // A PROXY header names the client: its connection is counted once it is read.
+    let per_client = match inbound {
+        Some(_) => None,
+        None => match shared.admit_client(peer.ip()) {
+            Some(lease) => lease,
+            None => return,
+        },
+    };
+    let _ = stream.set_nodelay(true);
     let stats = shared.frontend.local();
     stats.connections_total.inc();
     stats.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -240,8 +251,8 @@ fn serve(
         active: Rc::clone(&acceptor.active),
         shared: Arc::clone(shared),
         _permit: permit,
+        _per_client: per_client,
     };
-    let (inbound, local) = proxy_settings(shared, &stream, tls);
     let client = Client {
         shared: Arc::clone(shared),
         peer,
@@ -311,9 +322,13 @@ async fn proxied_task(
     mut client: Client,
     (guard, timeout): (ConnectionGuard, Duration),
 ) {
-    let _guard = guard;
+    let mut guard = guard;
     if !Box::pin(proxy::inbound::accept(&mut stream, &mut client, timeout)).await {
         return;
+    }
+    match client.shared.admit_client(client.peer.ip()) {
+        Some(lease) => guard._per_client = lease,
+        None => return,
     }
     match tls {
         Some(tls) => Box::pin(proxy::serve_tls(stream, tls, client)).await,
@@ -396,7 +411,9 @@ mod tests {
         let (shared, stream) = shared_and_stream().await;
         let permit = Arc::clone(&shared.connections).try_acquire_owned().expect("a permit");
         let active = Rc::new(Cell::new(1usize));
-        let guard = ConnectionGuard { active, shared: Arc::clone(&shared), _permit: permit };
+        let shared_ref = Arc::clone(&shared);
+        let guard =
+            ConnectionGuard { active, shared: shared_ref, _permit: permit, _per_client: None };
         let client = client_of(&shared, &stream);
         let task = plain_task(stream, client, guard);
         let bytes = std::mem::size_of_val(&task);

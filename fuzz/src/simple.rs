@@ -231,3 +231,18 @@ pub fn proxy_protocol(data: &[u8]) {
         assert_eq!((again.len, again.addresses), (out.len(), Some((src, dst))));
     }
 }
+
+/// weir's Redis reply parser (`limit::resp::parse`, a rate limit's store): never panics;
+/// a reply fits the input and the bound; each of its prefixes asks for more bytes, and
+/// bytes after it change nothing.
+pub fn resp(data: &[u8]) {
+    use weir::limit::resp::{parse, MAX_REPLY};
+    let Ok(Some((reply, used))) = parse(data) else {
+        return;
+    };
+    assert!(used <= data.len() && used <= MAX_REPLY, "{reply:?} took {used}");
+    for end in 0..used {
+        assert_eq!(parse(&data[..end]), Ok(None), "prefix of {end} bytes");
+    }
+    assert_eq!(parse(&data[..used]), Ok(Some((reply, used))));
+}

@@ -129,6 +129,11 @@ fn combined(out: &mut String, entry: &Entry) {
     quoted(out, entry.backend.as_deref());
     let _ = write!(out, " retries={} error=", entry.retries);
     quoted(out, entry.error);
+    // Only with ids on, so lines keep their shape for parsers written before.
+    if let Some(id) = &entry.request_id {
+        out.push_str(" request_id=");
+        quoted(out, Some(id));
+    }
 }
 
 /// One JSON object per line; field names are listed in the README ("Access log").
@@ -169,6 +174,8 @@ fn json(out: &mut String, entry: &Entry) {
     json.opt_string(entry.referer.as_deref());
     json.key("user_agent");
     json.opt_string(entry.user_agent.as_deref());
+    json.key("request_id");
+    json.opt_string(entry.request_id.as_deref());
     json.end_object();
     out.push_str(&json.finish());
 }

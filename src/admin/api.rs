@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::StrategyKind;
+use crate::discovery::{self, resolver::FailureKind, stats::Stats};
 use crate::json::JsonWriter;
 use crate::metrics::{BackendStats, FrontendStats, DURATION_BUCKETS_US, PROTOCOLS};
 use crate::shard::Sharded;
@@ -24,8 +25,9 @@ fn sum<T>(shards: &Sharded<T>, read: impl Fn(&T) -> u64) -> u64 {
     shards.iter().map(read).sum()
 }
 
-/// The `/api/v1/pools` document for `snapshot`.
-pub fn pools(snapshot: &Snapshot, frontend: &Sharded<FrontendStats>) -> String {
+/// The `/api/v1/pools` document for `snapshot`, with what discovery knows of each pool's
+/// sources.
+pub fn pools(snapshot: &Snapshot, frontend: &Sharded<FrontendStats>, sources: &Stats) -> String {
     let backends = snapshot.pools.iter().map(|p| p.backends.len()).sum::<usize>();
     let mut json = JsonWriter::with_capacity(512 + 640 * backends);
     json.begin_object();
@@ -40,11 +42,61 @@ pub fn pools(snapshot: &Snapshot, frontend: &Sharded<FrontendStats>) -> String {
     json.key("pools");
     json.begin_array();
     for pool in &snapshot.pools {
-        write_pool(&mut json, pool);
+        write_pool(&mut json, pool, sources);
     }
     json.end_array();
     json.end_object();
     json.finish()
+}
+
+/// The discovery sources of `pool`'s configured backends: what each last gave, when,
+/// and how its lookups failed.
+fn write_sources(json: &mut JsonWriter, pool: &Pool, sources: &Stats) {
+    json.key("sources");
+    json.begin_array();
+    let mut keys: Vec<String> =
+        pool.settings.backends.iter().filter(|b| b.is_discovered()).map(discovery::key).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let stats = sources.of(&key).unwrap_or_default();
+        json.begin_object();
+        json.key("source");
+        json.string(&discovery::source_label(&key));
+        json.key("endpoints");
+        json.u64(stats.endpoints as u64);
+        json.key("generation");
+        json.u64(stats.generation);
+        // The same on every instance that sees the same set: compare it across a fleet.
+        json.key("hash");
+        json.string(&format!("{:016x}", stats.hash));
+        json.key("last_update_ms");
+        json.u64(unix_ms(stats.last_update));
+        json.key("last_change_ms");
+        json.u64(unix_ms(stats.last_change));
+        json.key("lookups");
+        json.begin_object();
+        json.key("ok");
+        json.u64(stats.ok);
+        json.key("failed");
+        json.u64(stats.failed);
+        json.end_object();
+        json.key("errors");
+        json.begin_object();
+        for kind in FailureKind::ALL {
+            json.key(kind.name());
+            json.u64(stats.errors.get(&kind).copied().unwrap_or(0));
+        }
+        json.end_object();
+        json.end_object();
+    }
+    json.end_array();
+}
+
+/// Milliseconds since the Unix epoch; 0 for never.
+fn unix_ms(at: Option<SystemTime>) -> u64 {
+    let since = at.and_then(|at| at.duration_since(UNIX_EPOCH).ok());
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The `/api/v1/routes` document: the generation and the routes, each with its index.
@@ -54,7 +106,7 @@ pub fn routes(snapshot: &Snapshot) -> String {
     json.key("generation");
     json.u64(snapshot.generation);
     json.key("routes");
-    write_routes(&mut json, &snapshot.config.routes);
+    write_routes(&mut json, &snapshot.config.routes, true);
     json.end_object();
     json.finish()
 }
@@ -87,15 +139,26 @@ fn write_frontend(json: &mut JsonWriter, frontend: &Sharded<FrontendStats>) {
     let active: i64 = frontend.iter().map(|s| s.connections_active.load(Ordering::Relaxed)).sum();
     json.key("connections_active");
     json.u64(u64::try_from(active).unwrap_or(0));
+    // Route policy since start: the status page shows these, /metrics has them too.
+    json.key("policy");
+    json.begin_object();
+    json.key("denied");
+    json.u64(sum(frontend, |s| s.denied[0].get()));
+    json.key("redirects");
+    json.u64(sum(frontend, |s| s.redirects.get()));
+    json.key("body_too_large");
+    json.u64(sum(frontend, |s| s.body_too_large.get()));
+    json.end_object();
     json.end_object();
 }
 
-fn write_pool(json: &mut JsonWriter, pool: &Pool) {
+fn write_pool(json: &mut JsonWriter, pool: &Pool, sources: &Stats) {
     json.begin_object();
     json.key("name");
     json.string(&pool.name);
     json.key("strategy");
     json.string(strategy_name(pool.settings.strategy));
+    write_sources(json, pool, sources);
     json.key("backends");
     json.begin_array();
     for backend in &pool.backends {
@@ -122,6 +185,9 @@ fn write_backend(json: &mut JsonWriter, backend: &Backend) {
     json.string(&backend.label);
     json.key("weight");
     json.u64(u64::from(backend.weight));
+    // The SRV priority of a discovered endpoint, past 65535 when it is terminating.
+    json.key("tier");
+    json.u64(u64::from(backend.tier));
     // active, draining (set by the API) or leaving (removed, requests still in flight).
     json.key("state");
     json.string(backend.state.name());

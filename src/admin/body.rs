@@ -121,18 +121,12 @@ impl Fields {
         Ok(backends)
     }
 
-    /// A backend: `address` (required), `weight` (default 1), `resolve` (default false).
+    /// A backend: `address` (required), `weight` (default 1), `resolve` (default false;
+    /// true or "srv").
     pub fn backend(&mut self) -> Result<BackendConfig, Refusal> {
-        let address = self.address("address")?;
+        let resolve = value::resolve_json(self.take("resolve").as_ref()).map_err(bad)?;
+        let address = value::backend_for(&self.required("address")?, resolve).map_err(bad)?;
         let weight = self.weight("weight")?.unwrap_or(1);
-        let resolve = match self.take("resolve") {
-            None => false,
-            Some(Value::Bool(flag)) => flag,
-            Some(_) => return Err(bad("`resolve` must be true or false")),
-        };
-        if resolve {
-            value::resolvable(&address).map_err(bad)?;
-        }
         Ok(BackendConfig { address, weight, resolve })
     }
 

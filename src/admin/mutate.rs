@@ -7,7 +7,8 @@
 //! PATCH  /api/v1/pools/{pool}/backends/{address}     {"weight"?, "state"?: "drain" | "active"}
 //! DELETE /api/v1/pools/{pool}/backends/{address}[?now=true]
 //! GET    /api/v1/routes
-//! POST   /api/v1/routes                              {"host"?, "path_prefix"?, "pool", "index"?}
+//! POST   /api/v1/routes                              {"host"?, "path_prefix"?, "pool", "index"?,
+//!                                                      "allow"?, "deny"?, "limits"?}
 //! DELETE /api/v1/routes/{index}
 //! POST   /api/v1/reload
 //! ```
@@ -37,6 +38,7 @@ enum Call {
     Routes,
     Route(String),
     Reload,
+    Fleet,
 }
 
 impl Call {
@@ -54,6 +56,7 @@ impl Call {
             ["routes"] => Call::Routes,
             ["routes", index] => Call::Route(index.into()),
             ["reload"] => Call::Reload,
+            ["fleet"] => Call::Fleet,
             _ => return None,
         })
     }
@@ -67,6 +70,7 @@ impl Call {
             Call::Routes => &["GET", "HEAD", "POST"],
             Call::Route(_) => &["DELETE"],
             Call::Reload => &["POST"],
+            Call::Fleet => &["GET", "HEAD"],
         }
     }
 }
@@ -84,7 +88,11 @@ pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
     if method == "GET" || method == "HEAD" {
         let document = match call {
             Call::Routes => api::routes(&snapshot),
-            _ => api::pools(&snapshot, &plane.data().frontend),
+            Call::Fleet => match plane.store_members() {
+                Some(members) => members,
+                None => return Some(json_error(404, "no [fleet] configured")),
+            },
+            _ => with_fleet(plane, api::pools(&snapshot, &plane.data().frontend, plane.dns())),
         };
         return Some(Response::json(200, document).with_header("Cache-Control", "no-store"));
     }
@@ -92,7 +100,10 @@ pub fn handle(request: &Request, plane: &Plane) -> Option<Response> {
         return Some(refusal);
     }
     drop(snapshot);
-    Some(mutate(call, request, plane).unwrap_or_else(|r| json_error(r.status, &r.message)))
+    Some(mutate(call, request, plane).unwrap_or_else(|r| match &r.current {
+        Some(current) => conflict(r.status, &r.message, current),
+        None => json_error(r.status, &r.message),
+    }))
 }
 
 fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refusal> {
@@ -100,6 +111,7 @@ fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refu
     let status = if request.method == "POST" { 201 } else { 200 };
     let snapshot = match call {
         Call::Reload => return reload(plane),
+        Call::Fleet => return Err(Refusal::new(405, "method not allowed")),
         Call::Pools => plane.edit(add_pool(body::object(request)?)?)?,
         Call::Pool(pool) => plane.edit(move |config| remove_pool(config, &pool))?,
         Call::Backends(pool) => {
@@ -124,7 +136,37 @@ fn mutate(call: Call, request: &Request, plane: &Plane) -> Result<Response, Refu
             return Ok(Response::json(status, api::routes(&snapshot)));
         }
     };
-    Ok(Response::json(status, api::pools(&snapshot, &plane.data().frontend)))
+    Ok(Response::json(
+        status,
+        with_fleet(plane, api::pools(&snapshot, &plane.data().frontend, plane.dns())),
+    ))
+}
+
+/// The pools document with, under `[fleet]`, the fleet revision this instance applied,
+/// the last one it wrote, and whether etcd answers.
+fn with_fleet(plane: &Plane, document: String) -> String {
+    let Some(status) = plane.store_status() else { return document };
+    let Some(rest) = document.strip_prefix('{') else { return document };
+    format!(
+        "{{\"fleet\":{{\"revision\":{},\"written\":{},\"connected\":{},\"from_cache\":{}}},{rest}",
+        status.revision, status.written, status.connected, status.from_cache
+    )
+}
+
+/// `{"error": ..., "current": {...}}`: a refused change, with the objects as the fleet
+/// store holds them now, so the caller can decide again.
+fn conflict(status: u16, message: &str, current: &str) -> Response {
+    let mut json = crate::json::JsonWriter::with_capacity(64 + message.len() + current.len());
+    json.begin_object();
+    json.key("error");
+    json.string(message);
+    json.end_object();
+    let mut text = json.finish();
+    text.pop();
+    text.push_str(",\"current\":");
+    text.push_str(current);
+    text.push('}');
+    Response::json(status, text)
 }
 
 type Removed = Result<Option<(String, String)>, Refusal>;
@@ -133,7 +175,7 @@ fn reload(plane: &Plane) -> Result<Response, Refusal> {
     match plane.reload_from_source() {
         Ok(_) => Ok(Response::json(
             200,
-            api::pools(&plane.data().snapshot.load(), &plane.data().frontend),
+            api::pools(&plane.data().snapshot.load(), &plane.data().frontend, plane.dns()),
         )),
         Err(error) => Ok(body::errors_response(400, &error.messages())),
     }

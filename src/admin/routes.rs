@@ -30,8 +30,13 @@ fn denied(request: &Request, plane: &Plane) -> Option<Response> {
 const READ_ONLY: &[&str] = &["GET", "HEAD"];
 
 /// Endpoints and the methods they answer.
-const ENDPOINTS: &[(&str, &[&str])] =
-    &[("/", READ_ONLY), ("/healthz", READ_ONLY), ("/metrics", READ_ONLY), ("/status", READ_ONLY)];
+const ENDPOINTS: &[(&str, &[&str])] = &[
+    ("/", READ_ONLY),
+    ("/healthz", READ_ONLY),
+    ("/metrics", READ_ONLY),
+    ("/status", READ_ONLY),
+    ("/api/v1/limits", READ_ONLY),
+];
 
 /// Answers one admin request.
 pub fn handle(request: &Request, plane: &Plane) -> Response {
@@ -58,20 +63,80 @@ pub fn handle(request: &Request, plane: &Plane) -> Response {
             let data = plane.data();
             let snapshot = data.snapshot.load();
             let mut body = crate::exposition::render(&data.frontend, &snapshot);
+            let per_client = data.per_client.get().map(|table| &**table);
+            crate::limit::report::render(&mut body, &snapshot.limits, per_client);
             crate::exposition::render_access_log(&mut body, data.access_log.dropped());
             plane.dns().render(&mut body);
+            crate::discovery::coalesce::render(plane.sink(), &mut body);
             let reloads = plane.reloads();
             crate::exposition::render_reloads(
                 &mut body,
                 reloads.success.get(),
                 reloads.failure.get(),
             );
+            if let Some(status) = plane.store_status() {
+                render_fleet(&mut body, &status);
+            }
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+        }
+        "/api/v1/limits" => {
+            let data = plane.data();
+            let snapshot = data.snapshot.load();
+            let most = snapshot.config.server.max_connections_per_client;
+            let per_client = data.per_client.get().map(|table| &**table);
+            let body = crate::limit::report::json(&snapshot.limits, most, per_client);
+            Response::json(200, body)
         }
         "/status" => Response::new(200, "text/html; charset=utf-8", STATUS_PAGE.into())
             .with_header("Cache-Control", "no-store")
             .with_header("Content-Security-Policy", CSP),
         _ => not_found(path),
+    }
+}
+
+/// `weir_fleet_*`, under `[fleet]` only.
+fn render_fleet(out: &mut String, status: &crate::control::StoreStatus) {
+    use std::fmt::Write as _;
+    let gauges = [
+        (
+            "weir_fleet_revision",
+            "The fleet (etcd) configuration revision this instance applied.",
+            status.revision,
+        ),
+        (
+            "weir_fleet_connected",
+            "1 while etcd answers, 0 while it is unreachable.",
+            i64::from(status.connected),
+        ),
+        (
+            "weir_fleet_from_cache",
+            "1 while serving the cache file's state because etcd was down at start.",
+            i64::from(status.from_cache),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    let counters = [
+        ("weir_fleet_applies_total", "Snapshots rebuilt from fleet changes.", status.applies),
+        (
+            "weir_fleet_conflicts_total",
+            "API changes refused with 409: another instance changed the object first.",
+            status.conflicts,
+        ),
+        (
+            "weir_fleet_write_failures_total",
+            "API changes refused with 503: etcd did not answer.",
+            status.write_failures,
+        ),
+        (
+            "weir_fleet_relists_total",
+            "Full reads of the fleet prefix (start, compaction, outage).",
+            status.relists,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
 }
 

@@ -11,7 +11,8 @@ pub fn backend(label: &str, weight: u32) -> Backend {
     let address = BackendAddress::parse(label).expect("test address");
     let live = Arc::new(BackendLive::new(u64::from(weight), 1));
     let label = address.authority();
-    Backend { label, address, resolved: Vec::new(), weight, state: BackendState::Active, live }
+    let state = BackendState::Active;
+    Backend { label, address, resolved: Vec::new(), weight, tier: 0, serving: true, state, live }
 }
 
 /// Backends `10.0.0.I:80` with the given weights.
@@ -28,6 +29,8 @@ pub fn reweighted(old: &[Backend], weights: &[u32]) -> Vec<Backend> {
             label: b.label.clone(),
             resolved: Vec::new(),
             weight,
+            tier: b.tier,
+            serving: b.serving,
             state: b.state,
             live: Arc::clone(&b.live),
         })

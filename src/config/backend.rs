@@ -9,9 +9,33 @@ pub struct BackendConfig {
     pub address: BackendAddress,
     /// Relative weight, 0 to [`MAX_WEIGHT`](super::MAX_WEIGHT).
     pub weight: u32,
-    /// Whether the host is looked up again every `dns_refresh`, each address becoming a
-    /// backend of its own (DNS discovery); otherwise it is resolved once, at load.
-    pub resolve: bool,
+    /// How the host is looked up: once at load, or again and again by discovery (each
+    /// address, or each SRV target's address, becoming a backend of its own).
+    pub resolve: Resolve,
+}
+
+/// How a backend's host is looked up (`resolve = false | true | "srv"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Resolve {
+    /// Once, at load (`resolve = false`, the default).
+    Once,
+    /// Its A and AAAA records, again every `dns_refresh` (`resolve = true`).
+    Addresses,
+    /// Its SRV records (`resolve = "srv"`): ports, priorities and weights come from the
+    /// records, and each target's addresses are looked up. The address has no port
+    /// (stored as port 0).
+    Srv,
+}
+
+impl Resolve {
+    /// The value as the config file and the state file write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolve::Once => "false",
+            Resolve::Addresses => "true",
+            Resolve::Srv => "srv",
+        }
+    }
 }
 
 impl BackendConfig {
@@ -20,7 +44,21 @@ impl BackendConfig {
     pub fn at(addr: std::net::SocketAddr) -> BackendConfig {
         let address =
             BackendAddress { scheme: Scheme::Http, host: addr.ip().to_string(), port: addr.port() };
-        BackendConfig { address, weight: 1, resolve: false }
+        BackendConfig { address, weight: 1, resolve: Resolve::Once }
+    }
+
+    /// Whether discovery follows its host (`resolve = true` or `"srv"`).
+    pub fn is_discovered(&self) -> bool {
+        self.resolve != Resolve::Once
+    }
+
+    /// The address as written: an SRV name has no port.
+    pub fn written(&self) -> String {
+        match (self.resolve, self.address.scheme) {
+            (Resolve::Srv, Scheme::Http) => self.address.host.clone(),
+            (Resolve::Srv, Scheme::Https) => format!("https://{}", self.address.host),
+            _ => self.address.to_string(),
+        }
     }
 }
 

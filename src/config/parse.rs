@@ -14,24 +14,31 @@ use toml::Spanned;
 
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
-    AdminConfig, BackendAddress, BackendConfig, Config, ConfigError, HostMatch, LogConfig,
-    PoolConfig, ServerConfig, StrategyKind, MAX_WORKERS,
+    AdminConfig, BackendConfig, Config, ConfigError, HostMatch, LogConfig, PoolConfig,
+    ServerConfig, StrategyKind, MAX_WORKERS,
 };
 use crate::config::{Format, Target};
-use pool::{backend_address, pool_name, strategy};
+use pool::{pool_name, strategy};
 use route::{host_match, path_prefix, route_pool};
 
 #[cfg(test)]
 mod admin_tests;
 mod dns;
+mod fleet;
+#[cfg(test)]
+mod fleet_tests;
 mod health;
 mod http2;
+mod limit;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod log_tests;
 mod pool;
 mod route;
 #[cfg(test)]
 mod route_tests;
+mod rules;
 mod tls;
 #[cfg(test)]
 mod tls_tests;
@@ -47,7 +54,7 @@ const HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
 const MAX_HEADERS: u64 = 1000;
 /// What the top level may hold.
 const TOP_LEVEL: &str =
-    "the file (expected [server], [admin], [log], [dns], [[pool]] or [[route]])";
+    "the file (expected [server], [admin], [log], [dns], [fleet], [[pool]], [[limit]] or [[route]])";
 const DURATION_HINT: &str = r#"a duration string such as "5s""#;
 const SIZE_HINT: &str = r#"a size such as 65536 or "64KiB""#;
 const LISTEN_HINT: &str = r#"an address such as "127.0.0.1:8080" or "[::1]:8080""#;
@@ -118,7 +125,6 @@ enum Slot<'c> {
     PoolName(&'c mut String),
     Strategy(&'c mut StrategyKind),
     Backends(&'c mut Vec<BackendConfig>),
-    Address(&'c mut Option<BackendAddress>),
     Host(&'c mut Option<HostMatch>),
     PathPrefix(&'c mut Option<String>),
     PoolRef(&'c mut Option<String>, &'c [PoolConfig]),
@@ -171,7 +177,6 @@ impl Walker {
             Slot::PoolName(out) => text(name, v).and_then(|text| pool_name(out, text)),
             Slot::Strategy(out) => strategy(v).map(|kind| *out = kind),
             Slot::Backends(out) => self.backends(value).map(|list| *out = list),
-            Slot::Address(out) => backend_address(v).map(|addr| *out = Some(addr)),
             Slot::Host(out) => host_match(v).map(|host| *out = Some(host)),
             Slot::PathPrefix(out) => path_prefix(v).map(|prefix| *out = Some(prefix)),
             Slot::PoolRef(out, pools) => route_pool(v, pools).map(|pool| *out = Some(pool)),
@@ -185,21 +190,25 @@ impl Walker {
 
     fn document(&mut self, root: &DeTable<'_>) -> Config {
         let mut config = Config::default();
-        let mut routes = None;
+        let (mut routes, mut limits) = (None, None);
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => config.server = self.server(value),
                 "admin" => config.admin = self.admin(value),
                 "log" => config.log = self.log(value),
                 "dns" => config.dns = self.dns(value),
+                "fleet" => config.fleet = self.fleet(value),
                 "pool" => config.pools = self.pools(value),
                 // Routes name pools, so they are read once every pool is known.
                 "route" => routes = Some(value),
+                "limit" => limits = Some(value),
                 _ => self.fill(key, value, Slot::Unknown(TOP_LEVEL)),
             }
         }
+        config.limits = limits.map(|value| self.limits(value)).unwrap_or_default();
         for item in routes.map_or(&[][..], |value| self.tables("route", value)) {
-            config.routes.extend(self.route(item, &config.pools));
+            let ids = config.server.request_id.is_some();
+            config.routes.extend(self.route(item, &config.pools, ids, &config.limits));
         }
         config
     }
@@ -234,10 +243,18 @@ impl Walker {
                     continue;
                 }
                 "proxy_protocol" => Slot::Flag(&mut out.proxy_protocol),
+                "request_id" => {
+                    out.request_id = self.request_id(value);
+                    continue;
+                }
                 "trusted_proxies" => {
                     out.trusted_proxies = self.cidr_list("trusted_proxies", value);
                     continue;
                 }
+                "max_connections_per_client" => Slot::Check(Box::new(|v| {
+                    let most = integer("max_connections_per_client", v, 1, MAX_CONNECTIONS);
+                    most.map(|n| out.max_connections_per_client = Some(n as usize))
+                })),
                 _ => Slot::Unknown("[server]"),
             };
             self.fill(key, value, slot);

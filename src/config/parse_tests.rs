@@ -40,7 +40,7 @@ fn addr(text: &str) -> SocketAddr {
 
 fn backend(text: &str, weight: u32) -> BackendConfig {
     let address = BackendAddress::parse(text).expect("test backend");
-    BackendConfig { address, weight, resolve: false }
+    BackendConfig { address, weight, resolve: crate::config::Resolve::Once }
 }
 
 const FULL: &str = r#"
@@ -121,6 +121,8 @@ fn full_file_parses_to_the_expected_config() {
         path_prefix: path_prefix.map(str::to_string),
         pool: pool.to_string(),
         acl: Default::default(),
+        rules: Default::default(),
+        limits: Vec::new(),
     };
     let expected = Config {
         source: None,
@@ -141,6 +143,8 @@ fn full_file_parses_to_the_expected_config() {
             tls: Vec::new(),
             proxy_protocol: false,
             trusted_proxies: None,
+            request_id: None,
+            max_connections_per_client: None,
         },
         admin: AdminConfig {
             listen: Some(addr("127.0.0.1:9999")),
@@ -160,6 +164,8 @@ fn full_file_parses_to_the_expected_config() {
             format: crate::config::Format::Json,
         },
         dns: crate::config::DnsConfig::default(),
+        fleet: None,
+        limits: Vec::new(),
     };
     assert_eq!(parse(FULL), expected);
 }

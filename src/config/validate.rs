@@ -25,6 +25,11 @@ pub fn check(config: &Config) -> Result<(), String> {
         if route.path_prefix.as_ref().is_some_and(|prefix| !prefix.starts_with('/')) {
             return Err(format!("route {index}: `path_prefix` must start with '/'"));
         }
+        if let Some(name) =
+            route.limits.iter().find(|n| !config.limits.iter().any(|l| &l.name == *n))
+        {
+            return Err(format!("route {index} names limit `{name}`, which does not exist"));
+        }
     }
     Ok(())
 }
@@ -45,7 +50,8 @@ fn check_pool(pool: &PoolConfig) -> Result<(), String> {
         if backend.address.scheme == Scheme::Https {
             return Err("https backends are not supported yet in this build".to_string());
         }
-        if backend.address.port == 0 {
+        // An SRV name has no port of its own: its records give one per target.
+        if backend.address.port == 0 && backend.resolve != super::Resolve::Srv {
             return Err(format!("backend `{}`: port 0 is not usable", backend.address));
         }
     }
@@ -85,7 +91,7 @@ mod tests {
         let backend = |text: &str| BackendConfig {
             address: BackendAddress::parse(text).unwrap(),
             weight: 1,
-            resolve: false,
+            resolve: crate::config::Resolve::Once,
         };
         let mut config = Config::default();
         let backends = vec![backend("127.0.0.1:9001"), backend("127.0.0.1:9002")];
@@ -116,6 +122,8 @@ mod tests {
             path_prefix: None,
             pool: "nope".into(),
             acl: Default::default(),
+            rules: Default::default(),
+            limits: Vec::new(),
         });
         assert!(check(&c).unwrap_err().contains("does not exist"));
         let mut c = config();

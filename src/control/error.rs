@@ -25,6 +25,8 @@ pub enum EditError<E> {
     Upgrading,
     /// An internal lock was poisoned by a panic.
     Poisoned,
+    /// The fleet store refused or could not take the change.
+    Store(super::StoreError),
 }
 
 impl<E: fmt::Display> fmt::Display for EditError<E> {
@@ -40,6 +42,7 @@ impl<E: fmt::Display> fmt::Display for EditError<E> {
                 f.write_str("binary upgrade in progress; retry the change on the new process")
             }
             EditError::Poisoned => f.write_str(POISONED),
+            EditError::Store(error) => error.fmt(f),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! configuration (API edits, reloads, DNS discovery, backends that finished draining)
 //! goes through it, and it alone builds and swaps snapshots.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
@@ -23,11 +22,11 @@ use crate::state;
 /// before the registry mutex.
 pub struct Plane {
     /// The data path's view; the plane is the only one that stores its snapshot.
-    data: Arc<Context>,
+    pub(super) data: Arc<Context>,
     /// Live backend state by identity; locked only while building a snapshot.
     pub(super) registry: Mutex<Registry>,
     /// The config file's view, the state file and the loader; serialises changes.
-    control: Mutex<Control>,
+    pub(super) control: Mutex<Control>,
     /// Wakes the health thread after a swap, so probers follow the new snapshot.
     health_wake: Notify,
     /// The drain thread, unparked when a new snapshot may have started a drain and at
@@ -37,6 +36,11 @@ pub struct Plane {
     reloads: ReloadStats,
     /// Counters of DNS discovery, for `/metrics`.
     dns: Arc<discovery::stats::Stats>,
+    /// The fleet store, if any (also in `control`; here for status reads without the
+    /// control lock).
+    pub(super) store: Option<Arc<dyn super::Store>>,
+    /// Where discovery sources hand their endpoint sets over.
+    sink: Arc<discovery::coalesce::Sink>,
 }
 
 impl Plane {
@@ -47,8 +51,11 @@ impl Plane {
         control: Control,
         registry: Registry,
         dns: Arc<discovery::stats::Stats>,
+        sink: Arc<discovery::coalesce::Sink>,
     ) -> Plane {
+        let store = control.store.clone();
         Plane {
+            store,
             data,
             registry: Mutex::new(registry),
             control: Mutex::new(control),
@@ -56,6 +63,7 @@ impl Plane {
             drainer: OnceLock::new(),
             reloads: ReloadStats::default(),
             dns,
+            sink,
         }
     }
 
@@ -72,6 +80,12 @@ impl Plane {
     /// Counters of DNS discovery, for `/metrics`.
     pub fn dns(&self) -> &discovery::stats::Stats {
         &self.dns
+    }
+
+    /// Where discovery sources hand their complete endpoint sets over; rebuilds are
+    /// coalesced ([`discovery::coalesce`]).
+    pub fn sink(&self) -> &Arc<discovery::coalesce::Sink> {
+        &self.sink
     }
 
     /// Unparks the drain thread: a drain may have started, or shutdown began.
@@ -110,11 +124,11 @@ impl Plane {
         if control.upgrading {
             return Err(EditError::Upgrading);
         }
+        if let Some(store) = control.store.clone() {
+            return self.edit_shared(&control, &*store, change);
+        }
         let current = self.data.snapshot.load_full();
-        let mut config = (*current.config).clone();
-        let remove_now = change(&mut config).map_err(EditError::Change)?;
-        validate::check(&config).map_err(EditError::Invalid)?;
-        let config = Arc::new(config);
+        let (config, remove_now) = edited(&current.config, change)?;
         let mut registry = self.registry.lock().map_err(|_| EditError::Poisoned)?;
         // Put back on any error, so a refused change leaves no trace: no `?now=true` mark,
         // and removed backends keep their live state (id, counters, health).
@@ -175,8 +189,10 @@ impl Plane {
         if file.server.workers != current.config.server.workers {
             tracing::warn!("a worker count change takes effect on restart or binary upgrade");
         }
-        let overrides = state::diff(&control.file, &current.config);
-        let (mut running, notes) = state::apply(&file, &overrides);
+        let (mut running, notes) = match &control.store {
+            Some(store) => store.apply(&file),
+            None => state::apply(&file, &state::diff(&control.file, &current.config)),
+        };
         // The admin listener is bound at start and a reload cannot move it, so the token
         // rule is checked against the address it really listens on.
         running.admin.listen = current.config.admin.listen;
@@ -191,7 +207,7 @@ impl Plane {
         let listeners = listeners.map_err(ReloadError::Listeners)?;
         let snapshot = self.build(&mut registry, &running, true).map_err(ReloadError::Build)?;
         control.file = Arc::new(file);
-        if !notes.is_empty() {
+        if !notes.is_empty() && control.store.is_none() {
             control.persist(&running);
         }
         let generation = self.swap(snapshot, "configuration reloaded").generation;
@@ -202,7 +218,7 @@ impl Plane {
     /// Builds the next snapshot, resolving every fixed backend again if `fresh`; the
     /// generation is read under the registry lock, so it grows by one with every swap
     /// whoever makes it.
-    fn build(
+    pub(super) fn build(
         &self,
         registry: &mut Registry,
         config: &Arc<Config>,
@@ -218,7 +234,7 @@ impl Plane {
 
     /// Publishes `built` (its effects on live state), swaps it in and logs `what`
     /// happened.
-    fn swap(&self, built: Built, what: &str) -> Arc<Snapshot> {
+    pub(super) fn swap(&self, built: Built, what: &str) -> Arc<Snapshot> {
         debug_assert_eq!(built.snapshot().generation, self.data.snapshot.load().generation + 1);
         let snapshot = Arc::new(built.publish());
         self.data.snapshot.store(Arc::clone(&snapshot));
@@ -252,14 +268,20 @@ impl Plane {
         registry.has_departures()
     }
 
-    /// Records new address sets of `resolve = true` names ([`crate::discovery`]) and
-    /// swaps in a snapshot of the running config built with them. Refused for the
-    /// causes a reload is ([`ReloadError::Build`], a poisoned lock).
-    pub fn rediscover(&self, changed: Vec<(String, Vec<IpAddr>)>) -> Result<u64, ReloadError> {
+    /// Records new endpoint sets of discovered names ([`crate::discovery`]) and swaps in
+    /// a snapshot of the running config built with them. Refused for the causes a reload
+    /// is ([`ReloadError::Build`], a poisoned lock).
+    pub fn rediscover(
+        &self,
+        changed: Vec<(String, Vec<discovery::Endpoint>)>,
+    ) -> Result<u64, ReloadError> {
         let mut registry = self.registry.lock().map_err(|_| ReloadError::Poisoned("registry"))?;
-        registry.discovered_mut().extend(changed);
         // Loaded under the lock, so a reload cannot slip in between and be undone.
         let current = self.data.snapshot.load_full();
+        // A set that waited in the sink while a reload removed its name is dropped.
+        let names = discovery::names(&current.config);
+        let known = changed.into_iter().filter(|(name, _)| names.contains_key(name));
+        registry.discovered_mut().extend(known);
         let built = registry.rebuild(&current.config, current.generation + 1);
         let built = built.map_err(ReloadError::Build)?;
         Ok(self.swap(built, "backend addresses changed").generation)
@@ -274,6 +296,21 @@ impl Plane {
     }
 }
 
+/// A backend an API change removed without a drain: (pool, `HOST:PORT`).
+pub(super) type RemovedNow = Option<(String, String)>;
+
+/// `running` after `change`, checked by the config file's rules; and the backend, if
+/// any, that `change` removed without a drain.
+pub(super) fn edited<E>(
+    running: &Config,
+    change: impl FnOnce(&mut Config) -> Result<RemovedNow, E>,
+) -> Result<(Arc<Config>, RemovedNow), EditError<E>> {
+    let mut config = running.clone();
+    let remove_now = change(&mut config).map_err(EditError::Change)?;
+    validate::check(&config).map_err(EditError::Invalid)?;
+    Ok((Arc::new(config), remove_now))
+}
+
 /// The DNS thread hands its findings to the plane; it never locks the registry.
 impl discovery::Host for Plane {
     fn config(&self) -> Arc<Config> {
@@ -284,7 +321,7 @@ impl discovery::Host for Plane {
         self.data.shutdown.subscribe()
     }
 
-    fn rediscovered(&self, changed: Vec<(String, Vec<IpAddr>)>) {
+    fn rediscovered(&self, changed: Vec<(String, Vec<discovery::Endpoint>)>) {
         if let Err(error) = self.rediscover(changed) {
             tracing::error!("dns: new addresses not applied: {error}");
         }

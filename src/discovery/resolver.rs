@@ -44,14 +44,75 @@ const CACHE_SIZE: u64 = 256;
 /// Most bytes of resolv.conf read: a real one is a few hundred bytes.
 const MAX_RESOLV_CONF: u64 = 64 * 1024;
 
-/// Why a query got no usable answer: hickory's error, as text (timeout, SERVFAIL,
-/// REFUSED, a socket error, an unusable reply).
+/// Why a query got no usable answer: its kind, for the `kind` label of
+/// `weir_discovery_errors_total`, and hickory's error as text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure(pub String);
+pub struct Failure {
+    /// The kind.
+    pub kind: FailureKind,
+    /// What hickory said.
+    pub text: String,
+}
+
+/// What kind of failure a lookup met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureKind {
+    /// No answer in time.
+    Timeout,
+    /// The server answered with an error code (SERVFAIL, REFUSED, ...).
+    Server,
+    /// A socket error: nothing listens, the connection was refused or reset.
+    Network,
+    /// An answer with nothing usable (NXDOMAIN, no record, no target address).
+    Empty,
+    /// Anything else (a malformed reply, ...).
+    Other,
+}
+
+impl FailureKind {
+    /// Every kind, in the order `/metrics` lists them.
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Timeout,
+        FailureKind::Server,
+        FailureKind::Network,
+        FailureKind::Empty,
+        FailureKind::Other,
+    ];
+
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Server => "server",
+            FailureKind::Network => "network",
+            FailureKind::Empty => "empty",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+impl Failure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, text: impl Into<String>) -> Failure {
+        Failure { kind, text: text.into() }
+    }
+
+    /// hickory's error, classified.
+    fn of(error: &NetError) -> Failure {
+        let kind = match error {
+            NetError::Timeout => FailureKind::Timeout,
+            NetError::Dns(_) => FailureKind::Server,
+            NetError::Io(_) | NetError::NoConnections => FailureKind::Network,
+            error if error.is_connection_closed() => FailureKind::Network,
+            _ => FailureKind::Other,
+        };
+        Failure::new(kind, error.to_string())
+    }
+}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -122,6 +183,38 @@ impl Resolver {
     }
 }
 
+/// The SRV records of a name (none for a name without any), with their lowest TTL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SrvFound {
+    /// `(priority, weight, port, target)`, in answer order; a target of `.` (the service
+    /// is not offered, RFC 2782) is left out.
+    pub records: Vec<(u16, u16, u16, String)>,
+    /// Seconds the answer may be cached; `None` when nothing was found.
+    pub ttl: Option<u32>,
+}
+
+impl Resolver {
+    /// The SRV records of `name`; a name that does not exist or has none is an empty
+    /// answer, not a failure.
+    pub async fn srv(&self, name: &str) -> Result<SrvFound, Failure> {
+        let lookup = match self.inner.lookup(name, RecordType::SRV).await {
+            Ok(lookup) => lookup,
+            Err(error) => return nothing_or_failure(error).map(|_| SrvFound::default()),
+        };
+        let records = lookup.answers();
+        let srv = |record: &Record| match &record.data {
+            RData::SRV(srv) if !srv.target.is_root() => {
+                let target = srv.target.to_ascii();
+                Some((srv.priority, srv.weight, srv.port, target))
+            }
+            _ => None,
+        };
+        let found: Vec<_> = records.iter().filter_map(srv).collect();
+        let ttl = records.iter().map(|record| record.ttl).min().filter(|_| !found.is_empty());
+        Ok(SrvFound { records: found, ttl })
+    }
+}
+
 /// The addresses of type `rtype` among `records`, with the lowest TTL of all of them
 /// (CNAME records included: the alias may change first).
 pub fn addresses(records: &[Record], rtype: RecordType) -> Found {
@@ -139,7 +232,7 @@ pub fn addresses(records: &[Record], rtype: RecordType) -> Found {
 pub fn nothing_or_failure(error: NetError) -> Result<Found, Failure> {
     match error.is_no_records_found() || error.is_nx_domain() {
         true => Ok(Found::default()),
-        false => Err(Failure(error.to_string())),
+        false => Err(Failure::of(&error)),
     }
 }
 

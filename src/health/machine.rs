@@ -127,6 +127,12 @@ pub enum Event<'a> {
     },
     /// Probes were turned off by a reload: the active flag no longer has an owner.
     ProbesRemoved,
+    /// The discovery source reported the backend's readiness (on every snapshot
+    /// published; only a change is a transition).
+    Source {
+        /// The source says it serves.
+        serving: bool,
+    },
 }
 
 /// The configuration the machine applies.
@@ -177,6 +183,9 @@ pub struct Machine {
     pub probe_failures: u32,
     /// The passive flag.
     pub passive: Passive,
+    /// The source flag (Envoy's EDS health status): the discovery source says the
+    /// backend does not serve (Kubernetes `serving: false`).
+    pub source_down: bool,
     /// Consecutive ejections: the next ejection lasts `base × (this + 1)`.
     pub ejections: u32,
     /// When the passive flag was last cleared: each `base_ejection` since then takes one
@@ -199,6 +208,7 @@ impl Machine {
             probe_passes: 0,
             probe_failures: 0,
             passive: Passive::Clear,
+            source_down: false,
             ejections: 0,
             clear_since: now,
             since: now,
@@ -209,12 +219,15 @@ impl Machine {
 
     /// Whether no flag is set.
     pub fn is_healthy(&self) -> bool {
-        !self.active_failed && self.passive == Passive::Clear
+        !self.active_failed && self.passive == Passive::Clear && !self.source_down
     }
 
-    /// The state in one word: `healthy`, `unhealthy` (failed probes), `ejected` or
-    /// `half_open`.
+    /// The state in one word: `not_serving` (its source says so), `healthy`,
+    /// `unhealthy` (failed probes), `ejected` or `half_open`.
     pub fn state_name(&self) -> &'static str {
+        if self.source_down {
+            return "not_serving";
+        }
         match (self.active_failed, self.passive) {
             (true, _) => "unhealthy",
             (false, Passive::Clear) => "healthy",
@@ -253,6 +266,12 @@ impl Machine {
                 ("probes were turned off".to_string(), false)
             }
             Event::ProbesRemoved => return None,
+            Event::Source { serving } if serving == self.source_down => {
+                self.source_down = !serving;
+                let what = if serving { "serves again" } else { "does not serve" };
+                (format!("its discovery source says it {what}"), false)
+            }
+            Event::Source { .. } => return None,
         };
         self.since = now;
         self.since_wall = SystemTime::now();

@@ -23,6 +23,9 @@ pub type Picked<'p> = (usize, Option<Trial<'p>>);
 /// one pass in pool order. `None` when no such backend is usable.
 pub fn pick<'p>(pool: &'p Pool, request: &PickRequest<'_>, tried: &[usize]) -> Option<Picked<'p>> {
     let backends = &pool.backends;
+    if pool.tiered {
+        pool.follow_tier();
+    }
     for _ in 0..PICKS.min(backends.len().max(1)) {
         let index = pool.strategy.pick(backends, request)?;
         if !tried.contains(&index) {
@@ -31,9 +34,26 @@ pub fn pick<'p>(pool: &'p Pool, request: &PickRequest<'_>, tried: &[usize]) -> O
             }
         }
     }
-    (0..backends.len())
+    let found = (0..backends.len())
         .filter(|index| !tried.contains(index) && backends[*index].is_usable())
-        .find_map(|index| admit(pool, index))
+        .find_map(|index| admit(pool, index));
+    match found {
+        Some(picked) => Some(picked),
+        // A retry that found its tier spent falls to the next tier with an untried
+        // usable backend, without moving the pool's tier for other requests.
+        None if pool.tiered && !tried.is_empty() => next_tier(pool, tried),
+        None => None,
+    }
+}
+
+/// The first untried usable backend of the lowest tier above those `tried` spent.
+fn next_tier<'p>(pool: &'p Pool, tried: &[usize]) -> Option<Picked<'p>> {
+    let backends = &pool.backends;
+    let untried = (0..backends.len()).filter(|index| !tried.contains(index));
+    let usable = untried.filter(|index| backends[*index].is_usable_in_any_tier());
+    let mut by_tier: Vec<usize> = usable.collect();
+    by_tier.sort_by_key(|index| backends[*index].tier);
+    by_tier.into_iter().find_map(|index| admit(pool, index))
 }
 
 /// `index` as a pick: a healthy backend as it is; a half-open one only if this request

@@ -80,6 +80,8 @@ pub struct Decoder {
     trailer_bytes: usize,
     /// The current trailer line's colon has been seen: its name is complete.
     trailer_colon: bool,
+    /// Chunk data bytes consumed so far, for a body size limit.
+    data: u64,
 }
 
 /// What one call to [`Decoder::feed`] found.
@@ -107,7 +109,13 @@ impl Decoder {
             line_bytes: 0,
             trailer_bytes: 0,
             trailer_colon: false,
+            data: 0,
         }
+    }
+
+    /// Chunk data bytes consumed so far (framing not counted).
+    pub fn data_bytes(&self) -> u64 {
+        self.data
     }
 
     /// The whole body, trailers included, has been seen.
@@ -139,6 +147,7 @@ impl Decoder {
     pub fn feed(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
         if let State::Data(remaining) = self.state {
             let take = remaining.min(input.len() as u64) as usize;
+            self.data += take as u64;
             self.state = if take as u64 == remaining {
                 State::DataCr
             } else {

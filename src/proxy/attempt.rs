@@ -9,6 +9,7 @@ use super::buffers::Buffers;
 use super::class::AttemptError;
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
 use super::io::Stream;
+use super::policy::{self, Policy};
 use super::pump::Capture;
 use super::retry::held::{self, Held};
 use super::retry::Plan;
@@ -29,6 +30,8 @@ pub(super) struct Request<'a> {
     pub client: &'a Client,
     /// A `Set-Cookie` line to add to the response, or empty.
     pub set_cookie: &'a [u8],
+    /// The route's rules and the request id: response fields, `max_body`.
+    pub policy: Option<&'a Policy<'a>>,
     /// The connection's timer.
     pub alarm: &'a mut Alarm,
     /// When this attempt began (the request's start for the first one).
@@ -38,6 +41,22 @@ pub(super) struct Request<'a> {
     /// The request is a gRPC call: its waits on either side are bounded by the pool's
     /// `stream_idle_timeout` ([`limits`]).
     pub grpc: bool,
+}
+
+impl<'a> Request<'a> {
+    /// The request of one attempt; its deadline and gRPC-ness come from how it ends.
+    pub(super) fn of(
+        info: &'a RequestInfo,
+        client: &'a Client,
+        set_cookie: &'a [u8],
+        policy: Option<&'a Policy<'a>>,
+        alarm: &'a mut Alarm,
+        started: Instant,
+        ending: &super::failure::Ending,
+    ) -> Request<'a> {
+        let (deadline, grpc) = (ending.deadline, ending.grpc);
+        Request { info, client, set_cookie, policy, alarm, started, deadline, grpc }
+    }
 }
 
 /// Runs one attempt on `backend`: a pooled connection unless the plan asks for a fresh
@@ -51,9 +70,9 @@ pub(super) async fn attempt<'p, S: Stream>(
     request: Request<'_>,
     plan: &mut Plan<'p>,
 ) -> Result<(Outcome, Option<Upstream>), AttemptError> {
-    let Request { info, client, set_cookie, alarm, started, deadline, grpc } = request;
-    let draining = client.drain.is_draining();
-    let exchange = exchange_of(info, server, draining, stream.websocket_accept());
+    let Request { info, client, set_cookie, policy, alarm, started, deadline, grpc } = request;
+    let (lines, strip, max_body) = policy::for_attempt(policy, set_cookie, pool, backend);
+    let exchange = exchange_of(info, server, client.drain.is_draining(), stream.websocket_accept());
     let (mut link, reused) = link(backend, pool, server, client, plan.fresh, started).await?;
     plan.reused = reused;
     plan.start_capture(&buffers.head, info, pool);
@@ -63,13 +82,13 @@ pub(super) async fn attempt<'p, S: Stream>(
         head: &mut buffers.head,
         reply: &mut buffers.reply,
         upstream: &mut buffers.upstream,
-        extra_header: set_cookie,
+        extra_header: lines.as_deref().unwrap_or(set_cookie),
+        strip,
         alarm,
         // A new connection took time to open; a pooled one took none worth a clock read.
         started: if reused { started } else { Instant::now() },
     };
-    let left = deadline.map(|deadline| deadline.saturating_duration_since(started));
-    let limits = limits(server, &pool.settings, grpc, left);
+    let limits = Limits { max_body, ..limits(server, &pool.settings, grpc, deadline, started) };
     // The replay copy is apart from the plan while the exchange fills it, so a retry
     // can be arranged (on the plan) during the exchange; it goes back after.
     let mut capture = plan.capture.take();
@@ -235,8 +254,10 @@ pub(super) fn limits(
     server: &ServerConfig,
     settings: &PoolConfig,
     grpc: bool,
-    deadline_left: Option<Duration>,
+    deadline: Option<Instant>,
+    started: Instant,
 ) -> Limits {
+    let deadline_left = deadline.map(|deadline| deadline.saturating_duration_since(started));
     let idle = |http: Duration| if grpc { settings.stream_idle_timeout } else { http };
     let response_timeout = idle(settings.response_timeout);
     Limits {
@@ -246,6 +267,7 @@ pub(super) fn limits(
         send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
         grpc_retry: if grpc { settings.retry.on.grpc } else { Default::default() },
+        max_body: None,
     }
 }
 

@@ -202,26 +202,9 @@ impl AttemptError {
     pub fn class(&self) -> Class<'_> {
         use self::CauseText::Fixed;
         use AttemptError::{Connect, Exchange, Status, Tls};
-        use Source::{Client, UpstreamConnect, UpstreamExchange};
+        use Source::{Client, UpstreamExchange};
         match self {
-            Connect(ConnectError::Local(fault, _)) => {
-                Class::answer(Source::Local, 503, "local resource exhausted")
-                    .cause(CauseText::Local(*fault))
-                    .counter(Counter::LocalError(*fault))
-            }
-            Connect(ConnectError::Timeout) => {
-                Class::answer(UpstreamConnect, 502, "upstream connect timeout")
-                    .retry(CONNECT)
-                    .health(Health::Failure(Cause::ConnectTimeout))
-                    .counter(Counter::ConnectFailure)
-            }
-            Connect(ConnectError::Failed(error)) => {
-                Class::answer(UpstreamConnect, 502, "upstream connect failed")
-                    .cause(CauseText::ConnectFailed(error))
-                    .retry(CONNECT)
-                    .health(Health::Failure(Cause::Connect))
-                    .counter(Counter::ConnectFailure)
-            }
+            Connect(error) => Class::connect(error),
             // A refused handshake (untrusted, expired or wrong-name certificate, a refused
             // client certificate) means no request can get through: a failed connect.
             Tls(error) => Class::tls(error).retry(HANDSHAKE),
@@ -248,6 +231,8 @@ impl AttemptError {
             Exchange(Failure::ClientTimeout) => Class::answer(Client, 408, "request body timeout"),
             Exchange(Failure::ClientBadBody) => Class::answer(Client, 400, "bad request body")
                 .cause(Fixed("malformed chunked request body")),
+            Exchange(Failure::BodyTooLarge) => Class::answer(Client, 413, "request body too large")
+                .cause(Fixed("request body over the route's max_body")),
             Exchange(Failure::ClientGone) => {
                 Class { reply: Reply::Nothing, ..Class::answer(Client, 0, "client gone") }
             }
@@ -272,6 +257,31 @@ impl AttemptError {
 }
 
 impl<'e> Class<'e> {
+    /// A connection that could not be opened: weir's own resource fault (503), or the
+    /// backend's (502, retried on another backend).
+    fn connect(error: &'e ConnectError) -> Class<'e> {
+        match error {
+            ConnectError::Local(fault, _) => {
+                Class::answer(Source::Local, 503, "local resource exhausted")
+                    .cause(CauseText::Local(*fault))
+                    .counter(Counter::LocalError(*fault))
+            }
+            ConnectError::Timeout => {
+                Class::answer(Source::UpstreamConnect, 502, "upstream connect timeout")
+                    .retry(CONNECT)
+                    .health(Health::Failure(Cause::ConnectTimeout))
+                    .counter(Counter::ConnectFailure)
+            }
+            ConnectError::Failed(failed) => {
+                Class::answer(Source::UpstreamConnect, 502, "upstream connect failed")
+                    .cause(CauseText::ConnectFailed(failed))
+                    .retry(CONNECT)
+                    .health(Health::Failure(Cause::Connect))
+                    .counter(Counter::ConnectFailure)
+            }
+        }
+    }
+
     /// A failure answered with `status`, logged as `label` (also its cause until set),
     /// never retried, unheard by health and uncounted: the arms of
     /// [`AttemptError::class`] add what differs.

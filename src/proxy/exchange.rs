@@ -23,6 +23,9 @@ use crate::http1::BodyKind;
 mod head;
 pub(super) use head::HeadReader;
 
+/// The cause of a response cut because the request body passed `max_body`.
+pub const BODY_TOO_LARGE: &str = "request body over max_body";
+
 /// Where the request body comes from on this attempt.
 pub enum Upload<'a> {
     /// Stream it from the client after the head in `Io::head`, optionally adding the body
@@ -46,6 +49,9 @@ pub struct Io<'a> {
     /// Whole header lines (`Name: value\r\n`) to add to the final response head, or
     /// empty: the sticky `Set-Cookie`.
     pub extra_header: &'a [u8],
+    /// Fields to remove from the final response head before `extra_header` is added
+    /// (a route's `response_headers`, the request id's header).
+    pub strip: crate::rules::Strip<'a>,
     /// The connection's timer, for the response timeout.
     pub alarm: &'a mut Alarm,
     /// When the exchange began: the start of `header_latency`, and of the response
@@ -70,6 +76,8 @@ pub struct Limits {
     /// gRPC statuses retried: a gRPC call's trailers-only answer with one of them, to
     /// a request sent whole and kept, is not relayed if a retry is arranged.
     pub grpc_retry: crate::config::GrpcCodes,
+    /// Most request body data bytes (the route's `max_body`), if any.
+    pub max_body: Option<u64>,
 }
 
 /// How an exchange that produced a response ended.
@@ -134,6 +142,8 @@ impl Sent {
                 ("client took no byte for send_timeout", false)
             }
             PumpError::Write(_) => ("client gone", false),
+            // Only a request body has a limit; a response pump never stops so.
+            PumpError::TooLarge => (BODY_TOO_LARGE, false),
         };
         if self.written == 0 && upstream_fault {
             return Failure::BadResponse(cause);
@@ -172,6 +182,8 @@ pub enum Failure {
     ClientTimeout,
     /// The client's chunked body was malformed.
     ClientBadBody,
+    /// The client's body grew past the route's `max_body`.
+    BodyTooLarge,
     /// The response had begun when something failed; the client connection must close.
     Aborted(Cut),
     /// A gRPC call's trailers-only answer carried a status in `Limits::grpc_retry`, and
@@ -195,7 +207,7 @@ pub async fn run<C: Stream, U: Stream>(
 ) -> Result<Outcome, Failure> {
     let (mut client_read, mut client_write) = client.halves();
     let (mut upstream_read, mut upstream_write) = upstream.halves();
-    let Io { input, head, reply, upstream: upstream_buf, extra_header, alarm, started } = io;
+    let Io { input, head, reply, upstream: upstream_buf, extra_header, strip, alarm, started } = io;
     upstream_buf.clear();
     let head_len = head.len() as u64;
     let body = request.body;
@@ -222,6 +234,7 @@ pub async fn run<C: Stream, U: Stream>(
         return Err(Failure::GrpcRetry);
     }
     upstream_buf.advance(info.head_len);
+    strip.apply(reply);
     crate::http1::lines::append_lines(reply, extra_header);
     if info.status == 101 {
         let sent = write_all(&mut client_write, reply, limits.send_timeout).await;
@@ -238,14 +251,7 @@ pub async fn run<C: Stream, U: Stream>(
         pump.flush(&mut client_write).await.map(|()| length as u64)
     } else {
         let download = pump.run(upstream_buf, &mut upstream_read, &mut client_write);
-        let mut download = pin!(download);
-        // The rest of the request body goes up while the response comes down.
-        loop {
-            tokio::select! {
-                result = &mut upload, if uploaded.is_none() => uploaded = Some(result),
-                result = &mut download => break result,
-            }
-        }
+        both_ways(upload.as_mut(), pin!(download), &mut uploaded).await
     };
     let sent = Sent { status: info.status, head: reply_head, written: pump.written };
     let downloaded = downloaded.map_err(|error| sent.failure(error));
@@ -265,6 +271,31 @@ impl Outcome {
         self.bytes_sent += heads.0;
         self.bytes_received += heads.1;
         self
+    }
+}
+
+/// Sends the rest of the request body while the response comes down, until the
+/// response ends. A body over `max_body` ends both: the backend has answered a request
+/// it will never see whole, so the rest of its answer means nothing to the client.
+async fn both_ways<U, D>(
+    mut upload: std::pin::Pin<&mut U>,
+    mut download: std::pin::Pin<&mut D>,
+    uploaded: &mut Option<Result<u64, PumpError>>,
+) -> Result<u64, PumpError>
+where
+    U: std::future::Future<Output = Result<u64, PumpError>>,
+    D: std::future::Future<Output = Result<u64, PumpError>>,
+{
+    loop {
+        tokio::select! {
+            result = upload.as_mut(), if uploaded.is_none() => {
+                if matches!(result, Err(PumpError::TooLarge)) {
+                    return Err(PumpError::TooLarge);
+                }
+                *uploaded = Some(result);
+            }
+            result = download.as_mut() => return result,
+        }
     }
 }
 
@@ -295,6 +326,7 @@ pub fn download<'a>(info: &ResponseInfo, limits: &Limits, reply: &'a mut Vec<u8>
         written: 0,
         staged: reply,
         capture: None,
+        limit: None,
     }
 }
 
@@ -379,6 +411,7 @@ where
                 written: 0,
                 staged: head,
                 capture,
+                limit: limits.max_body,
             };
             let sent = pump.run(input, client, upstream).await;
             kept.set(pump.capture.as_ref().is_some_and(|capture| !capture.overflow));

@@ -33,6 +33,7 @@ fn only_a_body_already_buffered_after_a_sent_request_takes_the_one_write_path() 
 pub(in crate::proxy) fn limits() -> Limits {
     Limits {
         grpc_retry: crate::config::GrpcCodes::default(),
+        max_body: None,
         body_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(1),

@@ -9,11 +9,14 @@ use tokio::time::Instant;
 
 use super::attempt::{attempt, Request};
 use super::buffers::Buffers;
+use super::class::AttemptError;
 use super::class::{Class, Counter, Health};
 use super::exchange::Outcome;
+use super::exchange::{Failure, BODY_TOO_LARGE};
 use super::failure::{fail, Ending, Failed};
 use super::io::Stream;
 use super::logging::{Done, Pending};
+use super::policy::{self, Policy};
 use super::retry::{Next, Plan};
 use super::{affinity, reply, Client, Conn, SnapshotRef};
 use crate::balance::{self, PickRequest};
@@ -60,21 +63,17 @@ pub async fn handle<S: Stream>(
 ) -> bool {
     let Conn { client, alarm, mut started } = conn;
     let server = &snapshot.config.server;
-    let choice = choose(snapshot, client, buffers, &info);
+    let (id, logged) = policy::begin(server, client, &buffers.input[..info.head_len], &info);
+    let choice = choose(snapshot, client, buffers, &info, id).await;
     let ending = ending_of(&choice, client, &info, &buffers.input[..info.head_len], started);
-    let logged = Pending::start(client, &buffers.input[..info.head_len], &info);
     buffers.input.advance(info.head_len);
-    let (pool, (index, mut trial), mut set_cookie) = match choice {
-        Choice::Backend { pool, picked, set_cookie } => (pool, picked, set_cookie),
-        Choice::Refuse(status, cause, log) => {
-            let answer = reply::Answer::local(status, &cause, !ending.keep);
-            let answer = reply::Answer { grpc: ending.grpc, ..answer };
-            reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
-            logged.finish(client, Done::refused(status, log));
-            return ending.keep;
+    let (pool, (index, mut trial), mut set_cookie, mut policy) = match choice {
+        Choice::Backend { pool, picked, set_cookie, policy } => (pool, picked, set_cookie, policy),
+        Choice::Local(local) => {
+            return answer_locally(stream, client, buffers, local, ending, server, logged).await
         }
     };
-    prepare_head(&mut buffers.head, pool, &pool.backends[index], &info);
+    prepare_head(&mut buffers.head, pool, &pool.backends[index], &info, policy.as_mut());
     pool.live.budget.on_request(started);
     let mut plan = Plan::new(index);
     // Bounded: each pass is the first attempt, the one stale replay, or one of at most
@@ -82,10 +81,8 @@ pub async fn handle<S: Stream>(
     loop {
         let backend = &pool.backends[plan.current()];
         let _in_flight = InFlight::new(&backend.live);
-        let (cookie, alarm) = (&set_cookie[..], &mut *alarm);
-        let (deadline, grpc) = (ending.deadline, ending.grpc);
-        let request =
-            Request { info: &info, client, set_cookie: cookie, alarm, started, deadline, grpc };
+        let (cookie, policy) = (&set_cookie[..], policy.as_ref());
+        let request = Request::of(&info, client, cookie, policy, &mut *alarm, started, &ending);
         let result = attempt(stream, backend, pool, server, buffers, request, &mut plan).await;
         let error = match result {
             Ok((outcome, upstream)) => {
@@ -110,14 +107,50 @@ pub async fn handle<S: Stream>(
                 tracing::debug!(backend = %backend.label, next = %next_label, "retrying after {error:?}");
                 trial = next_trial;
                 affinity::set_cookie_line(pool, next, None, &mut set_cookie);
+                policy::retried(policy, &mut buffers.head, pool, &pool.backends[next]);
             }
             Next::Stop => {
+                count_too_large(client, &error);
                 let failed = fail(stream, client, backend, buffers, &class, ending, server).await;
                 logged.finish(client, done(pool, backend, Err(&failed), plan.retries()));
                 return failed.keep;
             }
         }
     }
+}
+
+/// Answers a request weir refuses or redirects itself; returns whether the connection
+/// goes on.
+async fn answer_locally<S: Stream>(
+    stream: &mut S,
+    client: &Client,
+    buffers: &mut Buffers,
+    local: Local,
+    ending: Ending,
+    server: &crate::config::ServerConfig,
+    logged: Pending,
+) -> bool {
+    let (out, timeout) = (&mut buffers.reply, server.send_timeout);
+    match local {
+        Local::Refuse(status, cause, log) => {
+            let answer = reply::Answer::local(status, &cause, !ending.keep);
+            let answer = reply::Answer { grpc: ending.grpc, ..answer };
+            reply::send(stream, client, out, answer, timeout).await;
+            logged.finish(client, Done::refused(status, log));
+        }
+        Local::Limited(Refusal { status, cause, log, fields }) => {
+            let answer = reply::Answer::local(status, &cause, !ending.keep);
+            let answer = reply::Answer { grpc: ending.grpc, ..answer };
+            reply::send_with(stream, client, out, answer, &fields, timeout).await;
+            logged.finish(client, Done::refused(status, log));
+        }
+        Local::Redirect((status, location), extra) => {
+            let answer = (status, &location[..]);
+            policy::send_redirect(stream, client, out, answer, &extra, !ending.keep, timeout).await;
+            logged.finish(client, Done { status, ..Done::default() });
+        }
+    }
+    ending.keep
 }
 
 /// How a failed request ends: whether the connection goes on (a refused request's
@@ -139,6 +172,19 @@ fn ending_of(
         keep: info.keep_alive && info.body == BodyKind::Empty,
         grpc: grpc.is_some(),
         deadline: grpc.and_then(|grpc| grpc.timeout).map(|timeout| started + timeout),
+    }
+}
+
+/// Counts a request whose body passed the route's `max_body`: answered 413, or cut
+/// when the response had begun.
+fn count_too_large(client: &Client, error: &AttemptError) {
+    let too_large = match error {
+        AttemptError::Exchange(Failure::BodyTooLarge) => true,
+        AttemptError::Exchange(Failure::Aborted(cut)) => cut.cause == BODY_TOO_LARGE,
+        _ => false,
+    };
+    if too_large {
+        client.shared.frontend.local().body_too_large.inc();
     }
 }
 
@@ -188,30 +234,68 @@ fn report(pool: &Pool, backend: &Backend, observed: Observed, trial: Option<Tria
 
 /// The routing and balancing decision for one request.
 enum Choice<'s> {
-    /// Send it to the picked backend, adding `set_cookie` (maybe empty) to the response.
-    Backend { pool: &'s Pool, picked: Picked<'s>, set_cookie: Vec<u8> },
-    /// Answer this status with this cause, and log the error: 503 when no backend can
-    /// take it, 403 when the route's access list refuses the client.
-    Refuse(u16, String, &'static str),
+    /// Send it to the picked backend, adding `set_cookie` (maybe empty) to the response,
+    /// under the route's rules and the request id (`policy`).
+    Backend { pool: &'s Pool, picked: Picked<'s>, set_cookie: Vec<u8>, policy: Option<Policy<'s>> },
+    /// Answer it without a backend.
+    Local(Local),
 }
 
-/// Routes the request and picks a backend. Reads the head still in `buffers.input`.
-fn choose<'s>(
+/// An answer weir makes itself.
+enum Local {
+    /// The route's redirect (status, `Location`), with these lines (the id).
+    Redirect((u16, Vec<u8>), Vec<u8>),
+    /// This status with this cause, and the error to log: 503 when no backend can take
+    /// it, 403 when the route's access list refuses the client, 413 for `max_body`, 400
+    /// for a redirect without a valid `Location`.
+    Refuse(u16, String, &'static str),
+    /// One of the route's limits refused it: 429, with `Retry-After` in its fields.
+    Limited(Refusal),
+}
+
+/// A request weir answers itself, before any backend.
+pub(crate) struct Refusal {
+    /// The status.
+    pub status: u16,
+    /// The cause: the body and the log message.
+    pub cause: String,
+    /// The access log's error.
+    pub log: &'static str,
+    /// More header lines (`Retry-After` of a 429), each ending in CRLF.
+    pub fields: String,
+}
+
+/// Routes the request, applies the route's access list and limits (a delayed request
+/// waits here), and picks a backend. Reads the head still in `buffers.input`.
+async fn choose<'s>(
     snapshot: &'s SnapshotRef,
     client: &Client,
     buffers: &Buffers,
     info: &RequestInfo,
+    id: Option<String>,
 ) -> Choice<'s> {
     let input = &buffers.input;
     // The origin form: for an absolute-form target, what the backend gets (path, query).
     let target = &input[info.origin.clone()];
     let host = info.host.clone().map(|range| &input[range]);
-    let Some((pool, acl)) = route::select(snapshot, host, target) else {
-        return Choice::Refuse(503, "no pool configured".into(), NO_BACKEND);
+    let Some((pool, route)) = route::select(snapshot, host, target) else {
+        return Choice::Local(Local::Refuse(503, "no pool configured".into(), NO_BACKEND));
     };
-    if acl.is_some_and(|acl| !acl.permits(client.address(info))) {
+    if route.and_then(|r| r.acl.as_ref()).is_some_and(|acl| !acl.permits(client.address(info))) {
         client.shared.frontend.local().denied[0].inc();
-        return Choice::Refuse(403, DENIED.into(), DENIED);
+        return Choice::Local(Local::Refuse(403, DENIED.into(), DENIED));
+    }
+    let head = &input[..info.head_len];
+    if let Some(limits) = route.and_then(|route| route.limits.as_ref()) {
+        if let Some(refusal) = super::limiting::admit(limits, client, head, info).await {
+            return Choice::Local(Local::Limited(refusal));
+        }
+    }
+    let server = &snapshot.config.server;
+    let policy = Policy::start(server, route, client, head, info, id);
+    if let Some(answer) = policy.as_ref().and_then(|policy| before_pick(policy, client, pool, info))
+    {
+        return Choice::Local(answer);
     }
     let request = if affinity::needs_request(pool) {
         affinity::pick_request(pool, &input[..info.head_len], target, client.address(info))
@@ -220,17 +304,46 @@ fn choose<'s>(
     };
     let picked = match select::choose(pool, &request) {
         Ok(picked) => picked,
-        Err(cause) => return Choice::Refuse(503, cause, NO_BACKEND),
+        Err(cause) => return Choice::Local(Local::Refuse(503, cause, NO_BACKEND)),
     };
     let mut set_cookie = Vec::new();
     if pool.settings.sticky.is_some() {
         affinity::set_cookie_line(pool, picked.0, request.sticky_id, &mut set_cookie);
     }
-    Choice::Backend { pool, picked, set_cookie }
+    Choice::Backend { pool, picked, set_cookie, policy }
 }
 
-/// Final touches to the upstream head that depend on the pool and backend.
-fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &RequestInfo) {
+/// A route rule that answers before any backend is picked: its redirect, or 413 for a
+/// declared body over `max_body`. A chunked body is checked as it streams (the pump).
+fn before_pick(
+    policy: &Policy<'_>,
+    client: &Client,
+    pool: &Pool,
+    info: &RequestInfo,
+) -> Option<Local> {
+    if let Some(redirect) = policy.redirect(pool) {
+        return Some(match redirect {
+            Ok(redirect) => Local::Redirect(redirect, policy.id_line()),
+            Err(cause) => Local::Refuse(400, cause.into(), "no valid Location for a redirect"),
+        });
+    }
+    if policy.too_large(info) {
+        client.shared.frontend.local().body_too_large.inc();
+        let cause = "request body over the route's max_body";
+        return Some(Local::Refuse(413, cause.into(), BODY_TOO_LARGE));
+    }
+    None
+}
+
+/// Final touches to the upstream head that depend on the pool and backend, then the
+/// route's rules and the request id.
+fn prepare_head(
+    head: &mut Vec<u8>,
+    pool: &Pool,
+    backend: &Backend,
+    info: &RequestInfo,
+    policy: Option<&mut Policy<'_>>,
+) {
     if info.host.is_none() {
         // HTTP/1.0 without Host goes upstream as HTTP/1.1, which requires one (RFC 9112
         // §3.2): name the backend as configured (its DNS name, for a discovered one), as
@@ -242,6 +355,9 @@ fn prepare_head(head: &mut Vec<u8>, pool: &Pool, backend: &Backend, info: &Reque
     }
     if let Some(sticky) = &pool.settings.sticky {
         affinity::strip_cookie(sticky, head);
+    }
+    if let Some(policy) = policy {
+        policy.request(head, pool, backend);
     }
 }
 

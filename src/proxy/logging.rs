@@ -63,6 +63,13 @@ impl Pending {
         Pending(Some((entry, Instant::now())))
     }
 
+    /// Records the request's id (`[server] request_id`), if it has one.
+    pub fn request_id(&mut self, id: Option<&str>) {
+        if let (Some((entry, _)), Some(id)) = (&mut self.0, id) {
+            entry.request_id = Some(id.to_string());
+        }
+    }
+
     /// An entry for a request whose head could not be parsed.
     pub fn unparsed(client: &Client) -> Pending {
         if !client.shared.access_log.is_enabled() {

@@ -32,6 +32,9 @@ pub enum PumpError {
     Write(io::Error),
     /// The chunked framing was invalid.
     Framing(ChunkError),
+    /// The body passed the pump's `limit` (a route's `max_body`); nothing past the
+    /// buffer that crossed it was written.
+    TooLarge,
 }
 
 /// A bounded copy of the bytes sent, so a request can be replayed on a fresh connection.
@@ -97,6 +100,10 @@ pub struct Pump<'a> {
     pub staged: &'a mut Vec<u8>,
     /// Optional replay copy of what was written.
     pub capture: Option<&'a mut Capture>,
+    /// Most body data bytes (a request's `max_body`): a chunked body that grows past
+    /// it stops with [`PumpError::TooLarge`]. A length-delimited one was checked
+    /// against it before the pump started.
+    pub limit: Option<u64>,
 }
 
 impl Pump<'_> {
@@ -164,6 +171,10 @@ impl Pump<'_> {
                 let mode = if self.dechunk { Rewrite::DataOnly } else { Rewrite::Canonical };
                 let start = self.staged.len();
                 let used = decoder.rewrite(buf, self.staged, mode).map_err(PumpError::Framing)?;
+                if self.limit.is_some_and(|limit| decoder.data_bytes() > limit) {
+                    self.staged.truncate(start);
+                    return Err(PumpError::TooLarge);
+                }
                 if let Some(capture) = self.capture.as_deref_mut() {
                     capture.record(&self.staged[start..]);
                 }

@@ -15,6 +15,7 @@ fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         502 => "Bad Gateway",
@@ -25,15 +26,16 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Writes an error response to `out` (cleared first).
-pub fn render(out: &mut Vec<u8>, status: u16, cause: &str, close: bool) {
+/// Writes an error response to `out` (cleared first), with more header lines in
+/// `fields`, each `Name: value\r\n` (`Retry-After` of a 429), or none.
+pub fn render_with(out: &mut Vec<u8>, status: u16, cause: &str, close: bool, fields: &str) {
     use std::io::Write as _;
     out.clear();
     let body_len = cause.len() + 1;
     let connection = if close { "Connection: close\r\n" } else { "" };
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n{connection}\r\n{cause}\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n{fields}{connection}\r\n{cause}\n",
         reason_phrase(status)
     );
 }
@@ -70,14 +72,30 @@ pub async fn send<S: Writer>(
     answer: Answer<'_>,
     send_timeout: Duration,
 ) {
+    send_with(stream, client, out, answer, "", send_timeout).await;
+}
+
+/// [`send`] with more header lines in an HTTP answer ([`render_with`]); a gRPC answer
+/// carries none.
+pub async fn send_with<S: Writer>(
+    stream: &mut S,
+    client: &Client,
+    out: &mut Vec<u8>,
+    answer: Answer<'_>,
+    fields: &str,
+    send_timeout: Duration,
+) {
     let Answer { status, cause, backend, close, grpc } = answer;
     match backend {
         Some(backend) => tracing::warn!(client = %client.peer, backend, status, "{cause}"),
+        // A limit refuses floods by design: a line for each would be a flood of its own
+        // (`weir_limit_requests_total` counts them).
+        None if status == 429 => tracing::debug!(client = %client.peer, status, "{cause}"),
         None => tracing::warn!(client = %client.peer, status, "{cause}"),
     }
     client.shared.frontend.local().record(client.http2, status);
     match grpc {
-        false => render(out, status, cause, close),
+        false => render_with(out, status, cause, close, fields),
         true => super::grpc::render(out, status, cause, close),
     }
     let _ = write_all(stream, out, send_timeout).await;
@@ -95,6 +113,7 @@ mod tests {
             (400, "Bad Request"),
             (405, "Method Not Allowed"),
             (408, "Request Timeout"),
+            (429, "Too Many Requests"),
             (431, "Request Header Fields Too Large"),
             (501, "Not Implemented"),
             (502, "Bad Gateway"),
@@ -104,7 +123,7 @@ mod tests {
         ];
         for (status, reason) in statuses {
             let mut out = Vec::new();
-            render(&mut out, status, "cause", true);
+            render_with(&mut out, status, "cause", true, "");
             let line = format!("HTTP/1.1 {status} {reason}\r\n");
             assert!(out.starts_with(line.as_bytes()), "{}", out.escape_ascii());
         }

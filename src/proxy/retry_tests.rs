@@ -17,7 +17,7 @@ fn snapshot(setup: fn(&mut PoolConfig)) -> Snapshot {
         .map(|i| BackendConfig {
             address: BackendAddress::parse(&format!("127.0.0.1:{}", 11_000 + i)).unwrap(),
             weight: 1,
-            resolve: false,
+            resolve: crate::config::Resolve::Once,
         })
         .collect();
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, backends);

@@ -20,9 +20,10 @@ use super::leaving::{Key, Known};
 use super::resolve::connector;
 use super::{Backend, BackendLive, BackendState, Pool, PoolLive, Registry, Route, Snapshot};
 use crate::balance;
-use crate::config::{BackendConfig, Config, PoolConfig};
-use crate::discovery;
+use crate::config::{BackendConfig, Config, PoolConfig, RouteConfig};
+use crate::discovery::{self, Expanded};
 use crate::health::{self, Event, Passive, Rules, Subject};
+use crate::limit::{Limiter, RouteLimits};
 use crate::tls::Connector;
 
 /// Why a snapshot could not be built. Nothing changed.
@@ -95,6 +96,17 @@ impl Built {
                     health::step(Subject::of(&pool.name, backend), rules, Event::ProbesRemoved);
                 }
             }
+            let rules = Rules::of(&pool.settings);
+            let present = pool.backends.iter().filter(|b| b.state != BackendState::Leaving);
+            for backend in present {
+                // The source's readiness is one more flag of the one health machine.
+                let event = Event::Source { serving: backend.serving };
+                health::step(Subject::of(&pool.name, backend), rules, event);
+            }
+            match pool.tiered {
+                true => pool.follow_tier(),
+                false => pool.live.tier.store(u32::MAX, Ordering::Relaxed),
+            }
             let size = u32::try_from(pool.backends.len()).unwrap_or(u32::MAX);
             pool.live.size.store(size, Ordering::Relaxed);
             // Panic mode is decided again by the first request that finds no healthy backend.
@@ -150,8 +162,10 @@ impl Registry {
         let left = self.live.iter().filter(|(key, _)| !kept.live.contains_key(*key));
         let left = left.map(|(_, live)| Arc::clone(live)).collect();
         (self.live, self.pools, self.known) = (kept.live, kept.pools, kept.known);
-        let routes = compile_routes(config);
-        let snapshot = Snapshot { generation, pools, routes, config: Arc::clone(config) };
+        let limits = self.limits.build(&config.limits, self.workers);
+        let routes = compile_routes(config, &limits);
+        let config = Arc::clone(config);
+        let snapshot = Snapshot { generation, pools, routes, config, limits };
         Ok(Built { snapshot, left })
     }
 
@@ -174,15 +188,15 @@ impl Registry {
             let mut backends: Vec<Backend> = Vec::with_capacity(pool.backends.len());
             for backend in &pool.backends {
                 let (fixed, tls) = resolved.next().unwrap_or_default();
-                for (label, addrs) in discovery::expand(backend, fixed, &self.discovered) {
-                    if backends.iter().any(|b| b.label.eq_ignore_ascii_case(&label)) {
+                for expanded in discovery::expand(backend, fixed, &self.discovered) {
+                    let label = &expanded.label;
+                    if backends.iter().any(|b| b.label.eq_ignore_ascii_case(label)) {
                         // Two names (or a name and a fixed backend) share an address.
                         tracing::debug!(pool = pool.name, "{label} is in the pool already");
                         continue;
                     }
                     let joins = generation > 1;
-                    let resolved = (addrs, tls.clone());
-                    let one = self.backend(pool, backend, label, resolved, &live, joins);
+                    let one = self.backend(pool, backend, expanded, tls.clone(), &live, joins);
                     let key = (pool.name.clone(), one.label.clone());
                     known.insert(key.clone(), Known::of(&one));
                     kept.insert(key, Arc::clone(&one.live));
@@ -209,11 +223,12 @@ impl Registry {
         &mut self,
         pool: &PoolConfig,
         backend: &BackendConfig,
-        label: String,
-        (resolved, tls): (Vec<SocketAddr>, Option<Connector>),
+        expanded: Expanded,
+        tls: Option<Connector>,
         pool_live: &Arc<PoolLive>,
         joins: bool,
     ) -> Backend {
+        let Expanded { label, addrs: resolved, weight, tier, serving } = expanded;
         let key = (pool.name.clone(), label.clone());
         let identity = tls.as_ref().map_or(0, Connector::identity);
         // Same TLS identity: keep the live state, with its connector and session cache.
@@ -240,7 +255,9 @@ impl Registry {
             address: backend.address.clone(),
             label,
             resolved,
-            weight: backend.weight,
+            weight,
+            tier,
+            serving,
             state,
             live,
         }
@@ -259,10 +276,12 @@ struct Kept {
 /// when the snapshot is published.
 fn compile_pool(settings: &PoolConfig, backends: Vec<Backend>, live: Arc<PoolLive>) -> Pool {
     let strategy = balance::build(settings, &backends);
-    Pool { name: settings.name.clone(), backends, strategy, settings: settings.clone(), live }
+    let tiered = backends.iter().any(|b| b.tier != backends[0].tier);
+    let (name, settings) = (settings.name.clone(), settings.clone());
+    Pool { name, backends, strategy, settings, live, tiered }
 }
 
-fn compile_routes(config: &Config) -> Vec<Route> {
+fn compile_routes(config: &Config, limiters: &[Arc<Limiter>]) -> Vec<Route> {
     config
         .routes
         .iter()
@@ -270,7 +289,21 @@ fn compile_routes(config: &Config) -> Vec<Route> {
             let pool = config.pools.iter().position(|p| p.name == route.pool)?;
             let acl = (!route.acl.is_open()).then(|| route.acl.clone());
             let (host, path_prefix) = (route.host.clone(), route.path_prefix.clone());
-            Some(Route { host, path_prefix, pool, acl })
+            let rules = (!route.rules.is_empty()).then(|| Box::new(route.rules.clone()));
+            let limits = route_limits(route, limiters);
+            Some(Route { host, path_prefix, pool, acl, rules, limits })
         })
         .collect()
+}
+
+/// The limiters a route names, or `None` if it names none.
+fn route_limits(route: &RouteConfig, limiters: &[Arc<Limiter>]) -> Option<RouteLimits> {
+    let named = route
+        .limits
+        .iter()
+        .filter_map(|name| limiters.iter().find(|limiter| limiter.config.name == *name).cloned());
+    let limiters: Vec<_> = named.collect();
+    let host = route.host.as_ref().map(|host| format!("{host:?}")).unwrap_or_default();
+    let key = format!("{host}|{}", route.path_prefix.as_deref().unwrap_or(""));
+    (!limiters.is_empty()).then(|| RouteLimits { limiters, route_key: key.into_bytes().into() })
 }

@@ -99,6 +99,9 @@ impl Departures {
                 label: d.key.1.clone(),
                 resolved: d.known.resolved.clone(),
                 weight: d.known.weight,
+                // A leaving backend takes no new request in any tier.
+                tier: 0,
+                serving: true,
                 state: BackendState::Leaving,
                 live: Arc::clone(&d.live),
             };
@@ -173,7 +176,7 @@ mod tests {
             .map(|port| BackendConfig {
                 address: BackendAddress::parse(&format!("127.0.0.1:{port}")).unwrap(),
                 weight: 1,
-                resolve: false,
+                resolve: crate::config::Resolve::Once,
             })
             .collect();
         let mut config = Config::default();

@@ -23,7 +23,7 @@ impl Registry {
         fresh: bool,
         fixed: &mut HashMap<String, Vec<SocketAddr>>,
     ) -> Result<Vec<SocketAddr>, BuildError> {
-        if backend.resolve {
+        if backend.is_discovered() {
             return Ok(Vec::new());
         }
         let authority = backend.address.authority();

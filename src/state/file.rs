@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{Overrides, PoolOverride, PoolSpec, RoutesOverride};
 use crate::config::parse::value;
 use crate::config::HashKey;
-use crate::config::{BackendConfig, RouteConfig, MAX_WEIGHT};
+use crate::config::{BackendConfig, Resolve, RouteConfig, MAX_WEIGHT};
 use crate::json::JsonWriter;
 
 /// The format version written and understood.
@@ -23,7 +23,7 @@ const VERSION: u64 = 1;
 /// before the rename, as a crash there would; tests check the old state survives.
 pub const CRASH_HOOK_ENV: &str = "WEIR_TEST_CRASH_BEFORE_RENAME";
 /// The fields a route may have.
-const ROUTE_FIELDS: [&str; 6] = ["host", "path_prefix", "pool", "index", "allow", "deny"];
+const ROUTE_FIELDS: [&str; 7] = ["host", "path_prefix", "pool", "index", "allow", "deny", "limits"];
 /// The largest state file read. Thousands of backends fit in a few hundred KiB; this
 /// bounds memory if the path points at something else by mistake. A save that would
 /// write more is refused, so weir never writes a file it would refuse to start with.
@@ -52,6 +52,13 @@ pub fn save(path: &Path, overrides: &Overrides) -> io::Result<()> {
     let text = encode(overrides);
     fits(text.len(), MAX_STATE_BYTES)?;
     write_atomically(path, &text, sync_dir)
+}
+
+/// Writes `text` to `path` atomically, as the state file is written (the fleet's cache
+/// file uses it too).
+pub fn save_text(path: &Path, text: &str) -> io::Result<()> {
+    fits(text.len(), MAX_STATE_BYTES)?;
+    write_atomically(path, text, sync_dir)
 }
 
 /// Refuses a state file of `len` bytes if weir would not read it back (`limit`).
@@ -130,7 +137,7 @@ pub fn encode(overrides: &Overrides) -> String {
             json.key("base");
             json.string(&format!("{:016x}", routes.base));
             json.key("list");
-            super::write_routes(&mut json, &routes.routes);
+            super::write_routes(&mut json, &routes.routes, false);
             json.end_object();
         }
     }
@@ -158,11 +165,14 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
         for backend in &spec.backends {
             json.begin_object();
             json.key("address");
-            json.string(&backend.address.to_string());
+            json.string(&backend.written());
             json.key("weight");
             json.u64(u64::from(backend.weight));
             json.key("resolve");
-            json.bool(backend.resolve);
+            match backend.resolve {
+                Resolve::Srv => json.string("srv"),
+                other => json.bool(other == Resolve::Addresses),
+            }
             json.end_object();
         }
         json.end_array();
@@ -230,14 +240,11 @@ fn decode_pool(doc: &Value) -> Result<PoolOverride, String> {
     let hash_key = optional(doc, "hash_key")?.map(HashKey::parse).transpose()?;
     let mut backends = Vec::new();
     for backend in array(doc, "backends")? {
-        let address = value::backend_address(string(backend, "address")?)?;
+        let resolve = value::resolve_json(backend.get("resolve"))?;
+        let address = value::backend_for(string(backend, "address")?, resolve)?;
         let weight = backend.get("weight").and_then(Value::as_u64).unwrap_or(1);
         let weight = u32::try_from(weight).ok().filter(|w| *w <= MAX_WEIGHT);
         let weight = weight.ok_or(format!("`weight` must be between 0 and {MAX_WEIGHT}"))?;
-        let resolve = backend.get("resolve").and_then(Value::as_bool).unwrap_or(false);
-        if resolve {
-            value::resolvable(&address)?;
-        }
         backends.push(BackendConfig { address, weight, resolve });
     }
     let draining = array(doc, "draining")?
@@ -261,7 +268,15 @@ pub fn decode_route(doc: &Value) -> Result<RouteConfig, String> {
     let path_prefix = optional(doc, "path_prefix")?.map(value::path_prefix).transpose()?;
     let pool = string(doc, "pool")?.to_string();
     let acl = crate::config::Acl { allow: blocks(doc, "allow")?, deny: blocks(doc, "deny")? };
-    Ok(RouteConfig { host, path_prefix, pool, acl })
+    let limits = match doc.get("limits") {
+        None => Vec::new(),
+        Some(items) => {
+            let items = items.as_array().ok_or("`limits` is an array of limit names")?;
+            let name = |item: &Value| item.as_str().map(str::to_string);
+            items.iter().map(name).collect::<Option<_>>().ok_or("`limits` holds names")?
+        }
+    };
+    Ok(RouteConfig { host, path_prefix, pool, acl, rules: Default::default(), limits })
 }
 
 /// A route's `allow` or `deny`: an optional array of address blocks.

@@ -18,7 +18,11 @@ use weir::snapshot::{BackendState, Snapshot};
 const DNS_WAIT: Duration = Duration::from_secs(10);
 
 fn backend(text: &str) -> BackendConfig {
-    BackendConfig { address: BackendAddress::parse(text).unwrap(), weight: 1, resolve: false }
+    BackendConfig {
+        address: BackendAddress::parse(text).unwrap(),
+        weight: 1,
+        resolve: weir::config::Resolve::Once,
+    }
 }
 
 fn two_backends() -> Config {
@@ -101,7 +105,8 @@ fn re_added_resolve_backend_gets_its_addresses_back() {
     let mut config = support::config_for(&["127.0.0.1:1".parse().unwrap()]);
     config.dns.servers = vec![dns.addr()];
     config.dns.timeout = Some(Duration::from_millis(200));
-    let named = BackendConfig { resolve: true, ..backend("api.weir.test:80") };
+    let named =
+        BackendConfig { resolve: weir::config::Resolve::Addresses, ..backend("api.weir.test:80") };
     config.pools[0].backends.push(named.clone());
     config.pools[0].dns_refresh = Duration::from_secs(1);
     let weir = Balancer::start(config);

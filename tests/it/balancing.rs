@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use weir::config::{HashConfig, StickyConfig, StrategyKind};
 
-const COOKIE: &str = "weir_affinity";
+pub(crate) const COOKIE: &str = "weir_affinity";
 
 async fn backends(names: &[&str]) -> Vec<TestBackend> {
     let mut started = Vec::new();
@@ -25,17 +25,17 @@ fn addrs(backends: &[TestBackend]) -> Vec<SocketAddr> {
     backends.iter().map(TestBackend::addr).collect()
 }
 
-async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> Response {
+pub(crate) async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> Response {
     let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n");
     send(addr, req.as_bytes()).await
 }
 
-fn backend_of(response: &Response) -> String {
+pub(crate) fn backend_of(response: &Response) -> String {
     response.header("x-backend").expect("X-Backend header").to_string()
 }
 
 /// The `weir_affinity` value a response sets, if any.
-fn set_cookie_id(response: &Response) -> Option<String> {
+pub(crate) fn set_cookie_id(response: &Response) -> Option<String> {
     let line = response.header_all("set-cookie").into_iter().find(|c| c.starts_with(COOKIE))?;
     let value = line.split(';').next()?.split_once('=')?.1;
     Some(value.to_string())
@@ -142,14 +142,27 @@ async fn two_processes_agree_on_keys_and_cookies() {
         let b = backend_of(&get_with(second_addr, "/", &header).await);
         assert_eq!(a, b, "key {user}");
     }
-    for _ in 0..10 {
-        let first = get_with(first_addr, "/sticky", "").await;
-        let id = set_cookie_id(&first).expect("sticky cookie from the first process");
+    cookies_cross(first_addr, second_addr, 10).await;
+}
+
+/// `n` times: a sticky cookie `/sticky` gets from `first` pins the client at `second` to
+/// the same backend, and `second` accepts it (sets none). Returns the backends pinned.
+pub(crate) async fn cookies_cross(
+    first: SocketAddr,
+    second: SocketAddr,
+    n: usize,
+) -> std::collections::HashSet<String> {
+    let mut pinned = std::collections::HashSet::new();
+    for _ in 0..n {
+        let one = get_with(first, "/sticky", "").await;
+        let id = set_cookie_id(&one).expect("sticky cookie from the first process");
         let cookie = format!("Cookie: {COOKIE}={id}\r\n");
-        let second = get_with(second_addr, "/sticky", &cookie).await;
-        assert_eq!(backend_of(&second), backend_of(&first));
-        assert_eq!(set_cookie_id(&second), None, "the other process accepts the cookie");
+        let two = get_with(second, "/sticky", &cookie).await;
+        assert_eq!(backend_of(&two), backend_of(&one));
+        assert_eq!(set_cookie_id(&two), None, "the other process accepts the cookie");
+        pinned.insert(backend_of(&one));
     }
+    pinned
 }
 
 fn weighted_config(a: SocketAddr, b: SocketAddr, weight_a: u32) -> String {

@@ -52,7 +52,7 @@ fn config(dns: SocketAddr, port: u16) -> Config {
     config.admin.listen = None;
     config.dns = DnsConfig { servers: vec![dns], timeout: Some(Duration::from_millis(200)) };
     let address = BackendAddress::parse(&format!("{NAME}:{port}")).unwrap();
-    let backend = BackendConfig { address, weight: 1, resolve: true };
+    let backend = BackendConfig { address, weight: 1, resolve: weir::config::Resolve::Addresses };
     let mut pool = PoolConfig::new("web", StrategyKind::RoundRobin, vec![backend]);
     pool.dns_refresh = REFRESH;
     config.pools.push(pool);
@@ -105,7 +105,7 @@ async fn follows(weir: &Balancer, want: &[&TestBackend], limit: Duration) -> Opt
 }
 
 /// `n` requests; the names of the backends that answered, each once, sorted.
-async fn answered_by(weir: &Balancer, n: usize) -> Vec<String> {
+pub(crate) async fn answered_by(weir: &Balancer, n: usize) -> Vec<String> {
     let mut names = Vec::new();
     for _ in 0..n {
         let response = get_close(weir.addr(), "/").await;
@@ -202,7 +202,8 @@ async fn reload_adds_a_discovered_backend() {
     let (_dns, [one, two, _three], mut config) = setup(&[ip(2)]).await;
     let resolved = config.pools[0].backends.clone();
     let address = BackendAddress::parse(&one.addr().to_string()).unwrap();
-    config.pools[0].backends = vec![BackendConfig { address, weight: 1, resolve: false }];
+    config.pools[0].backends =
+        vec![BackendConfig { address, weight: 1, resolve: weir::config::Resolve::Once }];
     let weir = Balancer::start(config.clone());
     assert_eq!(labels(&weir), [label(&one)]);
     config.pools[0].backends.extend(resolved);
@@ -323,4 +324,14 @@ async fn a_dead_server_and_an_empty_answer_keep_the_last_addresses() {
     assert_eq!(answered_by(&weir, 10).await, ["one", "two"]);
     let addresses = format!("weir_dns_addresses{{host=\"{NAME}\"}}");
     assert_eq!(scrape(&weir, &addresses).await, Some(2));
+    // The source's view: the set kept, and each failure counted by its kind.
+    let source = format!("source=\"dns:{NAME}\"");
+    let errors = |kind: &str| format!("weir_discovery_errors_total{{{source},kind=\"{kind}\"}}");
+    assert!(scrape(&weir, &errors("empty")).await >= Some(1), "NXDOMAIN counts as empty");
+    let dead = scrape(&weir, &errors("timeout")).await.unwrap_or(0)
+        + scrape(&weir, &errors("network")).await.unwrap_or(0);
+    assert!(dead >= 1, "a dead server counts as a timeout or a network error");
+    let endpoints = format!("weir_discovery_endpoints{{{source}}}");
+    assert_eq!(scrape(&weir, &endpoints).await, Some(2), "the last set stays in use");
+    assert_eq!(scrape(&weir, &format!("weir_discovery_generation{{{source}}}")).await, Some(1));
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use weir::access_log::{Format, Target};
+use weir::config::{LimitConfig, LimitKey};
 
 use crate::support::{self, connect, roundtrip, Balancer, Recorder};
 
@@ -199,10 +200,15 @@ fn free_port() -> u16 {
 
 /// Connects to `addr` from 127.0.0.2, so the client HAProxy sees is not weir's peer.
 async fn connect_from_127_0_0_2(addr: SocketAddr) -> TcpStream {
+    connect_from([127, 0, 0, 2], addr).await
+}
+
+/// Connects to `addr` from `source` (a loopback address other than weir's peer).
+async fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
     // Bounded: HAProxy takes a moment to bind after it starts.
     for _ in 0..500 {
         let socket = TcpSocket::new_v4().expect("socket");
-        socket.bind("127.0.0.2:0".parse().expect("literal")).expect("bind 127.0.0.2");
+        socket.bind(SocketAddr::from((source, 0))).expect("bind a loopback source");
         if let Ok(stream) = socket.connect(addr).await {
             return stream;
         }
@@ -234,4 +240,32 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_client_address() {
         assert_eq!(line["client"], "127.0.0.2", "{line}");
     }
     assert_eq!(text.lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_send_proxy_v1_and_v2_give_the_limiter_the_client_address() {
+    let backend = Recorder::echo_target().await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.proxy_protocol = true;
+        let once_a_minute = crate::rate_limits::rate(1, 60);
+        let limit = LimitConfig::new("ip", LimitKey::ClientIp, once_a_minute);
+        crate::rate_limits::limited(config, limit);
+    });
+    // Every connection reaches weir from HAProxy's address; the limit must count the
+    // client each PROXY header names: 127.0.0.2 twice (v1, then v2), then 127.0.0.3.
+    let (v1, v2) = (free_port(), free_port());
+    let _haproxy_v1 = Haproxy::start(v1, weir.addr(), "send-proxy");
+    let _haproxy_v2 = Haproxy::start(v2, weir.addr(), "send-proxy-v2");
+    let via = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    for (source, port, status) in
+        [([127, 0, 0, 2], v1, 200), ([127, 0, 0, 2], v2, 429), ([127, 0, 0, 3], v2, 200)]
+    {
+        let mut stream = connect_from(source, via(port)).await;
+        let response = roundtrip(&mut stream, GET).await.expect("a response through HAProxy");
+        assert_eq!(response.status, status, "{source:?} through port {port}");
+    }
+    let clients: Vec<_> = backend.requests().iter().map(|r| r.fields("X-Forwarded-For")).collect();
+    assert_eq!(clients, [["127.0.0.2"], ["127.0.0.3"]]);
+    let rejected = "weir_limit_requests_total{limit=\"ip\",outcome=\"rejected\"}";
+    assert_eq!(weir.metric(rejected), Some(1));
 }

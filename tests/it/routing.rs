@@ -41,12 +41,16 @@ impl Routed {
                     path_prefix: None,
                     pool: "internal".into(),
                     acl: Default::default(),
+                    rules: Default::default(),
+                    limits: Vec::new(),
                 },
                 RouteConfig {
                     host: None,
                     path_prefix: Some("/admin".into()),
                     pool: "admin".into(),
                     acl: Default::default(),
+                    rules: Default::default(),
+                    limits: Vec::new(),
                 },
             ];
         });

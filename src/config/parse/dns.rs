@@ -7,7 +7,7 @@ use toml::de::DeValue;
 
 use super::{duration, string, wrong, Slot, Value, Walker};
 use crate::config::dns::{MAX_DNS_REFRESH, MAX_DNS_SERVERS, MAX_DNS_TIMEOUT, MIN_DNS_REFRESH};
-use crate::config::{BackendAddress, DnsConfig};
+use crate::config::{BackendAddress, DnsConfig, Resolve, Scheme};
 
 /// Port of a server written without one: DNS's.
 const DNS_PORT: u16 = 53;
@@ -92,6 +92,39 @@ pub(super) fn resolvable(address: &BackendAddress) -> Result<(), String> {
     }
     crate::config::dns::check_name(&address.host)
         .map_err(|why| format!("`resolve = true`: `{}` is not a DNS name: {why}", address.host))
+}
+
+/// `resolve`: `false` (once, at load), `true` (A and AAAA records) or `"srv"`.
+pub(super) fn resolve_mode(v: &DeValue<'_>) -> Result<Resolve, String> {
+    match v {
+        DeValue::Boolean(false) => Ok(Resolve::Once),
+        DeValue::Boolean(true) => Ok(Resolve::Addresses),
+        DeValue::String(text) if text == "srv" => Ok(Resolve::Srv),
+        other => Err(wrong("resolve", other, "true, false or \"srv\"")),
+    }
+}
+
+/// The address of a `resolve = "srv"` backend: an SRV name (`_http._tcp.api.example`,
+/// optionally `http://`), without a port, since the records give it. Stored as port 0.
+/// Plain HTTP only: TLS would need each target's own name for SNI and verification.
+pub(super) fn srv_address(v: &DeValue<'_>) -> Result<BackendAddress, String> {
+    let text = string("address", v)?;
+    if text.starts_with("https://") {
+        return Err("`resolve = \"srv\"` backends are plain HTTP for now: TLS would need \
+                    each SRV target's name for SNI"
+            .to_string());
+    }
+    let name = text.strip_prefix("http://").unwrap_or(text);
+    let name = name.strip_suffix('/').unwrap_or(name);
+    if name.contains(':') || name.contains('/') || name.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "`resolve = \"srv\"` needs an SRV name without a port, such as \
+             \"_http._tcp.api.example\"; found \"{text}\""
+        ));
+    }
+    crate::config::dns::check_name(name)
+        .map_err(|why| format!("`resolve = \"srv\"`: `{name}` is not a DNS name: {why}"))?;
+    Ok(BackendAddress { scheme: Scheme::Http, host: name.to_string(), port: 0 })
 }
 
 #[cfg(test)]

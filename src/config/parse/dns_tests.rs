@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::config::dns::DEFAULT_DNS_REFRESH;
 use crate::config::parse::parse_str;
 use crate::config::parse::tests::error;
-use crate::config::{Config, DnsConfig};
+use crate::config::{Config, DnsConfig, Resolve};
 
 fn parse(text: &str) -> Config {
     match parse_str("weir.toml", text) {
@@ -35,14 +35,14 @@ fn discovery_keys_parse() {
     assert_eq!(config.dns, expected);
     let (pool, backend) = (&config.pools[0], &config.pools[0].backends[0]);
     assert_eq!(pool.dns_refresh, Duration::from_secs(5));
-    assert!(backend.resolve && backend.weight == 2);
+    assert!(backend.resolve == Resolve::Addresses && backend.weight == 2);
     assert_eq!(backend.address.host, "API.internal");
 }
 
 #[test]
 fn defaults_resolve_once() {
     let config = parse(&pool("\"api.internal:8080\"", ""));
-    assert!(!config.pools[0].backends[0].resolve);
+    assert_eq!(config.pools[0].backends[0].resolve, Resolve::Once);
     assert_eq!(config.pools[0].dns_refresh, DEFAULT_DNS_REFRESH);
     assert_eq!(config.dns, DnsConfig::default());
 }
@@ -57,7 +57,36 @@ fn resolve_needs_a_dns_name() {
     let message = error(&pool("{ address = \"bad_name!:80\", resolve = true }", ""));
     assert!(message.contains("`bad_name!` is not a DNS name"), "{message}");
     let message = error(&pool("{ address = \"a:80\", resolve = \"yes\" }", ""));
-    assert!(message.starts_with("weir.toml:3:43: `resolve`: expected true or false"), "{message}");
+    let expected = "weir.toml:3:43: `resolve`: expected true, false or \"srv\", found string";
+    assert_eq!(message, expected);
+}
+
+#[test]
+fn srv_names_have_no_port() {
+    let config = parse(&pool(
+        "{ address = \"_http._tcp.API.example\", resolve = \"srv\" }, \
+         { address = \"http://_api._tcp.b.example\", resolve = \"srv\" }",
+        "",
+    ));
+    let backend = &config.pools[0].backends[0];
+    assert_eq!((backend.resolve, backend.address.port), (Resolve::Srv, 0));
+    assert_eq!(backend.written(), "_http._tcp.API.example");
+    assert_eq!(config.pools[0].backends[1].written(), "_api._tcp.b.example");
+    let message = error(&pool("{ address = \"https://_h._tcp.a\", resolve = \"srv\" }", ""));
+    assert!(message.contains("plain HTTP for now"), "{message}");
+    let message = error(&pool("{ address = \"_http._tcp.a:80\", resolve = \"srv\" }", ""));
+    assert!(
+        message.starts_with("weir.toml:3:25: `resolve = \"srv\"` needs an SRV name without a port"),
+        "{message}"
+    );
+    let message = error(&pool("{ resolve = \"srv\", address = \"a b\" }", ""));
+    assert!(
+        message.starts_with("weir.toml:3:42: `resolve = \"srv\"`: `a b` is not a DNS name"),
+        "{message}"
+    );
+    // Without `resolve = "srv"` a port is still required.
+    let message = error(&pool("{ address = \"_http._tcp.a\" }", ""));
+    assert!(message.contains("expected HOST:PORT"), "{message}");
 }
 
 #[test]

@@ -11,8 +11,8 @@ use super::{duration, integer, string, text, wrong, Slot, Value, Walker};
 use crate::config::hash::{is_prime, DEFAULT_TABLE_SIZE};
 use crate::config::upstream::STREAMS_PER_CONNECTION;
 use crate::config::{
-    BackendAddress, BackendConfig, HashConfig, PoolConfig, SameSite, StickyConfig, StrategyKind,
-    MAX_WEIGHT,
+    BackendAddress, BackendConfig, HashConfig, PoolConfig, Resolve, SameSite, StickyConfig,
+    StrategyKind, MAX_WEIGHT,
 };
 use crate::config::{BackendProtocol, HashKey};
 
@@ -258,18 +258,21 @@ impl Walker {
         let table = match item.get_ref() {
             DeValue::String(_) => {
                 let address = self.check(item, backend_address(item.get_ref()))?;
-                let backend = BackendConfig { address, weight: 1, resolve: false };
+                let backend = BackendConfig { address, weight: 1, resolve: Resolve::Once };
                 return Some((backend, item.span()));
             }
             DeValue::Table(table) => table,
             other => return self.check(item, Err(wrong("backends", other, BACKEND_HINT))),
         };
-        let (mut address, mut weight, mut resolve) = (None, 1, false);
+        let (mut weight, mut resolve) = (1, Resolve::Once);
         for (key, value) in table {
             let slot = match key.get_ref().as_ref() {
-                "address" => Slot::Address(&mut address),
+                // Read after `resolve`: an SRV name has no port.
+                "address" => continue,
                 "weight" => Slot::Count(&mut weight, 0, MAX_WEIGHT.into()),
-                "resolve" => Slot::Flag(&mut resolve),
+                "resolve" => Slot::Check(Box::new(|v| {
+                    super::dns::resolve_mode(v).map(|mode| resolve = mode)
+                })),
                 _ => Slot::Unknown("a backend"),
             };
             self.fill(key, value, slot);
@@ -278,8 +281,12 @@ impl Walker {
             self.error(item.span(), "a backend needs an `address`".to_string());
             return None;
         };
-        let (address, weight) = (address?, u32::try_from(weight).ok()?);
-        if resolve {
+        let checked = match resolve {
+            Resolve::Srv => super::dns::srv_address(at.get_ref()),
+            _ => backend_address(at.get_ref()),
+        };
+        let (address, weight) = (self.check(at, checked)?, u32::try_from(weight).ok()?);
+        if resolve == Resolve::Addresses {
             self.check(at, super::dns::resolvable(&address))?;
         }
         Some((BackendConfig { address, weight, resolve }, at.span()))

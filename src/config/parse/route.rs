@@ -4,14 +4,21 @@ use toml::de::DeValue;
 
 use super::{string, wrong, Key, Slot, Value, Walker};
 use crate::cidr::{Cidr, MAX_BLOCKS};
-use crate::config::{Acl, HostMatch, PoolConfig, RouteConfig};
+use crate::config::{Acl, HostMatch, LimitConfig, PoolConfig, RouteConfig};
 
 impl Walker {
-    /// One `[[route]]`; `pools` are the pools it may name.
-    pub(super) fn route(&mut self, item: &Value<'_>, pools: &[PoolConfig]) -> Option<RouteConfig> {
+    /// One `[[route]]`; `pools` and `limits` are the pools and limits it may name.
+    pub(super) fn route(
+        &mut self,
+        item: &Value<'_>,
+        pools: &[PoolConfig],
+        ids: bool,
+        limits: &[LimitConfig],
+    ) -> Option<RouteConfig> {
         let table = self.table("route", item)?;
         let (mut host, mut path_prefix, mut pool) = (None, None, None);
-        let mut acl = Acl::default();
+        let (mut acl, mut route_limits) = (Acl::default(), Vec::new());
+        let mut rules = crate::config::RouteRules::default();
         for (key, value) in table {
             let slot = match key.get_ref().as_ref() {
                 "host" => Slot::Host(&mut host),
@@ -21,6 +28,14 @@ impl Walker {
                     self.acl_key(key, value, &mut acl);
                     continue;
                 }
+                name if super::rules::ROUTE_KEYS.contains(&name) => {
+                    self.route_rule(key, value, &mut rules, ids);
+                    continue;
+                }
+                "limits" => {
+                    route_limits = self.route_limits(value, limits);
+                    continue;
+                }
                 _ => Slot::Unknown("[[route]]"),
             };
             self.fill(key, value, slot);
@@ -28,7 +43,7 @@ impl Walker {
         if !table.contains_key("pool") {
             self.error(item.span(), "[[route]] needs a `pool`".to_string());
         }
-        Some(RouteConfig { host, path_prefix, pool: pool?, acl })
+        Some(RouteConfig { host, path_prefix, pool: pool?, acl, rules, limits: route_limits })
     }
 
     /// `allow` or `deny` (named by `key`) into `acl`.

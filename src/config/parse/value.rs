@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use toml::de::DeValue;
 
-use crate::config::{BackendAddress, HostMatch, StrategyKind};
+use crate::config::{BackendAddress, HostMatch, Resolve, StrategyKind};
 
 fn de(text: &str) -> DeValue<'_> {
     DeValue::String(Cow::Borrowed(text))
@@ -19,6 +19,26 @@ pub fn backend_address(text: &str) -> Result<BackendAddress, String> {
 /// Whether `address` may be written with `resolve = true` (a name, not an IP).
 pub fn resolvable(address: &BackendAddress) -> Result<(), String> {
     super::dns::resolvable(address)
+}
+
+/// A backend's address for its lookup mode, as `backends = [...]` accepts it: an SRV
+/// name without a port for `"srv"`, a host name for `true`.
+pub fn backend_for(text: &str, resolve: Resolve) -> Result<BackendAddress, String> {
+    match resolve {
+        Resolve::Srv => super::dns::srv_address(&de(text)),
+        Resolve::Addresses => backend_address(text).and_then(|a| resolvable(&a).map(|()| a)),
+        Resolve::Once => backend_address(text),
+    }
+}
+
+/// `resolve` as JSON (the admin API, the state file): absent, a flag, or `"srv"`.
+pub fn resolve_json(value: Option<&serde_json::Value>) -> Result<Resolve, String> {
+    match value {
+        None | Some(serde_json::Value::Bool(false)) => Ok(Resolve::Once),
+        Some(serde_json::Value::Bool(true)) => Ok(Resolve::Addresses),
+        Some(serde_json::Value::String(text)) if text == "srv" => Ok(Resolve::Srv),
+        Some(_) => Err("`resolve` must be true, false or \"srv\"".to_string()),
+    }
 }
 
 /// A pool name, as `[[pool]] name` accepts it.
@@ -41,4 +61,9 @@ pub fn host(text: &str) -> Result<HostMatch, String> {
 /// A route's `path_prefix`.
 pub fn path_prefix(text: &str) -> Result<String, String> {
     super::path_prefix(&de(text))
+}
+
+/// A limit's `store` URL (`redis://HOST:PORT`), as the `HOST:PORT` weir dials.
+pub fn limit_store(text: &str) -> Result<String, String> {
+    super::limit::store(&de(text))
 }

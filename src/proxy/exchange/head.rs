@@ -126,6 +126,7 @@ fn client_side(error: &PumpError) -> Option<Failure> {
         PumpError::Read(_) | PumpError::Eof => Some(Failure::ClientGone),
         PumpError::ReadTimeout => Some(Failure::ClientTimeout),
         PumpError::Framing(_) => Some(Failure::ClientBadBody),
+        PumpError::TooLarge => Some(Failure::BodyTooLarge),
         PumpError::Write(_) => None,
     }
 }

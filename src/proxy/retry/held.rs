@@ -46,7 +46,7 @@ where
     C: Writer,
     U: AsyncRead + Writer,
 {
-    let Io { head, reply, upstream: buf, extra_header, alarm, .. } = io;
+    let Io { head, reply, upstream: buf, extra_header, strip, alarm, .. } = io;
     buf.clear();
     let started = Instant::now();
     let head_len = head.len() as u64;
@@ -76,6 +76,7 @@ where
         return Ok(Held::Retry(info.status));
     }
     buf.advance(info.head_len);
+    strip.apply(reply);
     crate::http1::lines::append_lines(reply, extra_header);
     let mut pump = exchange::download(&info, &limits, reply);
     let reply_head = pump.staged.len() as u64;
@@ -128,6 +129,7 @@ mod tests {
             reply: &mut reply,
             upstream: &mut upstream_buf,
             extra_header: b"",
+            strip: Default::default(),
             alarm: &mut alarm,
             started,
         };

@@ -38,6 +38,8 @@ pub fn add_routed_pool(config: &mut Config, name: &str, backend: SocketAddr, pre
         path_prefix: Some(prefix.to_string()),
         pool: name.to_string(),
         acl: Default::default(),
+        rules: Default::default(),
+        limits: Vec::new(),
     });
 }
 
@@ -126,7 +128,11 @@ impl Balancer {
     /// The Prometheus text weir would serve now.
     pub fn metrics(&self) -> String {
         let shared = self.shared();
-        weir::exposition::render(&shared.frontend, &shared.snapshot.load())
+        let snapshot = shared.snapshot.load();
+        let mut text = weir::exposition::render(&shared.frontend, &snapshot);
+        let per_client = shared.per_client.get().map(|table| &**table);
+        weir::limit::report::render(&mut text, &snapshot.limits, per_client);
+        text
     }
 
     /// The value of the series whose line starts with `series` (name and labels).

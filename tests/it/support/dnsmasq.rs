@@ -78,6 +78,23 @@ impl Dnsmasq {
         assert!(self.wait_reads(reads + 1), "dnsmasq did not re-read its hosts file");
     }
 
+    /// Starts it again on the same port with the options `extra` instead (dnsmasq reads
+    /// `--srv-host` only at start: this is how an SRV record is removed). Retries while
+    /// the port is still held; panics if it never comes back.
+    pub fn restart(&mut self, extra: &[String]) {
+        self.kill();
+        for _ in 0..50 {
+            if let Some(mut dns) = Dnsmasq::spawn(self.addr.port(), &self.hosts, extra) {
+                std::mem::swap(self, &mut dns);
+                // The old one's hosts file is ours too: keep it when it drops.
+                dns.hosts = PathBuf::new();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("dnsmasq did not restart on port {}", self.addr.port());
+    }
+
     /// Stops it: the port answers nothing any more.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,277 @@
+//! A route's rules on the request path ([`crate::rules`]): redirects and `max_body`
+//! answered before a backend is picked, then the request head's rewrite, header rules
+//! and request id once one is, and the response's header rules and id per attempt.
+//!
+//! A request whose route has no rules, with request ids off, has no [`Policy`] and pays
+//! one check. The values templates may use are copied out of the request head once,
+//! before the head leaves the input buffer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::io::Writer;
+use super::logging::Pending;
+use super::pump::write_all;
+use super::Client;
+use crate::config::rules::{Redirect, RouteRules, Var};
+use crate::config::ServerConfig;
+use crate::http1::request::RequestInfo;
+use crate::http1::BodyKind;
+use crate::rules::{self, request_id, Strip, Vars};
+use crate::snapshot::{Backend, Pool, Route};
+
+/// The id of a request, when `[server] request_id` is on: a valid incoming one from a
+/// trusted proxy (`trusted_proxies` names the peer), else a new one.
+pub(super) fn request_id(server: &ServerConfig, client: &Client, head: &[u8]) -> Option<String> {
+    let config = server.request_id.as_ref()?;
+    let trusted = matches!(client.trust(server), crate::http1::forwarded::Trust::Proxy(_));
+    let kept = trusted
+        .then(|| request_id::incoming(head, &config.header))
+        .flatten()
+        .filter(|id| request_id::valid(id));
+    Some(match kept {
+        // `valid` admits ASCII only.
+        Some(id) => String::from_utf8_lossy(id).into_owned(),
+        None => request_id::generate(),
+    })
+}
+
+/// The request's id and its access-log entry, started while the head is in the buffer.
+pub(super) fn begin(
+    server: &ServerConfig,
+    client: &Client,
+    head: &[u8],
+    info: &RequestInfo,
+) -> (Option<String>, Pending) {
+    let id = request_id(server, client, head);
+    let mut logged = Pending::start(client, head, info);
+    logged.request_id(id.as_deref());
+    (id, logged)
+}
+
+/// Before a retry on `backend`: see [`Policy::retried`].
+pub(super) fn retried(
+    policy: Option<&Policy<'_>>,
+    head: &mut Vec<u8>,
+    pool: &Pool,
+    backend: &Backend,
+) {
+    if let Some(policy) = policy {
+        policy.retried(head, pool, backend);
+    }
+}
+
+/// What a request's route rules and id need on the request path.
+pub(super) struct Policy<'s> {
+    rules: Option<&'s RouteRules>,
+    id_header: Option<&'s str>,
+    /// The request's id, when ids are on.
+    pub id: Option<String>,
+    client_ip: String,
+    /// `$host`, without the port.
+    host: Bytes,
+    request_uri: Bytes,
+    scheme: &'static str,
+    /// Where the request rules' lines start in the upstream head, to write them again
+    /// for another backend on a retry.
+    mark: Option<usize>,
+}
+
+impl<'s> Policy<'s> {
+    /// The policy of a request routed by `route`; `None` when there is nothing to do.
+    pub fn start(
+        server: &'s ServerConfig,
+        route: Option<&'s Route>,
+        client: &Client,
+        head: &[u8],
+        info: &RequestInfo,
+        id: Option<String>,
+    ) -> Option<Policy<'s>> {
+        let rules = route.and_then(|route| route.rules.as_deref());
+        if rules.is_none() && id.is_none() {
+            return None;
+        }
+        let host = info.host.clone().map_or(&[][..], |range| &head[range]);
+        // Only the values some template uses are copied: most rules are constants.
+        let uses = |var| rules.is_some_and(|rules| rules.uses(var));
+        let copy = |var, bytes: &[u8]| match uses(var) {
+            true => Bytes::copy_from_slice(bytes),
+            false => Bytes::new(),
+        };
+        let uri = &head[info.origin.clone()];
+        let path_or_uri = uses(Var::Path) || uses(Var::RequestUri);
+        Some(Policy {
+            rules,
+            id_header: server.request_id.as_ref().map(|config| config.header.as_str()),
+            id,
+            client_ip: match (uses(Var::ClientIp), info.forwarded_client) {
+                (false, _) => String::new(),
+                (true, None) => client.peer_ip.clone(),
+                (true, Some(address)) => super::ip_text(address),
+            },
+            host: copy(Var::Host, crate::route::strip_port(host)),
+            request_uri: match path_or_uri {
+                true => Bytes::copy_from_slice(uri),
+                false => Bytes::new(),
+            },
+            scheme: if client.tls { "https" } else { "http" },
+            mark: None,
+        })
+    }
+
+    fn vars<'v>(&'v self, pool: &'v str, backend: &'v str) -> Vars<'v> {
+        Vars {
+            client_ip: &self.client_ip,
+            host: &self.host,
+            scheme: self.scheme,
+            request_id: self.id.as_deref().unwrap_or_default(),
+            request_uri: &self.request_uri,
+            pool,
+            backend,
+        }
+    }
+
+    /// The redirect that answers this request, if its route has one that applies
+    /// (`https_redirect` only to plain HTTP): `Err` when the request's values cannot
+    /// make a safe `Location` (a garbage `Host`), which is a 400.
+    pub fn redirect(&self, pool: &Pool) -> Option<Result<(u16, Vec<u8>), &'static str>> {
+        let rules = self.rules?;
+        let Redirect { to, status } = rules.redirect.as_ref()?;
+        if rules.https_only && self.scheme == "https" {
+            return None;
+        }
+        let location = rules::location(to, &self.vars(&pool.name, ""));
+        Some(location.map(|location| (*status, location)).ok_or("no valid Location for it"))
+    }
+
+    /// Whether the body's declared length is over the route's `max_body`.
+    pub fn too_large(&self, info: &RequestInfo) -> bool {
+        let max = self.rules.and_then(|rules| rules.max_body);
+        matches!((info.body, max), (BodyKind::Length(n), Some(max)) if n > max)
+    }
+
+    /// The route's `max_body`, for the body pump.
+    pub fn max_body(&self) -> Option<u64> {
+        self.rules.and_then(|rules| rules.max_body)
+    }
+
+    /// Edits the upstream head for the picked backend: path rewrite, request rules,
+    /// then the id (so a rule cannot replace it).
+    pub fn request(&mut self, head: &mut Vec<u8>, pool: &Pool, backend: &Backend) {
+        if let Some(rules) = self.rules {
+            if let Some(rewrite) = &rules.rewrite {
+                rules::rewrite_target(head, rewrite);
+            }
+            if !rules.request_headers.is_empty() {
+                let vars = self.vars(&pool.name, &backend.label);
+                self.mark = Some(rules::apply(head, &rules.request_headers, &vars));
+            }
+        }
+        if let (Some(name), Some(id)) = (self.id_header, &self.id) {
+            rules::strip(head, |field| field.eq_ignore_ascii_case(name.as_bytes()));
+            let mut line = Vec::with_capacity(name.len() + id.len() + 4);
+            crate::http1::lines::push_field(&mut line, name.as_bytes(), id.as_bytes());
+            crate::http1::lines::append_lines(head, &line);
+        }
+    }
+
+    /// Before a retry on `backend`: request rules that name `$backend` are written
+    /// again, when the head is still whole (a request without a body; one with a body
+    /// is replayed from its copy, as the first backend got it).
+    pub fn retried(&self, head: &mut Vec<u8>, pool: &Pool, backend: &Backend) {
+        let (Some(rules), Some(mark)) = (self.rules, self.mark) else { return };
+        let request = &rules.request_headers;
+        if !request.uses(Var::Backend) || head.len() < mark + 2 {
+            return;
+        }
+        // From `mark`: the rule lines, the id line, the empty line; all written again.
+        let vars = self.vars(&pool.name, &backend.label);
+        let mut lines = Vec::new();
+        rules::push_lines(request, &vars, &mut lines);
+        let id = self.id_line();
+        head.truncate(mark);
+        head.extend_from_slice(&lines);
+        head.extend_from_slice(&id);
+        head.extend_from_slice(b"\r\n");
+    }
+
+    /// The id's field line, or nothing when ids are off.
+    pub fn id_line(&self) -> Vec<u8> {
+        let mut line = Vec::new();
+        if let (Some(name), Some(id)) = (self.id_header, &self.id) {
+            crate::http1::lines::push_field(&mut line, name.as_bytes(), id.as_bytes());
+        }
+        line
+    }
+
+    /// The lines added to the response from `backend`: `set_cookie` (the sticky
+    /// cookie, or empty), the route's response rules, and the id.
+    pub fn response_lines(&self, set_cookie: &[u8], pool: &Pool, backend: &Backend) -> Vec<u8> {
+        let mut lines = set_cookie.to_vec();
+        if let Some(rules) = self.rules.filter(|rules| !rules.response_headers.is_empty()) {
+            let vars = self.vars(&pool.name, &backend.label);
+            rules::push_lines(&rules.response_headers, &vars, &mut lines);
+        }
+        lines.extend_from_slice(&self.id_line());
+        lines
+    }
+
+    /// What the response loses before those lines are added.
+    pub fn strip(&self) -> Strip<'s> {
+        Strip {
+            rules: self.rules.map(|rules| &rules.response_headers),
+            id_header: self.id.as_ref().and(self.id_header),
+        }
+    }
+}
+
+/// What one attempt on `backend` adds to and strips from its response, and the body
+/// limit: nothing without a policy (`set_cookie` is then used as it is).
+pub(super) fn for_attempt<'p>(
+    policy: Option<&Policy<'p>>,
+    set_cookie: &[u8],
+    pool: &Pool,
+    backend: &Backend,
+) -> (Option<Vec<u8>>, Strip<'p>, Option<u64>) {
+    match policy {
+        None => (None, Strip::default(), None),
+        Some(policy) => {
+            let lines = policy.response_lines(set_cookie, pool, backend);
+            (Some(lines), policy.strip(), policy.max_body())
+        }
+    }
+}
+
+/// Answers a redirect: `Location`, an empty body, and `extra` lines (the request id).
+/// Counted in `weir_redirects_total` and with the client responses by status.
+pub(super) async fn send_redirect<S: Writer>(
+    stream: &mut S,
+    client: &Client,
+    out: &mut Vec<u8>,
+    (status, location): (u16, &[u8]),
+    extra: &[u8],
+    close: bool,
+    send_timeout: Duration,
+) {
+    let frontend = client.shared.frontend.local();
+    frontend.redirects.inc();
+    frontend.record(client.http2, status);
+    out.clear();
+    let reason = match status {
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        _ => "Permanent Redirect",
+    };
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    crate::http1::lines::push_field(out, b"Location", location);
+    out.extend_from_slice(b"Content-Length: 0\r\n");
+    out.extend_from_slice(extra);
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let _ = write_all(stream, out, send_timeout).await;
+}

@@ -1,0 +1,81 @@
+//! A real `redis-server` for the fleet-wide rate limit tests, on 127.0.0.1 and a free port,
+//! with persistence off; killed on drop (or on [`Redis::stop`], mid-test).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long redis-server may take to answer its first PING.
+const READY: Duration = Duration::from_secs(10);
+
+/// A running redis-server.
+pub struct Redis {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Redis {
+    /// Starts redis-server; retries on another port if the one picked was taken.
+    pub fn start() -> Redis {
+        for _ in 0..20 {
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--appendonly", "no", "--protected-mode", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (apt-get install redis-server)");
+            let redis =
+                Redis { child: Some(child), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+            if redis.ready() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Kills the server now.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it answers PING within [`READY`] (or exited first).
+    fn ready(&self) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < READY {
+            if let Ok(mut stream) = TcpStream::connect_timeout(&self.addr, READY) {
+                let _ = stream.set_read_timeout(Some(READY));
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
