@@ -19,6 +19,8 @@
 //! [`coalesce::MIN_REBUILD_INTERVAL`] apart however often sources change.
 //!
 //! - [`endpoint`]: the endpoint set every source produces, its readiness and its hash.
+//! - [`kubernetes`]: Kubernetes Services, from their EndpointSlices, on a thread of their
+//!   own.
 //! - [`names`]: which names a config discovers, and the backends each set expands into.
 //! - [`resolver`]: lookups through `hickory-resolver` (resolv.conf, /etc/hosts, UDP and
 //!   TCP, CNAME, SRV).
@@ -29,6 +31,7 @@
 
 pub mod coalesce;
 pub mod endpoint;
+pub mod kubernetes;
 pub mod names;
 pub mod resolver;
 pub mod srv;
@@ -47,7 +50,9 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 use crate::config::dns::MIN_DNS_REFRESH;
 use crate::config::Config;
 pub use endpoint::{Endpoint, Readiness};
-pub use names::{expand, key, names, source_label, Expanded, SRV_PREFIX};
+pub use names::{
+    expand, is_kubernetes, key, names, source_label, Expanded, K8S_PREFIX, SRV_PREFIX,
+};
 use resolver::{Failure, FailureKind, Found, Lookup, Resolver};
 use srv::SrvAnswer;
 
@@ -167,11 +172,13 @@ impl Discovery {
     /// Follows the names of `config`: new ones are due now, removed ones are forgotten.
     /// Returns whether any was forgotten.
     fn sync(&mut self, config: &Config, now: Instant) -> bool {
-        let names = names(config);
+        let mut names = names(config);
         let before = self.entries.len();
         self.entries.retain(|host, _| names.contains_key(host));
         let forgot = self.entries.len() != before;
         self.stats.retain(|host| names.contains_key(host));
+        // Kubernetes Services have a thread of their own ([`kubernetes`]).
+        names.retain(|host, _| !is_kubernetes(host));
         for (host, refresh) in names {
             let entry = self.entries.entry(host).or_insert_with(|| Entry {
                 endpoints: Vec::new(),

@@ -111,6 +111,7 @@ pub fn pool_fingerprint(pool: &PoolConfig) -> u64 {
             crate::config::Resolve::Once => "",
             crate::config::Resolve::Addresses => "+dns",
             crate::config::Resolve::Srv => "+srv",
+            crate::config::Resolve::Kubernetes(_) => "+k8s",
         };
         let _ = write!(text, "{}={}{resolve},", backend.address, backend.weight);
     }

@@ -161,6 +161,8 @@ fn backend_value(backend: &BackendConfig, removed: bool, base: Option<u64>, drai
     json.key("resolve");
     match backend.resolve {
         Resolve::Srv => json.string("srv"),
+        // Only a config file makes these; written so the object says what it was.
+        Resolve::Kubernetes(_) => json.string("kubernetes"),
         other => json.bool(other == Resolve::Addresses),
     }
     json.key("drain");

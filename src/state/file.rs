@@ -171,6 +171,8 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
             json.key("resolve");
             match backend.resolve {
                 Resolve::Srv => json.string("srv"),
+                // Only a config file makes these; written so the file says what it was.
+                Resolve::Kubernetes(_) => json.string("kubernetes"),
                 other => json.bool(other == Resolve::Addresses),
             }
             json.end_object();

@@ -28,6 +28,9 @@ pub fn backend_for(text: &str, resolve: Resolve) -> Result<BackendAddress, Strin
         Resolve::Srv => super::dns::srv_address(&de(text)),
         Resolve::Addresses => backend_address(text).and_then(|a| resolvable(&a).map(|()| a)),
         Resolve::Once => backend_address(text),
+        Resolve::Kubernetes(_) => {
+            Err("kubernetes backends come from the config file only".to_string())
+        }
     }
 }
 

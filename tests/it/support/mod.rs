@@ -14,6 +14,8 @@
 //!   WebSocket echo.
 //! * [`dns::TestDns`] (in `dns.rs`): a tiny DNS server whose records, failures and
 //!   truncation the test controls.
+//! * [`kube_api::KubeApi`] (in `kube_api.rs`): a fake Kubernetes API server speaking
+//!   the real LIST + WATCH protocol for EndpointSlices (410 Gone, outages).
 //! * [`Recorder`] (in `recorder.rs`): a raw backend that records each request as it
 //!   arrived and answers from a script, to count exactly what reaches a backend.
 //! * [`slow_backend::SlowBackend`]: a backend whose slowness a test switches on and off.
@@ -34,6 +36,7 @@ pub mod dns;
 pub mod dnsmasq;
 pub mod etcd;
 pub mod h2_backend;
+pub mod kube_api;
 pub mod load;
 pub mod process;
 pub mod recorder;
