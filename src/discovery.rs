@@ -396,8 +396,20 @@ pub fn spawn(
 
 async fn run(host: Arc<dyn Host>, mut discovery: Discovery, sink: Arc<coalesce::Sink>) {
     let mut shutdown = host.shutdown();
+    // The Kubernetes thread is started here the first time the running config has a
+    // Kubernetes backend (at start, or at the reload that adds the first one), so a
+    // config without one costs no thread and no client.
+    let mut kubernetes_started = false;
     loop {
         let config = host.config();
+        if !kubernetes_started && kubernetes::wanted(&config) {
+            let (stats, sink) = (discovery.stats(), Arc::clone(&sink));
+            // Detached: it ends by itself when the balancer drains.
+            match kubernetes::spawn(Arc::clone(&host), stats, sink) {
+                Ok(_) => kubernetes_started = true,
+                Err(error) => tracing::error!("cannot start the Kubernetes thread: {error}"),
+            }
+        }
         let now = Instant::now();
         if discovery.sync(&config, now) {
             // Only this thread prunes the registry's addresses, together with its own

@@ -181,11 +181,6 @@ pub fn start_with(config: Config, inherited: Inherited) -> Result<Handle, StartE
     }
     // One prober per backend for the whole process, whatever the number of workers.
     threads.push(health::service::spawn(Arc::clone(&plane) as _)?);
-    if discovery::kubernetes::wanted(&config) {
-        let stats = discovery.stats();
-        let sink = Arc::clone(&sink);
-        threads.push(discovery::kubernetes::spawn(Arc::clone(&plane) as _, stats, sink)?);
-    }
     threads.push(discovery::spawn(Arc::clone(&plane) as _, discovery, sink)?);
     threads.push(control::spawn_drainer(Arc::clone(&plane))?);
     if let Some(listener) = admin_listener {

@@ -28,12 +28,16 @@ fn weir_on(namespace: &str) -> Balancer {
     KubeApi::shared();
     let mut config = config_for(&[]);
     config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.pools[0].backends = vec![kubernetes_backend(namespace)];
+    Balancer::start(config)
+}
+
+/// A backend following Service `api` of `namespace`, port `http`.
+fn kubernetes_backend(namespace: &str) -> BackendConfig {
     let host = format!("{SERVICE}.{namespace}.svc");
     let address = BackendAddress { scheme: Scheme::Http, host, port: 0 };
     let port = KubePort::name("http").unwrap();
-    config.pools[0].backends =
-        vec![BackendConfig { address, weight: 1, resolve: Resolve::Kubernetes(port) }];
-    Balancer::start(config)
+    BackendConfig { address, weight: 1, resolve: Resolve::Kubernetes(port) }
 }
 
 /// One slice per backend (each TestBackend has its own port), as a Service whose pods
@@ -209,4 +213,19 @@ async fn an_api_outage_keeps_the_set_and_it_resyncs_after() {
     assert!(took < Duration::from_secs(5), "resynced {took:?} after the outage ended");
     eprintln!("resynced {took:?} after a {OUTAGE:?} outage ({} errors)", errors());
     assert_eq!(crate::dns::answered_by(&weir, 12).await, ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_the_first_kubernetes_backend_starts_following_it() {
+    let (api, ns) = (KubeApi::shared(), "reloaded");
+    let [fixed, a] = [TestBackend::start("fixed").await, TestBackend::start("a").await];
+    put(api, ns, &a, READY);
+    let mut config = config_for(&[fixed.addr()]);
+    let weir = Balancer::start(config.clone());
+    assert_eq!(labels(&weir), [fixed.addr().to_string()]);
+    config.pools[0].backends.push(kubernetes_backend(ns));
+    weir.reload(config).unwrap();
+    let both = label_set(&[&fixed, &a]);
+    assert!(wait_labels(&weir, &both).await.is_some(), "followed: {:?}", labels(&weir));
+    assert_eq!(api.lists(ns), 1);
 }
