@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::dns::labels;
 use crate::support::load::Load;
+use crate::support::scrape::{metric, scrape};
 use crate::support::{config_for, Balancer, TestBackend};
 use weir::config::backend::KubePort;
 use weir::config::{BackendAddress, BackendConfig, Resolve, Scheme};
@@ -127,6 +128,12 @@ async fn a_410_gone_costs_exactly_one_relist() {
     assert!(wait_labels(&weir, &label_set(&[&a, &b, &c])).await.is_some());
     assert_eq!(api.lists(ns), 2, "exactly one re-list after the 410");
     assert_eq!(relists(), 1);
+    let text = scrape(weir.admin()).await;
+    assert_eq!(metric(&text, "weir_kubernetes_relists_total", &[]), Some(1.0));
+    let source = format!("k8s:{ns}/{SERVICE}:http");
+    let endpoints = metric(&text, "weir_discovery_endpoints", &[("source", &source)]);
+    assert_eq!(endpoints, Some(3.0), "{text}");
+    assert!(!text.contains("weir_dns_lookups_total{host=\"k8s:"), "no DNS series");
 }
 
 #[tokio::test]
@@ -228,4 +235,42 @@ async fn a_reload_that_adds_the_first_kubernetes_backend_starts_following_it() {
     let both = label_set(&[&fixed, &a]);
     assert!(wait_labels(&weir, &both).await.is_some(), "followed: {:?}", labels(&weir));
     assert_eq!(api.lists(ns), 1);
+}
+
+#[tokio::test]
+async fn hostile_slices_and_malformed_events_are_skipped_and_the_set_holds() {
+    let (api, ns) = (KubeApi::shared(), "hostile");
+    let [a, b] = [TestBackend::start("a").await, TestBackend::start("b").await];
+    put(api, ns, &a, READY);
+    let weir = weir_on(ns);
+    let first = label_set(&[&a]);
+    assert!(wait_labels(&weir, &first).await.is_some());
+    assert!(weir.wait_for(SOON, |_| api.watches(ns) >= 1).await.is_some());
+    let errors = || weir.shared().plane().sink().kubernetes.errors.load(Relaxed);
+    // A truncated event, then one that is not JSON at all: errors, and the set holds.
+    api.inject(ns, r#"{"type":"ADDED","object":{"kind":"EndpointSlice","metadata":"#);
+    api.inject(ns, "\u{0}garbage");
+    assert!(weir.wait_for(SOON, |_| errors() >= 1).await.is_some(), "counted");
+    // Slices that make no endpoint: addresses that are not IPs, a port out of range.
+    let mut bad = slice(SERVICE, 80, &[("not-an-ip", true, true, false)]);
+    api.put(ns, "bad-address", bad.clone());
+    bad["endpoints"][0]["addresses"] = serde_json::json!(["10.0.0.1"]);
+    bad["ports"][0]["port"] = serde_json::json!(70000);
+    api.put(ns, "bad-port", bad.clone());
+    bad["ports"][0]["port"] = serde_json::json!(-1);
+    api.put(ns, "negative-port", bad);
+    // The watch still works: b joins, and nothing from the bad slices does.
+    put(api, ns, &b, READY);
+    let both = label_set(&[&a, &b]);
+    assert!(wait_labels(&weir, &both).await.is_some(), "{:?}", labels(&weir));
+    // A slice with more endpoints than weir keeps: the lowest 256 addresses are used.
+    let many: Vec<String> = (0..300).map(|i| format!("10.1.{}.{}", i / 250, i % 250)).collect();
+    let endpoints: Vec<(&str, bool, bool, bool)> =
+        many.iter().map(|ip| (ip.as_str(), true, true, false)).collect();
+    api.put(ns, "huge", slice(SERVICE, 8080, &endpoints));
+    let key = format!("k8s:{ns}/{SERVICE}:http");
+    let kept = |w: &Balancer| w.shared().plane().dns().of(&key).is_some_and(|s| s.endpoints == 256);
+    assert!(weir.wait_for(SOON, kept).await.is_some(), "bounded");
+    let applied = weir.wait_for(SOON, |w| labels(w).len() == 256).await;
+    assert!(applied.is_some(), "{} backends", labels(&weir).len());
 }

@@ -47,6 +47,8 @@ struct State {
     epochs: HashMap<String, u64>,
     /// Namespaces in an outage.
     down: HashSet<String>,
+    /// Raw lines for the next poll of a namespace's open watch (hostile tests).
+    raw: HashMap<String, Vec<String>>,
     /// LIST and WATCH requests served, per namespace.
     lists: HashMap<String, u64>,
     watches: HashMap<String, u64>,
@@ -125,6 +127,12 @@ impl KubeApi {
         } else {
             state.down.remove(namespace);
         }
+    }
+
+    /// Sends `line` as it is (malformed, say) as one event of `namespace`'s open watch.
+    pub fn inject(&self, namespace: &str, line: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.raw.entry(namespace.to_string()).or_default().push(line.to_string());
     }
 
     /// LIST requests served for `namespace`.
@@ -300,7 +308,12 @@ fn list(state: &Mutex<State>, request: &Request) -> String {
 
 /// A chunk of the watch stream: one JSON line.
 async fn send(stream: &mut TcpStream, event: Value) -> bool {
-    let line = format!("{event}\n");
+    send_line(stream, &event.to_string()).await
+}
+
+/// A chunk of the watch stream holding `line` as it is.
+async fn send_line(stream: &mut TcpStream, line: &str) -> bool {
+    let line = format!("{line}\n");
     let chunk = format!("{:x}\r\n{line}\r\n", line.len());
     stream.write_all(chunk.as_bytes()).await.is_ok()
 }
@@ -338,8 +351,9 @@ async fn watch(mut stream: TcpStream, state: &Mutex<State>, request: Request) {
     };
     let mut first = true;
     loop {
-        let (events, now, expired, down) = {
-            let state = state.lock().unwrap();
+        let (events, now, expired, down, raw) = {
+            let mut state = state.lock().unwrap();
+            let raw = state.raw.remove(&namespace).unwrap_or_default();
             let expired = state.epochs.get(&namespace).copied().unwrap_or(0) != epoch;
             let events: Vec<(u64, Value)> = state
                 .history
@@ -349,8 +363,13 @@ async fn watch(mut stream: TcpStream, state: &Mutex<State>, request: Request) {
                 })
                 .map(|(rv, _, kind, object)| (*rv, json!({"type": kind, "object": object})))
                 .collect();
-            (events, state.rv, expired, state.down.contains(&namespace))
+            (events, state.rv, expired, state.down.contains(&namespace), raw)
         };
+        for line in raw {
+            if !send_line(&mut stream, &line).await {
+                return;
+            }
+        }
         if down {
             return;
         }
