@@ -274,3 +274,40 @@ async fn hostile_slices_and_malformed_events_are_skipped_and_the_set_holds() {
     let applied = weir.wait_for(SOON, |w| labels(w).len() == 256).await;
     assert!(applied.is_some(), "{} backends", labels(&weir).len());
 }
+
+/// Opt-in, against a real cluster: `WEIR_K8S_SERVICE=NAMESPACE/SERVICE:PORT cargo test
+/// --test it discovery_k8s::real_cluster -- --ignored` with `KUBECONFIG` set (and
+/// nothing else in the run, since the fake server points `KUBECONFIG` at itself). The
+/// Service must have at least one ready endpoint; weir must reach the API server, not
+/// the pods.
+#[tokio::test]
+#[ignore = "needs a real cluster: set KUBECONFIG and WEIR_K8S_SERVICE"]
+async fn real_cluster() {
+    let target = std::env::var("WEIR_K8S_SERVICE").expect("WEIR_K8S_SERVICE=NS/SERVICE:PORT");
+    let (namespace, rest) = target.split_once('/').expect("NS/SERVICE:PORT");
+    let (service, port) = rest.split_once(':').expect("NS/SERVICE:PORT");
+    let port = match port.parse::<u16>() {
+        Ok(number) => KubePort::Number(number),
+        Err(_) => KubePort::name(port).unwrap(),
+    };
+    let host = format!("{service}.{namespace}.svc");
+    let address = BackendAddress { scheme: Scheme::Http, host, port: 0 };
+    let mut config = config_for(&[]);
+    config.pools[0].backends =
+        vec![BackendConfig { address, weight: 1, resolve: Resolve::Kubernetes(port) }];
+    let weir = Balancer::start(config);
+    let key = format!("k8s:{namespace}/{service}:{}", port.text());
+    let synced = |w: &Balancer| w.shared().plane().dns().of(&key).is_some_and(|s| s.generation > 0);
+    assert!(
+        weir.wait_for(Duration::from_secs(30), synced).await.is_some(),
+        "no set from the cluster"
+    );
+    let stats = weir.shared().plane().dns().of(&key).unwrap();
+    eprintln!(
+        "{key}: {} endpoints, set hash {:016x}: {:?}",
+        stats.endpoints,
+        stats.hash,
+        labels(&weir)
+    );
+    assert!(stats.endpoints > 0 && !labels(&weir).is_empty());
+}
