@@ -78,6 +78,15 @@ impl KubePort {
 }
 
 impl Resolve {
+    /// The value as JSON writes it (the admin API, the state file, fleet objects):
+    /// `false`, `true`, `"srv"` or `"kubernetes:PORT"`.
+    pub fn json(self) -> String {
+        match self {
+            Resolve::Kubernetes(port) => format!("kubernetes:{}", port.text()),
+            other => other.name().to_string(),
+        }
+    }
+
     /// The value as the config file and the state file write it.
     pub fn name(self) -> &'static str {
         match self {
@@ -116,6 +125,8 @@ impl BackendConfig {
         match (self.resolve, self.address.scheme) {
             (Resolve::Srv, Scheme::Http) => self.address.host.clone(),
             (Resolve::Srv, Scheme::Https) => format!("https://{}", self.address.host),
+            // Its port is in `resolve`: `kubernetes:PORT`.
+            (Resolve::Kubernetes(_), _) => self.address.host.clone(),
             _ => self.address.to_string(),
         }
     }

@@ -29,7 +29,7 @@ mod fleet;
 mod fleet_tests;
 mod health;
 mod http2;
-mod kubernetes;
+pub mod kubernetes;
 #[cfg(test)]
 mod log_tests;
 mod pool;

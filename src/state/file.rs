@@ -171,8 +171,7 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
             json.key("resolve");
             match backend.resolve {
                 Resolve::Srv => json.string("srv"),
-                // Only a config file makes these; written so the file says what it was.
-                Resolve::Kubernetes(_) => json.string("kubernetes"),
+                Resolve::Kubernetes(_) => json.string(&backend.resolve.json()),
                 other => json.bool(other == Resolve::Addresses),
             }
             json.end_object();

@@ -10,6 +10,7 @@ use crate::support::kube_api::{slice, KubeApi};
 use tokio::time::Instant;
 
 use crate::dns::labels;
+use crate::support::admin::{authed, pools_until, TOKEN};
 use crate::support::load::Load;
 use crate::support::scrape::{metric, scrape};
 use crate::support::{config_for, Balancer, TestBackend};
@@ -310,4 +311,28 @@ async fn real_cluster() {
         labels(&weir)
     );
     assert!(stats.endpoints > 0 && !labels(&weir).is_empty());
+}
+
+#[tokio::test]
+async fn the_admin_api_adds_a_kubernetes_backend_and_lists_its_source() {
+    let (api, ns) = (KubeApi::shared(), "viaapi");
+    let [fixed, a] = [TestBackend::start("fixed").await, TestBackend::start("a").await];
+    put(api, ns, &a, READY);
+    let token = |config: &mut weir::config::Config| config.admin.token = Some(TOKEN.to_string());
+    let weir = Balancer::with_admin(&[fixed.addr()], token);
+    let add = "/api/v1/pools/web/backends";
+    let bad = format!(r#"{{"address": "api.{ns}", "resolve": "kubernetes:http"}}"#);
+    let reply = authed(weir.admin(), "POST", add, Some(&bad)).await;
+    assert_eq!(reply.status, 400, "{:?}", reply.json);
+    let body = format!(r#"{{"address": "{SERVICE}.{ns}.svc", "resolve": "kubernetes:http"}}"#);
+    let reply = authed(weir.admin(), "POST", add, Some(&body)).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json);
+    let both = label_set(&[&fixed, &a]);
+    assert!(wait_labels(&weir, &both).await.is_some(), "followed: {:?}", labels(&weir));
+    let source = format!("k8s:{ns}/{SERVICE}:http");
+    let listed = pools_until(weir.admin(), "the source", |doc| {
+        let sources = doc["pools"][0]["sources"].as_array().cloned().unwrap_or_default();
+        sources.iter().any(|s| s["source"] == source.as_str() && s["endpoints"] == 1)
+    });
+    listed.await;
 }

@@ -36,20 +36,20 @@ impl Walker {
             return None;
         }
         let (service, namespace, port) = (service?, namespace?, port?);
-        let number = match port {
-            KubePort::Number(number) => number,
-            KubePort::Name(..) => 0,
-        };
-        let host = format!("{service}.{namespace}.svc");
-        let address = BackendAddress { scheme: Scheme::Http, host, port: number };
+        let address =
+            self.check(value, json_address(&format!("{service}.{namespace}.svc"), port))?;
         Some(BackendConfig { address, weight, resolve: Resolve::Kubernetes(port) })
     }
 }
 
+/// A Service or namespace name (`key`) as TOML.
+fn label(key: &str, v: &DeValue<'_>) -> Result<String, String> {
+    check_label(key, string(key, v)?)
+}
+
 /// A Service or namespace name: a DNS-1123 label (lower-case letters, digits and `-`,
 /// at most [`MAX_NAME`] bytes, starting and ending with a letter or digit).
-fn label(key: &str, v: &DeValue<'_>) -> Result<String, String> {
-    let text = string(key, v)?;
+fn check_label(key: &str, text: &str) -> Result<String, String> {
     let inner = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let valid = (1..=MAX_NAME).contains(&text.len())
         && text.bytes().all(|b| inner(b) || b == b'-')
@@ -62,6 +62,34 @@ fn label(key: &str, v: &DeValue<'_>) -> Result<String, String> {
             "`{key}`: `{text}` is not a Kubernetes name (1 to {MAX_NAME} lower-case letters, \
              digits and `-`)"
         ))
+    }
+}
+
+/// The address of a Kubernetes backend as JSON writes it (the admin API, the state
+/// file, fleet objects): `SERVICE.NAMESPACE.svc`, with `port` from `resolve`.
+pub fn json_address(text: &str, port: KubePort) -> Result<BackendAddress, String> {
+    let bad = || format!("a kubernetes backend's address is SERVICE.NAMESPACE.svc, not `{text}`");
+    let (service, namespace) =
+        text.strip_suffix(".svc").and_then(|t| t.split_once('.')).ok_or_else(bad)?;
+    let (service, namespace) =
+        (check_label("service", service)?, check_label("namespace", namespace)?);
+    let number = match port {
+        KubePort::Number(number) => number,
+        KubePort::Name(..) => 0,
+    };
+    Ok(BackendAddress {
+        scheme: Scheme::Http,
+        host: format!("{service}.{namespace}.svc"),
+        port: number,
+    })
+}
+
+/// The port of `"resolve": "kubernetes:PORT"`: a number or a port name.
+pub fn json_port(text: &str) -> Result<KubePort, String> {
+    match text.parse::<u16>() {
+        Ok(0) => Err("`port` must be between 1 and 65535, found 0".to_string()),
+        Ok(number) => Ok(KubePort::Number(number)),
+        Err(_) => KubePort::name(text),
     }
 }
 

@@ -50,3 +50,23 @@ fn bad_kubernetes_backends_point_at_the_mistake() {
         error(&pool("{ kubernetes = { service = \"a\", namespace = \"p\", port = 1, x = 1 } }"));
     assert_eq!(message, "weir.toml:3:72: unknown key `x` in a kubernetes backend");
 }
+
+#[test]
+fn json_writes_and_reads_a_kubernetes_backend_back() {
+    use crate::config::parse::value::{backend_for, resolve_json};
+    let text =
+        pool("{ kubernetes = { service = \"api\", namespace = \"prod\", port = \"http\" } }");
+    let config = parse_str("weir.toml", &text).unwrap();
+    let backend = &config.pools[0].backends[0];
+    let resolve = serde_json::Value::String(backend.resolve.json());
+    assert_eq!(resolve, "kubernetes:http");
+    let read = resolve_json(Some(&resolve)).unwrap();
+    assert_eq!(read, backend.resolve);
+    assert_eq!(backend_for(&backend.written(), read).unwrap(), backend.address);
+    let numbered = resolve_json(Some(&serde_json::json!("kubernetes:8080"))).unwrap();
+    assert_eq!(backend_for("web.prod.svc", numbered).unwrap().port, 8080);
+    assert!(backend_for("api.prod", read).is_err(), "not SERVICE.NAMESPACE.svc");
+    assert!(backend_for("API.prod.svc", read).is_err());
+    assert!(resolve_json(Some(&serde_json::json!("kubernetes:0"))).is_err());
+    assert!(resolve_json(Some(&serde_json::json!("kubernetes:Bad_Name"))).is_err());
+}
