@@ -98,6 +98,7 @@ async fn run(host: Arc<dyn Host>, stats: Arc<Stats>, sink: Arc<Sink>) {
     let mut shutdown = host.shutdown();
     let mut client: Option<Client> = None;
     let mut watches: HashMap<String, AbortHandle> = HashMap::new();
+    let mut warned: Option<Instant> = None;
     loop {
         let wanted = services(&host.config());
         let before = watches.len();
@@ -112,7 +113,7 @@ async fn run(host: Arc<dyn Host>, stats: Arc<Stats>, sink: Arc<Sink>) {
             host.forget_names();
         }
         if client.is_none() && !wanted.is_empty() {
-            client = connect().await;
+            client = connect(&mut warned, &sink).await;
         }
         for (key, (namespace, service, port)) in wanted {
             let Some(client) = &client else { break };
@@ -132,14 +133,20 @@ async fn run(host: Arc<dyn Host>, stats: Arc<Stats>, sink: Arc<Sink>) {
     watches.values().for_each(AbortHandle::abort);
 }
 
-/// A client from `KUBECONFIG` or the service account; `None` (logged) if neither works.
-async fn connect() -> Option<Client> {
+/// A client from `KUBECONFIG` or the service account; `None` if neither works, counted
+/// and logged at most once per [`FAILURE_LOG_INTERVAL`] (it is retried every second).
+async fn connect(warned: &mut Option<Instant>, sink: &Sink) -> Option<Client> {
     match Client::try_default().await {
         Ok(client) => Some(client),
         Err(error) => {
-            tracing::error!(
-                "kubernetes: no usable credentials (KUBECONFIG or in-cluster): {error}"
-            );
+            sink.kubernetes.errors.fetch_add(1, Relaxed);
+            let now = Instant::now();
+            if warned.is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL) {
+                *warned = Some(now);
+                tracing::error!(
+                    "kubernetes: no usable credentials (KUBECONFIG or in-cluster): {error}"
+                );
+            }
             None
         }
     }
