@@ -19,6 +19,8 @@
 //! [`coalesce::MIN_REBUILD_INTERVAL`] apart however often sources change.
 //!
 //! - [`endpoint`]: the endpoint set every source produces, its readiness and its hash.
+//! - [`kubernetes`]: Kubernetes Services, from their EndpointSlices, on a thread of their
+//!   own.
 //! - [`names`]: which names a config discovers, and the backends each set expands into.
 //! - [`resolver`]: lookups through `hickory-resolver` (resolv.conf, /etc/hosts, UDP and
 //!   TCP, CNAME, SRV).
@@ -29,6 +31,7 @@
 
 pub mod coalesce;
 pub mod endpoint;
+pub mod kubernetes;
 pub mod names;
 pub mod resolver;
 pub mod srv;
@@ -47,7 +50,9 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 use crate::config::dns::MIN_DNS_REFRESH;
 use crate::config::Config;
 pub use endpoint::{Endpoint, Readiness};
-pub use names::{expand, key, names, source_label, Expanded, SRV_PREFIX};
+pub use names::{
+    expand, is_kubernetes, key, names, source_label, Expanded, K8S_PREFIX, SRV_PREFIX,
+};
 use resolver::{Failure, FailureKind, Found, Lookup, Resolver};
 use srv::SrvAnswer;
 
@@ -167,11 +172,13 @@ impl Discovery {
     /// Follows the names of `config`: new ones are due now, removed ones are forgotten.
     /// Returns whether any was forgotten.
     fn sync(&mut self, config: &Config, now: Instant) -> bool {
-        let names = names(config);
+        let mut names = names(config);
         let before = self.entries.len();
         self.entries.retain(|host, _| names.contains_key(host));
         let forgot = self.entries.len() != before;
         self.stats.retain(|host| names.contains_key(host));
+        // Kubernetes Services have a thread of their own ([`kubernetes`]).
+        names.retain(|host, _| !is_kubernetes(host));
         for (host, refresh) in names {
             let entry = self.entries.entry(host).or_insert_with(|| Entry {
                 endpoints: Vec::new(),
@@ -389,8 +396,20 @@ pub fn spawn(
 
 async fn run(host: Arc<dyn Host>, mut discovery: Discovery, sink: Arc<coalesce::Sink>) {
     let mut shutdown = host.shutdown();
+    // The Kubernetes thread is started here the first time the running config has a
+    // Kubernetes backend (at start, or at the reload that adds the first one), so a
+    // config without one costs no thread and no client.
+    let mut kubernetes_started = false;
     loop {
         let config = host.config();
+        if !kubernetes_started && kubernetes::wanted(&config) {
+            let (stats, sink) = (discovery.stats(), Arc::clone(&sink));
+            // Detached: it ends by itself when the balancer drains.
+            match kubernetes::spawn(Arc::clone(&host), stats, sink) {
+                Ok(_) => kubernetes_started = true,
+                Err(error) => tracing::error!("cannot start the Kubernetes thread: {error}"),
+            }
+        }
         let now = Instant::now();
         if discovery.sync(&config, now) {
             // Only this thread prunes the registry's addresses, together with its own

@@ -172,3 +172,30 @@ fn a_failed_or_empty_srv_lookup_keeps_the_last_set() {
     assert_eq!(stats.errors[&FailureKind::Server], 1);
     assert_eq!(stats.hash, endpoint::set_hash(&set));
 }
+
+#[test]
+fn a_kubernetes_service_has_a_key_of_its_own_and_no_dns_lookup() {
+    let port = crate::config::backend::KubePort::name("http").unwrap();
+    let address = BackendAddress {
+        host: "api.prod.svc".to_string(),
+        port: 0,
+        ..backend("a:1", false).address
+    };
+    let k8s = BackendConfig { address, weight: 1, resolve: Resolve::Kubernetes(port) };
+    assert_eq!(key(&k8s), "k8s:prod/api:http");
+    assert_eq!(source_label(&key(&k8s)), "k8s:prod/api:http");
+    let mut config = Config::default();
+    config.pools.push(PoolConfig::new(
+        "p",
+        StrategyKind::RoundRobin,
+        vec![k8s, backend("b.test:80", true)],
+    ));
+    assert!(kubernetes::wanted(&config));
+    let mut discovery = Discovery::default();
+    discovery.sync(&config, Instant::now());
+    assert_eq!(
+        discovery.due(Instant::now()),
+        ["b.test"],
+        "the DNS thread leaves the Service alone"
+    );
+}

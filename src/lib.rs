@@ -74,7 +74,8 @@
 //! - [`health`]: one health state machine per backend, fed by active probes (on the
 //!   `weir-health` thread) and by the outcomes of real requests.
 //! - [`discovery`]: discovery of `resolve = true` (A/AAAA) and `resolve = "srv"`
-//!   backends on the `weir-dns` thread through `hickory-resolver`: each source gives a
+//!   backends on the `weir-dns` thread through `hickory-resolver`, and of Kubernetes
+//!   Services' EndpointSlices on the `weir-k8s` thread through `kube`: each source gives a
 //!   complete endpoint set, applied through a throttle (at most 10 rebuilds a second).
 //! - [`route`]: host and path-prefix routing to pools.
 //! - [`rules`]: a route's header rules, path rewrites, redirect targets and request ids,

@@ -108,9 +108,10 @@ pub fn pool_fingerprint(pool: &PoolConfig) -> u64 {
     let mut text = format!("{}|", pool.strategy.name());
     for backend in &pool.backends {
         let resolve = match backend.resolve {
-            crate::config::Resolve::Once => "",
-            crate::config::Resolve::Addresses => "+dns",
-            crate::config::Resolve::Srv => "+srv",
+            crate::config::Resolve::Once => String::new(),
+            crate::config::Resolve::Addresses => "+dns".to_string(),
+            crate::config::Resolve::Srv => "+srv".to_string(),
+            crate::config::Resolve::Kubernetes(port) => format!("+k8s:{}", port.text()),
         };
         let _ = write!(text, "{}={}{resolve},", backend.address, backend.weight);
     }

@@ -25,15 +25,75 @@ pub enum Resolve {
     /// records, and each target's addresses are looked up. The address has no port
     /// (stored as port 0).
     Srv,
+    /// The ready endpoints of a Kubernetes Service, from its EndpointSlices
+    /// (`kubernetes = { service, namespace, port }`). The address is
+    /// `SERVICE.NAMESPACE.svc` (the Host requests carry), its port the `port` number, or 0
+    /// for a named port: each slice says which number the name stands for.
+    Kubernetes(KubePort),
+}
+
+/// The `port` of a `kubernetes` backend: a number, or a port name of the Service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KubePort {
+    /// A port number (the EndpointSlice's port of that number).
+    Number(u16),
+    /// A port name (an IANA_SVC_NAME, at most [`MAX_PORT_NAME`] bytes, as Kubernetes
+    /// validates it): kept inline so [`Resolve`] stays `Copy`.
+    Name([u8; MAX_PORT_NAME], u8),
+}
+
+/// Longest Kubernetes port name: Kubernetes' own limit for an IANA_SVC_NAME.
+pub const MAX_PORT_NAME: usize = 15;
+
+impl KubePort {
+    /// A port name: 1 to 15 lower-case letters, digits and `-`, with a letter in it and
+    /// no `-` at either end or twice in a row (Kubernetes' IANA_SVC_NAME rule).
+    pub fn name(text: &str) -> Result<KubePort, String> {
+        let valid = (1..=MAX_PORT_NAME).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && text.bytes().any(|b| b.is_ascii_lowercase())
+            && !text.starts_with('-')
+            && !text.ends_with('-')
+            && !text.contains("--");
+        if !valid {
+            return Err(format!(
+                "`port`: `{text}` is not a Kubernetes port name (1 to {MAX_PORT_NAME} lower-case \
+                 letters, digits and `-`)"
+            ));
+        }
+        let mut bytes = [0; MAX_PORT_NAME];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Ok(KubePort::Name(bytes, text.len() as u8))
+    }
+
+    /// The port as written: its number or its name.
+    pub fn text(&self) -> String {
+        match self {
+            KubePort::Number(number) => number.to_string(),
+            KubePort::Name(bytes, len) => {
+                String::from_utf8_lossy(&bytes[..usize::from(*len)]).into_owned()
+            }
+        }
+    }
 }
 
 impl Resolve {
+    /// The value as JSON writes it (the admin API, the state file, fleet objects):
+    /// `false`, `true`, `"srv"` or `"kubernetes:PORT"`.
+    pub fn json(self) -> String {
+        match self {
+            Resolve::Kubernetes(port) => format!("kubernetes:{}", port.text()),
+            other => other.name().to_string(),
+        }
+    }
+
     /// The value as the config file and the state file write it.
     pub fn name(self) -> &'static str {
         match self {
             Resolve::Once => "false",
             Resolve::Addresses => "true",
             Resolve::Srv => "srv",
+            Resolve::Kubernetes(_) => "kubernetes",
         }
     }
 }
@@ -47,7 +107,15 @@ impl BackendConfig {
         BackendConfig { address, weight: 1, resolve: Resolve::Once }
     }
 
-    /// Whether discovery follows its host (`resolve = true` or `"srv"`).
+    /// The Kubernetes Service a `kubernetes` backend follows: (namespace, service, port).
+    pub fn kubernetes(&self) -> Option<(&str, &str, KubePort)> {
+        let Resolve::Kubernetes(port) = self.resolve else { return None };
+        let host = self.address.host.strip_suffix(".svc")?;
+        let (service, namespace) = host.split_once('.')?;
+        Some((namespace, service, port))
+    }
+
+    /// Whether discovery follows its host (`resolve = true` or `"srv"`, or Kubernetes).
     pub fn is_discovered(&self) -> bool {
         self.resolve != Resolve::Once
     }
@@ -57,6 +125,8 @@ impl BackendConfig {
         match (self.resolve, self.address.scheme) {
             (Resolve::Srv, Scheme::Http) => self.address.host.clone(),
             (Resolve::Srv, Scheme::Https) => format!("https://{}", self.address.host),
+            // Its port is in `resolve`: `kubernetes:PORT`.
+            (Resolve::Kubernetes(_), _) => self.address.host.clone(),
             _ => self.address.to_string(),
         }
     }

@@ -10,7 +10,7 @@ pub const DEFAULT_TABLE_SIZE: usize = 65_537;
 
 /// Whether `n` is prime (trial division; table sizes are at most a few million).
 pub fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }
 
 /// What `consistent_hash` hashes: `[pool.hash] key`.

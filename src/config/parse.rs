@@ -29,6 +29,7 @@ mod fleet;
 mod fleet_tests;
 mod health;
 mod http2;
+pub mod kubernetes;
 mod limit;
 #[cfg(test)]
 mod limit_tests;

@@ -351,7 +351,7 @@ backends = ["httpx://api.internal:443", "127.0.0.1:1", "http://127.0.0.1:1", "no
              are supported",
             "weir.toml:3:56: duplicate backend `127.0.0.1:1` in this pool",
             "weir.toml:3:78: backend `nope`: expected HOST:PORT",
-            "weir.toml:3:86: a backend needs an `address`",
+            "weir.toml:3:86: a backend needs an `address` (or a `kubernetes` Service)",
             "weir.toml:3:102: `backends`: expected an address or a table such as \
              { address = \"127.0.0.1:9001\" }, found integer",
         ]

@@ -51,7 +51,9 @@ fn check_pool(pool: &PoolConfig) -> Result<(), String> {
             return Err("https backends are not supported yet in this build".to_string());
         }
         // An SRV name has no port of its own: its records give one per target.
-        if backend.address.port == 0 && backend.resolve != super::Resolve::Srv {
+        let portless =
+            matches!(backend.resolve, super::Resolve::Srv | super::Resolve::Kubernetes(_));
+        if backend.address.port == 0 && !portless {
             return Err(format!("backend `{}`: port 0 is not usable", backend.address));
         }
     }

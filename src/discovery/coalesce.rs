@@ -35,6 +35,8 @@ pub struct Sink {
     pub coalesced: AtomicU64,
     /// Rebuilds made for discovery.
     pub rebuilds: AtomicU64,
+    /// What the Kubernetes watches met.
+    pub kubernetes: super::kubernetes::Counters,
 }
 
 impl Sink {
@@ -87,7 +89,6 @@ pub async fn run(host: Arc<dyn Host>, sink: Arc<Sink>) {
 
 /// Appends the sink's counters to `/metrics`.
 pub fn render(sink: &Sink, out: &mut String) {
-    use std::fmt::Write as _;
     let counters = [
         (
             "weir_discovery_updates_total",
@@ -105,6 +106,13 @@ pub fn render(sink: &Sink, out: &mut String) {
             &sink.rebuilds,
         ),
     ];
+    write_counters(out, &counters);
+    super::kubernetes::render(&sink.kubernetes, out);
+}
+
+/// Appends unlabelled counters: (name, help, value).
+pub fn write_counters(out: &mut String, counters: &[(&str, &str, &AtomicU64)]) {
+    use std::fmt::Write as _;
     for (name, help, value) in counters {
         crate::metrics::header(out, name, "counter", help);
         let _ = writeln!(out, "{name} {}", value.load(Relaxed));

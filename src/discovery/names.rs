@@ -12,9 +12,16 @@ use crate::config::{BackendConfig, Config, Resolve};
 /// lookups of one name never share a key.
 pub const SRV_PREFIX: &str = "srv:";
 
+/// Prefix of a Kubernetes Service's key, `k8s:NAMESPACE/SERVICE:PORT`: `/` cannot occur
+/// in a DNS name, so no DNS key can collide with it.
+pub const K8S_PREFIX: &str = "k8s:";
+
 /// The key of a backend's name in [`Addresses`]: lower case, without a trailing dot,
-/// [`SRV_PREFIX`]ed for an SRV name.
+/// [`SRV_PREFIX`]ed for an SRV name; `k8s:NAMESPACE/SERVICE:PORT` for a Kubernetes one.
 pub fn key(backend: &BackendConfig) -> String {
+    if let Some((namespace, service, port)) = backend.kubernetes() {
+        return format!("{K8S_PREFIX}{namespace}/{service}:{}", port.text());
+    }
     let host = &backend.address.host;
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     match backend.resolve {
@@ -23,8 +30,17 @@ pub fn key(backend: &BackendConfig) -> String {
     }
 }
 
-/// The source a key names, as `/metrics` and the API label it: `dns:NAME` or `srv:NAME`.
+/// Whether a key names a Kubernetes Service (followed by its own thread, not by DNS).
+pub fn is_kubernetes(key: &str) -> bool {
+    key.starts_with(K8S_PREFIX)
+}
+
+/// The source a key names, as `/metrics` and the API label it: `dns:NAME`, `srv:NAME`
+/// or `k8s:NAMESPACE/SERVICE:PORT`.
 pub fn source_label(key: &str) -> String {
+    if is_kubernetes(key) {
+        return key.to_string();
+    }
     match key.strip_prefix(SRV_PREFIX) {
         Some(name) => format!("{SRV_PREFIX}{name}"),
         None => format!("dns:{key}"),

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::endpoint::{set_hash, Endpoint};
 use super::resolver::FailureKind;
-use super::{source_label, SRV_PREFIX};
+use super::{is_kubernetes, source_label, SRV_PREFIX};
 use crate::metrics::{escape, header};
 
 /// What is known of one source.
@@ -104,7 +104,9 @@ impl Stats {
         }
         let name = "weir_dns_lookups_total";
         header(out, name, "counter", "DNS lookups of discovered names, by result.");
-        for (host, stats) in names.iter() {
+        // Kubernetes sources make no DNS lookup: only the `weir_discovery_*` series.
+        let dns = || names.iter().filter(|(key, _)| !is_kubernetes(key));
+        for (host, stats) in dns() {
             let host = escape(host.strip_prefix(SRV_PREFIX).unwrap_or(host));
             for (result, value) in [("ok", stats.ok), ("failed", stats.failed)] {
                 let _ = writeln!(out, "{name}{{host=\"{host}\",result=\"{result}\"}} {value}");
@@ -113,7 +115,7 @@ impl Stats {
         let name = "weir_dns_addresses";
         let help = "Addresses in use for a discovered name (the last known while lookups fail).";
         header(out, name, "gauge", help);
-        for (host, stats) in names.iter() {
+        for (host, stats) in dns() {
             let host = escape(host.strip_prefix(SRV_PREFIX).unwrap_or(host));
             let _ = writeln!(out, "{name}{{host=\"{host}\"}} {}", stats.endpoints);
         }

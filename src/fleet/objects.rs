@@ -57,7 +57,7 @@ pub fn backend_key(pool: &str, label: &str) -> String {
 /// The fingerprint of a file's backend: what a backend object is based on.
 fn backend_base(backend: &BackendConfig, draining: bool) -> u64 {
     let text =
-        format!("{}={}|{}|{draining}", backend.written(), backend.weight, backend.resolve.name());
+        format!("{}={}|{}|{draining}", backend.written(), backend.weight, backend.resolve.json());
     hash_bytes(text.as_bytes())
 }
 
@@ -161,6 +161,7 @@ fn backend_value(backend: &BackendConfig, removed: bool, base: Option<u64>, drai
     json.key("resolve");
     match backend.resolve {
         Resolve::Srv => json.string("srv"),
+        Resolve::Kubernetes(_) => json.string(&backend.resolve.json()),
         other => json.bool(other == Resolve::Addresses),
     }
     json.key("drain");

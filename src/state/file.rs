@@ -171,6 +171,7 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
             json.key("resolve");
             match backend.resolve {
                 Resolve::Srv => json.string("srv"),
+                Resolve::Kubernetes(_) => json.string(&backend.resolve.json()),
                 other => json.bool(other == Resolve::Addresses),
             }
             json.end_object();

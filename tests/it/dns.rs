@@ -85,7 +85,7 @@ async fn setup_fake(first: &[Ipv4Addr]) -> (TestDns, [TestBackend; 3], Config) {
 /// The labels of the pool's backends, sorted.
 /// The backends of the pool that take new requests (a vanished address with requests in
 /// flight stays, leaving, until they finish).
-fn labels(weir: &Balancer) -> Vec<String> {
+pub(crate) fn labels(weir: &Balancer) -> Vec<String> {
     let snapshot = weir.shared().snapshot.load();
     let active = snapshot.pools[0].backends.iter().filter(|b| b.is_active());
     let mut labels: Vec<String> = active.map(|b| b.label.clone()).collect();

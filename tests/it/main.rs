@@ -17,6 +17,7 @@ mod cli;
 mod dead_backend;
 pub mod discovery_coalesce;
 mod discovery_fleet;
+mod discovery_k8s;
 mod discovery_readiness;
 pub mod dns;
 mod dns_resolver;

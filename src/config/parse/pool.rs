@@ -268,7 +268,7 @@ impl Walker {
         for (key, value) in table {
             let slot = match key.get_ref().as_ref() {
                 // Read after `resolve`: an SRV name has no port.
-                "address" => continue,
+                "address" | "kubernetes" => continue,
                 "weight" => Slot::Count(&mut weight, 0, MAX_WEIGHT.into()),
                 "resolve" => Slot::Check(Box::new(|v| {
                     super::dns::resolve_mode(v).map(|mode| resolve = mode)
@@ -277,8 +277,20 @@ impl Walker {
             };
             self.fill(key, value, slot);
         }
+        if let Some(at) = table.get("kubernetes") {
+            let both = table.contains_key("address") || table.contains_key("resolve");
+            let message =
+                "a kubernetes backend has no `address` or `resolve`: its Service gives them";
+            if both {
+                self.error(item.span(), message.to_string());
+                return None;
+            }
+            let backend = self.kubernetes(at, u32::try_from(weight).ok()?)?;
+            return Some((backend, at.span()));
+        }
         let Some(at) = table.get("address") else {
-            self.error(item.span(), "a backend needs an `address`".to_string());
+            let message = "a backend needs an `address` (or a `kubernetes` Service)";
+            self.error(item.span(), message.to_string());
             return None;
         };
         let checked = match resolve {

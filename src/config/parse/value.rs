@@ -28,16 +28,21 @@ pub fn backend_for(text: &str, resolve: Resolve) -> Result<BackendAddress, Strin
         Resolve::Srv => super::dns::srv_address(&de(text)),
         Resolve::Addresses => backend_address(text).and_then(|a| resolvable(&a).map(|()| a)),
         Resolve::Once => backend_address(text),
+        Resolve::Kubernetes(port) => super::kubernetes::json_address(text, port),
     }
 }
 
-/// `resolve` as JSON (the admin API, the state file): absent, a flag, or `"srv"`.
+/// `resolve` as JSON (the admin API, the state file): absent, a flag, `"srv"`, or
+/// `"kubernetes:PORT"` (the address then being `SERVICE.NAMESPACE.svc`).
 pub fn resolve_json(value: Option<&serde_json::Value>) -> Result<Resolve, String> {
     match value {
         None | Some(serde_json::Value::Bool(false)) => Ok(Resolve::Once),
         Some(serde_json::Value::Bool(true)) => Ok(Resolve::Addresses),
         Some(serde_json::Value::String(text)) if text == "srv" => Ok(Resolve::Srv),
-        Some(_) => Err("`resolve` must be true, false or \"srv\"".to_string()),
+        Some(serde_json::Value::String(text)) if text.starts_with("kubernetes:") => {
+            super::kubernetes::json_port(&text["kubernetes:".len()..]).map(Resolve::Kubernetes)
+        }
+        Some(_) => Err("`resolve` must be true, false, \"srv\" or \"kubernetes:PORT\"".to_string()),
     }
 }
 

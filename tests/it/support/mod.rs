@@ -16,6 +16,8 @@
 //!   truncation the test controls.
 //! * [`grpc`]: grpcio peers (`grpc_peer.py`): a server steered on its stdin, a client
 //!   of every RPC kind, and a load client.
+//! * [`kube_api::KubeApi`] (in `kube_api.rs`): a fake Kubernetes API server speaking
+//!   the real LIST + WATCH protocol for EndpointSlices (410 Gone, outages).
 //! * [`Recorder`] (in `recorder.rs`): a raw backend that records each request as it
 //!   arrived and answers from a script, to count exactly what reaches a backend.
 //! * [`slow_backend::SlowBackend`]: a backend whose slowness a test switches on and off.
@@ -37,6 +39,7 @@ pub mod dnsmasq;
 pub mod etcd;
 pub mod grpc;
 pub mod h2_backend;
+pub mod kube_api;
 pub mod load;
 pub mod process;
 pub mod recorder;
