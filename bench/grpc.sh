@@ -21,7 +21,10 @@ for tool in nginx haproxy h2load python3; do
     command -v "$tool" >/dev/null || { echo "bench/grpc.sh needs $tool (apt-get install nginx-light haproxy nghttp2-client)" >&2; exit 1; }
 done
 . bench/lib.sh
-if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
+# WEIR_BIN=PATH benchmarks a binary built before (no build here).
+if [ -z "${WEIR_BIN:-}" ]; then
+    if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
+fi
 weir_bin=${WEIR_BIN:-target/$profile/weir}
 
 # -m100 keeps 6,400 calls in flight. weir and HAProxy multiplex them over a few upstream
