@@ -4,6 +4,7 @@
 # busy the machine is, so this measures hot-path changes when wrk timings cannot.
 # Usage: bench/callgrind.sh [SECONDS] [WEIR_BIN]; prints instructions per request and keeps
 # the callgrind output in bench/out/callgrind.out for `callgrind_annotate`.
+# CONFIG=FILE runs weir from a config file (see below).
 # CLIENT=h2c profiles HTTP/2 streams instead: h2load with prior knowledge, -c64 -m10, for
 # about SECONDS (at callgrind's speed, about 1,000 requests a second).
 set -euo pipefail
@@ -15,8 +16,15 @@ command -v valgrind >/dev/null || { sudo apt-get update && sudo apt-get install 
 origin=$(free_port); port=$(free_port); admin=$(free_port)
 start_origin "$origin"
 mkdir -p bench/out
+# CONFIG=FILE runs weir from FILE (its line marked `# ORIGIN` pointed at the origin, as
+# bench/ab.sh does) instead of `-b ORIGIN`, to count what a config's policy costs.
+source_args=(-b "127.0.0.1:$origin")
+if [ -n "${CONFIG:-}" ]; then
+    sed "/# ORIGIN/s/\"[0-9.]*:[0-9]*\"/\"127.0.0.1:$origin\"/" "$CONFIG" > "$tmp/config.toml"
+    source_args=(-c "$tmp/config.toml")
+fi
 valgrind --tool=callgrind --callgrind-out-file=bench/out/callgrind.out \
-    "$bin" -w 1 -l "127.0.0.1:$port" --admin "127.0.0.1:$admin" -b "127.0.0.1:$origin" \
+    "$bin" -w 1 -l "127.0.0.1:$port" --admin "127.0.0.1:$admin" "${source_args[@]}" \
     2>"$tmp/valgrind.log" & weir=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
 if [ "${CLIENT:-wrk}" = h2c ]; then
