@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::balance::key::hash_bytes;
-use crate::config::{validate, BackendConfig, Config, HashKey, PoolConfig, Resolve, MAX_WEIGHT};
+use crate::config::{validate, BackendConfig, Config, HashKey, PoolConfig, MAX_WEIGHT};
 use crate::json::JsonWriter;
 use crate::state::{self, PoolSpec};
 
@@ -154,16 +154,7 @@ fn backend_value(backend: &BackendConfig, removed: bool, base: Option<u64>, drai
     json.opt_string(hex(base).as_deref());
     json.key("removed");
     json.bool(removed);
-    json.key("address");
-    json.string(&backend.written());
-    json.key("weight");
-    json.u64(u64::from(backend.weight));
-    json.key("resolve");
-    match backend.resolve {
-        Resolve::Srv => json.string("srv"),
-        Resolve::Kubernetes(_) => json.string(&backend.resolve.json()),
-        other => json.bool(other == Resolve::Addresses),
-    }
+    state::file::write_backend(&mut json, backend);
     json.key("drain");
     json.bool(drain);
     json.end_object();

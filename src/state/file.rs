@@ -164,16 +164,7 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
         json.begin_array();
         for backend in &spec.backends {
             json.begin_object();
-            json.key("address");
-            json.string(&backend.written());
-            json.key("weight");
-            json.u64(u64::from(backend.weight));
-            json.key("resolve");
-            match backend.resolve {
-                Resolve::Srv => json.string("srv"),
-                Resolve::Kubernetes(_) => json.string(&backend.resolve.json()),
-                other => json.bool(other == Resolve::Addresses),
-            }
+            write_backend(json, backend);
             json.end_object();
         }
         json.end_array();
@@ -183,6 +174,21 @@ fn encode_pool(json: &mut JsonWriter, pool: &PoolOverride) {
         json.end_array();
     }
     json.end_object();
+}
+
+/// A backend's `address`, `weight` and `resolve` fields, as the state file and the
+/// fleet's backend objects write them (and the admin API's body takes them).
+pub fn write_backend(json: &mut JsonWriter, backend: &BackendConfig) {
+    json.key("address");
+    json.string(&backend.written());
+    json.key("weight");
+    json.u64(u64::from(backend.weight));
+    json.key("resolve");
+    match backend.resolve {
+        Resolve::Srv => json.string("srv"),
+        Resolve::Kubernetes(_) => json.string(&backend.resolve.json()),
+        other => json.bool(other == Resolve::Addresses),
+    }
 }
 
 /// Overrides from a parsed state file.
