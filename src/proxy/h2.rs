@@ -421,6 +421,9 @@ async fn serve_stream(
     // A client that resets a stream it stopped reading (a cancelled download) did not
     // stall it.
     let stalled = h2.response.finish() && !was_reset;
+    if !was_reset && !stalled {
+        h2.body.linger().await;
+    }
     buffers.input.clear();
     buffers::give(buffers);
     stalled

@@ -25,6 +25,15 @@ enum Phase {
     Done,
 }
 
+/// Most request body bytes read and dropped after an early response ([`RequestBody::linger`]):
+/// one stream window (64 KiB), what a client may send without waiting for weir, so a body
+/// that fits ends cleanly and a larger one costs at most this.
+const LINGER_BYTES: usize = 64 * 1024;
+/// Longest wait for the rest of a body after an early response: a client on loopback or a
+/// LAN finishes a window's worth in milliseconds; one second bounds what a stalled one
+/// holds (a stream slot), as nginx's `lingering_timeout` bounds HTTP/1's.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A request body read from an HTTP/2 stream.
 #[derive(Debug)]
 pub struct RequestBody {
@@ -91,6 +100,28 @@ impl RequestBody {
             }
         }
         Some(false)
+    }
+
+    /// After a response that ended before the request body did (a 413, a 403, an early
+    /// answer): reads and drops what the client still sends, for at most
+    /// [`LINGER_BYTES`] and [`LINGER_TIME`], so a client still uploading a small body
+    /// sees its stream end cleanly. Past the bounds the stream is dropped and the codec
+    /// resets it with `NO_ERROR` (RFC 9113 §8.1), which some clients (curl 7.88) report
+    /// as an error when it comes while they are still sending.
+    pub async fn linger(&mut self) {
+        let deadline = tokio::time::Instant::now() + LINGER_TIME;
+        let mut left = LINGER_BYTES;
+        // Bounded by `left` and the deadline: every pass takes a frame or ends.
+        while left > 0 && !self.recv.is_end_stream() {
+            let frame = std::future::poll_fn(|cx| self.recv.poll_data(cx));
+            match tokio::time::timeout_at(deadline, frame).await {
+                Ok(Some(Ok(data))) => {
+                    left = left.saturating_sub(data.len());
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                }
+                _ => return,
+            }
+        }
     }
 
     /// Takes the next DATA frame, or moves on to trailers at the end of the stream.
