@@ -157,6 +157,8 @@ fn sticky_pool() -> (Sticky, Vec<Backend>, StickyConfig) {
                 weight: 1,
                 state: BackendState::Active,
                 live: Arc::new(BackendLive::new(i + 1, 1)),
+                tier: 0,
+                serving: true,
             }
         })
         .collect();
