@@ -12,6 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use weir::access_log::{Format, Target};
 use weir::config::{LimitConfig, LimitKey};
 
+use crate::support::process::free_port;
 use crate::support::{self, connect, roundtrip, Balancer, Recorder};
 
 /// How long a test waits for weir to close a connection it must close.
@@ -190,12 +191,6 @@ impl Drop for Haproxy {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A port free now (HAProxy needs a fixed one), as bench/common.py finds them.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// Connects to `addr` from 127.0.0.2, so the client HAProxy sees is not weir's peer.

@@ -3,13 +3,12 @@
 //! again on the same ports and data, and compacted with `etcdctl`.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::process::temp_dir;
+use super::process::{free_port, temp_dir};
 
 /// How long etcd may take to be ready to serve clients.
 const READY: Duration = Duration::from_secs(20);
@@ -20,10 +19,6 @@ pub struct Etcd {
     client: u16,
     peer: u16,
     data: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Etcd {

@@ -24,6 +24,13 @@ pub fn temp_path(name: &str) -> PathBuf {
     dir.join(format!("weir-{}-{n}-{name}", std::process::id()))
 }
 
+/// A TCP port free on 127.0.0.1 just now, for a child process that needs a fixed one
+/// (HAProxy, redis-server, etcd); a lost race is the caller's to retry.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 /// A fresh directory for one test's config and state files.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = temp_path(name);

@@ -1,6 +1,7 @@
 //! A real `redis-server` for the fleet-wide rate limit tests, on 127.0.0.1 and a free port,
 //! with persistence off; killed on drop (or on [`Redis::stop`], mid-test).
 
+use super::process::free_port;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -73,9 +74,4 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
