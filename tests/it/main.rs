@@ -30,6 +30,7 @@ mod framing_fields;
 mod grpc;
 mod grpc_health;
 mod grpc_retry;
+mod grpc_tonic;
 mod h2;
 mod h2up;
 mod headers;
