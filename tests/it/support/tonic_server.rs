@@ -73,16 +73,13 @@ impl TonicServer {
     /// the ALPN protocols `alpn` in that order of preference.
     pub async fn start_tls(name: &str, pki: &Pki, alpn: &[&str]) -> TonicServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        TonicServer::start_on(listener, name, Some(tls_config(name, pki, alpn))).await
+        let tls = Tls { config: tls_config(name, pki, alpn), websocket: false };
+        TonicServer::start_on(listener, name, Some(tls)).await
     }
 
     /// Starts a server on `listener`, over TLS with `tls` (its ALPN list as given) when
     /// there is one.
-    pub async fn start_on(
-        listener: TcpListener,
-        name: &str,
-        tls: Option<rustls::ServerConfig>,
-    ) -> TonicServer {
+    pub async fn start_on(listener: TcpListener, name: &str, tls: Option<Tls>) -> TonicServer {
         let addr = listener.local_addr().expect("address");
         let shared = Arc::new(Shared { name: name.to_string(), ..Shared::default() });
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -105,8 +102,8 @@ impl TonicServer {
                     let _ = router.serve_with_incoming_shutdown(incoming, stopped).await;
                 })
             }
-            Some(config) => {
-                let incoming = tls_incoming(listener, config);
+            Some(tls) => {
+                let incoming = tls_incoming(listener, tls);
                 tokio::spawn(async move {
                     let _ = router.serve_with_incoming_shutdown(incoming, stopped).await;
                 })
@@ -152,6 +149,17 @@ impl TonicServer {
     }
 }
 
+impl TonicServer {
+    /// Stops gracefully: the listener closes, open connections get GOAWAY (idle
+    /// HTTP/1.1 ones close) and finish their calls. Whether every connection closed
+    /// within 10 s.
+    pub async fn stop(mut self) -> bool {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        let task = &mut self.task;
+        tokio::time::timeout(std::time::Duration::from_secs(10), task).await.is_ok()
+    }
+}
+
 impl HealthPeer for TonicServer {
     fn addr(&self) -> SocketAddr {
         self.addr
@@ -182,25 +190,66 @@ pub fn tls_config(name: &str, pki: &Pki, alpn: &[&str]) -> rustls::ServerConfig 
     config
 }
 
-/// TLS connections accepted on `listener` with `config`; a failed handshake is skipped.
+/// How a [`TonicServer`] speaks TLS.
+pub struct Tls {
+    /// Its certificate and ALPN list.
+    pub config: rustls::ServerConfig,
+    /// Connections that did not choose h2 by ALPN are WebSocket echo servers
+    /// ([`websocket_echo`]) instead of tonic's: a backend whose HTTP/1.1 side only
+    /// upgrades.
+    pub websocket: bool,
+}
+
+/// TLS connections accepted on `listener` with `tls`; a failed handshake is skipped,
+/// and with `tls.websocket` so is a connection that chose HTTP/1.1 (served apart).
 fn tls_incoming(
     listener: TcpListener,
-    config: rustls::ServerConfig,
+    tls: Tls,
 ) -> Incoming<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let accepted =
-        futures_util::stream::unfold((listener, acceptor), |(listener, acceptor)| async move {
+    let websocket = tls.websocket;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.config));
+    let accepted = futures_util::stream::unfold(
+        (listener, acceptor),
+        move |(listener, acceptor)| async move {
             loop {
                 let tcp = match listener.accept().await {
                     Ok((tcp, _)) => tcp,
                     Err(error) => return Some((Err(error), (listener, acceptor))),
                 };
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    return Some((Ok(tls), (listener, acceptor)));
+                let Ok(tls) = acceptor.accept(tcp).await else { continue };
+                if websocket && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    tokio::spawn(websocket_echo(tls));
+                    continue;
                 }
+                return Some((Ok(tls), (listener, acceptor)));
             }
-        });
+        },
+    );
     Box::pin(accepted)
+}
+
+/// Answers a WebSocket upgrade on `tls` with `101` and echoes frames; anything else
+/// gets `400`. Records nothing: the client sees what happened.
+async fn websocket_echo(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
+    use tokio::io::AsyncWriteExt;
+    let mut tls = tokio::io::BufReader::new(tls);
+    let Ok(Some(head)) = super::read_head(&mut tls, super::MAX_HEAD).await else { return };
+    let head = String::from_utf8_lossy(&head).to_string();
+    let key = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-key").then(|| value.trim().to_string())
+    });
+    let answer = match &key {
+        Some(key) => format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            super::ws::ws_expected_accept(key)
+        ),
+        None => "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n".to_string(),
+    };
+    if tls.write_all(answer.as_bytes()).await.is_ok() && key.is_some() {
+        let _ = super::ws::serve_echo(&mut tls).await;
+    }
 }
 
 const SERVICE: &str = "test.Echo";
