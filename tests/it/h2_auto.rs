@@ -181,3 +181,23 @@ async fn a_websocket_upgrade_reaches_an_auto_backend_that_speaks_h2() {
     // The request after it still goes over HTTP/2.
     assert_eq!(version(&weir).await, "HTTP/2.0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_between_auto_and_http1_changes_the_protocol_at_once() {
+    // Goal: the pool's protocol is part of a backend's identity: a reload from `auto`
+    // to `http1` stops HTTP/2 to a backend that chose h2 (its HTTP/2 connections are
+    // not reused), and one back to `auto` learns h2 again. Method: a backend offering
+    // both; requests before and after each reload.
+    let pki = Pki::new("auto-reload");
+    let server = TonicServer::start_tls("s", &pki, &["h2", "http/1.1"]).await;
+    let weir = weir_auto(server.addr, &pki);
+    assert_eq!(version(&weir).await, "HTTP/2.0");
+    let mut config = https_config(server.addr, trusting(&pki));
+    config.pools[0].protocol = BackendProtocol::Http1;
+    weir.reload(config.clone()).expect("reload to http1");
+    assert_eq!(version(&weir).await, "HTTP/1.1");
+    assert_eq!(weir.shared().snapshot.load().pools[0].backends[0].live.alpn(), Alpn::Unknown);
+    config.pools[0].protocol = BackendProtocol::Auto;
+    weir.reload(config).expect("reload to auto");
+    assert_eq!(version(&weir).await, "HTTP/2.0");
+}
