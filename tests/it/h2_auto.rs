@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::support::client::{connect, read_response, roundtrip, send};
 use crate::support::grpc::{every_kind, grpc_client};
-use crate::support::tls::{https_config, trusting, Pki};
+use crate::support::tls::{https_config, trusting, Pki, TlsBackend};
 use crate::support::tonic_client::tonic_client;
 use crate::support::tonic_server::{tls_config, Tls, TonicServer};
 use crate::support::ws::{
@@ -200,4 +200,23 @@ async fn a_reload_between_auto_and_http1_changes_the_protocol_at_once() {
     config.pools[0].protocol = BackendProtocol::Auto;
     weir.reload(config).expect("reload to auto");
     assert_eq!(version(&weir).await, "HTTP/2.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_chooses_h2_but_speaks_http1_gets_502_not_a_hang() {
+    // Goal (hostile backend): one that chooses h2 by ALPN and then answers weir's
+    // HTTP/2 preface with HTTP/1.1 fails the request cleanly, every time, with no
+    // panic and no hang. Method: an HTTPS origin that answers every head `200`, with
+    // ALPN `h2`; two requests through an `auto` pool, each a 502 from weir.
+    let pki = Pki::new("auto-liar");
+    let issued = pki.server(&["localhost"], "liar");
+    let mut config = pki.server_config(&issued, false);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let backend = TlsBackend::start("liar", config).await;
+    let weir = weir_auto(backend.addr(), &pki);
+    for _ in 0..2 {
+        let response = send(weir.addr(), VERSION).await;
+        assert_eq!(response.status, 502, "{}", response.text());
+    }
+    assert_eq!(backend.accepted(), 2, "one connection a request: none was kept");
 }
