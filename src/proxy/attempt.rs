@@ -178,9 +178,9 @@ enum Link {
 /// The connection for an attempt, and whether it was open already (noted in the plan):
 /// for HTTP/1, a pooled connection to `backend` unless the plan wants a fresh one, else
 /// a new one; for HTTP/2, a stream on a connection with room unless fresh, else on a new
-/// one. An `https://` backend of an
-/// `auto` pool is HTTP/2 or HTTP/1 as it last chose by ALPN; a failed connect forgets
-/// that. An HTTP/1 pool pays this one match on its protocol and one on `tls_auto`.
+/// one. An `https://` backend of an `auto` pool is HTTP/2 or HTTP/1 as it last chose by
+/// ALPN; a failed connect forgets that. An HTTP/1 pool pays one match on its protocol
+/// and one on `tls_auto`.
 async fn link(
     backend: &Backend,
     pool: &Pool,
@@ -202,7 +202,7 @@ async fn link(
             Linked::Http1(tls) => (Link::Http1(Upstream::Tls(tls)), reused),
         })
     } else {
-        link_http1(backend, pool, client, (fresh, auto), started, server).await
+        link_http1(backend, pool, server, client, (fresh, auto), started).await
     };
     if auto && matches!(linked, Err(AttemptError::Connect(_) | AttemptError::Tls(_))) {
         backend.live.learn_alpn(Alpn::Unknown);
@@ -218,10 +218,10 @@ async fn link(
 async fn link_http1(
     backend: &Backend,
     pool: &Pool,
+    server: &ServerConfig,
     client: &Client,
     (fresh, auto): (bool, bool),
     started: Instant,
-    server: &ServerConfig,
 ) -> Result<(Link, bool), AttemptError> {
     // A connection that sent a PROXY header is never pooled (see `outbound`).
     let fresh = fresh || pool.settings.send_proxy_protocol.is_some();
