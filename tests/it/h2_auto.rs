@@ -61,8 +61,10 @@ async fn an_auto_pool_speaks_h2_to_an_https_backend_that_chooses_it() {
     let weir = Balancer::start({
         let mut config = https_config(server.addr, trusting(&pki));
         let probes = HealthConfig { kind: ProbeKind::Grpc, ..HealthConfig::default() };
-        let interval = Duration::from_millis(100);
-        config.pools[0].health = Some(HealthConfig { interval, ..probes });
+        // Frequent probes; a timeout far above a loaded machine's handshake, since
+        // this asserts that probes pass, not how fast.
+        let (interval, timeout) = (Duration::from_millis(100), Duration::from_secs(10));
+        config.pools[0].health = Some(HealthConfig { interval, timeout, ..probes });
         config
     });
     let mut client = connect(weir.addr()).await.expect("connect");

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
@@ -58,6 +59,8 @@ pub struct TonicServer {
     gate: Arc<tokio::sync::Mutex<String>>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// Over TLS: the task that owns the listener and runs the handshakes.
+    handshakes: Option<tokio::task::JoinHandle<()>>,
 }
 
 type Incoming<IO> = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<IO>> + Send>>;
@@ -94,22 +97,24 @@ impl TonicServer {
         let stopped = async move {
             let _ = stopped.await;
         };
-        let task = match tls {
+        let (task, handshakes) = match tls {
             None => {
                 let incoming =
                     tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     let _ = router.serve_with_incoming_shutdown(incoming, stopped).await;
-                })
+                });
+                (task, None)
             }
             Some(tls) => {
-                let incoming = tls_incoming(listener, tls);
-                tokio::spawn(async move {
+                let (incoming, handshakes) = tls_incoming(listener, tls);
+                let task = tokio::spawn(async move {
                     let _ = router.serve_with_incoming_shutdown(incoming, stopped).await;
-                })
+                });
+                (task, Some(handshakes))
             }
         };
-        TonicServer { addr, shared, reporter, gate, stop: Some(stop), task }
+        TonicServer { addr, shared, reporter, gate, stop: Some(stop), task, handshakes }
     }
 
     /// Calls of `Who` so far.
@@ -154,6 +159,7 @@ impl TonicServer {
     /// HTTP/1.1 ones close) and finish their calls. Whether every connection closed
     /// within 10 s.
     pub async fn stop(mut self) -> bool {
+        let _ = self.handshakes.take().map(|handshakes| handshakes.abort());
         let _ = self.stop.take().map(|stop| stop.send(()));
         let task = &mut self.task;
         tokio::time::timeout(std::time::Duration::from_secs(10), task).await.is_ok()
@@ -176,6 +182,7 @@ impl HealthPeer for TonicServer {
 
 impl Drop for TonicServer {
     fn drop(&mut self) {
+        let _ = self.handshakes.take().map(|handshakes| handshakes.abort());
         let _ = self.stop.take().map(|stop| stop.send(()));
         self.task.abort();
     }
@@ -200,37 +207,40 @@ pub struct Tls {
     pub websocket: bool,
 }
 
-/// TLS connections accepted on `listener` with `tls`; a failed handshake is skipped,
-/// and with `tls.websocket` so is a connection that chose HTTP/1.1 (served apart).
-fn tls_incoming(
-    listener: TcpListener,
-    tls: Tls,
-) -> Incoming<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+/// Most handshaken connections waiting for tonic to take them.
+const ACCEPTED_QUEUE: usize = 64;
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// TLS connections accepted on `listener` with `tls`, each handshake in its own task (a
+/// slow one holds up no other); a failed handshake is skipped, and with `tls.websocket`
+/// so is a connection that chose HTTP/1.1 (served apart). The task owning the listener
+/// is returned: aborting it closes the listener.
+fn tls_incoming(listener: TcpListener, tls: Tls) -> (Incoming<TlsStream>, JoinHandle<()>) {
     let websocket = tls.websocket;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.config));
-    let accepted = futures_util::stream::unfold(
-        (listener, acceptor),
-        move |(listener, acceptor)| async move {
-            loop {
-                let tcp = match listener.accept().await {
-                    Ok((tcp, _)) => tcp,
-                    Err(error) => return Some((Err(error), (listener, acceptor))),
-                };
-                let Ok(tls) = acceptor.accept(tcp).await else { continue };
+    let (send, receive) = tokio::sync::mpsc::channel::<TlsStream>(ACCEPTED_QUEUE);
+    let handshakes = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, send) = (acceptor.clone(), send.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
                 if websocket && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                    tokio::spawn(websocket_echo(tls));
-                    continue;
+                    return websocket_echo(tls).await;
                 }
-                return Some((Ok(tls), (listener, acceptor)));
-            }
-        },
-    );
-    Box::pin(accepted)
+                let _ = send.send(tls).await;
+            });
+        }
+    });
+    let accepted = futures_util::stream::unfold(receive, |mut receive| async move {
+        receive.recv().await.map(|tls| (Ok(tls), receive))
+    });
+    (Box::pin(accepted), handshakes)
 }
 
 /// Answers a WebSocket upgrade on `tls` with `101` and echoes frames; anything else
 /// gets `400`. Records nothing: the client sees what happened.
-async fn websocket_echo(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
+async fn websocket_echo(tls: TlsStream) {
     use tokio::io::AsyncWriteExt;
     let mut tls = tokio::io::BufReader::new(tls);
     let Ok(Some(head)) = super::read_head(&mut tls, super::MAX_HEAD).await else { return };
