@@ -18,7 +18,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 type BackendCounter = fn(&BackendStats) -> u64;
 
 /// Per-backend counters exposed as `NAME{pool,backend}`.
-const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 8] = [
+const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 9] = [
     ("weir_backend_connections_opened_total", "Upstream connections opened (pool misses).", |s| {
         s.connections_opened.get()
     }),
@@ -32,6 +32,9 @@ const BACKEND_COUNTERS: [(&str, &str, BackendCounter); 8] = [
         "Requests retried after this backend failed (stale pooled connections included).",
         |s| s.retries.get(),
     ),
+    ("weir_backend_http2_streams_total", "Requests sent to the backend as HTTP/2 streams.", |s| {
+        s.http2_streams.get()
+    }),
     ("weir_backend_http2_goaways_total", "GOAWAY frames received from an HTTP/2 backend.", |s| {
         s.http2_goaways.get()
     }),

@@ -77,6 +77,9 @@ pub struct BackendStats {
     pub connections_reused: Counter,
     /// GOAWAY frames received from an HTTP/2 backend (`protocol = "h2c"`).
     pub http2_goaways: Counter,
+    /// Requests sent to the backend as HTTP/2 streams (`h2c`, `h2`, or an `auto`
+    /// backend that chose h2 by ALPN).
+    pub http2_streams: Counter,
     /// Failed connection attempts.
     pub connect_failures: Counter,
     /// Response-header timeouts.

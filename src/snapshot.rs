@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::balance::peak_ewma::EwmaCell;
@@ -118,9 +118,42 @@ pub struct BackendLive {
     /// cache resumes any worker's next connection. Part of the backend's identity: other
     /// TLS settings make another `BackendLive`, so pooled connections never cross them.
     pub tls: Option<Connector>,
+    /// The connector of an `https://` backend in a `protocol = "auto"` pool: it offers
+    /// ALPN `h2, http/1.1` for requests, while [`Self::tls`] (the pool's `[pool.tls]`
+    /// ALPN, `http/1.1` by default) serves upgrades and HTTP probes. `None` otherwise.
+    pub tls_auto: Option<Connector>,
+    /// What this `auto` backend chose by ALPN last time ([`Alpn`] as a byte), so later
+    /// attempts go to the right pool without another handshake. It lives with this
+    /// identity: a new address or other TLS settings make a new `BackendLive`.
+    alpn: AtomicU8,
+}
+
+/// What an `auto` backend chose by ALPN, as remembered in its live state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    /// Not known yet, or forgotten after a failed connect.
+    Unknown = 0,
+    /// `http/1.1`, or no ALPN at all.
+    Http1 = 1,
+    /// `h2`.
+    H2 = 2,
 }
 
 impl BackendLive {
+    /// What this backend chose by ALPN last time.
+    pub fn alpn(&self) -> Alpn {
+        match self.alpn.load(Ordering::Relaxed) {
+            1 => Alpn::Http1,
+            2 => Alpn::H2,
+            _ => Alpn::Unknown,
+        }
+    }
+
+    /// Remembers what the backend chose by ALPN (`Unknown` forgets it).
+    pub fn learn_alpn(&self, alpn: Alpn) {
+        self.alpn.store(alpn as u8, Ordering::Relaxed);
+    }
+
     /// Fresh state for a backend seen for the first time, in a process with `workers`
     /// workers, in a pool of its own.
     pub fn new(id: u64, workers: usize) -> BackendLive {
@@ -139,12 +172,14 @@ impl BackendLive {
             wrr: Sharded::new(workers),
             ewma: EwmaCell::default(),
             tls: None,
+            tls_auto: None,
+            alpn: AtomicU8::new(Alpn::Unknown as u8),
         }
     }
 
     /// The TLS identity this backend's connections were made with (0 for plain).
     fn tls_identity(&self) -> u64 {
-        self.tls.as_ref().map_or(0, Connector::identity)
+        tls_identity(&self.tls, &self.tls_auto)
     }
 
     /// Whether the balancer may send new requests here.
@@ -157,6 +192,14 @@ impl BackendLive {
     pub fn is_selectable(&self) -> bool {
         self.is_healthy() || self.health.awaits_trial() || self.pool.panic.load(Ordering::Relaxed)
     }
+}
+
+/// The identity of a backend's connectors (0 for a plain backend): both take part, so
+/// a pool changing to or from `auto` makes a new `BackendLive`.
+fn tls_identity(tls: &Option<Connector>, auto: &Option<Connector>) -> u64 {
+    let identity =
+        |connector: &Option<Connector>| connector.as_ref().map_or(0, Connector::identity);
+    identity(tls) ^ identity(auto).rotate_left(1)
 }
 
 /// Whether a backend takes new requests, as this snapshot sees it.

@@ -7,8 +7,8 @@ use std::time::Duration;
 /// `[[pool]] protocol`: the protocol weir speaks to the pool's backends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendProtocol {
-    /// HTTP/1.1 on plain and TLS backends alike. For now the same as `Http1`: ALPN
-    /// negotiation preferring h2 with `https://` backends is a later increment.
+    /// With `https://` backends, ALPN `h2, http/1.1`: HTTP/2 to a backend that chooses
+    /// `h2`, HTTP/1.1 otherwise, remembered per backend; HTTP/1.1 with `http://` ones.
     #[default]
     Auto,
     /// HTTP/1.1.
@@ -33,7 +33,8 @@ impl BackendProtocol {
         }
     }
 
-    /// Whether requests go over multiplexed HTTP/2 connections.
+    /// Whether every request goes over multiplexed HTTP/2 connections (an `Auto`
+    /// backend may too, as it chose by ALPN).
     pub fn is_http2(self) -> bool {
         matches!(self, BackendProtocol::H2c | BackendProtocol::H2)
     }

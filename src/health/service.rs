@@ -22,7 +22,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use super::probe::{Probe, ProbeError};
 use super::{probe_result, step, Event, Rules, Subject};
-use crate::config::{HealthConfig, PassiveConfig};
+use crate::config::{HealthConfig, PassiveConfig, ProbeKind};
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
 use crate::metrics::FrontendStats;
@@ -141,10 +141,16 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, host: &Arc<dy
 
 /// One backend's warden: probes on schedule, and the ejection timer.
 async fn watch(live: Arc<BackendLive>, duty: Duty, host: Arc<dyn Host>) {
+    // A gRPC probe speaks HTTP/2: to an `auto` backend, over the connector that offers
+    // h2 by ALPN; an HTTP probe speaks HTTP/1.1 over the backend's own.
+    let tls = |config: &HealthConfig| match config.kind {
+        ProbeKind::Grpc => live.tls_auto.clone().or_else(|| live.tls.clone()),
+        _ => live.tls.clone(),
+    };
     let probe = duty
         .health
         .as_ref()
-        .map(|config| (Probe::new(config, &duty.authority).with_tls(live.tls.clone()), config));
+        .map(|config| (Probe::new(config, &duty.authority).with_tls(tls(config)), config));
     let subject = || Subject { live: &live, pool: &duty.pool, label: &duty.label };
     let mut next_probe = probe.as_ref().map(|(_, config)| Instant::now() + first_wait(config));
     loop {

@@ -14,14 +14,14 @@ use super::pump::Capture;
 use super::retry::held::{self, Held};
 use super::retry::Plan;
 use super::timer::Alarm;
-use super::upstream_h2::{self, stream::H2Upstream};
+use super::upstream_h2::{self, stream::H2Upstream, Linked};
 use super::Client;
 use crate::config::{PoolConfig, ServerConfig};
 use crate::http1::request::{Method, RequestInfo};
 use crate::http1::response::Exchange;
 use crate::http1::BodyKind;
 use crate::pool::{self, Upstream};
-use crate::snapshot::{Backend, Pool};
+use crate::snapshot::{Alpn, Backend, Pool};
 
 /// Per-request facts an attempt needs besides the buffers.
 pub(super) struct Request<'a> {
@@ -73,8 +73,7 @@ pub(super) async fn attempt<'p, S: Stream>(
     let Request { info, client, set_cookie, policy, alarm, started, deadline, grpc } = request;
     let (lines, strip, max_body) = policy::for_attempt(policy, set_cookie, pool, backend);
     let exchange = exchange_of(info, server, client.drain.is_draining(), stream.websocket_accept());
-    let (mut link, reused) = link(backend, pool, server, client, plan.fresh, started).await?;
-    plan.reused = reused;
+    let mut link = link(backend, pool, server, client, (plan, info.upgrade), started).await?;
     plan.start_capture(&buffers.head, info, pool);
     let first = !std::mem::replace(&mut plan.sent, true);
     let io = Io {
@@ -86,7 +85,7 @@ pub(super) async fn attempt<'p, S: Stream>(
         strip,
         alarm,
         // A new connection took time to open; a pooled one took none worth a clock read.
-        started: if reused { started } else { Instant::now() },
+        started: if plan.reused { started } else { Instant::now() },
     };
     let limits = Limits { max_body, ..limits(server, &pool.settings, grpc, deadline, started) };
     // The replay copy is apart from the plan while the exchange fills it, so a retry
@@ -176,35 +175,75 @@ enum Link {
     Http2(Box<H2Upstream>),
 }
 
-/// The connection for an attempt, and whether it was open already: for HTTP/1, a pooled
-/// connection to `backend` unless `fresh`, else a new one; for HTTP/2, a stream on a
-/// connection with room unless `fresh`, else on a new one. An HTTP/1 pool pays this one
-/// match on its protocol.
+/// The connection for an attempt, and whether it was open already (noted in the plan):
+/// for HTTP/1, a pooled connection to `backend` unless the plan wants a fresh one, else
+/// a new one; for HTTP/2, a stream on a connection with room unless fresh, else on a new
+/// one. An `https://` backend of an `auto` pool is HTTP/2 or HTTP/1 as it last chose by
+/// ALPN; a failed connect forgets that. An HTTP/1 pool pays one match on its protocol
+/// and one on `tls_auto`.
 async fn link(
     backend: &Backend,
     pool: &Pool,
     server: &ServerConfig,
     client: &Client,
-    fresh: bool,
+    (plan, upgrade): (&mut Plan<'_>, bool),
     started: Instant,
-) -> Result<(Link, bool), AttemptError> {
-    if pool.settings.protocol.is_http2() {
+) -> Result<Link, AttemptError> {
+    let fresh = plan.fresh;
+    // An upgrade needs HTTP/1.1 (weir does not send RFC 8441's extended CONNECT): its
+    // connections offer only the pool's own ALPN, `http/1.1` by default.
+    let auto = backend.live.tls_auto.is_some() && !upgrade;
+    let linked = if pool.settings.protocol.is_http2() || (auto && backend.live.alpn() == Alpn::H2) {
         // Boxed: opening a connection holds the codec's handshake, and every HTTP/1
         // request's future would otherwise carry that much more to create and move.
         let opened = Box::pin(upstream_h2::stream(backend, pool, server, fresh));
-        let (stream, reused) = opened.await?;
-        return Ok((Link::Http2(Box::new(stream)), reused));
+        opened.await.map(|(linked, reused)| match linked {
+            Linked::H2(stream) => (Link::Http2(stream), reused),
+            Linked::Http1(tls) => (Link::Http1(Upstream::Tls(tls)), reused),
+        })
+    } else {
+        link_http1(backend, pool, server, client, (fresh, auto), started).await
+    };
+    if auto && matches!(linked, Err(AttemptError::Connect(_) | AttemptError::Tls(_))) {
+        backend.live.learn_alpn(Alpn::Unknown);
     }
+    let (link, reused) = linked?;
+    plan.reused = reused;
+    Ok(link)
+}
+
+/// An HTTP/1 connection for an attempt: pooled unless `fresh`, else new; a new one to an
+/// `auto` backend offers h2 by ALPN, and becomes an HTTP/2 connection (this attempt's
+/// stream on it) when the backend chooses h2.
+async fn link_http1(
+    backend: &Backend,
+    pool: &Pool,
+    server: &ServerConfig,
+    client: &Client,
+    (fresh, auto): (bool, bool),
+    started: Instant,
+) -> Result<(Link, bool), AttemptError> {
     // A connection that sent a PROXY header is never pooled (see `outbound`).
     let fresh = fresh || pool.settings.send_proxy_protocol.is_some();
     let pooled = (!fresh).then(|| pool::checkout(&backend.live, started)).flatten();
-    Ok(match pooled {
-        Some(upstream) => {
-            backend.live.stats.local().connections_reused.inc();
-            (Link::Http1(upstream), true)
+    if let Some(upstream) = pooled {
+        backend.live.stats.local().connections_reused.inc();
+        return Ok((Link::Http1(upstream), true));
+    }
+    let live = &backend.live;
+    let connector = if auto { live.tls_auto.as_ref() } else { live.tls.as_ref() };
+    let upstream = connect(backend, &pool.settings, client, connector).await?;
+    let Upstream::Tls(tls) = upstream else { return Ok((Link::Http1(upstream), false)) };
+    if !auto || tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        if auto {
+            live.learn_alpn(Alpn::Http1);
         }
-        None => (Link::Http1(connect(backend, &pool.settings, client).await?), false),
-    })
+        return Ok((Link::Http1(Upstream::Tls(tls)), false));
+    }
+    live.learn_alpn(Alpn::H2);
+    let max_header_bytes = server.max_header_bytes;
+    let adopted = Box::pin(upstream_h2::adopt(live, *tls, &pool.settings, max_header_bytes));
+    Ok((Link::Http2(adopted.await?), false))
 }
 
 /// How an attempt runs its exchange.
@@ -278,6 +317,7 @@ async fn connect(
     backend: &Backend,
     settings: &PoolConfig,
     client: &Client,
+    connector: Option<&crate::tls::Connector>,
 ) -> Result<Upstream, AttemptError> {
     let mut tcp = pool::connect(backend, settings.connect_timeout).await?;
     if let Some(version) = settings.send_proxy_protocol {
@@ -285,7 +325,7 @@ async fn connect(
     }
     let stats = backend.live.stats.local();
     stats.connections_opened.inc();
-    let Some(connector) = &backend.live.tls else {
+    let Some(connector) = connector else {
         return Ok(Upstream::Plain(tcp));
     };
     // Boxed: a handshake holds a whole TLS session inline, and the request future of

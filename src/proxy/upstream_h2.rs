@@ -35,7 +35,8 @@ use tokio::time::Instant;
 use crate::config::{PoolConfig, ServerConfig};
 use crate::pool::ConnectError;
 use crate::proxy::class::AttemptError;
-use crate::snapshot::{Backend, BackendLive, Pool};
+use crate::snapshot::{Alpn, Backend, BackendLive, Pool};
+use crate::tls::client::ClientTls;
 use stream::H2Upstream;
 
 /// The codec's settings for upstream connections; every limit is weir's.
@@ -302,6 +303,15 @@ async fn keepalive(mut ping: h2::PingPong, interval: Duration, timeout: Duration
 /// opens its own: more than once when the connection it waited for filled up at once.
 const MAX_WAITS: usize = 2;
 
+/// What [`stream`] got: a stream on an HTTP/2 connection, or, from an `auto` backend
+/// that chose HTTP/1.1 by ALPN this time, the new TLS connection for an HTTP/1 exchange.
+pub(crate) enum Linked {
+    /// A stream on an HTTP/2 connection.
+    H2(Box<H2Upstream>),
+    /// A new HTTP/1.1 TLS connection (the backend's answer is remembered).
+    Http1(Box<ClientTls>),
+}
+
 /// A stream to `backend` for one attempt, and whether its connection was open already:
 /// a connection with room unless `fresh`, else a new one.
 pub(crate) async fn stream(
@@ -309,7 +319,7 @@ pub(crate) async fn stream(
     pool: &Pool,
     server: &ServerConfig,
     fresh: bool,
-) -> Result<(H2Upstream, bool), AttemptError> {
+) -> Result<(Linked, bool), AttemptError> {
     let (settings, live) = (&pool.settings, &backend.live);
     let cap = settings.h2.max_streams_per_connection;
     let mut waits = 0;
@@ -317,7 +327,7 @@ pub(crate) async fn stream(
     let _opening = loop {
         if let Some((send, slot)) = (!fresh).then(|| checkout(live, cap)).flatten() {
             live.stats.local().connections_reused.inc();
-            return Ok((H2Upstream::new(send, slot, live.tls.is_some()), true));
+            return Ok((Linked::H2(upstream(live, send, slot)), true));
         }
         match Opening::start(live) {
             Ok(opening) => break Some(opening),
@@ -331,33 +341,59 @@ pub(crate) async fn stream(
     let tcp = crate::pool::connect(backend, settings.connect_timeout).await?;
     live.stats.local().connections_opened.inc();
     let max_header_bytes = server.max_header_bytes;
-    let opened = match &live.tls {
+    // An `auto` backend's connector offers h2 and HTTP/1.1; an `h2` pool's only h2.
+    let opened = match live.tls_auto.as_ref().or(live.tls.as_ref()) {
         None => open(live, tcp, settings, max_header_bytes).await,
         Some(connector) => {
-            open(live, tls(live, connector, tcp).await?, settings, max_header_bytes).await
+            let tls = tls(live, connector, tcp).await?;
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                live.learn_alpn(Alpn::Http1);
+                return Ok((Linked::Http1(Box::new(tls)), false));
+            }
+            open(live, tls, settings, max_header_bytes).await
         }
     };
     match opened {
-        Ok((send, slot)) => Ok((H2Upstream::new(send, slot, live.tls.is_some()), false)),
+        Ok((send, slot)) => Ok((Linked::H2(upstream(live, send, slot)), false)),
         // The backend does not speak HTTP/2 (or not in time): nothing was sent.
         Err(error) => Err(failed(error)),
     }
+}
+
+/// A stream on `tls`, a new connection to an `auto` backend that chose h2 by ALPN:
+/// the connection joins the backend's HTTP/2 connections on this worker.
+pub(crate) async fn adopt(
+    live: &Arc<BackendLive>,
+    tls: ClientTls,
+    settings: &PoolConfig,
+    max_header_bytes: usize,
+) -> Result<Box<H2Upstream>, AttemptError> {
+    let (send, slot) = open(live, tls, settings, max_header_bytes).await.map_err(failed)?;
+    Ok(upstream(live, send, slot))
+}
+
+/// A stream on `send` for one attempt, counted.
+fn upstream(live: &BackendLive, send: SendRequest<Bytes>, slot: StreamSlot) -> Box<H2Upstream> {
+    live.stats.local().http2_streams.inc();
+    Box::new(H2Upstream::new(send, slot, live.tls.is_some()))
 }
 
 fn failed(error: impl std::error::Error + Send + Sync + 'static) -> AttemptError {
     AttemptError::Connect(ConnectError::Failed(std::io::Error::other(error)))
 }
 
-/// The TLS handshake of a `protocol = "h2"` connection, counted as an HTTP/1 pool's
-/// are; the backend must have chosen `h2` by ALPN.
+/// The TLS handshake of an HTTP/2 connection, counted as an HTTP/1 pool's are; the
+/// backend of a `protocol = "h2"` pool must have chosen `h2` by ALPN (one of an `auto`
+/// pool may choose HTTP/1.1).
 async fn tls(
     live: &BackendLive,
     connector: &crate::tls::Connector,
     tcp: TcpStream,
-) -> Result<crate::tls::client::ClientTls, AttemptError> {
+) -> Result<ClientTls, AttemptError> {
     let (tls, handshake) = connector.connect(tcp).await.map_err(AttemptError::Tls)?;
     live.stats.local().tls.handshake(handshake.resumed);
-    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+    let auto = live.tls_auto.is_some();
+    if !auto && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
         return Err(failed(std::io::Error::other("the backend did not choose h2 by ALPN")));
     }
     Ok(tls)

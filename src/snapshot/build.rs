@@ -17,14 +17,13 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::leaving::{Key, Known};
-use super::resolve::connector;
+use super::resolve::{connectors, Connectors};
 use super::{Backend, BackendLive, BackendState, Pool, PoolLive, Registry, Route, Snapshot};
 use crate::balance;
 use crate::config::{BackendConfig, Config, PoolConfig, RouteConfig};
 use crate::discovery::{self, Expanded};
 use crate::health::{self, Event, Passive, Rules, Subject};
 use crate::limit::{Limiter, RouteLimits};
-use crate::tls::Connector;
 
 /// Why a snapshot could not be built. Nothing changed.
 #[derive(Debug)]
@@ -151,7 +150,7 @@ impl Registry {
         for pool in &config.pools {
             for backend in &pool.backends {
                 let addrs = self.fixed_addresses(backend, fresh, &mut fixed)?;
-                resolved.push((addrs, connector(pool, backend)?));
+                resolved.push((addrs, connectors(pool, backend)?));
             }
         }
         self.fixed = fixed;
@@ -175,7 +174,7 @@ impl Registry {
         &mut self,
         config: &Config,
         generation: u64,
-        resolved: Vec<(Vec<SocketAddr>, Option<Connector>)>,
+        resolved: Vec<(Vec<SocketAddr>, Connectors)>,
     ) -> (Vec<Pool>, Kept) {
         let mut resolved = resolved.into_iter();
         let (mut kept, mut kept_pools) = (HashMap::new(), HashMap::new());
@@ -224,13 +223,13 @@ impl Registry {
         pool: &PoolConfig,
         backend: &BackendConfig,
         expanded: Expanded,
-        tls: Option<Connector>,
+        tls: Connectors,
         pool_live: &Arc<PoolLive>,
         joins: bool,
     ) -> Backend {
         let Expanded { label, addrs: resolved, weight, tier, serving } = expanded;
         let key = (pool.name.clone(), label.clone());
-        let identity = tls.as_ref().map_or(0, Connector::identity);
+        let identity = super::tls_identity(&tls.0, &tls.1);
         // Same TLS identity: keep the live state, with its connector and session cache.
         let kept = self.live.get(&key).filter(|live| live.tls_identity() == identity);
         let live = match kept {
@@ -239,7 +238,7 @@ impl Registry {
                 let id = self.next_id;
                 self.next_id += 1;
                 let mut live = BackendLive::in_pool(id, self.workers, Arc::clone(pool_live));
-                live.tls = tls;
+                (live.tls, live.tls_auto) = tls;
                 if joins {
                     live.health.start_ramp(pool.slow_start, Instant::now());
                 }

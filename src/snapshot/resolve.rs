@@ -36,26 +36,43 @@ impl Registry {
     }
 }
 
-/// The TLS connector of an `https://` backend, from its pool's `[pool.tls]` (defaults
+/// A backend's TLS connectors: its own ([`super::BackendLive::tls`]) and, in an `auto`
+/// pool, the one offering h2 ([`super::BackendLive::tls_auto`]); none for a plain backend.
+pub(super) type Connectors = (Option<Connector>, Option<Connector>);
+
+/// The TLS connectors of an `https://` backend, from its pool's `[pool.tls]` (defaults
 /// when absent); `None` for a plain backend. Reads the CA and client certificate files.
-pub(super) fn connector(
+pub(super) fn connectors(
     pool: &PoolConfig,
     backend: &BackendConfig,
-) -> Result<Option<Connector>, BuildError> {
+) -> Result<Connectors, BuildError> {
+    use crate::config::BackendProtocol;
     if backend.address.scheme != crate::config::Scheme::Https {
-        return Ok(None);
+        return Ok((None, None));
     }
     let mut settings = pool.tls.clone().unwrap_or_default();
-    if pool.protocol == crate::config::BackendProtocol::H2 {
+    if pool.protocol == BackendProtocol::H2 {
         // The pool speaks HTTP/2 only: a backend that would choose HTTP/1.1 fails the
         // handshake (no common protocol) instead of getting HTTP/2 it did not agree to.
         settings.alpn = vec!["h2".to_owned()];
     }
-    Connector::new(&settings, &backend.address.host).map(Some).map_err(|error| BuildError::Tls {
-        pool: pool.name.clone(),
-        backend: backend.address.authority(),
-        error,
-    })
+    // A connection that starts with a PROXY header names one client, so it cannot
+    // become an HTTP/2 connection shared by many: such a pool stays HTTP/1.1.
+    let auto = pool.protocol == BackendProtocol::Auto && pool.send_proxy_protocol.is_none();
+    let auto = auto.then(|| {
+        // h2 first, as curl and Envoy list it: the server picks (RFC 7301 §3.2), and
+        // this is the client's preference when it weighs one.
+        let alpn = vec!["h2".to_owned(), "http/1.1".to_owned()];
+        crate::tls::ClientSettings { alpn, ..settings.clone() }
+    });
+    let connect = |settings: &crate::tls::ClientSettings| {
+        Connector::new(settings, &backend.address.host).map_err(|error| BuildError::Tls {
+            pool: pool.name.clone(),
+            backend: backend.address.authority(),
+            error,
+        })
+    };
+    Ok((Some(connect(&settings)?), auto.as_ref().map(connect).transpose()?))
 }
 
 /// Resolves a backend host once, at load; `resolve = true` backends are discovered

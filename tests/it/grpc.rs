@@ -6,19 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::grpc::{grpc_client, idle_call, GrpcServer};
+use crate::support::grpc::{grpc_client, idle_call, GrpcServer, EVERY_KIND};
 use crate::support::tls::{https_config, trusting, Pki};
 use crate::support::Balancer;
 use weir::config::{BackendProtocol, HealthConfig, ProbeKind};
-
-/// What the grpcio client of every kind gets from the grpcio server.
-const EVERY_KIND: &str = concat!(
-    r#"{"unary": {"ok": "unary:hello"}, "#,
-    r#""server_stream": {"ok": ["server:0:x", "server:1:x", "server:2:x"]}, "#,
-    r#""client_stream": {"ok": "client:a+b+c"}, "#,
-    r#""bidi": {"ok": ["bidi:m0", "bidi:m1", "bidi:m2", "bidi:m3", "bidi:m4"]}, "#,
-    r#""missing": {"code": "NOT_FOUND", "message": "no such thing"}}"#
-);
 
 fn weir_h2c(backends: &[SocketAddr]) -> Balancer {
     Balancer::over(backends, |config| config.pools[0].protocol = BackendProtocol::H2c)

@@ -1,11 +1,12 @@
 //! gRPC health checks (`[pool.health] type = "grpc"`) against grpcio servers running
-//! grpcio-health-checking's `grpc.health.v1.Health`, with RPCs from a grpcio client
-//! through weir (h2c) all along.
+//! grpcio-health-checking's `grpc.health.v1.Health` and tonic servers running
+//! tonic-health's, with RPCs from a grpcio client through weir (h2c) all along.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use crate::support::grpc::{Counts, GrpcLoad, GrpcServer};
+use crate::support::grpc::{Counts, GrpcLoad, GrpcServer, HealthPeer};
+use crate::support::tonic_server::TonicServer;
 use crate::support::Balancer;
 use weir::config::{BackendProtocol, HealthConfig, ProbeKind};
 
@@ -35,7 +36,7 @@ fn weir_probing(backends: &[SocketAddr], health: HealthConfig) -> Balancer {
 }
 
 /// Waits until `server`'s `Who` count passes `count`.
-async fn who_past(server: &mut GrpcServer, count: u64) -> u64 {
+async fn who_past(server: &mut impl HealthPeer, count: u64) -> u64 {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let who = server.counts().await.who;
@@ -57,9 +58,14 @@ async fn health_becomes(weir: &Balancer, backend: SocketAddr, healthy: bool) -> 
 /// Sets `server`'s health to `state` and waits until weir's health of it is `healthy`:
 /// the server must have answered exactly 2 probes `state` in between (the thresholds:
 /// so weir switched within 2 probe intervals). Returns the server's counts then.
-async fn switch(weir: &Balancer, server: &mut GrpcServer, state: &str, healthy: bool) -> Counts {
+async fn switch(
+    weir: &Balancer,
+    server: &mut impl HealthPeer,
+    state: &str,
+    healthy: bool,
+) -> Counts {
     let switched = server.set_health("test.Echo", state).await;
-    let changed = health_becomes(weir, server.addr, healthy).await;
+    let changed = health_becomes(weir, server.addr(), healthy).await;
     let counts = server.counts().await;
     let probes = counts.checks_between(state, switched, changed);
     let took = changed.duration_since(switched);
@@ -70,23 +76,37 @@ async fn switch(weir: &Balancer, server: &mut GrpcServer, state: &str, healthy: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_not_serving_backend_leaves_rotation_and_returns_with_no_failed_rpc() {
     // Goal: a backend switched to NOT_SERVING is out within 2 probe intervals and back
-    // within 2 of SERVING, and no RPC fails meanwhile. Method: two grpcio servers,
-    // probes every 300 ms (2 failures out, 2 passes back); a grpcio client calls Who
-    // through weir from 4 threads all along. The intervals are counted as the probes b
-    // answered between the switch and the moment weir changed b's health.
+    // within 2 of SERVING, and no RPC fails meanwhile. Method: two grpcio servers (see
+    // `leaves_and_returns`).
     let (mut a, mut b) = (GrpcServer::start("a").await, GrpcServer::start("b").await);
-    let weir = weir_probing(&[a.addr, b.addr], grpc_probes("test.Echo"));
+    leaves_and_returns(&mut a, &mut b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_health_server_flipped_not_serving_leaves_rotation_and_returns() {
+    // Goal: the same with tonic servers running tonic-health's stock service, switched
+    // through its `HealthReporter`.
+    let (mut a, mut b) = (TonicServer::start("a").await, TonicServer::start("b").await);
+    leaves_and_returns(&mut a, &mut b).await;
+}
+
+/// Probes every 300 ms (2 failures out, 2 passes back) over `a` and `b`; a grpcio
+/// client calls Who through weir from 4 threads all along; b goes NOT_SERVING, then
+/// SERVING. The intervals are counted as the probes b answered between the switch and
+/// the moment weir changed b's health.
+async fn leaves_and_returns(a: &mut impl HealthPeer, b: &mut impl HealthPeer) {
+    let weir = weir_probing(&[a.addr(), b.addr()], grpc_probes("test.Echo"));
     let load = GrpcLoad::start(weir.addr()).await;
-    who_past(&mut b, 20).await;
-    let counts = switch(&weir, &mut b, "NOT_SERVING", false).await;
+    who_past(b, 20).await;
+    let counts = switch(&weir, b, "NOT_SERVING", false).await;
     // Out of rotation: a serves on while b gets no new call (at most the 4 in flight).
     let a_calls = a.counts().await.who;
-    who_past(&mut a, a_calls + 200).await;
+    who_past(a, a_calls + 200).await;
     let late = b.counts().await.who - counts.who;
     assert!(late <= 4, "{late} calls reached b after it was out");
-    let counts = switch(&weir, &mut b, "SERVING", true).await;
+    let counts = switch(&weir, b, "SERVING", true).await;
     // Back in rotation: b serves calls again.
-    who_past(&mut b, counts.who + 20).await;
+    who_past(b, counts.who + 20).await;
     let (ok, failed) = load.stop().await;
     assert_eq!(failed, serde_json::json!({}), "no RPC failed; ok: {ok}");
     assert!(ok["a"].as_u64() > Some(0) && ok["b"].as_u64() > Some(0), "{ok}");

@@ -15,6 +15,21 @@ const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/grpc_p
 /// very busy.
 const LINE_WAIT: Duration = Duration::from_secs(30);
 
+/// What a client of every kind gets from a `test.Echo` server (grpcio's or tonic's),
+/// as grpc_peer.py's client prints it.
+pub const EVERY_KIND: &str = concat!(
+    r#"{"unary": {"ok": "unary:hello"}, "#,
+    r#""server_stream": {"ok": ["server:0:x", "server:1:x", "server:2:x"]}, "#,
+    r#""client_stream": {"ok": "client:a+b+c"}, "#,
+    r#""bidi": {"ok": ["bidi:m0", "bidi:m1", "bidi:m2", "bidi:m3", "bidi:m4"]}, "#,
+    r#""missing": {"code": "NOT_FOUND", "message": "no such thing"}}"#
+);
+
+/// [`EVERY_KIND`] as a JSON value, to compare with what a tonic client got.
+pub fn every_kind() -> Value {
+    serde_json::from_str(EVERY_KIND).expect("JSON")
+}
+
 /// A grpcio process with its stdin and stdout; killed when dropped.
 struct Peer {
     stdin: ChildStdin,
@@ -112,6 +127,32 @@ impl GrpcServer {
             (SystemTime::UNIX_EPOCH + at, check[1].as_str().expect("a status").to_string())
         });
         Counts { who: doc["who"].as_u64().expect("who"), checks: checks.collect() }
+    }
+}
+
+/// A gRPC server with `test.Echo` (its `Who` counted) and a health service whose states
+/// the test sets: grpcio's ([`GrpcServer`]) or tonic's (`TonicServer`).
+pub trait HealthPeer {
+    /// Where it listens.
+    fn addr(&self) -> SocketAddr;
+    /// Sets the health of `service` to `state` (`SERVING`, `NOT_SERVING`); returns the
+    /// time just before it was asked.
+    async fn set_health(&mut self, service: &str, state: &str) -> SystemTime;
+    /// What it counted so far.
+    async fn counts(&mut self) -> Counts;
+}
+
+impl HealthPeer for GrpcServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn set_health(&mut self, service: &str, state: &str) -> SystemTime {
+        GrpcServer::set_health(self, service, state).await
+    }
+
+    async fn counts(&mut self) -> Counts {
+        GrpcServer::counts(self).await
     }
 }
 

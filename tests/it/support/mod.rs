@@ -48,6 +48,8 @@ mod routes;
 pub mod scrape;
 pub mod slow_backend;
 pub mod tls;
+pub mod tonic_client;
+pub mod tonic_server;
 pub mod ws;
 
 pub use backend::{BackendOptions, TestBackend};
