@@ -1,8 +1,9 @@
 //! The binary's allocator (README "Memory"): jemalloc with its background purge thread,
-//! which hands freed pages back to the kernel after a decay time. `bench/soak.sh`
-//! measures the effect (RSS flat under ten minutes of mixed traffic); this test checks
-//! the mechanism is on in the binary that ships, so a change of allocator or of its
-//! features cannot drop it unnoticed.
+//! which hands freed pages back to the kernel after a decay time. `bench/burst_mem.py`
+//! and `bench/soak.sh` measure the effect (memory returned after a burst, RSS drift
+//! under ten minutes of mixed traffic); this test checks the mechanism is on in the
+//! binary that ships, so a change of allocator or of its features cannot drop it
+//! unnoticed.
 
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
@@ -15,6 +16,7 @@ const PURGE_THREAD: &str = "jemalloc_bg_thd";
 /// jemalloc starts its first purge thread when it initialises, before `main`; the wait
 /// only covers a loaded machine.
 const WAIT: Duration = Duration::from_secs(10);
+/// Re-reading `/proc` this often costs nothing next to the wait.
 const POLL: Duration = Duration::from_millis(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
