@@ -184,6 +184,25 @@ async def schedule(ctx, weir, fleet, cfg_path, ports, end):
             victim = (victim + 1) % 3
 
 
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+async def checkpoint(pid, admin_port):
+    """What weir holds besides memory: its threads and its metric series (sample lines of
+    /metrics). Taken after warm-up and at the end, so a series kept for every backend the
+    API removed, or a thread per reload, shows as growth."""
+    text = await traffic.admin_get(admin_port, "/metrics")
+    series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    return {"threads": threads(pid), "metric_series": series}
+
+
+async def checkpoint_at(pid, admin_port, at, into):
+    await asyncio.sleep(max(0.0, at - time.monotonic()))
+    into.append(await checkpoint(pid, admin_port))
+
+
 async def sample(pid, samples, end):
     while time.monotonic() < end:
         samples.append((time.monotonic(), *proc_reading(pid)))
@@ -240,9 +259,12 @@ async def main(args):
         end = t0 + args.duration
         samples = []
         loops = traffic.all_loops(ctx, ports["weir"], end)
+        marks = []
         await asyncio.gather(schedule(ctx, weir, fleet, cfg_path, ports, end),
-                             sample(pid, samples, end), *loops)
+                             sample(pid, samples, end),
+                             checkpoint_at(pid, ports["admin"], t0 + args.warmup, marks), *loops)
         fds = await settle_fds(pid, baseline_fds)
+        marks.append(await checkpoint(pid, ports["admin"]))
         window = min(60, (args.duration - args.warmup) / 2)
         first, last, drift = rss_drift(samples, t0, args.warmup, window)
         anon = rss_drift(samples, t0, args.warmup, window, column=3)
@@ -255,6 +277,8 @@ async def main(args):
                       file_kib=[round(file_[0]), round(file_[1])],
                       file_drift=round(file_[2], 4),
                       weir_exit=weir.returncode,
+                      threads=[m["threads"] for m in marks],
+                      metric_series=[m["metric_series"] for m in marks],
                       samples=[(round(t - t0, 1), r, f, a, fl) for t, r, f, a, fl in samples])
         ok = (abs(drift) < MAX_DRIFT and fds <= baseline_fds and report["unexpected"] == 0
               and weir.returncode is None)

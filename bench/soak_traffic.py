@@ -81,7 +81,9 @@ def summary(r):
              f"  RSS: {r['rss_kib_after_warmup']} KiB after warm-up, "
              f"{r['rss_kib_last_minute']} KiB over the last minute "
              f"(drift {r['rss_drift'] * 100:+.2f}%)",
-             f"  fds: {r['fds_baseline']} before traffic, {r['fds_after']} after it settled"]
+             f"  fds: {r['fds_baseline']} before traffic, {r['fds_after']} after it settled",
+             f"  threads after warm-up and at the end: {r['threads']}; "
+             f"metric series: {r['metric_series']}"]
     lines += [f"    {d}" for d in r["details"][:20]]
     return "\n".join(lines)
 
@@ -108,6 +110,16 @@ async def admin_call(port, method, path, body, token):
     status = int((await r.readline()).split()[1])
     w.close()
     return status
+
+
+async def admin_get(port, path):
+    """The body of a GET on the admin listener (read to the end: `Connection: close`)."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
+    await w.drain()
+    data = await r.read()
+    w.close()
+    return data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace")
 
 
 class Conn:

@@ -130,3 +130,35 @@ fn api_changes_do_not_resolve_known_names_again() {
     let refused = refused.err();
     assert!(matches!(refused, Some(EditError::Build(_))), "{refused:?}");
 }
+
+#[test]
+fn replaced_snapshots_and_removed_backends_are_freed() {
+    // Goal: the control plane keeps nothing of what it replaced, so a soak's reload
+    // every 10 s and API change every 15 s leave no snapshot behind, and a backend
+    // removed without a drain leaves no live state. Method: weak handles to the first
+    // snapshot, to every snapshot an API change published, and to the removed backend's
+    // live state, checked after rounds of add, remove and reload.
+    let plane = plane(config(&[1, 2]));
+    let mut replaced = vec![Arc::downgrade(&plane.data().snapshot.load_full())];
+    let mut removed_live = vec![];
+    for _ in 0..20 {
+        let added: Edited = plane.edit(|config| {
+            config.pools[0].backends.push(backend("127.0.0.1:3"));
+            Ok(None)
+        });
+        let added = added.map_err(|error| format!("{error:?}")).unwrap();
+        removed_live.push(Arc::downgrade(&added.pools[0].backends[2].live));
+        replaced.push(Arc::downgrade(&added));
+        let removed: Edited = plane.edit(|config| {
+            config.pools[0].backends.pop();
+            Ok(Some(("web".to_string(), "127.0.0.1:3".to_string())))
+        });
+        replaced.push(Arc::downgrade(&removed.map_err(|error| format!("{error:?}")).unwrap()));
+        plane.reload(config(&[1, 2])).unwrap();
+    }
+    let kept = replaced.iter().filter(|weak| weak.upgrade().is_some()).count();
+    assert_eq!(kept, 0, "of {} replaced snapshots", replaced.len());
+    let live = removed_live.iter().filter(|weak| weak.upgrade().is_some()).count();
+    assert_eq!(live, 0, "of {} removed backends' live state", removed_live.len());
+    assert_eq!(plane.data().snapshot.load().pools[0].backends.len(), 2);
+}

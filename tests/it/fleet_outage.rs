@@ -13,7 +13,7 @@ use crate::fleet::{applied, fleet, instance, scraped, until_applied};
 use crate::support::admin::{backends, call, pools};
 use crate::support::balancer::Balancer;
 use crate::support::etcd::{Etcd, Relay};
-use crate::support::process::{temp_dir, WeirProcess};
+use crate::support::process::{temp_dir, thread_names as threads, WeirProcess};
 use crate::support::{send, TestBackend};
 
 /// How long etcd stays down, as the issue fixes it.
@@ -201,15 +201,6 @@ async fn weights_two_to_seven(admin: SocketAddr, backend: SocketAddr) -> i64 {
         last = reply.json["fleet"]["written"].as_i64().unwrap_or_else(|| panic!("{reply:?}"));
     }
     last
-}
-
-/// The names of a process's threads.
-fn threads(pid: u32) -> Vec<String> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc tasks");
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

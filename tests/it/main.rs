@@ -8,6 +8,7 @@ mod access_control;
 mod access_log;
 mod admin_api;
 mod admin_limits;
+mod allocator;
 mod api;
 mod api_process;
 mod api_transactions;

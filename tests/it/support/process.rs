@@ -31,6 +31,15 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// The names of a process's threads (`/proc/PID/task/*/comm`).
+pub fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc tasks");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
 /// A fresh directory for one test's config and state files.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = temp_path(name);
