@@ -5,6 +5,7 @@
 //! flat (README "Memory"). The library keeps the system allocator, so tests and
 //! embedders choose their own.
 
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

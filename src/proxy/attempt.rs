@@ -74,7 +74,7 @@ pub(super) async fn attempt<'p, S: Stream>(
     let (lines, strip, max_body) = policy::for_attempt(policy, set_cookie, pool, backend);
     let exchange = exchange_of(info, server, client.drain.is_draining(), stream.websocket_accept());
     let mut link = link(backend, pool, server, client, (plan, info.upgrade), started).await?;
-    plan.start_capture(&buffers.head, info, pool);
+    plan.start_capture(&buffers.head, info, pool, matches!(link, Link::Http2(_)));
     let first = !std::mem::replace(&mut plan.sent, true);
     let io = Io {
         input: &mut buffers.input,
@@ -193,20 +193,25 @@ async fn link(
     // An upgrade needs HTTP/1.1 (weir does not send RFC 8441's extended CONNECT): its
     // connections offer only the pool's own ALPN, `http/1.1` by default.
     let auto = backend.live.tls_auto.is_some() && !upgrade;
-    let linked = if pool.settings.protocol.is_http2() || (auto && backend.live.alpn() == Alpn::H2) {
-        // Boxed: opening a connection holds the codec's handshake, and every HTTP/1
-        // request's future would otherwise carry that much more to create and move.
-        let opened = Box::pin(upstream_h2::stream(backend, pool, server, fresh));
-        opened.await.map(|(linked, reused)| match linked {
-            Linked::H2(stream) => (Link::Http2(stream), reused),
-            Linked::Http1(tls) => (Link::Http1(Upstream::Tls(tls)), reused),
-        })
-    } else {
-        link_http1(backend, pool, server, client, (fresh, auto), started).await
-    };
-    if auto && matches!(linked, Err(AttemptError::Connect(_) | AttemptError::Tls(_))) {
-        backend.live.learn_alpn(Alpn::Unknown);
-    }
+    // An `auto` backend whose answer is not known yet goes the HTTP/2 way too: its
+    // first connection per worker is opened once (`upstream_h2`'s `Opening`) while the
+    // other streams wait for it, rather than a burst of first requests each opening
+    // their own; one that chose HTTP/1.1 comes back as an HTTP/1 link.
+    let linked =
+        if pool.settings.protocol.is_http2() || (auto && backend.live.alpn() != Alpn::Http1) {
+            // Boxed: opening a connection holds the codec's handshake, and every HTTP/1
+            // request's future would otherwise carry that much more to create and move.
+            let opened = Box::pin(upstream_h2::stream(backend, pool, server, fresh));
+            opened.await.map(|(linked, reused)| match linked {
+                Linked::H2(stream) => (Link::Http2(stream), reused),
+                Linked::Http1(tls) => (Link::Http1(Upstream::Tls(tls)), reused),
+            })
+        } else {
+            link_http1(backend, pool, server, client, (fresh, auto), started).await
+        };
+    // A failed connect keeps the answer: forgetting it on a timeout or a local error
+    // (weir out of file descriptors) sent every request past the open HTTP/2
+    // connections to a handshake of its own, and every new handshake learns again.
     let (link, reused) = linked?;
     plan.reused = reused;
     Ok(link)

@@ -132,7 +132,7 @@ impl<'p> Plan<'p> {
     /// Starts a replay copy before the first exchange, when a replay could follow: the
     /// body may fit, and the request is idempotent (only those are replayed once sent)
     /// with retries on, or rides a pooled connection that may prove stale.
-    pub fn start_capture(&mut self, head: &[u8], info: &RequestInfo, pool: &Pool) {
+    pub fn start_capture(&mut self, head: &[u8], info: &RequestInfo, pool: &Pool, http2: bool) {
         if self.sent || self.capture.is_some() || info.body == BodyKind::Empty {
             return;
         }
@@ -143,10 +143,11 @@ impl<'p> Plan<'p> {
             _ => settings.replay_buffer > 0,
         };
         // An HTTP/2 backend may refuse a stream it never processed (REFUSED_STREAM, or
-        // above a GOAWAY's last stream id), and any method may then go again: its pools
-        // keep the copy for every method.
-        let useful = (info.method.is_idempotent() && (self.reused || settings.attempts > 0))
-            || pool.settings.protocol.is_http2();
+        // above a GOAWAY's last stream id), and any method may then go again: a request
+        // on an HTTP/2 link (`http2`: an `h2`/`h2c` pool, or an `auto` backend that chose
+        // h2) keeps the copy whatever its method.
+        let useful =
+            (info.method.is_idempotent() && (self.reused || settings.attempts > 0)) || http2;
         if !(fits && useful) {
             return;
         }

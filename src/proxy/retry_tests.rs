@@ -124,7 +124,7 @@ async fn a_body_is_replayed_only_when_fully_captured() {
     let head = b"PUT / HTTP/1.1\r\n\r\n";
     let put = request(Method::Put, BodyKind::Length(10));
     let mut plan = Plan::new(0);
-    plan.start_capture(head, &put, pool);
+    plan.start_capture(head, &put, pool, false);
     plan.sent = true;
     let capture = plan.capture.as_mut().expect("a copy is kept");
     capture.bytes.extend_from_slice(b"01234");
@@ -136,12 +136,12 @@ async fn a_body_is_replayed_only_when_fully_captured() {
     // A body known to exceed the replay buffer is not even copied.
     let big = request(Method::Put, BodyKind::Length(17));
     let mut plan = Plan::new(0);
-    plan.start_capture(head, &big, pool);
+    plan.start_capture(head, &big, pool, false);
     assert!(plan.capture.is_none());
     // A chunked copy counts only once its last chunk is in.
     let chunked = request(Method::Put, BodyKind::Chunked);
     let mut plan = Plan::new(0);
-    plan.start_capture(head, &chunked, pool);
+    plan.start_capture(head, &chunked, pool, false);
     plan.sent = true;
     plan.capture.as_mut().unwrap().bytes.extend_from_slice(b"3\r\nabc\r\n");
     assert!(!plan.replayable(&chunked));

@@ -350,6 +350,9 @@ pub(crate) async fn stream(
                 live.learn_alpn(Alpn::Http1);
                 return Ok((Linked::Http1(Box::new(tls)), false));
             }
+            if live.tls_auto.is_some() {
+                live.learn_alpn(Alpn::H2);
+            }
             open(live, tls, settings, max_header_bytes).await
         }
     };

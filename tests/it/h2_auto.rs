@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::support::client::{connect, read_response, roundtrip, send};
 use crate::support::grpc::{every_kind, grpc_client};
+use crate::support::h2_backend::H2Backend;
 use crate::support::tls::{https_config, trusting, Pki, TlsBackend};
 use crate::support::tonic_client::tonic_client;
 use crate::support::tonic_server::{tls_config, Tls, TonicServer};
@@ -129,7 +130,8 @@ async fn restart(listener: TcpListener, pki: &Pki, alpn: &[&str]) -> TonicServer
 async fn an_auto_backend_that_changes_protocol_across_restarts_keeps_working() {
     // Goal: a backend restarted with another ALPN offer is reached in its new protocol,
     // with no failed request while it is up: h2, then HTTP/1.1 only, then h2 only; a
-    // connect that fails while it is down forgets what it chose. Method: the server on
+    // connect that fails while it is down keeps what it chose, and the first handshake
+    // after the restart learns the new answer. Method: the server on
     // one port stops gracefully (GOAWAY, idle HTTP/1.1 connections closed), one
     // request gets 502, and the server starts again; 4 requests after each start, each
     // on a new client connection.
@@ -150,9 +152,10 @@ async fn an_auto_backend_that_changes_protocol_across_restarts_keeps_working() {
             assert_eq!(version(&weir).await, expected, "offering {alpn:?}");
         }
         assert!(server.stop().await, "the server's connections closed");
-        // While it is down, a failed connect forgets what it chose.
+        // While it is down, a failed connect keeps what it chose.
+        let before = weir.shared().snapshot.load().pools[0].backends[0].live.alpn();
         assert_eq!(send(weir.addr(), VERSION).await.status, 502);
-        assert_eq!(weir.shared().snapshot.load().pools[0].backends[0].live.alpn(), Alpn::Unknown);
+        assert_eq!(weir.shared().snapshot.load().pools[0].backends[0].live.alpn(), before);
     }
 }
 
@@ -221,4 +224,40 @@ async fn a_backend_that_chooses_h2_but_speaks_http1_gets_502_not_a_hang() {
         assert_eq!(response.status, 502, "{}", response.text());
     }
     assert_eq!(backend.accepted(), 2, "one connection a request: none was kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_refused_by_an_auto_backend_that_chose_h2_is_sent_again() {
+    // Goal: on an `auto` backend that chose h2, a stream the backend never processed
+    // (REFUSED_STREAM) goes again whatever its method, as on an `h2` pool: the replay
+    // copy follows the link, not the configured protocol. Method: an HTTP/2 backend
+    // over TLS offering h2 refuses the first /refuse-once stream; a POST with a body,
+    // the first request weir sends it, gets its echo, on a second connection.
+    let pki = Pki::new("auto-refused");
+    let backend = H2Backend::start_tls("b1", tls_config("s", &pki, &["h2", "http/1.1"])).await;
+    let weir = weir_auto(backend.addr(), &pki);
+    let request = "POST /refuse-once HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+    let response = send(weir.addr(), request.as_bytes()).await;
+    assert_eq!((response.status, &response.body[..]), (200, &b"hello"[..]));
+    let refused = backend.counts.refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(refused, 2, "refused, then served");
+    assert_eq!(weir.shared().snapshot.load().pools[0].backends[0].live.alpn(), Alpn::H2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_first_requests_to_an_auto_backend_opens_one_connection_per_worker() {
+    // Goal: before weir knows what an `auto` backend chooses, concurrent first requests
+    // wait for one handshake per worker instead of each opening a connection. Method:
+    // 50 requests at once on 50 client connections to a fresh weir (2 workers) in front
+    // of an HTTP/2 backend over TLS; all answered, over at most 2 connections.
+    let pki = Pki::new("auto-burst");
+    let backend = H2Backend::start_tls("b1", tls_config("s", &pki, &["h2", "http/1.1"])).await;
+    let weir = weir_auto(backend.addr(), &pki);
+    let request = b"GET /name HTTP/1.1\r\nHost: a\r\n\r\n";
+    let burst = (0..50).map(|_| send(weir.addr(), request));
+    for response in futures_util::future::join_all(burst).await {
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let accepted = backend.accepted();
+    assert!((1..=2).contains(&accepted), "{accepted} connections for 50 first requests");
 }

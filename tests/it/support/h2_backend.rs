@@ -17,6 +17,9 @@
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
 //! - anything else: the server's name.
 //!
+//! It speaks cleartext HTTP/2 ([`H2Backend::start`]) or HTTP/2 over TLS when the client
+//! chooses h2 by ALPN ([`H2Backend::start_tls`]).
+//!
 //! A connection can be told to send GOAWAY (graceful: 2^31-1, a PING, the final id) after
 //! a number of streams.
 
@@ -28,7 +31,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// What an [`H2Backend`] counted.
 #[derive(Default)]
@@ -63,14 +66,39 @@ impl H2Backend {
     /// Starts a backend named `name`; with `goaway_after`, each connection sends a
     /// graceful GOAWAY after that many streams and closes once they are done.
     pub async fn start(name: &str, goaway_after: Option<usize>) -> H2Backend {
+        H2Backend::start_with(name, goaway_after, None).await
+    }
+
+    /// Starts a backend named `name` over TLS with `config` (its ALPN list decides
+    /// what weir may choose; connections that do not choose h2 are closed).
+    pub async fn start_tls(name: &str, config: rustls::ServerConfig) -> H2Backend {
+        H2Backend::start_with(name, None, Some(config)).await
+    }
+
+    async fn start_with(
+        name: &str,
+        goaway_after: Option<usize>,
+        tls: Option<rustls::ServerConfig>,
+    ) -> H2Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let counts = Arc::new(Counts::default());
         let (name, shared) = (Arc::<str>::from(name), Arc::clone(&counts));
+        let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 shared.accepted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(tcp, Arc::clone(&name), Arc::clone(&shared), goaway_after));
+                let (name, counts) = (Arc::clone(&name), Arc::clone(&shared));
+                let Some(acceptor) = acceptor.clone() else {
+                    tokio::spawn(serve(tcp, name, counts, goaway_after));
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        serve(tls, name, counts, goaway_after).await;
+                    }
+                });
             }
         });
         H2Backend { addr, counts, task }
@@ -93,8 +121,11 @@ impl Drop for H2Backend {
     }
 }
 
-async fn serve(tcp: TcpStream, name: Arc<str>, counts: Arc<Counts>, goaway_after: Option<usize>) {
-    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+async fn serve<T>(io: T, name: Arc<str>, counts: Arc<Counts>, goaway_after: Option<usize>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut conn) = h2::server::handshake(io).await else { return };
     let mut served = 0;
     while let Some(Ok((request, respond))) = conn.accept().await {
         served += 1;
