@@ -183,7 +183,9 @@ impl<'s> Policy<'s> {
             }
         }
         if let (Some(name), Some(id)) = (self.id_header, &self.id) {
-            if info.names.may_hold(name.as_bytes()) {
+            // The client's field, or a rule's line of the name, goes: weir's id wins.
+            let ruled = self.rules.is_some_and(|rules| rules.request.appends());
+            if ruled || info.names.may_hold(name.as_bytes()) {
                 rules::strip(head, |line| rules::prepared::names(line, name.as_bytes()));
             }
             // Before the empty line, which every finished head ends with.
