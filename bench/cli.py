@@ -8,7 +8,8 @@ import os
 import shlex
 
 import cpulimit
-from common import ALL_PROXIES, BENCH, DEFAULT_PROXIES, ROOT, SCEN_BY_KEY, SCENARIOS
+from common import (ALL_PROXIES, BENCH, DEFAULT_PROXIES, ROOT, SCEN_BY_KEY, SCENARIOS,
+                    WEIR_CONFIG)
 
 
 def parse_args(argv):
@@ -35,6 +36,10 @@ def parse_args(argv):
                     help="comma-separated subset of " + ",".join(SCEN_BY_KEY))
     ap.add_argument("--weir-bin", default=None,
                     help="weir binary (default: target/release/weir, built first)")
+    ap.add_argument("--weir-config", metavar="FILE",
+                    help="also run weir from this config file, as target weir-config, next "
+                         "to plain weir (its line marked `# ORIGIN` gets the origin's "
+                         "address), e.g. bench/policy.toml for issue #20's policy cost")
     ap.add_argument("--no-build", action="store_true",
                     help="do not run cargo build --release; use the existing binary")
     ap.add_argument("--no-record", action="store_true",
@@ -68,6 +73,12 @@ def parse_args(argv):
     if bad:
         ap.error("unknown scenarios: %s" % ",".join(bad))
     a.scenarios = [s for s in SCENARIOS if s["key"] in keys]
+    if a.weir_config:
+        if not os.path.isfile(a.weir_config):
+            ap.error("--weir-config: no such file: %s" % a.weir_config)
+        # Right after plain weir, so the two alternate with nothing between them.
+        at = a.proxies.index("weir") + 1 if "weir" in a.proxies else 0
+        a.proxies.insert(at, WEIR_CONFIG)
     target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     if a.weir_bin is None:
         a.weir_bin = os.path.join(target_dir, "release", "weir")

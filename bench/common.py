@@ -31,6 +31,9 @@ EXTRAS = ("hyper",)
 ALL_PROXIES = ("weir",) + PEERS + EXTRAS
 DEFAULT_PROXIES = ("weir",) + PEERS
 DIRECT = "direct"
+# weir again, from the file of --weir-config (bench/policy.toml: issue #20's policy), so
+# a config's cost is measured against plain weir in the same run.
+WEIR_CONFIG = "weir-config"
 
 # backend: which origin port the scenario uses ("small" / "large" / "post")
 SCENARIOS = [

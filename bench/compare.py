@@ -21,7 +21,8 @@ import time
 import cpulimit
 from cli import parse_args
 from common import (BENCH, CLK_TCK, DIRECT, EXTRAS, HOST, LARGE_SIZE, ROOT, SCENARIOS,
-                    WRK_DIR, Fatal, free_port, log, render, tail, wait_ready, which)
+                    WEIR_CONFIG, WRK_DIR, Fatal, free_port, log, render, tail, wait_ready,
+                    which)
 from procs import (Procs, RssSampler, cpu_ticks, machine_ticks, proc_tree, reset_hwm,
                    status_kb)
 from report import collect_meta, fmt_round, header, record, report
@@ -60,13 +61,13 @@ class Bench:
                 raise Fatal("%s not found (compare.sh installs it with apt-get install -y "
                             "nginx-light haproxy wrk)" % tool)
         for name in self.a.proxies:
-            if name == "weir":
+            if name in ("weir", WEIR_CONFIG):
                 path = self.a.weir_bin
                 if not (os.path.isfile(path) and os.access(path, os.X_OK)):
                     self.skip(name, "binary %s not found (build it with cargo build --release)"
                               % path)
                 else:
-                    self.bins["weir"] = path
+                    self.bins[name] = path
             elif name == "hyper":
                 path = self.build_hyper()
                 if path:
@@ -157,6 +158,12 @@ class Bench:
                     "-l", "%s:%d" % (HOST, port), "-w", str(workers), "--admin", "off"]
             env = dict(os.environ)
             env.setdefault("RUST_LOG", "warn")   # no per-request logging, like the peers
+        elif name == WEIR_CONFIG:
+            conf = self.weir_config(os.path.join(prefix, "weir.toml"), backend_port)
+            argv = [self.bins[WEIR_CONFIG], "--config", conf,
+                    "-l", "%s:%d" % (HOST, port), "-w", str(workers), "--admin", "off"]
+            env = dict(os.environ)
+            env.setdefault("RUST_LOG", "warn")
         elif name == "nginx":
             conf = render("proxy-nginx.conf.in", os.path.join(prefix, "nginx.conf"), dict(
                 USER_LINE=self.user_line, WORKERS=workers, NOFILE=self.nofile,
@@ -192,6 +199,22 @@ class Bench:
                     t.limit.close()
                 raise Fatal("cannot cap %s's CPU: %s" % (name, e))
         return t
+
+    def weir_config(self, dest, backend_port):
+        """--weir-config's file with its `# ORIGIN` line aimed at the origin (as
+        bench/ab.sh does); the command line's -l, -w and --admin override the rest."""
+        with open(self.a.weir_config) as f:
+            lines = f.read().splitlines(True)
+        origin = '"%s:%d"' % (HOST, backend_port)
+        marked = [i for i, line in enumerate(lines) if "# ORIGIN" in line]
+        if not marked:
+            raise Fatal("--weir-config %s: no line marked `# ORIGIN` to aim at the origin"
+                        % self.a.weir_config)
+        for i in marked:
+            lines[i] = re.sub(r'"[0-9.]*:[0-9]*"', origin, lines[i], count=1)
+        with open(dest, "w") as f:
+            f.write("".join(lines))
+        return dest
 
     # ---- one measurement
     def run_wrk(self, t, scen, duration, record=True):
@@ -379,7 +402,7 @@ def main(argv):
         if bench.nofile < a.idle_conns + 1000:
             log("warning: fd limit %d is low for %d idle connections" % (bench.nofile,
                                                                           a.idle_conns))
-        if "weir" in a.proxies and not a.no_build:
+        if ("weir" in a.proxies or WEIR_CONFIG in a.proxies) and not a.no_build:
             build_weir(a)
         bench.find_tools()
         meta = collect_meta(bench)

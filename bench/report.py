@@ -10,7 +10,7 @@ import re
 import statistics
 
 import cpulimit
-from common import DIRECT, EXTRAS, PEERS, ROOT, run_out, which
+from common import DIRECT, EXTRAS, PEERS, ROOT, WEIR_CONFIG, run_out, which
 
 
 def fmt_round(r):
@@ -125,12 +125,33 @@ def report(bench, meta):
             out.append(table(res, IDLE_COLS if scen.get("idle") else WRK_COLS, order,
                              bench.skipped))
             out.append("")
+            versus = config_vs_plain(res, a.weir_config)
+            if versus and not scen.get("idle"):
+                out.extend([versus, ""])
     if bench.notes:
         out.append("Problems during the run:")
         out.append("")
         out.extend("- " + n for n in bench.notes)
         out.append("")
     return "\n".join(out)
+
+
+def config_vs_plain(res, config):
+    """One line comparing weir-config with plain weir (same binary, same run): medians'
+    ratio and the median of the per-round ratios of CPU µs/request and req/s."""
+    pairs = [(p, c) for p, c in zip(res.get("weir", []), res.get(WEIR_CONFIG, []))
+             if "error" not in p and "error" not in c and p.get("cpu_us_per_req")
+             and c.get("cpu_us_per_req")]
+    if not pairs:
+        return None
+    parts = []
+    for key, label in (("cpu_us_per_req", "CPU µs/req"), ("rps", "req/s")):
+        plain = statistics.median(p[key] for p, _ in pairs)
+        conf = statistics.median(c[key] for _, c in pairs)
+        per_round = statistics.median(c[key] / p[key] for p, c in pairs)
+        parts.append("%s %.3f (per-round median %.3f)" % (label, conf / plain, per_round))
+    return "`%s` (`%s`) / `weir`, %d rounds: %s" % (
+        WEIR_CONFIG, config, len(pairs), "; ".join(parts))
 
 
 def header(bench, meta):

@@ -13,6 +13,8 @@
 //! - [`chunked`]: the chunked transfer-coding state machine.
 //! - [`target`]: request-target forms, and the normalised path routing matches on.
 //! - [`websocket`]: the WebSocket handshake key and accept, for the upgrades weir makes.
+//! - [`name_set`]: what a request head's field names may be, for route rules that drop
+//!   fields.
 //! - [`lines`]: the head writers: new field lines, and kept lines copied one run at a
 //!   time.
 
@@ -20,6 +22,7 @@ pub mod chunked;
 pub(crate) mod fields;
 pub mod forwarded;
 pub(crate) mod lines;
+pub mod name_set;
 pub mod request;
 pub mod response;
 pub(crate) mod target;

@@ -26,6 +26,9 @@ pub fn select<'s>(
     let route = snapshot.routes.iter().find(|route| {
         route.host.as_ref().is_none_or(|m| host().is_some_and(|h| host_matches(m, h)))
             && route.path_prefix.as_ref().is_none_or(|prefix| {
+                if prefix == "/" {
+                    return catch_all_holds(origin);
+                }
                 let path =
                     normal.get_or_insert_with(|| target::normalise_path(target::path_of(origin)));
                 path.starts_with(prefix.as_bytes())
@@ -33,6 +36,13 @@ pub fn select<'s>(
     });
     let pool = snapshot.pools.get(route.map_or(0, |route| route.pool))?;
     Some((pool, route))
+}
+
+/// Whether the normalised path of `origin` starts with `/`, without normalising it:
+/// a path that starts with `/` keeps it, an empty one becomes `/`, and any other
+/// (`*`) is left as it is. The catch-all prefix `/` is the most common one.
+fn catch_all_holds(origin: &[u8]) -> bool {
+    matches!(origin.first(), None | Some(b'/' | b'?'))
 }
 
 /// The name a host route compares: without the port, and without the trailing dot of a
@@ -75,6 +85,20 @@ mod tests {
         assert!(host_matches(&wildcard, b"x.A.com"));
         assert!(!host_matches(&wildcard, b"a.com"));
         assert!(!host_matches(&wildcard, b".a.com"));
+    }
+
+    #[test]
+    fn the_catch_all_prefix_holds_what_normalised_paths_start_with_a_slash() {
+        let origins: [&[u8]; 8] = [b"", b"?x=1", b"*", b"/", b"/a/../..", b"/%2F", b"//x", b"a/b"];
+        for origin in origins {
+            let normal = target::normalise_path(target::path_of(origin));
+            assert_eq!(
+                catch_all_holds(origin),
+                normal.starts_with(b"/"),
+                "{}",
+                origin.escape_ascii()
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! URI, for a `Location`) is never written.
 
 use crate::config::rules::Var;
-use crate::config::rules::{is_uri_byte, is_value_byte, HeaderRules, Part, Rewrite, Template};
+use crate::config::rules::{is_uri_byte, Part, Rewrite, Template};
+use crate::http1::name_set::NameSet;
 use crate::http1::target;
 
 /// The values a template may use, for one request.
@@ -72,17 +73,26 @@ pub fn render(
     true
 }
 
-/// Removes every field line of `head` (after its start line) whose name `drop` names.
-/// In place, one pass, no allocation.
+/// Removes every field line of `head` (after its start line) that `drop` names; `drop`
+/// gets the whole line (`Name: value\r\n`), see [`prepared::names`]. In place, no
+/// allocation; a head that loses nothing is only read, one search per line end (weir's
+/// own heads end every line in CRLF, so each LF ends a line).
 pub fn strip(head: &mut Vec<u8>, drop: impl Fn(&[u8]) -> bool) {
-    let Some(first) = find_crlf(head, 0) else { return };
-    let (mut read, mut write) = (first + 2, first + 2);
+    let mut ends = memchr::memchr_iter(b'\n', head);
+    let Some(first) = ends.next() else { return };
+    let mut start = first + 1;
+    // Most heads lose nothing: find the first line that goes before moving any byte.
+    let found = ends.find_map(|end| {
+        let line = start..end + 1;
+        start = end + 1;
+        drop(&head[line.clone()]).then_some(line)
+    });
+    let Some(gone) = found else { return };
+    let (mut read, mut write) = (gone.end, gone.start);
     // Bounded by the head's length: each pass moves past one line.
     while read < head.len() {
-        let end = find_crlf(head, read).map_or(head.len(), |at| at + 2);
-        let line = &head[read..end];
-        let gone = line.iter().position(|&b| b == b':').is_some_and(|c| drop(&line[..c]));
-        if !gone {
+        let end = memchr::memchr(b'\n', &head[read..]).map_or(head.len(), |at| read + at + 1);
+        if !drop(&head[read..end]) {
             head.copy_within(read..end, write);
             write += end - read;
         }
@@ -95,35 +105,12 @@ fn find_crlf(bytes: &[u8], from: usize) -> Option<usize> {
     bytes.get(from..)?.windows(2).position(|pair| pair == b"\r\n").map(|at| from + at)
 }
 
-/// Whether `name` is one `rules` removes or sets (and so removes first).
-pub fn replaced(rules: &HeaderRules, name: &[u8]) -> bool {
-    let is = |other: &String| other.as_bytes().eq_ignore_ascii_case(name);
-    rules.remove.iter().any(is) || rules.set.iter().any(|(other, _)| is(other))
-}
-
-/// Appends the `set` and `add` lines of `rules` (`Name: value\r\n`). A value that
-/// renders empty, or with a byte no field value may hold, is left out, as nginx leaves
-/// out a header whose value is empty.
-pub fn push_lines(rules: &HeaderRules, vars: &Vars<'_>, out: &mut Vec<u8>) {
-    for (name, value) in rules.set.iter().chain(&rules.add) {
-        let start = out.len();
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        let at = out.len();
-        if render(value, vars, is_value_byte, out) && out.len() > at {
-            out.extend_from_slice(b"\r\n");
-        } else {
-            out.truncate(start);
-        }
-    }
-}
-
-/// Applies `rules` to a finished head: removes, then appends before the empty line.
-/// Returns where the appended lines start, so a retry can write them again for
-/// another backend ([`rewrite_lines`]).
-pub fn apply(head: &mut Vec<u8>, rules: &HeaderRules, vars: &Vars<'_>) -> usize {
-    if !rules.remove.is_empty() || !rules.set.is_empty() {
-        strip(head, |name| replaced(rules, name));
+/// Applies `rules` to a finished head whose field names are in `names`: removes, then
+/// appends before the empty line. Returns where the appended lines start, so a retry
+/// can write them again for another backend ([`rewrite_lines`]).
+pub fn apply(head: &mut Vec<u8>, rules: &HeaderLines, names: NameSet, vars: &Vars<'_>) -> usize {
+    if rules.may_drop(names) {
+        strip(head, |line| rules.drops(line));
     }
     let mark = head.len().saturating_sub(2);
     rewrite_lines(head, mark, rules, vars);
@@ -131,10 +118,10 @@ pub fn apply(head: &mut Vec<u8>, rules: &HeaderRules, vars: &Vars<'_>) -> usize 
 }
 
 /// Writes the appended lines of [`apply`] again from `mark`, with new `vars`.
-pub fn rewrite_lines(head: &mut Vec<u8>, mark: usize, rules: &HeaderRules, vars: &Vars<'_>) {
+pub fn rewrite_lines(head: &mut Vec<u8>, mark: usize, rules: &HeaderLines, vars: &Vars<'_>) {
     debug_assert!(head.ends_with(b"\r\n\r\n"));
     head.truncate(mark);
-    push_lines(rules, vars, head);
+    rules.push(vars, head);
     head.extend_from_slice(b"\r\n");
 }
 
@@ -144,7 +131,7 @@ pub fn rewrite_lines(head: &mut Vec<u8>, mark: usize, rules: &HeaderRules, vars:
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Strip<'a> {
     /// The route's response rules.
-    pub rules: Option<&'a HeaderRules>,
+    pub rules: Option<&'a HeaderLines>,
     /// The request id's header, when ids are on.
     pub id_header: Option<&'a str>,
 }
@@ -152,13 +139,13 @@ pub struct Strip<'a> {
 impl Strip<'_> {
     /// Removes the fields from a client-bound head.
     pub fn apply(&self, head: &mut Vec<u8>) {
-        let rules = self.rules.filter(|rules| !rules.remove.is_empty() || !rules.set.is_empty());
+        let rules = self.rules.filter(|rules| rules.drops_any());
         if rules.is_none() && self.id_header.is_none() {
             return;
         }
-        strip(head, |name| {
-            rules.is_some_and(|rules| replaced(rules, name))
-                || self.id_header.is_some_and(|id| id.as_bytes().eq_ignore_ascii_case(name))
+        strip(head, |line| {
+            rules.is_some_and(|rules| rules.drops(line))
+                || self.id_header.is_some_and(|id| prepared::names(line, id.as_bytes()))
         });
     }
 }
@@ -242,4 +229,7 @@ fn is_host_byte(byte: u8) -> bool {
 #[path = "rules/tests.rs"]
 mod tests;
 
+pub mod prepared;
 pub mod request_id;
+
+pub use prepared::{HeaderLines, Prepared, VarSet};

@@ -338,7 +338,7 @@ pub struct Route {
     pub acl: Option<crate::config::Acl>,
     /// Header rules, redirect, rewrite, `max_body`; `None` when the route has none, so
     /// the request path pays one check.
-    pub rules: Option<Box<crate::config::RouteRules>>,
+    pub rules: Option<Box<crate::rules::Prepared>>,
     /// The route's rate limits; `None` when it names none, so the request path skips them.
     pub limits: Option<crate::limit::RouteLimits>,
 }

@@ -12,6 +12,7 @@ use std::ops::Range;
 use super::fields::{self, ConnectionOptions, Name, TransferCoding};
 use super::forwarded::{self, Trust};
 use super::lines::{append_to_value, Lines};
+use super::name_set::NameSet;
 use super::target::{self, Target};
 use super::{offset_in, BodyKind, Parsed, HEADER_SLOTS};
 
@@ -83,6 +84,8 @@ pub struct RequestInfo {
     /// The client address `X-Forwarded-For` names, read only from a trusted proxy
     /// ([`Trust::Proxy`]); `None` means the connection's own.
     pub forwarded_client: Option<std::net::IpAddr>,
+    /// The names of the fields a route rule may drop ([`Name::Other`]), as a filter.
+    pub names: NameSet,
 }
 
 /// A request weir refuses to forward; each maps to a status the client receives.
@@ -224,6 +227,7 @@ struct Scan<'a> {
     upgrades: u8,
     /// The last `Upgrade` value is the single token `websocket`, in any case.
     websocket: bool,
+    names: NameSet,
 }
 
 impl<'a> Scan<'a> {
@@ -294,6 +298,7 @@ impl<'a> Scan<'a> {
             target: range_in(buf, target),
             origin: range_in(buf, origin),
             forwarded_client: None,
+            names: self.names,
         })
     }
 }
@@ -325,6 +330,7 @@ fn scan_and_write<'a>(
             if fields::is_underscore_spelling(header.name.as_bytes()) {
                 return Err(RequestError::Bad("underscore in a framing or forwarding field name"));
             }
+            scan.names.add(header.name.as_bytes());
             lines.keep(header);
             continue;
         }

@@ -293,8 +293,8 @@ async fn choose<'s>(
     }
     let server = &snapshot.config.server;
     let policy = Policy::start(server, route, client, head, info, id);
-    if let Some(answer) = policy.as_ref().and_then(|policy| before_pick(policy, client, pool, info))
-    {
+    let early = policy.as_ref().filter(|policy| policy.answers_early());
+    if let Some(answer) = early.and_then(|policy| before_pick(policy, client, pool, info)) {
         return Choice::Local(answer);
     }
     let request = if affinity::needs_request(pool) {
@@ -357,7 +357,7 @@ fn prepare_head(
         affinity::strip_cookie(sticky, head);
     }
     if let Some(policy) = policy {
-        policy.request(head, pool, backend);
+        policy.request(head, info, pool, backend);
     }
 }
 

@@ -6,6 +6,7 @@
 //! one check. The values templates may use are copied out of the request head once,
 //! before the head leaves the input buffer.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,11 +15,11 @@ use super::io::Writer;
 use super::logging::Pending;
 use super::pump::write_all;
 use super::Client;
-use crate::config::rules::{Redirect, RouteRules, Var};
+use crate::config::rules::{Redirect, Var};
 use crate::config::ServerConfig;
 use crate::http1::request::RequestInfo;
 use crate::http1::BodyKind;
-use crate::rules::{self, request_id, Strip, Vars};
+use crate::rules::{self, request_id, Prepared, Strip, Vars};
 use crate::snapshot::{Backend, Pool, Route};
 
 /// The id of a request, when `[server] request_id` is on: a valid incoming one from a
@@ -64,7 +65,7 @@ pub(super) fn retried(
 
 /// What a request's route rules and id need on the request path.
 pub(super) struct Policy<'s> {
-    rules: Option<&'s RouteRules>,
+    rules: Option<&'s Prepared>,
     id_header: Option<&'s str>,
     /// The request's id, when ids are on.
     pub id: Option<String>,
@@ -92,13 +93,8 @@ impl<'s> Policy<'s> {
         if rules.is_none() && id.is_none() {
             return None;
         }
-        let host = info.host.clone().map_or(&[][..], |range| &head[range]);
         // Only the values some template uses are copied: most rules are constants.
-        let uses = |var| rules.is_some_and(|rules| rules.uses(var));
-        let copy = |var, bytes: &[u8]| match uses(var) {
-            true => Bytes::copy_from_slice(bytes),
-            false => Bytes::new(),
-        };
+        let uses = |var| rules.is_some_and(|rules| rules.uses.has(var));
         let uri = &head[info.origin.clone()];
         let path_or_uri = uses(Var::Path) || uses(Var::RequestUri);
         Some(Policy {
@@ -110,7 +106,13 @@ impl<'s> Policy<'s> {
                 (true, None) => client.peer_ip.clone(),
                 (true, Some(address)) => super::ip_text(address),
             },
-            host: copy(Var::Host, crate::route::strip_port(host)),
+            host: match uses(Var::Host) {
+                true => {
+                    let host = info.host.clone().map_or(&[][..], |range| &head[range]);
+                    Bytes::copy_from_slice(crate::route::strip_port(host))
+                }
+                false => Bytes::new(),
+            },
             request_uri: match path_or_uri {
                 true => Bytes::copy_from_slice(uri),
                 false => Bytes::new(),
@@ -137,42 +139,60 @@ impl<'s> Policy<'s> {
     /// make a safe `Location` (a garbage `Host`), which is a 400.
     pub fn redirect(&self, pool: &Pool) -> Option<Result<(u16, Vec<u8>), &'static str>> {
         let rules = self.rules?;
-        let Redirect { to, status } = rules.redirect.as_ref()?;
-        if rules.https_only && self.scheme == "https" {
+        let Redirect { to, status } = rules.config.redirect.as_ref()?;
+        if rules.config.https_only && self.scheme == "https" {
             return None;
         }
         let location = rules::location(to, &self.vars(&pool.name, ""));
         Some(location.map(|location| (*status, location)).ok_or("no valid Location for it"))
     }
 
+    /// Whether the route may answer before a backend is picked (a redirect, or
+    /// `max_body`); most do not, and skip both checks.
+    pub fn answers_early(&self) -> bool {
+        self.rules.is_some_and(|rules| rules.answers_early)
+    }
+
     /// Whether the body's declared length is over the route's `max_body`.
     pub fn too_large(&self, info: &RequestInfo) -> bool {
-        let max = self.rules.and_then(|rules| rules.max_body);
+        let max = self.rules.and_then(|rules| rules.config.max_body);
         matches!((info.body, max), (BodyKind::Length(n), Some(max)) if n > max)
     }
 
     /// The route's `max_body`, for the body pump.
     pub fn max_body(&self) -> Option<u64> {
-        self.rules.and_then(|rules| rules.max_body)
+        self.rules.and_then(|rules| rules.config.max_body)
     }
 
     /// Edits the upstream head for the picked backend: path rewrite, request rules,
     /// then the id (so a rule cannot replace it).
-    pub fn request(&mut self, head: &mut Vec<u8>, pool: &Pool, backend: &Backend) {
+    pub fn request(
+        &mut self,
+        head: &mut Vec<u8>,
+        info: &RequestInfo,
+        pool: &Pool,
+        backend: &Backend,
+    ) {
         if let Some(rules) = self.rules {
-            if let Some(rewrite) = &rules.rewrite {
+            if let Some(rewrite) = &rules.config.rewrite {
                 rules::rewrite_target(head, rewrite);
             }
-            if !rules.request_headers.is_empty() {
+            if !rules.request.is_empty() {
                 let vars = self.vars(&pool.name, &backend.label);
-                self.mark = Some(rules::apply(head, &rules.request_headers, &vars));
+                self.mark = Some(rules::apply(head, &rules.request, info.names, &vars));
             }
         }
         if let (Some(name), Some(id)) = (self.id_header, &self.id) {
-            rules::strip(head, |field| field.eq_ignore_ascii_case(name.as_bytes()));
-            let mut line = Vec::with_capacity(name.len() + id.len() + 4);
-            crate::http1::lines::push_field(&mut line, name.as_bytes(), id.as_bytes());
-            crate::http1::lines::append_lines(head, &line);
+            // The client's field, or a rule's line of the name, goes: weir's id wins.
+            let ruled = self.rules.is_some_and(|rules| rules.request.appends());
+            if ruled || info.names.may_hold(name.as_bytes()) {
+                rules::strip(head, |line| rules::prepared::names(line, name.as_bytes()));
+            }
+            // Before the empty line, which every finished head ends with.
+            let end = head.len().saturating_sub(2);
+            head.truncate(end);
+            crate::http1::lines::push_field(head, name.as_bytes(), id.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
     }
 
@@ -181,14 +201,14 @@ impl<'s> Policy<'s> {
     /// is replayed from its copy, as the first backend got it).
     pub fn retried(&self, head: &mut Vec<u8>, pool: &Pool, backend: &Backend) {
         let (Some(rules), Some(mark)) = (self.rules, self.mark) else { return };
-        let request = &rules.request_headers;
-        if !request.uses(Var::Backend) || head.len() < mark + 2 {
+        let request = &rules.request;
+        if !request.uses.has(Var::Backend) || head.len() < mark + 2 {
             return;
         }
         // From `mark`: the rule lines, the id line, the empty line; all written again.
         let vars = self.vars(&pool.name, &backend.label);
         let mut lines = Vec::new();
-        rules::push_lines(request, &vars, &mut lines);
+        request.push(&vars, &mut lines);
         let id = self.id_line();
         head.truncate(mark);
         head.extend_from_slice(&lines);
@@ -206,21 +226,39 @@ impl<'s> Policy<'s> {
     }
 
     /// The lines added to the response from `backend`: `set_cookie` (the sticky
-    /// cookie, or empty), the route's response rules, and the id.
-    pub fn response_lines(&self, set_cookie: &[u8], pool: &Pool, backend: &Backend) -> Vec<u8> {
-        let mut lines = set_cookie.to_vec();
-        if let Some(rules) = self.rules.filter(|rules| !rules.response_headers.is_empty()) {
-            let vars = self.vars(&pool.name, &backend.label);
-            rules::push_lines(&rules.response_headers, &vars, &mut lines);
+    /// cookie, or empty), the route's response rules, and the id. Borrowed from the
+    /// prepared rules when nothing in them depends on the request, as in most configs.
+    pub fn response_lines(
+        &self,
+        set_cookie: &[u8],
+        pool: &Pool,
+        backend: &Backend,
+    ) -> Cow<'s, [u8]> {
+        let response = self.rules.map(|rules| &rules.response);
+        let id = self.id.as_ref().and(self.id_header);
+        if set_cookie.is_empty() && id.is_none() {
+            match response.filter(|response| response.appends()) {
+                None => return Cow::Borrowed(&[]),
+                Some(response) => {
+                    if let Some(constant) = response.constant() {
+                        return Cow::Borrowed(constant);
+                    }
+                }
+            }
+        }
+        let mut lines = Vec::with_capacity(set_cookie.len() + 256);
+        lines.extend_from_slice(set_cookie);
+        if let Some(response) = response.filter(|response| response.appends()) {
+            response.push(&self.vars(&pool.name, &backend.label), &mut lines);
         }
         lines.extend_from_slice(&self.id_line());
-        lines
+        Cow::Owned(lines)
     }
 
     /// What the response loses before those lines are added.
     pub fn strip(&self) -> Strip<'s> {
         Strip {
-            rules: self.rules.map(|rules| &rules.response_headers),
+            rules: self.rules.map(|rules| &rules.response),
             id_header: self.id.as_ref().and(self.id_header),
         }
     }
@@ -233,7 +271,7 @@ pub(super) fn for_attempt<'p>(
     set_cookie: &[u8],
     pool: &Pool,
     backend: &Backend,
-) -> (Option<Vec<u8>>, Strip<'p>, Option<u64>) {
+) -> (Option<Cow<'p, [u8]>>, Strip<'p>, Option<u64>) {
     match policy {
         None => (None, Strip::default(), None),
         Some(policy) => {

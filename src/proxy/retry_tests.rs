@@ -40,6 +40,7 @@ fn request(method: Method, body: BodyKind) -> RequestInfo {
         target: 0..0,
         origin: 0..0,
         forwarded_client: None,
+        names: crate::http1::name_set::NameSet::ALL,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::rules::{value_template, HeaderRules, Rewrite, Template};
+use crate::http1::name_set::NameSet;
 
 fn vars() -> Vars<'static> {
     Vars {
@@ -15,15 +16,15 @@ fn vars() -> Vars<'static> {
     }
 }
 
-fn header_rules(set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]) -> HeaderRules {
+fn header_rules(set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]) -> HeaderLines {
     let list = |pairs: &[(&str, &str)]| -> Vec<(String, Template)> {
         pairs.iter().map(|(n, v)| (n.to_string(), value_template(v).expect("value"))).collect()
     };
-    HeaderRules {
+    HeaderLines::new(&HeaderRules {
         set: list(set),
         add: list(add),
         remove: remove.iter().map(|n| n.to_string()).collect(),
-    }
+    })
 }
 
 #[test]
@@ -32,7 +33,7 @@ fn remove_and_set_drop_every_field_of_the_name_then_lines_are_appended() {
 X-Keep: a:b\r\n\r\n"
         .to_vec();
     let rules = header_rules(&[("X-Env", "prod-$pool")], &[("X-Via", "$backend")], &["X-DEBUG"]);
-    apply(&mut head, &rules, &vars());
+    apply(&mut head, &rules, NameSet::ALL, &vars());
     let expected = "GET / HTTP/1.1\r\nHost: h\r\nX-Keep: a:b\r\nX-Env: prod-web\r\n\
 X-Via: 10.0.0.1:80\r\n\r\n";
     assert_eq!(String::from_utf8_lossy(&head), expected);
@@ -43,7 +44,7 @@ fn a_value_with_a_byte_no_field_may_hold_is_left_out() {
     let rules = header_rules(&[("X-Host", "$host"), ("X-Empty", "$request_id")], &[], &[]);
     let mut out = Vec::new();
     let bad = Vars { host: b"a\r\nX-Injected: 1", request_id: "", ..vars() };
-    push_lines(&rules, &bad, &mut out);
+    rules.push(&bad, &mut out);
     assert!(out.is_empty(), "{}", out.escape_ascii());
 }
 
@@ -51,7 +52,7 @@ fn a_value_with_a_byte_no_field_may_hold_is_left_out() {
 fn retries_write_the_lines_again_for_another_backend() {
     let mut head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n".to_vec();
     let rules = header_rules(&[], &[("X-Via", "$backend")], &[]);
-    let mark = apply(&mut head, &rules, &vars());
+    let mark = apply(&mut head, &rules, NameSet::ALL, &vars());
     rewrite_lines(&mut head, mark, &rules, &Vars { backend: "10.0.0.2:80", ..vars() });
     assert_eq!(head, b"GET / HTTP/1.1\r\nHost: h\r\nX-Via: 10.0.0.2:80\r\n\r\n");
 }
@@ -107,4 +108,59 @@ Content-Length: 0\r\n\r\n"
         .to_vec();
     strip.apply(&mut head);
     assert_eq!(head, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
+#[test]
+fn constant_lines_are_written_once_at_load_and_template_lines_per_request() {
+    let constant = header_rules(&[("X-Env", "prod")], &[("X-Empty", ""), ("X-B", "b$$")], &[]);
+    assert_eq!(constant.constant(), Some(&b"X-Env: prod\r\nX-B: b$\r\n"[..]));
+    assert!(!constant.uses.has(crate::config::rules::Var::Host));
+    let mixed = header_rules(&[("X-Env", "prod")], &[("X-Host", "h=$host")], &[]);
+    assert_eq!(mixed.constant(), None, "a line with a variable depends on the request");
+    assert!(mixed.uses.has(crate::config::rules::Var::Host));
+    let mut out = Vec::new();
+    mixed.push(&vars(), &mut out);
+    assert_eq!(out, b"X-Env: prod\r\nX-Host: h=example.com\r\n");
+}
+
+#[test]
+fn strip_matches_whole_names_in_any_case_and_keeps_a_head_it_does_not_touch() {
+    let rules = header_rules(&[("X-Env", "1")], &[], &["x-debug", "X-DEBUG"]);
+    let untouched = b"GET / HTTP/1.1\r\nHost: h\r\nX-Environment: a\r\nX-Debugger: b\r\n\r\n";
+    let mut head = untouched.to_vec();
+    strip(&mut head, |line| rules.drops(line));
+    assert_eq!(head, untouched, "names that only start with a dropped name stay");
+    let mut head =
+        b"GET / HTTP/1.1\r\nX-DEBUG: 1\r\nx-env: 2\r\nHost: h\r\nX-Debug: 3\r\n\r\n".to_vec();
+    strip(&mut head, |line| rules.drops(line));
+    assert_eq!(head, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let mut start_line_only = b"GET /X-Debug: HTTP/1.1\r\n\r\n".to_vec();
+    strip(&mut start_line_only, |line| rules.drops(line));
+    assert_eq!(start_line_only, b"GET /X-Debug: HTTP/1.1\r\n\r\n", "the start line is no field");
+}
+
+#[test]
+fn the_parse_names_every_field_a_rule_drops_so_skipping_the_pass_loses_nothing() {
+    use crate::http1::forwarded::Trust;
+    use crate::http1::request::{parse, Forwarding};
+    use crate::http1::Parsed;
+    let forwarding = Forwarding {
+        client_ip: b"192.0.2.1",
+        proto: b"http",
+        max_headers: 100,
+        trust: Trust::Everyone,
+    };
+    let rules = header_rules(&[("X-Env", "prod")], &[], &["X-Debug"]);
+    for (request, kept) in [
+        (&b"GET / HTTP/1.1\r\nHost: h\r\nx-DEBUG: 1\r\nX-Env: dev\r\n\r\n"[..], false),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n", true),
+    ] {
+        let mut head = Vec::new();
+        let Ok(Parsed::Complete(info)) = parse(request, &forwarding, &mut head) else { panic!() };
+        assert_eq!(rules.may_drop(info.names), !kept, "{}", request.escape_ascii());
+        apply(&mut head, &rules, info.names, &vars());
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(!text.contains("x-debug") && !text.contains("x-env: dev"), "{text}");
+        assert!(text.ends_with("x-env: prod\r\n\r\n"), "{text}");
+    }
 }

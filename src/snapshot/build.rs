@@ -288,7 +288,8 @@ fn compile_routes(config: &Config, limiters: &[Arc<Limiter>]) -> Vec<Route> {
             let pool = config.pools.iter().position(|p| p.name == route.pool)?;
             let acl = (!route.acl.is_open()).then(|| route.acl.clone());
             let (host, path_prefix) = (route.host.clone(), route.path_prefix.clone());
-            let rules = (!route.rules.is_empty()).then(|| Box::new(route.rules.clone()));
+            let prepare = || Box::new(crate::rules::Prepared::new(route.rules.clone()));
+            let rules = (!route.rules.is_empty()).then(prepare);
             let limits = route_limits(route, limiters);
             Some(Route { host, path_prefix, pool, acl, rules, limits })
         })

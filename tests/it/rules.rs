@@ -93,6 +93,19 @@ async fn header_rules_and_request_ids_apply_to_http2_streams_too() {
     assert!(lines.contains(&format!("x-request-id: {}", id[0]).as_str()), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_the_id_header_never_replaces_the_id() {
+    let backend = Recorder::echo_target().await;
+    let rules = r#"request_headers = { set = { "X-Request-Id" = "from-set" }, add = { "x-request-id" = "from-add" } }"#;
+    let ids_on = |config: &mut Config| config.server.request_id = Some(Default::default());
+    let weir =
+        Balancer::start(routed(backend.addr(), rules_of("request_id = true", rules), ids_on));
+    // No id from the client, so only the rules' lines could name the header.
+    let (up, back) = ids(&weir, &backend, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert_eq!(up, back);
+    assert!(up.len() == 32 && up.bytes().all(|b| b.is_ascii_hexdigit()), "{up}");
+}
+
 /// The `X-Request-Id` the backend got (exactly one) and the one the client got back.
 async fn ids(weir: &Balancer, backend: &Recorder, head: &[u8]) -> (String, String) {
     let response = send(weir.addr(), head).await;
