@@ -166,6 +166,11 @@ impl<'s> Policy<'s> {
 
     /// Edits the upstream head for the picked backend: path rewrite, request rules,
     /// then the id (so a rule cannot replace it).
+    ///
+    /// The client's id field goes before the rules are applied: `mark`, where their
+    /// lines start, must stay true for [`Policy::retried`]. Stripped after, the
+    /// client's line (before `mark`) shortened the head under it, and a retry cut the
+    /// head mid-line (found by a second read).
     pub fn request(
         &mut self,
         head: &mut Vec<u8>,
@@ -173,6 +178,10 @@ impl<'s> Policy<'s> {
         pool: &Pool,
         backend: &Backend,
     ) {
+        let id_name = self.id.as_ref().and(self.id_header).map(str::as_bytes);
+        if id_name.is_some_and(|name| info.names.may_hold(name)) {
+            rules::strip(head, |line| rules::prepared::names(line, id_name.unwrap_or_default()));
+        }
         if let Some(rules) = self.rules {
             if let Some(rewrite) = &rules.config.rewrite {
                 rules::rewrite_target(head, rewrite);
@@ -182,18 +191,22 @@ impl<'s> Policy<'s> {
                 self.mark = Some(rules::apply(head, &rules.request, info.names, &vars));
             }
         }
-        if let (Some(name), Some(id)) = (self.id_header, &self.id) {
-            // The client's field, or a rule's line of the name, goes: weir's id wins.
-            let ruled = self.rules.is_some_and(|rules| rules.request.appends());
-            if ruled || info.names.may_hold(name.as_bytes()) {
-                rules::strip(head, |line| rules::prepared::names(line, name.as_bytes()));
-            }
-            // Before the empty line, which every finished head ends with.
-            let end = head.len().saturating_sub(2);
-            head.truncate(end);
-            crate::http1::lines::push_field(head, name.as_bytes(), id.as_bytes());
-            head.extend_from_slice(b"\r\n");
+        self.end_with_id(head);
+    }
+
+    /// Ends a head whose rule lines are written with the id: a rule's line of the id's
+    /// name goes (weir's id wins), then the id's line goes before the empty line.
+    fn end_with_id(&self, head: &mut Vec<u8>) {
+        let (Some(name), Some(id)) = (self.id_header, &self.id) else { return };
+        if self.rules.is_some_and(|rules| rules.request.appends()) {
+            // Only lines from `mark` on can match: the client's went before the rules.
+            rules::strip(head, |line| rules::prepared::names(line, name.as_bytes()));
         }
+        // Before the empty line, which every finished head ends with.
+        let end = head.len().saturating_sub(2);
+        head.truncate(end);
+        crate::http1::lines::push_field(head, name.as_bytes(), id.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
 
     /// Before a retry on `backend`: request rules that name `$backend` are written
@@ -205,15 +218,13 @@ impl<'s> Policy<'s> {
         if !request.uses.has(Var::Backend) || head.len() < mark + 2 {
             return;
         }
-        // From `mark`: the rule lines, the id line, the empty line; all written again.
+        // From `mark`: the rule lines, the id line, the empty line; all written again,
+        // as `request` wrote them.
         let vars = self.vars(&pool.name, &backend.label);
-        let mut lines = Vec::new();
-        request.push(&vars, &mut lines);
-        let id = self.id_line();
         head.truncate(mark);
-        head.extend_from_slice(&lines);
-        head.extend_from_slice(&id);
+        request.push(&vars, head);
         head.extend_from_slice(b"\r\n");
+        self.end_with_id(head);
     }
 
     /// The id's field line, or nothing when ids are off.

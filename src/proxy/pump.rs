@@ -155,7 +155,8 @@ impl Pump<'_> {
             let room = buf.capacity() - buf.len();
             let read = lazy_timeout(self.idle_timeout, src.read_buf(buf));
             let n = read.await.map_err(|_| PumpError::ReadTimeout)?.map_err(PumpError::Read)?;
-            filled = n == room;
+            // Once a read filled the buffer the body is a large one: it keeps 32 KiB reads.
+            filled |= n == room;
             if n == 0 {
                 if matches!(progress, Progress::UntilClose) {
                     self.flush(dst).await?;

@@ -290,3 +290,42 @@ async fn path_rewrites_change_only_what_the_backend_sees() {
 
 #[path = "rules_body.rs"]
 mod body;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_rewrites_backend_rules_whole_when_the_client_sent_an_id() {
+    // Goal: a request retried on another backend gets its `$backend` rule line written
+    // again for that backend, in a well-formed head, even when the client sent its own
+    // id (replaced: the client is no trusted peer). Method: a pool of a refusing
+    // address and a recorder; requests with a client id until one was retried (the
+    // refused backend's connect failures count it); every head the recorder got has
+    // exactly one rule line naming it, one id, and CRLF line ends only.
+    let backend = Recorder::echo_target().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("address");
+    drop(closed);
+    let rules = r#"request_headers = { add = { "X-Up" = "$backend" } }"#;
+    let tweak = |config: &mut Config| {
+        config.server.request_id = Some(Default::default());
+        config.pools[0].backends =
+            support::config_for(&[dead, backend.addr()]).pools[0].backends.clone();
+    };
+    let weir = Balancer::start(routed(backend.addr(), rules_of("request_id = true", rules), tweak));
+    let request =
+        b"GET /r HTTP/1.1\r\nHost: h\r\nX-Request-Id: client-chosen-id-of-some-length\r\n\r\n";
+    for _ in 0..10 {
+        assert_eq!(send(weir.addr(), request).await.status, 200);
+    }
+    let retried = weir.backend_total(dead, |stats| stats.connect_failures.get());
+    assert!(retried > 0, "no request met the refusing backend first");
+    for seen in backend.requests() {
+        let head = seen.head.escape_ascii().to_string();
+        assert_eq!(seen.fields("X-Up"), [backend.addr().to_string()], "{head}");
+        let ids = seen.fields("X-Request-Id");
+        assert!(ids.len() == 1 && ids[0].len() == 32, "{head}");
+        let text = std::str::from_utf8(&seen.head).expect("text");
+        assert!(
+            text.split("\r\n").all(|line| !line.contains('\r') && !line.contains('\n')),
+            "{head}"
+        );
+    }
+}
