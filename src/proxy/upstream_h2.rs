@@ -124,7 +124,7 @@ struct Conns {
     list: Vec<Conn>,
     /// A connection is being opened: other streams wait for it rather than each open
     /// their own (a burst of first requests would otherwise open one each).
-    opening: Option<Rc<Notify>>,
+    opening: Option<Rc<OpenWait>>,
 }
 
 thread_local! {
@@ -132,21 +132,35 @@ thread_local! {
     static CONNS: RefCell<HashMap<u64, Conns>> = RefCell::new(HashMap::new());
 }
 
+/// What the streams waiting for a connection being opened learn when it ends.
+#[derive(Default)]
+struct OpenWait {
+    notify: Notify,
+    /// The connect or handshake failed: the waiters fail over at once instead of each
+    /// trying the same unreachable backend in turn (up to `MAX_WAITS + 1` connect
+    /// timeouts for the last of them).
+    failed: Cell<bool>,
+}
+
 /// Marks a connection to a backend as being opened, until dropped: then the streams
-/// that waited for it look again.
-struct Opening(u64);
+/// that waited for it look again, or fail over if it failed.
+struct Opening {
+    id: u64,
+    /// Set once the connect and the handshake succeeded (whatever ALPN chose).
+    connected: bool,
+}
 
 impl Opening {
     /// Marks `live`; `Err` with the wait when another stream is opening one already.
-    fn start(live: &BackendLive) -> Result<Opening, Rc<Notify>> {
+    fn start(live: &BackendLive) -> Result<Opening, Rc<OpenWait>> {
         CONNS.with(|conns| {
             let mut conns = conns.borrow_mut();
             let entry = conns.entry(live.id).or_default();
             match &entry.opening {
-                Some(notify) => Err(Rc::clone(notify)),
+                Some(wait) => Err(Rc::clone(wait)),
                 None => {
-                    entry.opening = Some(Rc::new(Notify::new()));
-                    Ok(Opening(live.id))
+                    entry.opening = Some(Rc::new(OpenWait::default()));
+                    Ok(Opening { id: live.id, connected: false })
                 }
             }
         })
@@ -157,9 +171,10 @@ impl Drop for Opening {
     fn drop(&mut self) {
         CONNS.with(|conns| {
             let mut conns = conns.borrow_mut();
-            let notify = conns.get_mut(&self.0).and_then(|entry| entry.opening.take());
-            if let Some(notify) = notify {
-                notify.notify_waiters();
+            let wait = conns.get_mut(&self.id).and_then(|entry| entry.opening.take());
+            if let Some(wait) = wait {
+                wait.failed.set(!self.connected);
+                wait.notify.notify_waiters();
             }
         });
     }
@@ -324,7 +339,7 @@ pub(crate) async fn stream(
     let cap = settings.h2.max_streams_per_connection;
     let mut waits = 0;
     // Bounded: at most `MAX_WAITS` waits for a connection another stream opens.
-    let _opening = loop {
+    let mut opening = loop {
         if let Some((send, slot)) = (!fresh).then(|| checkout(live, cap)).flatten() {
             live.stats.local().connections_reused.inc();
             return Ok((Linked::H2(upstream(live, send, slot)), true));
@@ -332,9 +347,14 @@ pub(crate) async fn stream(
         match Opening::start(live) {
             Ok(opening) => break Some(opening),
             Err(_) if fresh || waits == MAX_WAITS => break None,
-            Err(notify) => {
+            Err(wait) => {
                 waits += 1;
-                let _ = tokio::time::timeout(settings.connect_timeout, notify.notified()).await;
+                let _ =
+                    tokio::time::timeout(settings.connect_timeout, wait.notify.notified()).await;
+                if wait.failed.get() {
+                    let why = "the connection another request was opening to it failed";
+                    return Err(failed(std::io::Error::other(why)));
+                }
             }
         }
     };
@@ -346,6 +366,11 @@ pub(crate) async fn stream(
         None => open(live, tcp, settings, max_header_bytes).await,
         Some(connector) => {
             let tls = tls(live, connector, tcp).await?;
+            if let Some(opening) = opening.as_mut() {
+                // Reached: the streams that wait look again (an HTTP/1.1 answer leaves
+                // them to open their own).
+                opening.connected = true;
+            }
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
                 live.learn_alpn(Alpn::Http1);
                 return Ok((Linked::Http1(Box::new(tls)), false));
@@ -357,7 +382,12 @@ pub(crate) async fn stream(
         }
     };
     match opened {
-        Ok((send, slot)) => Ok((Linked::H2(upstream(live, send, slot)), false)),
+        Ok((send, slot)) => {
+            if let Some(opening) = opening.as_mut() {
+                opening.connected = true;
+            }
+            Ok((Linked::H2(upstream(live, send, slot)), false))
+        }
         // The backend does not speak HTTP/2 (or not in time): nothing was sent.
         Err(error) => Err(failed(error)),
     }
