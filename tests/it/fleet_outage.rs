@@ -134,6 +134,11 @@ async fn an_instance_restarted_after_a_compaction_lists_again_and_converges() {
     let b = instance(&file, fleet(&etcd, "/weir/t4/", "b"));
     until_applied(&[b.admin()], last).await;
     assert_eq!(backends(&pools(b.admin()).await, "web"), backends(&pools(a.admin()).await, "web"));
+    // b's start writes its membership key, a revision past `last` that reaches `a` by
+    // its watch a moment later (seen 11 against 10 under load): wait for it, then both
+    // stand at one revision.
+    let revision = applied(b.admin()).await;
+    until_applied(&[a.admin()], revision).await;
     assert_eq!(applied(b.admin()).await, applied(a.admin()).await);
     assert_eq!(scraped(b.admin(), "weir_fleet_relists_total").await, 1);
 }
