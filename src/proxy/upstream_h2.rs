@@ -146,8 +146,9 @@ struct OpenWait {
 /// that waited for it look again, or fail over if it failed.
 struct Opening {
     id: u64,
-    /// Set once the connect and the handshake succeeded (whatever ALPN chose).
-    connected: bool,
+    /// Set when the connect or the handshake failed; not when the opener was dropped
+    /// (its client went away), which leaves the waiters to open their own.
+    failed: bool,
 }
 
 impl Opening {
@@ -160,7 +161,7 @@ impl Opening {
                 Some(wait) => Err(Rc::clone(wait)),
                 None => {
                     entry.opening = Some(Rc::new(OpenWait::default()));
-                    Ok(Opening { id: live.id, connected: false })
+                    Ok(Opening { id: live.id, failed: false })
                 }
             }
         })
@@ -173,7 +174,7 @@ impl Drop for Opening {
             let mut conns = conns.borrow_mut();
             let wait = conns.get_mut(&self.id).and_then(|entry| entry.opening.take());
             if let Some(wait) = wait {
-                wait.failed.set(!self.connected);
+                wait.failed.set(self.failed);
                 wait.notify.notify_waiters();
             }
         });
@@ -358,6 +359,20 @@ pub(crate) async fn stream(
             }
         }
     };
+    let opened = open_new(backend, settings, server).await;
+    if let (Some(opening), Err(_)) = (opening.as_mut(), &opened) {
+        opening.failed = true;
+    }
+    opened
+}
+
+/// A new connection to `backend`: HTTP/2, or HTTP/1.1 when an `auto` backend chose it.
+async fn open_new(
+    backend: &Backend,
+    settings: &PoolConfig,
+    server: &ServerConfig,
+) -> Result<(Linked, bool), AttemptError> {
+    let live = &backend.live;
     let tcp = crate::pool::connect(backend, settings.connect_timeout).await?;
     live.stats.local().connections_opened.inc();
     let max_header_bytes = server.max_header_bytes;
@@ -366,11 +381,6 @@ pub(crate) async fn stream(
         None => open(live, tcp, settings, max_header_bytes).await,
         Some(connector) => {
             let tls = tls(live, connector, tcp).await?;
-            if let Some(opening) = opening.as_mut() {
-                // Reached: the streams that wait look again (an HTTP/1.1 answer leaves
-                // them to open their own).
-                opening.connected = true;
-            }
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
                 live.learn_alpn(Alpn::Http1);
                 return Ok((Linked::Http1(Box::new(tls)), false));
@@ -382,12 +392,7 @@ pub(crate) async fn stream(
         }
     };
     match opened {
-        Ok((send, slot)) => {
-            if let Some(opening) = opening.as_mut() {
-                opening.connected = true;
-            }
-            Ok((Linked::H2(upstream(live, send, slot)), false))
-        }
+        Ok((send, slot)) => Ok((Linked::H2(upstream(live, send, slot)), false)),
         // The backend does not speak HTTP/2 (or not in time): nothing was sent.
         Err(error) => Err(failed(error)),
     }
