@@ -131,7 +131,7 @@ pub struct BackendLive {
 /// What an `auto` backend chose by ALPN, as remembered in its live state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alpn {
-    /// Not known yet, or forgotten after a failed connect.
+    /// Not known yet: no handshake with this backend identity has finished.
     Unknown = 0,
     /// `http/1.1`, or no ALPN at all.
     Http1 = 1,
@@ -149,7 +149,7 @@ impl BackendLive {
         }
     }
 
-    /// Remembers what the backend chose by ALPN (`Unknown` forgets it).
+    /// Remembers what the backend chose by ALPN.
     pub fn learn_alpn(&self, alpn: Alpn) {
         self.alpn.store(alpn as u8, Ordering::Relaxed);
     }

@@ -179,8 +179,10 @@ enum Link {
 /// for HTTP/1, a pooled connection to `backend` unless the plan wants a fresh one, else
 /// a new one; for HTTP/2, a stream on a connection with room unless fresh, else on a new
 /// one. An `https://` backend of an `auto` pool is HTTP/2 or HTTP/1 as it last chose by
-/// ALPN; a failed connect forgets that. An HTTP/1 pool pays one match on its protocol
-/// and one on `tls_auto`.
+/// ALPN. A failed connect keeps that answer: forgetting it on a timeout or a local error
+/// (weir out of file descriptors) sent every request past the open HTTP/2 connections
+/// to a handshake of its own, and every new handshake learns it again. An HTTP/1 pool
+/// pays one match on its protocol and one on `tls_auto`.
 async fn link(
     backend: &Backend,
     pool: &Pool,
@@ -209,9 +211,6 @@ async fn link(
         } else {
             link_http1(backend, pool, server, client, (fresh, auto), started).await
         };
-    // A failed connect keeps the answer: forgetting it on a timeout or a local error
-    // (weir out of file descriptors) sent every request past the open HTTP/2
-    // connections to a handshake of its own, and every new handshake learns again.
     let (link, reused) = linked?;
     plan.reused = reused;
     Ok(link)
@@ -239,13 +238,9 @@ async fn link_http1(
     let connector = if auto { live.tls_auto.as_ref() } else { live.tls.as_ref() };
     let upstream = connect(backend, &pool.settings, client, connector).await?;
     let Upstream::Tls(tls) = upstream else { return Ok((Link::Http1(upstream), false)) };
-    if !auto || tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-        if auto {
-            live.learn_alpn(Alpn::Http1);
-        }
+    if !auto || !upstream_h2::chose_h2(live, &tls) {
         return Ok((Link::Http1(Upstream::Tls(tls)), false));
     }
-    live.learn_alpn(Alpn::H2);
     let max_header_bytes = server.max_header_bytes;
     let adopted = Box::pin(upstream_h2::adopt(live, *tls, &pool.settings, max_header_bytes));
     Ok((Link::Http2(adopted.await?), false))

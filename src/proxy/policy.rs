@@ -179,8 +179,8 @@ impl<'s> Policy<'s> {
         backend: &Backend,
     ) {
         let id_name = self.id.as_ref().and(self.id_header).map(str::as_bytes);
-        if id_name.is_some_and(|name| info.names.may_hold(name)) {
-            rules::strip(head, |line| rules::prepared::names(line, id_name.unwrap_or_default()));
+        if let Some(name) = id_name.filter(|name| info.names.may_hold(name)) {
+            rules::strip(head, |line| rules::prepared::names(line, name));
         }
         if let Some(rules) = self.rules {
             if let Some(rewrite) = &rules.config.rewrite {

@@ -381,12 +381,8 @@ async fn open_new(
         None => open(live, tcp, settings, max_header_bytes).await,
         Some(connector) => {
             let tls = tls(live, connector, tcp).await?;
-            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                live.learn_alpn(Alpn::Http1);
+            if !chose_h2(live, &tls) {
                 return Ok((Linked::Http1(Box::new(tls)), false));
-            }
-            if live.tls_auto.is_some() {
-                live.learn_alpn(Alpn::H2);
             }
             open(live, tls, settings, max_header_bytes).await
         }
@@ -396,6 +392,16 @@ async fn open_new(
         // The backend does not speak HTTP/2 (or not in time): nothing was sent.
         Err(error) => Err(failed(error)),
     }
+}
+
+/// Whether `tls`, a new connection to `live`, chose h2 by ALPN; an `auto` backend
+/// remembers the answer for its next attempts.
+pub(crate) fn chose_h2(live: &BackendLive, tls: &ClientTls) -> bool {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    if live.tls_auto.is_some() {
+        live.learn_alpn(if h2 { Alpn::H2 } else { Alpn::Http1 });
+    }
+    h2
 }
 
 /// A stream on `tls`, a new connection to an `auto` backend that chose h2 by ALPN:
