@@ -134,6 +134,7 @@ async fn sweep_loop(shared: Arc<Context>) {
         let is_current = |id| snapshot.backends().any(|(_, backend)| backend.live.id == id);
         crate::pool::sweep(is_current);
         crate::proxy::upstream_h2::sweep(is_current);
+        crate::proxy::buffers::trim();
     }
 }
 

@@ -18,9 +18,17 @@ const INPUT_BYTES: usize = 4 * 1024;
 const UPSTREAM_BYTES: usize = 8 * 1024;
 /// Initial capacity of each head scratch vector.
 const HEAD_BYTES: usize = 2 * 1024;
-/// Buffers kept per worker for reuse: enough that a busy worker rarely allocates, few
-/// enough (at most a few MiB) that a burst does not pin memory for good.
-const FREE_LIST_MAX: usize = 64;
+/// Buffer sets a worker's free list holds at most. HTTP/2 clients keep hundreds of
+/// requests in flight per worker (64 connections at 10 streams each is 640), each with
+/// its own set: with only 64 kept, most streams allocated a fresh set and freed it,
+/// and the allocator's cost for them came to a tenth of the stream's work (callgrind,
+/// h2load -c64 -m10; bench/RESULTS.md). 1,024 sets of about 16 KiB bound what a burst
+/// can leave behind to 16 MiB per worker, and [`trim`] gives that back within
+/// seconds once the burst is over.
+const FREE_LIST_MAX: usize = 1024;
+/// Sets a worker keeps for good, however long it idles: enough for ordinary HTTP/1
+/// concurrency without an allocation (at most 1 MiB).
+const FREE_LIST_KEEP: usize = 64;
 /// A buffer that grew past this many times its initial capacity (a body streamed through
 /// it, a large head) is replaced by a fresh small one when its request ends. The free
 /// list then holds small sets only, so a worker's memory follows the requests in
@@ -43,8 +51,16 @@ pub struct Buffers {
     pub upstream: BytesMut,
 }
 
+/// A worker's spare sets, and the fewest it held since the last [`trim`]: that many sat
+/// unused the whole time, so they are surplus.
+struct FreeList {
+    sets: Vec<Buffers>,
+    low_water: usize,
+}
+
 thread_local! {
-    static FREE: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
+    static FREE: RefCell<FreeList> =
+        const { RefCell::new(FreeList { sets: Vec::new(), low_water: 0 }) };
     /// This thread's count of buffer sets taken and not given back. Only this thread
     /// writes it, so a plain load and store suffice: no locked instruction per request.
     static HELD: Arc<AtomicUsize> = {
@@ -75,7 +91,13 @@ pub fn held() -> usize {
 /// Takes a set of empty buffers.
 pub fn take() -> Buffers {
     count(true);
-    FREE.with(|free| free.borrow_mut().pop()).unwrap_or_else(|| Buffers {
+    let spare = FREE.with(|free| {
+        let mut free = free.borrow_mut();
+        let spare = free.sets.pop();
+        free.low_water = free.low_water.min(free.sets.len());
+        spare
+    });
+    spare.unwrap_or_else(|| Buffers {
         input: BytesMut::with_capacity(INPUT_BYTES),
         head: Vec::with_capacity(HEAD_BYTES),
         reply: Vec::with_capacity(HEAD_BYTES),
@@ -109,9 +131,26 @@ pub fn give(mut buffers: Buffers) {
     buffers.upstream.clear();
     FREE.with(|free| {
         let mut free = free.borrow_mut();
-        if free.len() < FREE_LIST_MAX {
-            free.push(buffers);
+        if free.sets.len() < FREE_LIST_MAX {
+            free.sets.push(buffers);
         }
+    });
+}
+
+/// Frees the spare sets beyond [`FREE_LIST_KEEP`] that no request used since the last
+/// call; each worker calls it about once a second. A burst's sets are gone a second or
+/// two after it ends, while a steady load keeps the sets it keeps taking.
+pub fn trim() {
+    FREE.with(|free| {
+        let mut free = free.borrow_mut();
+        let surplus = free.low_water.saturating_sub(FREE_LIST_KEEP);
+        let keep = free.sets.len() - surplus.min(free.sets.len());
+        free.sets.truncate(keep);
+        if free.sets.len() <= FREE_LIST_KEEP {
+            free.sets.shrink_to(FREE_LIST_KEEP);
+        }
+        free.low_water = free.sets.len();
+        debug_assert!(free.sets.len() <= FREE_LIST_MAX);
     });
 }
 
@@ -134,5 +173,34 @@ mod tests {
         let input = buffers.input.as_ptr();
         give(buffers);
         assert_eq!(take().input.as_ptr(), input);
+    }
+
+    fn spare() -> usize {
+        FREE.with(|free| free.borrow().sets.len())
+    }
+
+    #[test]
+    fn a_bursts_sets_are_kept_while_used_and_trimmed_once_unused() {
+        // Unit tests run each on its own thread, so this free list is this test's.
+        let burst: Vec<Buffers> = (0..FREE_LIST_MAX + 10).map(|_| take()).collect();
+        burst.into_iter().for_each(give);
+        assert_eq!(spare(), FREE_LIST_MAX, "the list is bounded");
+        trim();
+        // The sets came back after the low-water mark was last taken: none sat unused a
+        // whole interval yet.
+        assert_eq!(spare(), FREE_LIST_MAX);
+        // A steady load of 300 requests at once keeps its sets over intervals.
+        for _ in 0..3 {
+            let load: Vec<Buffers> = (0..300).map(|_| take()).collect();
+            load.into_iter().for_each(give);
+            trim();
+        }
+        assert!(spare() >= 300, "{} sets kept under a load of 300", spare());
+        assert!(spare() < FREE_LIST_MAX, "the unused rest was freed: {}", spare());
+        // Idle: down to what is kept for good.
+        trim();
+        assert_eq!(spare(), FREE_LIST_KEEP);
+        trim();
+        assert_eq!(spare(), FREE_LIST_KEEP);
     }
 }
