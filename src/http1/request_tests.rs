@@ -381,3 +381,17 @@ Connection: upgrade\r\n\r\n";
         assert!(info.upgrade && out.contains("Connection: upgrade\r\n"), "{websocket}");
     }
 }
+
+#[test]
+fn the_name_filter_holds_content_type_in_any_spelling() {
+    // The gRPC check (`proxy::forward::ending_of`) skips heads whose filter rules out
+    // `Content-Type`; it must never rule it out when the field is there, however the
+    // client spelled it, or a gRPC call would lose its deadline and its gRPC errors.
+    for name in ["content-type", "Content-Type", "CONTENT-TYPE"] {
+        let head = format!("POST /pkg.Svc/Call HTTP/1.1\r\nHost: a\r\n{name}: application/grpc\r\nTE: trailers\r\nContent-Length: 0\r\n\r\n");
+        let (info, _) = rewrite(head.as_bytes()).unwrap();
+        assert!(info.names.may_hold(b"content-type"), "{name}");
+    }
+    let (info, _) = rewrite(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n").unwrap();
+    assert!(!info.names.may_hold(b"content-type"), "a GET without one is ruled out");
+}

@@ -22,12 +22,12 @@ const HEAD_BYTES: usize = 2 * 1024;
 /// requests in flight per worker (64 connections at 10 streams each is 640), each with
 /// its own set: with only 64 kept, most streams allocated a fresh set and freed it,
 /// and the allocator's cost for them came to a tenth of the stream's work (callgrind,
-/// h2load -c64 -m10; bench/RESULTS.md). 1,024 sets of about 16 KiB bound what a burst
-/// can leave behind to 16 MiB per worker, and [`trim`] gives that back within
-/// seconds once the burst is over.
+/// h2load -c64 -m10; bench/RESULTS.md). A set is 16 KiB, and up to 32 KiB kept (see
+/// [`SHRINK_ABOVE`]), so what a burst can leave behind is bounded to 32 MiB per worker,
+/// and [`trim`] gives it back within seconds once the burst is over.
 const FREE_LIST_MAX: usize = 1024;
 /// Sets a worker keeps for good, however long it idles: enough for ordinary HTTP/1
-/// concurrency without an allocation (at most 1 MiB).
+/// concurrency without an allocation (1 MiB, at most 2 MiB of grown sets).
 const FREE_LIST_KEEP: usize = 64;
 /// A buffer that grew past this many times its initial capacity (a body streamed through
 /// it, a large head) is replaced by a fresh small one when its request ends. The free

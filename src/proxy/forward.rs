@@ -168,8 +168,8 @@ fn ending_of(
     let http2_pool =
         matches!(choice, Choice::Backend { pool, .. } if pool.settings.protocol.is_http2());
     // Only a head with a `Content-Type` field can be gRPC: the parse's filter of field
-    // names rules out most requests without a pass over the head (about 1,000
-    // instructions for an HTTP/2 client's GET).
+    // names rules out most requests without a pass over the head (a byte-by-byte scan
+    // of every line; `request::tests` checks the filter always holds `Content-Type`).
     let may_be_grpc = (client.http2 || http2_pool) && info.names.may_hold(b"content-type");
     let grpc = may_be_grpc.then(|| super::grpc::of(head)).flatten();
     Ending {

@@ -39,3 +39,27 @@ async fn binary_runs_the_allocators_purge_thread() {
         sleep(POLL).await;
     }
 }
+
+#[test]
+fn binary_has_the_thread_cache_option_compiled_in() {
+    // Goal: the shipped binary's jemalloc keeps 128 objects per small size class in each
+    // thread's cache (`.cargo/config.toml`): without it the HTTP/1 path cost 4.6% more
+    // CPU (bench/RESULTS.md). A build that misses the option (cargo run from outside the
+    // repository, a changed feature) must fail here, not lose the CPU unnoticed.
+    // Method: jemalloc prints its options at exit when asked through its environment.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("run weir --version");
+    assert!(output.status.success(), "{output:?}");
+    let stats = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stats
+            .contains("config.malloc_conf: \"background_thread:true,tcache_nslots_small_min:128\""),
+        "jemalloc's compiled-in options: {}",
+        stats.lines().find(|l| l.contains("config.malloc_conf")).unwrap_or("(none printed)")
+    );
+    assert!(stats.contains("opt.tcache_nslots_small_min: 128"), "the option is not in effect");
+}
