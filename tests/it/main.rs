@@ -34,6 +34,7 @@ mod grpc_retry;
 mod grpc_tonic;
 mod h2;
 mod h2_auto;
+mod h2_open;
 mod h2up;
 mod headers;
 mod health_failover;
