@@ -38,6 +38,7 @@ mod h2_open;
 mod h2up;
 mod headers;
 mod health_failover;
+mod health_h2;
 mod health_passive;
 mod health_probes;
 mod listeners;

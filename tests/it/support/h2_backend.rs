@@ -16,6 +16,7 @@
 //!   request; every other is echoed as `/echo`;
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
 //! - `/gate?N`: the server's name, once the backend has received N streams in all;
+//! - `/status?N`: status N, no body;
 //! - anything else: the server's name.
 //!
 //! It speaks cleartext HTTP/2 ([`H2Backend::start`]) or HTTP/2 over TLS when the client
@@ -211,18 +212,11 @@ async fn answer(
             trailers.insert("grpc-status", HeaderValue::from_static("0"));
             let _ = send.send_trailers(trailers);
         }
-        "/grpc-error" => {
-            let head = head
-                .header("content-type", "application/grpc")
-                .header("grpc-status", "5")
-                .header("grpc-message", "no such thing");
+        "/grpc-error" | "/status" | "/huge-head" => {
+            let head = head_only(head, &path, &query);
             let _ = respond.send_response(head.body(()).unwrap(), true);
         }
         "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
-        "/huge-head" => {
-            let head = head.header("x-huge", "h".repeat(100 * 1024));
-            let _ = respond.send_response(head.body(()).unwrap(), true);
-        }
         "/hold" => hold(&mut respond, &counts).await,
         "/gate" => {
             gate(&counts, query.parse().unwrap_or(0)).await;
@@ -230,6 +224,19 @@ async fn answer(
             send_name(send, &name).await;
         }
         _ => send_name(respond.send_response(head.body(()).unwrap(), false).unwrap(), &name).await,
+    }
+}
+
+/// The head of an answer that ends with it, for `path` (`/grpc-error`, `/status` or
+/// `/huge-head`) and `query`.
+fn head_only(head: http::response::Builder, path: &str, query: &str) -> http::response::Builder {
+    match path {
+        "/grpc-error" => head
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "5")
+            .header("grpc-message", "no such thing"),
+        "/status" => head.status(query.parse::<u16>().unwrap_or(500)),
+        _ => head.header("x-huge", "h".repeat(100 * 1024)),
     }
 }
 
