@@ -62,6 +62,7 @@ mod semantics;
 mod signals;
 mod slow_peers;
 mod status_browser;
+mod temp_files;
 mod timeouts;
 mod tls_blocks;
 mod tls_downstream;
