@@ -45,6 +45,7 @@
 //! when a failure crosses the threshold or a half-open trial ends.
 
 pub mod grpc_probe;
+pub mod h2_probe;
 pub mod machine;
 pub mod probe;
 pub mod select;

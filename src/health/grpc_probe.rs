@@ -54,28 +54,9 @@ pub async fn check<S>(stream: S, scheme: &str, authority: &str, body: &[u8]) -> 
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limit = u32::try_from(MAX_RESPONSE).unwrap_or(u32::MAX);
-    let mut builder = h2::client::Builder::new();
-    builder
-        .enable_push(false)
-        .max_header_list_size(limit)
-        // The whole answer fits the window, so the probe needs no WINDOW_UPDATE, and a
-        // server that sends more stalls against it until the probe gives up.
-        .initial_window_size(limit)
-        .initial_connection_window_size(limit);
-    let (send, connection) = builder
-        .handshake::<_, Bytes>(stream)
+    let body = Bytes::copy_from_slice(body);
+    super::h2_probe::exchange(stream, MAX_RESPONSE, |send| call(send, scheme, authority, body))
         .await
-        .map_err(|error| format!("HTTP/2 handshake failed: {error}"))?;
-    let call = call(send, scheme, authority, Bytes::copy_from_slice(body));
-    tokio::select! {
-        biased;
-        result = call => result,
-        ended = connection => Err(match ended {
-            Ok(()) => "connection closed before an answer".to_string(),
-            Err(error) => format!("HTTP/2 error: {error}"),
-        }),
-    }
 }
 
 async fn call(
@@ -84,7 +65,7 @@ async fn call(
     authority: &str,
     body: Bytes,
 ) -> Result<(), String> {
-    let failed = |error: h2::Error| format!("HTTP/2 error: {error}");
+    let failed = super::h2_probe::failed;
     let mut send = send.ready().await.map_err(failed)?;
     let request = Request::post(format!("{scheme}://{authority}{PATH}"))
         .header("content-type", "application/grpc")

@@ -4,7 +4,9 @@
 //!
 //! Probes go to the addresses the backend resolved to (IPv4 and IPv6 alike), in order, as
 //! traffic does. An HTTP probe to an `https://` backend runs over TLS, with the backend's
-//! own connector (the same verification, and its session cache, so probes resume).
+//! own connector (the same verification, and its session cache, so probes resume). An
+//! HTTP probe speaks HTTP/2 ([`super::h2_probe`]) when the backend chose `h2` by ALPN,
+//! and with prior knowledge on an `h2c` pool; HTTP/1.1 otherwise.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -33,6 +35,10 @@ pub struct Probe {
     request: Vec<u8>,
     /// The gRPC probe's `:authority`: the HTTP probe's `Host`.
     authority: String,
+    /// The HTTP probe's path, for HTTP/2.
+    path: String,
+    /// Whether a cleartext HTTP probe speaks HTTP/2 with prior knowledge (an `h2c` pool).
+    h2c: bool,
     expect: StatusSet,
     timeout: Duration,
     /// The backend's TLS connector, for an `https://` backend.
@@ -57,6 +63,8 @@ impl Probe {
             kind: config.kind,
             request,
             authority: host.to_string(),
+            path: config.path.clone(),
+            h2c: false,
             expect: config.expect_status,
             timeout: config.timeout,
             tls: None,
@@ -69,15 +77,24 @@ impl Probe {
         self
     }
 
+    /// The same probe, speaking HTTP/2 with prior knowledge over cleartext when `h2c`.
+    pub fn with_h2c(mut self, h2c: bool) -> Probe {
+        self.h2c = h2c;
+        self
+    }
+
     /// Runs the probe against `addrs`: `Ok` when the backend passed, else why not.
     pub async fn run(&self, addrs: &[SocketAddr]) -> Result<(), ProbeError> {
         let probe = async {
             let stream = connect(addrs).await?;
             let passed = match (self.kind, &self.tls) {
                 (ProbeKind::Tcp, _) => Ok(()),
-                (_, None) => self.speak(stream, "http").await,
+                (_, None) => self.speak(stream, "http", self.h2c).await,
                 (_, Some(connector)) => match connector.connect(stream).await {
-                    Ok((tls, _)) => self.speak(tls, "https").await,
+                    Ok((tls, _)) => {
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        self.speak(tls, "https", h2).await
+                    }
                     Err(error) => Err(format!("TLS error: {error}")),
                 },
             };
@@ -89,15 +106,21 @@ impl Probe {
         }
     }
 
-    /// The probe's request and answer over `stream`, whose scheme is `scheme`.
+    /// The probe's request and answer over `stream`, whose scheme is `scheme`; an HTTP
+    /// probe in HTTP/2 when `h2`.
     async fn speak<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: S,
         scheme: &str,
+        h2: bool,
     ) -> Result<(), String> {
+        let authority = &self.authority;
         match self.kind {
             ProbeKind::Grpc => {
-                super::grpc_probe::check(stream, scheme, &self.authority, &self.request).await
+                super::grpc_probe::check(stream, scheme, authority, &self.request).await
+            }
+            _ if h2 => {
+                super::h2_probe::get(stream, (scheme, authority, &self.path), self.expect).await
             }
             _ => self.http(stream).await,
         }

@@ -22,7 +22,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use super::probe::{Probe, ProbeError};
 use super::{probe_result, step, Event, Rules, Subject};
-use crate::config::{HealthConfig, PassiveConfig, ProbeKind};
+use crate::config::{BackendProtocol, HealthConfig, PassiveConfig};
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
 use crate::metrics::FrontendStats;
@@ -45,6 +45,8 @@ struct Duty {
     health: Option<HealthConfig>,
     passive: PassiveConfig,
     slow_start: Option<Duration>,
+    /// The pool speaks cleartext HTTP/2 (`protocol = "h2c"`), and so do its HTTP probes.
+    h2c: bool,
 }
 
 impl Duty {
@@ -57,6 +59,7 @@ impl Duty {
             health: pool.settings.health.clone(),
             passive: pool.settings.passive.clone(),
             slow_start: pool.settings.slow_start,
+            h2c: pool.settings.protocol == BackendProtocol::H2c,
         }
     }
 
@@ -141,16 +144,14 @@ fn resync(snapshot: &Snapshot, wardens: &mut HashMap<u64, Warden>, host: &Arc<dy
 
 /// One backend's warden: probes on schedule, and the ejection timer.
 async fn watch(live: Arc<BackendLive>, duty: Duty, host: Arc<dyn Host>) {
-    // A gRPC probe speaks HTTP/2: to an `auto` backend, over the connector that offers
-    // h2 by ALPN; an HTTP probe speaks HTTP/1.1 over the backend's own.
-    let tls = |config: &HealthConfig| match config.kind {
-        ProbeKind::Grpc => live.tls_auto.clone().or_else(|| live.tls.clone()),
-        _ => live.tls.clone(),
-    };
-    let probe = duty
-        .health
-        .as_ref()
-        .map(|config| (Probe::new(config, &duty.authority).with_tls(tls(config)), config));
+    // Probes offer what the pool's requests offer by ALPN: to an `auto` backend, the
+    // connector that offers h2 too (an HTTP probe then speaks HTTP/2 if the backend
+    // chooses it, as requests would); an `http1` pool's is the pool's own.
+    let tls = live.tls_auto.clone().or_else(|| live.tls.clone());
+    let probe = duty.health.as_ref().map(|config| {
+        let probe = Probe::new(config, &duty.authority).with_tls(tls.clone());
+        (probe.with_h2c(duty.h2c), config)
+    });
     let subject = || Subject { live: &live, pool: &duty.pool, label: &duty.label };
     let mut next_probe = probe.as_ref().map(|(_, config)| Instant::now() + first_wait(config));
     loop {

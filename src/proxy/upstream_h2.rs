@@ -10,11 +10,14 @@
 //!
 //! A connection takes streams up to the lesser of the backend's
 //! SETTINGS_MAX_CONCURRENT_STREAMS and `max_streams_per_connection`; the next opens a
-//! new connection. Each connection's codec runs as a local task on the worker, with a
-//! keep-alive PING. A connection that got GOAWAY takes no new stream; its open streams
-//! finish. A stream the backend never processed (above the GOAWAY's last stream id, or
-//! refused with REFUSED_STREAM) is sent again on another connection ([`attempt`]).
+//! new connection. A new connection counts once the backend's SETTINGS came
+//! ([`connect`]), so that limit is known before the streams that waited for it arrive.
+//! Each connection's codec runs as a local task on the worker, with a keep-alive PING.
+//! A connection that got GOAWAY takes no new stream; its open streams finish. A stream
+//! the backend never processed (above the GOAWAY's last stream id, or refused with
+//! REFUSED_STREAM) is sent again on another connection ([`attempt`]).
 
+mod connect;
 mod head;
 pub(crate) mod stream;
 
@@ -27,7 +30,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -37,19 +39,8 @@ use crate::pool::ConnectError;
 use crate::proxy::class::AttemptError;
 use crate::snapshot::{Alpn, Backend, BackendLive, Pool};
 use crate::tls::client::ClientTls;
+use connect::open;
 use stream::H2Upstream;
-
-/// The codec's settings for upstream connections; every limit is weir's.
-const MAX_FRAME_SIZE: u32 = 16 * 1024;
-/// A response body a client does not read holds at most this per stream in weir (the
-/// RFC's default window), as an upload does on the client side.
-const STREAM_WINDOW: u32 = 65_535;
-/// 16 stream windows: a few downloads at once run at full speed.
-const CONNECTION_WINDOW: u32 = 1024 * 1024;
-/// What weir queues per stream to send before it waits for the backend's window.
-const MAX_SEND_BUFFER: usize = 64 * 1024;
-/// The RFC's default HPACK table.
-const HEADER_TABLE_SIZE: u32 = 4096;
 
 /// One upstream HTTP/2 connection on this worker.
 struct Conn {
@@ -137,8 +128,8 @@ thread_local! {
 struct OpenWait {
     notify: Notify,
     /// The connect or handshake failed: the waiters fail over at once instead of each
-    /// trying the same unreachable backend in turn (up to `MAX_WAITS + 1` connect
-    /// timeouts for the last of them).
+    /// trying the same unreachable backend in turn (a connect timeout each, for one
+    /// that does not answer).
     failed: Cell<bool>,
 }
 
@@ -245,80 +236,6 @@ pub fn sweep(is_current: impl Fn(u64) -> bool) {
     });
 }
 
-/// The codec's client settings: every limit weir's own.
-fn builder(max_header_bytes: usize) -> h2::client::Builder {
-    let mut builder = h2::client::Builder::new();
-    builder
-        // Backends push nothing through a proxy.
-        .enable_push(false)
-        // The same bound on a response head as for HTTP/1 (`max_header_bytes`); the
-        // codec's default is 16 MiB.
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-        .max_send_buffer_size(MAX_SEND_BUFFER)
-        .header_table_size(HEADER_TABLE_SIZE);
-    builder
-}
-
-/// Opens an HTTP/2 connection on `io` (TCP with prior knowledge, or TLS that chose
-/// `h2`), starts its task on this worker, and keeps it for later streams. Returns a
-/// stream on it.
-async fn open<T>(
-    live: &Arc<BackendLive>,
-    io: T,
-    settings: &PoolConfig,
-    max_header_bytes: usize,
-) -> Result<(SendRequest<Bytes>, StreamSlot), h2::Error>
-where
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let (timeout, idle_timeout) = (settings.connect_timeout, settings.idle_timeout);
-    let handshake = builder(max_header_bytes).handshake::<_, Bytes>(io);
-    let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
-        Ok(result) => result?,
-        Err(_) => return Err(h2::Error::from(h2::Reason::SETTINGS_TIMEOUT)),
-    };
-    let alive = Rc::new(Cell::new(true));
-    let ping = connection.ping_pong();
-    let (interval, ping_timeout) = (settings.h2.ping_interval, settings.h2.ping_timeout);
-    let task_alive = Rc::clone(&alive);
-    tokio::task::spawn_local(async move {
-        let driven = async {
-            let _ = (&mut connection).await;
-        };
-        match ping {
-            Some(ping) => {
-                tokio::select! {
-                    () = driven => {}
-                    () = keepalive(ping, interval, ping_timeout) => {}
-                }
-            }
-            None => driven.await,
-        }
-        task_alive.set(false);
-    });
-    Ok(keep(live, send, alive, idle_timeout))
-}
-
-/// Sends a PING every `interval`; returns when one goes unanswered for `timeout` (or
-/// the connection can no longer send one), which ends the connection.
-async fn keepalive(mut ping: h2::PingPong, interval: Duration, timeout: Duration) {
-    // Bounded by the connection's life: each pass waits `interval`.
-    loop {
-        tokio::time::sleep(interval).await;
-        match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return,
-        }
-    }
-}
-
-/// How many times a stream waits for a connection that another stream opens before it
-/// opens its own: more than once when the connection it waited for filled up at once.
-const MAX_WAITS: usize = 2;
-
 /// What [`stream`] got: a stream on an HTTP/2 connection, or, from an `auto` backend
 /// that chose HTTP/1.1 by ALPN this time, the new TLS connection for an HTTP/1 exchange.
 pub(crate) enum Linked {
@@ -338,20 +255,29 @@ pub(crate) async fn stream(
 ) -> Result<(Linked, bool), AttemptError> {
     let (settings, live) = (&pool.settings, &backend.live);
     let cap = settings.h2.max_streams_per_connection;
-    let mut waits = 0;
-    // Bounded: at most `MAX_WAITS` waits for a connection another stream opens.
+    // A stream waits for the connections other streams open for at most
+    // `connect_timeout` in all, as long as opening its own could take; then it opens
+    // its own. Not a count of waits: one connection's room may be a stream or two
+    // (the backend's SETTINGS_MAX_CONCURRENT_STREAMS), and a burst should fill each
+    // new connection in turn rather than open one for each waiter left.
+    let mut until = None;
+    // Bounded: each pass waits for an opening to end, or past `until`.
     let mut opening = loop {
         if let Some((send, slot)) = (!fresh).then(|| checkout(live, cap)).flatten() {
             live.stats.local().connections_reused.inc();
             return Ok((Linked::H2(upstream(live, send, slot)), true));
         }
+        // An `auto` backend that chose HTTP/1.1 shares no connection: no wait.
+        let http1 = live.tls_auto.is_some() && live.alpn() == Alpn::Http1;
         match Opening::start(live) {
             Ok(opening) => break Some(opening),
-            Err(_) if fresh || waits == MAX_WAITS => break None,
+            Err(_) if fresh || http1 => break None,
             Err(wait) => {
-                waits += 1;
-                let _ =
-                    tokio::time::timeout(settings.connect_timeout, wait.notify.notified()).await;
+                let until = *until.get_or_insert_with(|| Instant::now() + settings.connect_timeout);
+                if Instant::now() >= until {
+                    break None;
+                }
+                let _ = tokio::time::timeout_at(until, wait.notify.notified()).await;
                 if wait.failed.get() {
                     let why = "the connection another request was opening to it failed";
                     return Err(failed(std::io::Error::other(why)));

@@ -25,9 +25,9 @@ const SOON: Duration = Duration::from_secs(10);
 /// The API outage the issue asks weir to ride out.
 const OUTAGE: Duration = Duration::from_secs(60);
 
-/// weir with one pool over Service `api` of `namespace`, port `http`, admin on.
+/// weir with one pool over Service `api` of `namespace`, port `http`, admin on; the
+/// caller holds [`KubeApi::shared`].
 fn weir_on(namespace: &str) -> Balancer {
-    KubeApi::shared();
     let mut config = config_for(&[]);
     config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
     config.pools[0].backends = vec![kubernetes_backend(namespace)];
@@ -77,7 +77,7 @@ async fn wait_labels(weir: &Balancer, want: &[String]) -> Option<Duration> {
 
 #[tokio::test]
 async fn the_initial_list_gives_the_backend_set_and_a_scale_up_joins_within_a_second() {
-    let (api, ns) = (KubeApi::shared(), "initial");
+    let (api, ns) = (&KubeApi::shared(), "initial");
     let backends = [
         TestBackend::start("a").await,
         TestBackend::start("b").await,
@@ -109,7 +109,7 @@ async fn the_initial_list_gives_the_backend_set_and_a_scale_up_joins_within_a_se
 
 #[tokio::test]
 async fn a_410_gone_costs_exactly_one_relist() {
-    let (api, ns) = (KubeApi::shared(), "gone");
+    let (api, ns) = (&KubeApi::shared(), "gone");
     let [a, b] = [TestBackend::start("a").await, TestBackend::start("b").await];
     put(api, ns, &a, READY);
     let weir = weir_on(ns);
@@ -139,7 +139,7 @@ async fn a_410_gone_costs_exactly_one_relist() {
 
 #[tokio::test]
 async fn a_rolling_replacement_under_load_fails_nothing_and_removed_endpoints_get_nothing_new() {
-    let (api, ns) = (KubeApi::shared(), "rolling");
+    let (api, ns) = (&KubeApi::shared(), "rolling");
     let mut old = Vec::new();
     let mut new = Vec::new();
     for _ in 0..6 {
@@ -188,7 +188,7 @@ async fn a_rolling_replacement_under_load_fails_nothing_and_removed_endpoints_ge
 
 #[tokio::test]
 async fn an_api_outage_keeps_the_set_and_it_resyncs_after() {
-    let (api, ns) = (KubeApi::shared(), "outage");
+    let (api, ns) = (&KubeApi::shared(), "outage");
     let [a, b, c] = [
         TestBackend::start("a").await,
         TestBackend::start("b").await,
@@ -225,7 +225,7 @@ async fn an_api_outage_keeps_the_set_and_it_resyncs_after() {
 
 #[tokio::test]
 async fn a_reload_that_adds_the_first_kubernetes_backend_starts_following_it() {
-    let (api, ns) = (KubeApi::shared(), "reloaded");
+    let (api, ns) = (&KubeApi::shared(), "reloaded");
     let [fixed, a] = [TestBackend::start("fixed").await, TestBackend::start("a").await];
     put(api, ns, &a, READY);
     let mut config = config_for(&[fixed.addr()]);
@@ -240,7 +240,7 @@ async fn a_reload_that_adds_the_first_kubernetes_backend_starts_following_it() {
 
 #[tokio::test]
 async fn hostile_slices_and_malformed_events_are_skipped_and_the_set_holds() {
-    let (api, ns) = (KubeApi::shared(), "hostile");
+    let (api, ns) = (&KubeApi::shared(), "hostile");
     let [a, b] = [TestBackend::start("a").await, TestBackend::start("b").await];
     put(api, ns, &a, READY);
     let weir = weir_on(ns);
@@ -315,7 +315,7 @@ async fn real_cluster() {
 
 #[tokio::test]
 async fn the_admin_api_adds_a_kubernetes_backend_and_lists_its_source() {
-    let (api, ns) = (KubeApi::shared(), "viaapi");
+    let (api, ns) = (&KubeApi::shared(), "viaapi");
     let [fixed, a] = [TestBackend::start("fixed").await, TestBackend::start("a").await];
     put(api, ns, &a, READY);
     let token = |config: &mut weir::config::Config| config.admin.token = Some(TOKEN.to_string());

@@ -79,7 +79,6 @@ pub(super) async fn dump_dom(url: &str, profile: &str) -> (String, String) {
         .output();
     let out = tokio::time::timeout(Duration::from_secs(90), run).await.expect("chromium ends");
     let out = out.expect("run chromium");
-    let _ = std::fs::remove_dir_all(&profile);
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     (text(&out.stdout), text(&out.stderr))
 }

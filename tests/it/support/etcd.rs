@@ -3,12 +3,11 @@
 //! again on the same ports and data, and compacted with `etcdctl`.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::process::{free_port, temp_dir};
+use super::process::{free_port, temp_dir, TempDir};
 
 /// How long etcd may take to be ready to serve clients.
 const READY: Duration = Duration::from_secs(20);
@@ -18,7 +17,8 @@ pub struct Etcd {
     child: Option<Child>,
     client: u16,
     peer: u16,
-    data: PathBuf,
+    /// Removed when dropped, after the member is killed.
+    data: TempDir,
 }
 
 impl Etcd {
@@ -50,7 +50,7 @@ impl Etcd {
         let peer = format!("http://127.0.0.1:{}", self.peer);
         let mut child = Command::new("etcd")
             .args(["--name", "t", "--data-dir"])
-            .arg(&self.data)
+            .arg(&*self.data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("t={peer}")])
@@ -101,7 +101,6 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 

@@ -15,12 +15,15 @@
 //!   answered trailers-only with `grpc-status: 14` (UNAVAILABLE), after reading its
 //!   request; every other is echoed as `/echo`;
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
+//! - `/gate?N`: the server's name, once the backend has received N streams in all;
+//! - `/status?N`: status N, no body;
 //! - anything else: the server's name.
 //!
 //! It speaks cleartext HTTP/2 ([`H2Backend::start`]) or HTTP/2 over TLS when the client
 //! chooses h2 by ALPN ([`H2Backend::start_tls`]).
 //!
-//! A connection can be told to send GOAWAY (graceful: 2^31-1, a PING, the final id) after
+//! [`H2Backend::start_limited`] advertises a SETTINGS_MAX_CONCURRENT_STREAMS (the
+//! codec refuses streams past it). A connection can be told to send GOAWAY (graceful: 2^31-1, a PING, the final id) after
 //! a number of streams.
 
 use std::net::SocketAddr;
@@ -52,6 +55,8 @@ pub struct Counts {
     pub refused: AtomicUsize,
     /// Calls answered UNAVAILABLE (`/unavailable-once`).
     pub unavailable: AtomicUsize,
+    /// Woken at each stream received (`/gate`).
+    arrived: tokio::sync::Notify,
 }
 
 /// An HTTP/2 backend; stops when dropped.
@@ -66,18 +71,25 @@ impl H2Backend {
     /// Starts a backend named `name`; with `goaway_after`, each connection sends a
     /// graceful GOAWAY after that many streams and closes once they are done.
     pub async fn start(name: &str, goaway_after: Option<usize>) -> H2Backend {
-        H2Backend::start_with(name, goaway_after, None).await
+        H2Backend::start_with(name, Serve { goaway_after, max_streams: None }, None).await
+    }
+
+    /// Starts a cleartext backend named `name` that advertises
+    /// SETTINGS_MAX_CONCURRENT_STREAMS `max_streams`.
+    pub async fn start_limited(name: &str, max_streams: u32) -> H2Backend {
+        let serve = Serve { goaway_after: None, max_streams: Some(max_streams) };
+        H2Backend::start_with(name, serve, None).await
     }
 
     /// Starts a backend named `name` over TLS with `config` (its ALPN list decides
     /// what weir may choose; connections that do not choose h2 are closed).
     pub async fn start_tls(name: &str, config: rustls::ServerConfig) -> H2Backend {
-        H2Backend::start_with(name, None, Some(config)).await
+        H2Backend::start_with(name, Serve::default(), Some(config)).await
     }
 
     async fn start_with(
         name: &str,
-        goaway_after: Option<usize>,
+        serve_as: Serve,
         tls: Option<rustls::ServerConfig>,
     ) -> H2Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -90,13 +102,13 @@ impl H2Backend {
                 shared.accepted.fetch_add(1, Ordering::SeqCst);
                 let (name, counts) = (Arc::clone(&name), Arc::clone(&shared));
                 let Some(acceptor) = acceptor.clone() else {
-                    tokio::spawn(serve(tcp, name, counts, goaway_after));
+                    tokio::spawn(serve(tcp, name, counts, serve_as));
                     continue;
                 };
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
                     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        serve(tls, name, counts, goaway_after).await;
+                        serve(tls, name, counts, serve_as).await;
                     }
                 });
             }
@@ -121,15 +133,29 @@ impl Drop for H2Backend {
     }
 }
 
-async fn serve<T>(io: T, name: Arc<str>, counts: Arc<Counts>, goaway_after: Option<usize>)
+/// How a backend's connections behave.
+#[derive(Clone, Copy, Default)]
+struct Serve {
+    /// A graceful GOAWAY after this many streams.
+    goaway_after: Option<usize>,
+    /// The SETTINGS_MAX_CONCURRENT_STREAMS advertised (the codec's default, none, else).
+    max_streams: Option<u32>,
+}
+
+async fn serve<T>(io: T, name: Arc<str>, counts: Arc<Counts>, serve_as: Serve)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Ok(mut conn) = h2::server::handshake(io).await else { return };
-    let mut served = 0;
+    let mut builder = h2::server::Builder::new();
+    if let Some(max) = serve_as.max_streams {
+        builder.max_concurrent_streams(max);
+    }
+    let Ok(mut conn) = builder.handshake(io).await else { return };
+    let (goaway_after, mut served) = (serve_as.goaway_after, 0);
     while let Some(Ok((request, respond))) = conn.accept().await {
         served += 1;
         counts.streams.fetch_add(1, Ordering::SeqCst);
+        counts.arrived.notify_waiters();
         tokio::spawn(answer(request, respond, Arc::clone(&name), Arc::clone(&counts)));
         if goaway_after == Some(served) {
             conn.graceful_shutdown();
@@ -186,23 +212,31 @@ async fn answer(
             trailers.insert("grpc-status", HeaderValue::from_static("0"));
             let _ = send.send_trailers(trailers);
         }
-        "/grpc-error" => {
-            let head = head
-                .header("content-type", "application/grpc")
-                .header("grpc-status", "5")
-                .header("grpc-message", "no such thing");
+        "/grpc-error" | "/status" | "/huge-head" => {
+            let head = head_only(head, &path, &query);
             let _ = respond.send_response(head.body(()).unwrap(), true);
         }
         "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
-        "/huge-head" => {
-            let head = head.header("x-huge", "h".repeat(100 * 1024));
-            let _ = respond.send_response(head.body(()).unwrap(), true);
-        }
         "/hold" => hold(&mut respond, &counts).await,
-        _ => {
-            let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
-            send_all(&mut send, Bytes::from(name.as_bytes().to_vec()), true).await;
+        "/gate" => {
+            gate(&counts, query.parse().unwrap_or(0)).await;
+            let send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+            send_name(send, &name).await;
         }
+        _ => send_name(respond.send_response(head.body(()).unwrap(), false).unwrap(), &name).await,
+    }
+}
+
+/// The head of an answer that ends with it, for `path` (`/grpc-error`, `/status` or
+/// `/huge-head`) and `query`.
+fn head_only(head: http::response::Builder, path: &str, query: &str) -> http::response::Builder {
+    match path {
+        "/grpc-error" => head
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "5")
+            .header("grpc-message", "no such thing"),
+        "/status" => head.status(query.parse::<u16>().unwrap_or(500)),
+        _ => head.header("x-huge", "h".repeat(100 * 1024)),
     }
 }
 
@@ -213,6 +247,25 @@ async fn hold(respond: &mut SendResponse<Bytes>, counts: &Counts) {
         let now = std::time::Instant::now();
         *counts.cancelled_at.lock().unwrap() = Some(now);
         counts.cancels.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends `name` as the body, ending the stream.
+async fn send_name(mut send: h2::SendStream<Bytes>, name: &str) {
+    send_all(&mut send, Bytes::from(name.as_bytes().to_vec()), true).await;
+}
+
+/// Returns once the backend has received `streams` streams in all.
+async fn gate(counts: &Counts, streams: usize) {
+    // Bounded by the test: each pass waits for another stream.
+    loop {
+        let arrived = counts.arrived.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        if counts.streams.load(Ordering::SeqCst) >= streams {
+            return;
+        }
+        arrived.await;
     }
 }
 

@@ -13,12 +13,14 @@
 //!   and open watches are cut.
 //!
 //! One server serves the whole test binary (`KUBECONFIG` is process-wide): each test uses
-//! its own namespace. Objects are shaped as real EndpointSlices (apiVersion, kind,
+//! its own namespace, and holds [`KubeApi::shared`]'s answer while it runs; the
+//! kubeconfig file is removed when no test does. Objects are shaped as real EndpointSlices (apiVersion, kind,
 //! metadata with labels and resourceVersion, addressType, endpoints with conditions, zone
 //! and targetRef, ports).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::process::{Held, SharedFile};
 use super::MAX_HEAD;
 
 /// How often an open watch looks for news (a test server: polling keeps it simple).
@@ -57,14 +60,31 @@ struct State {
 /// The shared fake API server.
 pub struct KubeApi {
     state: Arc<Mutex<State>>,
+    /// `KUBECONFIG`, on disk only while a test uses the server.
+    kubeconfig: SharedFile,
+}
+
+/// A test's use of the [`KubeApi`] (it derefs to the server): the kubeconfig file exists
+/// while one is held, and goes with the last.
+pub struct KubeUse {
+    api: &'static KubeApi,
+    _file: Held<'static>,
+}
+
+impl Deref for KubeUse {
+    type Target = KubeApi;
+
+    fn deref(&self) -> &KubeApi {
+        self.api
+    }
 }
 
 impl KubeApi {
     /// The one server of this test binary, started on first use with `KUBECONFIG`
-    /// pointing at it (plain HTTP, no credentials).
-    pub fn shared() -> &'static KubeApi {
+    /// pointing at it (plain HTTP, no credentials); hold the answer for the whole test.
+    pub fn shared() -> KubeUse {
         static API: OnceLock<KubeApi> = OnceLock::new();
-        API.get_or_init(|| {
+        let api = API.get_or_init(|| {
             let state = Arc::new(Mutex::new(State::default()));
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.set_nonblocking(true).unwrap();
@@ -76,13 +96,11 @@ impl KubeApi {
                     serve(TcpListener::from_std(listener).unwrap(), served).await
                 });
             });
-            let dir = std::env::temp_dir().join(format!("weir-kube-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("kubeconfig");
-            std::fs::write(&path, kubeconfig(addr)).unwrap();
-            std::env::set_var("KUBECONFIG", &path);
-            KubeApi { state }
-        })
+            let kubeconfig = SharedFile::new("kubeconfig", kubeconfig(addr));
+            std::env::set_var("KUBECONFIG", kubeconfig.path());
+            KubeApi { state, kubeconfig }
+        });
+        KubeUse { api, _file: api.kubeconfig.hold() }
     }
 
     /// Creates or replaces slice `name` of `namespace` (an ADDED or MODIFIED event).

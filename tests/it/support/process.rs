@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,12 +16,38 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Poll interval of the bounded waits below.
 const POLL: Duration = Duration::from_millis(20);
 
-/// A unique path under Cargo's per-test temporary directory.
+/// A unique path under Cargo's per-test temporary directory. The first call sweeps what
+/// earlier runs left there ([`sweep_dead_runs`]).
 pub fn temp_path(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    SWEEP.call_once(|| sweep_dead_runs(&dir, "weir-"));
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
     dir.join(format!("weir-{}-{n}-{name}", std::process::id()))
+}
+
+/// Removes the entries of `dir` named `{prefix}{pid}-...` whose process is gone: what
+/// killed runs left, and the files tests name with [`temp_path`] and do not remove.
+/// Only Cargo's own scratch directory is swept: a shared `/tmp` may hold another PID
+/// namespace's live runs.
+pub fn sweep_dead_runs(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    // Bounded: one pass over the directory.
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|name| name.strip_prefix(prefix));
+        let pid = pid.and_then(|rest| rest.split('-').next()?.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match path.is_dir() {
+            true => std::fs::remove_dir_all(&path),
+            false => std::fs::remove_file(&path),
+        };
+    }
 }
 
 /// A TCP port free on 127.0.0.1 just now, for a child process that needs a fixed one
@@ -40,11 +66,86 @@ pub fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// A fresh directory for one test's config and state files.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory for one test's config and state files, removed with what it holds
+/// when dropped (at the end of the test, passed or failed).
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = temp_path(name);
     std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TempDir(dir)
+}
+
+/// A directory that [`temp_dir`] made; it goes when this is dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file that exists while a test holds it ([`SharedFile::hold`]): written in its own
+/// directory for the first holder, removed with the directory when the last lets go. For
+/// what one server shared by the whole test binary needs on disk (a `KUBECONFIG`): a
+/// static is never dropped, so the server itself could not remove it.
+#[derive(Debug)]
+pub struct SharedFile {
+    path: PathBuf,
+    contents: String,
+    holders: Mutex<usize>,
+}
+
+impl SharedFile {
+    /// `name` with `contents`, in a fresh directory named after `name`; not written yet.
+    pub fn new(name: &str, contents: String) -> SharedFile {
+        let path = temp_path(name).join(name);
+        SharedFile { path, contents, holders: Mutex::new(0) }
+    }
+
+    /// Where the file is while held.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Holds the file, writing it if no one held it.
+    pub fn hold(&self) -> Held<'_> {
+        let mut holders = self.holders.lock().unwrap();
+        if *holders == 0 {
+            let dir = self.path.parent().expect("a directory");
+            std::fs::create_dir_all(dir).expect("create the file's directory");
+            std::fs::write(&self.path, &self.contents).expect("write the shared file");
+        }
+        *holders += 1;
+        Held(self)
+    }
+}
+
+/// One hold on a [`SharedFile`].
+#[derive(Debug)]
+pub struct Held<'a>(&'a SharedFile);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut holders = self.0.holders.lock().unwrap_or_else(|poison| poison.into_inner());
+        *holders -= 1;
+        if *holders == 0 {
+            let _ = std::fs::remove_dir_all(self.0.path.parent().expect("a directory"));
+        }
+    }
 }
 
 /// Lines read from one pipe of a child, by a background thread.
