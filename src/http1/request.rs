@@ -84,8 +84,7 @@ pub struct RequestInfo {
     /// The client address `X-Forwarded-For` names, read only from a trusted proxy
     /// ([`Trust::Proxy`]); `None` means the connection's own.
     pub forwarded_client: Option<std::net::IpAddr>,
-    /// The names of the fields a route rule may drop ([`Name::Other`]), as a filter;
-    /// also what tells the gRPC check a head has no `Content-Type`.
+    /// The names of [`Name::Other`] fields, as a filter (route rules, the gRPC check).
     pub names: NameSet,
 }
 
