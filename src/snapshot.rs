@@ -119,8 +119,8 @@ pub struct BackendLive {
     /// TLS settings make another `BackendLive`, so pooled connections never cross them.
     pub tls: Option<Connector>,
     /// The connector of an `https://` backend in a `protocol = "auto"` pool: it offers
-    /// ALPN `h2, http/1.1` for requests, while [`Self::tls`] (the pool's `[pool.tls]`
-    /// ALPN, `http/1.1` by default) serves upgrades and HTTP probes. `None` otherwise.
+    /// ALPN `h2, http/1.1` for requests and HTTP probes, while [`Self::tls`] (the pool's
+    /// `[pool.tls]` ALPN, `http/1.1` by default) serves upgrades. `None` otherwise.
     pub tls_auto: Option<Connector>,
     /// What this `auto` backend chose by ALPN last time ([`Alpn`] as a byte), so later
     /// attempts go to the right pool without another handshake. It lives with this

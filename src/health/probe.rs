@@ -6,7 +6,8 @@
 //! traffic does. An HTTP probe to an `https://` backend runs over TLS, with the backend's
 //! own connector (the same verification, and its session cache, so probes resume). An
 //! HTTP probe speaks HTTP/2 ([`super::h2_probe`]) when the backend chose `h2` by ALPN,
-//! and with prior knowledge on an `h2c` pool; HTTP/1.1 otherwise.
+//! and with prior knowledge on an `h2c` pool; HTTP/1.1 otherwise. On an `h2` pool a
+//! backend that does not choose `h2` fails the probe, as requests to it fail.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -37,8 +38,10 @@ pub struct Probe {
     authority: String,
     /// The HTTP probe's path, for HTTP/2.
     path: String,
-    /// Whether a cleartext HTTP probe speaks HTTP/2 with prior knowledge (an `h2c` pool).
-    h2c: bool,
+    /// Whether the pool speaks only HTTP/2 (`h2c`: a cleartext probe speaks it with prior
+    /// knowledge; `h2`: a backend that does not choose `h2` by ALPN fails, as requests
+    /// to it would).
+    http2_only: bool,
     expect: StatusSet,
     timeout: Duration,
     /// The backend's TLS connector, for an `https://` backend.
@@ -64,7 +67,7 @@ impl Probe {
             request,
             authority: host.to_string(),
             path: config.path.clone(),
-            h2c: false,
+            http2_only: false,
             expect: config.expect_status,
             timeout: config.timeout,
             tls: None,
@@ -77,9 +80,9 @@ impl Probe {
         self
     }
 
-    /// The same probe, speaking HTTP/2 with prior knowledge over cleartext when `h2c`.
-    pub fn with_h2c(mut self, h2c: bool) -> Probe {
-        self.h2c = h2c;
+    /// The same probe for a pool that speaks only HTTP/2 when `http2_only`.
+    pub fn with_http2_only(mut self, http2_only: bool) -> Probe {
+        self.http2_only = http2_only;
         self
     }
 
@@ -89,10 +92,15 @@ impl Probe {
             let stream = connect(addrs).await?;
             let passed = match (self.kind, &self.tls) {
                 (ProbeKind::Tcp, _) => Ok(()),
-                (_, None) => self.speak(stream, "http", self.h2c).await,
+                (_, None) => self.speak(stream, "http", self.http2_only).await,
                 (_, Some(connector)) => match connector.connect(stream).await {
                     Ok((tls, _)) => {
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        if self.http2_only && !h2 && self.kind != ProbeKind::Tcp {
+                            return Err(ProbeError::Backend(
+                                "the backend did not choose h2 by ALPN".to_owned(),
+                            ));
+                        }
                         self.speak(tls, "https", h2).await
                     }
                     Err(error) => Err(format!("TLS error: {error}")),

@@ -22,7 +22,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use super::probe::{Probe, ProbeError};
 use super::{probe_result, step, Event, Rules, Subject};
-use crate::config::{BackendProtocol, HealthConfig, PassiveConfig};
+use crate::config::{HealthConfig, PassiveConfig};
 use crate::local_fault::{LocalFault, Op};
 use crate::log_budget::LogBudget;
 use crate::metrics::FrontendStats;
@@ -45,8 +45,9 @@ struct Duty {
     health: Option<HealthConfig>,
     passive: PassiveConfig,
     slow_start: Option<Duration>,
-    /// The pool speaks cleartext HTTP/2 (`protocol = "h2c"`), and so do its HTTP probes.
-    h2c: bool,
+    /// The pool speaks only HTTP/2 (`protocol = "h2c"` or `"h2"`), and so do its HTTP
+    /// probes.
+    http2_only: bool,
 }
 
 impl Duty {
@@ -59,7 +60,7 @@ impl Duty {
             health: pool.settings.health.clone(),
             passive: pool.settings.passive.clone(),
             slow_start: pool.settings.slow_start,
-            h2c: pool.settings.protocol == BackendProtocol::H2c,
+            http2_only: pool.settings.protocol.is_http2(),
         }
     }
 
@@ -150,7 +151,7 @@ async fn watch(live: Arc<BackendLive>, duty: Duty, host: Arc<dyn Host>) {
     let tls = live.tls_auto.clone().or_else(|| live.tls.clone());
     let probe = duty.health.as_ref().map(|config| {
         let probe = Probe::new(config, &duty.authority).with_tls(tls.clone());
-        (probe.with_h2c(duty.h2c), config)
+        (probe.with_http2_only(duty.http2_only), config)
     });
     let subject = || Subject { live: &live, pool: &duty.pool, label: &duty.label };
     let mut next_probe = probe.as_ref().map(|(_, config)| Instant::now() + first_wait(config));

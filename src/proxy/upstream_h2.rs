@@ -255,11 +255,16 @@ pub(crate) async fn stream(
 ) -> Result<(Linked, bool), AttemptError> {
     let (settings, live) = (&pool.settings, &backend.live);
     let cap = settings.h2.max_streams_per_connection;
-    // A stream waits for the connections other streams open for at most
-    // `connect_timeout` in all, as long as opening its own could take; then it opens
-    // its own. Not a count of waits: one connection's room may be a stream or two
-    // (the backend's SETTINGS_MAX_CONCURRENT_STREAMS), and a burst should fill each
-    // new connection in turn rather than open one for each waiter left.
+    // A stream waits for the connections other streams open for at most as long as
+    // one opening may take (the TCP connect, the TLS handshake, then the SETTINGS, each
+    // with its own timeout), so an opener that fails at its last moment still sends
+    // its waiters to fail over rather than each opening its own to the same backend;
+    // then it opens its own. Not a count of waits: one connection's room may be a
+    // stream or two (the backend's SETTINGS_MAX_CONCURRENT_STREAMS), and a burst should
+    // fill each new connection in turn rather than open one for each waiter left.
+    let tls = live.tls_auto.as_ref().or(live.tls.as_ref());
+    let handshake = tls.map_or(Duration::ZERO, crate::tls::Connector::handshake_timeout);
+    let opening_takes = settings.connect_timeout * 2 + handshake;
     let mut until = None;
     // Bounded: each pass waits for an opening to end, or past `until`.
     let mut opening = loop {
@@ -273,7 +278,7 @@ pub(crate) async fn stream(
             Ok(opening) => break Some(opening),
             Err(_) if fresh || http1 => break None,
             Err(wait) => {
-                let until = *until.get_or_insert_with(|| Instant::now() + settings.connect_timeout);
+                let until = *until.get_or_insert_with(|| Instant::now() + opening_takes);
                 if Instant::now() >= until {
                     break None;
                 }
@@ -338,7 +343,14 @@ pub(crate) async fn adopt(
     settings: &PoolConfig,
     max_header_bytes: usize,
 ) -> Result<Box<H2Upstream>, AttemptError> {
-    let (send, slot) = open(live, tls, settings, max_header_bytes).await.map_err(failed)?;
+    let (send, slot) = open(live, tls, settings, max_header_bytes).await.map_err(|error| {
+        // No SETTINGS within `connect_timeout` is a connect timeout, counted as one.
+        if error.kind() == std::io::ErrorKind::TimedOut {
+            AttemptError::Connect(ConnectError::Timeout)
+        } else {
+            failed(error)
+        }
+    })?;
     Ok(upstream(live, send, slot))
 }
 

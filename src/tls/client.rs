@@ -83,6 +83,11 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// How long a handshake may take before [`Connector::connect`] gives up.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// Builds a connector from `settings`; `default_host` is the backend's host, used
     /// when `server_name` is not set. Reads the CA and client certificate files now.
     /// Logs a loud warning when verification is off.

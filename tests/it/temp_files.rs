@@ -47,8 +47,16 @@ fn a_dead_runs_leftovers_are_swept_and_a_live_ones_kept() {
     }
     std::fs::write(dead_dir.join("weir.toml"), "x").unwrap();
     std::fs::write(&dead_file, "{}").unwrap();
+    // A dead-looking run touched recently may be another PID namespace's live one.
+    let recent = dir.join(format!("weir-{}-3-recent", u32::MAX));
+    std::fs::write(&recent, "{}").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    for aged in [&dead_dir, &dead_file] {
+        std::fs::File::open(aged).unwrap().set_modified(old).unwrap();
+    }
     sweep_dead_runs(&dir, "weir-");
     assert!(!dead_dir.exists() && !dead_file.exists(), "a dead run's entries stay");
     assert!(live.exists() && unrelated.exists(), "a live run's or another name went");
+    assert!(recent.exists(), "an entry touched within the hour went");
     assert!(Path::new(&*dir).exists());
 }

@@ -209,13 +209,15 @@ fn probe_kind(v: &DeValue<'_>) -> Result<ProbeKind, String> {
 }
 
 /// A probe path: starts with `/`, no spaces or control characters (it goes verbatim
-/// into the request line).
+/// into the request line), and a valid `:path` (an HTTP/2 probe sends it as one: a path
+/// `http` refuses would fail every probe of a healthy backend; a `#` would be dropped).
 fn probe_path(v: &DeValue<'_>) -> Result<String, String> {
     let path = string("path", v)?;
-    let bad = |c: char| c.is_whitespace() || c.is_control();
-    match path.starts_with('/') && !path.contains(bad) {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == '#';
+    let valid = path.parse::<http::uri::PathAndQuery>().is_ok();
+    match path.starts_with('/') && !path.contains(bad) && valid {
         true => Ok(path.to_string()),
-        false => Err(format!("`path` must start with '/' and hold no spaces: \"{path}\"")),
+        false => Err(format!("`path` must start with '/' and hold no spaces or '#': \"{path}\"")),
     }
 }
 
@@ -238,10 +240,12 @@ fn grpc_service(v: &DeValue<'_>) -> Result<String, String> {
     }
 }
 
-/// A probe `Host`: no spaces or control characters (it goes verbatim into the head).
+/// A probe `Host`: no spaces or control characters (it goes verbatim into the head),
+/// and a valid `:authority` for an HTTP/2 probe.
 fn probe_host(v: &DeValue<'_>) -> Result<String, String> {
     let host = text("host", v)?;
-    match host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+    let valid = host.parse::<http::uri::Authority>().is_ok();
+    match host.contains(|c: char| c.is_whitespace() || c.is_control()) || !valid {
         false => Ok(host),
         true => Err(format!("`host` must be a bare host name, not \"{host}\"")),
     }

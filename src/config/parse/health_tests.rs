@@ -85,6 +85,10 @@ fn health_errors() {
     let long = at(&format!("type = \"grpc\"\nservice = \"{}\"\n", "s".repeat(1025)));
     assert!(long.contains("longer than 1024 bytes"), "{long}");
     assert!(at("host = \"a b\"\n").contains("bare host name"));
+    // An HTTP/2 probe sends them as `:path` and `:authority`: a fragment `http` would
+    // drop, or an authority it refuses, is refused at load rather than failing probes.
+    assert!(at("path = \"/h#frag\"\n").contains("`path` must start"));
+    assert!(at("host = \"a/b\"\n").contains("bare host name"));
     assert!(at("expect_status = \"399-200\"\n").contains("between 200 and 599"));
     assert!(at("expect_status = [99]\n").contains("between 200 and 599"));
     assert!(at("expect_status = \"ok\"\n").contains("expected a status"));

@@ -409,11 +409,10 @@ fn other_slot<'c>(name: &str, pool: &'c mut PoolConfig) -> Slot<'c> {
 
 /// Whether the pool's other settings allow its `protocol`: cleartext HTTP/2 is for
 /// `http://` backends and HTTP/2 over TLS for `https://` ones; a multiplexed connection
-/// carries many clients' requests, so it cannot start with a PROXY header naming one;
-/// and an HTTP probe speaks HTTP/1.1, which a backend that must choose `h2` by ALPN
-/// never gets to hear.
+/// and a multiplexed connection carries many clients' requests, so it cannot start with
+/// a PROXY header naming one. (HTTP probes speak the pool's protocol: HTTP/2 here.)
 fn fits_protocol(pool: &PoolConfig) -> Result<(), String> {
-    use crate::config::{ProbeKind, Scheme};
+    use crate::config::Scheme;
     let protocol = pool.protocol;
     if !protocol.is_http2() {
         return Ok(());
@@ -427,9 +426,6 @@ fn fits_protocol(pool: &PoolConfig) -> Result<(), String> {
     }
     if pool.send_proxy_protocol.is_some() {
         return Err(format!("`send_proxy_protocol` cannot go with `protocol = \"{name}\"`: one HTTP/2 connection carries many clients' requests"));
-    }
-    if tls && pool.health.as_ref().is_some_and(|health| health.kind == ProbeKind::Http) {
-        return Err(r#"`protocol = "h2"` backends choose h2 by ALPN, so HTTP/1.1 probes cannot reach them: give `[pool.health]` `type = "grpc"` or `"tcp"`"#.into());
     }
     Ok(())
 }

@@ -27,10 +27,15 @@ pub fn temp_path(name: &str) -> PathBuf {
     dir.join(format!("weir-{}-{n}-{name}", std::process::id()))
 }
 
+/// How long a dead run's scratch entry is left alone: longer than any test run.
+const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Removes the entries of `dir` named `{prefix}{pid}-...` whose process is gone: what
 /// killed runs left, and the files tests name with [`temp_path`] and do not remove.
 /// Only Cargo's own scratch directory is swept: a shared `/tmp` may hold another PID
-/// namespace's live runs.
+/// namespace's live runs. And only entries untouched for [`SWEEP_AFTER`]: a target
+/// directory shared with another PID namespace (a container, a CI cache) may hold a
+/// live run whose pid means nothing here.
 pub fn sweep_dead_runs(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     // Bounded: one pass over the directory.
@@ -40,6 +45,11 @@ pub fn sweep_dead_runs(dir: &Path, prefix: &str) {
         let pid = pid.and_then(|rest| rest.split('-').next()?.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
         if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let age = entry.metadata().and_then(|m| m.modified()).ok();
+        let age = age.and_then(|modified| modified.elapsed().ok());
+        if age.is_none_or(|age| age < SWEEP_AFTER) {
             continue;
         }
         let path = entry.path();
