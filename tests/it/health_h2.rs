@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::support::h2_backend::H2Backend;
-use crate::support::tls::{https_config, trusting, Pki};
+use crate::support::tls::{https_config, trusting, Pki, TlsBackend};
 use crate::support::tonic_server::{tls_config, TonicServer};
 use crate::support::Balancer;
 use weir::config::{BackendProtocol, Config, HealthConfig};
@@ -129,4 +129,22 @@ async fn an_http1_pool_probes_in_http11_and_an_auto_pool_in_the_backends_choice(
         assert!(versions.iter().all(|version| *version == expected), "{protocol:?}: {versions:?}");
         assert_eq!(probe_failures(&weir, server.addr), 0, "{}", weir.status(server.addr).reason);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_pools_probe_fails_when_the_backend_does_not_choose_h2() {
+    // Goal: on an `h2` pool a probe fails, as requests do, when the backend answers the
+    // TLS handshake without choosing `h2` (no ALPN at all); it does not fall back to
+    // HTTP/1.1 and call a backend healthy that no request can use. Method: an HTTP/1.1
+    // TLS backend with no ALPN configured; probes every 100 ms; the backend is marked
+    // down with the reason, and it saw no HTTP/1.1 probe request.
+    let pki = Pki::new("probe-no-alpn");
+    let issued = pki.server(&["localhost", "127.0.0.1"], "s");
+    let backend = TlsBackend::start("b1", pki.server_config(&issued, false)).await;
+    let weir = Balancer::start(tls_pool(backend.addr(), &pki, BackendProtocol::H2, probes("/", 1)));
+    let down = |weir: &Balancer| !weir.status(backend.addr()).healthy;
+    assert!(weir.wait_for(LONG, down).await.is_some(), "still healthy");
+    let reason = weir.status(backend.addr()).reason;
+    assert!(reason.contains("did not choose h2"), "{reason}");
+    assert_eq!(backend.requests(), 0, "a probe fell back to HTTP/1.1");
 }
