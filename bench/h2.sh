@@ -6,7 +6,11 @@
 # keep-alive connections) as the regression row. Rounds alternate between the proxies;
 # the table shows medians of req/s and of each proxy's CPU µs per request (user + system
 # of its whole process tree, from /proc), and weir's ratios to the best peer.
-# Usage: bench/h2.sh [ROUNDS] [REQUESTS_PER_ROUND] [--no-record]
+# PIN=1 puts each proxy on CPU 0 and h2load and the origin on CPU 1 (as bench/sched.sh
+# --pin): on 2 cores, unpinned, where the scheduler places three busy processes moves a
+# proxy's CPU per request by a quarter from round to round (weir's h2c-m10 rounds split
+# into 14.5 and 19.3 µs); pinned, each proxy has a core to itself in every round.
+# Usage: [PIN=1] bench/h2.sh [ROUNDS] [REQUESTS_PER_ROUND] [--no-record]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; requests=${2:-200000}; record=${3:-}
@@ -26,6 +30,8 @@ cat "$tmp/server.pem" "$tmp/server.key" > "$tmp/server.bundle"
 # With the defaults (256 and 64) weir and nginx close most of them after each response and
 # connect again per request, a tenth of HAProxy's rate (first run of this script).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# on_cpu N: the command prefix that runs on CPU N when PIN=1, nothing otherwise.
+on_cpu() { if [ -n "${PIN:-}" ]; then echo taskset -c "$1"; fi; }
 origin=$(free_port)
 cat > "$tmp/origin.conf" <<CONF
 worker_processes 1; daemon off; pid $tmp/origin.pid; error_log stderr;
@@ -33,7 +39,7 @@ events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$origin backlog=4096; location / { return 200 "ok\n"; } } }
 CONF
-nginx -e stderr -p "$tmp" -c "$tmp/origin.conf" 2>"$tmp/origin.log" & pids+=($!)
+$(on_cpu 1) nginx -e stderr -p "$tmp" -c "$tmp/origin.conf" 2>"$tmp/origin.log" & pids+=($!)
 
 declare -A tls_port plain_port h1_port pid
 for p in weir nginx haproxy; do
@@ -57,7 +63,7 @@ name = "origin"
 backends = ["127.0.0.1:$origin"]
 max_idle = 8192
 CONF
-RUST_LOG=warn "$weir_bin" --config "$tmp/weir.toml" 2>"$tmp/weir.log" & pids+=($!); pid[weir]=$!
+RUST_LOG=warn $(on_cpu 0) "$weir_bin" --config "$tmp/weir.toml" 2>"$tmp/weir.log" & pids+=($!); pid[weir]=$!
 
 mkdir -p "$tmp/nginx"
 cat > "$tmp/nginx/nginx.conf" <<CONF
@@ -77,7 +83,7 @@ $(nginx_proxy_location)
     }
 }
 CONF
-nginx -e stderr -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx.log" & pids+=($!); pid[nginx]=$!
+$(on_cpu 0) nginx -e stderr -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx.log" & pids+=($!); pid[nginx]=$!
 
 cat > "$tmp/haproxy.cfg" <<CONF
 global
@@ -103,7 +109,7 @@ backend be
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     server origin 127.0.0.1:$origin
 CONF
-haproxy -f "$tmp/haproxy.cfg" -db 2>"$tmp/haproxy.log" & pids+=($!); pid[haproxy]=$!
+$(on_cpu 0) haproxy -f "$tmp/haproxy.cfg" -db 2>"$tmp/haproxy.log" & pids+=($!); pid[haproxy]=$!
 sleep 1
 
 # tree_ticks PID: clock ticks used by PID and its children (nginx's workers).
@@ -125,7 +131,7 @@ one() {
         h1)       url="http://127.0.0.1:${h1_port[$proxy]}/"; args=(-c64 --h1) ;;
     esac
     before=$(tree_ticks "${pid[$proxy]}")
-    out=$(h2load -n "$requests" -t1 "${args[@]}" "$url" 2>&1)
+    out=$($(on_cpu 1) h2load -n "$requests" -t1 "${args[@]}" "$url" 2>&1)
     after=$(tree_ticks "${pid[$proxy]}")
     rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
     if ! echo "$out" | grep -q "succeeded, 0 failed, 0 errored"; then
@@ -171,7 +177,7 @@ if [ "$record" != "--no-record" ]; then
     {
         echo "## HTTP/2 from clients: h2load, weir vs nginx vs HAProxy ($(date -u '+%Y-%m-%d %H:%M UTC'))"
         echo
-        echo "\`bench/h2.sh $rounds $requests\`, weir $(git rev-parse --short HEAD), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), $(h2load --version | head -1), $(nproc) cores; 1 worker each; medians of $rounds rounds. CPU is the proxy's whole process tree."
+        echo "\`bench/h2.sh $rounds $requests\`, weir $(git rev-parse --short HEAD), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), $(h2load --version | head -1), $(nproc) cores; 1 worker each; medians of $rounds rounds. CPU is the proxy's whole process tree.${PIN:+ Pinned: each proxy on CPU 0, h2load and the origin on CPU 1.}"
         echo
         echo "$table"
         echo
