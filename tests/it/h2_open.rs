@@ -169,3 +169,30 @@ async fn a_backend_allowing_two_streams_gets_a_connection_for_every_two() {
     let opened = weir.backend_total(backend.addr(), |stats| stats.connections_opened.get());
     assert_eq!(opened, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_outwait_a_tls_handshake_longer_than_the_connect_timeout() {
+    // Goal: the streams waiting for a connection another stream is opening wait as long
+    // as that opening may take (TCP connect, TLS handshake, SETTINGS), not only
+    // `connect_timeout`: a backend that accepts TCP and stalls its TLS handshake costs
+    // one connection, and the waiters fail over when that handshake times out. (They
+    // gave up after `connect_timeout` and each opened a connection of its own to the
+    // same stalled backend: 8 connections for 8 requests.) Method: one worker, round
+    // robin over a silent backend and a good one; `connect_timeout` 1 s, the TLS
+    // `handshake_timeout` 4 s; 16 concurrent first requests, all answered by the good
+    // backend; the silent one accepted one connection.
+    let pki = Pki::new("h2-outwait");
+    let silent = Silent::start().await;
+    let good = H2Backend::start_tls("good", tls_config("s", &pki, &["h2"])).await;
+    let mut config = h2_tls_config(&[silent.addr, good.addr()], &pki);
+    let pool = &mut config.pools[0];
+    pool.connect_timeout = Duration::from_secs(1);
+    let handshake_timeout = Duration::from_secs(4);
+    pool.tls = Some(weir::tls::ClientSettings { handshake_timeout, ..trusting(&pki) });
+    let weir = Balancer::start(config);
+    let (addr, request) = (weir.addr(), b"GET /name HTTP/1.1\r\nHost: a\r\n\r\n");
+    for response in join_all((0..16).map(|_| send(addr, request))).await {
+        assert_eq!((response.status, response.text()), (200, "good".to_string()));
+    }
+    assert_eq!(silent.accepted(), 1, "the waiters opened their own connections");
+}
