@@ -49,7 +49,7 @@ where
     }
 }
 
-/// An HTTP error as a probe's failure detail.
+/// An HTTP/2 error as a probe's failure detail.
 pub fn failed(error: h2::Error) -> String {
     format!("HTTP/2 error: {error}")
 }

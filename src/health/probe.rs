@@ -96,12 +96,11 @@ impl Probe {
                 (_, Some(connector)) => match connector.connect(stream).await {
                     Ok((tls, _)) => {
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        if self.http2_only && !h2 && self.kind != ProbeKind::Tcp {
-                            return Err(ProbeError::Backend(
-                                "the backend did not choose h2 by ALPN".to_owned(),
-                            ));
+                        if self.http2_only && !h2 {
+                            Err("the backend did not choose h2 by ALPN".to_owned())
+                        } else {
+                            self.speak(tls, "https", h2).await
                         }
-                        self.speak(tls, "https", h2).await
                     }
                     Err(error) => Err(format!("TLS error: {error}")),
                 },

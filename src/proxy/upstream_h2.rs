@@ -262,9 +262,6 @@ pub(crate) async fn stream(
     // then it opens its own. Not a count of waits: one connection's room may be a
     // stream or two (the backend's SETTINGS_MAX_CONCURRENT_STREAMS), and a burst should
     // fill each new connection in turn rather than open one for each waiter left.
-    let tls = live.tls_auto.as_ref().or(live.tls.as_ref());
-    let handshake = tls.map_or(Duration::ZERO, crate::tls::Connector::handshake_timeout);
-    let opening_takes = settings.connect_timeout * 2 + handshake;
     let mut until = None;
     // Bounded: each pass waits for an opening to end, or past `until`.
     let mut opening = loop {
@@ -278,7 +275,8 @@ pub(crate) async fn stream(
             Ok(opening) => break Some(opening),
             Err(_) if fresh || http1 => break None,
             Err(wait) => {
-                let until = *until.get_or_insert_with(|| Instant::now() + opening_takes);
+                let until =
+                    *until.get_or_insert_with(|| Instant::now() + opening_takes(backend, settings));
                 if Instant::now() >= until {
                     break None;
                 }
@@ -295,6 +293,16 @@ pub(crate) async fn stream(
         opening.failed = true;
     }
     opened
+}
+
+/// The longest one opening of a connection to `backend` may take: the TCP connect, the
+/// TLS handshake, then the SETTINGS, each with its own timeout. Asked only by a stream
+/// that waits, not on every checkout.
+fn opening_takes(backend: &Backend, settings: &PoolConfig) -> Duration {
+    let live = &backend.live;
+    let tls = live.tls_auto.as_ref().or(live.tls.as_ref());
+    let handshake = tls.map_or(Duration::ZERO, crate::tls::Connector::handshake_timeout);
+    settings.connect_timeout * 2 + handshake
 }
 
 /// A new connection to `backend`: HTTP/2, or HTTP/1.1 when an `auto` backend chose it.
