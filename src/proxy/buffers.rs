@@ -18,14 +18,17 @@ const INPUT_BYTES: usize = 4 * 1024;
 const UPSTREAM_BYTES: usize = 8 * 1024;
 /// Initial capacity of each head scratch vector.
 const HEAD_BYTES: usize = 2 * 1024;
-/// Buffer sets a worker's free list holds at most. HTTP/2 clients keep hundreds of
-/// requests in flight per worker (64 connections at 10 streams each is 640), each with
-/// its own set: with only 64 kept, most streams allocated a fresh set and freed it,
-/// and the allocator's cost for them came to a tenth of the stream's work (callgrind,
-/// h2load -c64 -m10; bench/RESULTS.md). A set is 16 KiB, and up to 32 KiB kept (see
-/// [`SHRINK_ABOVE`]), so what a burst can leave behind is bounded to 32 MiB per worker,
-/// and [`trim`] gives it back within seconds once the burst is over.
-const FREE_LIST_MAX: usize = 1024;
+/// Buffer sets a worker's free list holds at most. HTTP/2 clients keep thousands of
+/// requests in flight per worker (64 connections at 100 streams, as h2load `-m100` and
+/// gRPC clients do, is 6,400), each with its own set, and their streams end and begin
+/// in batches of hundreds: with 1,024 kept, a batch that ended overflowed the list and
+/// the next one allocated afresh, 3,600 instructions per gRPC call in the allocator
+/// (callgrind, bench/grpc.sh's load; 64 kept cost a tenth of an `-m10` stream's work).
+/// A set is 16 KiB, and up to 32 KiB kept (see [`SHRINK_ABOVE`]): what the list holds
+/// was in use a moment before, and [`trim`] gives back within two seconds what no
+/// request took since, so a burst's memory is held no longer, bounded by 256 MiB per
+/// worker.
+const FREE_LIST_MAX: usize = 8192;
 /// Sets a worker keeps for good, however long it idles: enough for ordinary HTTP/1
 /// concurrency without an allocation (1 MiB, at most 2 MiB of grown sets).
 const FREE_LIST_KEEP: usize = 64;

@@ -23,11 +23,13 @@ pub fn of(head: &[u8]) -> Option<Grpc> {
     let mut timeout = None;
     // Bounded by the head, itself bounded by `max_header_bytes`.
     for line in head.split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
-        if name.eq_ignore_ascii_case(b"content-type") {
+        // Both names are 12 bytes, and the head passed weir's parser (or is its own
+        // output), so names end at their colon: a line is one of them only with its
+        // colon there, which rules out nearly every line without a scan of its value.
+        let Some(value) = value_of(line, 12) else { continue };
+        if line[..12].eq_ignore_ascii_case(b"content-type") {
             grpc = value.len() >= 16 && value[..16].eq_ignore_ascii_case(b"application/grpc");
-        } else if name.eq_ignore_ascii_case(b"grpc-timeout") {
+        } else if line[..12].eq_ignore_ascii_case(b"grpc-timeout") {
             timeout = parse_timeout(value);
         }
     }
@@ -38,14 +40,20 @@ pub fn of(head: &[u8]) -> Option<Grpc> {
 pub fn status_in(head: &[u8]) -> Option<u8> {
     // Bounded by the head, itself bounded by `max_header_bytes`.
     for line in head.split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        if line[..colon].eq_ignore_ascii_case(b"grpc-status") {
-            let value = trim(&line[colon + 1..]);
+        let Some(value) = value_of(line, 11) else { continue };
+        if line[..11].eq_ignore_ascii_case(b"grpc-status") {
             let valid = (1..=2).contains(&value.len()) && value.iter().all(u8::is_ascii_digit);
             return valid.then(|| value.iter().fold(0, |n, d| n * 10 + (d - b'0')));
         }
     }
     None
+}
+
+/// The trimmed value of field line `line` if its name is `name_len` bytes long (its
+/// colon right after them). HTTP/1.1 allows no white space between a field's name and
+/// its colon (RFC 9112 §5.1), and weir's parser refuses it.
+fn value_of(line: &[u8], name_len: usize) -> Option<&[u8]> {
+    (line.get(name_len) == Some(&b':')).then(|| trim(&line[name_len + 1..]))
 }
 
 fn trim(value: &[u8]) -> &[u8] {
@@ -134,6 +142,12 @@ mod tests {
         assert_eq!(status_in(b"HTTP/1.1 200 OK\r\ngrpc-status: 1x\r\n\r\n"), None);
         assert_eq!(status_in(b"HTTP/1.1 200 OK\r\ngrpc-status: 140\r\n\r\n"), None);
         assert_eq!(status_in(b"HTTP/1.1 200 OK\r\n\r\n"), None);
+        // Only a field's name counts: not a longer name, nor the name inside a value.
+        let lookalikes = b"POST / HTTP/1.1\r\ncontent-types: application/grpc\r\n\
+                           x-a: content-type: application/grpc\r\ncontent-type:\r\n\r\n";
+        assert_eq!(of(lookalikes), None);
+        let head = b"HTTP/1.1 200 OK\r\nx-grpc-status: 3\r\ngrpc-statuses: 4\r\n\r\n";
+        assert_eq!(status_in(head), None);
     }
 
     #[test]

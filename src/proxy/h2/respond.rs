@@ -462,10 +462,10 @@ pub(crate) fn fields(
 ) -> io::Result<HeaderMap> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for header in headers {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?;
-        if name == http::header::TRANSFER_ENCODING || hop_by_hop(&name) {
+        if hop_by_hop(header.name.as_bytes()) {
             continue;
         }
+        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?;
         // The value's place in `input`, which `shared` begins with.
         let at = header.value.as_ptr() as usize - input.as_ptr() as usize;
         let value = shared.slice(at..at + header.value.len());
@@ -474,11 +474,22 @@ pub(crate) fn fields(
     Ok(map)
 }
 
-/// Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2).
-fn hop_by_hop(name: &HeaderName) -> bool {
-    name == http::header::CONNECTION
-        || name == http::header::UPGRADE
-        || name == http::header::TE
-        || name == "keep-alive"
-        || name == "proxy-connection"
+/// Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2), in any
+/// spelling. Told from the name's bytes, length first, so most names are ruled out by
+/// it alone: comparing a built `HeaderName` with a string spells a standard name out
+/// first, for each of the names compared.
+fn hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 6] = [
+        b"connection",
+        b"upgrade",
+        b"te",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+    ];
+    NAMES.iter().any(|hop| hop.len() == name.len() && hop.eq_ignore_ascii_case(name))
 }
+
+#[cfg(test)]
+#[path = "respond_tests.rs"]
+mod tests;
