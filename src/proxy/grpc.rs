@@ -50,8 +50,9 @@ pub fn status_in(head: &[u8]) -> Option<u8> {
 }
 
 /// The trimmed value of field line `line` if its name is `name_len` bytes long (its
-/// colon right after them). HTTP/1.1 allows no white space between a field's name and
-/// its colon (RFC 9112 §5.1), and weir's parser refuses it.
+/// colon right after them). For a name without a colon in it, this is the same test as
+/// splitting the line at its first colon: white space before the colon (which RFC 9112
+/// §5.1 forbids, and weir's parser refuses) makes a longer name either way.
 fn value_of(line: &[u8], name_len: usize) -> Option<&[u8]> {
     (line.get(name_len) == Some(&b':')).then(|| trim(&line[name_len + 1..]))
 }
