@@ -196,3 +196,55 @@ async fn waiters_outwait_a_tls_handshake_longer_than_the_connect_timeout() {
     }
     assert_eq!(silent.accepted(), 1, "the waiters opened their own connections");
 }
+
+/// Far below [`LONG`], the response timeout of the tests that use it: a request queued
+/// behind a backend's zero stream limit would wait all of `LONG`.
+const PROMPT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_allowing_no_streams_costs_its_requests_nothing() {
+    // Goal: a backend whose SETTINGS_MAX_CONCURRENT_STREAMS is 0 (RFC 9113 §5.1.2: no
+    // new streams) fails the connect, with nothing sent, so its requests go to another
+    // backend at once. (They were queued in the codec behind the limit, and waited for
+    // the response timeout.) Method: one worker, round robin over a backend that
+    // allows no streams and a good one, response timeout 60 s; 8 concurrent requests
+    // and then 8 one at a time are all answered by the good backend well before it.
+    let zero = H2Backend::start_limited("zero", 0).await;
+    let good = H2Backend::start("good", None).await;
+    let weir = Balancer::over(&[zero.addr(), good.addr()], |config| {
+        config.server.workers = 1;
+        let pool = &mut config.pools[0];
+        (pool.protocol, pool.response_timeout) = (BackendProtocol::H2c, LONG);
+        pool.retry.budget_percent = 100;
+    });
+    let (addr, request) = (weir.addr(), b"GET /name HTTP/1.1\r\nHost: a\r\n\r\n");
+    let burst = join_all((0..8).map(|_| send(addr, request)));
+    let responses = tokio::time::timeout(PROMPT, burst).await.expect("answered, not queued");
+    for _ in 0..8 {
+        let one = tokio::time::timeout(PROMPT, send(addr, request)).await;
+        let one = one.expect("answered, not queued");
+        assert_eq!((one.status, one.text()), (200, "good".to_string()));
+    }
+    for response in responses {
+        assert_eq!((response.status, response.text()), (200, "good".to_string()));
+    }
+    assert_eq!(zero.counts.streams.load(Ordering::SeqCst), 0);
+    assert_eq!(good.counts.streams.load(Ordering::SeqCst), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_whose_only_backend_allows_no_streams_answers_502_at_once() {
+    // Goal: with nowhere else to go, the request gets a 502 saying why, promptly, not
+    // a 504 after the response timeout. Method: one h2c backend allowing 0 streams,
+    // response timeout 60 s; a request is answered 502 well before it.
+    let zero = H2Backend::start_limited("zero", 0).await;
+    let weir = Balancer::over(&[zero.addr()], |config| {
+        let pool = &mut config.pools[0];
+        (pool.protocol, pool.response_timeout) = (BackendProtocol::H2c, LONG);
+    });
+    let request = b"GET /name HTTP/1.1\r\nHost: a\r\n\r\n";
+    let answered = tokio::time::timeout(PROMPT, send(weir.addr(), request)).await;
+    let response = answered.expect("answered, not queued");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert_eq!(zero.counts.streams.load(Ordering::SeqCst), 0);
+}

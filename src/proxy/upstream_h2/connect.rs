@@ -58,7 +58,8 @@ fn builder(max_header_bytes: usize) -> h2::client::Builder {
 /// "unlimited" before that frame, which queued the extra ones in the codec instead of
 /// opening another connection. And a backend that accepts TCP and never speaks HTTP/2
 /// (hung, or not HTTP/2 at all) fails the connect within `connect_timeout`, with
-/// nothing sent, so its requests and those that waited go to another backend.
+/// nothing sent, so its requests and those that waited go to another backend, as do
+/// those of a backend whose SETTINGS allow no streams.
 pub(super) async fn open<T>(
     live: &Arc<BackendLive>,
     io: T,
@@ -78,6 +79,14 @@ where
     let alive = Rc::new(Cell::new(true));
     let (settled, task) = run(connection, Rc::clone(&alive), &settings.h2);
     match tokio::time::timeout_at(deadline, settled).await {
+        // RFC 9113 §5.1.2: a limit of 0 forbids new streams. The codec would queue the
+        // stream behind it until the response timeout; with nothing sent, the request
+        // fails over now. Not kept: a connection that takes no stream is only a cost
+        // (one that drops its limit to 0 later stays, and `has_room` skips it).
+        Ok(Ok(Ok(()))) if send.current_max_send_streams() == 0 => {
+            task.abort();
+            Err(std::io::Error::other("the backend allows no streams (its SETTINGS say 0)"))
+        }
         Ok(Ok(Ok(()))) => Ok(keep(live, send, alive, settings.idle_timeout)),
         Ok(Ok(Err(error))) => Err(std::io::Error::other(error)),
         Ok(Err(_)) => Err(std::io::Error::other("the connection ended before its SETTINGS")),
