@@ -36,6 +36,7 @@ mod h2;
 mod h2_auto;
 mod h2_open;
 mod h2up;
+mod h2up_hostile;
 mod headers;
 mod health_failover;
 mod health_h2;
