@@ -8,6 +8,7 @@
 
 pub mod affinity;
 mod attempt;
+pub(crate) mod boxed;
 pub mod buffers;
 pub(crate) mod class;
 pub mod exchange;
@@ -46,6 +47,7 @@ use crate::http1::request::{self, Forwarding, RequestInfo};
 use crate::http1::Parsed;
 use crate::snapshot::Snapshot;
 use crate::tls::Acceptor;
+use boxed::boxed;
 use buffers::Buffers;
 use io::Stream;
 use timer::Alarm;
@@ -172,7 +174,7 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         let h2c = started_first && !client.tls && snapshot.config.server.h2c;
         let start = Start { h2c, proxied: started_first && client.proxied };
         let (after, mut buffers) =
-            Box::pin(one_request(&mut stream, conn, &snapshot, buffers, start)).await;
+            boxed(|| one_request(&mut stream, conn, &snapshot, buffers, start)).await;
         if after == After::Idle {
             // Not a request yet: a connection that has sent nothing holds no buffers
             // (5,000 of them held 16.9 KiB each before, issue #9). `first` stays as it

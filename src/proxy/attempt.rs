@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::boxed::boxed;
 use super::buffers::Buffers;
 use super::class::AttemptError;
 use super::exchange::{self, Cut, Failure, Io, Limits, Outcome, Upload};
@@ -203,7 +204,7 @@ async fn link(
         if pool.settings.protocol.is_http2() || (auto && backend.live.alpn() != Alpn::Http1) {
             // Boxed: opening a connection holds the codec's handshake, and every HTTP/1
             // request's future would otherwise carry that much more to create and move.
-            let opened = Box::pin(upstream_h2::stream(backend, pool, server, fresh));
+            let opened = boxed(|| upstream_h2::stream(backend, pool, server, fresh));
             opened.await.map(|(linked, reused)| match linked {
                 Linked::H2(stream) => (Link::Http2(stream), reused),
                 Linked::Http1(tls) => (Link::Http1(Upstream::Tls(tls)), reused),

@@ -67,6 +67,7 @@ use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use super::boxed::boxed;
 use super::buffers::{self, Buffers};
 use super::logging::{Done, Pending};
 use super::timer::Alarm;
@@ -311,7 +312,8 @@ fn start(
     // pointer. A panic in the stream's code ends that stream only (its codec handles
     // reset it as they drop), as it did when each stream was a task: the other streams
     // share the connection's task.
-    let stream = AssertUnwindSafe(Box::pin(stream(Rc::clone(client), request, respond, cost)));
+    let stream = boxed(|| stream(Rc::clone(client), request, respond, cost));
+    let stream = AssertUnwindSafe(stream);
     let stream = stream
         .catch_unwind()
         .map(move |ended| ended.unwrap_or(Ended { header_cost: cost, stalled: false }));
