@@ -194,6 +194,13 @@ fn checkout(live: &BackendLive, cap: usize) -> Option<(SendRequest<Bytes>, Strea
                 list.remove(at);
             } else if conn.has_room(cap) {
                 return Some((conn.send.clone(), StreamSlot::new(&conn.state)));
+            } else if conn.state.streams.get() == 0 {
+                // Idle and without room: the backend dropped its limit to 0 (RFC 9113
+                // §6.5.2 asks servers to do so only briefly). It carries no stream and
+                // takes none, so it goes: a backend that does this to every connection
+                // then holds as many as it has streams, not one more per request until
+                // `idle_timeout`.
+                list.remove(at);
             } else {
                 at += 1;
             }

@@ -234,8 +234,8 @@ async fn a_backend_allowing_no_streams_costs_its_requests_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_whose_only_backend_allows_no_streams_answers_502_at_once() {
-    // Goal: with nowhere else to go, the request gets a 502 saying why, promptly, not
-    // a 504 after the response timeout. Method: one h2c backend allowing 0 streams,
+    // Goal: with nowhere else to go, the request gets a 502 promptly, not a 504 after
+    // the response timeout. Method: one h2c backend allowing 0 streams,
     // response timeout 60 s; a request is answered 502 well before it.
     let zero = H2Backend::start_limited("zero", 0).await;
     let weir = Balancer::over(&[zero.addr()], |config| {

@@ -69,6 +69,8 @@ const STATUS_200: u8 = 0x88;
 #[derive(Default)]
 struct Seen {
     connections: AtomicUsize,
+    /// Connections that ended (weir closed them).
+    closed: AtomicUsize,
     flooded: AtomicUsize,
 }
 
@@ -81,15 +83,24 @@ async fn start(misdeed: Misdeed) -> (SocketAddr, Arc<Seen>) {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             counts.connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(tcp, misdeed, Arc::clone(&counts)));
+            let seen = Arc::clone(&counts);
+            tokio::spawn(async move {
+                serve(tcp, misdeed, Arc::clone(&seen)).await;
+                seen.closed.fetch_add(1, Ordering::SeqCst);
+            });
         }
     });
     (addr, seen)
 }
 
+/// What the backend's socket buffers for sending: small, so that a flood's count of
+/// frames sent measures what weir read rather than the host's buffer settings.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// One connection: the preface, SETTINGS and PING answered as a server must, and the
 /// misdeed on each HEADERS frame. Ends when weir closes the connection.
 async fn serve(mut tcp: TcpStream, misdeed: Misdeed, seen: Arc<Seen>) {
+    let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
     let mut preface = [0u8; 24];
     if tcp.read_exact(&mut preface).await.is_err() {
         return;
@@ -175,8 +186,9 @@ async fn a_backends_endless_header_block_is_cut_at_the_header_list_limit() {
     let got = exchange(&weir).await;
     assert!(got.starts_with(b"HTTP/1.1 502 "), "{}", got.escape_ascii());
     let flooded = seen.flooded.load(Ordering::SeqCst);
-    // Besides the few frames weir read, what the two sockets' buffers held before weir's
-    // close reached the backend: a few MiB on loopback (about 4 MiB here), not 32.
+    // Besides the few frames weir read, what the sockets' buffers held before weir's
+    // close reached the backend: the backend's 64 KiB and weir's receive buffer (a few
+    // MiB at most on loopback), not 32 MiB.
     assert!(flooded < FLOOD_FRAMES / 2, "weir kept reading the flood: {flooded} frames");
     assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
 }
@@ -240,4 +252,35 @@ async fn data_past_a_backends_content_length_never_reaches_the_client() {
         }
         _ => panic!("neither 502 nor 200: {}", got.escape_ascii()),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_whose_limit_drops_to_zero_are_let_go_once_idle() {
+    // Goal: a backend that lowers SETTINGS_MAX_CONCURRENT_STREAMS to 0 after each
+    // connection's first stream (RFC 9113 §6.5.2 allows it, for short spells): each
+    // request is still answered, on a new connection, and the ones at 0 with no stream
+    // are closed as weir looks for room, not kept until `idle_timeout` (60 s here), so
+    // they do not pile up one per request. Method: 20 requests one after another; all
+    // 200, over 20 connections, of which weir closed at least 19.
+    let answer_then_zero: fn(u32) -> Vec<u8> = |id| {
+        let mut out = frame(HEADERS, END_HEADERS | END_STREAM, id, &[STATUS_200]);
+        // SETTINGS_MAX_CONCURRENT_STREAMS (0x3) = 0.
+        out.extend_from_slice(&frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 0]));
+        out
+    };
+    let (backend, seen) = start(Misdeed::Reply(answer_then_zero)).await;
+    let weir = Balancer::over(&[backend], |config| {
+        config.server.workers = 1;
+        let pool = &mut config.pools[0];
+        pool.protocol = BackendProtocol::H2c;
+        pool.idle_timeout = Duration::from_secs(60);
+    });
+    for _ in 0..20 {
+        let got = exchange(&weir).await;
+        assert!(got.starts_with(b"HTTP/1.1 200 "), "{}", got.escape_ascii());
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 20);
+    let closed = |_: &Balancer| seen.closed.load(Ordering::SeqCst) >= 19;
+    let let_go = weir.wait_for(BOUNDED, closed).await;
+    assert!(let_go.is_some(), "closed {}", seen.closed.load(Ordering::SeqCst));
 }

@@ -81,8 +81,10 @@ where
     match tokio::time::timeout_at(deadline, settled).await {
         // RFC 9113 §5.1.2: a limit of 0 forbids new streams. The codec would queue the
         // stream behind it until the response timeout; with nothing sent, the request
-        // fails over now. Not kept: a connection that takes no stream is only a cost
-        // (one that drops its limit to 0 later stays, and `has_room` skips it).
+        // fails over now. §6.5.2 asks servers to use 0 only briefly, and a request
+        // cannot tell how brief: it counts as a failed connect (passive health hears it,
+        // as it would a refused one). Not kept: a connection that takes no stream is
+        // only a cost (one whose limit drops to 0 later goes once it has no stream).
         Ok(Ok(Ok(()))) if send.current_max_send_streams() == 0 => {
             task.abort();
             Err(std::io::Error::other("the backend allows no streams (its SETTINGS say 0)"))
