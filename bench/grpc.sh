@@ -8,8 +8,8 @@
 # table shows medians of req/s and of each proxy's CPU µs per request (user + system of
 # its whole process tree, from /proc), and weir's ratios to the best peer. The peers add
 # the same request fields weir does (X-Forwarded-For, -Proto and -Host), as compare.sh
-# and h2.sh have them do: without them HAProxy forwarded three fewer fields per call,
-# about 3 µs less CPU (8.8 against 11.7 µs of user time per call, one run).
+# and h2.sh have them do: without them HAProxy forwarded three fewer fields per call
+# (13.8 against 16.1 µs of CPU per call in one pinned run of each, bench/RESULTS.md).
 # Usage: bench/grpc.sh [ROUNDS] [REQUESTS_PER_ROUND] [--no-record]
 #        bench/grpc.sh --quick     one short round with the debug build, not recorded:
 #                                  checks that the script works, measures nothing

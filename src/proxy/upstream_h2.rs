@@ -86,6 +86,15 @@ impl Conn {
     fn has_room(&self, cap: usize) -> bool {
         self.state.streams.get() < cap.min(self.send.current_max_send_streams())
     }
+
+    /// Whether the connection is of no use: the backend dropped its stream limit to 0
+    /// (RFC 9113 §6.5.2 asks servers to do so only briefly), and no stream is left on
+    /// it. It carries none and takes none, so it goes, at the next checkout or sweep:
+    /// a backend that does this to every connection then holds as many as it has
+    /// streams, not one more per request until `idle_timeout`.
+    fn spent(&self) -> bool {
+        self.state.streams.get() == 0 && self.send.current_max_send_streams() == 0
+    }
 }
 
 /// Holds a stream's place on its connection while the stream lives.
@@ -190,17 +199,10 @@ fn checkout(live: &BackendLive, cap: usize) -> Option<(SendRequest<Bytes>, Strea
         while let Some(conn) = list.get_mut(at) {
             if conn.state.streams.get() >= cap {
                 at += 1;
-            } else if !conn.usable(now) {
+            } else if !conn.usable(now) || conn.spent() {
                 list.remove(at);
             } else if conn.has_room(cap) {
                 return Some((conn.send.clone(), StreamSlot::new(&conn.state)));
-            } else if conn.state.streams.get() == 0 {
-                // Idle and without room: the backend dropped its limit to 0 (RFC 9113
-                // §6.5.2 asks servers to do so only briefly). It carries no stream and
-                // takes none, so it goes: a backend that does this to every connection
-                // then holds as many as it has streams, not one more per request until
-                // `idle_timeout`.
-                list.remove(at);
             } else {
                 at += 1;
             }
@@ -229,15 +231,15 @@ fn keep(
     (handle, slot)
 }
 
-/// Drops the connections that ended, got GOAWAY or stayed idle past their timeout, and
-/// those of backends no longer in `is_current`; their tasks end once their open streams
-/// do. Workers call it with the HTTP/1 sweep.
+/// Drops the connections that ended, got GOAWAY, stayed idle past their timeout or are
+/// [`Conn::spent`], and those of backends no longer in `is_current`; their tasks end
+/// once their open streams do. Workers call it with the HTTP/1 sweep.
 pub fn sweep(is_current: impl Fn(u64) -> bool) {
     let now = Instant::now();
     CONNS.with(|conns| {
         let mut conns = conns.borrow_mut();
         conns.retain(|id, entry| {
-            entry.list.retain_mut(|conn| conn.usable(now));
+            entry.list.retain_mut(|conn| conn.usable(now) && !conn.spent());
             is_current(*id) && (!entry.list.is_empty() || entry.opening.is_some())
         });
     });
