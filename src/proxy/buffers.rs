@@ -22,8 +22,9 @@ const HEAD_BYTES: usize = 2 * 1024;
 /// requests in flight per worker (64 connections at 100 streams, as h2load `-m100` and
 /// gRPC clients do, is 6,400), each with its own set, and their streams end and begin
 /// in batches of hundreds: with 1,024 kept, a batch that ended overflowed the list and
-/// the next one allocated afresh, 3,600 instructions per gRPC call in the allocator
-/// (callgrind, bench/grpc.sh's load; 64 kept cost a tenth of an `-m10` stream's work).
+/// the next one allocated afresh (callgrind, bench/grpc.sh's load: [`take`] cost 3,600
+/// instructions a call with 1,024 kept, 1,700 with 8,192, most of that each set's first
+/// allocation in a short run; 64 kept cost a tenth of an `-m10` stream's work).
 /// A set is 16 KiB, and up to 32 KiB kept (see [`SHRINK_ABOVE`]): what the list holds
 /// was in use a moment before, and [`trim`] gives back within two seconds what no
 /// request took since, so a burst's memory is held no longer, bounded by 256 MiB per

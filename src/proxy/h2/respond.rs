@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use tokio::io::AsyncWrite;
 
 use crate::http1::chunked::Decoder;
+use crate::http1::fields::Name;
 use crate::http1::HEADER_SLOTS;
 
 /// Most bytes of one response head weir writes: its own limit on backend heads plus the
@@ -475,19 +476,12 @@ pub(crate) fn fields(
 }
 
 /// Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2), in any
-/// spelling. Told from the name's bytes, length first, so most names are ruled out by
-/// it alone: comparing a built `HeaderName` with a string spells a standard name out
-/// first, for each of the names compared.
+/// spelling. Told from the name's bytes ([`Name::of`], a dispatch on the length), before
+/// a `HeaderName` is built: comparing a built one with a string spelled a standard name
+/// out first, for each of the names compared.
 fn hop_by_hop(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 6] = [
-        b"connection",
-        b"upgrade",
-        b"te",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-    ];
-    NAMES.iter().any(|hop| hop.len() == name.len() && hop.eq_ignore_ascii_case(name))
+    let name = Name::of(name);
+    name.is_hop_by_hop() || matches!(name, Name::TransferEncoding | Name::Upgrade)
 }
 
 #[cfg(test)]
