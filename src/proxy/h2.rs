@@ -46,6 +46,7 @@ macro_rules! write_through {
 
 mod adapter;
 pub(crate) mod body;
+pub(crate) mod fields;
 mod guard;
 pub(crate) mod respond;
 mod rewind;

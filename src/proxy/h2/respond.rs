@@ -18,11 +18,11 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use tokio::io::AsyncWrite;
 
+use super::fields::fields;
 use crate::http1::chunked::Decoder;
-use crate::http1::fields::Name;
 use crate::http1::HEADER_SLOTS;
 
 /// Most bytes of one response head weir writes: its own limit on backend heads plus the
@@ -452,38 +452,3 @@ pub(crate) fn framing(headers: &[httparse::Header<'_>]) -> io::Result<Framing> {
     }
     Ok(framing)
 }
-
-/// The fields of a head that go in HTTP/2 HEADERS: all but the connection-specific ones.
-/// Each value is a slice of `shared`, a copy of `input` (or of its beginning, up to the
-/// head's end at least).
-pub(crate) fn fields(
-    headers: &[httparse::Header<'_>],
-    input: &[u8],
-    shared: &Bytes,
-) -> io::Result<HeaderMap> {
-    let mut map = HeaderMap::with_capacity(headers.len());
-    for header in headers {
-        if hop_by_hop(header.name.as_bytes()) {
-            continue;
-        }
-        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?;
-        // The value's place in `input`, which `shared` begins with.
-        let at = header.value.as_ptr() as usize - input.as_ptr() as usize;
-        let value = shared.slice(at..at + header.value.len());
-        map.append(name, HeaderValue::from_maybe_shared(value).map_err(broken)?);
-    }
-    Ok(map)
-}
-
-/// Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2), in any
-/// spelling. Told from the name's bytes ([`Name::of`], a dispatch on the length), before
-/// a `HeaderName` is built: comparing a built one with a string spelled a standard name
-/// out first, for each of the names compared.
-fn hop_by_hop(name: &[u8]) -> bool {
-    let name = Name::of(name);
-    name.is_hop_by_hop() || matches!(name, Name::TransferEncoding | Name::Upgrade)
-}
-
-#[cfg(test)]
-#[path = "respond_tests.rs"]
-mod tests;

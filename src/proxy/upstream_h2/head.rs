@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 
 use crate::http1::HEADER_SLOTS;
-use crate::proxy::h2::respond::{broken, fields, framing, Framing};
+use crate::proxy::h2::fields::request_fields;
+use crate::proxy::h2::respond::{broken, framing, Framing};
 
 /// Most bytes of one request head weir writes: its own limit on client heads plus the
 /// fields it adds, with room to spare.
@@ -30,6 +31,12 @@ pub enum RequestBody {
 /// A complete request head parsed from `input`, for a connection of `scheme` (`http`
 /// or `https`): the request, its body's framing, and the head's length. `None` while
 /// the head is incomplete.
+///
+/// `Expect` does not go: the codec drops a backend's interim responses, so its
+/// `100 Continue` would never reach the client, and the backend would wait for a body
+/// the client holds back. Without it the backend reads the body as it comes, under flow
+/// control (what 100-continue is for over HTTP/1), and the client sends it after its
+/// own short wait.
 pub fn request(
     input: &[u8],
     scheme: &str,
@@ -47,8 +54,8 @@ pub fn request(
     };
     let shared = Bytes::copy_from_slice(&input[..end]);
     let framing = framing(parsed.headers)?;
-    let mut fields = fields(parsed.headers, &input[..end], &shared)?;
-    let authority = fields.remove(header::HOST).ok_or_else(|| broken("request without Host"))?;
+    let (mut fields, host) = request_fields(parsed.headers, &input[..end], &shared, true)?;
+    let authority = host.ok_or_else(|| broken("request without Host"))?;
     let path = parsed.path.unwrap_or("/");
     let uri = Uri::builder()
         .scheme(scheme)
@@ -59,11 +66,6 @@ pub fn request(
     // weir relays trailers both ways, and gRPC servers look for this (RFC 9113 §8.2.2
     // allows `TE: trailers` alone).
     fields.insert(header::TE, HeaderValue::from_static("trailers"));
-    // The codec drops a backend's interim responses, so its `100 Continue` would never
-    // reach the client, and the backend would wait for a body the client holds back:
-    // without `Expect` the backend reads the body as it comes, under flow control (what
-    // 100-continue is for over HTTP/1), and the client sends it after its own short wait.
-    fields.remove(header::EXPECT);
     let mut request = Request::new(());
     *request.method_mut() = parsed.method.unwrap_or("GET").parse().map_err(broken)?;
     *request.uri_mut() = uri;

@@ -1,6 +1,7 @@
-//! Tests of the write side of an HTTP/2 stream: the head's fields as HEADERS.
+//! Tests of a head's fields as HTTP/2 HEADERS.
 
 use super::*;
+use http::HeaderValue;
 
 fn fields_of(head: &[u8]) -> HeaderMap {
     let mut slots = [httparse::EMPTY_HEADER; 16];
@@ -32,4 +33,27 @@ fn values_are_kept_in_order_and_repeated_names_all_go() {
     assert_eq!(cookies, [b"a=1".as_slice(), b"b=2"]);
     let a: Vec<&[u8]> = map.get_all("x-a").iter().map(HeaderValue::as_bytes).collect();
     assert_eq!(a, [b"1".as_slice(), b"2"]);
+}
+
+#[test]
+fn known_names_are_the_names_http_would_build_in_any_case() {
+    for name in [
+        "grpc-status",
+        "Grpc-Message",
+        "GRPC-ENCODING",
+        "X-Forwarded-For",
+        "x-forwarded-host",
+        "X-Forwarded-Proto",
+        "grpc-accept-encoding",
+    ] {
+        let built = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        assert_eq!(known(Name::of(name.as_bytes()), name.as_bytes()), Some(built), "{name}");
+    }
+    // The same lengths, other names: built by `http` as before.
+    for name in ["grpc-statux", "x-forwarded-fox", "content-type", "x"] {
+        assert_eq!(known(Name::of(name.as_bytes()), name.as_bytes()), None, "{name}");
+    }
+    let map = fields_of(b"X-Forwarded-For: 1.2.3.4\r\nx-forwarded-fox: 5\r\n\r\n");
+    assert_eq!(map["x-forwarded-for"], "1.2.3.4");
+    assert_eq!(map["x-forwarded-fox"], "5");
 }

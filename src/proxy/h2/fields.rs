@@ -1,0 +1,96 @@
+//! The fields of an HTTP/1.1 head weir wrote (its own, already normalised output: a
+//! request to an HTTP/2 backend, or a response or trailers to an HTTP/2 client) as the
+//! `HeaderMap` of HTTP/2 HEADERS.
+
+use std::io;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::respond::broken;
+use crate::http1::fields::Name;
+
+/// The fields of a head that go in HTTP/2 HEADERS: all but the connection-specific ones.
+/// Each value is a slice of `shared`, a copy of `input` (or of its beginning, up to the
+/// head's end at least).
+pub(crate) fn fields(
+    headers: &[httparse::Header<'_>],
+    input: &[u8],
+    shared: &Bytes,
+) -> io::Result<HeaderMap> {
+    Ok(request_fields(headers, input, shared, false)?.0)
+}
+
+/// [`fields`], and for a `request` (to an HTTP/2 backend) also the `Host` value apart,
+/// as its `:authority` (RFC 9113 §8.3.1), and no `Expect` (see
+/// [`crate::proxy::upstream_h2::head::request`]): left out here rather than removed from
+/// the map after, a search and a shift each.
+pub(crate) fn request_fields(
+    headers: &[httparse::Header<'_>],
+    input: &[u8],
+    shared: &Bytes,
+    request: bool,
+) -> io::Result<(HeaderMap, Option<HeaderValue>)> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    let mut host = None;
+    for header in headers {
+        let class = Name::of(header.name.as_bytes());
+        if class.is_hop_by_hop() || matches!(class, Name::TransferEncoding | Name::Upgrade) {
+            // Fields about one HTTP/1 connection, which HTTP/2 forbids (RFC 9113 §8.2.2).
+            continue;
+        }
+        if request && class == Name::Expect {
+            continue;
+        }
+        // The value's place in `input`, which `shared` begins with.
+        let at = header.value.as_ptr() as usize - input.as_ptr() as usize;
+        let value = shared.slice(at..at + header.value.len());
+        let value = HeaderValue::from_maybe_shared(value).map_err(broken)?;
+        if request && class == Name::Host {
+            // weir's parser lets one `Host` through; the first, as `HeaderMap::remove`.
+            host = host.or(Some(value));
+            continue;
+        }
+        let name = match known(class, header.name.as_bytes()) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?,
+        };
+        map.append(name, value);
+    }
+    Ok((map, host))
+}
+
+/// A name weir meets on most gRPC calls and most requests to HTTP/2 backends, and which
+/// `http` has no constant for, as one built from a `'static` string: neither parsed nor
+/// allocated (`HeaderName::from_bytes` allocates each name it does not know: 4 times a
+/// gRPC call in callgrind, for the `X-Forwarded-*` fields weir adds and the backend's
+/// `grpc-status`). `class` is the name's [`Name`]; the gRPC names are matched on the
+/// length first, then in any ASCII case.
+fn known(class: Name, name: &[u8]) -> Option<HeaderName> {
+    // `const`, so each name is checked once, when weir is compiled.
+    const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+    const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+    const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+    let grpc = match class {
+        Name::XForwardedFor => return Some(FORWARDED_FOR),
+        Name::XForwardedHost => return Some(FORWARDED_HOST),
+        Name::XForwardedProto => return Some(FORWARDED_PROTO),
+        Name::Other => match name.len() {
+            11 => GRPC_STATUS,
+            12 => GRPC_MESSAGE,
+            13 => GRPC_ENCODING,
+            20 => GRPC_ACCEPT_ENCODING,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    name.eq_ignore_ascii_case(grpc.as_str().as_bytes()).then_some(grpc)
+}
+
+#[cfg(test)]
+#[path = "fields_tests.rs"]
+mod tests;
