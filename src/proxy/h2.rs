@@ -102,6 +102,14 @@ pub const HEADER_TABLE_SIZE: u32 = 4096;
 /// How long a connection refused for an attack (GOAWAY `ENHANCE_YOUR_CALM`) may take to
 /// send its GOAWAY before it is closed: a client that reads nothing cannot hold it open.
 pub const REFUSED_GRACE: Duration = Duration::from_secs(1);
+/// How long after its first GOAWAY (idle or drain) a connection with no stream open
+/// waits for the answer to the PING sent with it, before the final GOAWAY (the last
+/// stream id weir took, so the client knows any later stream is safe to retry) and the
+/// close. The codec sends that GOAWAY only on the PING's answer, and some clients never
+/// give one (Python `h2` refuses a PING once it got GOAWAY): such a connection was never
+/// closed, and a few of them held every `max_connections` slot. A round trip takes far
+/// less on any path a balancer serves.
+pub const GOAWAY_PING_WAIT: Duration = Duration::from_secs(1);
 
 /// Whether `input` is the preface (`Some(true)`), a beginning of it (`Some(false)`), or
 /// something else (`None`).
@@ -204,19 +212,24 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let mut streams = FuturesUnordered::new();
     let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
-    let mut closing = false;
-    let mut refused = false;
+    // When the first, polite GOAWAY went (idle or drain).
+    let mut polite: Option<Instant> = None;
+    // The connection was shut down at once: refused for an attack, or its PING unanswered.
+    let mut shut = false;
     let goaways = &client.shared.frontend.local().http2.goaways;
     let mut headers_held = 0;
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
-    // an attack's GOAWAY, by `REFUSED_GRACE`.
+    // a polite GOAWAY by `GOAWAY_PING_WAIT` once no stream is open; after a shutdown at
+    // once, by `REFUSED_GRACE`.
     loop {
-        let idle = streams.is_empty() && !closing;
-        if idle {
-            alarm.set(Instant::now() + limits.idle_timeout);
+        let quiet = streams.is_empty() && !shut;
+        if quiet {
+            alarm.set(
+                polite.map_or(Instant::now() + limits.idle_timeout, |at| at + GOAWAY_PING_WAIT),
+            );
         }
         let attack = std::future::poll_fn(|_| match watch.attack() {
-            Some(attack) if !refused => Poll::Ready(attack),
+            Some(attack) if !shut => Poll::Ready(attack),
             _ => Poll::Pending,
         });
         let seen = tokio::select! {
@@ -238,26 +251,33 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             Some(ended) = streams.next(), if !streams.is_empty() => {
                 reap(ended, &mut streams, &mut headers_held).then_some(Http2Attack::Stall)
             }
-            () = alarm.expired(), if idle || refused => {
-                if refused {
+            () = alarm.expired(), if quiet || shut => {
+                if shut {
                     break;
                 }
-                closing = true;
-                goaways[GoAway::Idle.index()].inc();
-                connection.graceful_shutdown();
+                if polite.is_some() {
+                    // The PING went unanswered: the final GOAWAY, and the close.
+                    connection.abrupt_shutdown(Reason::NO_ERROR);
+                    shut = true;
+                    alarm.set(Instant::now() + REFUSED_GRACE);
+                } else {
+                    polite = Some(Instant::now());
+                    goaways[GoAway::Idle.index()].inc();
+                    connection.graceful_shutdown();
+                }
                 None
             }
             attack = attack => Some(attack),
-            () = &mut drain, if !closing => {
-                closing = true;
+            () = &mut drain, if polite.is_none() && !shut => {
+                polite = Some(Instant::now());
                 goaways[GoAway::Drain.index()].inc();
                 connection.graceful_shutdown();
                 None
             }
         };
-        if let Some(attack) = seen.filter(|_| !refused) {
+        if let Some(attack) = seen.filter(|_| !shut) {
             refuse(connection, client, attack);
-            (refused, closing) = (true, true);
+            shut = true;
             alarm.set(Instant::now() + REFUSED_GRACE);
         }
     }

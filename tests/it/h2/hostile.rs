@@ -101,6 +101,22 @@ async fn an_idle_connection_gets_goaway_after_keepalive_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_that_never_answers_the_goaway_ping_is_still_closed() {
+    // Goal: the polite GOAWAY's PING left unanswered does not keep an idle connection
+    // (and its `max_connections` slot) forever: `GOAWAY_PING_WAIT` after it, the final
+    // GOAWAY names the last stream weir took (none), and the connection closes. Method:
+    // a 300 ms `keepalive_timeout` and a client that answers nothing after its preface;
+    // the script's reads give up (and the test fails) after 10 s without a frame.
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.keepalive_timeout = std::time::Duration::from_millis(300);
+    });
+    let events = hostile("idle_silent", weir.addr()).await;
+    let expected = ["goaway=NO_ERROR last=2147483647", "goaway=NO_ERROR last=0", "closed"];
+    assert_eq!(events, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_a_backend_that_reads_nothing_stays_bounded() {
     // Goal: weir opens an upload's window only as the exchange takes its bytes, so a
     // backend that stops reading stops the client too (no body piles up in weir).

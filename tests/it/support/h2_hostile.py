@@ -174,6 +174,25 @@ def idle(host, port):
                 return
 
 
+def idle_silent(host, port):
+    """Opens a connection, then answers nothing, not even the PING that comes with a
+    polite GOAWAY; prints each GOAWAY (code and last stream id) and `closed` at the end.
+    A read that times out raises: weir kept the connection."""
+    sock, conn = connect(host, port)
+    frames = h2.frame_buffer.FrameBuffer(server=False)
+    frames.max_frame_size = 16384
+    for _ in range(MAX_READS):
+        data = sock.recv(65536)
+        if not data:
+            print("closed", flush=True)
+            return
+        frames.add_data(data)
+        for frame in frames:
+            if isinstance(frame, hyperframe.frame.GoAwayFrame):
+                code = h2.errors.ErrorCodes(frame.error_code).name
+                print(f"goaway={code} last={frame.last_stream_id}", flush=True)
+
+
 def stalled_upload(host, port):
     """Uploads up to 64 MiB to a backend that reads nothing, sending only what the
     window allows; prints `sent=N` once no WINDOW_UPDATE came for 2 s."""
@@ -205,6 +224,7 @@ def stalled_upload(host, port):
 SCENARIOS = {
     "stalled_upload": stalled_upload,
     "idle": idle,
+    "idle_silent": idle_silent,
     "connection_specific": connection_specific,
     "content_length": content_length,
     "big_headers": big_headers,
