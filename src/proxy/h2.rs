@@ -46,6 +46,7 @@ macro_rules! write_through {
 
 mod adapter;
 pub(crate) mod body;
+mod closing;
 pub(crate) mod fields;
 mod guard;
 pub(crate) mod respond;
@@ -79,6 +80,7 @@ use crate::http1::Parsed;
 use crate::metrics::{GoAway, Http2Attack};
 use adapter::Http2Stream;
 use body::RequestBody;
+use closing::Closing;
 use guard::{Watch, Watched};
 use respond::{ResetWatch, ResponseWriter};
 pub use rewind::Rewind;
@@ -99,18 +101,6 @@ pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// HPACK dynamic table size weir's decoder keeps: the RFC's default; a larger one would
 /// let each client make weir hold more header state.
 pub const HEADER_TABLE_SIZE: u32 = 4096;
-/// How long a connection refused for an attack (GOAWAY `ENHANCE_YOUR_CALM`) may take to
-/// send its GOAWAY before it is closed: a client that reads nothing cannot hold it open.
-pub const REFUSED_GRACE: Duration = Duration::from_secs(1);
-/// How long after its first GOAWAY (idle or drain) a connection with no stream open
-/// waits for the answer to the PING sent with it, before the final GOAWAY (the last
-/// stream id weir took, so the client knows any later stream is safe to retry) and the
-/// close. The codec sends that GOAWAY only on the PING's answer, and some clients never
-/// give one (Python `h2` refuses a PING once it got GOAWAY): such a connection was never
-/// closed, and a few of them held every `max_connections` slot. A round trip takes far
-/// less on any path a balancer serves.
-pub const GOAWAY_PING_WAIT: Duration = Duration::from_secs(1);
-
 /// Whether `input` is the preface (`Some(true)`), a beginning of it (`Some(false)`), or
 /// something else (`None`).
 pub fn preface(input: &[u8]) -> Option<bool> {
@@ -212,24 +202,15 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let mut streams = FuturesUnordered::new();
     let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
-    // When the first, polite GOAWAY went (idle or drain).
-    let mut polite: Option<Instant> = None;
-    // The connection was shut down at once: refused for an attack, or its PING unanswered.
-    let mut shut = false;
-    let goaways = &client.shared.frontend.local().http2.goaways;
+    let mut closing = Closing::default();
     let mut headers_held = 0;
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
     // a polite GOAWAY by `GOAWAY_PING_WAIT` once no stream is open; after a shutdown at
     // once, by `REFUSED_GRACE`.
     loop {
-        let quiet = streams.is_empty() && !shut;
-        if quiet {
-            alarm.set(
-                polite.map_or(Instant::now() + limits.idle_timeout, |at| at + GOAWAY_PING_WAIT),
-            );
-        }
+        let timed = closing.arm(&mut alarm, streams.is_empty(), limits.idle_timeout);
         let attack = std::future::poll_fn(|_| match watch.attack() {
-            Some(attack) if !shut => Poll::Ready(attack),
+            Some(attack) if !closing.shut() => Poll::Ready(attack),
             _ => Poll::Pending,
         });
         let seen = tokio::select! {
@@ -251,34 +232,20 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             Some(ended) = streams.next(), if !streams.is_empty() => {
                 reap(ended, &mut streams, &mut headers_held).then_some(Http2Attack::Stall)
             }
-            () = alarm.expired(), if quiet || shut => {
-                if shut {
+            () = alarm.expired(), if timed => {
+                if closing.ring(connection, client, &mut alarm) {
                     break;
-                }
-                if polite.is_some() {
-                    // The PING went unanswered: the final GOAWAY, and the close.
-                    connection.abrupt_shutdown(Reason::NO_ERROR);
-                    shut = true;
-                    alarm.set(Instant::now() + REFUSED_GRACE);
-                } else {
-                    polite = Some(Instant::now());
-                    goaways[GoAway::Idle.index()].inc();
-                    connection.graceful_shutdown();
                 }
                 None
             }
             attack = attack => Some(attack),
-            () = &mut drain, if polite.is_none() && !shut => {
-                polite = Some(Instant::now());
-                goaways[GoAway::Drain.index()].inc();
-                connection.graceful_shutdown();
+            () = &mut drain, if closing.open() => {
+                closing.goodbye(connection, client, GoAway::Drain);
                 None
             }
         };
-        if let Some(attack) = seen.filter(|_| !shut) {
-            refuse(connection, client, attack);
-            shut = true;
-            alarm.set(Instant::now() + REFUSED_GRACE);
+        if let Some(attack) = seen.filter(|_| !closing.shut()) {
+            closing.refuse(connection, client, attack, &mut alarm);
         }
     }
     linger(streams).await;
@@ -339,20 +306,6 @@ fn start(
         .catch_unwind()
         .map(move |ended| ended.unwrap_or(Ended { header_cost: cost, stalled: false }));
     Ok((cost, stream))
-}
-
-/// Answers an attack: counts it, and sends GOAWAY `ENHANCE_YOUR_CALM` (the connection
-/// closes once it is sent, or after [`REFUSED_GRACE`]).
-fn refuse<T: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<T, Bytes>,
-    client: &Client,
-    attack: Http2Attack,
-) {
-    let frontend = client.shared.frontend.local();
-    frontend.http2_attacks.record(attack);
-    frontend.http2.goaways[GoAway::Error(Reason::ENHANCE_YOUR_CALM.into()).index()].inc();
-    guard::log_attack(client.peer, attack);
-    connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
 }
 
 /// The connection ended with `error`; the codec's own attack defences and the GOAWAY it
