@@ -228,6 +228,12 @@ impl AttemptError {
                     .cause(Fixed(cause))
                     .health(Health::Failure(Cause::BadResponse))
             }
+            // No backend would take it over this protocol: the client hears why, and no
+            // backend is blamed or tried.
+            Exchange(Failure::Unsendable(cause)) => {
+                Class::answer(Client, 400, "request the backend protocol cannot carry")
+                    .cause(Fixed(cause))
+            }
             Exchange(Failure::ClientTimeout) => Class::answer(Client, 408, "request body timeout"),
             Exchange(Failure::ClientBadBody) => Class::answer(Client, 400, "bad request body")
                 .cause(Fixed("malformed chunked request body")),

@@ -186,6 +186,9 @@ pub enum Failure {
     BodyTooLarge,
     /// The response had begun when something failed; the client connection must close.
     Aborted(Cut),
+    /// The backend's protocol cannot carry the request ([`super::io::Unsendable`]):
+    /// nothing, or not all of it, was sent.
+    Unsendable(&'static str),
     /// A gRPC call's trailers-only answer carried a status in `Limits::grpc_retry`, and
     /// a retry was arranged: nothing was relayed.
     GrpcRetry,

@@ -110,3 +110,30 @@ macro_rules! tls_stream {
 
 tls_stream!(ClientTls);
 tls_stream!(ServerTls);
+
+/// The error an upstream stream gives when it cannot carry the request at all (HTTP/2
+/// refuses what HTTP/1.1 takes: a target with `<` or `"`, a Host that is no authority,
+/// more trailer fields than weir relays): nothing went to the backend, no backend would
+/// take it over this protocol, and the client is told so (400), not the backend blamed.
+#[derive(Debug)]
+pub struct Unsendable(pub &'static str);
+
+impl std::fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Unsendable {}
+
+impl Unsendable {
+    /// As an I/O error, the form a stream's reads and writes fail with.
+    pub fn error(cause: &'static str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, Unsendable(cause))
+    }
+
+    /// The cause, if `error` is one.
+    pub fn of(error: &io::Error) -> Option<&'static str> {
+        error.get_ref()?.downcast_ref::<Unsendable>().map(|unsendable| unsendable.0)
+    }
+}

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{Failure, Limits};
 use crate::http1::response::{self, Exchange, ResponseInfo};
 use crate::http1::Parsed;
-use crate::proxy::io::Writer;
+use crate::proxy::io::{Unsendable, Writer};
 use crate::proxy::pump::{write_all, PumpError};
 use crate::proxy::timer::Alarm;
 
@@ -111,6 +111,9 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
 /// Why the upstream stopped before a response head: a TLS alert (such as a refused client
 /// certificate) when the read error carries one, else a closed connection.
 fn closed(error: Option<std::io::Error>, silent: bool, request_sent: bool) -> Failure {
+    if let Some(cause) = error.as_ref().and_then(Unsendable::of) {
+        return Failure::Unsendable(cause);
+    }
     match error.map(crate::tls::TlsError::from_io) {
         Some(crate::tls::TlsError::Io(_)) | None => {
             Failure::UpstreamClosed { silent, request_sent }
@@ -127,6 +130,6 @@ fn client_side(error: &PumpError) -> Option<Failure> {
         PumpError::ReadTimeout => Some(Failure::ClientTimeout),
         PumpError::Framing(_) => Some(Failure::ClientBadBody),
         PumpError::TooLarge => Some(Failure::BodyTooLarge),
-        PumpError::Write(_) => None,
+        PumpError::Write(error) => Unsendable::of(error).map(Failure::Unsendable),
     }
 }

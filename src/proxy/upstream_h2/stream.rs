@@ -24,7 +24,7 @@ use super::StreamSlot;
 use crate::http1::chunked::Decoder;
 use crate::proxy::h2::body::RequestBody as Body;
 use crate::proxy::h2::respond::{broken, end_with_trailers, poll_chunked, poll_length};
-use crate::proxy::io::{Stream, Writer};
+use crate::proxy::io::{Stream, Unsendable, Writer};
 
 /// Where the request stands.
 #[derive(Debug)]
@@ -48,6 +48,10 @@ enum Receiving {
     Head(ResponseFuture),
     /// The HTTP/1.1 head (from `at`), then the body.
     Body { head: Vec<u8>, at: usize, body: Body },
+    /// The request could not be sent (or not whole): no response will come, and a read
+    /// fails at once rather than wait for the response timeout. `Some` when no backend
+    /// could take it over HTTP/2 ([`Unsendable`]).
+    Failed(Option<&'static str>),
 }
 
 /// An HTTP/2 stream to a backend, read and written as an HTTP/1.1 connection.
@@ -100,12 +104,31 @@ impl H2Upstream {
     }
 
     /// Takes request head bytes; sends the head once it is complete. Returns the bytes
-    /// of `buf` consumed.
+    /// of `buf` consumed. A head that cannot be sent ends the stream: its read fails too.
     fn poll_head(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let result = ready!(self.poll_send_head(cx, buf));
+        if let Err(error) = &result {
+            self.fail(Unsendable::of(error));
+        }
+        Poll::Ready(result)
+    }
+
+    /// Ends the response side: no response will come for this request.
+    fn fail(&mut self, unsendable: Option<&'static str>) {
+        let asked = std::mem::replace(&mut self.receiving, Receiving::Failed(unsendable));
+        if let Receiving::NotAsked(Some(waker)) = asked {
+            waker.wake();
+        }
+    }
+
+    fn poll_send_head(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let Sending::Head(bytes) = &mut self.sending else { unreachable!("called for a head") };
         let before = bytes.len();
         bytes.extend_from_slice(buf);
-        let Some((request, body, end)) = head::request(bytes, self.scheme)? else {
+        // Weir's own head, parsed by weir before: what fails here is what HTTP/2 (the
+        // `http` crate's URI and field rules) refuses and HTTP/1.1 took.
+        let cannot = |_| Unsendable::error("request target, Host or field HTTP/2 cannot carry");
+        let Some((request, body, end)) = head::request(bytes, self.scheme).map_err(cannot)? else {
             return Poll::Ready(Ok(buf.len()));
         };
         match self.handle.poll_ready(cx) {
@@ -173,9 +196,14 @@ impl AsyncRead for H2Upstream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Receiving::NotAsked(waker) = &mut this.receiving {
-            *waker = Some(cx.waker().clone());
-            return Poll::Pending;
+        match &mut this.receiving {
+            Receiving::NotAsked(waker) => {
+                *waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Receiving::Failed(Some(cause)) => return Poll::Ready(Err(Unsendable::error(cause))),
+            Receiving::Failed(None) => return Poll::Ready(Err(broken("request not sent"))),
+            _ => {}
         }
         ready!(this.poll_response(cx))?;
         let Receiving::Body { head, at, body } = &mut this.receiving else {
@@ -212,7 +240,14 @@ impl AsyncWrite for H2Upstream {
                 let consumed = ready!(poll_chunked(send, decoder, trailers, waiting, cx, buf))?;
                 if decoder.is_done() {
                     let stream = send.as_mut().ok_or_else(|| broken("no request head"))?;
-                    end_with_trailers(stream, trailers)?;
+                    if end_with_trailers(stream, trailers).is_err() {
+                        // The backend has the head and the body: end its stream, and
+                        // the exchange with it.
+                        stream.send_reset(Reason::CANCEL);
+                        const CAUSE: &str = "request trailers HTTP/2 cannot carry";
+                        this.fail(Some(CAUSE));
+                        return Poll::Ready(Err(Unsendable::error(CAUSE)));
+                    }
                     *sending = Sending::Done;
                 }
                 Poll::Ready(Ok(consumed))
