@@ -37,7 +37,7 @@ mod h2_auto;
 mod h2_open;
 mod h2up;
 mod h2up_hostile;
-mod h2up_unsendable;
+mod h2up_faults;
 mod headers;
 mod health_failover;
 mod health_h2;

@@ -22,15 +22,33 @@ const MAX_FRAME_SIZE: u32 = 16 * 1024;
 /// A response body a client does not read holds at most this per stream in weir (the
 /// RFC's default window), as an upload does on the client side.
 const STREAM_WINDOW: u32 = 65_535;
-/// 16 stream windows: a few downloads at once run at full speed.
+/// The least connection window: 16 stream windows, so a few downloads at once run at
+/// full speed. It grows to a window for every stream the connection may carry
+/// ([`connection_window`]).
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// What weir queues per stream to send before it waits for the backend's window.
 const MAX_SEND_BUFFER: usize = 64 * 1024;
 /// The RFC's default HPACK table.
 const HEADER_TABLE_SIZE: u32 = 4096;
 
+/// The connection window for a connection of up to `streams` streams: room for each
+/// stream's whole window. Streams share the connection's window, and a stream whose
+/// client reads nothing keeps its share until the client does: with less than a window
+/// each, 17 such streams (one HTTP/2 client opening downloads with a window of 0, or 20
+/// HTTP/1.1 clients that read nothing) held the whole 1 MiB, and every other client's
+/// download on that connection got its head and then nothing until `read_timeout`
+/// (RFC 9113 §5.2: flow control is to keep streams on one connection from blocking
+/// each other). What weir holds per connection is bounded the same either way, by the
+/// streams' windows: 6.25 MiB at the default 100 streams.
+fn connection_window(streams: usize) -> u32 {
+    let all = u64::try_from(streams).unwrap_or(u64::MAX).saturating_mul(u64::from(STREAM_WINDOW));
+    // The largest window HTTP/2 allows (RFC 9113 §6.9.1).
+    let most = (1u64 << 31) - 1;
+    u32::try_from(all.clamp(u64::from(CONNECTION_WINDOW), most)).unwrap_or(CONNECTION_WINDOW)
+}
+
 /// The codec's client settings: every limit weir's own.
-fn builder(max_header_bytes: usize) -> h2::client::Builder {
+fn builder(max_header_bytes: usize, streams: usize) -> h2::client::Builder {
     let mut builder = h2::client::Builder::new();
     builder
         // Backends push nothing through a proxy.
@@ -39,7 +57,7 @@ fn builder(max_header_bytes: usize) -> h2::client::Builder {
         // codec's default is 16 MiB.
         .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
         .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_connection_window_size(connection_window(streams))
         .max_frame_size(MAX_FRAME_SIZE)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .header_table_size(HEADER_TABLE_SIZE);
@@ -71,7 +89,8 @@ where
 {
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no HTTP/2 SETTINGS in time");
-    let handshake = builder(max_header_bytes).handshake::<_, Bytes>(io);
+    let streams = settings.h2.max_streams_per_connection;
+    let handshake = builder(max_header_bytes, streams).handshake::<_, Bytes>(io);
     let (send, connection) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(result) => result.map_err(std::io::Error::other)?,
         Err(_) => return Err(timed_out()),

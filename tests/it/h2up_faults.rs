@@ -1,0 +1,95 @@
+//! Faults of one client on a shared upstream HTTP/2 connection stay that client's.
+//!
+//! Requests an HTTP/1.1 backend takes and HTTP/2 cannot carry (the `http` crate refuses
+//! a target with `<` or `"`, a Host that is no authority; weir relays at most 100
+//! trailer fields): to an h2c pool they get 400 at once, reach no backend (or have their
+//! stream reset), and count nothing against it. They used to wait `response_timeout`,
+//! get 504, and count as the backend's timeouts: three of them ejected it. And clients
+//! that read nothing hold their streams' windows, not the connection's.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::support::client::{raw_request_timeout, send};
+use crate::support::h2_backend::H2Backend;
+use crate::support::Balancer;
+use weir::config::BackendProtocol;
+
+/// Far longer than the test's own wait for each answer: a request that waits for it
+/// fails the test.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the test waits for each answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_http2_cannot_carry_get_400_and_leave_the_backend_in_rotation() {
+    let backend = H2Backend::start("h2", None).await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        let pool = &mut config.pools[0];
+        pool.protocol = BackendProtocol::H2c;
+        pool.response_timeout = RESPONSE_TIMEOUT;
+        // One failure would eject the only backend: the good request at the end
+        // would then get 503.
+        pool.passive.consecutive_failures = 1;
+    });
+    let trailers: String = (0..101).map(|i| format!("t{i}: 1\r\n")).collect();
+    let cases = [
+        "GET /a<b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_string(),
+        "GET /q?x=\"y\" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_string(),
+        "GET / HTTP/1.1\r\nHost: a%b\r\nConnection: close\r\n\r\n".to_string(),
+        format!(
+            "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n2\r\nhi\r\n0\r\n{trailers}\r\n"
+        ),
+    ];
+    for case in &cases {
+        let got = raw_request_timeout(weir.addr(), case.as_bytes(), ANSWER_WITHIN).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 400 "), "{case:?} got {got:?}");
+    }
+    // Only the request with trailers had a head HTTP/2 could carry.
+    assert_eq!(backend.counts.streams.load(Ordering::SeqCst), 1);
+    let good = send(weir.addr(), b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(good.status, 200, "the backend is still in rotation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_read_nothing_do_not_stop_other_downloads_on_the_connection() {
+    // Goal: streams whose clients read nothing keep at most their own windows, never the
+    // whole upstream connection's: another client's download on the same connection
+    // goes on. Method: one HTTP/2 client with a window of 0 opens 40 downloads of 1 MiB
+    // (each holds a stream window in weir: 40 of them are 2.5 MiB, more than the 1 MiB
+    // connection window weir gave every connection before), then an HTTP/1.1 client
+    // downloads 2 MiB through the same worker and backend connection. It timed out.
+    let backend = H2Backend::start("h2", None).await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.server.workers = 1;
+        config.pools[0].protocol = BackendProtocol::H2c;
+    });
+    let tcp = tokio::net::TcpStream::connect(weir.addr()).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = http::Request::get("http://a/big?1048576").body(()).unwrap();
+        stalled.push(client.send_request(request, true).unwrap().0.await.unwrap());
+    }
+    let full = 2 * 1024 * 1024;
+    // Wait until the stalled streams took a connection window's worth as it was (they
+    // take 40 stream windows, 2.5 MiB, now).
+    let sent = || backend.counts.body_sent.load(Ordering::SeqCst);
+    let took = weir.wait_for(Duration::from_secs(10), |_| sent() >= 1024 * 1024).await;
+    assert!(took.is_some(), "the stalled streams took {} bytes", sent());
+    let request = format!("GET /big?{full} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let got = raw_request_timeout(weir.addr(), request.as_bytes(), ANSWER_WITHIN).await;
+    assert!(got.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&got[..64]));
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got.len() - body_at, full, "the whole body, while 40 streams stall");
+    assert_eq!(backend.accepted(), 1, "all on one upstream connection");
+    drop(stalled);
+}
