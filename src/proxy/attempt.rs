@@ -162,6 +162,9 @@ fn ended(
         (Ok(outcome), Link::Http2(_)) => Ok((outcome, None)),
         (Err(error), Link::Http2(h2)) => {
             plan.refused = h2.refused();
+            // A stream the backend reset is no stale connection: health hears it, and
+            // it is not replayed on the same backend as one.
+            plan.reused &= !h2.reset();
             Err(error)
         }
         (Err(error), Link::Http1(_)) => Err(error),

@@ -207,8 +207,11 @@ impl<'p> Plan<'p> {
             Retry::On { any_method, budgeted, .. } => (any_method, budgeted),
         };
         // A failure that sent nothing on this attempt may follow one that consumed the
-        // body: every retry needs the whole request.
-        if !self.replayable(info) || (!any_method && !idempotent) {
+        // body: every retry needs the whole request. A stream the backend never
+        // processed (refused, or above a graceful GOAWAY) may go anywhere, whatever its
+        // method (RFC 9113 §8.7): refused again on a new connection, it goes on to
+        // another backend.
+        if !self.replayable(info) || (!any_method && !idempotent && !self.refused) {
             return Next::Stop;
         }
         match self.another(pool, now, budgeted) {

@@ -93,3 +93,49 @@ async fn clients_that_read_nothing_do_not_stop_other_downloads_on_the_connection
     assert_eq!(backend.accepted(), 1, "all on one upstream connection");
     drop(stalled);
 }
+
+/// weir over two h2c backends, `a` and `b`, round robin.
+async fn pair() -> (H2Backend, H2Backend, Balancer) {
+    let (a, b) = (H2Backend::start("a", None).await, H2Backend::start("b", None).await);
+    let weir = Balancer::over(&[a.addr(), b.addr()], |config| {
+        config.server.workers = 1;
+        let pool = &mut config.pools[0];
+        pool.protocol = BackendProtocol::H2c;
+        pool.passive.consecutive_failures = 3;
+    });
+    (a, b, weir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_refused_again_on_a_new_connection_goes_to_another_backend() {
+    // Goal: a stream the backend refused was never processed (RFC 9113 §8.7), so a POST
+    // may go anywhere: refused on a new connection too, it goes to the other backend.
+    // It got 502. Method: backend `a` refuses every such stream; 4 POSTs, half of them
+    // picked for `a` first.
+    let (a, b, weir) = pair().await;
+    for _ in 0..4 {
+        let post = b"POST /refuse-at?a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+        let got = send(weir.addr(), post).await;
+        assert_eq!((got.status, got.text()), (200, "hello".to_string()));
+    }
+    assert_eq!(b.counts.streams.load(Ordering::SeqCst), 4, "every POST was answered by b");
+    assert!(a.counts.streams.load(Ordering::SeqCst) >= 2, "a refused its share");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_a_backend_resets_count_against_it_on_a_reused_connection() {
+    // Goal: a backend that resets streams before answering is ejected by passive
+    // health, though its connection is reused: an RST_STREAM is an answer about the
+    // request, not a pooled connection's idle-close race. Method: `a` resets every
+    // such stream; 10 POSTs (not retried) alternate; after 3 failures in a row `a` is
+    // out, so it gets 3 streams. Only its first, on a new connection, counted: it got 5.
+    let (a, b, weir) = pair().await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let post = b"POST /reset-at?a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+        statuses.push(send(weir.addr(), post).await.status);
+    }
+    assert_eq!(a.counts.streams.load(Ordering::SeqCst), 3, "statuses {statuses:?}");
+    assert_eq!(b.counts.streams.load(Ordering::SeqCst), 7);
+    assert_eq!(statuses.iter().filter(|&&s| s == 502).count(), 3, "{statuses:?}");
+}

@@ -66,6 +66,10 @@ pub struct H2Upstream {
     /// The stream failed in a way that proves the backend never processed it: refused
     /// (`REFUSED_STREAM`) or above a GOAWAY's last stream id. Any method may go again.
     refused: bool,
+    /// The backend reset the stream (RST_STREAM, not `REFUSED_STREAM`) before its
+    /// response head: an answer about this request, never the idle-close race a
+    /// pooled HTTP/1 connection's silent close may be.
+    reset: bool,
     /// The request's `:scheme`: `https` over TLS.
     scheme: &'static str,
     _slot: StreamSlot,
@@ -81,6 +85,7 @@ impl H2Upstream {
             receiving: Receiving::NotAsked(None),
             waiting: false,
             refused: false,
+            reset: false,
             scheme: if tls { "https" } else { "http" },
             _slot: slot,
         }
@@ -91,14 +96,24 @@ impl H2Upstream {
         self.refused
     }
 
+    /// Whether the backend reset the stream before its response head.
+    pub fn reset(&self) -> bool {
+        self.reset
+    }
+
     /// Notes an error of the stream; returns it as an I/O error.
     fn failed(&mut self, error: h2::Error) -> io::Error {
+        // Only a graceful GOAWAY: the codec gives an error GOAWAY's streams at or below
+        // its last stream id (processed, or being processed) the same error as those
+        // above it once the connection closes, and does not say the last id.
         let graceful_goaway =
             error.is_go_away() && error.is_remote() && error.reason() == Some(Reason::NO_ERROR);
-        let refused = error.is_reset() && error.reason() == Some(Reason::REFUSED_STREAM);
+        let reset = error.is_reset() && error.is_remote();
+        let refused = reset && error.reason() == Some(Reason::REFUSED_STREAM);
         // Only before the response head: a stream the backend answered was processed.
         if matches!(self.receiving, Receiving::Head(_) | Receiving::NotAsked(_)) {
             self.refused |= graceful_goaway || refused;
+            self.reset |= reset && !refused;
         }
         broken(error)
     }

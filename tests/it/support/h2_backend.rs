@@ -11,6 +11,9 @@
 //! - `/huge-head`: a response head with a 100 KiB field, past weir's header list limit;
 //! - `/refuse-once`: the first such stream the backend gets is refused (RST_STREAM
 //!   `REFUSED_STREAM`), later ones are echoed as `/echo`;
+//! - `/refuse-at?NAME`, `/reset-at?NAME`: a backend named NAME refuses every such
+//!   stream (RST_STREAM `REFUSED_STREAM`), or resets it (`INTERNAL_ERROR`) before any
+//!   answer; the others echo it as `/echo`;
 //! - `/unavailable-once`: the first such stream a backend named `flaky` gets is
 //!   answered trailers-only with `grpc-status: 14` (UNAVAILABLE), after reading its
 //!   request; every other is echoed as `/echo`;
@@ -164,6 +167,15 @@ where
     counts.closed.fetch_add(1, Ordering::SeqCst);
 }
 
+/// The reset `/refuse-at?NAME` and `/reset-at?NAME` give on the backend named NAME.
+fn fault_at(path: &str, query: &str, name: &str) -> Option<h2::Reason> {
+    match path {
+        "/refuse-at" if query == name => Some(h2::Reason::REFUSED_STREAM),
+        "/reset-at" if query == name => Some(h2::Reason::INTERNAL_ERROR),
+        _ => None,
+    }
+}
+
 async fn answer(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -179,6 +191,13 @@ async fn answer(
         path = "/echo".into();
     }
     let query = request.uri().query().unwrap_or("").to_string();
+    if let Some(reason) = fault_at(&path, &query, &name) {
+        respond.send_reset(reason);
+        return;
+    }
+    if path == "/refuse-at" || path == "/reset-at" {
+        path = "/echo".into();
+    }
     let mut body = request.into_body();
     let (data, trailers) = read_all(&mut body).await;
     if path == "/unavailable-once" {
