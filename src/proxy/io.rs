@@ -23,6 +23,11 @@ use crate::tls::server::ServerTls;
 pub trait Writer: AsyncWrite + Unpin {
     /// Written bytes may wait in a buffer until a flush.
     const BUFFERS: bool;
+    /// A response body that ends with the backend's close is ended by a shutdown of
+    /// this writer, a signal of its own (an HTTP/2 stream's END_STREAM): one cut short
+    /// is not, and is reset. An HTTP/1 connection tells neither; it closes after such
+    /// a body anyway.
+    const ENDS_BODY_ON_SHUTDOWN: bool = false;
 }
 
 impl Writer for TcpStream {

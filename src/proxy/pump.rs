@@ -160,6 +160,9 @@ impl Pump<'_> {
             if n == 0 {
                 if matches!(progress, Progress::UntilClose) {
                     self.flush(dst).await?;
+                    if W::ENDS_BODY_ON_SHUTDOWN {
+                        dst.shutdown().await.map_err(PumpError::Write)?;
+                    }
                     return Ok(total);
                 }
                 return Err(PumpError::Eof);

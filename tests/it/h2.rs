@@ -324,6 +324,7 @@ async fn a_client_that_stops_reading_holds_only_its_window() {
 mod attacks;
 mod browser;
 mod conformance;
+mod cut;
 mod drain;
 mod hostile;
 mod limits;

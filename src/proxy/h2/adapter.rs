@@ -53,10 +53,12 @@ impl AsyncWrite for Http2Stream {
 /// Frames are queued in the codec at once; there is nothing to flush.
 impl Writer for Http2Stream {
     const BUFFERS: bool = false;
+    const ENDS_BODY_ON_SHUTDOWN: bool = true;
 }
 
 impl Writer for &mut ResponseWriter {
     const BUFFERS: bool = false;
+    const ENDS_BODY_ON_SHUTDOWN: bool = true;
 }
 
 impl Stream for Http2Stream {

@@ -140,9 +140,6 @@ impl ResponseWriter {
         let stalled = self.waiting && !matches!(self.body, Body::Ended);
         match (&self.body, send.as_mut()) {
             (Body::Ended, _) => {}
-            (Body::UntilEnd, Some(send)) => {
-                let _ = send.send_data(Bytes::new(), true);
-            }
             // The tunnel stopped before the backend ended it (a read error, the idle
             // timeout): RFC 9113 §8.5's answer to a connection closed abnormally.
             (Body::Tunnel, Some(send)) => send.send_reset(Reason::CONNECT_ERROR),
@@ -409,7 +406,10 @@ impl AsyncWrite for ResponseWriter {
         // A response's stream ends in `finish`, once the exchange is over; a tunnel's when
         // the backend ends its side (the client's side may go on, as with TCP's FIN).
         let this = self.get_mut();
-        if matches!(this.body, Body::Tunnel) {
+        // A body that ends with the backend's close ended whole: the pump shuts the
+        // writer down only then ([`crate::proxy::io::Writer::ENDS_BODY_ON_SHUTDOWN`]); one cut short is
+        // reset in `finish`, and the client does not take a part for the whole.
+        if matches!(this.body, Body::Tunnel | Body::UntilEnd) {
             this.body = Body::Ended;
             let mut handles = this.handles.borrow_mut();
             let send = handles.send.as_mut().ok_or_else(|| broken("no response head"))?;
