@@ -26,12 +26,22 @@ use crate::metrics::Http2Attack;
 
 /// Client resets a connection may send before the reset share is looked at (Rapid
 /// Reset, CVE-2023-44487): past it, a client that reset more than half the streams it
-/// opened gets GOAWAY. Envoy's premature-reset rule, with a smaller floor: a browser
+/// opened gets GOAWAY. Only premature resets count ([`PREMATURE_RESET`]). Envoy's premature-reset rule, with a smaller floor: a browser
 /// cancels a few streams of many (navigation, aborted fetches), an attacker nearly all,
 /// and 100 streams opened and reset cost weir 100 request starts at most. The codec's
 /// own limit (`MAX_PENDING_ACCEPT_RESETS`) meets only resets that arrive before weir
 /// accepted the stream.
 pub const RESET_ALLOWANCE: u32 = 100;
+/// A reset counts toward [`RESET_ALLOWANCE`] only for a stream opened less than this
+/// long before (Envoy's "premature reset", 1 s): Rapid Reset opens and resets at once,
+/// while a client that cancels a subscription or a long download after a while does
+/// no harm. Without it, 120 streams a client kept open 1.5 s and then cancelled cost
+/// it the connection and its other requests.
+pub const PREMATURE_RESET: Duration = Duration::from_secs(1);
+/// Stream ages are kept at this granularity: a mark per step in which streams opened,
+/// so at most `PREMATURE_RESET / AGE_STEP` + 1 marks per connection. A stream is taken
+/// for young until the last stream of its step is `PREMATURE_RESET` old.
+const AGE_STEP: Duration = Duration::from_millis(100);
 /// PING or SETTINGS frames a client may send in a burst, each kind on its own budget.
 /// Both cost weir an answer and do no work for anyone; a browser sends a few per
 /// connection, gRPC keepalive one every few seconds or minutes.
@@ -160,6 +170,46 @@ impl Bucket {
     }
 }
 
+/// When the client's streams opened, coarsely: stream ids grow with time (RFC 9113
+/// §5.1.1), so a few marks tell a stream's age from its id.
+#[derive(Debug, Default)]
+struct Ages {
+    /// Per step, oldest first: when the step began, its highest stream id, and when
+    /// that stream opened.
+    marks: std::collections::VecDeque<(Instant, u32, Instant)>,
+    /// The highest stream id opened at least [`PREMATURE_RESET`] ago.
+    old: u32,
+}
+
+impl Ages {
+    fn opened(&mut self, id: u32, now: Instant) {
+        self.prune(now);
+        match self.marks.back_mut() {
+            Some((began, last, at)) if now.duration_since(*began) < AGE_STEP => {
+                (*last, *at) = (id, now);
+            }
+            _ => self.marks.push_back((now, id, now)),
+        }
+    }
+
+    /// Whether stream `id`'s reset now is premature.
+    fn premature(&mut self, id: u32, now: Instant) -> bool {
+        self.prune(now);
+        id > self.old
+    }
+
+    /// Bounded by the marks, at most one per `AGE_STEP` within `PREMATURE_RESET`.
+    fn prune(&mut self, now: Instant) {
+        while let Some(&(_, last, at)) = self.marks.front() {
+            if now.duration_since(at) < PREMATURE_RESET {
+                break;
+            }
+            self.old = last;
+            self.marks.pop_front();
+        }
+    }
+}
+
 /// What the client sent so far, frame by frame.
 #[derive(Debug)]
 struct Scan {
@@ -172,6 +222,9 @@ struct Scan {
     streams: u32,
     /// The highest stream id a HEADERS frame opened.
     last_stream: u32,
+    /// When streams opened, for [`PREMATURE_RESET`].
+    ages: Ages,
+    /// Premature resets.
     resets: u32,
     continuations: u32,
     pings: Bucket,
@@ -234,12 +287,13 @@ impl Scan {
             // trailers, which must not dilute the reset share.
             HEADERS if id > self.last_stream => {
                 self.last_stream = id;
+                self.ages.opened(id, Instant::now());
                 self.streams = self.streams.saturating_add(1);
                 self.pings.free = true;
                 self.settings.free = true;
                 None
             }
-            RST_STREAM => {
+            RST_STREAM if self.ages.premature(id, Instant::now()) => {
                 self.resets = self.resets.saturating_add(1);
                 let most = self.resets > self.streams / 2;
                 (self.resets > RESET_ALLOWANCE && most).then_some(Http2Attack::RapidReset)
@@ -294,6 +348,7 @@ pub fn watch<T>(inner: T, header_timeout: Duration) -> (Watched<T>, Watch) {
         skip: 0,
         streams: 0,
         last_stream: 0,
+        ages: Ages::default(),
         resets: 0,
         continuations: 0,
         pings: Bucket::new(now),
@@ -369,126 +424,5 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 write_through!(Watched);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-        frame_on(1, kind, flags, payload)
-    }
-
-    fn frame_on(stream: u32, kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len().to_be_bytes();
-        let mut out = vec![len[5], len[6], len[7], kind, flags];
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-        out
-    }
-
-    fn scan_of(chunks: &[Vec<u8>], split: usize) -> Option<Http2Attack> {
-        let (_, watch) = watch((), Duration::from_secs(10));
-        let mut bytes = super::super::PREFACE.to_vec();
-        chunks.iter().for_each(|c| bytes.extend_from_slice(c));
-        // Any split of the bytes into reads gives the same verdict.
-        bytes.chunks(split).for_each(|part| watch.0.borrow_mut().feed(part));
-        watch.attack()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn floods_of_pings_settings_and_resets_are_told_from_normal_use() {
-        let ping = frame(PING, 0, &[0; 8]);
-        let pong = frame(PING, ACK, &[0; 8]);
-        // Stream `n`'s HEADERS (client streams are odd), and its reset.
-        let headers = |n: u32| frame_on(2 * n + 1, HEADERS, 0x5, &[0x82; 20]);
-        let reset = |n: u32| frame_on(2 * n + 1, RST_STREAM, 0, &[0, 0, 0, 8]);
-        for split in [1, 7, 4096] {
-            let burst = vec![ping.clone(); CONTROL_BURST as usize];
-            assert_eq!(scan_of(&burst, split), None);
-            let flood = vec![ping.clone(); CONTROL_BURST as usize + 1];
-            assert_eq!(scan_of(&flood, split), Some(Http2Attack::PingFlood));
-            let acks = vec![pong.clone(); 1000];
-            assert_eq!(scan_of(&acks, split), None);
-            let settings = vec![frame(SETTINGS, 0, &[0, 2, 0, 0, 0, 0]); 101];
-            assert_eq!(scan_of(&settings, split), Some(Http2Attack::SettingsFlood));
-            // A ping after each new stream is free.
-            let timed: Vec<_> = (0..500).flat_map(|n| [headers(n), ping.clone()]).collect();
-            assert_eq!(scan_of(&timed, split), None);
-            let rapid: Vec<_> = (0..101).flat_map(|n| [headers(n), reset(n)]).collect();
-            assert_eq!(scan_of(&rapid, split), Some(Http2Attack::RapidReset));
-            // Trailers (a second HEADERS on a stream) do not count as streams: they
-            // cannot dilute the reset share.
-            let diluted: Vec<_> =
-                (0..101).flat_map(|n| [headers(n), headers(n), reset(n)]).collect();
-            assert_eq!(scan_of(&diluted, split), Some(Http2Attack::RapidReset));
-            // A browser cancelling a third of its streams is no attack.
-            let some: Vec<_> =
-                (0..600)
-                    .flat_map(|n| {
-                        if n % 3 == 0 {
-                            vec![headers(n), reset(n)]
-                        } else {
-                            vec![headers(n)]
-                        }
-                    })
-                    .collect();
-            assert_eq!(scan_of(&some, split), None);
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_control_budget_refills_with_time() {
-        let (_, watch) = watch((), Duration::from_secs(10));
-        let ping = frame(PING, 0, &[0; 8]);
-        let feed = |bytes: &[u8]| watch.0.borrow_mut().feed(bytes);
-        feed(super::super::PREFACE);
-        (0..CONTROL_BURST).for_each(|_| feed(&ping));
-        tokio::time::advance(CONTROL_REFILL * 10).await;
-        (0..10).for_each(|_| feed(&ping));
-        assert_eq!(watch.attack(), None);
-        feed(&ping);
-        assert_eq!(watch.attack(), Some(Http2Attack::PingFlood));
-    }
-
-    #[test]
-    fn a_header_block_is_open_until_its_last_frame_has_passed() {
-        let (_, watch) = watch((), Duration::from_secs(10));
-        let in_block = |bytes: &[u8]| {
-            watch.0.borrow_mut().feed(bytes);
-            watch.0.borrow().in_block
-        };
-        assert!(!in_block(super::super::PREFACE));
-        let open = frame(HEADERS, 0x1, &[0x82; 20]);
-        assert!(in_block(&open[..12]), "its payload is arriving");
-        assert!(in_block(&open[12..]), "no END_HEADERS");
-        let last = frame(CONTINUATION, END_HEADERS, &[0x82; 30]);
-        assert!(in_block(&last[..20]), "the last frame's payload is arriving");
-        assert!(!in_block(&last[20..]));
-        let whole = frame(HEADERS, END_HEADERS | 0x1, &[0x82; 20]);
-        assert!(in_block(&whole[..12]));
-        assert!(!in_block(&whole[12..]));
-        assert!(!in_block(&frame(PING, 0, &[0; 8])));
-        assert!(!in_block(&frame(HEADERS, END_HEADERS, &[])), "an empty block ends at once");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stalled_header_block_is_refused_after_header_timeout() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let (mut watched, watch) = watch(server, Duration::from_secs(10));
-        let mut buf = vec![0; 1 << 16];
-        let mut sent = super::super::PREFACE.to_vec();
-        sent.extend(frame(HEADERS, END_HEADERS, &[0x82; 20]));
-        client.write_all(&sent).await.unwrap();
-        watched.read_exact(&mut buf[..sent.len()]).await.unwrap();
-        let read = tokio::time::timeout(Duration::from_secs(60), watched.read(&mut buf));
-        assert!(read.await.is_err(), "a complete head arms no deadline");
-        assert_eq!(watch.attack(), None);
-        client.write_all(&frame(HEADERS, 0x1, &[0x82; 20])).await.unwrap();
-        watched.read_exact(&mut buf[..29]).await.unwrap();
-        let read = tokio::time::timeout(Duration::from_secs(9), watched.read(&mut buf));
-        assert!(read.await.is_err());
-        assert_eq!(watch.attack(), None, "within header_timeout");
-        let read = tokio::time::timeout(Duration::from_secs(2), watched.read(&mut buf));
-        assert!(read.await.is_err(), "reads nothing once refused");
-        assert_eq!(watch.attack(), Some(Http2Attack::SlowHeaders));
-    }
-}
+#[path = "guard_tests.rs"]
+mod tests;
