@@ -81,7 +81,7 @@ use crate::metrics::{GoAway, Http2Attack};
 use adapter::Http2Stream;
 use body::RequestBody;
 use closing::Closing;
-use guard::{Watch, Watched};
+use guard::{HeaderBudget, Watch, Watched};
 use respond::{ResetWatch, ResponseWriter};
 pub use rewind::Rewind;
 
@@ -156,7 +156,7 @@ pub fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     let handshake = builder.handshake::<Watched<T>, Bytes>(io);
     // Its box is freed when it ends: awaiting it consumes it.
     let handshake = Box::pin(tokio::time::timeout(header_timeout, handshake));
-    let limits = Limits { idle_timeout, header_budget: guard::header_budget(max_header_bytes) };
+    let limits = Limits { idle_timeout, max_header_bytes };
     async move {
         let mut connection = match handshake.await {
             Ok(Ok(connection)) => connection,
@@ -176,8 +176,8 @@ pub fn serve<T: AsyncRead + AsyncWrite + Unpin>(
 #[derive(Clone, Copy)]
 struct Limits {
     idle_timeout: Duration,
-    /// Decoded header bytes the open streams may hold ([`guard::header_budget`]).
-    header_budget: usize,
+    /// The bound on one header list, and so on the open streams' ([`HeaderBudget`]).
+    max_header_bytes: usize,
 }
 
 /// How a stream ended, for the driver's budgets.
@@ -203,7 +203,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = Closing::default();
-    let mut headers_held = 0;
+    let mut headers = HeaderBudget::new(limits.max_header_bytes);
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
     // a polite GOAWAY by `GOAWAY_PING_WAIT` once no stream is open; after a shutdown at
     // once, by `REFUSED_GRACE`.
@@ -215,22 +215,18 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         });
         let seen = tokio::select! {
             accepted = connection.accept() => match accepted {
-                Some(Ok((request, respond))) => {
-                    let budget = limits.header_budget - headers_held;
-                    match start(client, request, respond, budget) {
-                        Ok((cost, stream)) => {
-                            headers_held += cost;
-                            streams.push(stream);
-                            None
-                        }
-                        Err(attack) => Some(attack),
+                Some(Ok((request, respond))) => match start(client, request, respond, &mut headers) {
+                    Ok(stream) => {
+                        streams.push(stream);
+                        None
                     }
-                }
+                    Err(attack) => attack,
+                },
                 Some(Err(error)) => break ended(client, &error, watch),
                 None => break,
             },
             Some(ended) = streams.next(), if !streams.is_empty() => {
-                reap(ended, &mut streams, &mut headers_held).then_some(Http2Attack::Stall)
+                reap(ended, &mut streams, &mut headers).then_some(Http2Attack::Stall)
             }
             () = alarm.expired(), if timed => {
                 if closing.ring(connection, client, &mut alarm) {
@@ -255,7 +251,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
 /// returns whether one of them was stalled by the client. Reaping them all before the
 /// codec is polled again sends their frames in one write: each poll of the codec
 /// flushes what is queued, so reaping one stream per poll cost a `writev` per response.
-fn reap<F>(first: Ended, streams: &mut FuturesUnordered<F>, headers_held: &mut usize) -> bool
+fn reap<F>(first: Ended, streams: &mut FuturesUnordered<F>, headers: &mut HeaderBudget) -> bool
 where
     F: Future<Output = Ended>,
 {
@@ -263,7 +259,7 @@ where
     let mut ended = Some(first);
     // Bounded by the streams open: each pass takes one off the set.
     while let Some(Ended { header_cost, stalled: by_client }) = ended {
-        *headers_held -= header_cost;
+        headers.give(header_cost);
         stalled |= by_client;
         // Polled without a waker: the driver's next `select!` polls the set with its own.
         ended = streams.next().now_or_never().flatten();
@@ -279,19 +275,20 @@ async fn linger<F: Future>(mut streams: FuturesUnordered<F>) {
 }
 
 /// Starts an accepted stream whose headers fit in what is left of the connection's
-/// header budget; returns their cost and the stream's future. One that does not fit is
-/// refused (the HTTP/2 Bomb shape: HPACK-inflated headers held on streams that do not
-/// end).
+/// header budget; returns the stream's future. One that does not fit is refused
+/// (REFUSED_STREAM), and the error says whether the refusals amount to the HTTP/2 Bomb
+/// (HPACK-inflated headers held on streams that do not end).
 fn start(
     client: &Rc<Client>,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    budget: usize,
-) -> Result<(usize, impl Future<Output = Ended>), Http2Attack> {
+    headers: &mut HeaderBudget,
+) -> Result<impl Future<Output = Ended>, Option<Http2Attack>> {
     let cost = guard::header_cost(&request);
-    if cost > budget {
+    if let Err(attack) = headers.take(cost) {
+        tracing::debug!(client = %client.peer, "HTTP/2 stream refused: the connection's header budget is spent");
         respond.send_reset(Reason::REFUSED_STREAM);
-        return Err(Http2Attack::HeaderBudget);
+        return Err(attack);
     }
     // Not wrapped in another async block: a wrapper would hold the stream's future twice
     // over (as its capture and as the awaited value). Boxed: the future is 5.5 KiB, and
@@ -305,7 +302,7 @@ fn start(
     let stream = stream
         .catch_unwind()
         .map(move |ended| ended.unwrap_or(Ended { header_cost: cost, stalled: false }));
-    Ok((cost, stream))
+    Ok(stream)
 }
 
 /// The connection ended with `error`; the codec's own attack defences and the GOAWAY it

@@ -5,7 +5,7 @@
 //! bytes a frame; payloads are skipped, not copied) and keeps budgets on them: a client
 //! past one is an attack ([`Http2Attack`]), and the driver answers it with GOAWAY
 //! `ENHANCE_YOUR_CALM` and closes the connection. [`header_cost`] and
-//! [`header_budget`] bound the decoded headers that a connection's streams hold.
+//! [`HeaderBudget`] bound the decoded headers that a connection's streams hold.
 //! The codec's own defences (pending-accept resets, CONTINUATION frames) are told apart
 //! by [`codec_attack`].
 
@@ -60,9 +60,48 @@ pub const HEADER_BUDGET_STREAMS: usize = 16;
 /// Per-field overhead in the header list size (RFC 9113 §6.5.2).
 const FIELD_OVERHEAD: usize = 32;
 
-/// The decoded header bytes a connection's open streams may hold.
-pub fn header_budget(max_header_bytes: usize) -> usize {
-    HEADER_BUDGET_STREAMS.saturating_mul(max_header_bytes)
+/// Streams the header budget may refuse in a row, with no stream of the connection
+/// ending between them, before the connection is taken for an HTTP/2 Bomb (GOAWAY
+/// `ENHANCE_YOUR_CALM`). A stream that does not fit is refused alone (REFUSED_STREAM:
+/// never processed, and clients such as Chromium and curl send it again), since a real
+/// client's streams end and make room: 100 requests with 10 KiB cookies each pass the
+/// budget by a few streams, and closing the connection for them lost all 100. A Bomb's
+/// streams never end.
+pub const BUDGET_REFUSALS: u32 = 100;
+
+/// What a connection's open streams hold of their decoded headers.
+pub struct HeaderBudget {
+    /// What they may hold: [`HEADER_BUDGET_STREAMS`] x `max_header_bytes`.
+    budget: usize,
+    held: usize,
+    /// Streams refused since a stream last ended.
+    refused: u32,
+}
+
+impl HeaderBudget {
+    /// The budget of a connection whose header lists are bounded by `max_header_bytes`.
+    pub fn new(max_header_bytes: usize) -> HeaderBudget {
+        let budget = HEADER_BUDGET_STREAMS.saturating_mul(max_header_bytes);
+        HeaderBudget { budget, held: 0, refused: 0 }
+    }
+
+    /// Takes `cost` for a new stream; an error when it does not fit (the stream is to be
+    /// refused), with the attack once refusals pass [`BUDGET_REFUSALS`].
+    pub fn take(&mut self, cost: usize) -> Result<(), Option<Http2Attack>> {
+        if cost <= self.budget - self.held {
+            self.held += cost;
+            return Ok(());
+        }
+        self.refused = self.refused.saturating_add(1);
+        Err((self.refused > BUDGET_REFUSALS).then_some(Http2Attack::HeaderBudget))
+    }
+
+    /// A stream that held `cost` ended: the room is back, and the connection moves.
+    pub fn give(&mut self, cost: usize) {
+        debug_assert!(cost <= self.held, "a stream gives back what it took");
+        self.held -= cost;
+        self.refused = 0;
+    }
 }
 
 /// The size of a request's header list as RFC 9113 §6.5.2 counts it: name, value and 32
