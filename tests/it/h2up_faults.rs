@@ -139,3 +139,31 @@ async fn streams_a_backend_resets_count_against_it_on_a_reused_connection() {
     assert_eq!(b.counts.streams.load(Ordering::SeqCst), 7);
     assert_eq!(statuses.iter().filter(|&&s| s == 502).count(), 3, "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_for_an_http2_backend() {
+    // Goal: a client that waits for `100 Continue` before its body (RFC 9110 §10.1.1)
+    // gets it from weir, since the HTTP/2 backend's interim answer cannot come back
+    // through the codec: it waited for its own timeout (curl: 1 s, on every upload over
+    // 1 MiB) or, waiting on, got 408 at `body_timeout`. Method: a raw client sends the
+    // head, waits for the 100, then sends the body and reads the echo.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = H2Backend::start("h2", None).await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.pools[0].protocol = BackendProtocol::H2c;
+    });
+    let mut conn = tokio::net::TcpStream::connect(weir.addr()).await.unwrap();
+    let head = "PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\
+                Connection: close\r\n\r\n";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    let read = tokio::time::timeout(ANSWER_WITHIN, conn.read_exact(&mut interim)).await;
+    assert!(matches!(read, Ok(Ok(_))), "no 100 Continue: {read:?}");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.write_all(b"hello").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(ANSWER_WITHIN, conn.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    let echoed = rest.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    assert!(rest.starts_with("HTTP/1.1 200 ") && echoed, "{rest}");
+}

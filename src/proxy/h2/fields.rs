@@ -18,21 +18,31 @@ pub(crate) fn fields(
     input: &[u8],
     shared: &Bytes,
 ) -> io::Result<HeaderMap> {
-    Ok(request_fields(headers, input, shared, false)?.0)
+    Ok(request_fields(headers, input, shared, false)?.map)
+}
+
+/// The fields of a request head for an HTTP/2 backend ([`request_fields`]).
+pub(crate) struct RequestFields {
+    /// All that go in HEADERS.
+    pub map: HeaderMap,
+    /// The `Host` value, the request's `:authority` (RFC 9113 §8.3.1).
+    pub host: Option<HeaderValue>,
+    /// The request had `Expect: 100-continue`, which does not go (see
+    /// [`crate::proxy::upstream_h2::head::request`]).
+    pub expect_continue: bool,
 }
 
 /// [`fields`], and for a `request` (to an HTTP/2 backend) also the `Host` value apart,
-/// as its `:authority` (RFC 9113 §8.3.1), and no `Expect` (see
-/// [`crate::proxy::upstream_h2::head::request`]): left out here rather than removed from
-/// the map after, a search and a shift each.
+/// and no `Expect`: left out here rather than removed from the map after, a search and
+/// a shift each.
 pub(crate) fn request_fields(
     headers: &[httparse::Header<'_>],
     input: &[u8],
     shared: &Bytes,
     request: bool,
-) -> io::Result<(HeaderMap, Option<HeaderValue>)> {
-    let mut map = HeaderMap::with_capacity(headers.len());
-    let mut host = None;
+) -> io::Result<RequestFields> {
+    let map = HeaderMap::with_capacity(headers.len());
+    let mut out = RequestFields { map, host: None, expect_continue: false };
     for header in headers {
         let class = Name::of(header.name.as_bytes());
         if class.is_hop_by_hop() || matches!(class, Name::TransferEncoding | Name::Upgrade) {
@@ -40,6 +50,8 @@ pub(crate) fn request_fields(
             continue;
         }
         if request && class == Name::Expect {
+            let value = crate::http1::fields::trim(header.value);
+            out.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
             continue;
         }
         // The value's place in `input`, which `shared` begins with.
@@ -48,16 +60,16 @@ pub(crate) fn request_fields(
         let value = HeaderValue::from_maybe_shared(value).map_err(broken)?;
         if request && class == Name::Host {
             // weir's parser lets one `Host` through; the first, as `HeaderMap::remove`.
-            host = host.or(Some(value));
+            out.host = out.host.or(Some(value));
             continue;
         }
         let name = match known(class, header.name.as_bytes()) {
             Some(name) => name,
             None => HeaderName::from_bytes(header.name.as_bytes()).map_err(broken)?,
         };
-        map.append(name, value);
+        out.map.append(name, value);
     }
-    Ok((map, host))
+    Ok(out)
 }
 
 /// A name weir meets on most gRPC calls and most requests to HTTP/2 backends, and which

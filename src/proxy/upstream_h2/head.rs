@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 
 use crate::http1::HEADER_SLOTS;
-use crate::proxy::h2::fields::request_fields;
+use crate::proxy::h2::fields::{request_fields, RequestFields};
 use crate::proxy::h2::respond::{broken, framing, Framing};
 
 /// Most bytes of one request head weir writes: its own limit on client heads plus the
@@ -28,19 +28,28 @@ pub enum RequestBody {
     Chunked,
 }
 
+/// A request head for an HTTP/2 backend ([`request`]).
+#[derive(Debug)]
+pub struct Head {
+    /// The request.
+    pub request: Request<()>,
+    /// How its body is framed.
+    pub body: RequestBody,
+    /// The length of its HTTP/1.1 head.
+    pub end: usize,
+    /// It had `Expect: 100-continue`: weir answers `100 Continue` itself.
+    pub expect_continue: bool,
+}
+
 /// A complete request head parsed from `input`, for a connection of `scheme` (`http`
-/// or `https`): the request, its body's framing, and the head's length. `None` while
-/// the head is incomplete.
+/// or `https`). `None` while the head is incomplete.
 ///
 /// `Expect` does not go: the codec drops a backend's interim responses, so its
 /// `100 Continue` would never reach the client, and the backend would wait for a body
-/// the client holds back. Without it the backend reads the body as it comes, under flow
-/// control (what 100-continue is for over HTTP/1), and the client sends it after its
-/// own short wait.
-pub fn request(
-    input: &[u8],
-    scheme: &str,
-) -> io::Result<Option<(Request<()>, RequestBody, usize)>> {
+/// the client holds back. weir answers `100 Continue` itself instead, as nginx does
+/// (lb-semantics §7), and the backend reads the body as it comes, under flow control
+/// (what 100-continue is for over HTTP/1).
+pub fn request(input: &[u8], scheme: &str) -> io::Result<Option<Head>> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
     let mut parsed = httparse::Request::new(&mut []);
     let end = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -54,7 +63,8 @@ pub fn request(
     };
     let shared = Bytes::copy_from_slice(&input[..end]);
     let framing = framing(parsed.headers)?;
-    let (mut fields, host) = request_fields(parsed.headers, &input[..end], &shared, true)?;
+    let RequestFields { map: mut fields, host, expect_continue } =
+        request_fields(parsed.headers, &input[..end], &shared, true)?;
     let authority = host.ok_or_else(|| broken("request without Host"))?;
     let path = parsed.path.unwrap_or("/");
     let uri = Uri::builder()
@@ -75,7 +85,7 @@ pub fn request(
         Framing::Length(0) | Framing::UntilEnd => RequestBody::Empty,
         Framing::Length(length) => RequestBody::Length(length),
     };
-    Ok(Some((request, body, end)))
+    Ok(Some(Head { request, body, end, expect_continue }))
 }
 
 /// Writes the HTTP/1.1 head of `response` to `out`. A body framed by the backend's
@@ -114,7 +124,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> (Request<()>, RequestBody, usize) {
-        request(text.as_bytes(), "http").unwrap().unwrap()
+        let head = request(text.as_bytes(), "http").unwrap().unwrap();
+        (head.request, head.body, head.end)
     }
 
     #[test]
@@ -139,7 +150,15 @@ mod tests {
         assert!(matches!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n").1, RequestBody::Empty));
         assert!(request("GET / HTTP/1.1\r\nHost: a\r\n".as_bytes(), "http").unwrap().is_none());
         let text = "GET / HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes();
-        let (tls, _, _) = request(text, "https").unwrap().unwrap();
-        assert_eq!(tls.uri(), "https://a/", "a TLS connection's :scheme");
+        let tls = request(text, "https").unwrap().unwrap();
+        assert_eq!(tls.request.uri(), "https://a/", "a TLS connection's :scheme");
+        let text = "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+        assert!(request(text.as_bytes(), "http").unwrap().unwrap().expect_continue);
+        assert!(
+            !request(b"PUT / HTTP/1.1\r\nHost: a\r\n\r\n", "http")
+                .unwrap()
+                .unwrap()
+                .expect_continue
+        );
     }
 }

@@ -26,6 +26,9 @@ use crate::proxy::h2::body::RequestBody as Body;
 use crate::proxy::h2::respond::{broken, end_with_trailers, poll_chunked, poll_length};
 use crate::proxy::io::{Stream, Unsendable, Writer};
 
+/// The interim response weir gives a request with `Expect: 100-continue` itself.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// Where the request stands.
 #[derive(Debug)]
 enum Sending {
@@ -70,6 +73,8 @@ pub struct H2Upstream {
     /// response head: an answer about this request, never the idle-close race a
     /// pooled HTTP/1 connection's silent close may be.
     reset: bool,
+    /// Bytes of an interim response to read before the backend's response head.
+    interim: &'static [u8],
     /// The request's `:scheme`: `https` over TLS.
     scheme: &'static str,
     _slot: StreamSlot,
@@ -86,6 +91,7 @@ impl H2Upstream {
             waiting: false,
             refused: false,
             reset: false,
+            interim: b"",
             scheme: if tls { "https" } else { "http" },
             _slot: slot,
         }
@@ -143,9 +149,10 @@ impl H2Upstream {
         // Weir's own head, parsed by weir before: what fails here is what HTTP/2 (the
         // `http` crate's URI and field rules) refuses and HTTP/1.1 took.
         let cannot = |_| Unsendable::error("request target, Host or field HTTP/2 cannot carry");
-        let Some((request, body, end)) = head::request(bytes, self.scheme).map_err(cannot)? else {
+        let Some(head) = head::request(bytes, self.scheme).map_err(cannot)? else {
             return Poll::Ready(Ok(buf.len()));
         };
+        let head::Head { request, body, end, expect_continue } = head;
         match self.handle.poll_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(error)) => return Poll::Ready(Err(self.failed(error))),
@@ -172,6 +179,9 @@ impl H2Upstream {
         if let Receiving::NotAsked(Some(waker)) = asked {
             waker.wake();
         }
+        // The client waits for it before it sends the body; the backend never sends one
+        // weir could relay (see `head::request`).
+        self.interim = if expect_continue { CONTINUE } else { b"" };
         // Body bytes after the head come with the next write.
         Poll::Ready(Ok(end - before))
     }
@@ -218,6 +228,12 @@ impl AsyncRead for H2Upstream {
             }
             Receiving::Failed(Some(cause)) => return Poll::Ready(Err(Unsendable::error(cause))),
             Receiving::Failed(None) => return Poll::Ready(Err(broken("request not sent"))),
+            Receiving::Head(_) if !this.interim.is_empty() => {
+                let n = this.interim.len().min(buf.remaining());
+                buf.put_slice(&this.interim[..n]);
+                this.interim = &this.interim[n..];
+                return Poll::Ready(Ok(()));
+            }
             _ => {}
         }
         ready!(this.poll_response(cx))?;
