@@ -438,12 +438,18 @@ impl Framing {
     }
 }
 
-/// How the body after a head weir wrote is framed: `Transfer-Encoding` (weir relays only
-/// `chunked` as the final coding, RFC 9112 §6.3), else `Content-Length`, else to the end.
+/// How the body after a head weir wrote is framed: `Transfer-Encoding` (`chunked` alone:
+/// an error for any other coding), else `Content-Length`, else to the end.
 pub(crate) fn framing(headers: &[httparse::Header<'_>]) -> io::Result<Framing> {
     let mut framing = Framing::UntilEnd;
     for header in headers {
         if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            // HTTP/2 has no transfer codings (RFC 9113 §8.2.2): de-chunked, a body under
+            // another one (`gzip, chunked`) would reach the client still coded, with
+            // nothing saying so. weir does not decode it; the stream is reset instead.
+            if !crate::http1::fields::trim(header.value).eq_ignore_ascii_case(b"chunked") {
+                return Err(broken("a transfer coding other than chunked"));
+            }
             framing = Framing::Chunked;
         } else if header.name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(header.value).map_err(broken)?;

@@ -15,7 +15,8 @@ use crate::support::Balancer;
 
 /// An HTTP/1.1 backend that answers each request with a close-delimited body: `part`,
 /// then `rest` and a clean close for `/whole`, a reset (RST) for `/reset`, and nothing
-/// more (a stall) for `/stall`.
+/// more (a stall) for `/stall`; `/gzip` gets a body under `Transfer-Encoding: gzip,
+/// chunked` instead.
 async fn close_delimited_backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -31,6 +32,13 @@ async fn close_delimited_backend() -> SocketAddr {
                     }
                 }
                 let head = String::from_utf8_lossy(&head).to_string();
+                if head.starts_with("GET /gzip ") {
+                    // A gzip member's first bytes, chunked.
+                    let coded = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+                                  5\r\n\x1f\x8b\x08\x00\x00\r\n0\r\n\r\n";
+                    let _ = conn.write_all(coded).await;
+                    return;
+                }
                 let _ = conn
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart")
                     .await;
@@ -81,4 +89,22 @@ async fn a_close_delimited_body_cut_short_resets_the_stream() {
         ("/stall", "part".to_string(), reset),
     ];
     assert_eq!(outcomes, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_under_another_transfer_coding_is_not_passed_off_as_plain() {
+    // Goal: HTTP/2 has no transfer codings: a body under `gzip, chunked`, de-chunked,
+    // would reach the client still gzip-coded with nothing saying so (no
+    // `Content-Encoding`). The stream is reset instead; the connection goes on.
+    let backend = close_delimited_backend().await;
+    let weir = Balancer::over(&[backend], |_| {});
+    let client = h2_client(weir.addr()).await;
+    let mut coded = client.clone().ready().await.unwrap();
+    let request = http::Request::get("http://a/gzip").body(()).unwrap();
+    let got = coded.send_request(request, true).unwrap().0.await;
+    let reason = got.as_ref().err().and_then(h2::Error::reason);
+    assert_eq!(reason, Some(h2::Reason::INTERNAL_ERROR), "{got:?}");
+    let mut next = client.ready().await.unwrap();
+    let request = http::Request::get("http://a/whole").body(()).unwrap();
+    assert_eq!(next.send_request(request, true).unwrap().0.await.unwrap().status(), 200);
 }
