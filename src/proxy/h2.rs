@@ -387,10 +387,12 @@ async fn serve_stream(
         () = run_request(&mut h2, &client, &snapshot, &mut buffers, started) => false,
         () = reset_of(&reset) => {
             tracing::debug!(client = %client.peer, "client reset the stream");
-            Pending::unparsed(&client).finish(&client, Done::refused(0, "client reset the stream"));
             true
         }
     };
+    if was_reset {
+        account_reset(&client, &parts, h2.response.sent_status());
+    }
     if was_reset || h2.body.reset_by_client().unwrap_or_else(|| h2.response.was_reset()) {
         http2.resets_received.inc();
     }
@@ -403,6 +405,22 @@ async fn serve_stream(
     buffers.input.clear();
     buffers::give(buffers);
     stalled
+}
+
+/// Accounts for a stream the client reset while weir served it, whose exchange (and its
+/// log entry) was dropped: as an HTTP/1 client's disconnect, it counts with the status
+/// it got, if a head went, and is logged with its method and path. A WebSocket
+/// tunnel's request was logged when it opened (101).
+fn account_reset(client: &Client, parts: &http::request::Parts, status: u16) {
+    if status == 101 {
+        return;
+    }
+    if status != 0 && client.metrics {
+        client.shared.frontend.local().record(true, status);
+    }
+    let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
+    let entry = Pending::named(client, parts.method.as_str(), target);
+    entry.finish(client, Done::refused(status, "client reset the stream"));
 }
 
 /// Ends when the client resets the stream.

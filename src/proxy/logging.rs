@@ -72,10 +72,16 @@ impl Pending {
 
     /// An entry for a request whose head could not be parsed.
     pub fn unparsed(client: &Client) -> Pending {
+        Pending::named(client, "-", "-")
+    }
+
+    /// An entry for a request known only by its `method` and `target`: an HTTP/2 stream
+    /// the client reset, whose exchange (and its entry) was dropped.
+    pub fn named(client: &Client, method: &str, target: &str) -> Pending {
         if !client.shared.access_log.is_enabled() {
             return Pending(None);
         }
-        let mut entry = Entry::new(client.peer, "-", "-");
+        let mut entry = Entry::new(client.peer, method, target);
         if client.http2 {
             entry.version = 2;
         }

@@ -18,7 +18,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use tokio::io::AsyncWrite;
 
 use super::fields::fields;
@@ -87,6 +87,8 @@ pub struct ResponseWriter {
     /// Trailer bytes of a chunked body, collected until its end.
     trailers: Vec<u8>,
     body: Body,
+    /// The status of the final head sent (0 until one went; 101 for a tunnel).
+    status: u16,
 }
 
 pub(crate) fn broken(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
@@ -105,6 +107,7 @@ impl ResponseWriter {
             head: Vec::new(),
             trailers: Vec::new(),
             body: Body::Head,
+            status: 0,
         };
         (writer, ResetWatch(handles))
     }
@@ -114,6 +117,12 @@ impl ResponseWriter {
     /// the exchange relays a 101 only to a request that asked to upgrade.
     pub fn tunnel_on_101(&mut self) {
         self.websocket = true;
+    }
+
+    /// The status of the final head sent to the client: 0 before one went, 101 once a
+    /// WebSocket tunnel opened (the client saw 200).
+    pub fn sent_status(&self) -> u16 {
+        self.status
     }
 
     /// Whether the stream was reset before weir ended it: by the client's RST_STREAM
@@ -150,6 +159,19 @@ impl ResponseWriter {
         stalled
     }
 
+    /// Answers a WebSocket CONNECT whose backend switched protocols: `:status` 200, and
+    /// the stream carries the tunnel's bytes from now on.
+    fn open_tunnel(&mut self, mut response: Response<()>, mut fields: HeaderMap) -> io::Result<()> {
+        // The handshake's proof is for weir's key, checked already; the client sent none
+        // (RFC 8441 §5), and its answer is a 2xx.
+        fields.remove(http::header::SEC_WEBSOCKET_ACCEPT);
+        *response.headers_mut() = fields;
+        let mut handles = self.handles.borrow_mut();
+        handles.send = Some(handles.respond.send_response(response, false).map_err(broken)?);
+        (self.body, self.status, self.head) = (Body::Tunnel, 101, Vec::new());
+        Ok(())
+    }
+
     /// Takes head bytes; sends the head once it is complete, with as much of a
     /// fixed-length body that came in the same write as the stream can take now.
     /// Returns the bytes of `buf` consumed.
@@ -184,17 +206,10 @@ impl ResponseWriter {
         // and the first DATA frame ([`Framing::body_in`]).
         let shared = Bytes::copy_from_slice(&input[..end + framing.body_in(input.len() - end)]);
         let status = parsed.code.unwrap_or(0);
-        let mut fields = fields(parsed.headers, input, &shared)?;
+        let fields = fields(parsed.headers, input, &shared)?;
         let mut response = Response::new(());
         if status == 101 && self.websocket {
-            // The handshake's proof is for weir's key, checked already; the client sent
-            // none (RFC 8441 §5), and its answer is a 2xx.
-            fields.remove(http::header::SEC_WEBSOCKET_ACCEPT);
-            *response.headers_mut() = fields;
-            let mut handles = self.handles.borrow_mut();
-            handles.send = Some(handles.respond.send_response(response, false).map_err(broken)?);
-            self.body = Body::Tunnel;
-            self.head = Vec::new();
+            self.open_tunnel(response, fields)?;
             return Ok(end - before);
         }
         *response.status_mut() = StatusCode::from_u16(status).map_err(broken)?;
@@ -206,6 +221,7 @@ impl ResponseWriter {
             handles.respond.send_informational(response).map_err(broken)?;
             return Ok(end - before);
         }
+        self.status = status;
         self.body = match framing {
             _ if self.head_request || status == 204 || status == 304 => Body::Length(0),
             Framing::Chunked => Body::Chunked(Decoder::new()),

@@ -71,3 +71,35 @@ async fn http2_gauges_goaways_and_resets_are_counted() {
     assert_eq!(fresh.matches("weir_http2_goaways_sent_total{reason=").count(), 9, "{fresh}");
     client.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_the_client_resets_is_counted_and_logged_with_its_request() {
+    // Goal: a stream the client resets mid-download is counted with the status it got,
+    // as an HTTP/1 client's disconnect is, and its access-log line names its method and
+    // path. It vanished from `weir_requests_total`, and its line read `"- - HTTP/2.0" 0`.
+    // Method: an HTTP/2 client takes the head and a first DATA frame of 64 MiB, then
+    // drops the body (RST_STREAM CANCEL).
+    use weir::access_log::{Format, Target};
+    let backend = TestBackend::start("b1").await;
+    let log = crate::support::process::temp_path("h2-reset-access.log");
+    let weir = Balancer::with_admin(&[backend.addr()], |config| {
+        config.log.access = Target::Path(log.clone());
+        config.log.format = Format::Combined;
+    });
+    let client = crate::h2up::h2_client(weir.addr()).await;
+    let mut sender = client.clone().ready().await.unwrap();
+    let request = http::Request::get("http://a/download?bytes=67108864").body(()).unwrap();
+    let response = sender.send_request(request, true).unwrap().0.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    assert!(body.data().await.is_some(), "a first DATA frame");
+    drop(body);
+    let ok = [("protocol", "http2"), ("code_class", "2xx")];
+    let text = scrape_until(weir.admin(), "weir_requests_total", &ok, 1.0).await;
+    assert_eq!(value(&text, "weir_http2_resets_received_total", &[]), 1.0, "{text}");
+    weir.stop().await;
+    let text = std::fs::read_to_string(&log).expect("access log written");
+    let _ = std::fs::remove_file(&log);
+    let line = "\"GET /download?bytes=67108864 HTTP/2.0\" 200 ";
+    assert_eq!(text.matches(line).count(), 1, "{text}");
+}
