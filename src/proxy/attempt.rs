@@ -160,11 +160,16 @@ fn ended(
     match (result, link) {
         (Ok(outcome), Link::Http1(upstream)) => Ok((outcome, Some(upstream))),
         (Ok(outcome), Link::Http2(_)) => Ok((outcome, None)),
-        (Err(error), Link::Http2(h2)) => {
+        (Err(mut error), Link::Http2(h2)) => {
             plan.refused = h2.refused();
             // A stream the backend reset is no stale connection: health hears it, and
             // it is not replayed on the same backend as one.
             plan.reused &= !h2.reset();
+            if let AttemptError::Exchange(Failure::UpstreamClosed { silent, .. }) = &mut error {
+                // Before its response head (where `refused` is set) the only bytes read
+                // were weir's own `100 Continue`: the backend sent nothing.
+                *silent |= plan.refused;
+            }
             Err(error)
         }
         (Err(error), Link::Http1(_)) => Err(error),
@@ -196,6 +201,9 @@ async fn link(
     started: Instant,
 ) -> Result<Link, AttemptError> {
     let fresh = plan.fresh;
+    // What an earlier attempt's stream said does not hold for this one's: a request an
+    // HTTP/1 backend processed after another refused it is no refused stream.
+    plan.refused = false;
     // An upgrade needs HTTP/1.1 (weir does not send RFC 8441's extended CONNECT): its
     // connections offer only the pool's own ALPN, `http/1.1` by default.
     let auto = backend.live.tls_auto.is_some() && !upgrade;

@@ -145,18 +145,19 @@ pub fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     io: T,
     client: Client,
 ) -> impl std::future::Future<Output = ()> {
-    let (builder, max_header_bytes, header_timeout, idle_timeout) = {
+    let (builder, headers, header_timeout, idle_timeout) = {
         let snapshot = super::current_snapshot(&client.shared);
         let server = &snapshot.config.server;
         let timeouts = (server.header_timeout, server.keepalive_timeout);
-        (builder(server), server.max_header_bytes, timeouts.0, timeouts.1)
+        let headers = (server.max_header_bytes, server.http2.max_concurrent_streams);
+        (builder(server), headers, timeouts.0, timeouts.1)
     };
     let client = Rc::new(Client { http2: true, ..client });
     let (io, watch) = guard::watch(io, header_timeout);
     let handshake = builder.handshake::<Watched<T>, Bytes>(io);
     // Its box is freed when it ends: awaiting it consumes it.
     let handshake = Box::pin(tokio::time::timeout(header_timeout, handshake));
-    let limits = Limits { idle_timeout, max_header_bytes };
+    let limits = Limits { idle_timeout, headers };
     async move {
         let mut connection = match handshake.await {
             Ok(Ok(connection)) => connection,
@@ -176,8 +177,9 @@ pub fn serve<T: AsyncRead + AsyncWrite + Unpin>(
 #[derive(Clone, Copy)]
 struct Limits {
     idle_timeout: Duration,
-    /// The bound on one header list, and so on the open streams' ([`HeaderBudget`]).
-    max_header_bytes: usize,
+    /// The bound on one header list and the streams open at once: the open streams'
+    /// bound ([`HeaderBudget`]).
+    headers: (usize, usize),
 }
 
 /// How a stream ended, for the driver's budgets.
@@ -203,7 +205,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let mut drain = client.drain.watch();
     let mut alarm = Alarm::default();
     let mut closing = Closing::default();
-    let mut headers = HeaderBudget::new(limits.max_header_bytes);
+    let mut headers = HeaderBudget::new(limits.headers.0, limits.headers.1);
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
     // a polite GOAWAY by `GOAWAY_PING_WAIT` once no stream is open; after a shutdown at
     // once, by `REFUSED_GRACE`.

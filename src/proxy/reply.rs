@@ -93,12 +93,14 @@ pub async fn send_with<S: Writer>(
         None if status == 429 => tracing::debug!(client = %client.peer, status, "{cause}"),
         None => tracing::warn!(client = %client.peer, status, "{cause}"),
     }
-    client.shared.frontend.local().record(client.http2, status);
     match grpc {
         false => render_with(out, status, cause, close, fields),
         true => super::grpc::render(out, status, cause, close),
     }
     let _ = write_all(stream, out, send_timeout).await;
+    // Counted once the write is over, sent or failed: an HTTP/2 stream reset meanwhile
+    // drops this future, and is counted where the reset is (`h2::account_reset`).
+    client.shared.frontend.local().record(client.http2, status);
 }
 
 #[cfg(test)]

@@ -32,6 +32,16 @@ pub(crate) async fn h2_client(addr: SocketAddr) -> SendRequest<Bytes> {
     send
 }
 
+/// An HTTP/2 client connection to weir whose streams' windows are 0: it takes no
+/// response body byte (HEADERS are not flow-controlled).
+pub(crate) async fn h2_client_not_reading(addr: SocketAddr) -> SendRequest<Bytes> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let builder = h2::client::Builder::new().initial_window_size(0).clone();
+    let (send, conn) = builder.handshake::<_, Bytes>(tcp).await.expect("handshake");
+    tokio::spawn(conn);
+    send
+}
+
 /// What an HTTP/2 client got: status, head fields, body, trailers.
 struct Got {
     status: u16,

@@ -66,13 +66,7 @@ async fn clients_that_read_nothing_do_not_stop_other_downloads_on_the_connection
         config.server.workers = 1;
         config.pools[0].protocol = BackendProtocol::H2c;
     });
-    let tcp = tokio::net::TcpStream::connect(weir.addr()).await.unwrap();
-    let (client, connection) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tcp)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = crate::h2up::h2_client_not_reading(weir.addr()).await;
     let mut stalled = Vec::new();
     for _ in 0..40 {
         let mut client = client.clone().ready().await.unwrap();
@@ -166,4 +160,32 @@ async fn expect_100_continue_is_answered_for_an_http2_backend() {
     let rest = String::from_utf8_lossy(&rest);
     let echoed = rest.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     assert!(rest.starts_with("HTTP/1.1 200 ") && echoed, "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_post_with_expect_is_still_sent_again() {
+    // Goal: weir's own `100 Continue` is not the backend's answer: a stream refused
+    // after it was never processed, and goes again (here to the other backend). It got
+    // 502, as if the backend had sent bytes. Method: 4 POSTs with `Expect:
+    // 100-continue`, each sending its body after the 100; backend `a` refuses them all.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, b, weir) = pair().await;
+    for _ in 0..4 {
+        let mut conn = tokio::net::TcpStream::connect(weir.addr()).await.unwrap();
+        let head = "POST /refuse-at?a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\
+                    Content-Length: 5\r\nConnection: close\r\n\r\n";
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut interim = [0u8; 25];
+        let read = tokio::time::timeout(ANSWER_WITHIN, conn.read_exact(&mut interim)).await;
+        assert!(matches!(read, Ok(Ok(_))), "no 100 Continue: {read:?}");
+        conn.write_all(b"hello").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(ANSWER_WITHIN, conn.read_to_end(&mut rest)).await;
+        let rest = String::from_utf8_lossy(&rest);
+        let final_head = rest.find("HTTP/1.1 2").or_else(|| rest.find("HTTP/1.1 5"));
+        let answer = &rest[final_head.unwrap_or(0)..];
+        assert!(answer.starts_with("HTTP/1.1 200 ") && answer.contains("hello"), "{rest}");
+    }
+    assert_eq!(b.counts.streams.load(Ordering::SeqCst), 4, "every POST was answered by b");
+    assert!(a.counts.streams.load(Ordering::SeqCst) >= 2, "a refused its share");
 }

@@ -62,12 +62,16 @@ const FIELD_OVERHEAD: usize = 32;
 
 /// Streams the header budget may refuse in a row, with no stream of the connection
 /// ending between them, before the connection is taken for an HTTP/2 Bomb (GOAWAY
-/// `ENHANCE_YOUR_CALM`). A stream that does not fit is refused alone (REFUSED_STREAM:
-/// never processed, and clients such as Chromium and curl send it again), since a real
-/// client's streams end and make room: 100 requests with 10 KiB cookies each pass the
-/// budget by a few streams, and closing the connection for them lost all 100. A Bomb's
-/// streams never end.
-pub const BUDGET_REFUSALS: u32 = 100;
+/// `ENHANCE_YOUR_CALM`): this many per stream the connection may have open, and at
+/// least [`BUDGET_REFUSALS_LEAST`]. A stream that does not fit is refused alone
+/// (REFUSED_STREAM: never processed, and clients such as Chromium and curl send it
+/// again), since a real client's streams end and make room: 100 requests with 11 KiB
+/// cookies each pass the budget by a few streams, and closing the connection for them
+/// lost all 100. A client that sends its refused streams again at once, before its
+/// slow first ones end, is refused a few times over. A Bomb's streams never end.
+pub const BUDGET_REFUSALS_PER_STREAM: u32 = 4;
+/// The least of the refusals above (a connection allowing a few streams at once).
+pub const BUDGET_REFUSALS_LEAST: u32 = 100;
 
 /// What a connection's open streams hold of their decoded headers.
 pub struct HeaderBudget {
@@ -76,24 +80,30 @@ pub struct HeaderBudget {
     held: usize,
     /// Streams refused since a stream last ended.
     refused: u32,
+    /// Refusals in a row that make an attack.
+    most_refused: u32,
 }
 
 impl HeaderBudget {
-    /// The budget of a connection whose header lists are bounded by `max_header_bytes`.
-    pub fn new(max_header_bytes: usize) -> HeaderBudget {
+    /// The budget of a connection whose header lists are bounded by `max_header_bytes`,
+    /// with up to `streams` open at once.
+    pub fn new(max_header_bytes: usize, streams: usize) -> HeaderBudget {
         let budget = HEADER_BUDGET_STREAMS.saturating_mul(max_header_bytes);
-        HeaderBudget { budget, held: 0, refused: 0 }
+        let per_stream = u32::try_from(streams).unwrap_or(u32::MAX);
+        let most_refused = per_stream.saturating_mul(BUDGET_REFUSALS_PER_STREAM);
+        let most_refused = most_refused.max(BUDGET_REFUSALS_LEAST);
+        HeaderBudget { budget, held: 0, refused: 0, most_refused }
     }
 
     /// Takes `cost` for a new stream; an error when it does not fit (the stream is to be
-    /// refused), with the attack once refusals pass [`BUDGET_REFUSALS`].
+    /// refused), with the attack once refusals in a row pass the connection's bound.
     pub fn take(&mut self, cost: usize) -> Result<(), Option<Http2Attack>> {
         if cost <= self.budget - self.held {
             self.held += cost;
             return Ok(());
         }
         self.refused = self.refused.saturating_add(1);
-        Err((self.refused > BUDGET_REFUSALS).then_some(Http2Attack::HeaderBudget))
+        Err((self.refused > self.most_refused).then_some(Http2Attack::HeaderBudget))
     }
 
     /// A stream that held `cost` ended: the room is back, and the connection moves.

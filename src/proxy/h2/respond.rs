@@ -24,6 +24,7 @@ use tokio::io::AsyncWrite;
 use super::fields::fields;
 use crate::http1::chunked::Decoder;
 use crate::http1::HEADER_SLOTS;
+use crate::proxy::io::Unsendable;
 
 /// Most bytes of one response head weir writes: its own limit on backend heads plus the
 /// fields it adds, with room to spare.
@@ -201,11 +202,14 @@ impl ResponseWriter {
             }
             _ => return Err(broken("weir wrote a response head HTTP/2 cannot carry")),
         };
-        let framing = framing(parsed.headers)?;
+        let status = parsed.code.unwrap_or(0);
+        // A head with no body after it: its framing fields say nothing (a HEAD response
+        // may name a coding it would have used).
+        let bodiless = self.head_request || matches!(status, 100..=199 | 204 | 304);
+        let framing = if bodiless { Framing::Length(0) } else { framing(parsed.headers)? };
         // The head and a fixed-length body's first bytes: one copy serves the field values
         // and the first DATA frame ([`Framing::body_in`]).
         let shared = Bytes::copy_from_slice(&input[..end + framing.body_in(input.len() - end)]);
-        let status = parsed.code.unwrap_or(0);
         let fields = fields(parsed.headers, input, &shared)?;
         let mut response = Response::new(());
         if status == 101 && self.websocket {
@@ -295,14 +299,17 @@ pub(crate) fn poll_chunked(
 
 /// Ends a stream after a chunked body: with its trailers (HTTP/1 field lines) as
 /// trailing HEADERS, or with an empty DATA frame when it had none.
+/// Trailers that cannot go as HTTP/2 fields (more than [`MAX_TRAILERS`], or a field the
+/// `http` crate refuses) are an [`Unsendable`] error; a failed send, a plain one.
 pub(crate) fn end_with_trailers(send: &mut SendStream<Bytes>, trailers: &[u8]) -> io::Result<()> {
+    const CAUSE: &str = "trailers HTTP/2 cannot carry";
     let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
     let parsed = httparse::parse_headers(trailers, &mut slots);
     let Ok(httparse::Status::Complete((_, headers))) = parsed else {
-        return Err(broken("trailers HTTP/2 cannot carry"));
+        return Err(Unsendable::error(CAUSE));
     };
     let shared = Bytes::copy_from_slice(trailers);
-    let fields = fields(headers, trailers, &shared)?;
+    let fields = fields(headers, trailers, &shared).map_err(|_| Unsendable::error(CAUSE))?;
     if fields.is_empty() {
         send.send_data(Bytes::new(), true).map_err(broken)
     } else {

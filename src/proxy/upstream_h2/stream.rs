@@ -271,13 +271,15 @@ impl AsyncWrite for H2Upstream {
                 let consumed = ready!(poll_chunked(send, decoder, trailers, waiting, cx, buf))?;
                 if decoder.is_done() {
                     let stream = send.as_mut().ok_or_else(|| broken("no request head"))?;
-                    if end_with_trailers(stream, trailers).is_err() {
-                        // The backend has the head and the body: end its stream, and
-                        // the exchange with it.
-                        stream.send_reset(Reason::CANCEL);
-                        const CAUSE: &str = "request trailers HTTP/2 cannot carry";
-                        this.fail(Some(CAUSE));
-                        return Poll::Ready(Err(Unsendable::error(CAUSE)));
+                    if let Err(error) = end_with_trailers(stream, trailers) {
+                        // Trailers HTTP/2 cannot carry: the backend has the head and the
+                        // body, so its stream ends, and the exchange with it. A failed
+                        // send is a plain write error: the backend may have answered.
+                        if let Some(cause) = Unsendable::of(&error) {
+                            stream.send_reset(Reason::CANCEL);
+                            this.fail(Some(cause));
+                        }
+                        return Poll::Ready(Err(error));
                     }
                     *sending = Sending::Done;
                 }

@@ -103,3 +103,22 @@ async fn a_download_the_client_resets_is_counted_and_logged_with_its_request() {
     let line = "\"GET /download?bytes=67108864 HTTP/2.0\" 200 ";
     assert_eq!(text.matches(line).count(), 1, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_answer_the_client_resets_is_counted_once() {
+    // Goal: weir's own answer (here 502: the backend refuses connections) that the
+    // client resets while its body waits for the window counts once, not once where it
+    // is written and again where the reset is. Method: a client with a window of 0 gets
+    // the 502's head (HEADERS are not flow-controlled), then resets the stream.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let weir = Balancer::with_admin(&[dead], |_| {});
+    let client = crate::h2up::h2_client_not_reading(weir.addr()).await;
+    let mut sender = client.ready().await.unwrap();
+    let request = http::Request::get("http://a/").body(()).unwrap();
+    let response = sender.send_request(request, true).unwrap().0.await.unwrap();
+    assert_eq!(response.status(), 502);
+    drop(response);
+    let text = scrape_until(weir.admin(), "weir_http2_resets_received_total", &[], 1.0).await;
+    let failed = [("protocol", "http2"), ("code_class", "5xx")];
+    assert_eq!(value(&text, "weir_requests_total", &failed), 1.0, "{text}");
+}
