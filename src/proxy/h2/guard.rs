@@ -62,8 +62,8 @@ const FIELD_OVERHEAD: usize = 32;
 
 /// Streams the header budget may refuse in a row, with no stream of the connection
 /// ending between them, before the connection is taken for an HTTP/2 Bomb (GOAWAY
-/// `ENHANCE_YOUR_CALM`): this many per stream the connection may have open, and at
-/// least [`BUDGET_REFUSALS_LEAST`]. A stream that does not fit is refused alone
+/// `ENHANCE_YOUR_CALM`): this many per stream the connection may have open, at least
+/// [`BUDGET_REFUSALS_LEAST`] and at most [`BUDGET_REFUSALS_MOST`]. A stream that does not fit is refused alone
 /// (REFUSED_STREAM: never processed, and clients such as Chromium and curl send it
 /// again), since a real client's streams end and make room: 100 requests with 11 KiB
 /// cookies each pass the budget by a few streams, and closing the connection for them
@@ -72,6 +72,9 @@ const FIELD_OVERHEAD: usize = 32;
 pub const BUDGET_REFUSALS_PER_STREAM: u32 = 4;
 /// The least of the refusals above (a connection allowing a few streams at once).
 pub const BUDGET_REFUSALS_LEAST: u32 = 100;
+/// The most of them, whatever `max_concurrent_streams` (up to 10,000) allows: each
+/// refused stream's headers were decoded by the codec, up to `max_header_bytes` each.
+pub const BUDGET_REFUSALS_MOST: u32 = 1_000;
 
 /// What a connection's open streams hold of their decoded headers.
 pub struct HeaderBudget {
@@ -91,7 +94,7 @@ impl HeaderBudget {
         let budget = HEADER_BUDGET_STREAMS.saturating_mul(max_header_bytes);
         let per_stream = u32::try_from(streams).unwrap_or(u32::MAX);
         let most_refused = per_stream.saturating_mul(BUDGET_REFUSALS_PER_STREAM);
-        let most_refused = most_refused.max(BUDGET_REFUSALS_LEAST);
+        let most_refused = most_refused.clamp(BUDGET_REFUSALS_LEAST, BUDGET_REFUSALS_MOST);
         HeaderBudget { budget, held: 0, refused: 0, most_refused }
     }
 

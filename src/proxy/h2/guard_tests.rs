@@ -144,9 +144,9 @@ async fn only_resets_of_young_streams_count_as_rapid_reset() {
 #[test]
 fn the_header_budget_refuses_streams_alone_until_refusals_in_a_row_pass_its_bound() {
     // 16 x 1 KiB of headers; up to 10 streams at once, so 100 refusals in a row (the
-    // least) make the Bomb; with 100 streams, 400.
+    // least) make the Bomb; with 100 streams, 400; with 10,000, 1,000 (the most).
     let mut budget = HeaderBudget::new(1024, 10);
-    (0..16).for_each(|_| assert_eq!(budget.take(1024), Ok(())));
+    (0..HEADER_BUDGET_STREAMS).for_each(|_| assert_eq!(budget.take(1024), Ok(())));
     (0..100).for_each(|_| assert_eq!(budget.take(1), Err(None)));
     assert_eq!(budget.take(1), Err(Some(Http2Attack::HeaderBudget)), "the 101st in a row");
     // A stream that ends gives its room back, and the count starts over.
@@ -154,7 +154,12 @@ fn the_header_budget_refuses_streams_alone_until_refusals_in_a_row_pass_its_boun
     assert_eq!(budget.take(1000), Ok(()));
     assert_eq!(budget.take(100), Err(None), "24 bytes left");
     let mut wide = HeaderBudget::new(1024, 100);
-    (0..16).for_each(|_| assert_eq!(wide.take(1024), Ok(())));
+    (0..HEADER_BUDGET_STREAMS).for_each(|_| assert_eq!(wide.take(1024), Ok(())));
     (0..400).for_each(|_| assert_eq!(wide.take(1), Err(None)));
     assert_eq!(wide.take(1), Err(Some(Http2Attack::HeaderBudget)));
+    // At most 1,000, whatever the streams allowed.
+    let mut widest = HeaderBudget::new(1024, 10_000);
+    (0..HEADER_BUDGET_STREAMS).for_each(|_| assert_eq!(widest.take(1024), Ok(())));
+    (0..1000).for_each(|_| assert_eq!(widest.take(1), Err(None)));
+    assert_eq!(widest.take(1), Err(Some(Http2Attack::HeaderBudget)));
 }

@@ -12,8 +12,8 @@
 //! - `/refuse-once`: the first such stream the backend gets is refused (RST_STREAM
 //!   `REFUSED_STREAM`), later ones are echoed as `/echo`;
 //! - `/refuse-at?NAME`, `/reset-at?NAME`: a backend named NAME refuses every such
-//!   stream (RST_STREAM `REFUSED_STREAM`), or resets it (`INTERNAL_ERROR`) before any
-//!   answer; the others echo it as `/echo`;
+//!   stream (RST_STREAM `REFUSED_STREAM`), or resets it (`INTERNAL_ERROR`), once it has
+//!   read the whole request and before any answer; the others echo it as `/echo`;
 //! - `/unavailable-once`: the first such stream a backend named `flaky` gets is
 //!   answered trailers-only with `grpc-status: 14` (UNAVAILABLE), after reading its
 //!   request; every other is echoed as `/echo`;
@@ -191,6 +191,9 @@ async fn answer(
         path = "/echo".into();
     }
     let query = request.uri().query().unwrap_or("").to_string();
+    let mut body = request.into_body();
+    let (data, trailers) = read_all(&mut body).await;
+    // After the whole request: weir has all of it to send again, whatever the timing.
     if let Some(reason) = fault_at(&path, &query, &name) {
         respond.send_reset(reason);
         return;
@@ -198,8 +201,6 @@ async fn answer(
     if path == "/refuse-at" || path == "/reset-at" {
         path = "/echo".into();
     }
-    let mut body = request.into_body();
-    let (data, trailers) = read_all(&mut body).await;
     if path == "/unavailable-once" {
         if unavailable_once(&mut respond, &name, &counts) {
             return;
