@@ -156,28 +156,12 @@ def too_many_streams(host, port):
     collect(sock, conn, [ids[-1]])
 
 
-def idle(host, port):
-    """Opens a connection and sends nothing more: an idle connection gets GOAWAY. Frames
-    are read raw: the PING of a graceful GOAWAY is an error to H2Connection once closed."""
-    sock, conn = connect(host, port)
-    frames = h2.frame_buffer.FrameBuffer(server=False)
-    frames.max_frame_size = 16384
-    for _ in range(MAX_READS):
-        data = sock.recv(65536)
-        if not data:
-            print("closed", flush=True)
-            return
-        frames.add_data(data)
-        for frame in frames:
-            if isinstance(frame, hyperframe.frame.GoAwayFrame):
-                print(f"goaway={h2.errors.ErrorCodes(frame.error_code).name}", flush=True)
-                return
-
-
-def idle_silent(host, port):
-    """Opens a connection, then answers nothing, not even the PING that comes with a
-    polite GOAWAY; prints each GOAWAY (code and last stream id) and `closed` at the end.
-    A read that times out raises: weir kept the connection."""
+def goaways(host, port, first_only):
+    """Opens a connection and sends nothing more, not even an answer to the PING that
+    comes with a polite GOAWAY; prints each GOAWAY (its code, and with `first_only`
+    unset its last stream id) and `closed` at the end, or stops at the first GOAWAY.
+    Frames are read raw: the PING is an error to H2Connection once closed. A read that
+    times out raises: weir kept the connection."""
     sock, conn = connect(host, port)
     frames = h2.frame_buffer.FrameBuffer(server=False)
     frames.max_frame_size = 16384
@@ -190,7 +174,21 @@ def idle_silent(host, port):
         for frame in frames:
             if isinstance(frame, hyperframe.frame.GoAwayFrame):
                 code = h2.errors.ErrorCodes(frame.error_code).name
+                if first_only:
+                    print(f"goaway={code}", flush=True)
+                    return
                 print(f"goaway={code} last={frame.last_stream_id}", flush=True)
+
+
+def idle(host, port):
+    """An idle connection gets GOAWAY."""
+    goaways(host, port, first_only=True)
+
+
+def idle_silent(host, port):
+    """An idle connection that never answers the GOAWAY's PING gets the final GOAWAY and
+    is closed."""
+    goaways(host, port, first_only=False)
 
 
 def stalled_upload(host, port):
