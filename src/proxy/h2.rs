@@ -9,10 +9,15 @@
 //! not supported. Every limit the codec has is set here: its defaults suit a client,
 //! not a proxy facing the internet.
 
-/// `AsyncWrite` for a wrapper of a connection whose writes go straight to its `inner`.
+/// `AsyncWrite` for a wrapper of a connection whose writes go straight to its `inner`;
+/// its shutdown is `inner`'s, or the expression given (with the wrapper's further
+/// bounds, such as `AsyncRead` for a shutdown that reads).
 macro_rules! write_through {
     ($wrapper:ident) => {
-        impl<S: AsyncWrite + Unpin> AsyncWrite for $wrapper<S> {
+        write_through!($wrapper, [AsyncWrite], |this, cx| Pin::new(&mut this.inner).poll_shutdown(cx));
+    };
+    ($wrapper:ident, [$($bound:ident),+], |$this:ident, $cx:ident| $shutdown:expr) => {
+        impl<S: $($bound +)+ Unpin> AsyncWrite for $wrapper<S> {
             fn poll_write(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
@@ -25,8 +30,9 @@ macro_rules! write_through {
                 Pin::new(&mut self.get_mut().inner).poll_flush(cx)
             }
 
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+            fn poll_shutdown(self: Pin<&mut Self>, $cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $this = self.get_mut();
+                $shutdown
             }
 
             fn poll_write_vectored(
@@ -52,6 +58,7 @@ mod guard;
 pub(crate) mod respond;
 mod rewind;
 pub(crate) mod translate;
+mod watched;
 mod websocket;
 
 use std::future::Future;
@@ -81,9 +88,10 @@ use crate::metrics::{GoAway, Http2Attack};
 use adapter::Http2Stream;
 use body::RequestBody;
 use closing::Closing;
-use guard::{HeaderBudget, Watch, Watched};
+use guard::HeaderBudget;
 use respond::{ResetWatch, ResponseWriter};
 pub use rewind::Rewind;
+use watched::{Watch, Watched};
 
 /// The client connection preface (RFC 9113 §3.4) a plain listener looks for.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -153,7 +161,7 @@ pub fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         (builder(server), headers, timeouts.0, timeouts.1)
     };
     let client = Rc::new(Client { http2: true, ..client });
-    let (io, watch) = guard::watch(io, header_timeout);
+    let (io, watch) = watched::watch(io, header_timeout);
     let handshake = builder.handshake::<Watched<T>, Bytes>(io);
     // Its box is freed when it ends: awaiting it consumes it.
     let handshake = Box::pin(tokio::time::timeout(header_timeout, handshake));
@@ -224,7 +232,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Err(attack) => attack,
                 },
-                Some(Err(error)) => break ended(client, &error, watch),
+                Some(Err(error)) => break ended(client, &error, watch, closing.shut()),
                 None => break,
             },
             Some(ended) = streams.next(), if !streams.is_empty() => {
@@ -308,8 +316,14 @@ fn start(
 }
 
 /// The connection ended with `error`; the codec's own attack defences and the GOAWAY it
-/// sent, if it sent one, are counted.
-fn ended(client: &Client, error: &h2::Error, watch: &Watch) {
+/// sent, if it sent one, are counted, unless weir had already shut the connection for
+/// an attack (`shut`, counted then): the codec may find its own while the connection
+/// lingers in its close, and one attack is counted once.
+fn ended(client: &Client, error: &h2::Error, watch: &Watch, shut: bool) {
+    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
+    if shut {
+        return;
+    }
     let frontend = client.shared.frontend.local();
     if let Some(attack) = guard::codec_attack(error, watch) {
         frontend.http2_attacks.record(attack);
@@ -318,7 +332,6 @@ fn ended(client: &Client, error: &h2::Error, watch: &Watch) {
     if let Some(reason) = error.reason().filter(|_| sent_goaway(error)) {
         frontend.http2.goaways[GoAway::Error(reason.into()).index()].inc();
     }
-    tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
 }
 
 /// Whether the codec sent GOAWAY for `error` (a connection error it found), rather

@@ -1,7 +1,7 @@
 //! Attack resistance of an HTTP/2 connection beyond the codec's own limits.
 //!
 //! The codec answers PING and SETTINGS and takes RST_STREAM without telling weir, so
-//! [`Watched`] reads the frame headers of what the client sends as the bytes pass (9
+//! [`super::watched::Watched`] reads the frame headers of what the client sends as the bytes pass (9
 //! bytes a frame; payloads are skipped, not copied) and keeps budgets on them: a client
 //! past one is an attack ([`Http2Attack`]), and the driver answers it with GOAWAY
 //! `ENHANCE_YOUR_CALM` and closes the connection. [`header_cost`] and
@@ -9,18 +9,12 @@
 //! The codec's own defences (pending-accept resets, CONTINUATION frames) are told apart
 //! by [`codec_attack`].
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::watched::Watch;
 use crate::log_budget::LogBudget;
 use crate::metrics::Http2Attack;
 
@@ -264,7 +258,7 @@ impl Ages {
 
 /// What the client sent so far, frame by frame.
 #[derive(Debug)]
-struct Scan {
+pub(super) struct Scan {
     /// Bytes of the client preface still to pass.
     preface: usize,
     head: [u8; FRAME_HEADER],
@@ -285,15 +279,35 @@ struct Scan {
     /// CONTINUATION frames it announced, or the last one's payload are still to come.
     /// Nothing else may arrive meanwhile (RFC 9113 §6.10), so a client that stalls here
     /// stalls its whole connection.
-    in_block: bool,
+    pub(super) in_block: bool,
     /// The frame passing now ends the header block (END_HEADERS).
     block_ends: bool,
-    attack: Option<Http2Attack>,
+    pub(super) attack: Option<Http2Attack>,
 }
 
 impl Scan {
+    /// A connection's scan before its client preface.
+    pub(super) fn new(now: Instant) -> Scan {
+        Scan {
+            preface: super::PREFACE.len(),
+            head: [0; FRAME_HEADER],
+            head_len: 0,
+            skip: 0,
+            streams: 0,
+            last_stream: 0,
+            ages: Ages::default(),
+            resets: 0,
+            continuations: 0,
+            pings: Bucket::new(now),
+            settings: Bucket::new(now),
+            in_block: false,
+            block_ends: false,
+            attack: None,
+        }
+    }
+
     /// Passes `bytes` (bounded by their length: each pass consumes at least one byte).
-    fn feed(&mut self, mut bytes: &[u8]) {
+    pub(super) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.attack.is_none() {
             let n = if self.preface > 0 {
                 let n = self.preface.min(bytes.len());
@@ -362,118 +376,6 @@ impl Scan {
         }
     }
 }
-
-/// A client connection whose frames are watched as they are read. Once an attack is
-/// seen it reads nothing more: the driver sends GOAWAY and closes.
-#[derive(Debug)]
-pub struct Watched<T> {
-    inner: T,
-    scan: Rc<RefCell<Scan>>,
-    /// How long a header block may take to arrive (`header_timeout`, as for an HTTP/1
-    /// head): past it the client is a slowloris ([`Http2Attack::SlowHeaders`]).
-    header_timeout: Duration,
-    /// The header block's deadline, armed when a read ends inside a block: a request
-    /// whose head arrives in one read (nearly all) arms no timer.
-    slow: Option<Pin<Box<Sleep>>>,
-    armed: bool,
-}
-
-/// The driver's side of [`Watched`]: the attack it saw, if any.
-#[derive(Debug)]
-pub struct Watch(Rc<RefCell<Scan>>);
-
-impl Watch {
-    /// The attack seen so far.
-    pub fn attack(&self) -> Option<Http2Attack> {
-        self.0.borrow().attack
-    }
-}
-
-/// `inner`, watched from its client preface on; each header block must arrive within
-/// `header_timeout`.
-pub fn watch<T>(inner: T, header_timeout: Duration) -> (Watched<T>, Watch) {
-    let now = Instant::now();
-    let scan = Scan {
-        preface: super::PREFACE.len(),
-        head: [0; FRAME_HEADER],
-        head_len: 0,
-        skip: 0,
-        streams: 0,
-        last_stream: 0,
-        ages: Ages::default(),
-        resets: 0,
-        continuations: 0,
-        pings: Bucket::new(now),
-        settings: Bucket::new(now),
-        in_block: false,
-        block_ends: false,
-        attack: None,
-    };
-    let scan = Rc::new(RefCell::new(scan));
-    let watched =
-        Watched { inner, scan: Rc::clone(&scan), header_timeout, slow: None, armed: false };
-    (watched, Watch(scan))
-}
-
-impl<T> Watched<T> {
-    /// After a read: arms the header block's deadline when the read ended inside one,
-    /// disarms it when none is open.
-    fn time_block(&mut self, in_block: bool) {
-        if !in_block {
-            self.armed = false;
-        } else if !self.armed {
-            self.armed = true;
-            let deadline = Instant::now() + self.header_timeout;
-            match &mut self.slow {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.slow = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-        }
-    }
-
-    /// While the client sends nothing: whether an open header block is past its
-    /// deadline (the timer wakes the task when it is).
-    fn block_overdue(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.slow {
-            Some(sleep) if self.armed => sleep.as_mut().poll(cx).is_ready(),
-            _ => false,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.scan.borrow().attack.is_some() {
-            // The driver, woken when the attack was seen, closes the connection.
-            return Poll::Pending;
-        }
-        let before = buf.filled().len();
-        let Poll::Ready(read) = Pin::new(&mut this.inner).poll_read(cx, buf) else {
-            if this.block_overdue(cx) {
-                this.scan.borrow_mut().attack = Some(Http2Attack::SlowHeaders);
-                cx.waker().wake_by_ref();
-            }
-            return Poll::Pending;
-        };
-        read?;
-        let mut scan = this.scan.borrow_mut();
-        scan.feed(&buf.filled()[before..]);
-        if scan.attack.is_some() {
-            cx.waker().wake_by_ref();
-        }
-        let in_block = scan.in_block;
-        drop(scan);
-        this.time_block(in_block);
-        Poll::Ready(Ok(()))
-    }
-}
-
-write_through!(Watched);
 
 #[cfg(test)]
 #[path = "guard_tests.rs"]

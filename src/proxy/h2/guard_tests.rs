@@ -1,5 +1,6 @@
 //! Tests of an HTTP/2 connection's attack budgets.
 
+use super::super::watched::watch;
 use super::*;
 
 fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {

@@ -113,7 +113,7 @@ impl Gate {
         Gate { addr, requests, open }
     }
 
-    fn requests(&self) -> usize {
+    pub(super) fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
 

@@ -117,6 +117,22 @@ async fn an_idle_client_that_never_answers_the_goaway_ping_is_still_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_is_not_lost_to_a_reset_when_the_client_is_still_sending() {
+    // Goal: weir closes a connection with a lingering close. A socket closed with
+    // unread input sends RST, and the kernel drops what weir wrote but had not sent
+    // yet: a client still sending when weir sent GOAWAY could lose the GOAWAY (the HTTP/2
+    // Bomb test lost it about 1 run in 35). Method: a client with the smallest receive
+    // buffer leaves most of an 8 KiB response unread in weir's socket, then sends a
+    // connection error with 64 KiB behind it, waits, and reads until the connection
+    // ends. Without the lingering close it ends in a reset with no GOAWAY, with it the
+    // client reads the rest, the GOAWAY and a clean close.
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::over(&[backend.addr()], |_| {});
+    let events = hostile("goaway_mid_send", weir.addr()).await;
+    assert_eq!(events, ["goaway=PROTOCOL_ERROR", "end=eof"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_a_backend_that_reads_nothing_stays_bounded() {
     // Goal: weir opens an upload's window only as the exchange takes its bytes, so a
     // backend that stops reading stops the client too (no body piles up in weir).

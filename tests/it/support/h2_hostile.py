@@ -11,6 +11,7 @@ socket timeout, so a scenario never hangs.
 
 import socket
 import sys
+import time
 
 import h2.config
 import h2.connection
@@ -18,8 +19,10 @@ import h2.errors
 import h2.events
 import h2.frame_buffer
 import h2.settings
+import hpack
 import hyperframe.frame
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # No read waits longer than this; a scenario reads at most MAX_READS times.
 TIMEOUT_SECS = 10
 MAX_READS = 10_000
@@ -156,28 +159,44 @@ def too_many_streams(host, port):
     collect(sock, conn, [ids[-1]])
 
 
-def goaways(host, port, first_only):
-    """Opens a connection and sends nothing more, not even an answer to the PING that
-    comes with a polite GOAWAY; prints each GOAWAY (its code, and with `first_only`
-    unset its last stream id) and `closed` at the end, or stops at the first GOAWAY.
-    Frames are read raw: the PING is an error to H2Connection once closed. A read that
+def raw_frames(sock):
+    """Frames weir sends on `sock`, read raw (H2Connection takes a PING after GOAWAY
+    for an error), then `"eof"` or `"reset"` for how the connection ended. A read that
     times out raises: weir kept the connection."""
-    sock, conn = connect(host, port)
     frames = h2.frame_buffer.FrameBuffer(server=False)
     frames.max_frame_size = 16384
     for _ in range(MAX_READS):
-        data = sock.recv(65536)
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            yield "reset"
+            return
         if not data:
-            print("closed", flush=True)
+            yield "eof"
             return
         frames.add_data(data)
-        for frame in frames:
-            if isinstance(frame, hyperframe.frame.GoAwayFrame):
-                code = h2.errors.ErrorCodes(frame.error_code).name
-                if first_only:
-                    print(f"goaway={code}", flush=True)
-                    return
-                print(f"goaway={code} last={frame.last_stream_id}", flush=True)
+        yield from frames
+
+
+def goaways(host, port, first_only):
+    """Opens a connection and sends nothing more, not even an answer to the PING that
+    comes with a polite GOAWAY; prints each GOAWAY (its code, and with `first_only`
+    unset its last stream id) and `closed` at the end (`reset` for an RST), or stops
+    at the first GOAWAY."""
+    sock, conn = connect(host, port)
+    for frame in raw_frames(sock):
+        if frame == "eof":
+            print("closed", flush=True)
+            return
+        if frame == "reset":
+            print("reset", flush=True)
+            return
+        if isinstance(frame, hyperframe.frame.GoAwayFrame):
+            code = h2.errors.ErrorCodes(frame.error_code).name
+            if first_only:
+                print(f"goaway={code}", flush=True)
+                return
+            print(f"goaway={code} last={frame.last_stream_id}", flush=True)
 
 
 def idle(host, port):
@@ -219,7 +238,43 @@ def stalled_upload(host, port):
     print(f"sent={sent}", flush=True)
 
 
+def goaway_mid_send(host, port):
+    """A connection error (a connection WINDOW_UPDATE of 0, RFC 9113 §6.9) sent with
+    64 KiB more behind it that weir will not parse, as from a client whose requests
+    crossed weir's GOAWAY, on a connection whose receive buffer is still full of an
+    8 KiB response the client has not read yet. Then reads until the connection ends;
+    prints `goaway=NAME` for the GOAWAY and `end=eof` or `end=reset` for how the
+    connection ended. A socket closed with unread input sends RST, and its kernel drops
+    what it had not sent yet: here the rest of the response and the GOAWAY."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # The smallest receive buffer the kernel allows: most of the response waits in weir.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sock.settimeout(TIMEOUT_SECS)
+    sock.connect((host, int(port)))
+    settings = hyperframe.frame.SettingsFrame(0)
+    settings.settings = {hyperframe.frame.SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 20}
+    get = hyperframe.frame.HeadersFrame(1)
+    get.data = hpack.Encoder().encode(head(host, port, "/download?bytes=8192"))
+    get.flags.add("END_HEADERS")
+    get.flags.add("END_STREAM")
+    sock.sendall(PREFACE + settings.serialize() + get.serialize())
+    time.sleep(0.3)
+    bad = hyperframe.frame.WindowUpdateFrame(0)
+    bad.window_increment = 0
+    try:
+        sock.sendall(bad.serialize() + bytes(64 * 1024))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    time.sleep(0.3)
+    for frame in raw_frames(sock):
+        if frame in ("eof", "reset"):
+            print(f"end={frame}", flush=True)
+        elif isinstance(frame, hyperframe.frame.GoAwayFrame):
+            print(f"goaway={h2.errors.ErrorCodes(frame.error_code).name}", flush=True)
+
+
 SCENARIOS = {
+    "goaway_mid_send": goaway_mid_send,
     "stalled_upload": stalled_upload,
     "idle": idle,
     "idle_silent": idle_silent,
