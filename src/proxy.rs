@@ -19,6 +19,7 @@ pub(crate) mod h2;
 pub(crate) mod inbound;
 pub(crate) mod io;
 pub(crate) mod limiting;
+pub(crate) mod linger;
 pub(crate) mod logging;
 pub(crate) mod outbound;
 mod policy;
@@ -173,7 +174,7 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
         // Only a connection's first bytes may be the HTTP/2 preface.
         let h2c = started_first && !client.tls && snapshot.config.server.h2c;
         let start = Start { h2c, proxied: started_first && client.proxied };
-        let (after, mut buffers) =
+        let (after, buffers) =
             boxed(|| one_request(&mut stream, conn, &snapshot, buffers, start)).await;
         if after == After::Idle {
             // Not a request yet: a connection that has sent nothing holds no buffers
@@ -188,11 +189,10 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
             drop(watch);
             return http2(stream, client, buffers).await;
         }
-        if after == After::Close {
-            // Whatever the client left unread is discarded with the connection.
-            buffers.input.clear();
-            buffers::give(buffers);
-            break;
+        if after == After::Close || after == After::Gone {
+            // A lingering connection pins no snapshot.
+            drop(snapshot);
+            return close(&mut stream, buffers, after == After::Close).await;
         }
         // An idle connection keeps no buffers (see `buffers`), unless a pipelined request
         // is already waiting in them.
@@ -202,6 +202,16 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
             spare = Some(buffers);
         }
     }
+}
+
+/// Closes a client connection, with a lingering close if weir answered on it
+/// (`answered`); whatever the client left unread is dropped with it.
+async fn close<S: Stream>(stream: &mut S, mut buffers: Buffers, answered: bool) {
+    buffers.input.clear();
+    if answered {
+        boxed(|| linger::close(stream, &mut buffers.input)).await;
+    }
+    buffers::give(buffers);
 }
 
 /// The HTTP/2 driver for a plain connection that sent the preface: the preface and
@@ -306,8 +316,11 @@ async fn wait_for_bytes<S: Stream>(
 enum After {
     /// Serve the next request.
     Next,
-    /// Close.
+    /// Close, with a lingering close: weir answered, and the client may still be
+    /// sending ([`linger`]).
     Close,
+    /// Close at once: the client is gone, or sent nothing weir answers.
+    Gone,
     /// No request began: wait for bytes again, holding no buffers.
     Idle,
     /// The client sent the HTTP/2 preface: serve HTTP/2 from now on.
@@ -338,7 +351,7 @@ async fn one_request<S: Stream>(
     let keep = match read {
         Head::Idle => return (After::Idle, buffers),
         Head::Http2 => return (After::Http2, buffers),
-        Head::Close => false,
+        Head::Close => return (After::Gone, buffers),
         Head::Refuse(status, reason) => {
             let answer = reply::Answer::local(status, reason, true);
             reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;

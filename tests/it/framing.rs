@@ -111,3 +111,36 @@ async fn bad_response_framing_gives_502() {
     let ok = get_close(weir.addr(), "/").await;
     assert_eq!((ok.status, ok.text().as_str()), (200, "b"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_behind_a_pipelined_response_is_not_lost_to_a_reset() {
+    // Goal: weir closes with a lingering close (nginx's `lingering_close`): a socket
+    // closed with unread input sends RST, and the kernel drops what weir wrote but had
+    // not sent yet. Method: a client with the smallest receive buffer pipelines an 8 KiB
+    // download, a smuggling-shaped request (400, close) and 64 KiB more, and reads only
+    // after 300 ms: most of the download and the 400 still wait in weir's socket when it
+    // closes. Without the lingering close the client got part of the download and a
+    // reset; with it, both responses and a clean close.
+    let backend = TestBackend::start("b").await;
+    let weir = Balancer::front(&backend);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1).unwrap();
+    let mut s = socket.connect(weir.addr()).await.unwrap();
+    let bad = format!(
+        "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\
+         Content-Length: 6\r\n\r\nhello!{SMUGGLED}"
+    );
+    let mut sent = b"GET /download?bytes=8192 HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
+    sent.extend_from_slice(bad.as_bytes());
+    sent.extend_from_slice(&[0; 64 * 1024]);
+    let _ = s.write_all(&sent).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let download = read_response(&mut s).await.expect("the download");
+    assert_eq!((download.status, download.body.len()), (200, 8192));
+    let refused = read_response(&mut s).await.expect("the 400 after it");
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let mut rest = Vec::new();
+    let end = timeout(WAIT, s.read_to_end(&mut rest)).await.expect("weir closes");
+    assert!(end.is_ok(), "a clean close, not a reset: {end:?}");
+    assert!(rest.is_empty());
+}

@@ -2,14 +2,9 @@
 //! what the client sends to the attack scan ([`super::guard`]) as the bytes pass, times
 //! each header block against `header_timeout`, and closes with a lingering close.
 //!
-//! The lingering close: when the codec closes the connection (its GOAWAY written and the
-//! write side shut), what the client still sends is read and dropped until the client
-//! closes too, for at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing a socket with
-//! unread input makes the kernel send RST and drop what weir wrote but had not yet sent:
-//! a client still sending when weir closed (an attacker mid-flood, or a client whose
-//! requests crossed the GOAWAY) lost the GOAWAY, and with it the last stream id that
-//! tells it which requests are safe to send again. nginx lingers the same way
-//! (`lingering_close`, HTTP/2 included since 1.19.1).
+//! When the codec closes the connection (its GOAWAY written and the write side shut),
+//! the lingering close of [`crate::proxy::linger`] runs in [`Watched`]'s shutdown: the
+//! codec owns the connection to its end.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -22,20 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::super::linger::{LINGER_BYTES, LINGER_READ, LINGER_TIME};
 use super::guard::Scan;
 use crate::metrics::Http2Attack;
-
-/// How long a closed connection reads and drops what the client still sends, waiting
-/// for its close. The client needs a round trip to read the GOAWAY and close: far less
-/// than this on any path a balancer serves. The driver's own bound on a connection shut
-/// at once (`closing::REFUSED_GRACE`) is as long.
-pub const LINGER_TIME: Duration = Duration::from_secs(1);
-/// The most a closed connection reads and drops: 1 MiB, past what flow control lets a
-/// client have in flight on the default connection window (1 MiB) with its last frames.
-/// Past it the client is flooding, and its connection is closed at once.
-pub const LINGER_BYTES: usize = 1024 * 1024;
-/// Bytes one lingering read drops at most (a stack buffer per read).
-const LINGER_READ: usize = 4096;
 
 /// A client connection whose frames are watched as they are read. Once an attack is
 /// seen it reads nothing more: the driver sends GOAWAY and closes.
