@@ -205,13 +205,14 @@ pub async fn serve<S: Stream>(mut stream: S, client: Client) {
 }
 
 /// Closes a client connection, with a lingering close if weir answered on it
-/// (`answered`); whatever the client left unread is dropped with it.
+/// (`answered`); whatever the client left unread is dropped with it. The buffers go
+/// back first: a lingering connection holds none.
 async fn close<S: Stream>(stream: &mut S, mut buffers: Buffers, answered: bool) {
     buffers.input.clear();
-    if answered {
-        boxed(|| linger::close(stream, &mut buffers.input)).await;
-    }
     buffers::give(buffers);
+    if answered {
+        boxed(|| linger::close(stream)).await;
+    }
 }
 
 /// The HTTP/2 driver for a plain connection that sent the preface: the preface and
@@ -319,7 +320,8 @@ enum After {
     /// Close, with a lingering close: weir answered, and the client may still be
     /// sending ([`linger`]).
     Close,
-    /// Close at once: the client is gone, or sent nothing weir answers.
+    /// Close at once: the client is gone, sent nothing weir answers, or let its head
+    /// time out.
     Gone,
     /// No request began: wait for bytes again, holding no buffers.
     Idle,
@@ -357,6 +359,11 @@ async fn one_request<S: Stream>(
             reply::send(stream, client, &mut buffers.reply, answer, server.send_timeout).await;
             logging::Pending::unparsed(client)
                 .finish(client, logging::Done::refused(status, reason));
+            // A client whose head timed out is slow or stalled, not sending on: it is
+            // closed at once, as nginx closes on `client_header_timeout`.
+            if status == 408 {
+                return (After::Gone, buffers);
+            }
             false
         }
         // Not `&& !draining`: a drain that began during this exchange came too late for

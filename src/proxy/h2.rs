@@ -217,10 +217,13 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     // Bounded by the connection: each pass accepts a stream, reaps one, or closes; after
     // a polite GOAWAY by `GOAWAY_PING_WAIT` once no stream is open; after a shutdown at
     // once, by `REFUSED_GRACE`.
+    // Once the codec is in its lingering close (`watch.closing()`) its last GOAWAY went:
+    // no attack, drain or idle GOAWAY of weir's can go any more, so none is counted.
     loop {
-        let timed = closing.arm(&mut alarm, streams.is_empty(), limits.idle_timeout);
+        let lingering = watch.closing() && !closing.shut();
+        let timed = !lingering && closing.arm(&mut alarm, streams.is_empty(), limits.idle_timeout);
         let attack = std::future::poll_fn(|_| match watch.attack() {
-            Some(attack) if !closing.shut() => Poll::Ready(attack),
+            Some(attack) if !closing.shut() && !watch.closing() => Poll::Ready(attack),
             _ => Poll::Pending,
         });
         let seen = tokio::select! {
@@ -245,12 +248,12 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
                 None
             }
             attack = attack => Some(attack),
-            () = &mut drain, if closing.open() => {
+            () = &mut drain, if closing.open() && !lingering => {
                 closing.goodbye(connection, client, GoAway::Drain);
                 None
             }
         };
-        if let Some(attack) = seen.filter(|_| !closing.shut()) {
+        if let Some(attack) = seen.filter(|_| !closing.shut() && !watch.closing()) {
             closing.refuse(connection, client, attack, &mut alarm);
         }
     }
@@ -316,9 +319,8 @@ fn start(
 }
 
 /// The connection ended with `error`; the codec's own attack defences and the GOAWAY it
-/// sent, if it sent one, are counted, unless weir had already shut the connection for
-/// an attack (`shut`, counted then): the codec may find its own while the connection
-/// lingers in its close, and one attack is counted once.
+/// sent, if it sent one, are counted, unless weir had already shut the connection at
+/// once (`shut`: for an attack, counted then, or after a PING left unanswered).
 fn ended(client: &Client, error: &h2::Error, watch: &Watch, shut: bool) {
     tracing::debug!(client = %client.peer, "HTTP/2 connection: {error}");
     if shut {

@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a closing connection reads and drops what the client still sends, waiting
@@ -28,24 +27,23 @@ pub const LINGER_BYTES: usize = 1024 * 1024;
 /// Bytes one lingering read takes at most.
 pub const LINGER_READ: usize = 4096;
 
-/// Closes `stream` with a lingering close, reading into `scratch` (cleared after each
-/// read). Errors end it: the client is gone, and nothing is left to lose.
-pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, scratch: &mut BytesMut) {
+/// Closes `stream` with a lingering close. Errors end it: the client is gone, and
+/// nothing is left to lose. The read buffer is part of the returned future (box it: a
+/// connection's own future should not carry it).
+pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let linger = async {
         if stream.shutdown().await.is_err() {
             return;
         }
+        let mut scratch = [0u8; LINGER_READ];
         let mut left = LINGER_BYTES;
         // Bounded by `left`: each pass drops at least one byte, or ends the close.
         while left > 0 {
-            scratch.clear();
-            scratch.reserve(LINGER_READ);
-            match stream.read_buf(scratch).await {
+            match stream.read(&mut scratch).await {
                 Ok(0) | Err(_) => return,
                 Ok(read) => left = left.saturating_sub(read),
             }
         }
     };
     let _ = tokio::time::timeout(LINGER_TIME, linger).await;
-    scratch.clear();
 }

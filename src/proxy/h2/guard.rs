@@ -283,6 +283,9 @@ pub(super) struct Scan {
     /// The frame passing now ends the header block (END_HEADERS).
     block_ends: bool,
     pub(super) attack: Option<Http2Attack>,
+    /// The codec closed the connection: its last frames went, and the lingering close
+    /// runs ([`super::watched`]).
+    pub(super) closing: bool,
 }
 
 impl Scan {
@@ -303,6 +306,7 @@ impl Scan {
             in_block: false,
             block_ends: false,
             attack: None,
+            closing: false,
         }
     }
 

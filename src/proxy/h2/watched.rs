@@ -48,6 +48,12 @@ impl Watch {
     pub fn attack(&self) -> Option<Http2Attack> {
         self.0.borrow().attack
     }
+
+    /// Whether the codec closed the connection (its last GOAWAY went out): weir can
+    /// send no other.
+    pub fn closing(&self) -> bool {
+        self.0.borrow().closing
+    }
 }
 
 /// `inner`, watched from its client preface on; each header block must arrive within
@@ -166,6 +172,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Watched<T> {
     /// lingering close runs.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.lingering.is_none() {
+            self.scan.borrow_mut().closing = true;
             ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
         } else if self.lingering == Some(0) {
             return Poll::Ready(Ok(()));

@@ -133,6 +133,30 @@ async fn a_goaway_is_not_lost_to_a_reset_when_the_client_is_still_sending() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_goaway_sent_is_counted_while_the_connection_lingers() {
+    // Goal: once the codec has sent its GOAWAY and the connection lingers in its close,
+    // weir counts no GOAWAY or attack of its own: none can be sent. A PING flood behind
+    // a connection error was counted as an attack with a GOAWAY `enhance_your_calm`
+    // that never went, and the PROTOCOL_ERROR one that did went uncounted. Method: the
+    // error with 150 PINGs behind it in one write; the client reads to the end; then
+    // the counters, once the connection is gone.
+    let backend = TestBackend::start("b1").await;
+    let weir = Balancer::over(&[backend.addr()], |_| {});
+    let events = hostile("error_then_ping_flood", weir.addr()).await;
+    assert_eq!(events, ["goaway=PROTOCOL_ERROR", "end=eof"]);
+    let gone = |w: &Balancer| w.metric("weir_http2_connections_active") == Some(0);
+    let waited = weir.wait_for(std::time::Duration::from_secs(10), gone).await;
+    assert!(waited.is_some(), "the connection ends");
+    let sent = |reason: &str| {
+        weir.metric(&format!("weir_http2_goaways_sent_total{{reason=\"{reason}\"}}"))
+    };
+    assert_eq!(sent("protocol_error"), Some(1));
+    assert_eq!(sent("enhance_your_calm"), Some(0));
+    let flood = weir.metric("weir_http2_attacks_total{kind=\"ping_flood\"}");
+    assert_eq!(flood, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_a_backend_that_reads_nothing_stays_bounded() {
     // Goal: weir opens an upload's window only as the exchange takes its bytes, so a
     // backend that stops reading stops the client too (no body piles up in weir).

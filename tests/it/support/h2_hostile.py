@@ -238,12 +238,12 @@ def stalled_upload(host, port):
     print(f"sent={sent}", flush=True)
 
 
-def goaway_mid_send(host, port):
+def goaway_mid_send(host, port, behind=bytes(64 * 1024)):
     """A connection error (a connection WINDOW_UPDATE of 0, RFC 9113 §6.9) sent with
-    64 KiB more behind it that weir will not parse, as from a client whose requests
+    `behind` after it (64 KiB weir will not parse), as from a client whose requests
     crossed weir's GOAWAY, on a connection whose receive buffer is still full of an
     8 KiB response the client has not read yet. Then reads until the connection ends;
-    prints `goaway=NAME` for the GOAWAY and `end=eof` or `end=reset` for how the
+    prints `goaway=NAME` for each GOAWAY and `end=eof` or `end=reset` for how the
     connection ended. A socket closed with unread input sends RST, and its kernel drops
     what it had not sent yet: here the rest of the response and the GOAWAY."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -262,7 +262,7 @@ def goaway_mid_send(host, port):
     bad = hyperframe.frame.WindowUpdateFrame(0)
     bad.window_increment = 0
     try:
-        sock.sendall(bad.serialize() + bytes(64 * 1024))
+        sock.sendall(bad.serialize() + behind)
     except (BrokenPipeError, ConnectionResetError):
         pass
     time.sleep(0.3)
@@ -273,7 +273,16 @@ def goaway_mid_send(host, port):
             print(f"goaway={h2.errors.ErrorCodes(frame.error_code).name}", flush=True)
 
 
+def error_then_ping_flood(host, port):
+    """`goaway_mid_send` with 150 PINGs behind the error (past weir's PING budget of
+    100): weir's scan of the bytes sees a flood the codec never reads."""
+    ping = hyperframe.frame.PingFrame(0)
+    ping.opaque_data = bytes(8)
+    goaway_mid_send(host, port, ping.serialize() * 150)
+
+
 SCENARIOS = {
+    "error_then_ping_flood": error_then_ping_flood,
     "goaway_mid_send": goaway_mid_send,
     "stalled_upload": stalled_upload,
     "idle": idle,
