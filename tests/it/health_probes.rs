@@ -43,9 +43,13 @@ async fn one_probe_per_backend_per_interval_with_four_workers() {
     sleep(INTERVAL * 2).await;
     // 2 s at 100 ms: 20 probes each (more if the window overran), give or take one at
     // each end of the window and one for the jitter. One prober per worker would make 80.
+    // At most 3 over, then; under, a stalled health thread skips the missed intervals
+    // (it does not catch up in a burst), so a loaded machine may lose a few: at least
+    // half still shows a prober running all along.
     let (counts, expected) = probes_in_window(&[&a, &b]).await;
     for count in counts {
-        assert!(count.abs_diff(expected) <= 3, "{count} probes in {WINDOW:?}, expected {expected}");
+        let bounds = expected / 2..=expected + 3;
+        assert!(bounds.contains(&count), "{count} probes in {WINDOW:?}, expected {expected}");
     }
     // A reload (even one that changes the probes) leaves one prober per backend.
     let mut config = probed(&[&a, &b], 4, every_100ms());
@@ -54,10 +58,8 @@ async fn one_probe_per_backend_per_interval_with_four_workers() {
     sleep(INTERVAL * 2).await;
     let (counts, expected) = probes_in_window(&[&a, &b]).await;
     for count in counts {
-        assert!(
-            count.abs_diff(expected) <= 3,
-            "{count} probes after a reload, expected {expected}"
-        );
+        let bounds = expected / 2..=expected + 3;
+        assert!(bounds.contains(&count), "{count} probes after a reload, expected {expected}");
     }
     assert!(weir.status(a.addr()).healthy && weir.status(b.addr()).healthy);
 }
@@ -102,8 +104,8 @@ async fn a_backend_named_by_host_name_is_probed_at_its_addresses() {
     config.pools[0].health = Some(every_100ms());
     let weir = Balancer::start(config);
     let before = a.requests();
-    sleep(INTERVAL * 5).await;
-    assert!(a.requests() - before >= 3, "probes reached the backend by name");
+    let probed = weir.wait_for(Duration::from_secs(5), |_| a.requests() - before >= 3).await;
+    assert!(probed.is_some(), "probes reached the backend by name");
     assert!(weir.status_of(&label).healthy, "{:?}", weir.status_of(&label));
     a.stop();
     let down = weir.wait_for(Duration::from_secs(2), |w| !w.status_of(&label).healthy).await;

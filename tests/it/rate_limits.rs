@@ -180,12 +180,13 @@ async fn over_the_limit_is_429_with_retry_after_over_http1_and_http2() {
 async fn delay_mode_holds_requests_up_to_its_bound_then_refuses() {
     let backend = Recorder::echo_target().await;
     let weir = Balancer::over(&[backend.addr()], |config| {
-        let mut limit = LimitConfig::new("slow", LimitKey::Route, rate(10, 1));
-        limit.mode = LimitMode::Delay(Duration::from_millis(250));
+        let mut limit = LimitConfig::new("slow", LimitKey::Route, rate(1, 1));
+        limit.mode = LimitMode::Delay(Duration::from_millis(2500));
         limited(config, limit);
     });
-    // Four at once at 10/s: one passes, two wait 100 and 200 ms, the fourth would wait
-    // 300 ms, past the bound.
+    // Four at once at 1/s: one passes, two wait 1 and 2 s, the fourth would wait 3 s,
+    // past the bound. Each request is decided when it arrives, so the bound sits half a
+    // second from both waits: the four may arrive up to 500 ms apart on a loaded machine.
     let started = Instant::now();
     let requests = (0..4).map(|_| send(weir.addr(), b"GET /d HTTP/1.1\r\nHost: h\r\n\r\n"));
     let mut statuses: Vec<u16> = futures_util::future::join_all(requests)
@@ -195,7 +196,7 @@ async fn delay_mode_holds_requests_up_to_its_bound_then_refuses() {
         .collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 200, 429]);
-    assert!(started.elapsed() >= Duration::from_millis(190), "the last one waited 200 ms");
+    assert!(started.elapsed() >= Duration::from_millis(1900), "the last one waited 2 s");
     assert_eq!(
         ["passed", "delayed", "rejected"].map(|name| outcome(&weir, "slow", name)),
         [1, 2, 1]

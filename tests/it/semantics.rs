@@ -18,10 +18,6 @@ use tokio::time::timeout;
 /// How long a client waits for something that must (or must not) arrive.
 const WAIT: Duration = Duration::from_secs(5);
 
-/// Slack for the gap between weir writing bytes and this test reading them, when a
-/// test checks that weir did not act before a limit counted from those bytes.
-const SLACK: Duration = Duration::from_millis(100);
-
 /// Reads once: `Some(0)` on EOF, `Some(n)` for n bytes, `None` if nothing came in time.
 async fn read_once(s: &mut TcpStream, limit: Duration) -> Option<usize> {
     let mut buf = [0u8; 256];
@@ -33,12 +29,12 @@ async fn read_once(s: &mut TcpStream, limit: Duration) -> Option<usize> {
 }
 
 /// Waits for weir to close a tunnel that has gone quiet: EOF must come, and no sooner
-/// than `limit` after the last byte this test read (less [`SLACK`]).
-async fn closes_once_idle(s: &mut TcpStream, limit: Duration) {
-    let quiet = tokio::time::Instant::now();
+/// than `limit` after `since`, taken before the tunnel's last byte moved (so it is no
+/// later than weir's idle clock start).
+async fn closes_once_idle(s: &mut TcpStream, limit: Duration, since: tokio::time::Instant) {
     assert_eq!(read_once(s, WAIT).await, Some(0), "an idle tunnel was not closed");
-    let waited = quiet.elapsed();
-    assert!(waited + SLACK >= limit, "closed {waited:?} after the last byte, limit {limit:?}");
+    let waited = since.elapsed();
+    assert!(waited >= limit, "closed {waited:?} after the last byte, limit {limit:?}");
 }
 
 /// Reads one response within [`WAIT`], so a response that never comes fails fast.
@@ -230,7 +226,7 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
     // Goal: `tunnel_idle_timeout` closes an upgraded connection on which nothing moves,
     // and only then. Method: a 400 ms limit; frames every 100 ms for 1.2 s (three limits)
     // keep the tunnel open; then silence must end in EOF, no sooner than the limit after
-    // the last echo (less SLACK for the gap between weir's write and our read).
+    // the last frame sent.
     const LIMIT: Duration = Duration::from_millis(400);
     let backend = TestBackend::start("b").await;
     let weir = Balancer::over(&[backend.addr()], |c| c.pools[0].tunnel_idle_timeout = LIMIT);
@@ -240,13 +236,17 @@ async fn a_websocket_tunnel_lives_while_it_talks_and_closes_once_idle() {
     let resp = read_within(&mut s, "handshake").await;
     assert_eq!(resp.status, 101, "{}", resp.text());
     let mask = [1, 2, 3, 4];
+    let mut last_sent = tokio::time::Instant::now();
     for i in 0..12u8 {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // Before the frame: the tunnel's last byte moves after it, so a client slow
+        // to read the echo cannot make the close look early.
+        last_sent = tokio::time::Instant::now();
         s.write_all(&ws_encode_client_frame(OP_TEXT, &[i], mask)).await.unwrap();
         let echoed = timeout(WAIT, ws_read_frame(&mut s)).await.expect("echo in time");
         assert_eq!(echoed.expect("echoed frame"), (OP_TEXT, vec![i]), "frame {i}");
     }
-    closes_once_idle(&mut s, LIMIT).await;
+    closes_once_idle(&mut s, LIMIT, last_sent).await;
 }
 
 #[tokio::test]
@@ -260,6 +260,10 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
     const PUSHES: u8 = 12;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = listener.local_addr().unwrap();
+    // When the backend last pushed, taken before the write: the tunnel's last byte moves
+    // after it.
+    let last_push = std::sync::Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let pushed = std::sync::Arc::clone(&last_push);
     tokio::spawn(async move {
         let (mut up, _) = listener.accept().await.unwrap();
         let mut head = Vec::new();
@@ -275,6 +279,7 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
         up.write_all(reply).await.unwrap();
         for i in 0..PUSHES {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            *pushed.lock().unwrap() = tokio::time::Instant::now();
             if up.write_all(&[i]).await.is_err() {
                 return;
             }
@@ -303,5 +308,6 @@ async fn bytes_in_one_direction_alone_keep_a_tunnel_open() {
         got.extend_from_slice(&buf[..n]);
     }
     assert_eq!(got[end_of_head..], (0..PUSHES).collect::<Vec<u8>>());
-    closes_once_idle(&mut s, LIMIT).await;
+    let since = *last_push.lock().unwrap();
+    closes_once_idle(&mut s, LIMIT, since).await;
 }

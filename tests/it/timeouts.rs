@@ -13,9 +13,6 @@ use tokio::time::{sleep, timeout};
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 /// How long a test waits for something that must happen, far past any timeout here.
 const WAIT: Duration = Duration::from_secs(5);
-/// Allowed gap between weir starting an idle clock and this client noticing the event
-/// that started it; far below any timeout here, so "closed early" stays meaningful.
-const SLACK: Duration = Duration::from_millis(50);
 
 /// Reads until EOF; the time it took, or `None` if the connection stayed open `WAIT`.
 async fn time_to_close(s: &mut tokio::net::TcpStream) -> Option<Duration> {
@@ -28,26 +25,27 @@ async fn time_to_close(s: &mut tokio::net::TcpStream) -> Option<Duration> {
 #[tokio::test]
 async fn each_request_pushes_the_keepalive_deadline_back() {
     // Goal: the idle timeout counts from the last response, not from the first request.
-    // Method: keepalive_timeout 400 ms; five requests 250 ms apart (1 s in all, well past
-    // one timeout) all succeed on one connection; then it closes after 400 ms idle.
-    let keepalive = Duration::from_millis(400);
+    // Method: keepalive_timeout 1 s; six requests 250 ms apart (1.5 s in all, past one
+    // timeout, with 750 ms to spare for a stalled client) all succeed on one connection;
+    // then it closes after 1 s idle.
+    let keepalive = Duration::from_secs(1);
     let backend = TestBackend::start("b").await;
     let weir = Balancer::over(&[backend.addr()], |c| c.server.keepalive_timeout = keepalive);
     let mut s = connect(weir.addr()).await.unwrap();
-    let mut last_response = Instant::now();
-    for i in 0..5 {
+    let mut last_sent = Instant::now();
+    for i in 0..6 {
+        // Before the request: weir's idle clock starts later (once it sent the
+        // response), so a client slow to read cannot make the close look early.
+        last_sent = Instant::now();
         let resp = roundtrip(&mut s, GET).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(resp.status, 200, "request {i}");
-        last_response = Instant::now();
         sleep(Duration::from_millis(250)).await;
     }
     let closed = time_to_close(&mut s).await.expect("the idle connection closed");
-    let idle = last_response.elapsed();
-    // weir starts its idle clock when it has sent the response, a little before this
-    // client has read it: `SLACK` covers that gap (it measured under 1 ms).
-    assert!(idle + SLACK >= keepalive, "closed after {idle:?} idle, before {keepalive:?}");
+    let idle = last_sent.elapsed();
+    assert!(idle >= keepalive, "closed after {idle:?} idle, before {keepalive:?}");
     assert!(closed < WAIT, "{closed:?}");
-    assert_eq!(backend.requests(), 5);
+    assert_eq!(backend.requests(), 6);
 }
 
 #[tokio::test]
@@ -86,9 +84,12 @@ async fn a_stale_response_deadline_does_not_close_an_idle_connection() {
     let mut s = connect(weir.addr()).await.unwrap();
     assert_eq!(roundtrip(&mut s, GET).await.unwrap().status, 200);
     sleep(Duration::from_millis(800)).await;
+    // Before the request: weir's idle clock starts later (once it sent the response).
+    let sent = Instant::now();
     let second = roundtrip(&mut s, GET).await.expect("the connection is still open");
     assert_eq!(second.status, 200);
     assert_eq!(backend.requests(), 2);
-    let closed = time_to_close(&mut s).await.expect("closed after the idle timeout");
-    assert!(closed + SLACK >= Duration::from_secs(3), "closed early: {closed:?}");
+    time_to_close(&mut s).await.expect("closed after the idle timeout");
+    let closed = sent.elapsed();
+    assert!(closed >= Duration::from_secs(3), "closed early: {closed:?}");
 }
