@@ -276,7 +276,7 @@ pub(crate) async fn stream(
     let mut opening = loop {
         if let Some((send, slot)) = (!fresh).then(|| checkout(live, cap)).flatten() {
             live.stats.local().connections_reused.inc();
-            return Ok((Linked::H2(upstream(live, send, slot)), true));
+            return Ok((Linked::H2(upstream(live, send, slot, settings)), true));
         }
         // An `auto` backend that chose HTTP/1.1 shares no connection: no wait.
         let http1 = live.tls_auto.is_some() && live.alpn() == Alpn::Http1;
@@ -336,7 +336,7 @@ async fn open_new(
         }
     };
     match opened {
-        Ok((send, slot)) => Ok((Linked::H2(upstream(live, send, slot)), false)),
+        Ok((send, slot)) => Ok((Linked::H2(upstream(live, send, slot, settings)), false)),
         // The backend does not speak HTTP/2 (or not in time): nothing was sent.
         Err(error) => Err(failed(error)),
     }
@@ -368,13 +368,19 @@ pub(crate) async fn adopt(
             failed(error)
         }
     })?;
-    Ok(upstream(live, send, slot))
+    Ok(upstream(live, send, slot, settings))
 }
 
 /// A stream on `send` for one attempt, counted.
-fn upstream(live: &BackendLive, send: SendRequest<Bytes>, slot: StreamSlot) -> Box<H2Upstream> {
+fn upstream(
+    live: &BackendLive,
+    send: SendRequest<Bytes>,
+    slot: StreamSlot,
+    settings: &PoolConfig,
+) -> Box<H2Upstream> {
     live.stats.local().http2_streams.inc();
-    Box::new(H2Upstream::new(send, slot, live.tls.is_some()))
+    let replay_buffer = settings.retry.replay_buffer;
+    Box::new(H2Upstream::new(send, slot, live.tls.is_some(), replay_buffer))
 }
 
 fn failed(error: impl std::error::Error + Send + Sync + 'static) -> AttemptError {

@@ -189,3 +189,46 @@ async fn a_refused_post_with_expect_is_still_sent_again() {
     assert_eq!(b.counts.streams.load(Ordering::SeqCst), 4, "every POST was answered by b");
     assert!(a.counts.streams.load(Ordering::SeqCst) >= 2, "a refused its share");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_refused_before_its_body_came_is_sent_again_whole() {
+    // Goal: a stream the backend refused at its HEADERS was never processed (RFC 9113
+    // §8.7), so the request goes again, even when the refusal comes before the client
+    // sent all its body: weir reads the rest into its replay copy (the refused stream
+    // drops it) and sends the whole request on. It got 502 at once. Method: for a
+    // Content-Length and a chunked body, a backend that refuses its first stream; the
+    // client sends the head and half the body, waits for the refusal, sees no answer
+    // come, then sends the rest: the echo is the whole body.
+    use crate::support::{connect, read_response};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let forms = [
+        ("Content-Length: 10", "hello", "world"),
+        ("Transfer-Encoding: chunked", "5\r\nhello\r\n", "5\r\nworld\r\n0\r\n\r\n"),
+    ];
+    for (framing, first, rest) in forms {
+        let backend = H2Backend::start("h2", None).await;
+        let weir = Balancer::over(&[backend.addr()], |config| {
+            config.pools[0].protocol = BackendProtocol::H2c;
+        });
+        let mut s = connect(weir.addr()).await.unwrap();
+        let head = format!("POST /refuse-once HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n{first}");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let refused = || backend.counts.refused.load(Ordering::SeqCst) >= 1;
+        // Bounded: 1,000 waits of 10 ms.
+        for _ in 0..1000 {
+            if refused() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(refused(), "{framing}: the backend refused the stream");
+        let mut early = [0u8; 64];
+        let answered = tokio::time::timeout(Duration::from_millis(500), s.read(&mut early)).await;
+        assert!(answered.is_err(), "{framing}: answered before the body came: {answered:?}");
+        s.write_all(rest.as_bytes()).await.unwrap();
+        let got = tokio::time::timeout(ANSWER_WITHIN, read_response(&mut s)).await;
+        let got = got.expect("an answer").expect("a response");
+        assert_eq!((got.status, got.text()), (200, "helloworld".to_string()), "{framing}");
+        assert_eq!(backend.counts.streams.load(Ordering::SeqCst), 2, "{framing}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::http1::Parsed;
 use crate::proxy::io::{Unsendable, Writer};
 use crate::proxy::pump::{write_all, PumpError};
 use crate::proxy::timer::Alarm;
+use crate::proxy::upstream_h2::stream;
 
 /// Reads the response head, while the request is still being sent if it is, relaying
 /// interim responses to the client.
@@ -70,6 +71,10 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                 }
                 read = self.upstream.read_buf(self.buf) => {
                     if !matches!(read, Ok(n) if n > 0) {
+                        let refused = read.as_ref().err().is_some_and(stream::refused);
+                        if refused && uploaded.is_none() {
+                            finish_upload(upload.as_mut(), uploaded).await?;
+                        }
                         let request_sent = matches!(uploaded, Some(Ok(_)));
                         return Err(closed(read.err(), !self.received, request_sent));
                     }
@@ -110,6 +115,25 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
 
 /// Why the upstream stopped before a response head: a TLS alert (such as a refused client
 /// certificate) when the read error carries one, else a closed connection.
+/// The backend refused the stream (never processed it) while the client's body was
+/// still coming: reads the body on to its end, the upstream dropping it, so the replay
+/// copy holds the whole request and it can go again. Bounded as any upload is (the body
+/// timeout per read, and the stream's `replay_buffer`). A client fault is the failure.
+async fn finish_upload<U>(
+    upload: Pin<&mut U>,
+    uploaded: &mut Option<Result<u64, PumpError>>,
+) -> Result<(), Failure>
+where
+    U: Future<Output = Result<u64, PumpError>>,
+{
+    let result = upload.await;
+    if let Some(failure) = result.as_ref().err().and_then(client_side) {
+        return Err(failure);
+    }
+    *uploaded = Some(result);
+    Ok(())
+}
+
 fn closed(error: Option<std::io::Error>, silent: bool, request_sent: bool) -> Failure {
     if let Some(cause) = error.as_ref().and_then(Unsendable::of) {
         return Failure::Unsendable(cause);

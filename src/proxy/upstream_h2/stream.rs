@@ -73,6 +73,10 @@ pub struct H2Upstream {
     /// response head: an answer about this request, never the idle-close race a
     /// pooled HTTP/1 connection's silent close may be.
     reset: bool,
+    /// Body bytes taken and dropped after the backend refused the stream, and the most
+    /// that may be (the pool's `replay_buffer`): the exchange reads the client's body on
+    /// into its replay copy, so the request can go again ([`H2Upstream::drop_body`]).
+    dropped: (usize, usize),
     /// Bytes of an interim response to read before the backend's response head.
     interim: &'static [u8],
     /// The request's `:scheme`: `https` over TLS.
@@ -82,7 +86,12 @@ pub struct H2Upstream {
 
 impl H2Upstream {
     /// A stream to be opened on the connection behind `handle`.
-    pub(super) fn new(handle: SendRequest<Bytes>, slot: StreamSlot, tls: bool) -> H2Upstream {
+    pub(super) fn new(
+        handle: SendRequest<Bytes>,
+        slot: StreamSlot,
+        tls: bool,
+        replay_buffer: usize,
+    ) -> H2Upstream {
         H2Upstream {
             handle,
             send: None,
@@ -91,6 +100,7 @@ impl H2Upstream {
             waiting: false,
             refused: false,
             reset: false,
+            dropped: (0, replay_buffer),
             interim: b"",
             scheme: if tls { "https" } else { "http" },
             _slot: slot,
@@ -109,19 +119,84 @@ impl H2Upstream {
 
     /// Notes an error of the stream; returns it as an I/O error.
     fn failed(&mut self, error: h2::Error) -> io::Error {
-        // Only a graceful GOAWAY: the codec gives an error GOAWAY's streams at or below
-        // its last stream id (processed, or being processed) the same error as those
-        // above it once the connection closes, and does not say the last id.
-        let graceful_goaway =
-            error.is_go_away() && error.is_remote() && error.reason() == Some(Reason::NO_ERROR);
+        self.note(&error);
+        broken(error)
+    }
+
+    /// Notes what `error` says of the stream: refused, or reset.
+    fn note(&mut self, error: &h2::Error) {
         let reset = error.is_reset() && error.is_remote();
-        let refused = reset && error.reason() == Some(Reason::REFUSED_STREAM);
         // Only before the response head: a stream the backend answered was processed.
         if matches!(self.receiving, Receiving::Head(_) | Receiving::NotAsked(_)) {
-            self.refused |= graceful_goaway || refused;
-            self.reset |= reset && !refused;
+            self.refused |= never_processed(error);
+            self.reset |= reset && !never_processed(error);
         }
-        broken(error)
+    }
+
+    /// A write failed with `error`: whether it says the backend refused the stream
+    /// before its response head (noted, as a read would note it).
+    fn refused_by(&mut self, error: &io::Error) -> bool {
+        if let Some(error) = error.get_ref().and_then(|e| e.downcast_ref::<h2::Error>()) {
+            self.note(error);
+        } else if let Some(send) = self.send.as_mut() {
+            // A stream reset while its write waited for capacity ends with no error to
+            // say why: its reset does.
+            let mut cx = Context::from_waker(Waker::noop());
+            match send.poll_reset(&mut cx) {
+                Poll::Ready(Ok(reason)) => self.note_reset(reason),
+                Poll::Ready(Err(error)) => self.note(&error),
+                Poll::Pending => {}
+            }
+        }
+        self.refused
+    }
+
+    /// Notes the backend's reset of the stream, with `reason`.
+    fn note_reset(&mut self, reason: Reason) {
+        if matches!(self.receiving, Receiving::Head(_) | Receiving::NotAsked(_)) {
+            self.refused |= reason == Reason::REFUSED_STREAM;
+            self.reset |= reason != Reason::REFUSED_STREAM;
+        }
+    }
+
+    /// After the backend refused the stream: takes and drops request body bytes, so the
+    /// exchange reads the client's whole body on into its replay copy and the request
+    /// can go again (RFC 9113 §8.7: a refused stream was not processed). Before, such a
+    /// request failed with 502 whenever its body had not all come when the refusal did.
+    /// At most the pool's `replay_buffer` bytes: past it no copy can hold the body.
+    fn drop_body(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let refused = || broken("the backend refused the stream");
+        let taken = match &mut self.sending {
+            Sending::Length(left) => {
+                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= take as u64;
+                take
+            }
+            Sending::Chunked(decoder, _) => {
+                let mut at = 0;
+                // Bounded by `buf`: each step consumes at least one byte, or ends.
+                while at < buf.len() && !decoder.is_done() {
+                    let step =
+                        decoder.feed(&buf[at..]).map_err(|_| broken("malformed chunked body"))?;
+                    if step.consumed == 0 {
+                        break;
+                    }
+                    at += step.consumed;
+                }
+                at
+            }
+            Sending::Head(_) | Sending::Done => return Err(refused()),
+        };
+        if matches!(&self.sending, Sending::Length(0))
+            || matches!(&self.sending, Sending::Chunked(decoder, _) if decoder.is_done())
+        {
+            self.sending = Sending::Done;
+        }
+        self.dropped.0 += taken;
+        if self.dropped.0 > self.dropped.1 {
+            return Err(refused());
+        }
+        Ok(taken)
     }
 
     /// Takes request head bytes; sends the head once it is complete. Returns the bytes
@@ -257,6 +332,31 @@ impl AsyncWrite for H2Upstream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.refused && !matches!(this.sending, Sending::Head(_)) {
+            return Poll::Ready(this.drop_body(buf));
+        }
+        match ready!(this.poll_body(cx, buf)) {
+            Err(error) if !matches!(this.sending, Sending::Head(_)) && this.refused_by(&error) => {
+                Poll::Ready(this.drop_body(buf))
+            }
+            result => Poll::Ready(result),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames are queued in the codec, which the connection's task writes out.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl H2Upstream {
+    /// Takes request bytes: the head, then the body as DATA frames (and trailers).
+    fn poll_body(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self;
         let H2Upstream { send, sending, waiting, .. } = this;
         match sending {
             Sending::Head(_) => this.poll_head(cx, buf),
@@ -288,15 +388,26 @@ impl AsyncWrite for H2Upstream {
             Sending::Done => Poll::Ready(Err(broken("request bytes after its end"))),
         }
     }
+}
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Frames are queued in the codec, which the connection's task writes out.
-        Poll::Ready(Ok(()))
-    }
+/// Whether `error` proves the backend never processed the stream: refused
+/// (`REFUSED_STREAM`), or a graceful GOAWAY's (the codec gives an error GOAWAY's streams
+/// at or below its last stream id, processed or being processed, the same error as those
+/// above it once the connection closes, and does not say the last id).
+fn never_processed(error: &h2::Error) -> bool {
+    let graceful_goaway =
+        error.is_go_away() && error.is_remote() && error.reason() == Some(Reason::NO_ERROR);
+    let refused =
+        error.is_reset() && error.is_remote() && error.reason() == Some(Reason::REFUSED_STREAM);
+    graceful_goaway || refused
+}
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+/// Whether a read of an upstream stream failed because the backend never processed it
+/// (see [`never_processed`]): the exchange then reads the client's body on into its
+/// replay copy before it ends the attempt.
+pub fn refused(error: &io::Error) -> bool {
+    let h2 = error.get_ref().and_then(|e| e.downcast_ref::<h2::Error>());
+    h2.is_some_and(never_processed)
 }
 
 /// The halves share the stream through tokio's `split` (a short lock per poll): the
@@ -318,3 +429,7 @@ impl Stream for H2Upstream {
         std::future::ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
