@@ -213,15 +213,7 @@ async fn a_post_refused_before_its_body_came_is_sent_again_whole() {
         let mut s = connect(weir.addr()).await.unwrap();
         let head = format!("POST /refuse-once HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n{first}");
         s.write_all(head.as_bytes()).await.unwrap();
-        let refused = || backend.counts.refused.load(Ordering::SeqCst) >= 1;
-        // Bounded: 1,000 waits of 10 ms.
-        for _ in 0..1000 {
-            if refused() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(refused(), "{framing}: the backend refused the stream");
+        wait_refused(&backend).await;
         let mut early = [0u8; 64];
         let answered = tokio::time::timeout(Duration::from_millis(500), s.read(&mut early)).await;
         assert!(answered.is_err(), "{framing}: answered before the body came: {answered:?}");
@@ -231,4 +223,50 @@ async fn a_post_refused_before_its_body_came_is_sent_again_whole() {
         assert_eq!((got.status, got.text()), (200, "helloworld".to_string()), "{framing}");
         assert_eq!(backend.counts.streams.load(Ordering::SeqCst), 2, "{framing}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_clients_post_refused_before_its_body_came_is_sent_again_whole() {
+    // Goal: as above, for an HTTP/2 client, whose body weir reads as DATA frames. Method:
+    // the client sends HEADERS and 5 bytes of DATA, waits for the backend's refusal, sees
+    // no answer come, then sends the last 5 bytes: the echo is the whole body.
+    let backend = H2Backend::start("h2", None).await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.pools[0].protocol = BackendProtocol::H2c;
+    });
+    let client = crate::h2up::h2_client(weir.addr()).await;
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post("http://x/refuse-once").body(()).unwrap();
+    let (mut response, mut send) = client.send_request(request, false).expect("sent");
+    send.send_data(bytes::Bytes::from_static(b"hello"), false).expect("first half");
+    wait_refused(&backend).await;
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut response).await;
+    assert!(early.is_err(), "answered before the body came: {early:?}");
+    send.send_data(bytes::Bytes::from_static(b"world"), true).expect("second half");
+    let response = tokio::time::timeout(ANSWER_WITHIN, response).await.expect("an answer");
+    let response = response.expect("a response");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    // Bounded by the echo: 10 bytes.
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("body");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, b"helloworld");
+    assert_eq!(backend.counts.streams.load(Ordering::SeqCst), 2);
+}
+
+/// Waits until `backend` refused a stream (`/refuse-once`), for at most 10 s.
+async fn wait_refused(backend: &H2Backend) {
+    let refused = || backend.counts.refused.load(Ordering::SeqCst) >= 1;
+    // Bounded: 1,000 waits of 10 ms.
+    for _ in 0..1000 {
+        if refused() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused(), "the backend refused the stream");
 }
