@@ -142,10 +142,7 @@ async fn expect_100_continue_is_answered_for_an_http2_backend() {
     // 1 MiB) or, waiting on, got 408 at `body_timeout`. Method: a raw client sends the
     // head, waits for the 100, then sends the body and reads the echo.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let backend = H2Backend::start("h2", None).await;
-    let weir = Balancer::over(&[backend.addr()], |config| {
-        config.pools[0].protocol = BackendProtocol::H2c;
-    });
+    let (_backend, weir) = refusing().await;
     let mut conn = tokio::net::TcpStream::connect(weir.addr()).await.unwrap();
     let head = "PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\
                 Connection: close\r\n\r\n";
@@ -206,10 +203,7 @@ async fn a_post_refused_before_its_body_came_is_sent_again_whole() {
         ("Transfer-Encoding: chunked", "5\r\nhello\r\n", "5\r\nworld\r\n0\r\n\r\n"),
     ];
     for (framing, first, rest) in forms {
-        let backend = H2Backend::start("h2", None).await;
-        let weir = Balancer::over(&[backend.addr()], |config| {
-            config.pools[0].protocol = BackendProtocol::H2c;
-        });
+        let (backend, weir) = refusing().await;
         let mut s = connect(weir.addr()).await.unwrap();
         let head = format!("POST /refuse-once HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n{first}");
         s.write_all(head.as_bytes()).await.unwrap();
@@ -230,10 +224,7 @@ async fn an_http2_clients_post_refused_before_its_body_came_is_sent_again_whole(
     // Goal: as above, for an HTTP/2 client, whose body weir reads as DATA frames. Method:
     // the client sends HEADERS and 5 bytes of DATA, waits for the backend's refusal, sees
     // no answer come, then sends the last 5 bytes: the echo is the whole body.
-    let backend = H2Backend::start("h2", None).await;
-    let weir = Balancer::over(&[backend.addr()], |config| {
-        config.pools[0].protocol = BackendProtocol::H2c;
-    });
+    let (backend, weir) = refusing().await;
     let client = crate::h2up::h2_client(weir.addr()).await;
     let mut client = client.ready().await.expect("ready");
     let request = http::Request::post("http://x/refuse-once").body(()).unwrap();
@@ -269,4 +260,38 @@ async fn wait_refused(backend: &H2Backend) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused(), "the backend refused the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_grpc_call_whose_client_waits_to_end_its_body_fails_soon() {
+    // Goal: a refused call whose client waits for an answer before it ends its body (a
+    // bidirectional gRPC call) is not held for the rest of its body: after a short wait
+    // (2 s) it gets `UNAVAILABLE`, which gRPC clients retry. Waiting for the body held it
+    // for `stream_idle_timeout` (an hour by default), then answered DEADLINE_EXCEEDED.
+    // Method: a gRPC-shaped POST sends one message and keeps its body open.
+    let (backend, weir) = refusing().await;
+    let client = crate::h2up::h2_client(weir.addr()).await;
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post("http://x/refuse-once")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).expect("sent");
+    send.send_data(bytes::Bytes::from_static(b"\0\0\0\0\x01x"), false).expect("a message");
+    let response = tokio::time::timeout(ANSWER_WITHIN, response).await.expect("an answer soon");
+    let response = response.expect("a response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "14", "{:?}", response.headers());
+    assert_eq!(backend.counts.refused.load(Ordering::SeqCst), 1);
+    drop(send);
+}
+
+/// An h2c backend (it refuses its first `/refuse-once` stream) and weir over it.
+async fn refusing() -> (H2Backend, Balancer) {
+    let backend = H2Backend::start("h2", None).await;
+    let weir = Balancer::over(&[backend.addr()], |config| {
+        config.pools[0].protocol = BackendProtocol::H2c;
+    });
+    (backend, weir)
 }

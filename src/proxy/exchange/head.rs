@@ -18,6 +18,12 @@ use crate::proxy::pump::{write_all, PumpError};
 use crate::proxy::timer::Alarm;
 use crate::proxy::upstream_h2::stream;
 
+/// How long a request whose stream the backend refused waits for the rest of its body
+/// before it fails ([`finish_upload`]). A client still uploading sends a replay buffer's
+/// worth (64 KiB by default) far sooner on any link a balancer serves; one that waits
+/// for an answer before it ends its body never sends it, and should hear soon.
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads the response head, while the request is still being sent if it is, relaying
 /// interim responses to the client.
 pub(in crate::proxy) struct HeadReader<'a, R, W> {
@@ -113,12 +119,12 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
     }
 }
 
-/// Why the upstream stopped before a response head: a TLS alert (such as a refused client
-/// certificate) when the read error carries one, else a closed connection.
 /// The backend refused the stream (never processed it) while the client's body was
 /// still coming: reads the body on to its end, the upstream dropping it, so the replay
-/// copy holds the whole request and it can go again. Bounded as any upload is (the body
-/// timeout per read, and the stream's `replay_buffer`). A client fault is the failure.
+/// copy holds the whole request and it can go again. For at most [`REFUSED_BODY_WAIT`]
+/// (and the stream's `replay_buffer` bytes): a client that waits for an answer before
+/// it ends its body (a bidirectional gRPC call) gets the 502 (gRPC `UNAVAILABLE`, which
+/// its client retries) it got before. A client fault is the failure.
 async fn finish_upload<U>(
     upload: Pin<&mut U>,
     uploaded: &mut Option<Result<u64, PumpError>>,
@@ -126,7 +132,9 @@ async fn finish_upload<U>(
 where
     U: Future<Output = Result<u64, PumpError>>,
 {
-    let result = upload.await;
+    let Ok(result) = tokio::time::timeout(REFUSED_BODY_WAIT, upload).await else {
+        return Ok(());
+    };
     if let Some(failure) = result.as_ref().err().and_then(client_side) {
         return Err(failure);
     }
@@ -134,6 +142,8 @@ where
     Ok(())
 }
 
+/// Why the upstream stopped before a response head: a TLS alert (such as a refused client
+/// certificate) when the read error carries one, else a closed connection.
 fn closed(error: Option<std::io::Error>, silent: bool, request_sent: bool) -> Failure {
     if let Some(cause) = error.as_ref().and_then(Unsendable::of) {
         return Failure::Unsendable(cause);

@@ -81,7 +81,9 @@ pub struct H2Upstream {
     interim: &'static [u8],
     /// The request's `:scheme`: `https` over TLS.
     scheme: &'static str,
-    _slot: StreamSlot,
+    /// The stream's place on its connection; given up once the backend refused it (the
+    /// codec no longer counts it), while the client's body is read on.
+    slot: Option<StreamSlot>,
 }
 
 impl H2Upstream {
@@ -103,7 +105,7 @@ impl H2Upstream {
             dropped: (0, replay_buffer),
             interim: b"",
             scheme: if tls { "https" } else { "http" },
-            _slot: slot,
+            slot: Some(slot),
         }
     }
 
@@ -135,28 +137,18 @@ impl H2Upstream {
 
     /// A write failed with `error`: whether it says the backend refused the stream
     /// before its response head (noted, as a read would note it).
-    fn refused_by(&mut self, error: &io::Error) -> bool {
+    fn refused_by(&mut self, error: &io::Error, cx: &mut Context<'_>) -> bool {
         if let Some(error) = error.get_ref().and_then(|e| e.downcast_ref::<h2::Error>()) {
             self.note(error);
-        } else if let Some(send) = self.send.as_mut() {
-            // A stream reset while its write waited for capacity ends with no error to
-            // say why: its reset does.
-            let mut cx = Context::from_waker(Waker::noop());
-            match send.poll_reset(&mut cx) {
-                Poll::Ready(Ok(reason)) => self.note_reset(reason),
-                Poll::Ready(Err(error)) => self.note(&error),
-                Poll::Pending => {}
-            }
+        } else if matches!(self.receiving, Receiving::Head(_)) {
+            // A stream closed while its write waited for capacity ends with no error to
+            // say why: its response does (the codec keeps it): a head, if one came
+            // first (then it was processed, and the read takes the head), or the reset
+            // or GOAWAY. The stream's reset reason would not tell a GOAWAY's stream
+            // from a reset one.
+            let _ = self.poll_response(cx);
         }
         self.refused
-    }
-
-    /// Notes the backend's reset of the stream, with `reason`.
-    fn note_reset(&mut self, reason: Reason) {
-        if matches!(self.receiving, Receiving::Head(_) | Receiving::NotAsked(_)) {
-            self.refused |= reason == Reason::REFUSED_STREAM;
-            self.reset |= reason != Reason::REFUSED_STREAM;
-        }
     }
 
     /// After the backend refused the stream: takes and drops request body bytes, so the
@@ -165,6 +157,7 @@ impl H2Upstream {
     /// request failed with 502 whenever its body had not all come when the refusal did.
     /// At most the pool's `replay_buffer` bytes: past it no copy can hold the body.
     fn drop_body(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.slot = None;
         let refused = || broken("the backend refused the stream");
         let taken = match &mut self.sending {
             Sending::Length(left) => {
@@ -336,7 +329,9 @@ impl AsyncWrite for H2Upstream {
             return Poll::Ready(this.drop_body(buf));
         }
         match ready!(this.poll_body(cx, buf)) {
-            Err(error) if !matches!(this.sending, Sending::Head(_)) && this.refused_by(&error) => {
+            Err(error)
+                if !matches!(this.sending, Sending::Head(_)) && this.refused_by(&error, cx) =>
+            {
                 Poll::Ready(this.drop_body(buf))
             }
             result => Poll::Ready(result),
