@@ -215,6 +215,7 @@ pub async fn run<C: Stream, U: Stream>(
     let head_len = head.len() as u64;
     let body = request.body;
     let (kept, read, write) = (Cell::new(false), &mut client_read, &mut upstream_write);
+    let copying = matches!(&upload, Upload::FromClient(Some(capture)) if !capture.overflow);
     let upload = send_request(upload, body, head, input, read, write, limits, &kept);
     let mut upload = pin!(upload);
     let mut uploaded: Option<Result<u64, PumpError>> = None;
@@ -228,6 +229,7 @@ pub async fn run<C: Stream, U: Stream>(
         alarm,
         sent_at: (body == BodyKind::Empty).then_some(started),
         received: false,
+        copying,
     }
     .read(upload.as_mut(), &mut uploaded)
     .await?;

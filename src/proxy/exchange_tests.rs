@@ -114,6 +114,7 @@ async fn an_interim_head_a_client_takes_no_byte_of_fails_after_send_timeout() {
         alarm: &mut alarm,
         sent_at: None,
         received: true,
+        copying: false,
     };
     let started = Instant::now();
     let result = tokio::time::timeout(HANG, reader.parse()).await.expect("a bounded write");

@@ -209,7 +209,7 @@ async fn a_post_refused_before_its_body_came_is_sent_again_whole() {
         s.write_all(head.as_bytes()).await.unwrap();
         wait_refused(&backend).await;
         let mut early = [0u8; 64];
-        let answered = tokio::time::timeout(Duration::from_millis(500), s.read(&mut early)).await;
+        let answered = tokio::time::timeout(Duration::from_millis(200), s.read(&mut early)).await;
         assert!(answered.is_err(), "{framing}: answered before the body came: {answered:?}");
         s.write_all(rest.as_bytes()).await.unwrap();
         let got = tokio::time::timeout(ANSWER_WITHIN, read_response(&mut s)).await;
@@ -231,7 +231,7 @@ async fn an_http2_clients_post_refused_before_its_body_came_is_sent_again_whole(
     let (mut response, mut send) = client.send_request(request, false).expect("sent");
     send.send_data(bytes::Bytes::from_static(b"hello"), false).expect("first half");
     wait_refused(&backend).await;
-    let early = tokio::time::timeout(Duration::from_millis(500), &mut response).await;
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut response).await;
     assert!(early.is_err(), "answered before the body came: {early:?}");
     send.send_data(bytes::Bytes::from_static(b"world"), true).expect("second half");
     let response = tokio::time::timeout(ANSWER_WITHIN, response).await.expect("an answer");

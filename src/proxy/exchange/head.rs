@@ -47,6 +47,10 @@ pub(in crate::proxy) struct HeadReader<'a, R, W> {
     /// Some byte came from the backend, an interim head included: a close is then no
     /// idle-close race, and the request is not replayed.
     pub received: bool,
+    /// The request's body is being copied for a replay: a stream the backend refuses
+    /// waits for the rest of the body ([`finish_upload`]). Without a copy (none was
+    /// started, or the body outgrew it) the wait would gain nothing.
+    pub copying: bool,
 }
 
 impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
@@ -78,7 +82,7 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                 read = self.upstream.read_buf(self.buf) => {
                     if !matches!(read, Ok(n) if n > 0) {
                         let refused = read.as_ref().err().is_some_and(stream::refused);
-                        if refused && uploaded.is_none() {
+                        if refused && uploaded.is_none() && self.copying {
                             finish_upload(upload.as_mut(), uploaded).await?;
                         }
                         let request_sent = matches!(uploaded, Some(Ok(_)));
@@ -123,8 +127,8 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
 /// still coming: reads the body on to its end, the upstream dropping it, so the replay
 /// copy holds the whole request and it can go again. For at most [`REFUSED_BODY_WAIT`]
 /// (and the stream's `replay_buffer` bytes): a client that waits for an answer before
-/// it ends its body (a bidirectional gRPC call) gets the 502 (gRPC `UNAVAILABLE`, which
-/// its client retries) it got before. A client fault is the failure.
+/// it ends its body (a bidirectional gRPC call) gets the 502 (gRPC `UNAVAILABLE`, the
+/// code retry policies name) it got before. A client fault is the failure.
 async fn finish_upload<U>(
     upload: Pin<&mut U>,
     uploaded: &mut Option<Result<u64, PumpError>>,

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -105,13 +105,7 @@ impl<T: AsyncRead + Unpin> Watched<T> {
     /// The lingering close, once the write side is shut: reads and drops what the client
     /// sends until it closes, errs, or passes [`LINGER_BYTES`], or [`LINGER_TIME`] passes.
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut left = match self.lingering {
-            Some(left) => left,
-            None => {
-                self.arm(Instant::now() + LINGER_TIME);
-                LINGER_BYTES
-            }
-        };
+        let mut left = self.lingering.unwrap_or(LINGER_BYTES);
         let mut scratch = [0u8; LINGER_READ];
         // Bounded by `left`: each pass drops at least one byte, or ends the close.
         loop {
@@ -168,14 +162,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Watched<T> {
-    /// The codec closes: the write side is shut (a FIN after its last frames), then the
-    /// lingering close runs.
+    /// The codec closes: the write side is shut (a FIN after its last frames; over TLS
+    /// a close_notify first, which waits for room in the socket), then the lingering
+    /// close runs. [`LINGER_TIME`] bounds both, from the first call: the driver stops its
+    /// own timers once the codec closes (`Watch::closing`), and a client that reads
+    /// nothing must not hold the shutdown open.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.lingering.is_none() {
-            self.scan.borrow_mut().closing = true;
-            ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
-        } else if self.lingering == Some(0) {
+        if self.lingering == Some(0) {
             return Poll::Ready(Ok(()));
+        }
+        if !self.scan.borrow().closing {
+            self.scan.borrow_mut().closing = true;
+            self.arm(Instant::now() + LINGER_TIME);
+        }
+        if self.lingering.is_none() {
+            match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                Poll::Ready(shut) => shut?,
+                Poll::Pending if self.overdue(cx) => {
+                    self.lingering = Some(0);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+            self.lingering = Some(LINGER_BYTES);
         }
         self.poll_linger(cx)
     }

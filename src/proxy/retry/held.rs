@@ -68,6 +68,8 @@ where
         alarm,
         sent_at: None,
         received: false,
+        // The request went whole with its head: nothing is left to copy.
+        copying: false,
     }
     .read(pin!(std::future::pending()), &mut uploaded)
     .await?;

@@ -135,17 +135,14 @@ impl H2Upstream {
         }
     }
 
-    /// A write failed with `error`: whether it says the backend refused the stream
-    /// before its response head (noted, as a read would note it).
-    fn refused_by(&mut self, error: &io::Error, cx: &mut Context<'_>) -> bool {
-        if let Some(error) = error.get_ref().and_then(|e| e.downcast_ref::<h2::Error>()) {
-            self.note(error);
-        } else if matches!(self.receiving, Receiving::Head(_)) {
-            // A stream closed while its write waited for capacity ends with no error to
-            // say why: its response does (the codec keeps it): a head, if one came
-            // first (then it was processed, and the read takes the head), or the reset
-            // or GOAWAY. The stream's reset reason would not tell a GOAWAY's stream
-            // from a reset one.
+    /// A write failed: whether the backend refused the stream before its response head
+    /// (noted, as a read would note it). The codec gives such a write no error to say
+    /// why (a closed stream's capacity poll just ends): the stream's response does, as
+    /// the codec keeps it: a head, if one came first (then it was processed, and the read
+    /// takes the head), or the reset or GOAWAY. The stream's reset reason would not tell
+    /// a GOAWAY's stream from a reset one.
+    fn refused_by(&mut self, cx: &mut Context<'_>) -> bool {
+        if matches!(self.receiving, Receiving::Head(_)) {
             let _ = self.poll_response(cx);
         }
         self.refused
@@ -155,7 +152,8 @@ impl H2Upstream {
     /// exchange reads the client's whole body on into its replay copy and the request
     /// can go again (RFC 9113 §8.7: a refused stream was not processed). Before, such a
     /// request failed with 502 whenever its body had not all come when the refusal did.
-    /// At most the pool's `replay_buffer` bytes: past it no copy can hold the body.
+    /// At most the pool's `replay_buffer` bytes after the refusal: the copy holds no more
+    /// body than that in all.
     fn drop_body(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.slot = None;
         let refused = || broken("the backend refused the stream");
@@ -329,9 +327,7 @@ impl AsyncWrite for H2Upstream {
             return Poll::Ready(this.drop_body(buf));
         }
         match ready!(this.poll_body(cx, buf)) {
-            Err(error)
-                if !matches!(this.sending, Sending::Head(_)) && this.refused_by(&error, cx) =>
-            {
+            Err(_) if !matches!(this.sending, Sending::Head(_)) && this.refused_by(cx) => {
                 Poll::Ready(this.drop_body(buf))
             }
             result => Poll::Ready(result),
