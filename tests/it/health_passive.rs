@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use tokio::time::{sleep, Instant};
 
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(150);
+/// Long enough that a request to the fast backend never reaches it on a loaded machine
+/// (one that did would be a 504 with nowhere to go while the slow one is out).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 const BASE_EJECTION: Duration = Duration::from_millis(600);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_backend_is_ejected_and_recovers_through_half_open() {
     let fast = TestBackend::start("fast").await;
-    let slow = SlowBackend::start("slow", Duration::from_secs(1)).await;
+    let slow = SlowBackend::start("slow", RESPONSE_TIMEOUT * 5).await;
     let weir = Balancer::start({
         let mut config = config_for(&[fast.addr(), slow.addr]);
         let pool = &mut config.pools[0];
@@ -36,7 +38,8 @@ async fn a_slow_backend_is_ejected_and_recovers_through_half_open() {
     let load = Load::repeat(weir.addr(), 2, Duration::from_millis(20), request);
 
     // Three timeouts in a row eject it; the timed-out GETs were retried on `fast`.
-    let ejected = weir.wait_for(Duration::from_secs(5), |w| w.status(slow.addr).state == "ejected");
+    let ejected =
+        weir.wait_for(Duration::from_secs(10), |w| w.status(slow.addr).state == "ejected");
     ejected.await.expect("the slow backend is ejected");
     let status = weir.status(slow.addr);
     assert!(status.reason.contains("3 consecutive response timeouts, for 600ms"), "{status:?}");
@@ -47,7 +50,7 @@ async fn a_slow_backend_is_ejected_and_recovers_through_half_open() {
     // Still slow when the ejection ends: the trial times out, and the next ejection is
     // twice as long.
     let again = |w: &Balancer| w.status(slow.addr).ejections == 2;
-    weir.wait_for(Duration::from_secs(5), again).await.expect("a failed trial");
+    weir.wait_for(Duration::from_secs(10), again).await.expect("a failed trial");
     let status = weir.status(slow.addr);
     assert_eq!(status.state, "ejected");
     assert!(
