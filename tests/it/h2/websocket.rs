@@ -92,7 +92,7 @@ async fn raw_backend(answer: Answer) -> (SocketAddr, mpsc::UnboundedReceiver<Str
 }
 
 /// The bytes of a connection up to the end of a request head; `None` if it ends first.
-async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+pub(super) async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
