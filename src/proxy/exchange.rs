@@ -230,6 +230,7 @@ pub async fn run<C: Stream, U: Stream>(
         sent_at: (body == BodyKind::Empty).then_some(started),
         received: false,
         copying,
+        interims: 0,
     }
     .read(upload.as_mut(), &mut uploaded)
     .await?;

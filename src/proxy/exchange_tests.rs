@@ -115,6 +115,7 @@ async fn an_interim_head_a_client_takes_no_byte_of_fails_after_send_timeout() {
         sent_at: None,
         received: true,
         copying: false,
+        interims: 0,
     };
     let started = Instant::now();
     let result = tokio::time::timeout(HANG, reader.parse()).await.expect("a bounded write");

@@ -43,6 +43,7 @@ mod health_failover;
 mod health_h2;
 mod health_passive;
 mod health_probes;
+mod interim;
 mod listeners;
 mod live_reload;
 mod local_faults;

@@ -51,7 +51,15 @@ pub(in crate::proxy) struct HeadReader<'a, R, W> {
     /// waits for the rest of the body ([`finish_upload`]). Without a copy (none was
     /// started, or the body outgrew it) the wait would gain nothing.
     pub copying: bool,
+    /// Interim heads relayed so far, at most [`MAX_INTERIM_HEADS`].
+    pub interims: usize,
 }
+
+/// Most interim (1xx) heads relayed for one request. HTTP allows several (RFC 8297:
+/// 103 Early Hints that refine each other), and real servers send one or two; a backend
+/// that sends more is faulty, and an endless run of them would hold the client without
+/// a final answer while every read resets no timer of its own. Past it: 502.
+pub(in crate::proxy) const MAX_INTERIM_HEADS: usize = 16;
 
 impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
     /// Returns the final response head; `reply` then holds its client-bound form. The
@@ -109,6 +117,10 @@ impl<R: AsyncRead + Unpin, W: Writer> HeadReader<'_, R, W> {
                 }
                 Ok(Parsed::Partial) => return Ok(None),
                 Ok(Parsed::Complete(info)) if info.is_interim() => {
+                    self.interims += 1;
+                    if self.interims > MAX_INTERIM_HEADS {
+                        return Err(Failure::BadResponse("too many interim responses"));
+                    }
                     self.buf.advance(info.head_len);
                     let relayed = write_all(self.client, self.reply, self.limits.send_timeout);
                     let relayed = relayed.await;

@@ -70,6 +70,7 @@ where
         received: false,
         // The request went whole with its head: nothing is left to copy.
         copying: false,
+        interims: 0,
     }
     .read(pin!(std::future::pending()), &mut uploaded)
     .await?;

@@ -93,16 +93,8 @@ pub fn request(input: &[u8], scheme: &str) -> io::Result<Option<Head>> {
 /// travel; a response that ended with its head (`end_stream`, a trailers-only gRPC
 /// error among them) gets `Content-Length: 0`. Returns whether the body is chunked.
 pub fn response(response: &Response<h2::RecvStream>, out: &mut Vec<u8>) -> bool {
-    let status = response.status();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.extend_from_slice(b" ");
-    out.extend_from_slice(status.canonical_reason().unwrap_or("Other").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let headers: &HeaderMap = response.headers();
-    for (name, value) in headers {
-        crate::http1::lines::push_field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+    let (status, headers) = (response.status(), response.headers());
+    status_and_fields(status, headers, out);
     let ended = response.body().is_end_stream();
     let chunked = !ended && !headers.contains_key(header::CONTENT_LENGTH);
     if chunked {
@@ -112,6 +104,19 @@ pub fn response(response: &Response<h2::RecvStream>, out: &mut Vec<u8>) -> bool 
     }
     out.extend_from_slice(b"\r\n");
     chunked
+}
+
+/// Writes an HTTP/1.1 status line for `status` and the field lines of `headers` to
+/// `out`; the blank line that ends the head is the caller's.
+pub fn status_and_fields(status: http::StatusCode, headers: &HeaderMap, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Other").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        crate::http1::lines::push_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
 }
 
 /// A status whose response never has a body, nor a `Content-Length` saying so.

@@ -77,8 +77,9 @@ pub struct H2Upstream {
     /// that may be (the pool's `replay_buffer`): the exchange reads the client's body on
     /// into its replay copy, so the request can go again ([`H2Upstream::drop_body`]).
     dropped: (usize, usize),
-    /// Bytes of an interim response to read before the backend's response head.
-    interim: &'static [u8],
+    /// Bytes of an interim response to read before the backend's response head: weir's
+    /// own `100 Continue`, or a 1xx the backend sent ([`H2Upstream::poll_interim`]).
+    interim: Bytes,
     /// The request's `:scheme`: `https` over TLS.
     scheme: &'static str,
     /// The stream's place on its connection; given up once the backend refused it (the
@@ -103,7 +104,7 @@ impl H2Upstream {
             refused: false,
             reset: false,
             dropped: (0, replay_buffer),
-            interim: b"",
+            interim: Bytes::new(),
             scheme: if tls { "https" } else { "http" },
             slot: Some(slot),
         }
@@ -247,9 +248,33 @@ impl H2Upstream {
         }
         // The client waits for it before it sends the body; the backend never sends one
         // weir could relay (see `head::request`).
-        self.interim = if expect_continue { CONTINUE } else { b"" };
+        self.interim = Bytes::from_static(if expect_continue { CONTINUE } else { b"" });
         // Body bytes after the head come with the next write.
         Poll::Ready(Ok(end - before))
+    }
+
+    /// Takes an interim response (1xx) the backend sent before its response head, as
+    /// HTTP/1.1 in `interim`: whether one came. The exchange relays it as it relays an
+    /// HTTP/1 backend's (103 Early Hints above all). A `100 Continue` is dropped: weir
+    /// does not forward `Expect` and answers it itself (see `head::request`). Must come
+    /// before [`Self::poll_response`], which skips what is not taken here.
+    fn poll_interim(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let Receiving::Head(future) = &mut self.receiving else { return Ok(false) };
+        // Bounded by the responses the codec holds: each pass takes one.
+        loop {
+            match future.poll_informational(cx) {
+                Poll::Ready(Some(Ok(response))) if response.status() != 100 => {
+                    let mut text = Vec::with_capacity(128);
+                    head::status_and_fields(response.status(), response.headers(), &mut text);
+                    text.extend_from_slice(b"\r\n");
+                    self.interim = Bytes::from(text);
+                    return Ok(true);
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(error))) => return Err(self.failed(error)),
+                Poll::Ready(None) | Poll::Pending => return Ok(false),
+            }
+        }
     }
 
     /// Reads the response head once it comes, as HTTP/1.1.
@@ -294,13 +319,14 @@ impl AsyncRead for H2Upstream {
             }
             Receiving::Failed(Some(cause)) => return Poll::Ready(Err(Unsendable::error(cause))),
             Receiving::Failed(None) => return Poll::Ready(Err(broken("request not sent"))),
-            Receiving::Head(_) if !this.interim.is_empty() => {
-                let n = this.interim.len().min(buf.remaining());
-                buf.put_slice(&this.interim[..n]);
-                this.interim = &this.interim[n..];
-                return Poll::Ready(Ok(()));
-            }
             _ => {}
+        }
+        if matches!(this.receiving, Receiving::Head(_))
+            && (!this.interim.is_empty() || this.poll_interim(cx)?)
+        {
+            let n = this.interim.len().min(buf.remaining());
+            buf.put_slice(&this.interim.split_to(n));
+            return Poll::Ready(Ok(()));
         }
         ready!(this.poll_response(cx))?;
         let Receiving::Body { head, at, body } = &mut this.receiving else {

@@ -20,6 +20,8 @@
 //! - `/hold`: answers nothing; the stream's reset by the peer is recorded (`cancels`);
 //! - `/gate?N`: the server's name, once the backend has received N streams in all;
 //! - `/status?N`: status N, no body;
+//! - `/early-hints?N`: N interim `103 Early Hints` heads (`link: </style.css>;
+//!   rel=preload` and `x-hint: K`, K from 1), then the server's name;
 //! - anything else: the server's name.
 //!
 //! It speaks cleartext HTTP/2 ([`H2Backend::start`]) or HTTP/2 over TLS when the client
@@ -225,18 +227,17 @@ async fn answer(
             send_counted(&mut send, body, &counts.body_sent).await;
         }
         "/trailers" => {
-            let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
-            send_all(&mut send, Bytes::from_static(b"abc"), false).await;
-            let mut trailers = HeaderMap::new();
-            trailers.insert("x-checksum", HeaderValue::from_static("42"));
-            trailers.insert("grpc-status", HeaderValue::from_static("0"));
-            let _ = send.send_trailers(trailers);
+            send_with_trailers(respond.send_response(head.body(()).unwrap(), false).unwrap()).await
         }
         "/grpc-error" | "/status" | "/huge-head" => {
             let head = head_only(head, &path, &query);
             let _ = respond.send_response(head.body(()).unwrap(), true);
         }
         "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        "/early-hints" => {
+            early_hints(&mut respond, query.parse().unwrap_or(1));
+            send_name(respond.send_response(head.body(()).unwrap(), false).unwrap(), &name).await;
+        }
         "/hold" => hold(&mut respond, &counts).await,
         "/gate" => {
             gate(&counts, query.parse().unwrap_or(0)).await;
@@ -257,6 +258,26 @@ fn head_only(head: http::response::Builder, path: &str, query: &str) -> http::re
             .header("grpc-message", "no such thing"),
         "/status" => head.status(query.parse::<u16>().unwrap_or(500)),
         _ => head.header("x-huge", "h".repeat(100 * 1024)),
+    }
+}
+
+/// `abc`, then trailers `x-checksum: 42` and `grpc-status: 0`.
+async fn send_with_trailers(mut send: h2::SendStream<Bytes>) {
+    send_all(&mut send, Bytes::from_static(b"abc"), false).await;
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", HeaderValue::from_static("42"));
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let _ = send.send_trailers(trailers);
+}
+
+/// Sends `n` interim `103 Early Hints` heads, numbered by `x-hint`.
+fn early_hints(respond: &mut SendResponse<Bytes>, n: usize) {
+    for hint in 1..=n {
+        let early = Response::builder()
+            .status(103)
+            .header("link", "</style.css>; rel=preload")
+            .header("x-hint", hint.to_string());
+        let _ = respond.send_informational(early.body(()).unwrap());
     }
 }
 
