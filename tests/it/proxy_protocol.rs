@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use weir::access_log::{Format, Target};
 use weir::config::{LimitConfig, LimitKey};
 
-use crate::support::process::free_port;
+use crate::support::process::hold_port;
 use crate::support::{self, connect, roundtrip, Balancer, Recorder};
 
 /// How long a test waits for weir to close a connection it must close.
@@ -218,9 +218,11 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_client_address() {
     let log = support::process::temp_path("haproxy.json");
     let weir = proxied(backend.addr(), Some(&log));
     for send in ["send-proxy", "send-proxy-v2"] {
-        let port = free_port();
-        let _haproxy = Haproxy::start(port, weir.addr(), send);
-        let mut stream = connect_from_127_0_0_2(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        // Held until HAProxy is gone: no other test can take the port before HAProxy
+        // binds it, so what answers there is HAProxy.
+        let held = hold_port();
+        let _haproxy = Haproxy::start(held.port(), weir.addr(), send);
+        let mut stream = connect_from_127_0_0_2(held.addr()).await;
         let response = roundtrip(&mut stream, GET).await.expect("a response through HAProxy");
         assert_eq!(response.status, 200, "{send}");
     }
@@ -248,7 +250,8 @@ async fn haproxy_send_proxy_v1_and_v2_give_the_limiter_the_client_address() {
     });
     // Every connection reaches weir from HAProxy's address; the limit must count the
     // client each PROXY header names: 127.0.0.2 twice (v1, then v2), then 127.0.0.3.
-    let (v1, v2) = (free_port(), free_port());
+    let (held_v1, held_v2) = (hold_port(), hold_port());
+    let (v1, v2) = (held_v1.port(), held_v2.port());
     let _haproxy_v1 = Haproxy::start(v1, weir.addr(), "send-proxy");
     let _haproxy_v2 = Haproxy::start(v2, weir.addr(), "send-proxy-v2");
     let via = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir::config::{Config, LimitConfig, LimitKey, OnStoreError};
+use weir::limit::store::BACKOFF;
 
 use crate::rate_limits::{limited, outcome, pace, rate, Run};
 use crate::support::redis::Redis;
@@ -117,14 +118,41 @@ async fn a_redis_that_never_answers_costs_at_most_the_timeout_then_rests() {
         fleet_limit(&url, 1000, OnStoreError::Local)(config);
         config.limits[0].store_timeout = Duration::from_millis(100);
     });
-    let started = Instant::now();
-    for _ in 0..20 {
+    // Each request that found the store not resting waited for the timeout, counted one
+    // store error, and set the store aside for `BACKOFF`; the others were decided locally
+    // at once. How many errors that makes depends on how fast the requests go, so each
+    // error is checked for being the first, or for coming after a full rest since the
+    // one before; on a machine where all the requests fit in one rest, that is exactly
+    // one error.
+    let mut errors = 0;
+    let mut raised: Option<(usize, Instant)> = None;
+    for n in 0..20 {
+        let sent = Instant::now();
         assert_eq!(send(weir.addr(), GET).await.status, 200);
+        let answered = Instant::now();
+        let now = store_series(&weir, "store_errors");
+        assert!(now <= errors + 1, "request {n}: {} store errors for one request", now - errors);
+        if n == 0 {
+            // The first request waited for the timeout.
+            assert_eq!(now, 1, "the first request found a store that never answers");
+            assert!(answered - sent >= Duration::from_millis(100));
+        } else if now > errors {
+            // Rested since the error before: the two errors happened, at the earliest,
+            // when the request that raised the first was sent and, at the latest, when
+            // this one was answered.
+            let (earlier, first_sent) = raised.expect("an error before");
+            let apart = answered - first_sent;
+            assert!(
+                apart >= BACKOFF,
+                "request {n} tried the store {apart:?} after request {earlier} failed"
+            );
+        }
+        if now > errors {
+            raised = Some((n, sent));
+        }
+        errors = now;
     }
-    // The first request waited for the timeout; the store then rests for a second, so
-    // the others were decided locally at once.
-    assert!(started.elapsed() >= Duration::from_millis(100));
-    assert_eq!(store_series(&weir, "store_errors"), 1);
+    eprintln!("a silent store: {errors} store errors over 20 requests");
     assert_eq!(store_series(&weir, "store_fallbacks"), 20);
     held.abort();
 }

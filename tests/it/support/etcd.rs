@@ -1,13 +1,13 @@
-//! A real etcd for the tests (Debian's `etcd-server`): one member on 127.0.0.1 with free
-//! client and peer ports and a temporary data directory. It can be killed and started
-//! again on the same ports and data, and compacted with `etcdctl`.
+//! A real etcd for the tests (Debian's `etcd-server`): one member on 127.0.0.1 with
+//! client and peer ports held for it ([`HeldPort`]) and a temporary data directory. It can
+//! be killed and started again on the same ports and data, and compacted with `etcdctl`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::process::{free_port, temp_dir, TempDir};
+use super::process::{hold_port, temp_dir, HeldPort, TempDir};
 
 /// How long etcd may take to be ready to serve clients.
 const READY: Duration = Duration::from_secs(20);
@@ -15,8 +15,10 @@ const READY: Duration = Duration::from_secs(20);
 /// A running etcd member; killed on drop.
 pub struct Etcd {
     child: Option<Child>,
-    client: u16,
-    peer: u16,
+    /// Held while the member lives, killed or not: no other test's socket can take
+    /// either port between its start, a kill and a resume.
+    client: HeldPort,
+    peer: HeldPort,
     /// Removed when dropped, after the member is killed.
     data: TempDir,
 }
@@ -25,14 +27,14 @@ impl Etcd {
     /// Starts a fresh member and waits until it serves clients.
     pub fn start() -> Etcd {
         let mut etcd =
-            Etcd { child: None, client: free_port(), peer: free_port(), data: temp_dir("etcd") };
+            Etcd { child: None, client: hold_port(), peer: hold_port(), data: temp_dir("etcd") };
         etcd.resume();
         etcd
     }
 
     /// `http://127.0.0.1:PORT`, for `[fleet] etcd`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
+        format!("http://{}", self.client.addr())
     }
 
     /// Kills the member (SIGKILL), as a crash would.
@@ -46,8 +48,8 @@ impl Etcd {
     /// Starts the member again on the same ports and data, and waits until it serves.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
-        let client = format!("http://127.0.0.1:{}", self.client);
-        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let client = format!("http://{}", self.client.addr());
+        let peer = format!("http://{}", self.peer.addr());
         let mut child = Command::new("etcd")
             .args(["--name", "t", "--data-dir"])
             .arg(&*self.data)
@@ -118,7 +120,7 @@ impl Relay {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let addr = listener.local_addr().expect("relay addr");
-        let target = format!("127.0.0.1:{}", etcd.client);
+        let target = etcd.client.addr();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (cuts, _) = tokio::sync::watch::channel(0u64);
         let (flag, watch) = (std::sync::Arc::clone(&open), cuts.clone());
@@ -127,9 +129,9 @@ impl Relay {
                 if !flag.load(Ordering::SeqCst) {
                     continue; // dropped: refused
                 }
-                let (target, mut cut) = (target.clone(), watch.subscribe());
+                let mut cut = watch.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {

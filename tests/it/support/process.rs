@@ -67,6 +67,45 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A port on 127.0.0.1 held for as long as this lives: for an address that must stay
+/// dead, or that a server binds later and binds again after it stopped (a child process
+/// given a fixed port, a backend restarted at its address). [`free_port`]'s port is free
+/// only until another test's `bind(127.0.0.1:0)` or outgoing connection takes it.
+///
+/// The socket is bound with `SO_REUSEADDR` and never listens, so (Linux):
+/// - a connection to the port is refused while no server listens on it;
+/// - the kernel hands the port to no one else: a `bind` to port 0 (any address) and
+///   the source port of a `connect` both pass over a port a non-listening socket holds;
+/// - a server that binds the port itself with `SO_REUSEADDR` can, while it is held, and
+///   again after it stopped (std's and tokio's listeners, etcd, redis-server and
+///   HAProxy all set it).
+#[derive(Debug)]
+pub struct HeldPort {
+    _socket: socket2::Socket,
+    addr: SocketAddr,
+}
+
+impl HeldPort {
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// Holds a port on 127.0.0.1 ([`HeldPort`]).
+pub fn hold_port() -> HeldPort {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    let addr = socket.local_addr().expect("addr").as_socket().expect("an IP address");
+    HeldPort { _socket: socket, addr }
+}
+
 /// The names of a process's threads (`/proc/PID/task/*/comm`).
 pub fn thread_names(pid: u32) -> Vec<String> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc tasks");
