@@ -167,7 +167,10 @@ fn ended(
             plan.reused &= !h2.reset();
             if let AttemptError::Exchange(Failure::UpstreamClosed { silent, .. }) = &mut error {
                 // Before its response head (where `refused` is set) the only bytes read
-                // were weir's own `100 Continue`: the backend sent nothing.
+                // were interim heads (weir's own `100 Continue`, or the backend's 1xx):
+                // a refusal proves the backend did not process the request (RFC 9113
+                // §8.7), so it goes again; the client may get the interim heads of both
+                // attempts, which HTTP allows before the one final head.
                 *silent |= plan.refused;
             }
             Err(error)

@@ -100,3 +100,19 @@ async fn an_http1_backend_sending_too_many_interim_heads_gets_502() {
         assert_eq!((relayed, got.last().unwrap().0), (n.min(16), last), "{n} interim heads");
     }
 }
+
+#[tokio::test]
+async fn an_http2_backends_101_is_dropped_not_taken_for_a_switch() {
+    // Goal: a `101` from an HTTP/2 backend (RFC 9113 §8.6 forbids it) is dropped, as
+    // before hints were relayed: a client asking to upgrade gets the backend's 200, not
+    // a 101 with no tunnel behind it; one not asking gets the 200, not a 502.
+    let backend = H2Backend::start("h2", None).await;
+    let weir = over_h2c(&backend);
+    for upgrade in ["", "Connection: upgrade\r\nUpgrade: websocket\r\n"] {
+        let mut s = connect(weir.addr()).await.expect("connect");
+        let request = format!("GET /informational-101 HTTP/1.1\r\nHost: test\r\n{upgrade}\r\n");
+        s.write_all(request.as_bytes()).await.expect("send");
+        let response = timeout(WAIT, read_response(&mut s)).await.expect("in time").expect("read");
+        assert_eq!((response.status, response.text()), (200, "h2".to_string()), "{upgrade:?}");
+    }
+}

@@ -254,16 +254,22 @@ impl H2Upstream {
     }
 
     /// Takes an interim response (1xx) the backend sent before its response head, as
-    /// HTTP/1.1 in `interim`: whether one came. The exchange relays it as it relays an
-    /// HTTP/1 backend's (103 Early Hints above all). A `100 Continue` is dropped: weir
-    /// does not forward `Expect` and answers it itself (see `head::request`). Must come
-    /// before [`Self::poll_response`], which skips what is not taken here.
+    /// HTTP/1.1 in `interim`, which must be empty: whether one came. The exchange relays
+    /// it as it relays an HTTP/1 backend's (103 Early Hints above all). Dropped, as the
+    /// codec dropped every one before: `100 Continue` (weir does not forward `Expect`
+    /// and answers it itself, see `head::request`) and `101`, which HTTP/2 forbids
+    /// (RFC 9113 §8.6) and which HTTP/1.1 would take for a switch of protocols. Must
+    /// come before [`Self::poll_response`], which skips what is not taken here (only
+    /// [`Self::refused_by`] does not: a write that failed is past its hints).
     fn poll_interim(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        debug_assert!(self.interim.is_empty(), "an interim head is still being read");
         let Receiving::Head(future) = &mut self.receiving else { return Ok(false) };
         // Bounded by the responses the codec holds: each pass takes one.
         loop {
             match future.poll_informational(cx) {
-                Poll::Ready(Some(Ok(response))) if response.status() != 100 => {
+                Poll::Ready(Some(Ok(response)))
+                    if !matches!(response.status().as_u16(), 100 | 101) =>
+                {
                     let mut text = Vec::with_capacity(128);
                     head::status_and_fields(response.status(), response.headers(), &mut text);
                     text.extend_from_slice(b"\r\n");
@@ -321,8 +327,10 @@ impl AsyncRead for H2Upstream {
             Receiving::Failed(None) => return Poll::Ready(Err(broken("request not sent"))),
             _ => {}
         }
-        if matches!(this.receiving, Receiving::Head(_))
-            && (!this.interim.is_empty() || this.poll_interim(cx)?)
+        // An interim head is read whole before anything after it, even if a failed write
+        // took the response head meanwhile ([`Self::refused_by`]).
+        if !this.interim.is_empty()
+            || (matches!(this.receiving, Receiving::Head(_)) && this.poll_interim(cx)?)
         {
             let n = this.interim.len().min(buf.remaining());
             buf.put_slice(&this.interim.split_to(n));

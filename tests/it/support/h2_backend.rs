@@ -22,6 +22,7 @@
 //! - `/status?N`: status N, no body;
 //! - `/early-hints?N`: N interim `103 Early Hints` heads (`link: </style.css>;
 //!   rel=preload` and `x-hint: K`, K from 1), then the server's name;
+//! - `/informational-101`: an interim `101` (which HTTP/2 forbids), then the name;
 //! - anything else: the server's name.
 //!
 //! It speaks cleartext HTTP/2 ([`H2Backend::start`]) or HTTP/2 over TLS when the client
@@ -234,8 +235,8 @@ async fn answer(
             let _ = respond.send_response(head.body(()).unwrap(), true);
         }
         "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
-        "/early-hints" => {
-            early_hints(&mut respond, query.parse().unwrap_or(1));
+        "/early-hints" | "/informational-101" => {
+            interim(&mut respond, &path, &query);
             send_name(respond.send_response(head.body(()).unwrap(), false).unwrap(), &name).await;
         }
         "/hold" => hold(&mut respond, &counts).await,
@@ -270,9 +271,14 @@ async fn send_with_trailers(mut send: h2::SendStream<Bytes>) {
     let _ = send.send_trailers(trailers);
 }
 
-/// Sends `n` interim `103 Early Hints` heads, numbered by `x-hint`.
-fn early_hints(respond: &mut SendResponse<Bytes>, n: usize) {
-    for hint in 1..=n {
+/// The interim heads of `/early-hints?N` (N `103 Early Hints`, numbered by `x-hint`)
+/// or of `/informational-101`.
+fn interim(respond: &mut SendResponse<Bytes>, path: &str, query: &str) {
+    if path == "/informational-101" {
+        let _ = respond.send_informational(Response::builder().status(101).body(()).unwrap());
+        return;
+    }
+    for hint in 1..=query.parse().unwrap_or(1) {
         let early = Response::builder()
             .status(103)
             .header("link", "</style.css>; rel=preload")
