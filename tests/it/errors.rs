@@ -2,9 +2,9 @@
 //! request head, 431 for an oversized head. Each must be a short text/plain body that
 //! names the cause.
 
+use crate::support::process::{hold_port, HeldPort};
 use crate::support::{connect, get_close, read_response, Balancer, Response, TestBackend};
 
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, timeout};
@@ -24,17 +24,18 @@ fn assert_error(resp: &Response, status: u16, keyword: &str) {
     assert!(lower.contains(keyword), "{status} body {text:?} does not name {keyword:?}");
 }
 
-/// A loopback address with nothing listening: bound, noted, then released.
-fn dead_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// A loopback address with nothing listening, held ([`HeldPort`]) for as long as the
+/// test keeps it: a port released instead could be taken by another test's listener.
+fn dead_address() -> HeldPort {
+    hold_port()
 }
 
 #[tokio::test]
 async fn refused_backend_gives_502() {
     // Goal: a backend that refuses connections gives 502 naming the connect failure.
     // Method: point the pool at a port nothing listens on.
-    let weir = Balancer::over(&[dead_address()], |_| {});
+    let dead = dead_address();
+    let weir = Balancer::over(&[dead.addr()], |_| {});
     let resp = get_close(weir.addr(), "/").await;
     assert_error(&resp, 502, "connect");
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::grpc::{grpc_client, idle_call, GrpcServer, EVERY_KIND};
+use crate::support::process::hold_port;
 use crate::support::tls::{https_config, trusting, Pki};
 use crate::support::Balancer;
 use weir::config::{BackendProtocol, HealthConfig, ProbeKind};
@@ -30,11 +31,10 @@ async fn grpcio_calls_of_every_kind_pass_through_weir() {
 async fn a_grpcio_client_reports_unavailable_when_every_backend_is_down() {
     // Goal: with no backend up, weir's answer is one a gRPC client reads as
     // UNAVAILABLE (14), not UNKNOWN. Method: a pool whose backend refuses connections;
-    // every call of the grpcio client fails with UNAVAILABLE and weir's message.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
-    let weir = weir_h2c(&[addr]);
+    // every call of the grpcio client fails with UNAVAILABLE and weir's message. The
+    // port is held for the whole test, so no other test's listener can take it.
+    let dead = hold_port();
+    let weir = weir_h2c(&[dead.addr()]);
     let got = grpc_client(weir.addr()).await;
     // weir's own message: grpcio maps a bare HTTP 502 to UNAVAILABLE too, but with a
     // message of its own ("Received http2 header with status: 502").

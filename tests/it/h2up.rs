@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use tokio::net::TcpStream;
 
 use crate::support::h2_backend::H2Backend;
+use crate::support::process::hold_port;
 use crate::support::{self, pattern_bytes, pattern_hash, Balancer};
 use weir::config::BackendProtocol;
 
@@ -272,10 +273,9 @@ async fn weir_fails_a_grpc_call_in_grpcs_shape() {
     // text 502. Method: a pool whose only backend refuses connections; an HTTP/2
     // client's gRPC call gets a trailers-only 200 with grpc-status 14 UNAVAILABLE, an
     // HTTP/1.1 client the same fields in the head; a plain request still gets 502.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
-    let weir = weir_h2c(&[addr]);
+    // The port is held for the whole test, so no other test's listener can take it.
+    let dead = hold_port();
+    let weir = weir_h2c(&[dead.addr()]);
     let client = h2_client(weir.addr()).await;
     let got = grpc_call(&client, "/pkg.Svc/Call", &[]).await;
     assert_eq!(got.status, 200);

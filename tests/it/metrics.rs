@@ -3,6 +3,7 @@
 //! worker, and a scrape that `promtool check metrics` accepts.
 
 use crate::support::balancer::add_routed_pool;
+use crate::support::process::{hold_port, HeldPort};
 use crate::support::scrape::{metric, scrape, scrape_until};
 use crate::support::{self, connect, roundtrip, Balancer, TestBackend};
 
@@ -34,10 +35,10 @@ async fn fresh_gets(addr: SocketAddr, path: &str, count: usize) -> Vec<u16> {
     statuses
 }
 
-/// A loopback address nothing listens on: bound, then closed.
-fn refused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
+/// A loopback address nothing listens on, held ([`HeldPort`]) while the test keeps it:
+/// a port released instead could be taken by another test's listener.
+fn refused_addr() -> HeldPort {
+    hold_port()
 }
 
 /// weir with pools `failing` (`/status/*`) and `slow` (`/slow*`), one backend each.
@@ -106,11 +107,11 @@ async fn per_backend_counts_histograms_and_reuse() {
 async fn refused_backend_counts_connect_failures() {
     // Goal: a backend that refuses connections shows up as connect failures. Method:
     // point a pool at a closed port, send 3 requests, expect 502s and kind="connect".
-    let dead = refused_addr();
-    let weir = Balancer::with_admin(&[dead], |_| {});
+    let held = refused_addr();
+    let weir = Balancer::with_admin(&[held.addr()], |_| {});
     let statuses = fresh_gets(weir.addr(), "/", 3).await;
     assert!(statuses.iter().all(|&s| s == 502), "{statuses:?}");
-    let dead = dead.to_string();
+    let dead = held.addr().to_string();
     let labels = [("pool", "web"), ("backend", dead.as_str()), ("kind", "connect")];
     let deadline = tokio::time::Instant::now() + support::scrape::SETTLE;
     let text = loop {
@@ -176,7 +177,7 @@ async fn promtool_accepts_a_scrape() {
     keep_alive_gets(weir.addr(), "/slow?ms=5", 3).await;
     let dead = refused_addr();
     let mut config = weir.handle().shared().snapshot.load().config.as_ref().clone();
-    add_routed_pool(&mut config, "dead \"quoted\"", dead, "/dead");
+    add_routed_pool(&mut config, "dead \"quoted\"", dead.addr(), "/dead");
     weir.handle().reload(config).expect("reload");
     fresh_gets(weir.addr(), "/dead", 2).await;
     let text = scrape(weir.admin()).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use weir::config::{Config, RouteConfig, RouteRules};
 
+use crate::support::process::hold_port;
 use crate::support::{self, connect, curl, roundtrip, send, Balancer, Recorder};
 
 /// The rules of a `[[route]]` written as `lines` (with `[server]` lines `server`).
@@ -300,9 +301,9 @@ async fn a_retry_rewrites_backend_rules_whole_when_the_client_sent_an_id() {
     // refused backend's connect failures count it); every head the recorder got has
     // exactly one rule line naming it, one id, and CRLF line ends only.
     let backend = Recorder::echo_target().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead = closed.local_addr().expect("address");
-    drop(closed);
+    // Held for the whole test, so no other test's listener can take the port.
+    let held = hold_port();
+    let dead = held.addr();
     let rules = r#"request_headers = { add = { "X-Up" = "$backend" } }"#;
     let tweak = |config: &mut Config| {
         config.server.request_id = Some(Default::default());

@@ -77,7 +77,9 @@ async fn status_page_renders_in_headless_chromium() {
     let (a, b) = (TestBackend::start("web-a").await, TestBackend::start("web-b").await);
     let slow = TestBackend::start("slow").await;
     let flaky = TestBackend::start("flaky").await;
-    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Held for the test's life: no other test can start listening on it.
+    let held = support::process::hold_port();
+    let down = held.addr();
     let weir = Balancer::with_admin(&[a.addr(), b.addr()], |config| {
         add_routed_pool(config, "slow", slow.addr(), "/slow");
         add_routed_pool(config, "flaky", flaky.addr(), "/status/");

@@ -110,8 +110,9 @@ async fn a_local_answer_the_client_resets_is_counted_once() {
     // client resets while its body waits for the window counts once, not once where it
     // is written and again where the reset is. Method: a client with a window of 0 gets
     // the 502's head (HEADERS are not flow-controlled), then resets the stream.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let weir = Balancer::with_admin(&[dead], |_| {});
+    // Held for the test's life: no other test can start listening on it.
+    let held = crate::support::process::hold_port();
+    let weir = Balancer::with_admin(&[held.addr()], |_| {});
     let client = crate::h2up::h2_client_not_reading(weir.addr()).await;
     let mut sender = client.ready().await.unwrap();
     let request = http::Request::get("http://a/").body(()).unwrap();

@@ -1,7 +1,8 @@
 //! A real DNS server for the tests: `dnsmasq` (Debian's `dnsmasq-base`) on 127.0.0.1 and
-//! a free port, authoritative for `weir.test` (unknown names there are NXDOMAIN, other
-//! names REFUSED: it asks no upstream). A and AAAA records come from a hosts file it
-//! re-reads on SIGHUP; the test waits for the "read FILE" line that follows, not a time.
+//! a port whose TCP side is held for its life ([`HeldPort`]), authoritative for
+//! `weir.test` (unknown names there are NXDOMAIN, other names REFUSED: it asks no
+//! upstream). A and AAAA records come from a hosts file it re-reads on SIGHUP; the test
+//! waits for the "read FILE" line that follows, not a time.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::process::temp_path;
+use super::process::{hold_port, temp_path, HeldPort};
 
 /// How long dnsmasq may take to start or to re-read its file.
 const READY: Duration = Duration::from_secs(10);
@@ -23,6 +24,11 @@ pub struct Dnsmasq {
     hosts: PathBuf,
     /// Its log lines, and a signal for each new one.
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// The port's TCP side, held until this is dropped: dnsmasq sets `SO_REUSEADDR` on
+    /// its sockets, so it binds the held port, and binds it again in [`Dnsmasq::restart`]
+    /// with no other test able to take it meanwhile. The UDP side is held only from the
+    /// pick until dnsmasq is up ([`hold_udp`]).
+    held: Option<HeldPort>,
 }
 
 impl Dnsmasq {
@@ -32,7 +38,11 @@ impl Dnsmasq {
         let hosts = temp_path("dnsmasq.hosts");
         std::fs::write(&hosts, hosts_text(records)).expect("write hosts file");
         for _ in 0..20 {
-            if let Some(dns) = Dnsmasq::spawn(free_port(), &hosts, extra) {
+            let held = hold_port();
+            let Some(udp) = hold_udp(held.port()) else { continue };
+            if let Some(mut dns) = Dnsmasq::spawn(held.port(), &hosts, extra) {
+                drop(udp);
+                dns.held = Some(held);
                 return dns;
             }
         }
@@ -59,7 +69,7 @@ impl Dnsmasq {
             }
         });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let dns = Dnsmasq { child, addr, hosts: hosts.to_path_buf(), log };
+        let dns = Dnsmasq { child, addr, hosts: hosts.to_path_buf(), log, held: None };
         dns.wait_reads(1).then_some(dns)
     }
 
@@ -79,15 +89,17 @@ impl Dnsmasq {
     }
 
     /// Starts it again on the same port with the options `extra` instead (dnsmasq reads
-    /// `--srv-host` only at start: this is how an SRV record is removed). Retries while
-    /// the port is still held; panics if it never comes back.
+    /// `--srv-host` only at start: this is how an SRV record is removed). The TCP port
+    /// stays held throughout; retries while the old process still holds the port;
+    /// panics if it never comes back.
     pub fn restart(&mut self, extra: &[String]) {
         self.kill();
         for _ in 0..50 {
             if let Some(mut dns) = Dnsmasq::spawn(self.addr.port(), &self.hosts, extra) {
                 std::mem::swap(self, &mut dns);
-                // The old one's hosts file is ours too: keep it when it drops.
+                // The old one's hosts file and held port are ours too: keep them.
                 dns.hosts = PathBuf::new();
+                self.held = dns.held.take();
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -130,14 +142,15 @@ fn hosts_text(records: &[(&str, IpAddr)]) -> String {
     records.iter().map(|(name, ip)| format!("{ip} {name}\n")).collect()
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 just now (dnsmasq binds it after; a
-/// lost race is retried by the caller).
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+/// UDP `127.0.0.1:PORT` held with `SO_REUSEADDR` (as dnsmasq binds it) from the pick until
+/// dnsmasq is up: no other socket can take the port before dnsmasq binds it, which it can
+/// while this is held. Dropped once dnsmasq is up, before any query is sent: two UDP
+/// sockets sharing a port would leave which one a datagram reaches to the kernel. None if
+/// the port is in use for UDP.
+fn hold_udp(port: u16) -> Option<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into()).ok()?;
+    Some(socket)
 }

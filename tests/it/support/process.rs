@@ -60,25 +60,19 @@ pub fn sweep_dead_runs(dir: &Path, prefix: &str) {
     }
 }
 
-/// A TCP port free on 127.0.0.1 just now, for a child process that needs a fixed one
-/// (HAProxy, redis-server, etcd); a lost race is the caller's to retry.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// A port on 127.0.0.1 held for as long as this lives: for an address that must stay
 /// dead, or that a server binds later and binds again after it stopped (a child process
-/// given a fixed port, a backend restarted at its address). [`free_port`]'s port is free
-/// only until another test's `bind(127.0.0.1:0)` or outgoing connection takes it.
+/// given a fixed port, a backend restarted at its address). A port bound and released
+/// instead is free only until another test's `bind(127.0.0.1:0)` or outgoing connection
+/// takes it.
 ///
 /// The socket is bound with `SO_REUSEADDR` and never listens, so (Linux):
 /// - a connection to the port is refused while no server listens on it;
 /// - the kernel hands the port to no one else: a `bind` to port 0 (any address) and
 ///   the source port of a `connect` both pass over a port a non-listening socket holds;
 /// - a server that binds the port itself with `SO_REUSEADDR` can, while it is held, and
-///   again after it stopped (std's and tokio's listeners, etcd, redis-server and
-///   HAProxy all set it).
+///   again after it stopped (std's and tokio's listeners, etcd, redis-server, dnsmasq
+///   and HAProxy all set it).
 #[derive(Debug)]
 pub struct HeldPort {
     _socket: socket2::Socket,

@@ -1,7 +1,10 @@
-//! A real `redis-server` for the fleet-wide rate limit tests, on 127.0.0.1 and a free port,
-//! with persistence off; killed on drop (or on [`Redis::stop`], mid-test).
+//! A real `redis-server` for the fleet-wide rate limit tests, on 127.0.0.1 and a port
+//! held for its life ([`HeldPort`]: redis-server sets `SO_REUSEADDR` on its listener, so it
+//! binds the held port; no other test can take the port before it does, or after
+//! [`Redis::stop`], when connections to it are refused), with persistence off; killed on
+//! drop (or on [`Redis::stop`], mid-test).
 
-use super::process::free_port;
+use super::process::{hold_port, HeldPort};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -14,13 +17,16 @@ const READY: Duration = Duration::from_secs(10);
 pub struct Redis {
     child: Option<Child>,
     addr: SocketAddr,
+    /// The port, held until this is dropped.
+    _port: HeldPort,
 }
 
 impl Redis {
-    /// Starts redis-server; retries on another port if the one picked was taken.
+    /// Starts redis-server; retries on another port if it did not answer.
     pub fn start() -> Redis {
         for _ in 0..20 {
-            let port = free_port();
+            let held = hold_port();
+            let port = held.port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
                 .args(["--appendonly", "no", "--protected-mode", "no"])
@@ -28,8 +34,8 @@ impl Redis {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server runs (apt-get install redis-server)");
-            let redis =
-                Redis { child: Some(child), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+            let addr = held.addr();
+            let redis = Redis { child: Some(child), addr, _port: held };
             if redis.ready() {
                 return redis;
             }
