@@ -357,6 +357,12 @@ fn revision_value(name: &str) -> String {
 
 /// Puts an accepted write in the mirror at once, so this instance's running
 /// configuration has it when the API answers (the watch brings it again, and is skipped).
+///
+/// The revision key is left to the watch: the mirror's revision (`Mirror::config_revision`)
+/// is what the applier records as applied, and it must mean every change up to it is in.
+/// Another instance's write a revision below this one may still be on its way in the
+/// watch; set here, the revision claimed it applied (the fleet list, the member key, the
+/// cache file) while that write was missing, until the watch brought it.
 fn record_write(fleet: &Fleet, changes: &[Change], revision: i64) {
     let mut mirror = fleet.lock();
     mirror.written = revision;
@@ -370,9 +376,6 @@ fn record_write(fleet: &Fleet, changes: &[Change], revision: i64) {
             None => drop(mirror.objects.remove(&change.key)),
         }
     }
-    let created = mirror.objects.get(REVISION_KEY).map_or(revision, |e| e.created);
-    let value = revision_value(&fleet.name);
-    mirror.objects.insert(REVISION_KEY.into(), Entry { value, created, modified: revision });
 }
 
 /// The 409 for a write whose objects changed: their current values, also taken into
