@@ -68,7 +68,8 @@ struct Mirror {
 }
 
 impl Mirror {
-    /// The configuration revision of the objects held: that of the last write.
+    /// The configuration revision of the objects held: that of the last write the watch
+    /// (or a list of the prefix) brought, so every change up to it is held.
     fn config_revision(&self) -> i64 {
         self.objects.get(REVISION_KEY).map_or(0, |entry| entry.modified)
     }

@@ -67,10 +67,18 @@ impl Dnsmasq {
                 sink.0.lock().unwrap().push(line);
                 sink.1.notify_all();
             }
+            // dnsmasq exited (a failed start): a wait for its reads ends now.
+            sink.0.lock().unwrap().push(EXITED.to_string());
+            sink.1.notify_all();
         });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let dns = Dnsmasq { child, addr, hosts: hosts.to_path_buf(), log, held: None };
-        dns.wait_reads(1).then_some(dns)
+        let mut dns = Dnsmasq { child, addr, hosts: hosts.to_path_buf(), log, held: None };
+        if dns.wait_reads(1) {
+            return Some(dns);
+        }
+        // The hosts file is the caller's, for the next try: this one's drop must keep it.
+        dns.hosts = PathBuf::new();
+        None
     }
 
     /// Its address, for `[dns] servers`.
@@ -126,8 +134,10 @@ impl Dnsmasq {
         let read = |lines: &mut Vec<String>| {
             lines.iter().filter(|line| line.contains(&needle)).count() < n
         };
-        let (_lines, waited) = self.log.1.wait_timeout_while(lines, READY, read).unwrap();
-        !waited.timed_out()
+        let wait =
+            |lines: &mut Vec<String>| read(lines) && lines.last().is_none_or(|l| l != EXITED);
+        let (lines, _) = self.log.1.wait_timeout_while(lines, READY, wait).unwrap();
+        lines.iter().filter(|line| line.contains(&needle)).count() >= n
     }
 }
 
@@ -137,6 +147,9 @@ impl Drop for Dnsmasq {
         let _ = std::fs::remove_file(&self.hosts);
     }
 }
+
+/// The line the log gets when dnsmasq's stderr ends: it exited.
+const EXITED: &str = "<dnsmasq exited>";
 
 fn hosts_text(records: &[(&str, IpAddr)]) -> String {
     records.iter().map(|(name, ip)| format!("{ip} {name}\n")).collect()
