@@ -131,13 +131,12 @@ impl Dnsmasq {
     fn wait_reads(&self, n: usize) -> bool {
         let needle = format!("read {}", self.hosts.display());
         let lines = self.log.0.lock().unwrap();
-        let read = |lines: &mut Vec<String>| {
-            lines.iter().filter(|line| line.contains(&needle)).count() < n
+        let read = |lines: &[String]| lines.iter().filter(|line| line.contains(&needle)).count();
+        let wait = |lines: &mut Vec<String>| {
+            read(lines) < n && lines.last().is_none_or(|line| line != EXITED)
         };
-        let wait =
-            |lines: &mut Vec<String>| read(lines) && lines.last().is_none_or(|l| l != EXITED);
         let (lines, _) = self.log.1.wait_timeout_while(lines, READY, wait).unwrap();
-        lines.iter().filter(|line| line.contains(&needle)).count() >= n
+        read(&lines) >= n
     }
 }
 
