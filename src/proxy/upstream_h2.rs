@@ -22,7 +22,6 @@ mod head;
 pub(crate) mod stream;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -35,7 +34,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::{PoolConfig, ServerConfig};
-use crate::pool::ConnectError;
+use crate::pool::{ConnectError, IdMap};
 use crate::proxy::class::AttemptError;
 use crate::snapshot::{Alpn, Backend, BackendLive, Pool};
 use crate::tls::client::ClientTls;
@@ -129,7 +128,7 @@ struct Conns {
 
 thread_local! {
     /// This worker's connections, by backend identity ([`BackendLive::id`]).
-    static CONNS: RefCell<HashMap<u64, Conns>> = RefCell::new(HashMap::new());
+    static CONNS: RefCell<IdMap<Conns>> = RefCell::new(IdMap::default());
 }
 
 /// What the streams waiting for a connection being opened learn when it ends.
