@@ -24,11 +24,17 @@ for tool in nginx haproxy h2load python3; do
     command -v "$tool" >/dev/null || { echo "bench/grpc.sh needs $tool (apt-get install nginx-light haproxy nghttp2-client)" >&2; exit 1; }
 done
 . bench/lib.sh
-# WEIR_BIN=PATH benchmarks a binary built before (no build here).
+# WEIR_BIN=PATH benchmarks a binary built before (no build here); PGO=1 the
+# profile-guided build (bench/pgo.sh).
+if [ -n "${PGO:-}" ] && [ "$profile" = release ]; then WEIR_BIN=$(bench/pgo.sh | tail -1); fi
 if [ -z "${WEIR_BIN:-}" ]; then
     if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
 fi
 weir_bin=${WEIR_BIN:-target/$profile/weir}
+case $weir_bin in
+    */target/pgo/release/weir | target/pgo/release/weir) build="PGO build, bench/pgo.sh" ;;
+    *) build="${WEIR_BIN:+binary $WEIR_BIN}"; build=${build:-cargo build --release} ;;
+esac
 
 # -m100 keeps 6,400 calls in flight. weir and HAProxy multiplex them over a few upstream
 # connections; nginx's grpc_pass opens one upstream connection per call in flight, so its
@@ -167,7 +173,7 @@ if [ "$record" != "--no-record" ]; then
     {
         echo "## gRPC-shaped calls to an HTTP/2 backend: h2load, weir vs nginx vs HAProxy ($(date -u '+%Y-%m-%d %H:%M UTC'))"
         echo
-        echo "\`bench/grpc.sh $rounds $requests\`, weir $(git rev-parse --short HEAD), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), $(h2load --version | head -1), $(nproc) cores; 1 worker each; medians of $rounds rounds; origin: one nginx worker over h2c. CPU is the proxy's whole process tree."
+        echo "\`bench/grpc.sh $rounds $requests\`, weir $(git rev-parse --short HEAD) ($build), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), $(h2load --version | head -1), $(nproc) cores; 1 worker each; medians of $rounds rounds; origin: one nginx worker over h2c. CPU is the proxy's whole process tree."
         echo
         echo "$table"
         echo

@@ -18,8 +18,15 @@ for tool in nginx haproxy h2load openssl python3; do
     command -v "$tool" >/dev/null || { echo "bench/h2.sh needs $tool (apt-get install nginx-light haproxy nghttp2-client openssl)" >&2; exit 1; }
 done
 . bench/lib.sh
-cargo build --release --quiet
+# PGO=1 measures the profile-guided build (bench/pgo.sh), the build to ship where speed
+# counts; WEIR_BIN=PATH a binary built before. Otherwise `cargo build --release`.
+if [ -n "${PGO:-}" ]; then WEIR_BIN=$(bench/pgo.sh | tail -1); fi
+if [ -z "${WEIR_BIN:-}" ]; then cargo build --release --quiet; fi
 weir_bin=${WEIR_BIN:-target/release/weir}
+case $weir_bin in
+    */target/pgo/release/weir | target/pgo/release/weir) build="PGO build, bench/pgo.sh" ;;
+    *) build="${WEIR_BIN:+binary $WEIR_BIN}"; build=${build:-cargo build --release} ;;
+esac
 
 make_cert
 cat "$tmp/server.pem" "$tmp/server.key" > "$tmp/server.bundle"
@@ -177,7 +184,7 @@ if [ "$record" != "--no-record" ]; then
     {
         echo "## HTTP/2 from clients: h2load, weir vs nginx vs HAProxy ($(date -u '+%Y-%m-%d %H:%M UTC'))"
         echo
-        echo "\`bench/h2.sh $rounds $requests\`, weir $(git rev-parse --short HEAD), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), $(h2load --version | head -1), $(nproc) cores; 1 worker each; medians of $rounds rounds. CPU is the proxy's whole process tree.${PIN:+ Pinned: each proxy on CPU 0, h2load and the origin on CPU 1.}"
+        echo "\`bench/h2.sh $rounds $requests\`, weir $(git rev-parse --short HEAD) ($build), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), $(h2load --version | head -1), $(nproc) cores; 1 worker each; medians of $rounds rounds. CPU is the proxy's whole process tree.${PIN:+ Pinned: each proxy on CPU 0, h2load and the origin on CPU 1.}"
         echo
         echo "$table"
         echo
