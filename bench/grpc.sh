@@ -26,15 +26,19 @@ done
 . bench/lib.sh
 # WEIR_BIN=PATH benchmarks a binary built before (no build here); PGO=1 the
 # profile-guided build (bench/pgo.sh).
-if [ -n "${PGO:-}" ] && [ "$profile" = release ]; then WEIR_BIN=$(bench/pgo.sh | tail -1); fi
+if [ "${PGO:-0}" = 1 ] && [ "$profile" = release ]; then
+    [ -z "${WEIR_BIN:-}" ] || { echo "bench/grpc.sh: PGO=1 and WEIR_BIN exclude each other" >&2; exit 1; }
+    WEIR_BIN=$(bench/pgo.sh | tail -1)
+fi
 if [ -z "${WEIR_BIN:-}" ]; then
     if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
 fi
 weir_bin=${WEIR_BIN:-target/$profile/weir}
-case $weir_bin in
-    */target/pgo/release/weir | target/pgo/release/weir) build="PGO build, bench/pgo.sh" ;;
-    *) build="${WEIR_BIN:+binary $WEIR_BIN}"; build=${build:-cargo build --release} ;;
-esac
+# Named in the recorded header: a binary given by WEIR_BIN may be of another commit.
+if [ "${PGO:-0}" = 1 ]; then build="PGO build of this commit, bench/pgo.sh"
+elif [ -n "${WEIR_BIN:-}" ]; then build="binary $WEIR_BIN, built before"
+elif [ "$profile" = release ]; then build="cargo build --release"
+else build="cargo build (debug)"; fi
 
 # -m100 keeps 6,400 calls in flight. weir and HAProxy multiplex them over a few upstream
 # connections; nginx's grpc_pass opens one upstream connection per call in flight, so its

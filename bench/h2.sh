@@ -20,13 +20,16 @@ done
 . bench/lib.sh
 # PGO=1 measures the profile-guided build (bench/pgo.sh), the build to ship where speed
 # counts; WEIR_BIN=PATH a binary built before. Otherwise `cargo build --release`.
-if [ -n "${PGO:-}" ]; then WEIR_BIN=$(bench/pgo.sh | tail -1); fi
+if [ "${PGO:-0}" = 1 ]; then
+    [ -z "${WEIR_BIN:-}" ] || { echo "bench/h2.sh: PGO=1 and WEIR_BIN exclude each other" >&2; exit 1; }
+    WEIR_BIN=$(bench/pgo.sh | tail -1)
+fi
 if [ -z "${WEIR_BIN:-}" ]; then cargo build --release --quiet; fi
 weir_bin=${WEIR_BIN:-target/release/weir}
-case $weir_bin in
-    */target/pgo/release/weir | target/pgo/release/weir) build="PGO build, bench/pgo.sh" ;;
-    *) build="${WEIR_BIN:+binary $WEIR_BIN}"; build=${build:-cargo build --release} ;;
-esac
+# Named in the recorded header: a binary given by WEIR_BIN may be of another commit.
+if [ "${PGO:-0}" = 1 ]; then build="PGO build of this commit, bench/pgo.sh"
+elif [ -n "${WEIR_BIN:-}" ]; then build="binary $WEIR_BIN, built before"
+else build="cargo build --release"; fi
 
 make_cert
 cat "$tmp/server.pem" "$tmp/server.key" > "$tmp/server.bundle"

@@ -5,10 +5,11 @@
 #   WEIR_BIN=$(bench/pgo.sh | tail -1) bench/h2.sh
 #
 # Three steps: an instrumented release build (-Cprofile-generate), a training run of that
-# binary under the loads the benchmarks measure (HTTP/1.1, HTTP/2 over h2c and TLS at
-# -m10 and -m100, and gRPC-shaped POSTs to an h2c backend, each against a one-worker nginx
-# origin), then a release build that uses the merged profile (-Cprofile-use). The profile
-# is rebuilt from the checkout each time, so it never goes stale against the source.
+# binary (HTTP/1.1, HTTP/2 over h2c and TLS, uploads, 64 KiB responses and gRPC-shaped
+# POSTs to an h2c backend, against a one-worker nginx origin; see step 2), then a release
+# build that uses the merged profile (-Cprofile-use). The profile
+# is rebuilt from the checkout each time, and named by its hash so that every crate is
+# rebuilt with it: it never goes stale against the source.
 #
 # Why: weir runs fewer instructions per HTTP/2 stream than HAProxy at -m10 yet more CPU,
 # because its code is spread out: under callgrind's cache model it takes 2.3x HAProxy's
@@ -22,9 +23,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-for tool in nginx h2load openssl; do
-    command -v "$tool" >/dev/null || { echo "bench/pgo.sh needs $tool (apt-get install nginx-light nghttp2-client openssl)" >&2; exit 1; }
+for tool in nginx h2load openssl python3; do
+    command -v "$tool" >/dev/null || { echo "bench/pgo.sh needs $tool (apt-get install nginx-light nghttp2-client openssl python3)" >&2; exit 1; }
 done
+# The profile flags are added to the user's RUSTFLAGS; CARGO_ENCODED_RUSTFLAGS would make
+# cargo ignore RUSTFLAGS altogether, and the result would be a plain build.
+if [ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+    echo "bench/pgo.sh: unset CARGO_ENCODED_RUSTFLAGS (it overrides the RUSTFLAGS this script sets)" >&2
+    exit 1
+fi
 sysroot=$(rustc --print sysroot)
 profdata=$(find "$sysroot" -name llvm-profdata -type f | head -1)
 if [ -z "$profdata" ]; then
@@ -37,7 +44,7 @@ rm -rf "$root/train"; mkdir -p "$root/train"
 # 1. The instrumented build, in its own target directory so that neither build
 # invalidates the other's (or the plain release build's) artifacts.
 # Build scripts are instrumented too; their profiles go to gen/ and are not merged.
-RUSTFLAGS="-Cprofile-generate=$root/gen/profiles" \
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$root/gen/profiles" \
     cargo build --release --quiet --target-dir "$root/gen"
 
 # 2. Training: a mix of what a balancer carries, deliberately not the benchmarks' exact
@@ -87,7 +94,7 @@ pool = "grpc"
 pool = "origin"
 CONF
 LLVM_PROFILE_FILE="$root/train/weir-%p.profraw" RUST_LOG=warn "$root/gen/release/weir" \
-    --config "$tmp/weir.toml" 2>"$tmp/weir.log" & weir=$!
+    --config "$tmp/weir.toml" 2>"$tmp/weir.log" & pids+=($!); weir=$!
 for _ in $(seq 100); do
     h2load -n1 "http://127.0.0.1:$plain/" 2>/dev/null | grep -q "1 succeeded" && break
     sleep 0.2
@@ -96,8 +103,14 @@ printf '\x00\x00\x00\x00\x0bhello grpc!' > "$tmp/grpc"
 head -c 4096 /dev/zero > "$tmp/4k"; head -c 16384 /dev/zero > "$tmp/16k"
 train() {
     local out
-    out=$(h2load -D"${PGO_SECONDS:-4}" -t1 "$@" 2>&1)
-    echo "$out" | grep -q ' 0 failed, 0 errored' || { echo "bench/pgo.sh: training failed: $* $out" >&2; exit 1; }
+    # Every answer a 2xx (h2load counts a 502 as succeeded): a profile of error paths
+    # would optimise the wrong code.
+    out=$(h2load -D"${PGO_SECONDS:-4}" -t1 "$@" 2>&1) || true
+    if ! echo "$out" | grep -q ' 0 failed, 0 errored' \
+        || ! echo "$out" | grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx'; then
+        echo "bench/pgo.sh: training failed: $* $out" >&2
+        exit 1
+    fi
     echo "$out" | grep '^requests:' >&2
 }
 http=http://127.0.0.1:$plain https=https://localhost:$tls
@@ -114,7 +127,13 @@ kill -TERM "$weir"; wait "$weir" || true
 ls "$root"/train/*.profraw >/dev/null
 
 # 3. The optimised build from the merged profile.
-"$profdata" merge -o "$root/weir.profdata" "$root"/train/*.profraw
-RUSTFLAGS="-Cprofile-use=$root/weir.profdata" \
+# The profile's name carries its hash: cargo rebuilds registry crates (h2, tokio, http)
+# when their flags change, not when a file their flags name does, so a profile kept
+# under one name would leave them built from an older one.
+"$profdata" merge -o "$root/merged.profdata" "$root"/train/*.profraw
+profile="$root/weir-$(sha256sum "$root/merged.profdata" | cut -c1-16).profdata"
+rm -f "$root"/weir-*.profdata
+mv "$root/merged.profdata" "$profile"
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$profile" \
     cargo build --release --quiet --target-dir "$root"
 echo "$root/release/weir"
