@@ -74,6 +74,11 @@ pub struct H2Backend {
 }
 
 impl H2Backend {
+    /// Returns once the backend has accepted `streams` streams in all.
+    pub async fn streams_reach(&self, streams: usize) {
+        gate(&self.counts, streams).await;
+    }
+
     /// Starts a backend named `name`; with `goaway_after`, each connection sends a
     /// graceful GOAWAY after that many streams and closes once they are done.
     pub async fn start(name: &str, goaway_after: Option<usize>) -> H2Backend {
@@ -237,15 +242,15 @@ async fn answer(
         "/reset" => respond.send_reset(h2::Reason::INTERNAL_ERROR),
         "/early-hints" | "/informational-101" => {
             interim(&mut respond, &path, &query);
-            send_name(respond.send_response(head.body(()).unwrap(), false).unwrap(), &name).await;
+            send_name(respond.send_response(head.body(()).unwrap(), false), &name).await;
         }
         "/hold" => hold(&mut respond, &counts).await,
         "/gate" => {
             gate(&counts, query.parse().unwrap_or(0)).await;
             let send = respond.send_response(head.body(()).unwrap(), false).unwrap();
-            send_name(send, &name).await;
+            send_name(Ok(send), &name).await;
         }
-        _ => send_name(respond.send_response(head.body(()).unwrap(), false).unwrap(), &name).await,
+        _ => send_name(respond.send_response(head.body(()).unwrap(), false), &name).await,
     }
 }
 
@@ -297,9 +302,12 @@ async fn hold(respond: &mut SendResponse<Bytes>, counts: &Counts) {
     }
 }
 
-/// Sends `name` as the body, ending the stream.
-async fn send_name(mut send: h2::SendStream<Bytes>, name: &str) {
-    send_all(&mut send, Bytes::from(name.as_bytes().to_vec()), true).await;
+/// Sends `name` as the body, ending the stream; nothing if the head could not go (weir
+/// reset the stream first, as it does a request it cannot finish).
+async fn send_name(send: Result<h2::SendStream<Bytes>, h2::Error>, name: &str) {
+    if let Ok(mut send) = send {
+        send_all(&mut send, Bytes::from(name.as_bytes().to_vec()), true).await;
+    }
 }
 
 /// Returns once the backend has received `streams` streams in all.
