@@ -35,7 +35,7 @@ if [ -z "${WEIR_BIN:-}" ]; then
 fi
 weir_bin=${WEIR_BIN:-target/$profile/weir}
 # Named in the recorded header: a binary given by WEIR_BIN may be of another commit.
-if [ "${PGO:-0}" = 1 ]; then build="PGO build of this commit, bench/pgo.sh"
+if [ "${PGO:-0}" = 1 ] && [ "$profile" = release ]; then build="PGO build of this commit, bench/pgo.sh"
 elif [ -n "${WEIR_BIN:-}" ]; then build="binary $WEIR_BIN, built before"
 elif [ "$profile" = release ]; then build="cargo build --release"
 else build="cargo build (debug)"; fi
