@@ -33,20 +33,7 @@ declare -A port gport tport pid gpid
 make_cert
 for s in A B; do
   port[$s]=$(free_port); gport[$s]=$(free_port); tport[$s]=$(free_port)
-  cat > "$tmp/$s.toml" <<CONF
-[server]
-workers = 1
-listen = ["127.0.0.1:${port[$s]}"]
-[[server.tls]]
-listen = "127.0.0.1:${tport[$s]}"
-certs = [{ cert = "$tmp/server.pem", key = "$tmp/server.key" }]
-[admin]
-listen = "off"
-[[pool]]
-name = "origin"
-backends = ["127.0.0.1:$origin"]
-max_idle = 8192
-CONF
+  weir_h2_config "${port[$s]}" "${tport[$s]}" "$origin" > "$tmp/$s.toml"
   cat > "$tmp/$s.g.toml" <<CONF
 [server]
 workers = 1

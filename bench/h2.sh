@@ -59,20 +59,7 @@ done
 # and HAProxy need a port per protocol.
 h1_port[weir]=${plain_port[weir]}
 
-cat > "$tmp/weir.toml" <<CONF
-[server]
-workers = 1
-listen = ["127.0.0.1:${plain_port[weir]}"]
-[[server.tls]]
-listen = "127.0.0.1:${tls_port[weir]}"
-certs = [{ cert = "$tmp/server.pem", key = "$tmp/server.key" }]
-[admin]
-listen = "off"
-[[pool]]
-name = "origin"
-backends = ["127.0.0.1:$origin"]
-max_idle = 8192
-CONF
+weir_h2_config "${plain_port[weir]}" "${tls_port[weir]}" "$origin" > "$tmp/weir.toml"
 RUST_LOG=warn $(on_cpu 0) "$weir_bin" --config "$tmp/weir.toml" 2>"$tmp/weir.log" & pids+=($!); pid[weir]=$!
 
 mkdir -p "$tmp/nginx"

@@ -70,6 +70,28 @@ make_cert() {
         -CAcreateserial -days 2 -extfile "$tmp/ext" -out "$tmp/server.pem" 2>/dev/null
 }
 
+# weir_h2_config PLAIN TLS ORIGIN: the config bench/h2.sh measures weir with: one worker,
+# HTTP/1.1 and h2c on 127.0.0.1:PLAIN, HTTP/2 and HTTP/1.1 over TLS on 127.0.0.1:TLS
+# (make_cert's certificate), no admin listener, and one pool "origin" of 127.0.0.1:ORIGIN
+# that keeps up to 8,192 idle connections (every stream of -c64 -m100 needs one).
+# Printed, for a caller to write out or extend.
+weir_h2_config() {
+    cat <<CONF
+[server]
+workers = 1
+listen = ["127.0.0.1:$1"]
+[[server.tls]]
+listen = "127.0.0.1:$2"
+certs = [{ cert = "$tmp/server.pem", key = "$tmp/server.key" }]
+[admin]
+listen = "off"
+[[pool]]
+name = "origin"
+backends = ["127.0.0.1:$3"]
+max_idle = 8192
+CONF
+}
+
 # nginx_proxy_location: nginx's `location /` to `upstream backend`, sending the origin the
 # same request headers as weir (Host as the client sent it, X-Forwarded-*).
 nginx_proxy_location() {

@@ -70,19 +70,7 @@ http { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 
 CONF
 nginx -e stderr -p "$tmp" -c "$tmp/origin.conf" 2>"$tmp/origin.log" & pids+=($!)
 plain=$(free_port); tls=$(free_port)
-cat > "$tmp/weir.toml" <<CONF
-[server]
-workers = 1
-listen = ["127.0.0.1:$plain"]
-[[server.tls]]
-listen = "127.0.0.1:$tls"
-certs = [{ cert = "$tmp/server.pem", key = "$tmp/server.key" }]
-[admin]
-listen = "off"
-[[pool]]
-name = "origin"
-backends = ["127.0.0.1:$origin"]
-max_idle = 8192
+{ weir_h2_config "$plain" "$tls" "$origin"; cat <<CONF; } > "$tmp/weir.toml"
 [[pool]]
 name = "grpc"
 backends = ["127.0.0.1:$h2origin"]
