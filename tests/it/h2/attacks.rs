@@ -95,6 +95,17 @@ async fn measured(name: &str, arg: &str, server: &str) -> Attacked {
     Attacked { report, growth, admin, weir, _backend: backend }
 }
 
+/// Most PING or SETTINGS ACKs weir may send a flood before its GOAWAY: the burst it
+/// allows (100) and what the codec still answers of the read in which the guard saw
+/// the flood (one 8 KiB read: 481 PINGs or 546 SETTINGS). How many frames the client
+/// got written first depends on the scheduler (on a loaded machine, all 100,000 fit in
+/// the socket buffers before weir reads any), so weir's answers are what is bounded.
+const MOST_ACKS: u64 = 1_000;
+
+fn assert_acks_bounded(report: &HashMap<String, String>) {
+    assert!(number(report, "acked") < MOST_ACKS, "{report:?}");
+}
+
 fn assert_goaway(report: &HashMap<String, String>) {
     assert_eq!(report["goaway"], "ENHANCE_YOUR_CALM", "{report:?}");
 }
@@ -163,12 +174,13 @@ async fn the_http2_bomb_stays_under_64_mib_and_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_is_bounded_and_closed() {
-    // Goal: PINGs past their budget (100 at once, then 10 a second) get GOAWAY.
+    // Goal: PINGs past their budget (100 at once, then 10 a second) get GOAWAY, and
+    // weir answers fewer than 1,000 of the 100,000 the client sends.
     // Bound whole: weir runs until the scrape at the end.
     let run = measured("ping_flood", "100000", "").await;
     let (report, growth, admin) = (run.report.clone(), run.growth, run.admin);
     assert_goaway(&report);
-    assert!(number(&report, "pings") < 100_000, "{report:?}");
+    assert_acks_bounded(&report);
     assert!(growth < 8 * MIB, "RSS grew {growth} KiB");
     assert_eq!(attacks(admin, "ping_flood").await, 1.0);
     // Logged at warn (within a budget), with the client's address, for the operator.
@@ -179,12 +191,13 @@ async fn a_ping_flood_is_bounded_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_flood_is_bounded_and_closed() {
-    // Goal: SETTINGS frames past their budget (each needs an ACK) get GOAWAY.
+    // Goal: SETTINGS frames past their budget (each needs an ACK) get GOAWAY, and weir
+    // acknowledges fewer than 1,000 of them.
     // Bound whole: weir runs until the scrape at the end.
     let run = measured("settings_flood", "100000", "").await;
     let (report, growth, admin) = (run.report.clone(), run.growth, run.admin);
     assert_goaway(&report);
-    assert!(number(&report, "settings") < 100_000, "{report:?}");
+    assert_acks_bounded(&report);
     assert!(growth < 8 * MIB, "RSS grew {growth} KiB");
     assert_eq!(attacks(admin, "settings_flood").await, 1.0);
 }

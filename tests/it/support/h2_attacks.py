@@ -40,6 +40,8 @@ class Conn:
         self.data_received = 0
         self.resets = 0
         self.statuses = 0
+        # PING and SETTINGS ACKs weir sent before its GOAWAY (frames arrive in order).
+        self.acks = {"ping": 0, "settings": 0}
         hello = hf.SettingsFrame(0)
         hello.settings = dict(settings or {})
         self.sock.sendall(PREFACE + hello.serialize())
@@ -85,6 +87,11 @@ class Conn:
                 self.resets += 1
             elif isinstance(frame, hf.HeadersFrame):
                 self.statuses += 1
+            elif self.goaway is None and "ACK" in frame.flags:
+                if isinstance(frame, hf.PingFrame):
+                    self.acks["ping"] += 1
+                elif isinstance(frame, hf.SettingsFrame):
+                    self.acks["settings"] += 1
         return frames
 
     def done(self):
@@ -255,7 +262,7 @@ def ping_flood(host, port, count):
     ping = hf.PingFrame(0)
     ping.opaque_data = b"12345678"
     conn, started, sent = flood(host, port, ping.serialize, int(count))
-    conn.report(started, pings=sent)
+    conn.report(started, pings=sent, acked=conn.acks["ping"])
 
 
 def settings_flood(host, port, count):
@@ -263,7 +270,7 @@ def settings_flood(host, port, count):
     settings = hf.SettingsFrame(0)
     settings.settings = {hf.SettingsFrame.ENABLE_PUSH: 0}
     conn, started, sent = flood(host, port, settings.serialize, int(count))
-    conn.report(started, settings=sent)
+    conn.report(started, settings=sent, acked=conn.acks["settings"])
 
 
 def slow_headers(host, port, count):
