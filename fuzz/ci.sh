@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 # New inputs per target: a few seconds each (config, the slowest, runs about 20,000 a
 # second), so the instrumented build is nearly all of the step's time.
 runs=${FUZZ_RUNS:-200000}
-targets=(request response chunked admin_head config sticky proxy_protocol resp)
+targets=(request response chunked admin_head config sticky proxy_protocol resp h2_frames)
 
 start=$(date +%s)
 ./run.sh --build

@@ -175,6 +175,24 @@ BROKEN_CONFIG = [
 ]
 
 
+def frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+# A seed byte, then frames: a response with interim heads and trailers, a flood of
+# 1xx heads on one stream, streams ended by DATA and by RST_STREAM, a cut frame.
+STATUS_103 = b"\x08\x03103"
+H2_FRAMES = [
+    ("response", bytes([5]) + frame(4, 0, 0) + frame(1, 4, 1, STATUS_103) + frame(1, 4, 1, b"\x88")
+     + frame(0, 0, 1, b"body") + frame(1, 5, 1)),
+    ("interim_flood", bytes([45]) + frame(1, 4, 1, STATUS_103) * 40),
+    ("ended_streams", bytes([70]) + frame(1, 4, 1, b"\x88") + frame(0, 1, 1)
+     + frame(1, 4, 3, b"\x88") + frame(3, 0, 3, b"\x00\x00\x00\x08") + frame(1, 4, 5, b"\x88")),
+    ("continuation", bytes([9]) + frame(1, 0, 1, b"\x88") + frame(9, 4, 1, b"")),
+    ("cut", bytes([1]) + frame(0, 0, 1, b"abcdef")[:12]),
+]
+
+
 def write(target, seeds):
     folder = os.path.join(HERE, "corpus", target)
     os.makedirs(folder, exist_ok=True)
@@ -193,6 +211,7 @@ def main():
                for name in sorted(os.listdir(examples)) if name.endswith(".toml")]
     write("config", configs + BROKEN_CONFIG)
     write("sticky", STICKY)
+    write("h2_frames", H2_FRAMES)
 
 
 if __name__ == "__main__":

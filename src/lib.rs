@@ -18,7 +18,7 @@
 //!                    │        sees only context::Context: snapshot, counters, log, permits
 //!   state          2 │ metrics · exposition · local_fault · balance · health · discovery · snapshot · retry_budget · route · rules · pool · access_log · limit
 //!                    │        decisions on immutable snapshots; live state by identity
-//!   codecs         1 │ http1 · tls · config · proxy_protocol · cidr
+//!   codecs         1 │ http1 · http2 · tls · config · proxy_protocol · cidr
 //!                    │        bytes ⇄ typed values, no I/O policy
 //!   base           0 │ json · shard · rng · log_budget · pid_file
 //!                    ▼ imports point down
@@ -92,6 +92,8 @@
 //!
 //! **Codecs.**
 //! - [`http1`]: HTTP/1.1 heads and body framing, forwarded byte for byte.
+//! - [`http2`]: HTTP/2 frame headers read as the bytes pass to the `h2` codec, for the
+//!   bounds weir keeps beyond the codec's own.
 //! - [`tls`]: rustls client connectors (pooled, resumed sessions shared by all
 //!   workers) and SNI-aware acceptors with certificate reload.
 //! - [`proxy_protocol`]: PROXY protocol v1 and v2 headers, read from L4 balancers in
@@ -129,6 +131,7 @@ pub mod flags;
 pub mod fleet;
 pub mod health;
 pub mod http1;
+pub mod http2;
 pub mod json;
 pub mod limit;
 pub mod listeners;

@@ -6,6 +6,9 @@
 //! itself are short `text/plain` answers naming the cause ([`reply`]). Client and upstream
 //! connections are plain TCP or TLS ([`io`]); the code is specialised for each.
 
+// First: the macro is used by the modules below it.
+#[macro_use]
+mod write_through;
 pub mod affinity;
 mod attempt;
 pub(crate) mod boxed;

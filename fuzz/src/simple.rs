@@ -248,3 +248,101 @@ pub fn resp(data: &[u8]) {
     }
     assert_eq!(parse(&data[..used]), Ok(Some((reply, used))));
 }
+
+/// HTTP/2 frame headers as they pass (`http2::Frames`) and the per-stream header block
+/// count (`http2::HeaderBlocks`): a seed byte (the split windows, the block limit and
+/// the streams counted), then frames. Fed whole, in seeded splits and byte by byte, the
+/// walk gives what a plain walk of the whole input gives; the count's verdict matches a
+/// plain count wherever its bound on streams did not have to forget one, and the
+/// streams it keeps stay within that bound.
+pub fn h2_frames(data: &[u8]) {
+    let Some((&seed, wire)) = data.split_first() else { return };
+    let expected = plain_frames(wire);
+    let mut state = u32::from(seed) | 1;
+    let windows: [&mut dyn FnMut() -> usize; 3] = [
+        &mut || wire.len().max(1),
+        &mut || 1,
+        &mut || {
+            // xorshift: cheap, deterministic windows of 1 to 32 bytes.
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state % 32) as usize + 1
+        },
+    ];
+    for window in windows {
+        let mut frames = weir::http2::Frames::default();
+        let mut got = Vec::new();
+        let mut rest = wire;
+        while !rest.is_empty() {
+            let (mut chunk, after) = rest.split_at(window().min(rest.len()));
+            while let Some(passed) = frames.next(&mut chunk) {
+                got.push(passed);
+            }
+            rest = after;
+        }
+        assert_eq!(got, expected, "the walk of {wire:?} depends on its splits");
+    }
+    let (most_blocks, most_streams) = (u32::from(seed % 20), usize::from(seed / 20 % 8));
+    header_blocks(&expected, most_blocks, most_streams);
+}
+
+/// What a walk of the whole of `wire` passes, frame by frame.
+fn plain_frames(wire: &[u8]) -> Vec<weir::http2::Passed> {
+    use weir::http2::{FrameHead, Passed};
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(head) = wire.get(at..at + 9) {
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        out.push(Passed::Head(FrameHead { kind: head[3], flags: head[4], stream }));
+        at += 9 + len;
+        if at > wire.len() {
+            break;
+        }
+        out.push(Passed::End);
+    }
+    out
+}
+
+/// `HeaderBlocks` over `passed`, against a count that never forgets a stream it must
+/// not: they agree until the plain count holds more streams than the bound.
+fn header_blocks(passed: &[weir::http2::Passed], most_blocks: u32, most_streams: usize) {
+    use weir::http2::{HeaderBlocks, Passed, DATA, END_STREAM, HEADERS, RST_STREAM};
+    let mut blocks = HeaderBlocks::new(most_blocks, most_streams);
+    let mut plain = std::collections::HashMap::<u32, u32>::new();
+    for &passed in passed {
+        let Passed::Head(head) = passed else { continue };
+        let over = blocks.frame(head);
+        assert!(blocks.counted() <= most_streams.max(1) + 1, "{} counted", blocks.counted());
+        let ends = head.flags & END_STREAM != 0;
+        let plain_over = match head.kind {
+            HEADERS => {
+                let count = plain.entry(head.stream).or_insert(0);
+                *count += 1;
+                let over = *count > most_blocks;
+                if ends && !over {
+                    plain.remove(&head.stream);
+                }
+                over
+            }
+            DATA if ends => {
+                plain.remove(&head.stream);
+                false
+            }
+            RST_STREAM => {
+                plain.remove(&head.stream);
+                false
+            }
+            _ => false,
+        };
+        if plain.len() > most_streams.max(1) {
+            // The bound made it forget a stream: from here the counts may differ.
+            return;
+        }
+        assert_eq!(over, plain_over, "verdicts differ at {head:?}");
+        if over {
+            return;
+        }
+    }
+}

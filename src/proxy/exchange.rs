@@ -21,7 +21,7 @@ use crate::http1::response::{Exchange, ResponseInfo};
 use crate::http1::BodyKind;
 
 mod head;
-pub(super) use head::HeadReader;
+pub(super) use head::{HeadReader, MAX_INTERIM_HEADS};
 
 /// The cause of a response cut because the request body passed `max_body`.
 pub const BODY_TOO_LARGE: &str = "request body over max_body";

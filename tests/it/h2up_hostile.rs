@@ -31,7 +31,14 @@ enum Misdeed {
     /// A HEADERS frame without END_HEADERS, then CONTINUATION frames of 16 KiB each
     /// until weir stops reading (or [`FLOOD_FRAMES`]).
     ContinuationFlood,
+    /// A `103` head of about 12 KiB, then small `103` HEADERS frames until weir stops
+    /// reading (or [`INTERIM_FLOOD_FRAMES`]).
+    InterimFlood,
 }
+
+/// Most 1xx HEADERS frames the interim flood sends: 4 MiB of 14-byte frames, each
+/// decoded into a response of a few hundred bytes if weir queued them.
+const INTERIM_FLOOD_FRAMES: usize = 300_000;
 
 /// One frame: length, type, flags, stream id, payload (RFC 9113 §4.1).
 fn frame(kind: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
@@ -127,6 +134,7 @@ async fn serve(mut tcp: TcpStream, misdeed: Misdeed, seen: Arc<Seen>) {
             (PING, _) if flags & ACK == 0 => frame(PING, ACK, 0, &payload),
             (HEADERS, Misdeed::Reply(reply)) => reply(id),
             (HEADERS, Misdeed::ContinuationFlood) => return flood(tcp, id, &seen).await,
+            (HEADERS, Misdeed::InterimFlood) => return interim_flood(tcp, id, &seen).await,
             _ => continue,
         };
         if tcp.write_all(&answer).await.is_err() {
@@ -151,6 +159,28 @@ async fn flood(mut tcp: TcpStream, id: u32, seen: &Seen) {
             return;
         }
         seen.flooded.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends a large `103` head on stream `id`, then small ones in a loop; counts those
+/// weir took before it closed the connection.
+async fn interim_flood(mut tcp: TcpStream, id: u32, seen: &Seen) {
+    // `:status 103`: a literal with the static table's `:status` name (index 8).
+    let status = [0x08, 3, b'1', b'0', b'3'];
+    let mut large = status.to_vec();
+    for i in 0..90 {
+        large.extend_from_slice(&literal(&format!("x-hint-{i:02}"), &"h".repeat(120)));
+    }
+    if tcp.write_all(&frame(HEADERS, END_HEADERS, id, &large)).await.is_err() {
+        return;
+    }
+    let small = frame(HEADERS, END_HEADERS, id, &status);
+    let batch: Vec<u8> = small.iter().copied().cycle().take(small.len() * 100).collect();
+    for _ in 0..INTERIM_FLOOD_FRAMES / 100 {
+        if tcp.write_all(&batch).await.is_err() {
+            return;
+        }
+        seen.flooded.fetch_add(100, Ordering::SeqCst);
     }
 }
 
@@ -285,4 +315,39 @@ async fn connections_whose_limit_drops_to_zero_are_let_go_once_idle() {
     let closed = |_: &Balancer| seen.closed.load(Ordering::SeqCst) == 20;
     let let_go = weir.wait_for(BOUNDED, closed).await;
     assert!(let_go.is_some(), "closed {}", seen.closed.load(Ordering::SeqCst));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_interim_heads_in_a_loop_close_its_connection_while_the_client_stalls() {
+    // Goal: 1xx HEADERS are not flow-controlled, and the codec queued every one for
+    // the stream's reader, which waits while a client that reads nothing takes the
+    // interim head already relayed: a backend sending them in a loop filled weir's
+    // memory until `send_timeout`. Now its 19th header block on the stream closes the
+    // connection. Method: the client's receive buffer is small and it reads nothing
+    // until the backend's connection closed; the backend sends a 12 KiB `103`, then up
+    // to 300,000 small ones. weir took far fewer than a queue of them all needs, and
+    // the client, once it reads, gets 16 `103` heads whole (the exchange's limit) and
+    // then a 502.
+    let (backend, seen) = start(Misdeed::InterimFlood).await;
+    let weir = weir_over(backend);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut tcp = socket.connect(weir.addr()).await.expect("connect");
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    tcp.write_all(request).await.expect("write");
+    let closed = |_: &Balancer| seen.closed.load(Ordering::SeqCst) == 1;
+    assert!(weir.wait_for(BOUNDED, closed).await.is_some(), "weir read the flood on");
+    let flooded = seen.flooded.load(Ordering::SeqCst);
+    // What weir read before the 19th, and what the sockets' buffers held before its
+    // close reached the backend: a few MiB of loopback buffers at most.
+    assert!(flooded < INTERIM_FLOOD_FRAMES / 2, "weir kept reading the flood: {flooded} frames");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(BOUNDED, tcp.read_to_end(&mut got)).await;
+    read.expect("an answer in bounded time").expect("read");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 103 "), "{}", &text[..text.len().min(200)]);
+    let last = text.rfind("HTTP/1.1 ").expect("a final head");
+    assert!(text[last..].starts_with("HTTP/1.1 502 "), "{}", &text[last..]);
+    // The heads before the 19th block reached the codec, and the exchange relays 16.
+    assert_eq!(text.matches("HTTP/1.1 103 ").count(), 16, "interim heads relayed whole");
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::watched::Watch;
+use crate::http2::{Frames, Passed, ACK, CONTINUATION, END_HEADERS, HEADERS, PING};
+use crate::http2::{RST_STREAM, SETTINGS};
 use crate::log_budget::LogBudget;
 use crate::metrics::Http2Attack;
 
@@ -169,20 +171,6 @@ pub fn codec_attack(error: &h2::Error, watch: &Watch) -> Option<Http2Attack> {
     })
 }
 
-/// Frame types read here (RFC 9113 §6).
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const CONTINUATION: u8 = 0x9;
-/// The ACK flag of SETTINGS and PING: an answer, not a request.
-const ACK: u8 = 0x1;
-/// The END_HEADERS flag of HEADERS and CONTINUATION: the header block ends with this
-/// frame.
-const END_HEADERS: u8 = 0x4;
-/// Length of a frame header.
-const FRAME_HEADER: usize = 9;
-
 /// A budget of PING or SETTINGS frames.
 #[derive(Debug)]
 struct Bucket {
@@ -261,10 +249,7 @@ impl Ages {
 pub(super) struct Scan {
     /// Bytes of the client preface still to pass.
     preface: usize,
-    head: [u8; FRAME_HEADER],
-    head_len: usize,
-    /// Payload bytes of the current frame still to pass.
-    skip: usize,
+    frames: Frames,
     streams: u32,
     /// The highest stream id a HEADERS frame opened.
     last_stream: u32,
@@ -293,9 +278,7 @@ impl Scan {
     pub(super) fn new(now: Instant) -> Scan {
         Scan {
             preface: super::PREFACE.len(),
-            head: [0; FRAME_HEADER],
-            head_len: 0,
-            skip: 0,
+            frames: Frames::default(),
             streams: 0,
             last_stream: 0,
             ages: Ages::default(),
@@ -310,40 +293,24 @@ impl Scan {
         }
     }
 
-    /// Passes `bytes` (bounded by their length: each pass consumes at least one byte).
+    /// Passes `bytes`, up to an attack.
     pub(super) fn feed(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() && self.attack.is_none() {
-            let n = if self.preface > 0 {
-                let n = self.preface.min(bytes.len());
-                self.preface -= n;
-                n
-            } else if self.skip > 0 {
-                let n = self.skip.min(bytes.len());
-                self.skip -= n;
-                self.frame_passed();
-                n
-            } else {
-                let n = (FRAME_HEADER - self.head_len).min(bytes.len());
-                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
-                self.head_len += n;
-                if self.head_len == FRAME_HEADER {
-                    self.head_len = 0;
-                    let [a, b, c, kind, flags, s0, s1, s2, s3] = self.head;
-                    self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
-                    let id = u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]);
-                    self.attack = self.frame(kind, flags, id);
-                    self.frame_passed();
+        let n = self.preface.min(bytes.len());
+        self.preface -= n;
+        bytes = &bytes[n..];
+        // Bounded by `bytes`: each call takes some, or ends the frame whose head it gave.
+        while self.attack.is_none() {
+            match self.frames.next(&mut bytes) {
+                Some(Passed::Head(head)) => {
+                    self.attack = self.frame(head.kind, head.flags, head.stream);
                 }
-                n
-            };
-            bytes = &bytes[n..];
-        }
-    }
-
-    /// Ends the header block once the payload of the frame that ends it has passed.
-    fn frame_passed(&mut self) {
-        if self.skip == 0 && self.block_ends {
-            (self.in_block, self.block_ends) = (false, false);
+                // The header block ends once the frame that ends it has passed.
+                Some(Passed::End) if self.block_ends => {
+                    (self.in_block, self.block_ends) = (false, false);
+                }
+                Some(Passed::End) => {}
+                None => return,
+            }
         }
     }
 

@@ -8,11 +8,7 @@ fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn frame_on(stream: u32, kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len().to_be_bytes();
-    let mut out = vec![len[5], len[6], len[7], kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
+    crate::http2::frame(kind, flags, stream, payload)
 }
 
 fn scan_of(chunks: &[Vec<u8>], split: usize) -> Option<Http2Attack> {

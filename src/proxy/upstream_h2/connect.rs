@@ -90,6 +90,7 @@ where
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no HTTP/2 SETTINGS in time");
     let streams = settings.h2.max_streams_per_connection;
+    let io = super::watched::watch(io, streams);
     let handshake = builder(max_header_bytes, streams).handshake::<_, Bytes>(io);
     let (send, connection) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(result) => result.map_err(std::io::Error::other)?,
