@@ -1,10 +1,10 @@
 //! HTTP/2 frames as their bytes pass through weir on their way to the `h2` codec, read
 //! by their 9-byte headers alone (RFC 9113 §4.1): payloads are skipped, never copied.
 //! The client side's attack scan (`proxy::h2::guard`) walks them ([`Frames`]), and so
-//! does the upstream side's bound on a backend's header blocks per stream
-//! ([`HeaderBlocks`], in `proxy::upstream_h2::watched`).
+//! does the upstream side's budget of a backend's header blocks ([`HeaderBlocks`], in
+//! `proxy::upstream_h2::watched`).
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
 
 /// Length of a frame header.
 pub const FRAME_HEADER: usize = 9;
@@ -97,56 +97,46 @@ impl Frames {
     }
 }
 
-/// Counts the header blocks (HEADERS frames) a peer sends on each stream that has not
-/// ended, to a limit. Ended streams (END_STREAM on HEADERS or DATA, or RST_STREAM) are
-/// forgotten; past a bound on the streams counted the oldest is, so the counts stay
-/// bounded whatever the peer does (stream ids grow, RFC 9113 §5.1.1).
+/// The header blocks (HEADERS frames) a peer may still send: each stream weir opens
+/// adds `per_stream` (its interim heads, head and trailers), up to `per_stream` for each
+/// stream the connection may carry; each HEADERS frame takes one. An honest peer never
+/// runs out (it sends at most `per_stream` on a stream, after weir opened it); one that
+/// sends header blocks in a loop on one stream does, however it spreads them, while
+/// what it can make the codec queue stays bounded by `most`. A budget rather than a
+/// count per stream: the peer cannot reset it by naming other streams, and it holds
+/// no map that streams weir reset (and never hears the end of) would fill.
 #[derive(Debug)]
 pub struct HeaderBlocks {
-    blocks: BTreeMap<u32, u32>,
-    /// Header blocks a stream may carry.
-    most_blocks: u32,
-    /// Streams counted at once.
-    most_streams: usize,
+    left: Cell<u32>,
+    per_stream: u32,
+    most: u32,
 }
 
 impl HeaderBlocks {
-    /// Up to `most_blocks` header blocks a stream, counted for up to `most_streams`
-    /// streams at once (at least one).
-    pub fn new(most_blocks: u32, most_streams: usize) -> HeaderBlocks {
-        HeaderBlocks { blocks: BTreeMap::new(), most_blocks, most_streams: most_streams.max(1) }
+    /// `per_stream` header blocks a stream, for up to `streams` streams at once.
+    pub fn new(per_stream: u32, streams: usize) -> HeaderBlocks {
+        let streams = u32::try_from(streams.max(1)).unwrap_or(u32::MAX);
+        HeaderBlocks { left: Cell::new(0), per_stream, most: per_stream.saturating_mul(streams) }
     }
 
-    /// Takes a frame's header; whether its stream is now past the limit.
-    pub fn frame(&mut self, head: FrameHead) -> bool {
-        let ends = head.flags & END_STREAM != 0;
-        match head.kind {
-            HEADERS => {
-                let count = self.blocks.entry(head.stream).or_insert(0);
-                *count += 1;
-                if *count > self.most_blocks {
-                    return true;
-                }
-                if ends {
-                    self.blocks.remove(&head.stream);
-                } else if self.blocks.len() > self.most_streams {
-                    self.blocks.pop_first();
-                }
-            }
-            DATA if ends => {
-                self.blocks.remove(&head.stream);
-            }
-            RST_STREAM => {
-                self.blocks.remove(&head.stream);
-            }
-            _ => {}
+    /// Weir opens a stream: the peer may answer it.
+    pub fn opened(&self) {
+        self.left.set(self.left.get().saturating_add(self.per_stream).min(self.most));
+    }
+
+    /// Takes a frame's header; whether it is a header block past the budget.
+    pub fn frame(&self, head: FrameHead) -> bool {
+        if head.kind != HEADERS {
+            return false;
         }
+        let Some(left) = self.left.get().checked_sub(1) else { return true };
+        self.left.set(left);
         false
     }
 
-    /// Streams counted now.
-    pub fn counted(&self) -> usize {
-        self.blocks.len()
+    /// Header blocks the peer may still send.
+    pub fn left(&self) -> u32 {
+        self.left.get()
     }
 }
 

@@ -249,12 +249,12 @@ pub fn resp(data: &[u8]) {
     assert_eq!(parse(&data[..used]), Ok(Some((reply, used))));
 }
 
-/// HTTP/2 frame headers as they pass (`http2::Frames`) and the per-stream header block
-/// count (`http2::HeaderBlocks`): a seed byte (the split windows, the block limit and
-/// the streams counted), then frames. Fed whole, in seeded splits and byte by byte, the
-/// walk gives what a plain walk of the whole input gives; the count's verdict matches a
-/// plain count wherever its bound on streams did not have to forget one, and the
-/// streams it keeps stay within that bound.
+/// HTTP/2 frame headers as they pass (`http2::Frames`) and the budget of a backend's
+/// header blocks (`http2::HeaderBlocks`): a seed byte (the split windows, the blocks a
+/// stream and the streams at once), then frames. Fed whole, in seeded splits and byte
+/// by byte, the walk gives what a plain walk of the whole input gives; and the budget,
+/// with a stream opened at each SETTINGS frame, refuses exactly the HEADERS frames
+/// plain arithmetic says are past it.
 pub fn h2_frames(data: &[u8]) {
     let Some((&seed, wire)) = data.split_first() else { return };
     let expected = plain_frames(wire);
@@ -283,8 +283,8 @@ pub fn h2_frames(data: &[u8]) {
         }
         assert_eq!(got, expected, "the walk of {wire:?} depends on its splits");
     }
-    let (most_blocks, most_streams) = (u32::from(seed % 20), usize::from(seed / 20 % 8));
-    header_blocks(&expected, most_blocks, most_streams);
+    let (per_stream, streams) = (u32::from(seed % 20), usize::from(seed / 20 % 8));
+    header_blocks(&expected, per_stream, streams);
 }
 
 /// What a walk of the whole of `wire` passes, frame by frame.
@@ -305,44 +305,30 @@ fn plain_frames(wire: &[u8]) -> Vec<weir::http2::Passed> {
     out
 }
 
-/// `HeaderBlocks` over `passed`, against a count that never forgets a stream it must
-/// not: they agree until the plain count holds more streams than the bound.
-fn header_blocks(passed: &[weir::http2::Passed], most_blocks: u32, most_streams: usize) {
-    use weir::http2::{HeaderBlocks, Passed, DATA, END_STREAM, HEADERS, RST_STREAM};
-    let mut blocks = HeaderBlocks::new(most_blocks, most_streams);
-    let mut plain = std::collections::HashMap::<u32, u32>::new();
+/// `HeaderBlocks` over `passed`, a stream opened at each SETTINGS frame, against plain
+/// arithmetic: the budget is what the streams opened brought (capped at `streams` of
+/// them) less the HEADERS frames taken; the first HEADERS frame with none left is
+/// refused.
+fn header_blocks(passed: &[weir::http2::Passed], per_stream: u32, streams: usize) {
+    use weir::http2::{HeaderBlocks, Passed, HEADERS, SETTINGS};
+    let blocks = HeaderBlocks::new(per_stream, streams);
+    let most = u64::from(per_stream) * streams.max(1) as u64;
+    let mut left = 0u64;
     for &passed in passed {
         let Passed::Head(head) = passed else { continue };
-        let over = blocks.frame(head);
-        assert!(blocks.counted() <= most_streams.max(1) + 1, "{} counted", blocks.counted());
-        let ends = head.flags & END_STREAM != 0;
-        let plain_over = match head.kind {
-            HEADERS => {
-                let count = plain.entry(head.stream).or_insert(0);
-                *count += 1;
-                let over = *count > most_blocks;
-                if ends && !over {
-                    plain.remove(&head.stream);
-                }
-                over
-            }
-            DATA if ends => {
-                plain.remove(&head.stream);
-                false
-            }
-            RST_STREAM => {
-                plain.remove(&head.stream);
-                false
-            }
-            _ => false,
-        };
-        if plain.len() > most_streams.max(1) {
-            // The bound made it forget a stream: from here the counts may differ.
+        if head.kind == SETTINGS {
+            blocks.opened();
+            left = (left + u64::from(per_stream)).min(most);
+        }
+        let refused = blocks.frame(head);
+        let expected = head.kind == HEADERS && left == 0;
+        assert_eq!(refused, expected, "at {head:?} with {left} left");
+        if refused {
             return;
         }
-        assert_eq!(over, plain_over, "verdicts differ at {head:?}");
-        if over {
-            return;
+        if head.kind == HEADERS {
+            left -= 1;
         }
+        assert_eq!(u64::from(blocks.left()), left);
     }
 }

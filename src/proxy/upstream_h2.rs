@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::{PoolConfig, ServerConfig};
+use crate::http2::HeaderBlocks;
 use crate::pool::{ConnectError, IdMap};
 use crate::proxy::class::AttemptError;
 use crate::snapshot::{Alpn, Backend, BackendLive, Pool};
@@ -62,6 +63,9 @@ struct ConnState {
     streams: Cell<usize>,
     /// When the last stream ended.
     idle_since: Cell<Instant>,
+    /// The header blocks the backend may still send; each stream opened adds to it
+    /// ([`watched`]).
+    blocks: Rc<HeaderBlocks>,
 }
 
 impl Conn {
@@ -104,6 +108,7 @@ pub(crate) struct StreamSlot(Rc<ConnState>);
 impl StreamSlot {
     fn new(state: &Rc<ConnState>) -> StreamSlot {
         state.streams.set(state.streams.get() + 1);
+        state.blocks.opened();
         StreamSlot(Rc::clone(state))
     }
 }
@@ -216,9 +221,11 @@ fn keep(
     live: &Arc<BackendLive>,
     send: SendRequest<Bytes>,
     alive: Rc<Cell<bool>>,
+    blocks: Rc<HeaderBlocks>,
     idle_timeout: Duration,
 ) -> (SendRequest<Bytes>, StreamSlot) {
-    let state = ConnState { streams: Cell::new(0), idle_since: Cell::new(Instant::now()) };
+    let idle_since = Cell::new(Instant::now());
+    let state = ConnState { streams: Cell::new(0), idle_since, blocks };
     let state = Rc::new(state);
     let slot = StreamSlot::new(&state);
     let handle = send.clone();

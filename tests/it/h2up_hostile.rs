@@ -322,8 +322,8 @@ async fn a_backends_interim_heads_in_a_loop_close_its_connection_while_the_clien
     // Goal: 1xx HEADERS are not flow-controlled, and the codec queued every one for
     // the stream's reader, which waits while a client that reads nothing takes the
     // interim head already relayed: a backend sending them in a loop filled weir's
-    // memory until `send_timeout`. Now its 19th header block on the stream closes the
-    // connection. Method: the client's receive buffer is small and it reads nothing
+    // memory until `send_timeout`. Now a header block past 18 for each stream weir
+    // opened closes the connection. Method: the client's receive buffer is small and it reads nothing
     // until the backend's connection closed; the backend sends a 12 KiB `103`, then up
     // to 300,000 small ones. weir took far fewer than a queue of them all needs, and
     // the client, once it reads, gets 16 `103` heads whole (the exchange's limit) and
@@ -338,7 +338,7 @@ async fn a_backends_interim_heads_in_a_loop_close_its_connection_while_the_clien
     let closed = |_: &Balancer| seen.closed.load(Ordering::SeqCst) == 1;
     assert!(weir.wait_for(BOUNDED, closed).await.is_some(), "weir read the flood on");
     let flooded = seen.flooded.load(Ordering::SeqCst);
-    // What weir read before the 19th, and what the sockets' buffers held before its
+    // What weir read before the 19th block, and what the sockets' buffers held before its
     // close reached the backend: a few MiB of loopback buffers at most.
     assert!(flooded < INTERIM_FLOOD_FRAMES / 2, "weir kept reading the flood: {flooded} frames");
     let mut got = Vec::new();

@@ -13,8 +13,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::watched::{watch, BLOCKS_PER_STREAM};
 use super::{keep, StreamSlot};
 use crate::config::PoolConfig;
+use crate::http2::HeaderBlocks;
 use crate::snapshot::BackendLive;
 
 /// The codec's settings for upstream connections; every limit is weir's.
@@ -90,7 +92,8 @@ where
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no HTTP/2 SETTINGS in time");
     let streams = settings.h2.max_streams_per_connection;
-    let io = super::watched::watch(io, streams);
+    let blocks = Rc::new(HeaderBlocks::new(BLOCKS_PER_STREAM, streams));
+    let io = watch(io, Rc::clone(&blocks));
     let handshake = builder(max_header_bytes, streams).handshake::<_, Bytes>(io);
     let (send, connection) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(result) => result.map_err(std::io::Error::other)?,
@@ -109,7 +112,7 @@ where
             task.abort();
             Err(std::io::Error::other("the backend allows no streams (its SETTINGS say 0)"))
         }
-        Ok(Ok(Ok(()))) => Ok(keep(live, send, alive, settings.idle_timeout)),
+        Ok(Ok(Ok(()))) => Ok(keep(live, send, alive, blocks, settings.idle_timeout)),
         Ok(Ok(Err(error))) => Err(std::io::Error::other(error)),
         Ok(Err(_)) => Err(std::io::Error::other("the connection ended before its SETTINGS")),
         Err(_) => {

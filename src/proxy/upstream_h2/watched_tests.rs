@@ -1,6 +1,5 @@
 use super::*;
-use crate::http2::SETTINGS;
-use crate::http2::{frame, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, RST_STREAM};
+use crate::http2::{frame, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS};
 
 use tokio::io::AsyncReadExt;
 
@@ -11,10 +10,21 @@ fn interim(stream: u32) -> Vec<u8> {
     frame(HEADERS, END_HEADERS, stream, STATUS_103)
 }
 
+/// A budget for `streams` streams at once, `opened` of them opened.
+fn budget(streams: usize, opened: usize) -> Rc<HeaderBlocks> {
+    let blocks = Rc::new(HeaderBlocks::new(BLOCKS_PER_STREAM, streams));
+    (0..opened).for_each(|_| blocks.opened());
+    blocks
+}
+
 /// What the codec would get of `wire` through [`Watched`], read `chunk` bytes at a
 /// time: the bytes, and the error that ended the reads, if one did.
-async fn through(wire: Vec<u8>, streams: usize, chunk: usize) -> (Vec<u8>, Option<io::Error>) {
-    let mut watched = watch(std::io::Cursor::new(wire), streams);
+async fn through(
+    wire: &[u8],
+    blocks: Rc<HeaderBlocks>,
+    chunk: usize,
+) -> (Vec<u8>, Option<io::Error>) {
+    let mut watched = watch(wire, blocks);
     let (mut got, mut buf) = (Vec::new(), vec![0; chunk]);
     // Bounded by the wire: each read takes a byte or ends.
     loop {
@@ -26,71 +36,82 @@ async fn through(wire: Vec<u8>, streams: usize, chunk: usize) -> (Vec<u8>, Optio
     }
 }
 
+/// 16 interim heads, the response head split over a CONTINUATION, DATA and trailers.
+fn fullest_response(stream: u32) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for _ in 0..MAX_INTERIM_HEADS {
+        wire.extend(interim(stream));
+    }
+    wire.extend(frame(HEADERS, 0, stream, &[0x88]));
+    wire.extend(frame(CONTINUATION, END_HEADERS, stream, &[]));
+    wire.extend(frame(DATA, 0, stream, b"body"));
+    wire.extend(frame(HEADERS, END_HEADERS | END_STREAM, stream, &[]));
+    wire
+}
+
 #[tokio::test]
-async fn a_stream_may_carry_its_interim_heads_its_head_and_trailers() {
-    // 16 interim heads, the response head split over a CONTINUATION, DATA, trailers;
-    // and the same again on another stream: the codec gets every byte.
+async fn streams_may_carry_their_interim_heads_their_heads_and_trailers() {
+    // Three streams opened, each answered with the most header blocks allowed: the
+    // codec gets every byte, however it is read.
     let mut wire = frame(SETTINGS, 0, 0, &[]);
-    for stream in [1, 3] {
-        for _ in 0..MAX_INTERIM_HEADS {
-            wire.extend(interim(stream));
-        }
-        wire.extend(frame(HEADERS, 0, stream, &[0x88]));
-        wire.extend(frame(CONTINUATION, END_HEADERS, stream, &[]));
-        wire.extend(frame(DATA, 0, stream, b"body"));
-        wire.extend(frame(HEADERS, END_HEADERS | END_STREAM, stream, &[]));
+    for stream in [1, 3, 5] {
+        wire.extend(fullest_response(stream));
     }
     for chunk in [1, 7, 4096] {
-        let (got, error) = through(wire.clone(), 100, chunk).await;
+        let (got, error) = through(&wire, budget(100, 3), chunk).await;
         assert!(error.is_none(), "{error:?}");
         assert_eq!(got, wire, "chunk {chunk}");
     }
 }
 
 #[tokio::test]
-async fn the_header_block_past_the_limit_fails_the_read_and_never_reaches_the_codec() {
-    let mut wire = Vec::new();
-    let allowed = usize::try_from(MOST_HEADER_BLOCKS).unwrap();
-    for _ in 0..allowed {
-        wire.extend(interim(1));
-    }
-    let fine = wire.len();
-    for _ in 0..1000 {
-        wire.extend(interim(1));
-    }
-    for chunk in [1, 14, 4096] {
-        let (got, error) = through(wire.clone(), 100, chunk).await;
-        let error = error.expect("the read fails");
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert!(error.to_string().contains("header blocks on stream 1"), "{error}");
-        // Every frame before the fault passes, none after it (a read that ends inside
-        // its header may have passed the first bytes of that header).
-        assert!((fine..fine + 9).contains(&got.len()), "chunk {chunk}: {} passed", got.len());
-        assert_eq!(got[..fine], wire[..fine]);
+async fn the_header_block_past_the_budget_fails_the_read_and_never_reaches_the_codec() {
+    // One stream opened; its 18 blocks pass, the 19th and what follows do not, on this
+    // stream or spread over others.
+    let allowed = usize::try_from(BLOCKS_PER_STREAM).unwrap();
+    for spread in [false, true] {
+        let mut wire = Vec::new();
+        for n in 0..allowed + 1000 {
+            let stream = if spread { 2 * u32::try_from(n).unwrap() + 1 } else { 1 };
+            wire.extend(interim(stream));
+        }
+        let fine = allowed * interim(1).len();
+        for chunk in [1, 14, 4096] {
+            let (got, error) = through(&wire, budget(100, 1), chunk).await;
+            let error = error.expect("the read fails");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert!(error.to_string().contains("header blocks a stream"), "{error}");
+            // Every frame before the fault passes, none after it (a read that ends in
+            // its header may have passed the first bytes of that header).
+            let passed = got.len();
+            assert!((fine..fine + 9).contains(&passed), "chunk {chunk}: {passed} passed");
+            assert_eq!(got[..fine], wire[..fine]);
+        }
     }
 }
 
 #[tokio::test]
-async fn ended_streams_are_forgotten_and_the_counts_stay_bounded() {
-    // 10,000 streams ending in turn (by END_STREAM on HEADERS or DATA, or RST_STREAM),
-    // each with the most header blocks allowed; then 10,000 the backend never ends, on
-    // a connection of 4 streams: nothing fails, and at most 8 counts are kept.
-    let mut wire = Vec::new();
-    for stream in (1..20_000u32).step_by(2) {
-        for _ in 0..MOST_HEADER_BLOCKS - 1 {
-            wire.extend(interim(stream));
-        }
-        wire.extend(match stream % 3 {
-            0 => frame(HEADERS, END_HEADERS | END_STREAM, stream, &[]),
-            1 => frame(DATA, END_STREAM, stream, b""),
-            _ => frame(RST_STREAM, 0, stream, &[0, 0, 0, 8]),
-        });
-    }
-    for stream in (20_001..40_000u32).step_by(2) {
-        wire.extend(interim(stream));
-    }
-    let mut watched = watch(std::io::Cursor::new(wire), 4);
+async fn the_budget_is_capped_at_the_connections_streams() {
+    // 1,000 streams opened one after another on a connection of 4 at once bank no more
+    // than 4 streams' worth: a backend that answered none of them may send 72 blocks.
+    let blocks = budget(4, 1000);
+    assert_eq!(blocks.left(), 4 * BLOCKS_PER_STREAM);
+    let wire: Vec<u8> = (0..100).flat_map(|_| interim(1)).collect();
+    let (got, error) = through(&wire, blocks, 4096).await;
+    assert!(error.is_some());
+    assert_eq!(got.len(), 72 * interim(1).len());
+}
+
+#[tokio::test]
+async fn ten_thousand_streams_answered_in_turn_never_run_out() {
+    // Each stream opened just before its answer, as weir's streams are.
+    let blocks = budget(2, 0);
     let mut sink = Vec::new();
-    watched.read_to_end(&mut sink).await.expect("no stream passed the limit");
-    assert!(watched.blocks.counted() <= 8, "{} counts", watched.blocks.counted());
+    for stream in (1..20_000u32).step_by(2) {
+        blocks.opened();
+        let wire = fullest_response(stream);
+        let mut watched = watch(&wire[..], Rc::clone(&blocks));
+        sink.clear();
+        watched.read_to_end(&mut sink).await.expect("within the budget");
+    }
 }
