@@ -177,9 +177,8 @@ impl ResponseWriter {
     /// fixed-length body that came in the same write as the stream can take now.
     /// Returns the bytes of `buf` consumed.
     ///
-    /// A head that arrives whole (nearly all) is parsed where it lies and copied once,
-    /// with the body bytes after it, into one shared buffer: the field values and the
-    /// first DATA frame are slices of it, not an allocation each.
+    /// A head that arrives whole (nearly all) is parsed where it lies; the body bytes
+    /// after it are copied once, as the first DATA frame.
     fn take_head(&mut self, buf: &[u8]) -> io::Result<usize> {
         let before = self.head.len();
         if before > 0 {
@@ -207,10 +206,9 @@ impl ResponseWriter {
         // may name a coding it would have used).
         let bodiless = self.head_request || matches!(status, 100..=199 | 204 | 304);
         let framing = if bodiless { Framing::Length(0) } else { framing(parsed.headers)? };
-        // The head and a fixed-length body's first bytes: one copy serves the field values
-        // and the first DATA frame ([`Framing::body_in`]).
-        let shared = Bytes::copy_from_slice(&input[..end + framing.body_in(input.len() - end)]);
-        let fields = fields(parsed.headers, input, &shared)?;
+        // A fixed-length body's first bytes ([`Framing::body_in`]).
+        let first = Bytes::copy_from_slice(&input[end..end + framing.body_in(input.len() - end)]);
+        let fields = fields(parsed.headers)?;
         let mut response = Response::new(());
         if status == 101 && self.websocket {
             self.open_tunnel(response, fields)?;
@@ -236,7 +234,7 @@ impl ResponseWriter {
         let mut handles = self.handles.borrow_mut();
         let mut send = handles.respond.send_response(response, empty).map_err(broken)?;
         let sent = match &mut self.body {
-            Body::Length(left) => send_ready(&mut send, shared.slice(end..), left)?,
+            Body::Length(left) => send_ready(&mut send, first, left)?,
             _ => 0,
         };
         if matches!(self.body, Body::Length(0)) {
@@ -308,8 +306,7 @@ pub(crate) fn end_with_trailers(send: &mut SendStream<Bytes>, trailers: &[u8]) -
     let Ok(httparse::Status::Complete((_, headers))) = parsed else {
         return Err(Unsendable::error(CAUSE));
     };
-    let shared = Bytes::copy_from_slice(trailers);
-    let fields = fields(headers, trailers, &shared).map_err(|_| Unsendable::error(CAUSE))?;
+    let fields = fields(headers).map_err(|_| Unsendable::error(CAUSE))?;
     if fields.is_empty() {
         send.send_data(Bytes::new(), true).map_err(broken)
     } else {

@@ -6,7 +6,6 @@
 use std::io;
 use std::mem::MaybeUninit;
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 
 use crate::http1::HEADER_SLOTS;
@@ -61,10 +60,9 @@ pub fn request(input: &[u8], scheme: &str) -> io::Result<Option<Head>> {
         Ok(httparse::Status::Partial) if input.len() < MAX_HEAD_BYTES => return Ok(None),
         _ => return Err(broken("weir wrote a request head HTTP/2 cannot carry")),
     };
-    let shared = Bytes::copy_from_slice(&input[..end]);
     let framing = framing(parsed.headers)?;
     let RequestFields { map: mut fields, host, expect_continue } =
-        request_fields(parsed.headers, &input[..end], &shared, true)?;
+        request_fields(parsed.headers, true)?;
     let authority = host.ok_or_else(|| broken("request without Host"))?;
     let path = parsed.path.unwrap_or("/");
     let uri = Uri::builder()
