@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -25,6 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// of stalled output; an entry with its strings is about 250 bytes, so a full channel
 /// holds about 4 MiB. Past it, lines are dropped and counted, never waited for.
 pub const CHANNEL_LINES: usize = 16_384;
+
+/// The strings of waiting entries, at most: four times what [`CHANNEL_LINES`] typical
+/// entries hold. An entry carries its target, `Referer` and `User-Agent` whole, up to
+/// `max_header_bytes` (64 KiB) each, so lines alone would let a stalled log hold GiBs of
+/// long URLs; past this, lines are dropped and counted as for a full channel.
+pub const QUEUED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Buffered output of the writer thread, flushed whenever the channel runs empty.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -70,6 +76,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The bytes of its strings, as counted against [`QUEUED_BYTES`].
+    fn text_bytes(&self) -> usize {
+        let optional =
+            [&self.backend, &self.pool, &self.referer, &self.user_agent, &self.request_id];
+        let optional: usize = optional.iter().map(|s| s.as_ref().map_or(0, String::len)).sum();
+        self.method.len() + self.path.len() + optional
+    }
+
     /// The protocol as the request line names it: `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
     pub fn protocol(&self) -> &'static str {
         match self.version {
@@ -104,6 +118,14 @@ impl Entry {
     }
 }
 
+impl Flags {
+    fn new(most_queued: usize) -> Flags {
+        let (dropped, reopen, queued) =
+            (AtomicU64::new(0), AtomicBool::new(false), AtomicUsize::new(0));
+        Flags { dropped, reopen, queued, most_queued }
+    }
+}
+
 /// What the writer thread receives: a line, or `None` to flush and stop
 /// ([`AccessLog::close`]). Entries travel unboxed, so queueing one allocates nothing.
 type Message = Option<Entry>;
@@ -112,10 +134,14 @@ type Message = Option<Entry>;
 const CLOSE_POLL: Duration = Duration::from_millis(5);
 
 /// State shared by the loggers and the writer thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Flags {
     dropped: AtomicU64,
     reopen: AtomicBool,
+    /// The strings of the entries in the channel ([`Entry::text_bytes`]).
+    queued: AtomicUsize,
+    /// Most of them ([`QUEUED_BYTES`]).
+    most_queued: usize,
 }
 
 /// A running access log. Share it by reference (it is `Sync`). Dropping it lets the
@@ -141,17 +167,17 @@ impl AccessLog {
             Target::Stdout => Sink::new(Box::new(io::stdout()), None),
             Target::Path(path) => Sink::new(Box::new(open(&path)?), Some(path)),
         };
-        AccessLog::start_sink(sink, format, CHANNEL_LINES)
+        AccessLog::start_sink(sink, format, CHANNEL_LINES, QUEUED_BYTES)
     }
 
     /// A log that records nothing.
     pub fn off() -> AccessLog {
-        AccessLog { sender: None, flags: Arc::default(), writer: Mutex::new(None) }
+        AccessLog { sender: None, flags: Arc::new(Flags::new(0)), writer: Mutex::new(None) }
     }
 
-    fn start_sink(sink: Sink, format: Format, capacity: usize) -> io::Result<AccessLog> {
-        let (sender, receiver) = mpsc::sync_channel(capacity);
-        let flags = Arc::new(Flags::default());
+    fn start_sink(sink: Sink, format: Format, lines: usize, bytes: usize) -> io::Result<AccessLog> {
+        let (sender, receiver) = mpsc::sync_channel(lines);
+        let flags = Arc::new(Flags::new(bytes));
         let writer_flags = Arc::clone(&flags);
         let writer = std::thread::Builder::new()
             .name("weir-access-log".into())
@@ -169,11 +195,12 @@ impl AccessLog {
     /// counted in [`AccessLog::dropped`].
     pub fn log(&self, entry: Entry) {
         let Some(sender) = &self.sender else { return };
-        match sender.try_send(Some(entry)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.flags.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let bytes = entry.text_bytes();
+        let queued = self.flags.queued.fetch_add(bytes, Ordering::Relaxed);
+        let sent = queued + bytes <= self.flags.most_queued && sender.try_send(Some(entry)).is_ok();
+        if !sent {
+            self.flags.queued.fetch_sub(bytes, Ordering::Relaxed);
+            self.flags.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -291,6 +318,7 @@ fn write_loop(receiver: &Receiver<Message>, mut sink: Sink, format: Format, flag
             Err(TryRecvError::Disconnected) => break,
         };
         let Some(entry) = message else { break };
+        flags.queued.fetch_sub(entry.text_bytes(), Ordering::Relaxed);
         if flags.reopen.swap(false, Ordering::AcqRel) {
             sink.reopen();
         }

@@ -82,7 +82,7 @@ fn full_channel_drops_lines_without_blocking() {
     let written = Arc::new(Mutex::new(Vec::new()));
     let stalled = Stalled { gate, opened: false, written: Arc::clone(&written) };
     let sink = Sink::new(Box::new(stalled), None);
-    let log = AccessLog::start_sink(sink, Format::Combined, 8).expect("start");
+    let log = AccessLog::start_sink(sink, Format::Combined, 8, QUEUED_BYTES).expect("start");
     let started = Instant::now();
     for i in 0..SENT {
         log.log(entry(i));
@@ -91,6 +91,36 @@ fn full_channel_drops_lines_without_blocking() {
     assert!(elapsed < Duration::from_secs(2), "logging blocked for {elapsed:?}");
     let dropped = log.dropped();
     assert!(dropped > 0, "nothing dropped while the writer was stalled");
+    release.send(()).expect("writer waits");
+    assert!(log.close(Duration::from_secs(10)), "writer finished");
+    let lines = written.lock().unwrap().iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(lines as u64 + dropped, SENT as u64, "every line written or counted");
+}
+
+#[test]
+fn waiting_lines_are_bounded_in_bytes_too() {
+    // 200 entries with 10 KiB targets while the writer is stalled, on a channel with
+    // room for 1,000 lines but 64 KiB of strings: at most 6 wait, the rest are dropped
+    // and counted, and once the writer moves every line is written or counted.
+    const SENT: usize = 200;
+    let (release, gate) = mpsc::channel();
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let stalled = Stalled { gate, opened: false, written: Arc::clone(&written) };
+    let log = AccessLog::start_sink(
+        Sink::new(Box::new(stalled), None),
+        Format::Combined,
+        1000,
+        64 * 1024,
+    )
+    .expect("start");
+    for i in 0..SENT {
+        let mut long = entry(i);
+        long.path = format!("/{}", "a".repeat(10 * 1024));
+        log.log(long);
+    }
+    // The writer may have taken one entry off the channel before it stalled.
+    let dropped = log.dropped();
+    assert!(dropped >= (SENT - 7) as u64, "{dropped} dropped");
     release.send(()).expect("writer waits");
     assert!(log.close(Duration::from_secs(10)), "writer finished");
     let lines = written.lock().unwrap().iter().filter(|&&b| b == b'\n').count();
@@ -156,7 +186,8 @@ fn close_gives_up_on_a_stalled_writer() {
     let written = Arc::new(Mutex::new(Vec::new()));
     let stalled = Stalled { gate, opened: false, written: Arc::clone(&written) };
     let log =
-        AccessLog::start_sink(Sink::new(Box::new(stalled), None), Format::Json, 4).expect("start");
+        AccessLog::start_sink(Sink::new(Box::new(stalled), None), Format::Json, 4, QUEUED_BYTES)
+            .expect("start");
     log.log(entry(0));
     let started = Instant::now();
     assert!(!log.close(Duration::from_millis(200)), "a stalled writer cannot finish");
