@@ -52,6 +52,7 @@ CONF
         after=$(rss "$wpid")
         echo release >&"${CLIENT[1]}"; wait "$CLIENT_PID" 2>/dev/null
         kill "$wpid"; wait "$wpid" 2>/dev/null
-        echo "round $round $side: $opened; RSS $before -> $after KiB: $(( (after - before) * 1024 / count )) B a connection"
+        held=$(echo "$opened" | sed -n "s/.*\"held\": \([0-9]*\).*/\1/p"); held=${held:-0}
+        echo "round $round $side: $opened; RSS $before -> $after KiB: $(( (after - before) * 1024 / (held > 0 ? held : 1) )) B a held connection"
     done
 done

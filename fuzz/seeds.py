@@ -180,12 +180,13 @@ def frame(kind, flags, stream, payload=b""):
 
 
 # A seed byte, then frames: a response with interim heads and trailers, a flood of
-# 1xx heads on one stream, streams ended by DATA and by RST_STREAM, a cut frame.
+# 1xx heads on one stream, streams ended by DATA and let go by RST_STREAM, a cut frame.
 STATUS_103 = b"\x08\x03103"
 H2_FRAMES = [
     ("response", bytes([5]) + frame(4, 0, 0) + frame(1, 4, 1, STATUS_103) + frame(1, 4, 1, b"\x88")
      + frame(0, 0, 1, b"body") + frame(1, 5, 1)),
-    ("interim_flood", bytes([45]) + frame(1, 4, 1, STATUS_103) * 40),
+    # SETTINGS on stream 1 stands for weir opening it (see simple::h2_frames).
+    ("interim_flood", bytes([18]) + frame(4, 0, 1) + frame(1, 4, 1, STATUS_103) * 40),
     ("ended_streams", bytes([70]) + frame(1, 4, 1, b"\x88") + frame(0, 1, 1)
      + frame(1, 4, 3, b"\x88") + frame(3, 0, 3, b"\x00\x00\x00\x08") + frame(1, 4, 5, b"\x88")),
     ("continuation", bytes([9]) + frame(1, 0, 1, b"\x88") + frame(9, 4, 1, b"")),

@@ -1,10 +1,11 @@
 //! HTTP/2 frames as their bytes pass through weir on their way to the `h2` codec, read
 //! by their 9-byte headers alone (RFC 9113 §4.1): payloads are skipped, never copied.
 //! The client side's attack scan (`proxy::h2::guard`) walks them ([`Frames`]), and so
-//! does the upstream side's budget of a backend's header blocks ([`HeaderBlocks`], in
-//! `proxy::upstream_h2::watched`).
+//! does the upstream side's count of a backend's header blocks per stream
+//! ([`HeaderBlocks`], in `proxy::upstream_h2::watched`).
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 /// Length of a frame header.
 pub const FRAME_HEADER: usize = 9;
@@ -97,46 +98,49 @@ impl Frames {
     }
 }
 
-/// The header blocks (HEADERS frames) a peer may still send: each stream weir opens
-/// adds `per_stream` (its interim heads, head and trailers), up to `per_stream` for each
-/// stream the connection may carry; each HEADERS frame takes one. An honest peer never
-/// runs out (it sends at most `per_stream` on a stream, after weir opened it); one that
-/// sends header blocks in a loop on one stream does, however it spreads them, while
-/// what it can make the codec queue stays bounded by `most`. A budget rather than a
-/// count per stream: the peer cannot reset it by naming other streams, and it holds
-/// no map that streams weir reset (and never hears the end of) would fill.
+/// Counts the header blocks (HEADERS frames) a peer sends on each stream weir opened and
+/// still holds, to a limit. Weir registers a stream when it sends the stream's HEADERS
+/// ([`HeaderBlocks::open`]) and forgets it when it lets the stream go
+/// ([`HeaderBlocks::close`]), so the counts are bounded by weir's own streams, whatever
+/// the peer sends, and the peer cannot make one forget another. HEADERS on any other
+/// stream (one weir reset, ended or never opened) are not counted: the codec queues
+/// nothing for those.
 #[derive(Debug)]
 pub struct HeaderBlocks {
-    left: Cell<u32>,
+    counts: RefCell<BTreeMap<u32, u32>>,
     per_stream: u32,
-    most: u32,
 }
 
 impl HeaderBlocks {
-    /// `per_stream` header blocks a stream, for up to `streams` streams at once.
-    pub fn new(per_stream: u32, streams: usize) -> HeaderBlocks {
-        let streams = u32::try_from(streams.max(1)).unwrap_or(u32::MAX);
-        HeaderBlocks { left: Cell::new(0), per_stream, most: per_stream.saturating_mul(streams) }
+    /// Up to `per_stream` header blocks a stream.
+    pub fn new(per_stream: u32) -> HeaderBlocks {
+        HeaderBlocks { counts: RefCell::new(BTreeMap::new()), per_stream }
     }
 
-    /// Weir opens a stream: the peer may answer it.
-    pub fn opened(&self) {
-        self.left.set(self.left.get().saturating_add(self.per_stream).min(self.most));
+    /// Weir opened `stream`: the peer may answer it.
+    pub fn open(&self, stream: u32) {
+        self.counts.borrow_mut().insert(stream, 0);
     }
 
-    /// Takes a frame's header; whether it is a header block past the budget.
+    /// Weir let `stream` go.
+    pub fn close(&self, stream: u32) {
+        self.counts.borrow_mut().remove(&stream);
+    }
+
+    /// Takes a frame's header; whether it is a header block past its stream's limit.
     pub fn frame(&self, head: FrameHead) -> bool {
         if head.kind != HEADERS {
             return false;
         }
-        let Some(left) = self.left.get().checked_sub(1) else { return true };
-        self.left.set(left);
-        false
+        let mut counts = self.counts.borrow_mut();
+        let Some(count) = counts.get_mut(&head.stream) else { return false };
+        *count += 1;
+        *count > self.per_stream
     }
 
-    /// Header blocks the peer may still send.
-    pub fn left(&self) -> u32 {
-        self.left.get()
+    /// Streams counted now.
+    pub fn counted(&self) -> usize {
+        self.counts.borrow().len()
     }
 }
 

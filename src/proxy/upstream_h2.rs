@@ -63,8 +63,7 @@ struct ConnState {
     streams: Cell<usize>,
     /// When the last stream ended.
     idle_since: Cell<Instant>,
-    /// The header blocks the backend may still send; each stream opened adds to it
-    /// ([`watched`]).
+    /// The header blocks the backend sent on each stream ([`watched`]).
     blocks: Rc<HeaderBlocks>,
 }
 
@@ -101,24 +100,38 @@ impl Conn {
     }
 }
 
-/// Holds a stream's place on its connection while the stream lives.
+/// Holds a stream's place on its connection while the stream lives, and its count of
+/// header blocks once it is opened.
 #[derive(Debug)]
-pub(crate) struct StreamSlot(Rc<ConnState>);
+pub(crate) struct StreamSlot {
+    state: Rc<ConnState>,
+    /// The stream's id, once its HEADERS went.
+    stream: Option<u32>,
+}
 
 impl StreamSlot {
     fn new(state: &Rc<ConnState>) -> StreamSlot {
         state.streams.set(state.streams.get() + 1);
-        state.blocks.opened();
-        StreamSlot(Rc::clone(state))
+        StreamSlot { state: Rc::clone(state), stream: None }
+    }
+
+    /// The stream is open as `id`: the backend's header blocks on it are counted.
+    pub(crate) fn opened(&mut self, id: u32) {
+        debug_assert!(self.stream.is_none(), "a slot opens one stream");
+        self.state.blocks.open(id);
+        self.stream = Some(id);
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let streams = self.0.streams.get().saturating_sub(1);
-        self.0.streams.set(streams);
+        if let Some(id) = self.stream {
+            self.state.blocks.close(id);
+        }
+        let streams = self.state.streams.get().saturating_sub(1);
+        self.state.streams.set(streams);
         if streams == 0 {
-            self.0.idle_since.set(Instant::now());
+            self.state.idle_since.set(Instant::now());
         }
     }
 }

@@ -92,7 +92,7 @@ where
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no HTTP/2 SETTINGS in time");
     let streams = settings.h2.max_streams_per_connection;
-    let blocks = Rc::new(HeaderBlocks::new(BLOCKS_PER_STREAM, streams));
+    let blocks = Rc::new(HeaderBlocks::new(BLOCKS_PER_STREAM));
     let io = watch(io, Rc::clone(&blocks));
     let handshake = builder(max_header_bytes, streams).handshake::<_, Bytes>(io);
     let (send, connection) = match tokio::time::timeout_at(deadline, handshake).await {

@@ -236,6 +236,9 @@ impl H2Upstream {
             Ok(sent) => sent,
             Err(error) => return Poll::Ready(Err(self.failed(error))),
         };
+        if let Some(slot) = self.slot.as_mut() {
+            slot.opened(u32::from(send.stream_id()));
+        }
         self.send = Some(send);
         self.sending = match body {
             RequestBody::Empty => Sending::Done,
