@@ -4,7 +4,7 @@
 //! does the upstream side's count of a backend's header blocks per stream
 //! ([`HeaderBlocks`], in `proxy::upstream_h2::watched`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 /// Length of a frame header.
@@ -102,24 +102,30 @@ impl Frames {
 /// still holds, to a limit. Weir registers a stream when it sends the stream's HEADERS
 /// ([`HeaderBlocks::open`]) and forgets it when it lets the stream go
 /// ([`HeaderBlocks::close`]), so the counts are bounded by weir's own streams, whatever
-/// the peer sends, and the peer cannot make one forget another. HEADERS on any other
-/// stream (one weir reset, ended or never opened) are not counted: the codec queues
-/// nothing for those.
+/// the peer sends, and the peer cannot make one forget another. A header block on a
+/// stream above the highest weir opened is refused at once: no honest peer answers a
+/// request before it is sent, and one counted nowhere could wait in the codec's read
+/// buffer until weir opens that stream, then be queued for it uncounted. HEADERS on a
+/// stream weir let go (reset or ended) are not counted: the codec drops those.
 #[derive(Debug)]
 pub struct HeaderBlocks {
     counts: RefCell<BTreeMap<u32, u32>>,
+    /// The highest stream id opened.
+    highest: Cell<u32>,
     per_stream: u32,
 }
 
 impl HeaderBlocks {
     /// Up to `per_stream` header blocks a stream.
     pub fn new(per_stream: u32) -> HeaderBlocks {
-        HeaderBlocks { counts: RefCell::new(BTreeMap::new()), per_stream }
+        let counts = RefCell::new(BTreeMap::new());
+        HeaderBlocks { counts, highest: Cell::new(0), per_stream }
     }
 
     /// Weir opened `stream`: the peer may answer it.
     pub fn open(&self, stream: u32) {
         self.counts.borrow_mut().insert(stream, 0);
+        self.highest.set(self.highest.get().max(stream));
     }
 
     /// Weir let `stream` go.
@@ -127,10 +133,14 @@ impl HeaderBlocks {
         self.counts.borrow_mut().remove(&stream);
     }
 
-    /// Takes a frame's header; whether it is a header block past its stream's limit.
+    /// Takes a frame's header; whether it is a header block weir must refuse: past its
+    /// stream's limit, or on a stream weir has not opened yet.
     pub fn frame(&self, head: FrameHead) -> bool {
         if head.kind != HEADERS {
             return false;
+        }
+        if head.stream > self.highest.get() {
+            return true;
         }
         let mut counts = self.counts.borrow_mut();
         let Some(count) = counts.get_mut(&head.stream) else { return false };

@@ -255,7 +255,7 @@ pub fn resp(data: &[u8]) {
 /// and byte by byte, the walk gives what a plain walk of the whole input gives; and the
 /// count, with a SETTINGS frame's stream id opened and a RST_STREAM frame's let go (as
 /// weir opens and lets go of streams), refuses exactly the HEADERS frames a plain count
-/// puts past the limit.
+/// puts past the limit, and those on a stream above the highest opened.
 pub fn h2_frames(data: &[u8]) {
     let Some((&seed, wire)) = data.split_first() else { return };
     let expected = plain_frames(wire);
@@ -311,12 +311,14 @@ fn header_blocks(passed: &[weir::http2::Passed], per_stream: u32) {
     use weir::http2::{HeaderBlocks, Passed, HEADERS, RST_STREAM, SETTINGS};
     let blocks = HeaderBlocks::new(per_stream);
     let mut plain = std::collections::HashMap::<u32, u32>::new();
+    let mut highest = 0;
     for &passed in passed {
         let Passed::Head(head) = passed else { continue };
         match head.kind {
             SETTINGS => {
                 blocks.open(head.stream);
                 plain.insert(head.stream, 0);
+                highest = highest.max(head.stream);
             }
             RST_STREAM => {
                 blocks.close(head.stream);
@@ -326,10 +328,11 @@ fn header_blocks(passed: &[weir::http2::Passed], per_stream: u32) {
         }
         let refused = blocks.frame(head);
         let expected = head.kind == HEADERS
-            && plain.get_mut(&head.stream).is_some_and(|count| {
-                *count += 1;
-                *count > per_stream
-            });
+            && (head.stream > highest
+                || plain.get_mut(&head.stream).is_some_and(|count| {
+                    *count += 1;
+                    *count > per_stream
+                }));
         assert_eq!(refused, expected, "at {head:?}");
         assert_eq!(blocks.counted(), plain.len());
         if refused {

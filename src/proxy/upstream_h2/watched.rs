@@ -33,7 +33,8 @@ pub struct Watched<T> {
     inner: T,
     frames: Frames,
     blocks: Rc<HeaderBlocks>,
-    /// A stream passed [`BLOCKS_PER_STREAM`]: every read fails from then on.
+    /// A header block was refused ([`HeaderBlocks::frame`]): every read fails from then
+    /// on.
     spent: bool,
 }
 
@@ -64,8 +65,9 @@ impl<T> Watched<T> {
 /// The read error of a connection whose backend sent too many header blocks.
 fn too_many() -> io::Error {
     let text = format!(
-        "the backend sent more than {BLOCKS_PER_STREAM} header blocks on a stream \
-         (interim responses in a loop?)"
+        "the backend sent header blocks weir did not ask for: more than \
+         {BLOCKS_PER_STREAM} on a stream (interim responses in a loop?), or on a stream \
+         weir had not opened"
     );
     io::Error::new(io::ErrorKind::InvalidData, text)
 }
