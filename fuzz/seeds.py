@@ -179,17 +179,19 @@ def frame(kind, flags, stream, payload=b""):
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
 
 
-# A seed byte, then frames: a response with interim heads and trailers, a flood of
-# 1xx heads on one stream, streams ended by DATA and let go by RST_STREAM, a cut frame.
+# A seed byte, then frames. A SETTINGS frame on stream N stands for weir opening N, a
+# RST_STREAM for weir letting it go (see simple::h2_frames): a response with interim
+# heads and trailers, a flood of 1xx heads on one stream, a stream let go and answered
+# on, a header block split over CONTINUATION, a cut frame.
 STATUS_103 = b"\x08\x03103"
 H2_FRAMES = [
-    ("response", bytes([5]) + frame(4, 0, 0) + frame(1, 4, 1, STATUS_103) + frame(1, 4, 1, b"\x88")
+    ("response", bytes([5]) + frame(4, 0, 1) + frame(1, 4, 1, STATUS_103) + frame(1, 4, 1, b"\x88")
      + frame(0, 0, 1, b"body") + frame(1, 5, 1)),
-    # SETTINGS on stream 1 stands for weir opening it (see simple::h2_frames).
     ("interim_flood", bytes([18]) + frame(4, 0, 1) + frame(1, 4, 1, STATUS_103) * 40),
-    ("ended_streams", bytes([70]) + frame(1, 4, 1, b"\x88") + frame(0, 1, 1)
-     + frame(1, 4, 3, b"\x88") + frame(3, 0, 3, b"\x00\x00\x00\x08") + frame(1, 4, 5, b"\x88")),
-    ("continuation", bytes([9]) + frame(1, 0, 1, b"\x88") + frame(9, 4, 1, b"")),
+    ("ended_streams", bytes([70]) + frame(4, 0, 1) + frame(4, 0, 3) + frame(1, 4, 1, b"\x88")
+     + frame(0, 1, 1) + frame(3, 0, 3, b"\x00\x00\x00\x08") + frame(1, 4, 3, STATUS_103) * 30
+     + frame(1, 4, 5, b"\x88")),
+    ("continuation", bytes([9]) + frame(4, 0, 1) + frame(1, 0, 1, b"\x88") + frame(9, 4, 1, b"")),
     ("cut", bytes([1]) + frame(0, 0, 1, b"abcdef")[:12]),
 ]
 

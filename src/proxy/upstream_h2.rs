@@ -20,7 +20,7 @@
 mod connect;
 mod head;
 pub(crate) mod stream;
-pub(crate) mod watched;
+mod watched;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

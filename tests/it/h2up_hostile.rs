@@ -36,9 +36,11 @@ enum Misdeed {
     InterimFlood,
 }
 
-/// Most 1xx HEADERS frames the interim flood sends: 4 MiB of 14-byte frames, each
-/// decoded into a response of a few hundred bytes if weir queued them.
-const INTERIM_FLOOD_FRAMES: usize = 300_000;
+/// Most 1xx HEADERS frames the interim flood sends: 14 MB of 14-byte frames, each
+/// decoded into a response of a few hundred bytes if weir queued them. Half of it is
+/// well past what the sockets' buffers hold on loopback (the backend's send buffer can
+/// reach about 2.6 MB at connect, weir's receive buffer a few MB more).
+const INTERIM_FLOOD_FRAMES: usize = 1_000_000;
 
 /// One frame: length, type, flags, stream id, payload (RFC 9113 §4.1).
 fn frame(kind: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
@@ -322,12 +324,12 @@ async fn a_backends_interim_heads_in_a_loop_close_its_connection_while_the_clien
     // Goal: 1xx HEADERS are not flow-controlled, and the codec queued every one for
     // the stream's reader, which waits while a client that reads nothing takes the
     // interim head already relayed: a backend sending them in a loop filled weir's
-    // memory until `send_timeout`. Now a header block past 18 for each stream weir
-    // opened closes the connection. Method: the client's receive buffer is small and it reads nothing
-    // until the backend's connection closed; the backend sends a 12 KiB `103`, then up
-    // to 300,000 small ones. weir took far fewer than a queue of them all needs, and
-    // the client, once it reads, gets 16 `103` heads whole (the exchange's limit) and
-    // then a 502.
+    // memory until `send_timeout`. Now the 19th header block on one of weir's streams
+    // closes the connection. Method: the client's receive buffer is small and it reads
+    // nothing until the backend's connection closed; the backend sends a 12 KiB `103`,
+    // then up to 1,000,000 small ones. weir took far fewer than a queue of them all
+    // needs, and the client, once it reads, gets 16 `103` heads whole (the exchange's
+    // limit) and then a 502.
     let (backend, seen) = start(Misdeed::InterimFlood).await;
     let weir = weir_over(backend);
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -338,8 +340,8 @@ async fn a_backends_interim_heads_in_a_loop_close_its_connection_while_the_clien
     let closed = |_: &Balancer| seen.closed.load(Ordering::SeqCst) == 1;
     assert!(weir.wait_for(BOUNDED, closed).await.is_some(), "weir read the flood on");
     let flooded = seen.flooded.load(Ordering::SeqCst);
-    // What weir read before the 19th block, and what the sockets' buffers held before its
-    // close reached the backend: a few MiB of loopback buffers at most.
+    // What weir read before the 19th block, and what the sockets' buffers held before
+    // its close reached the backend: a few MB of loopback buffers at most.
     assert!(flooded < INTERIM_FLOOD_FRAMES / 2, "weir kept reading the flood: {flooded} frames");
     let mut got = Vec::new();
     let read = tokio::time::timeout(BOUNDED, tcp.read_to_end(&mut got)).await;

@@ -25,7 +25,7 @@ async fn refused_stream(replay_buffer: usize) -> (H2Upstream, Rc<ConnState>) {
     tokio::task::spawn_local(async move {
         let _ = connection.await;
     });
-    let blocks = Rc::new(crate::http2::HeaderBlocks::new(18));
+    let blocks = Rc::new(crate::http2::HeaderBlocks::new(super::super::watched::BLOCKS_PER_STREAM));
     let idle_since = Cell::new(Instant::now());
     let state = Rc::new(ConnState { streams: Cell::new(0), idle_since, blocks });
     (H2Upstream::new(send, StreamSlot::new(&state), false, replay_buffer), state)
