@@ -14,9 +14,9 @@ use crate::http1::fields::Name;
 /// Each value is a copy of its own, never a slice of a buffer holding the whole head:
 /// the codec's HPACK encoder keeps the values it indexes in its dynamic table for the
 /// connection's life, and a slice would keep the whole head alive with it (and a
-/// response's first body bytes), one per indexed value that changes per message such as
-/// `date` or a request id: about a MiB per idle client connection after a few dozen
-/// responses. Copies hold only what the table counts, bounded by its size.
+/// response's first body bytes), one buffer per message whose values the table took
+/// (`date`, a request id). One 16 KiB response left 8 KiB a connection so
+/// (bench/RESULTS.md, `h2_idle_ab.sh`). Copies hold only what the table counts.
 pub(crate) fn fields(headers: &[httparse::Header<'_>]) -> io::Result<HeaderMap> {
     Ok(request_fields(headers, false)?.map)
 }
